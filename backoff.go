@@ -1,0 +1,89 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/aws/smithy-go"
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Backoff between retries of transient errors: exponential with jitter,
+// starting at 100ms, capped at 10s, and no cap on elapsed time while the
+// context lives.
+const (
+	retryInitialInterval = 100 * time.Millisecond
+	retryMaxInterval     = 10 * time.Second
+)
+
+func newBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = retryInitialInterval
+	b.MaxInterval = retryMaxInterval
+	b.MaxElapsedTime = 0
+	b.Reset()
+	return b
+}
+
+// fatalCodes are AWS error codes that retrying cannot fix: a missing or
+// inaccessible stream or table, a bad request, a disabled KMS key.
+var fatalCodes = map[string]bool{
+	"ResourceNotFoundException":   true,
+	"AccessDeniedException":       true,
+	"AccessDenied":                true,
+	"UnrecognizedClientException": true,
+	"InvalidSignatureException":   true,
+	"InvalidArgumentException":    true,
+	"ValidationException":         true,
+	"KMSDisabledException":        true,
+	"KMSInvalidStateException":    true,
+	"KMSAccessDeniedException":    true,
+	"KMSNotFoundException":        true,
+	"KMSOptInRequired":            true,
+	"IncompleteSignature":         true,
+	"MissingAuthenticationToken":  true,
+}
+
+// isFatal reports whether err is an AWS error that no retry can fix.
+// Everything else (throttling, limits, 5xx, network) is transient.
+func isFatal(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && fatalCodes[apiErr.ErrorCode()]
+}
+
+func errorCode(err error) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode()
+	}
+	return ""
+}
+
+// retry calls op until it succeeds, returns an error that isFatal or that
+// permanent says to stop on, or ctx ends. Transient errors are logged at Warn
+// with attrs and waited out with exponential backoff and jitter.
+func retry[T any](ctx context.Context, log *slog.Logger, what string, permanent func(error) bool, op func() (T, error)) (T, error) {
+	return backoff.RetryNotifyWithData(func() (T, error) {
+		v, err := op()
+		if err != nil && (isFatal(err) || (permanent != nil && permanent(err)) || ctx.Err() != nil) {
+			return v, backoff.Permanent(err)
+		}
+		return v, err
+	}, backoff.WithContext(newBackOff(), ctx), func(err error, wait time.Duration) {
+		log.Warn("kcl: retrying "+what, "error", err, "code", errorCode(err), "wait", wait)
+	})
+}
+
+// sleep waits for d or until ctx ends, and reports whether the full time passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,207 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// Sentinel checkpoints, as the Java KCL writes them in the lease table.
+const (
+	checkpointTrimHorizon = "TRIM_HORIZON"
+	checkpointLatest      = "LATEST"
+	checkpointAtTimestamp = "AT_TIMESTAMP"
+	checkpointShardEnd    = "SHARD_END"
+)
+
+// checkpoint is a place in a shard: the sequence number and sub-sequence
+// number of the last record handled, or one of the sentinels above (with
+// sub 0).
+type checkpoint struct {
+	seq string
+	sub int64
+}
+
+func (c checkpoint) isSentinel() bool {
+	switch c.seq {
+	case checkpointTrimHorizon, checkpointLatest, checkpointAtTimestamp, checkpointShardEnd:
+		return true
+	}
+	return false
+}
+
+func (c checkpoint) shardEnd() bool { return c.seq == checkpointShardEnd }
+
+// ackWindow tracks the records of one shard delivered under one lease
+// acquisition, in delivery order, and turns acks that arrive in any order into
+// the contiguous prefix that may be checkpointed.
+//
+// Methods are safe for concurrent use. Once closed (the lease was lost or
+// given up), pushes fail and acks are ignored, so a late ack can never move a
+// checkpoint that now belongs to another worker.
+type ackWindow struct {
+	mu      sync.Mutex
+	pending []pendingRecord // delivered, not yet part of the acked prefix; pending[head] has index first
+	head    int
+	first   uint64
+	acked   checkpoint // the last record of the acked prefix (or the starting checkpoint)
+	closed  bool
+	changed chan struct{} // signalled when the prefix grows or the window closes
+}
+
+type pendingRecord struct {
+	cp    checkpoint
+	acked bool
+}
+
+func newAckWindow(start checkpoint) *ackWindow {
+	return &ackWindow{acked: start, changed: make(chan struct{}, 1)}
+}
+
+// push registers a record about to be delivered and returns its index. It
+// must be called before the record can reach the user, so that its ack cannot
+// come first. ok is false once the window is closed.
+func (w *ackWindow) push(cp checkpoint) (index uint64, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, false
+	}
+	index = w.first + uint64(len(w.pending)-w.head)
+	w.pending = append(w.pending, pendingRecord{cp: cp})
+	return index, true
+}
+
+// unpush withdraws the record pushed last, which could not be delivered.
+func (w *ackWindow) unpush(index uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := len(w.pending); n > w.head && w.first+uint64(n-1-w.head) == index {
+		w.pending = w.pending[:n-1]
+	}
+}
+
+// ack marks the record at index as handled and extends the acked prefix as
+// far as it is contiguous. Unknown, repeated and late acks are ignored.
+func (w *ackWindow) ack(index uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || index < w.first || index >= w.first+uint64(len(w.pending)-w.head) {
+		return
+	}
+	w.pending[w.head+int(index-w.first)].acked = true
+	if index != w.first {
+		return
+	}
+	for w.head < len(w.pending) && w.pending[w.head].acked {
+		w.acked = w.pending[w.head].cp
+		w.pending[w.head] = pendingRecord{}
+		w.head++
+		w.first++
+	}
+	// Reuse the slice's front once most of it is consumed.
+	if w.head == len(w.pending) {
+		w.pending, w.head = w.pending[:0], 0
+	} else if w.head > 1024 && w.head > len(w.pending)/2 {
+		w.pending = append(w.pending[:0], w.pending[w.head:]...)
+		w.head = 0
+	}
+	w.signal()
+}
+
+func (w *ackWindow) signal() {
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+// state returns the acked prefix's checkpoint and how many delivered records
+// are not part of it.
+func (w *ackWindow) state() (acked checkpoint, unacked int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.acked, len(w.pending) - w.head
+}
+
+// close makes the window ignore every later push and ack.
+func (w *ackWindow) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	w.signal()
+}
+
+// waitBelow blocks until fewer than n delivered records are unacked, the
+// window closes, or ctx ends. It reports whether the condition holds. Only one
+// goroutine at a time may wait on a window.
+func (w *ackWindow) waitBelow(ctx context.Context, n int) bool {
+	for {
+		w.mu.Lock()
+		unacked, closed := len(w.pending)-w.head, w.closed
+		w.mu.Unlock()
+		if closed {
+			return false
+		}
+		if unacked < n {
+			return true
+		}
+		select {
+		case <-w.changed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// writeCheckpoint stores cp as the checkpoint of h, fenced by the lease
+// counter, and with release gives the lease up in the same write. This is the
+// one place a checkpoint is written: by the periodic flush, at shard end, and
+// on shutdown or hand-off. Transient errors are retried until ctx ends.
+func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpoint, release bool) error {
+	err := c.writeLease(h, func(l lease) (lease, error) {
+		return retry(ctx, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (lease, error) {
+			return c.table.checkpoint(ctx, l, cp, release)
+		})
+	})
+	if err == nil && release {
+		h.mu.Lock()
+		h.gone = true
+		h.mu.Unlock()
+		c.forget(h)
+	}
+	if err == nil {
+		c.log.Debug("kcl: checkpoint written", "shard", h.shardID, "checkpoint", cp.seq, "sub", cp.sub, "released", release)
+	}
+	return err
+}
+
+func isLeaseLost(err error) bool { return errors.Is(err, errLeaseLost) }
+
+// flushCheckpoints writes the acked prefix of every held shard whose
+// checkpoint moved since it was last written.
+func (c *Consumer) flushCheckpoints(ctx context.Context) {
+	for _, h := range c.heldLeases() {
+		acked, _ := h.window.state()
+		h.mu.Lock()
+		dirty := !h.gone && acked != h.written
+		h.mu.Unlock()
+		if !dirty {
+			continue
+		}
+		if err := c.writeCheckpoint(ctx, h, acked, false); err != nil && !isLeaseLost(err) && ctx.Err() == nil {
+			c.log.Warn("kcl: checkpoint write failed; retrying next flush", "shard", h.shardID, "error", err)
+		}
+	}
+}
+
+// releaseLease writes the acked prefix of h and gives the lease up, so that
+// another worker can start the shard at once, right after it.
+func (c *Consumer) releaseLease(ctx context.Context, h *heldLease) {
+	acked, unacked := h.window.state()
+	if err := c.writeCheckpoint(ctx, h, acked, true); err != nil && !isLeaseLost(err) {
+		c.log.Warn("kcl: lease not released; it expires after LeaseDuration", "shard", h.shardID, "error", err)
+		return
+	}
+	c.log.Info("kcl: lease released", "shard", h.shardID, "checkpoint", acked.seq, "unacked_dropped", unacked)
+}

@@ -1,0 +1,283 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Lease table attribute names, those of the Java KCL 2.x, so that a table the
+// Java KCL wrote is resumed in place and the other way round.
+const (
+	attrLeaseKey      = "leaseKey"
+	attrOwner         = "leaseOwner"
+	attrCounter       = "leaseCounter"
+	attrCheckpoint    = "checkpoint"
+	attrCheckpointSub = "checkpointSubSequenceNumber"
+	attrOwnerSwitches = "ownerSwitchesSinceCheckpoint"
+	attrParents       = "parentShardId"
+)
+
+// dynamoLeases is the lease table in DynamoDB. Every write but create is
+// conditional on the lease counter read before it, so two workers can never
+// both believe a write of theirs took effect.
+type dynamoLeases struct {
+	db    DynamoDBAPI
+	table string
+}
+
+func (t *dynamoLeases) name() string { return t.table }
+
+// ensure creates the table (on-demand billing) when it is missing, waits until
+// it is active, and checks its key schema.
+func (t *dynamoLeases) ensure(ctx context.Context) error {
+	out, err := t.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &t.table})
+	var notFound *types.ResourceNotFoundException
+	if errors.As(err, &notFound) {
+		_, err = t.db.CreateTable(ctx, &dynamodb.CreateTableInput{
+			TableName:            &t.table,
+			BillingMode:          types.BillingModePayPerRequest,
+			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrLeaseKey), AttributeType: types.ScalarAttributeTypeS}},
+			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrLeaseKey), KeyType: types.KeyTypeHash}},
+		})
+		var inUse *types.ResourceInUseException
+		if err != nil && !errors.As(err, &inUse) { // in use: another worker is creating it
+			return err
+		}
+		out, err = t.waitActive(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if out.Table == nil || out.Table.TableStatus != types.TableStatusActive {
+		if out, err = t.waitActive(ctx); err != nil {
+			return err
+		}
+	}
+	ks := out.Table.KeySchema
+	if len(ks) != 1 || aws.ToString(ks[0].AttributeName) != attrLeaseKey {
+		return fmt.Errorf("key schema is not the lease table's (hash key %q only)", attrLeaseKey)
+	}
+	return nil
+}
+
+func (t *dynamoLeases) waitActive(ctx context.Context) (*dynamodb.DescribeTableOutput, error) {
+	w := dynamodb.NewTableExistsWaiter(t.db, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 50*time.Millisecond, 2*time.Second
+	})
+	return w.WaitForOutput(ctx, &dynamodb.DescribeTableInput{TableName: &t.table}, 5*time.Minute)
+}
+
+// list reads every item. Items that are not leases kcl understands are
+// returned as errors in bad, never rewritten.
+func (t *dynamoLeases) list(ctx context.Context) (leases []lease, bad []error, err error) {
+	in := &dynamodb.ScanInput{TableName: &t.table, ConsistentRead: aws.Bool(true)}
+	for {
+		out, err := t.db.Scan(ctx, in)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, item := range out.Items {
+			l, err := leaseFromItem(item)
+			if err != nil {
+				bad = append(bad, err)
+				continue
+			}
+			leases = append(leases, l)
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return leases, bad, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// create writes a new, unowned lease unless one exists for the shard already.
+func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
+	item := map[string]types.AttributeValue{
+		attrLeaseKey:      &types.AttributeValueMemberS{Value: l.shardID},
+		attrCounter:       number(l.counter),
+		attrCheckpoint:    &types.AttributeValueMemberS{Value: l.checkpoint.seq},
+		attrCheckpointSub: number(l.checkpoint.sub),
+		attrOwnerSwitches: number(0),
+	}
+	if len(l.parents) > 0 {
+		item[attrParents] = &types.AttributeValueMemberSS{Value: l.parents}
+	}
+	_, err := t.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:           &t.table,
+		Item:                item,
+		ConditionExpression: aws.String("attribute_not_exists(" + attrLeaseKey + ")"),
+	})
+	if isConditionFailed(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// take makes owner the owner of l, provided nobody wrote l since it was read.
+func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
+	cond := "leaseCounter = :c AND attribute_not_exists(leaseOwner)"
+	values := map[string]types.AttributeValue{
+		":c": number(l.counter), ":n": number(l.counter + 1),
+		":me": &types.AttributeValueMemberS{Value: owner}, ":sw": number(l.ownerSwitches + 1),
+	}
+	if l.owner != "" {
+		cond = "leaseCounter = :c AND leaseOwner = :old"
+		values[":old"] = &types.AttributeValueMemberS{Value: l.owner}
+	}
+	err := t.update(ctx, l.shardID, cond, "SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw", values)
+	if err != nil {
+		return l, err
+	}
+	l.owner, l.counter, l.ownerSwitches = owner, l.counter+1, l.ownerSwitches+1
+	return l, nil
+}
+
+// renew bumps the counter of a lease this worker holds, proving it is alive.
+func (t *dynamoLeases) renew(ctx context.Context, l lease) (lease, error) {
+	err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c", "SET leaseCounter = :n",
+		map[string]types.AttributeValue{
+			":me": &types.AttributeValueMemberS{Value: l.owner}, ":c": number(l.counter), ":n": number(l.counter + 1),
+		})
+	if err != nil {
+		return l, err
+	}
+	l.counter++
+	return l, nil
+}
+
+// checkpoint writes cp to a lease this worker holds and, with release, gives
+// the lease up in the same write.
+func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, release bool) (lease, error) {
+	update := "SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n"
+	if release {
+		update += " REMOVE leaseOwner"
+	}
+	err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c", update,
+		map[string]types.AttributeValue{
+			":me": &types.AttributeValueMemberS{Value: l.owner}, ":c": number(l.counter), ":n": number(l.counter + 1),
+			":cp": &types.AttributeValueMemberS{Value: cp.seq}, ":sub": number(cp.sub), ":zero": number(0),
+		})
+	if err != nil {
+		return l, err
+	}
+	l.counter++
+	l.checkpoint, l.ownerSwitches = cp, 0
+	if release {
+		l.owner = ""
+	}
+	return l, nil
+}
+
+func (t *dynamoLeases) update(ctx context.Context, shardID, cond, update string, values map[string]types.AttributeValue) error {
+	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &t.table,
+		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shardID}},
+		ConditionExpression:       &cond,
+		UpdateExpression:          &update,
+		ExpressionAttributeValues: values,
+	})
+	if isConditionFailed(err) {
+		return errLeaseLost
+	}
+	return err
+}
+
+func isConditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+func number(n int64) *types.AttributeValueMemberN {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+// leaseFromItem reads a lease item. Attributes kcl does not use are ignored
+// (and, since kcl only ever updates the attributes it owns, kept).
+func leaseFromItem(item map[string]types.AttributeValue) (lease, error) {
+	var l lease
+	key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS)
+	if !ok || key.Value == "" {
+		return l, fmt.Errorf("item without a string %s", attrLeaseKey)
+	}
+	l.shardID = key.Value
+	bad := func(attr, why string) (lease, error) {
+		return lease{}, fmt.Errorf("lease %q: %s: %s", l.shardID, attr, why)
+	}
+	if v, present := item[attrOwner]; present {
+		s, ok := v.(*types.AttributeValueMemberS)
+		if !ok {
+			return bad(attrOwner, "not a string")
+		}
+		l.owner = s.Value
+	}
+	var err error
+	if l.counter, err = numberAttr(item, attrCounter, true); err != nil {
+		return bad(attrCounter, err.Error())
+	}
+	cp, ok := item[attrCheckpoint].(*types.AttributeValueMemberS)
+	if !ok {
+		return bad(attrCheckpoint, "missing or not a string")
+	}
+	l.checkpoint.seq = cp.Value
+	if !l.checkpoint.isSentinel() && !isSequenceNumber(cp.Value) {
+		return bad(attrCheckpoint, fmt.Sprintf("%q is neither a sequence number nor a sentinel", cp.Value))
+	}
+	if l.checkpoint.sub, err = numberAttr(item, attrCheckpointSub, false); err != nil {
+		return bad(attrCheckpointSub, err.Error())
+	}
+	if l.ownerSwitches, err = numberAttr(item, attrOwnerSwitches, false); err != nil {
+		return bad(attrOwnerSwitches, err.Error())
+	}
+	if v, present := item[attrParents]; present {
+		switch p := v.(type) {
+		case *types.AttributeValueMemberSS:
+			l.parents = p.Value
+		case *types.AttributeValueMemberS: // tolerated: a single parent written as a string
+			l.parents = []string{p.Value}
+		default:
+			return bad(attrParents, "not a string set")
+		}
+	}
+	return l, nil
+}
+
+func numberAttr(item map[string]types.AttributeValue, attr string, required bool) (int64, error) {
+	v, present := item[attr]
+	if !present {
+		if required {
+			return 0, errors.New("missing")
+		}
+		return 0, nil
+	}
+	n, ok := v.(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, errors.New("not a number")
+	}
+	i, err := strconv.ParseInt(n.Value, 10, 64)
+	if err != nil || i < 0 {
+		return 0, fmt.Errorf("%q is not a non-negative integer", n.Value)
+	}
+	return i, nil
+}
+
+// isSequenceNumber reports whether s looks like a Kinesis sequence number: up
+// to 128 decimal digits.
+func isSequenceNumber(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,222 @@
+package kcl
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"math/rand/v2"
+)
+
+// ErrInvalidOptions is wrapped by every error New returns for a bad Options
+// value. The message names the offending field.
+var ErrInvalidOptions = errors.New("kcl: invalid options")
+
+// Options configures a Consumer. The zero value of every field but
+// StreamName (or StreamARN) is valid and means the documented default.
+type Options struct {
+	// StreamName is the Kinesis stream to read. Required unless StreamARN is set.
+	StreamName string
+	// StreamARN identifies the stream by ARN; used when StreamName is empty.
+	StreamARN string
+
+	// AppName is the consumer group: every worker with the same AppName shares
+	// the stream's shards through one lease table. Empty means leases and
+	// checkpoints live in memory, for a single process, and are lost on exit.
+	AppName string
+	// LeaseTable is the DynamoDB table holding leases and checkpoints.
+	// Default: AppName. Setting it without AppName is an error.
+	LeaseTable string
+	// WorkerID names this worker in the lease table (leaseOwner).
+	// Default: the hostname plus a random suffix.
+	WorkerID string
+
+	// InitialPosition is where a shard with no checkpoint and no parent starts.
+	// Default: Latest.
+	InitialPosition Position
+
+	// AWSConfig is used to build the Kinesis and DynamoDB clients when they are
+	// not given. Default: config.LoadDefaultConfig, so the standard
+	// AWS_ENDPOINT_URL_KINESIS and AWS_ENDPOINT_URL_DYNAMODB variables apply.
+	AWSConfig *aws.Config
+	// Kinesis overrides the Kinesis client. *kinesis.Client satisfies it.
+	Kinesis KinesisAPI
+	// DynamoDB overrides the DynamoDB client. *dynamodb.Client satisfies it.
+	DynamoDB DynamoDBAPI
+
+	// MaxRecords is the Limit of each GetRecords call, 1..10000. Default 10000.
+	MaxRecords int
+	// PollInterval is the pause between reads of a shard that is caught up.
+	// Default 1s.
+	PollInterval time.Duration
+	// MaxUnackedPerShard bounds memory: a shard stops fetching while this many
+	// of its delivered records are not yet acked, and resumes as acks arrive.
+	// Default 10000.
+	MaxUnackedPerShard int
+
+	// LeaseDuration is how long a lease whose counter does not change, as seen
+	// on the observer's own clock, stays owned. Leases are renewed every third
+	// of it. Default 10s.
+	LeaseDuration time.Duration
+	// CheckpointInterval bounds the time between an ack and the checkpoint
+	// write that covers it. Default 5s.
+	CheckpointInterval time.Duration
+	// ShardSyncInterval is how often the stream's shard list is compared with
+	// the lease table to find new shards. Shard ends also trigger a sync.
+	// Default 30s.
+	ShardSyncInterval time.Duration
+	// ShutdownTimeout bounds how long shutdown waits for delivered records to
+	// be acked before the final checkpoints are written. Default 10s.
+	ShutdownTimeout time.Duration
+
+	// Logger receives kcl's logs. Nothing per record is logged above Debug.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Position is where a shard without a checkpoint starts reading. The zero
+// value is Latest.
+type Position struct {
+	kind      positionKind
+	timestamp time.Time
+}
+
+type positionKind int
+
+const (
+	positionLatest positionKind = iota
+	positionTrimHorizon
+	positionAtTimestamp
+)
+
+var (
+	// Latest starts after the newest record at the time the shard is opened.
+	Latest = Position{kind: positionLatest}
+	// TrimHorizon starts at the oldest record the stream retains.
+	TrimHorizon = Position{kind: positionTrimHorizon}
+)
+
+// AtTimestamp starts at the first record that arrived at or after t.
+func AtTimestamp(t time.Time) Position {
+	return Position{kind: positionAtTimestamp, timestamp: t}
+}
+
+// String returns the lease-table sentinel of the position.
+func (p Position) String() string {
+	switch p.kind {
+	case positionTrimHorizon:
+		return checkpointTrimHorizon
+	case positionAtTimestamp:
+		return checkpointAtTimestamp
+	default:
+		return checkpointLatest
+	}
+}
+
+// Defaults, documented on the fields of Options.
+const (
+	defaultMaxRecords         = 10000
+	defaultPollInterval       = time.Second
+	defaultMaxUnacked         = 10000
+	defaultLeaseDuration      = 10 * time.Second
+	defaultCheckpointInterval = 5 * time.Second
+	defaultShardSyncInterval  = 30 * time.Second
+	defaultShutdownTimeout    = 10 * time.Second
+)
+
+var (
+	// https://docs.aws.amazon.com/kinesis/latest/APIReference/API_CreateStream.html
+	streamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+	streamARNPattern  = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}$`)
+	// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
+	tableNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+)
+
+func invalid(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidOptions, field, fmt.Sprintf(format, args...))
+}
+
+// withDefaults validates o and returns a copy with every default filled in.
+// It makes no network call.
+func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.StreamName == "" && o.StreamARN == "":
+		return o, invalid("StreamName", "required (or set StreamARN)")
+	case o.StreamName != "" && !streamNamePattern.MatchString(o.StreamName):
+		return o, invalid("StreamName", "%q is not a valid stream name (1-128 of a-z A-Z 0-9 _ . -)", o.StreamName)
+	case o.StreamARN != "" && !streamARNPattern.MatchString(o.StreamARN):
+		return o, invalid("StreamARN", "%q is not a Kinesis stream ARN", o.StreamARN)
+	case o.AppName != "" && !tableNamePattern.MatchString(o.AppName) && o.LeaseTable == "":
+		return o, invalid("AppName", "%q cannot name a DynamoDB table (3-255 of a-z A-Z 0-9 _ . -); set LeaseTable", o.AppName)
+	case o.LeaseTable != "" && o.AppName == "":
+		return o, invalid("LeaseTable", "needs AppName (an empty AppName keeps leases in memory)")
+	case o.LeaseTable != "" && !tableNamePattern.MatchString(o.LeaseTable):
+		return o, invalid("LeaseTable", "%q is not a valid DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -)", o.LeaseTable)
+	case o.InitialPosition.kind == positionAtTimestamp && o.InitialPosition.timestamp.IsZero():
+		return o, invalid("InitialPosition", "AtTimestamp needs a non-zero time")
+	case o.MaxRecords < 0 || o.MaxRecords > 10000:
+		return o, invalid("MaxRecords", "%d is out of range 1..10000", o.MaxRecords)
+	case o.MaxUnackedPerShard < 0:
+		return o, invalid("MaxUnackedPerShard", "%d is negative", o.MaxUnackedPerShard)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"PollInterval", o.PollInterval},
+		{"LeaseDuration", o.LeaseDuration},
+		{"CheckpointInterval", o.CheckpointInterval},
+		{"ShardSyncInterval", o.ShardSyncInterval},
+		{"ShutdownTimeout", o.ShutdownTimeout},
+	} {
+		if d.v < 0 {
+			return o, invalid(d.name, "%v is negative", d.v)
+		}
+	}
+	if o.LeaseDuration != 0 && o.LeaseDuration < 300*time.Millisecond {
+		return o, invalid("LeaseDuration", "%v is shorter than the minimum 300ms", o.LeaseDuration)
+	}
+
+	if o.LeaseTable == "" {
+		o.LeaseTable = o.AppName
+	}
+	if o.WorkerID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "worker"
+		}
+		o.WorkerID = host + "-" + strconv.FormatUint(rand.Uint64()&0xffffffff, 36)
+	}
+	o.MaxRecords = orDefault(o.MaxRecords, defaultMaxRecords)
+	o.MaxUnackedPerShard = orDefault(o.MaxUnackedPerShard, defaultMaxUnacked)
+	o.PollInterval = orDefault(o.PollInterval, defaultPollInterval)
+	o.LeaseDuration = orDefault(o.LeaseDuration, defaultLeaseDuration)
+	o.CheckpointInterval = orDefault(o.CheckpointInterval, defaultCheckpointInterval)
+	o.ShardSyncInterval = orDefault(o.ShardSyncInterval, defaultShardSyncInterval)
+	o.ShutdownTimeout = orDefault(o.ShutdownTimeout, defaultShutdownTimeout)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// streamLabel is how logs and errors name the stream.
+func (o *Options) streamLabel() string {
+	if o.StreamName != "" {
+		return o.StreamName
+	}
+	return o.StreamARN
+}

@@ -1,0 +1,188 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+)
+
+// readShard reads the shard of h from its checkpoint and delivers its records
+// in order until ctx ends (shutdown or lease lost) or the shard ends. It
+// returns only fatal errors; a lost lease or a cancelled ctx returns nil.
+func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
+	log := c.log.With("shard", h.shardID)
+	start, _ := h.window.state() // the checkpoint at take: nothing is delivered yet
+	iterator, err := c.shardIterator(ctx, h.shardID, start, "")
+	if err != nil {
+		return c.readError(ctx, h, err)
+	}
+	// Resuming from a sequence number opens AT it, so that records of an
+	// aggregate after the checkpoint's sub-sequence number are not skipped;
+	// the sub-records at or before the checkpoint are dropped here.
+	var skip checkpoint
+	if !start.isSentinel() {
+		skip = start
+	}
+	last := "" // sequence number of the last Kinesis record delivered
+	stalled := false
+	for {
+		_, unacked := h.window.state()
+		if unacked >= c.opts.MaxUnackedPerShard {
+			if !stalled {
+				log.Warn("kcl: shard paused: too many delivered records are not acked", "unacked", unacked, "max_unacked", c.opts.MaxUnackedPerShard)
+				stalled = true
+			}
+			if !h.window.waitBelow(ctx, c.opts.MaxUnackedPerShard) {
+				return nil
+			}
+			continue
+		}
+		if stalled {
+			log.Info("kcl: shard resumed")
+			stalled = false
+		}
+		limit := min(c.opts.MaxRecords, c.opts.MaxUnackedPerShard-unacked)
+		out, err := retry(ctx, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
+			return c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit))})
+		})
+		if isExpiredIterator(err) {
+			log.Info("kcl: shard iterator expired; reopening after the last record delivered")
+			if last == "" {
+				iterator, err = c.shardIterator(ctx, h.shardID, start, "")
+			} else {
+				iterator, err = c.shardIterator(ctx, h.shardID, checkpoint{}, last)
+			}
+			if err != nil {
+				return c.readError(ctx, h, err)
+			}
+			continue
+		}
+		if err != nil {
+			return c.readError(ctx, h, err)
+		}
+		for i := range out.Records {
+			r := &out.Records[i]
+			seq := aws.ToString(r.SequenceNumber)
+			rec := Record{
+				Data:                        r.Data,
+				PartitionKey:                aws.ToString(r.PartitionKey),
+				SequenceNumber:              seq,
+				ShardID:                     h.shardID,
+				ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
+			}
+			if skip.seq != "" {
+				if seq == skip.seq && rec.SubSequenceNumber <= skip.sub {
+					continue
+				}
+				skip = checkpoint{}
+			}
+			if !c.deliver(ctx, h, rec) {
+				return nil
+			}
+			last = seq
+		}
+		if out.NextShardIterator == nil {
+			return c.endShard(ctx, h, out.ChildShards)
+		}
+		iterator = out.NextShardIterator
+		if len(out.Records) == 0 || aws.ToInt64(out.MillisBehindLatest) == 0 {
+			if !sleep(ctx, c.opts.PollInterval) {
+				return nil
+			}
+		}
+	}
+}
+
+// deliver hands rec to the user: the one place a record leaves kcl. It is
+// registered in the shard's ack window first, so its ack cannot come before
+// it. It reports false when ctx ended or the lease was lost first.
+func (c *Consumer) deliver(ctx context.Context, h *heldLease, rec Record) bool {
+	index, ok := h.window.push(checkpoint{seq: rec.SequenceNumber, sub: rec.SubSequenceNumber})
+	if !ok {
+		return false
+	}
+	rec.window, rec.index = h.window, index
+	select {
+	case c.out <- rec:
+		return true
+	case <-ctx.Done():
+		h.window.unpush(index)
+		return false
+	}
+}
+
+// shardIterator opens the shard at a checkpoint, or just after the sequence
+// number after when it is set.
+func (c *Consumer) shardIterator(ctx context.Context, shardID string, from checkpoint, after string) (*string, error) {
+	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(shardID)}
+	c.setStream(&in.StreamName, &in.StreamARN)
+	switch {
+	case after != "":
+		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(after)
+	case from.seq == checkpointTrimHorizon:
+		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+	case from.seq == checkpointLatest:
+		in.ShardIteratorType = types.ShardIteratorTypeLatest
+	case from.seq == checkpointAtTimestamp:
+		if c.opts.InitialPosition.kind != positionAtTimestamp {
+			// The table does not store the timestamp (neither does the Java
+			// KCL's): without one, reading from the oldest record loses nothing.
+			c.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but InitialPosition has no timestamp; reading from TRIM_HORIZON", "shard", shardID)
+			in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+		} else {
+			in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(c.opts.InitialPosition.timestamp)
+		}
+	default:
+		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAtSequenceNumber, aws.String(from.seq)
+	}
+	out, err := retry(ctx, c.log.With("shard", shardID), "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
+		return c.kinesis.GetShardIterator(ctx, in)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.ShardIterator, nil
+}
+
+// endShard finishes a shard that GetRecords reported closed: once every
+// record delivered from it is acked, it creates the children's leases (or,
+// when the server named none, has the shard list synced), then checkpoints
+// SHARD_END and releases the lease in one write, which lets the children be
+// taken.
+func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.ChildShard) error {
+	if !h.window.waitBelow(ctx, 1) {
+		return nil // shutdown or lease lost: the final checkpoint is the acked prefix
+	}
+	if err := c.createChildLeases(ctx, children); err != nil {
+		return c.readError(ctx, h, err)
+	}
+	if err := c.writeCheckpoint(ctx, h, checkpoint{seq: checkpointShardEnd}, true); err != nil {
+		return c.readError(ctx, h, err)
+	}
+	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))
+	if len(children) == 0 {
+		signal(c.syncNow)
+	} else {
+		signal(c.takeNow)
+	}
+	return nil
+}
+
+// readError turns an error that stopped a reader into its result: nil when
+// the reader was stopped on purpose, otherwise the error naming stream and
+// shard, which ends the whole consumer.
+func (c *Consumer) readError(ctx context.Context, h *heldLease, err error) error {
+	if ctx.Err() != nil || isLeaseLost(err) {
+		return nil
+	}
+	return fmt.Errorf("kcl: stream %q: shard %q: %w", c.opts.streamLabel(), h.shardID, err)
+}
+
+func isExpiredIterator(err error) bool {
+	var expired *types.ExpiredIteratorException
+	return errors.As(err, &expired)
+}

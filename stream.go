@@ -1,0 +1,247 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"golang.org/x/sync/errgroup"
+)
+
+// A Consumer reads one Kinesis stream as one worker of a consumer group.
+// Create it with New and run it once with Consume.
+type Consumer struct {
+	opts    Options
+	log     *slog.Logger
+	kinesis KinesisAPI
+	table   leaseTable
+	used    atomic.Bool
+
+	errMu sync.Mutex
+	err   error
+
+	// Set up by Consume.
+	out     chan Record
+	syncNow chan struct{} // ask the lease loop for a shard sync
+	takeNow chan struct{} // ask the lease loop for a take pass
+	readCtx context.Context
+	readers *errgroup.Group
+
+	mu       sync.Mutex
+	closing  bool // shutdown began: no reader starts any more
+	held     map[string]*heldLease
+	shards   map[string]shardInfo   // the stream's shards, as last listed
+	seen     map[string]observation // other workers' leases, for expiry
+	reported map[string]bool        // lease items already reported as not understood
+}
+
+// New validates opts and builds a Consumer. It makes no network call: a
+// missing stream or lease table is reported by Consume, through Err.
+// Errors for bad options wrap ErrInvalidOptions and name the field.
+func New(opts Options) (*Consumer, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		opts:     opts,
+		log:      opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID),
+		kinesis:  opts.Kinesis,
+		held:     map[string]*heldLease{},
+		shards:   map[string]shardInfo{},
+		seen:     map[string]observation{},
+		reported: map[string]bool{},
+		syncNow:  make(chan struct{}, 1),
+		takeNow:  make(chan struct{}, 1),
+	}
+	needAWS := opts.Kinesis == nil || (opts.AppName != "" && opts.DynamoDB == nil)
+	if needAWS && opts.AWSConfig == nil {
+		cfg, err := config.LoadDefaultConfig(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("kcl: loading AWS config: %w", err)
+		}
+		opts.AWSConfig = &cfg
+	}
+	if c.kinesis == nil {
+		c.kinesis = kinesis.NewFromConfig(*opts.AWSConfig)
+	}
+	switch {
+	case opts.AppName == "":
+		c.table = newMemLeases()
+	case opts.DynamoDB != nil:
+		c.table = &dynamoLeases{db: opts.DynamoDB, table: opts.LeaseTable}
+	default:
+		c.table = &dynamoLeases{db: dynamodb.NewFromConfig(*opts.AWSConfig), table: opts.LeaseTable}
+	}
+	return c, nil
+}
+
+// Consume starts reading and returns the channel of records. Records of one
+// shard arrive in sequence order. The channel is unbuffered: a record is
+// handed over only when the caller receives it.
+//
+// Cancelling ctx shuts the consumer down: no record is delivered any more,
+// records already delivered get up to ShutdownTimeout to be acked, the acked
+// prefix of every shard is checkpointed, the leases are released so that
+// another worker can take them at once, and only then is the channel closed.
+// A fatal error (missing stream, access denied, unusable lease table) shuts
+// down the same way; Err then says why.
+//
+// Consume may be called once per Consumer.
+func (c *Consumer) Consume(ctx context.Context) <-chan Record {
+	c.out = make(chan Record)
+	if c.used.Swap(true) {
+		c.setErr(errors.New("kcl: Consume called twice on one Consumer"))
+		close(c.out)
+		return c.out
+	}
+	go c.run(ctx)
+	return c.out
+}
+
+// Consume builds a Consumer from opts and consumes it with ctx. Errors, from
+// New or those Err would return, are logged to opts.Logger (or
+// slog.Default()) and close the channel; use New and Consumer.Err to act on
+// them.
+func Consume(ctx context.Context, opts Options) <-chan Record {
+	c, err := New(opts)
+	if err != nil {
+		log := opts.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("kcl: not consuming", "error", err)
+		ch := make(chan Record)
+		close(ch)
+		return ch
+	}
+	return c.Consume(ctx)
+}
+
+// Err returns why the channel from Consume closed: nil when ctx ended it,
+// otherwise an error naming the stream, shard or lease table at fault. It is
+// meaningful once the channel is closed.
+func (c *Consumer) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+func (c *Consumer) setErr(err error) {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+// run is the consumer's life: start, read until ctx ends or a fatal error,
+// then shut down in order. The channel closes when all of it is done.
+func (c *Consumer) run(ctx context.Context) {
+	defer close(c.out)
+	// Leases outlive ctx: they are renewed while delivered records are acked,
+	// and released at the very end.
+	leaseCtx, stopLeases := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLeases()
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	c.readers, c.readCtx = newReaders(readCtx)
+
+	if err := c.start(readCtx); err != nil {
+		if ctx.Err() == nil {
+			c.setErr(err)
+			c.log.Error("kcl: consumer stopped", "error", err)
+		}
+		return
+	}
+	leaseErr := make(chan error, 1)
+	go func() { leaseErr <- c.runLeases(leaseCtx) }()
+	signal(c.takeNow)
+
+	leaseLoopDone := false
+	select {
+	case <-ctx.Done():
+	case <-c.readCtx.Done(): // a reader failed
+	case err := <-leaseErr:
+		leaseLoopDone = true
+		c.setErr(err)
+	}
+
+	// 1. Stop fetching and delivering.
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	stopReading()
+	if err := c.readers.Wait(); err != nil {
+		c.setErr(err)
+	}
+	// 2. Give what was delivered time to be acked.
+	c.waitAcked(c.opts.ShutdownTimeout)
+	// 3. Stop renewing, then checkpoint the acked prefix and release.
+	stopLeases()
+	if !leaseLoopDone {
+		if err := <-leaseErr; err != nil {
+			c.setErr(err)
+		}
+	}
+	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LeaseDuration)
+	defer cancel()
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, h := range c.heldLeases() {
+		g.Go(func() error { c.releaseLease(final, h); return nil })
+	}
+	_ = g.Wait()
+	if err := c.Err(); err != nil {
+		c.log.Error("kcl: consumer stopped", "error", err)
+	} else {
+		c.log.Info("kcl: consumer stopped")
+	}
+}
+
+func newReaders(ctx context.Context) (*errgroup.Group, context.Context) {
+	return errgroup.WithContext(ctx)
+}
+
+// start checks the lease table and the stream and creates leases for shards
+// that have none. Transient errors are retried until ctx ends.
+func (c *Consumer) start(ctx context.Context) error {
+	if _, err := retry(ctx, c.log, "lease table setup", nil, func() (struct{}, error) {
+		return struct{}{}, c.table.ensure(ctx)
+	}); err != nil {
+		return fmt.Errorf("kcl: lease table %q: %w", c.table.name(), err)
+	}
+	_, err := retry(ctx, c.log, "shard sync", nil, func() (struct{}, error) {
+		return struct{}{}, c.syncShards(ctx)
+	})
+	return err
+}
+
+// waitAcked waits until every record delivered is acked, or for timeout.
+func (c *Consumer) waitAcked(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pending := 0
+		for _, h := range c.heldLeases() {
+			_, n := h.window.state()
+			pending += n
+		}
+		if pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.log.Warn("kcl: shutdown timeout: records delivered but not acked will be delivered again", "unacked", pending)
+			return
+		}
+		<-tick.C
+	}
+}
