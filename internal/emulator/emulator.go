@@ -1,0 +1,176 @@
+// Package emulator starts the Kinesis and DynamoDB emulators that kcl's tests
+// and demo run against: kinesis-local, kinesalite and dynalite from the npm
+// registry, installed under emulators/ by `npm ci`, bound to loopback on free
+// ports. Users of kcl never import it.
+package emulator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Kind names one emulator.
+type Kind string
+
+const (
+	KinesisLocal Kind = "kinesis-local" // Kinesis with resharding, ChildShards, fan-out
+	Kinesalite   Kind = "kinesalite"    // Kinesis without ChildShards or ShardFilter
+	Dynalite     Kind = "dynalite"      // DynamoDB
+)
+
+// Server is one running emulator.
+type Server struct {
+	Kind     Kind
+	Endpoint string // http://127.0.0.1:PORT
+	TLS      string // https endpoint (kinesis-local only), for fan-out over HTTP/2
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	log      *os.File
+}
+
+// Dir finds the emulators/ folder: $KCL_EMULATORS_DIR, or the one beside the
+// module's go.mod above the working directory.
+func Dir() (string, error) {
+	if d := os.Getenv("KCL_EMULATORS_DIR"); d != "" {
+		return d, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, "emulators"), nil
+		}
+		if filepath.Dir(d) == d {
+			return "", errors.New("emulator: no go.mod above the working directory; set KCL_EMULATORS_DIR")
+		}
+	}
+}
+
+// Start runs one emulator and waits until it answers. Its output goes to a
+// log file in os.TempDir, named in errors.
+func Start(ctx context.Context, kind Kind) (*Server, error) {
+	dir, err := Dir()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", string(kind))); err != nil {
+		return nil, fmt.Errorf("emulator: %s is not installed: run `npm ci --prefix %s`", kind, dir)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Kind: kind, Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{})}
+	preload := filepath.Join(dir, "loopback.js")
+	var args []string
+	env := os.Environ()
+	switch kind {
+	case KinesisLocal:
+		tlsPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s.TLS = "https://127.0.0.1:" + strconv.Itoa(tlsPort)
+		args = []string{"-r", preload, filepath.Join(dir, "node_modules/kinesis-local/main.js")}
+		env = append(env,
+			"KINESIS_MOCK_PLAIN_PORT="+strconv.Itoa(port),
+			"KINESIS_MOCK_TLS_PORT="+strconv.Itoa(tlsPort),
+			"KINESIS_MOCK_CERT_PATH="+filepath.Join(dir, "node_modules/kinesis-local/server.json"),
+			"CREATE_STREAM_DURATION=100ms", "DELETE_STREAM_DURATION=100ms",
+			"SPLIT_SHARD_DURATION=100ms", "MERGE_SHARDS_DURATION=100ms",
+			"UPDATE_SHARD_COUNT_DURATION=100ms", "REGISTER_STREAM_CONSUMER_DURATION=100ms",
+			"DEREGISTER_STREAM_CONSUMER_DURATION=100ms", "START_STREAM_ENCRYPTION_DURATION=100ms",
+			"SHARD_LIMIT=200", "LOG_LEVEL=WARN")
+	case Kinesalite:
+		args = []string{"-r", preload, filepath.Join(dir, "node_modules/kinesalite/cli.js"), "--port", strconv.Itoa(port),
+			"--createStreamMs", "50", "--deleteStreamMs", "50", "--updateStreamMs", "50", "--shardLimit", "200"}
+	case Dynalite:
+		args = []string{filepath.Join(dir, "node_modules/dynalite/cli.js"), "--host", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50"}
+	default:
+		return nil, fmt.Errorf("emulator: unknown kind %q", kind)
+	}
+	s.log, err = os.CreateTemp("", "kcl-"+string(kind)+"-*.log")
+	if err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command("node", args...)
+	s.cmd.Env = env
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	// The emulator dies with whoever started it, even on SIGKILL.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		s.log.Close()
+		return nil, fmt.Errorf("emulator: starting %s: %w", kind, err)
+	}
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
+	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer client.CloseIdleConnections()
+	url := s.Endpoint
+	if s.Kind == KinesisLocal {
+		url += "/healthcheck"
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("emulator: %s exited at start; see %s", s.Kind, s.log.Name())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("emulator: %s not ready after %v; see %s", s.Kind, timeout, s.log.Name())
+		}
+	}
+}
+
+// Stop ends the emulator: SIGTERM, then SIGKILL after a grace period
+// (kinesis-local ignores SIGTERM while busy).
+func (s *Server) Stop() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(2 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	}
+	s.log.Close()
+	os.Remove(s.log.Name())
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

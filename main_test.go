@@ -1,0 +1,47 @@
+package kcl
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kclgo/kcl/internal/emulator"
+)
+
+// The emulators every test runs against, started once per test binary.
+var emu struct {
+	kinesisLocal, kinesalite, dynalite *emulator.Server
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	var errs [3]error
+	for i, p := range []struct {
+		dst  **emulator.Server
+		kind emulator.Kind
+	}{{&emu.kinesisLocal, emulator.KinesisLocal}, {&emu.kinesalite, emulator.Kinesalite}, {&emu.dynalite, emulator.Dynalite}} {
+		wg.Go(func() { *p.dst, errs[i] = emulator.Start(ctx, p.kind) })
+	}
+	wg.Wait()
+	for _, s := range []*emulator.Server{emu.kinesisLocal, emu.kinesalite, emu.dynalite} {
+		if s != nil {
+			defer s.Stop()
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "kcl tests need the emulators:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
