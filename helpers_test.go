@@ -278,3 +278,7 @@ func noLeak(t *testing.T) {
 
 var _ = strings.Contains
 var _ sync.Mutex
+
+func dynamoDescribe(table string) *dynamodb.DescribeTableInput {
+	return &dynamodb.DescribeTableInput{TableName: &table}
+}

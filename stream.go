@@ -2,7 +2,6 @@ package kcl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -94,14 +93,16 @@ func New(opts Options) (*Consumer, error) {
 // A fatal error (missing stream, access denied, unusable lease table) shuts
 // down the same way; Err then says why.
 //
-// Consume may be called once per Consumer.
+// Consume may be called once per Consumer; a later call returns a closed
+// channel and logs an error, leaving the first run untouched.
 func (c *Consumer) Consume(ctx context.Context) <-chan Record {
-	c.out = make(chan Record)
 	if c.used.Swap(true) {
-		c.setErr(errors.New("kcl: Consume called twice on one Consumer"))
-		close(c.out)
-		return c.out
+		c.log.Error("kcl: Consume called twice on one Consumer; the second channel is closed at once")
+		closed := make(chan Record)
+		close(closed)
+		return closed
 	}
+	c.out = make(chan Record)
 	go c.run(ctx)
 	return c.out
 }

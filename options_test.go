@@ -1,0 +1,76 @@
+package kcl
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestNewRejectsBadOptionsNamingTheField(t *testing.T) {
+	cfg := &aws.Config{Region: "us-east-1"}
+	ok := Options{StreamName: "orders", AWSConfig: cfg}
+	tests := []struct {
+		field string
+		edit  func(*Options)
+	}{
+		{"StreamName", func(o *Options) { o.StreamName = "" }},
+		{"StreamName", func(o *Options) { o.StreamName = "has space" }},
+		{"StreamARN", func(o *Options) { o.StreamName, o.StreamARN = "", "arn:aws:s3:::bucket" }},
+		{"AppName", func(o *Options) { o.AppName = "ab" }},
+		{"LeaseTable", func(o *Options) { o.LeaseTable = "leases" }},
+		{"LeaseTable", func(o *Options) { o.AppName, o.LeaseTable = "billing", "bad/name" }},
+		{"InitialPosition", func(o *Options) { o.InitialPosition = AtTimestamp(time.Time{}) }},
+		{"MaxRecords", func(o *Options) { o.MaxRecords = 10001 }},
+		{"MaxRecords", func(o *Options) { o.MaxRecords = -1 }},
+		{"MaxUnackedPerShard", func(o *Options) { o.MaxUnackedPerShard = -5 }},
+		{"PollInterval", func(o *Options) { o.PollInterval = -time.Second }},
+		{"LeaseDuration", func(o *Options) { o.LeaseDuration = -time.Second }},
+		{"LeaseDuration", func(o *Options) { o.LeaseDuration = 10 * time.Millisecond }},
+		{"CheckpointInterval", func(o *Options) { o.CheckpointInterval = -1 }},
+		{"ShardSyncInterval", func(o *Options) { o.ShardSyncInterval = -1 }},
+		{"ShutdownTimeout", func(o *Options) { o.ShutdownTimeout = -1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			o := ok
+			tt.edit(&o)
+			c, err := New(o)
+			require.Error(t, err)
+			assert.Nil(t, c)
+			assert.True(t, errors.Is(err, ErrInvalidOptions), "%v does not wrap ErrInvalidOptions", err)
+			assert.Contains(t, err.Error(), tt.field)
+			assert.Contains(t, err.Error(), "kcl:")
+		})
+	}
+}
+
+func TestNewFillsDocumentedDefaults(t *testing.T) {
+	c, err := New(Options{StreamName: "orders", AppName: "billing", AWSConfig: &aws.Config{Region: "us-east-1"}})
+	require.NoError(t, err)
+	o := c.opts
+	assert.Equal(t, "billing", o.LeaseTable)
+	assert.NotEmpty(t, o.WorkerID)
+	assert.Equal(t, Latest, o.InitialPosition)
+	assert.Equal(t, 10000, o.MaxRecords)
+	assert.Equal(t, 10000, o.MaxUnackedPerShard)
+	assert.Equal(t, time.Second, o.PollInterval)
+	assert.Equal(t, 10*time.Second, o.LeaseDuration)
+	assert.Equal(t, 5*time.Second, o.CheckpointInterval)
+	assert.Equal(t, 30*time.Second, o.ShardSyncInterval)
+	assert.Equal(t, 10*time.Second, o.ShutdownTimeout)
+	assert.NotNil(t, o.Logger)
+
+	other, err := New(Options{StreamName: "orders", AWSConfig: &aws.Config{}})
+	require.NoError(t, err)
+	assert.NotEqual(t, o.WorkerID, other.opts.WorkerID, "default worker IDs differ between consumers")
+	assert.IsType(t, &memLeases{}, other.table, "an empty AppName keeps leases in memory")
+}
+
+func TestStreamARNIsAccepted(t *testing.T) {
+	_, err := New(Options{StreamARN: "arn:aws:kinesis:us-east-1:123456789012:stream/orders", AWSConfig: &aws.Config{}})
+	require.NoError(t, err)
+}
