@@ -70,7 +70,9 @@ func newFixture(t testing.TB, server *emulator.Server, shards int) *fixture {
 
 func (f *fixture) waitActive() {
 	f.t.Helper()
-	w := kinesis.NewStreamExistsWaiter(f.kin, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay, o.MaxDelay = 50*time.Millisecond, 200*time.Millisecond })
+	w := kinesis.NewStreamExistsWaiter(f.kin, func(o *kinesis.StreamExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 50*time.Millisecond, 200*time.Millisecond
+	})
 	require.NoError(f.t, w.Wait(context.Background(), &kinesis.DescribeStreamInput{StreamName: &f.stream}, time.Minute))
 	for {
 		out, err := f.kin.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: &f.stream})

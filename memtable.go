@@ -15,7 +15,7 @@ type memLeases struct {
 
 func newMemLeases() *memLeases { return &memLeases{leases: map[string]lease{}} }
 
-func (t *memLeases) name() string                   { return "(in memory)" }
+func (t *memLeases) name() string                     { return "(in memory)" }
 func (t *memLeases) ensure(ctx context.Context) error { return nil }
 
 func (t *memLeases) list(ctx context.Context) ([]lease, []error, error) {
