@@ -1,0 +1,196 @@
+package kcl
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// faultyKinesis fails chosen calls with the errors AWS returns, around a real
+// client.
+type faultyKinesis struct {
+	KinesisAPI
+	getRecords   atomic.Int64
+	expireAt     map[int64]bool // GetRecords call numbers that find the iterator expired
+	throttleEach int64          // every nth call of each method is throttled
+	listShards   atomic.Int64
+	iterators    atomic.Int64
+	injected     atomic.Int64
+}
+
+func (f *faultyKinesis) throttled(n int64) bool {
+	if f.throttleEach > 0 && n%f.throttleEach == 0 {
+		f.injected.Add(1)
+		return true
+	}
+	return false
+}
+
+func (f *faultyKinesis) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, o ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
+	n := f.getRecords.Add(1)
+	if f.expireAt[n] {
+		f.injected.Add(1)
+		return nil, &types.ExpiredIteratorException{Message: aws.String("Iterator expired")}
+	}
+	if f.throttled(n) {
+		return nil, &types.ProvisionedThroughputExceededException{Message: aws.String("Rate exceeded for shard")}
+	}
+	return f.KinesisAPI.GetRecords(ctx, in, o...)
+}
+
+func (f *faultyKinesis) ListShards(ctx context.Context, in *kinesis.ListShardsInput, o ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
+	if f.throttled(f.listShards.Add(1)) {
+		return nil, &types.LimitExceededException{Message: aws.String("Rate exceeded")}
+	}
+	return f.KinesisAPI.ListShards(ctx, in, o...)
+}
+
+func (f *faultyKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, o ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
+	if f.throttled(f.iterators.Add(1)) {
+		return nil, &types.ProvisionedThroughputExceededException{Message: aws.String("Rate exceeded")}
+	}
+	return f.KinesisAPI.GetShardIterator(ctx, in, o...)
+}
+
+// throttlingDynamo throttles every nth call of the lease table.
+type throttlingDynamo struct {
+	DynamoDBAPI
+	each     int64
+	calls    atomic.Int64
+	injected atomic.Int64
+}
+
+func (d *throttlingDynamo) fail() error {
+	if d.calls.Add(1)%d.each == 0 {
+		d.injected.Add(1)
+		return &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled")}
+	}
+	return nil
+}
+
+func (d *throttlingDynamo) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	if err := d.fail(); err != nil {
+		return nil, err
+	}
+	return d.DynamoDBAPI.Scan(ctx, in, o...)
+}
+
+func (d *throttlingDynamo) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if err := d.fail(); err != nil {
+		return nil, err
+	}
+	return d.DynamoDBAPI.UpdateItem(ctx, in, o...)
+}
+
+func (d *throttlingDynamo) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if err := d.fail(); err != nil {
+		return nil, err
+	}
+	return d.DynamoDBAPI.PutItem(ctx, in, o...)
+}
+
+func TestExpiredIteratorLosesAndRepeatsNothing(t *testing.T) {
+	noLeak(t)
+	for _, server := range []string{"kinesis-local", "kinesalite"} {
+		t.Run(server, func(t *testing.T) {
+			f := newFixture(t, emu.kinesisLocal, 1)
+			if server == "kinesalite" {
+				f = newFixture(t, emu.kinesalite, 1)
+			}
+			puts := f.putN(60, 3, "")
+			faulty := &faultyKinesis{KinesisAPI: f.kin, expireAt: map[int64]bool{2: true, 4: true, 5: true}}
+			opts := f.options()
+			opts.Kinesis = faulty
+			opts.MaxRecords = 7
+			s := startConsumer(t, opts)
+			got := s.receive(len(puts), 30*time.Second, ackAll)
+			s.quiet(300 * time.Millisecond)
+			require.NoError(t, s.stop(nil))
+			assert.Equal(t, putData(puts), dataOf(got), "every record once, in order")
+			assert.EqualValues(t, 3, faulty.injected.Load())
+		})
+	}
+}
+
+func TestThrottlingIsRetriedAndLosesAndRepeatsNothing(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 3)
+	puts := f.putN(150, 9, "")
+	kin := &faultyKinesis{KinesisAPI: f.kin, throttleEach: 2}
+	ddb := &throttlingDynamo{DynamoDBAPI: f.ddb, each: 3}
+	opts := f.options()
+	opts.Kinesis, opts.DynamoDB = kin, ddb
+	opts.MaxRecords = 10
+	s := startConsumer(t, opts)
+	got := s.receive(len(puts), 60*time.Second, ackAll)
+	s.quiet(300 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	require.ElementsMatch(t, putData(puts), dataOf(got))
+	checkShardOrder(t, got)
+	assert.Positive(t, kin.injected.Load())
+	assert.Positive(t, ddb.injected.Load())
+
+	// What was acked was checkpointed despite the throttling.
+	last := map[string]string{}
+	for _, p := range puts {
+		last[p.shard] = p.seq
+	}
+	for shard, item := range f.leaseItems() {
+		assert.Equal(t, last[shard], str(item, attrCheckpoint), "shard %s", shard)
+	}
+}
+
+func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	puts := f.putN(10, 2, "a")
+	opts := f.options()
+	opts.LeaseDuration = 3 * time.Second
+	s := startConsumer(t, opts)
+	got := s.receive(len(puts), 30*time.Second, func(Record) bool { return false })
+	shard := puts[0].shard
+
+	// Another worker takes the lease and checkpoints, as a steal would.
+	item := f.leaseItems()[shard]
+	counter := str(item, attrCounter)
+	_, err := f.ddb.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+		TableName:           &f.app,
+		Key:                 map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: shard}},
+		UpdateExpression:    aws.String("SET leaseOwner = :o, leaseCounter = leaseCounter + :one, checkpoint = :cp"),
+		ConditionExpression: aws.String("leaseCounter = :c"),
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
+			":o": &ddbtypes.AttributeValueMemberS{Value: "thief"}, ":one": &ddbtypes.AttributeValueMemberN{Value: "1"},
+			":cp": &ddbtypes.AttributeValueMemberS{Value: puts[2].seq}, ":c": &ddbtypes.AttributeValueMemberN{Value: counter},
+		},
+	})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(s.c.heldLeases()) == 0 }, 5*time.Second, 10*time.Millisecond, "the worker notices the loss at its next renewal")
+
+	// Late acks of the old owner: the table keeps the thief's checkpoint.
+	for _, r := range got {
+		r.Ack()
+	}
+	fresh := f.putN(5, 2, "b")
+	s.quiet(500 * time.Millisecond) // nothing more from a shard it lost
+	item = f.leaseItems()[shard]
+	assert.Equal(t, "thief", str(item, attrOwner))
+	assert.Equal(t, puts[2].seq, str(item, attrCheckpoint))
+
+	// The thief never renews: after LeaseDuration the worker takes the
+	// lease back and resumes right after the thief's checkpoint.
+	again := s.receive(len(puts)-3+len(fresh), 30*time.Second, ackAll)
+	assert.Equal(t, append(putData(puts[3:]), putData(fresh)...), dataOf(again))
+	require.NoError(t, s.stop(nil))
+}
+
+var _ sync.Mutex

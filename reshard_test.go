@@ -1,0 +1,148 @@
+package kcl
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/emulator"
+)
+
+// openShards lists the stream's open shards.
+func (f *fixture) openShards() []shardInfo {
+	f.t.Helper()
+	out, err := f.kin.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: &f.stream})
+	require.NoError(f.t, err)
+	var open []shardInfo
+	for _, s := range out.Shards {
+		if s.SequenceNumberRange.EndingSequenceNumber == nil {
+			open = append(open, infoOf(s))
+		}
+	}
+	return open
+}
+
+// split splits the first open shard at the middle of its hash key range.
+func (f *fixture) split() {
+	f.t.Helper()
+	out, err := f.kin.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: &f.stream})
+	require.NoError(f.t, err)
+	for _, s := range out.Shards {
+		if s.SequenceNumberRange.EndingSequenceNumber != nil {
+			continue
+		}
+		lo, _ := new(big.Int).SetString(*s.HashKeyRange.StartingHashKey, 10)
+		hi, _ := new(big.Int).SetString(*s.HashKeyRange.EndingHashKey, 10)
+		mid := new(big.Int).Rsh(new(big.Int).Add(lo, hi), 1)
+		_, err := f.kin.SplitShard(context.Background(), &kinesis.SplitShardInput{
+			StreamName: &f.stream, ShardToSplit: s.ShardId, NewStartingHashKey: aws.String(mid.String()),
+		})
+		require.NoError(f.t, err)
+		f.waitActive()
+		return
+	}
+	f.t.Fatal("no open shard to split")
+}
+
+// mergeFirstAdjacent merges the two open shards with adjacent hash ranges
+// that come first.
+func (f *fixture) mergeFirstAdjacent() {
+	f.t.Helper()
+	out, err := f.kin.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: &f.stream})
+	require.NoError(f.t, err)
+	ends := map[string]string{} // ending hash key + 1 -> shard
+	for _, s := range out.Shards {
+		if s.SequenceNumberRange.EndingSequenceNumber == nil {
+			hi, _ := new(big.Int).SetString(*s.HashKeyRange.EndingHashKey, 10)
+			ends[new(big.Int).Add(hi, big.NewInt(1)).String()] = *s.ShardId
+		}
+	}
+	for _, s := range out.Shards {
+		if s.SequenceNumberRange.EndingSequenceNumber != nil {
+			continue
+		}
+		if left, ok := ends[*s.HashKeyRange.StartingHashKey]; ok {
+			_, err := f.kin.MergeShards(context.Background(), &kinesis.MergeShardsInput{
+				StreamName: &f.stream, ShardToMerge: aws.String(left), AdjacentShardToMerge: s.ShardId,
+			})
+			require.NoError(f.t, err)
+			f.waitActive()
+			return
+		}
+	}
+	f.t.Fatal("no adjacent open shards to merge")
+}
+
+// checkKeyOrder fails unless, for every key, the records arrive in the order
+// they were written (data is "<prefix>k<key>:<index>").
+func checkKeyOrder(t *testing.T, recs []Record) {
+	t.Helper()
+	last := map[string]int{}
+	for _, r := range recs {
+		d := string(r.Data)
+		colon := strings.LastIndexByte(d, ':')
+		i, err := strconv.Atoi(d[colon+1:])
+		require.NoError(t, err)
+		key := r.PartitionKey
+		if prev, ok := last[key]; ok {
+			require.Greater(t, i, prev, "key %s: record %d delivered after %d", key, i, prev)
+		}
+		last[key] = i
+	}
+}
+
+func TestReshardingKeepsPerKeyOrder(t *testing.T) {
+	for _, server := range []struct {
+		name string
+		s    **emulator.Server
+	}{{"kinesis-local", &emu.kinesisLocal}, {"kinesalite", &emu.kinesalite}} {
+		t.Run(server.name, func(t *testing.T) {
+			noLeak(t)
+			f := newFixture(t, *server.s, 2)
+			n := 0
+			put := func(count int) []put {
+				ps := f.put(count, func(i int) string { return fmt.Sprintf("k%d", (n+i)%10) }, func(i int) string { return fmt.Sprintf("k%d:%06d", (n+i)%10, n+i) })
+				n += count
+				return ps
+			}
+			all := put(100)
+			opts := f.options()
+			opts.ShardSyncInterval = time.Hour // shard ends alone must find the children
+			opts.MaxRecords = 10
+			s := startConsumer(t, opts)
+			// The consumer is held back: parents still have unread records
+			// while their children fill up.
+			got := s.receive(10, 30*time.Second, ackAll)
+			f.split()
+			all = append(all, put(100)...)
+			got = append(got, s.receive(40, 30*time.Second, ackAll)...)
+			f.mergeFirstAdjacent() // one child, two parents
+			all = append(all, put(100)...)
+			got = append(got, s.receive(len(all)-len(got), 30*time.Second, ackAll)...)
+			s.quiet(300 * time.Millisecond)
+			require.NoError(t, s.stop(nil))
+
+			require.ElementsMatch(t, putData(all), dataOf(got))
+			checkKeyOrder(t, got)
+			checkShardOrder(t, got)
+
+			// A consumer starting after the resharding reads the whole
+			// lineage from the start, parents before children.
+			opts.AppName = "fresh-" + f.app
+			s = startConsumer(t, opts)
+			again := s.receive(len(all), 30*time.Second, ackAll)
+			s.quiet(300 * time.Millisecond)
+			require.NoError(t, s.stop(nil))
+			require.ElementsMatch(t, putData(all), dataOf(again))
+			checkKeyOrder(t, again)
+		})
+	}
+}
