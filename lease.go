@@ -105,7 +105,7 @@ func (c *Consumer) syncAndTake(ctx context.Context) error {
 	return c.takeLeases(ctx)
 }
 
-func signal(ch chan struct{}) {
+func notify(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:

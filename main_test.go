@@ -17,6 +17,9 @@ var emu struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) != "" {
+		os.Exit(runWorker())
+	}
 	os.Exit(runTests(m))
 }
 

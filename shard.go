@@ -165,9 +165,9 @@ func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.
 	}
 	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))
 	if len(children) == 0 {
-		signal(c.syncNow)
+		notify(c.syncNow)
 	} else {
-		signal(c.takeNow)
+		notify(c.takeNow)
 	}
 	return nil
 }

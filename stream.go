@@ -164,7 +164,7 @@ func (c *Consumer) run(ctx context.Context) {
 	}
 	leaseErr := make(chan error, 1)
 	go func() { leaseErr <- c.runLeases(leaseCtx) }()
-	signal(c.takeNow)
+	notify(c.takeNow)
 
 	leaseLoopDone := false
 	select {
