@@ -155,25 +155,28 @@ func (w *ackWindow) waitBelow(ctx context.Context, n int) bool {
 }
 
 // writeCheckpoint stores cp as the checkpoint of h, fenced by the lease
-// counter, and with release gives the lease up in the same write. This is the
-// one place a checkpoint is written: by the periodic flush, at shard end, and
-// on shutdown or hand-off. Transient errors are retried until ctx ends.
-func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpoint, release bool) error {
+// owner and counter, and passes the lease to next in the same write: this
+// worker keeps it when next is its own ID, "" releases it, another worker's
+// ID hands it over. This is the one place a checkpoint is written: by the
+// periodic flush, at shard end, on hand-off and on shutdown. Transient errors
+// are retried until ctx ends.
+func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpoint, next string) error {
 	err := c.writeLease(h, func(l lease) (lease, error) {
 		return retry(ctx, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (lease, error) {
-			return c.table.checkpoint(ctx, l, cp, release)
+			return c.table.checkpoint(ctx, l, cp, next)
 		})
 	})
-	if err == nil && release {
+	if err != nil {
+		return err
+	}
+	c.log.Debug("kcl: checkpoint written", "shard", h.shardID, "checkpoint", cp.seq, "sub", cp.sub, "owner", next)
+	if next != c.opts.WorkerID {
 		h.mu.Lock()
 		h.gone = true
 		h.mu.Unlock()
 		c.forget(h)
 	}
-	if err == nil {
-		c.log.Debug("kcl: checkpoint written", "shard", h.shardID, "checkpoint", cp.seq, "sub", cp.sub, "released", release)
-	}
-	return err
+	return nil
 }
 
 func isLeaseLost(err error) bool { return errors.Is(err, errLeaseLost) }
@@ -189,7 +192,7 @@ func (c *Consumer) flushCheckpoints(ctx context.Context) {
 		if !dirty {
 			continue
 		}
-		if err := c.writeCheckpoint(ctx, h, acked, false); err != nil && !isLeaseLost(err) && ctx.Err() == nil {
+		if err := c.writeCheckpoint(ctx, h, acked, c.opts.WorkerID); err != nil && !isLeaseLost(err) && ctx.Err() == nil {
 			c.log.Warn("kcl: checkpoint write failed; retrying next flush", "shard", h.shardID, "error", err)
 		}
 	}
@@ -199,7 +202,7 @@ func (c *Consumer) flushCheckpoints(ctx context.Context) {
 // another worker can start the shard at once, right after it.
 func (c *Consumer) releaseLease(ctx context.Context, h *heldLease) {
 	acked, unacked := h.window.state()
-	if err := c.writeCheckpoint(ctx, h, acked, true); err != nil && !isLeaseLost(err) {
+	if err := c.writeCheckpoint(ctx, h, acked, ""); err != nil && !isLeaseLost(err) {
 		c.log.Warn("kcl: lease not released; it expires after LeaseDuration", "shard", h.shardID, "error", err)
 		return
 	}

@@ -251,7 +251,9 @@ func (f *fixture) leaseItems() map[string]map[string]ddbtypes.AttributeValue {
 	require.NoError(f.t, err)
 	items := map[string]map[string]ddbtypes.AttributeValue{}
 	for _, it := range out.Items {
-		items[it[attrLeaseKey].(*ddbtypes.AttributeValueMemberS).Value] = it
+		if key := it[attrLeaseKey].(*ddbtypes.AttributeValueMemberS).Value; !strings.HasPrefix(key, workerKeyPrefix) {
+			items[key] = it
+		}
 	}
 	return items
 }
@@ -278,7 +280,6 @@ func noLeak(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
 }
 
-var _ = strings.Contains
 var _ sync.Mutex
 
 func dynamoDescribe(table string) *dynamodb.DescribeTableInput {

@@ -4,70 +4,118 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // A lease gives one worker the right to read one shard and to write its
 // checkpoint. Leases live in the lease table (see leasetable.go for the
 // DynamoDB layout, that of the Java KCL 2.x).
+//
+// Liveness: every worker writes a heartbeat item of its own in the lease
+// table every LeaseDuration/3, instead of renewing each lease, so the writes
+// grow with the number of workers, not of shards. A lease is expired when
+// neither its owner's heartbeat nor its own counter has changed for
+// LeaseDuration, as seen on the observer's clock: no clock synchronisation is
+// needed, and owners that renew the lease itself (the Java KCL) keep it.
+//
+// Every lease write is conditional on the owner and counter read before it,
+// so a worker that lost a lease can never move its new owner's checkpoint.
 type lease struct {
 	shardID       string
 	owner         string // empty: unassigned
-	counter       int64  // bumped by every write; writes are conditional on it
+	counter       int64  // bumped by every write of kcl's but a hand-off claim
 	checkpoint    checkpoint
 	ownerSwitches int64
 	parents       []string
+	handoffTo     string // a worker asked the owner to hand the lease over
+}
+
+// workerBeat is a worker's heartbeat item.
+type workerBeat struct {
+	counter  int64
+	stopping bool // shutting down: it releases its leases and takes none
+}
+
+// tableSnapshot is one read of the whole lease table.
+type tableSnapshot struct {
+	leases  []lease
+	workers map[string]workerBeat
+	bad     []error // items kcl does not understand; reported, never rewritten
 }
 
 // errLeaseLost says a conditional write found the lease changed: another
 // worker owns it now, or it was edited.
 var errLeaseLost = errors.New("kcl: lease lost")
 
-// leaseTable stores leases. take, renew and checkpoint succeed only if the
-// stored lease still has the counter (and owner) of the lease passed in, and
-// return errLeaseLost otherwise. Implementations are safe for concurrent use.
+// leaseTable stores leases and heartbeats. Lease writes succeed only while
+// the stored lease still has the owner and counter of the lease passed in,
+// and return errLeaseLost otherwise. Implementations are safe for concurrent
+// use.
 type leaseTable interface {
 	name() string
 	ensure(ctx context.Context) error
-	list(ctx context.Context) (leases []lease, bad []error, err error)
+	list(ctx context.Context) (tableSnapshot, error)
 	create(ctx context.Context, l lease) (created bool, err error)
+	// take makes owner the owner, clearing any hand-off claim.
 	take(ctx context.Context, l lease, owner string) (lease, error)
-	renew(ctx context.Context, l lease) (lease, error)
-	checkpoint(ctx context.Context, l lease, cp checkpoint, release bool) (lease, error)
+	// claim asks l's owner to hand l over to taker (no counter change).
+	claim(ctx context.Context, l lease, taker string) error
+	// unclaim clears a claim whose claimant is gone.
+	unclaim(ctx context.Context, l lease) error
+	// checkpoint writes cp and passes the lease to next: l.owner keeps it,
+	// "" releases it, another worker receives it (a hand-off).
+	checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error)
+	heartbeat(ctx context.Context, worker string, stopping bool) error
+	// removeWorker deletes a worker's heartbeat item, if its counter is still
+	// counter (any counter when counter < 0).
+	removeWorker(ctx context.Context, worker string, counter int64) error
 }
 
 // heldLease is a lease this worker owns, with the reader of its shard and the
 // acks of what that reader delivered.
 type heldLease struct {
-	shardID string
-	window  *ackWindow
-	cancel  context.CancelFunc // stops the shard's reader
+	shardID   string
+	window    *ackWindow
+	cancel    context.CancelFunc // stops the shard's reader
+	stopFetch context.CancelFunc // stops fetching only, for a hand-off
 
-	mu        sync.Mutex // held across every write of the lease: each is conditional on the counter
-	lease     lease
-	written   checkpoint // the checkpoint as stored in the table
-	renewedAt time.Time  // last successful write, on this worker's clock
-	gone      bool       // released, ended or lost: no more writes
+	mu      sync.Mutex // held across every write of the lease: each is conditional on the counter
+	lease   lease
+	written checkpoint // the checkpoint as stored in the table
+	handoff string     // worker to hand the lease to, once asked
+	gone    bool       // released, ended, handed off or lost: no more writes
 }
 
-// observation is what this worker last saw of another worker's lease, on its
-// own clock: a lease whose counter has not moved for LeaseDuration is expired.
-// No clock synchronisation between workers is needed.
+// observation is what this worker last saw of an item's counter, on its own
+// clock.
 type observation struct {
 	counter int64
 	owner   string
 	since   time.Time
 }
 
-// runLeases keeps this worker's leases: it renews them, flushes checkpoints,
-// syncs the shard list and takes free or expired leases, until ctx ends. It
-// returns only fatal errors (the lease table or the stream is unusable).
+// Timings derived from LeaseDuration.
+func (o *Options) heartbeatInterval() time.Duration { return o.LeaseDuration / 3 }
+
+// takeInterval is how often the table is read to take, balance and notice
+// expiry: a tenth of LeaseDuration (a crashed worker's leases are taken
+// within LeaseDuration plus two reads, 1.2 LeaseDuration), and at least once
+// a second (released leases are taken within about a second).
+func (o *Options) takeInterval() time.Duration { return min(o.LeaseDuration/10, time.Second) }
+
+const workerKeyPrefix = "kcl-worker:"
+
+// runLeases keeps this worker's leases until ctx ends: it writes heartbeats,
+// flushes checkpoints, syncs the shard list, and takes, balances and hands
+// off leases. It returns only fatal errors (the lease table or the stream is
+// unusable).
 func (c *Consumer) runLeases(ctx context.Context) error {
-	renew := time.NewTicker(c.opts.LeaseDuration / 3)
-	defer renew.Stop()
+	beat := time.NewTicker(c.opts.heartbeatInterval())
+	defer beat.Stop()
+	take := time.NewTicker(c.opts.takeInterval())
+	defer take.Stop()
 	flush := time.NewTicker(c.opts.CheckpointInterval)
 	defer flush.Stop()
 	shardSync := time.NewTicker(c.opts.ShardSyncInterval)
@@ -77,17 +125,18 @@ func (c *Consumer) runLeases(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-renew.C:
-			c.renewLeases(ctx)
-			err = c.takeLeases(ctx)
+		case <-beat.C:
+			err = c.heartbeat(ctx)
+		case <-take.C:
+			err = c.balance(ctx)
+		case <-c.takeNow:
+			err = c.balance(ctx)
 		case <-flush.C:
 			c.flushCheckpoints(ctx)
 		case <-shardSync.C:
-			err = c.syncAndTake(ctx)
+			err = c.syncAndBalance(ctx)
 		case <-c.syncNow:
-			err = c.syncAndTake(ctx)
-		case <-c.takeNow:
-			err = c.takeLeases(ctx)
+			err = c.syncAndBalance(ctx)
 		}
 		if err != nil && isFatal(err) {
 			return err
@@ -98,11 +147,11 @@ func (c *Consumer) runLeases(ctx context.Context) error {
 	}
 }
 
-func (c *Consumer) syncAndTake(ctx context.Context) error {
+func (c *Consumer) syncAndBalance(ctx context.Context) error {
 	if err := c.syncShards(ctx); err != nil {
 		return err
 	}
-	return c.takeLeases(ctx)
+	return c.balance(ctx)
 }
 
 func notify(ch chan struct{}) {
@@ -112,58 +161,176 @@ func notify(ch chan struct{}) {
 	}
 }
 
-// takeLeases reads the lease table and takes every lease that is unowned or
-// expired and whose shard may be read now: not ended, and every parent ended.
-// This is the one place where a lease is taken.
-func (c *Consumer) takeLeases(ctx context.Context) error {
-	leases, bad, err := c.table.list(ctx)
+// heartbeat writes this worker's heartbeat. A worker whose heartbeat has not
+// been written for LeaseDuration stops delivering every shard: others may
+// rightly think it dead and take its leases.
+func (c *Consumer) heartbeat(ctx context.Context) error {
+	sent := time.Now() // the write takes effect no earlier than this
+	c.mu.Lock()
+	stopping := c.closing
+	c.mu.Unlock()
+	err := c.table.heartbeat(ctx, c.opts.WorkerID, stopping)
+	c.mu.Lock()
+	if err == nil {
+		c.beatAt = sent
+	}
+	stale := time.Since(c.beatAt) > c.opts.LeaseDuration
+	c.mu.Unlock()
+	if stale {
+		held := c.heldLeases()
+		for _, h := range held {
+			c.forget(h)
+		}
+		if len(held) > 0 {
+			c.log.Warn("kcl: heartbeat not written within LeaseDuration; every shard paused until it is", "shards", len(held), "error", err)
+		}
+	}
+	return err
+}
+
+// balance reads the lease table, notices lost leases and hand-off requests,
+// and takes this worker's fair share: free and expired leases first, then
+// hand-offs from the most loaded workers. This is the one place where a
+// lease is taken.
+func (c *Consumer) balance(ctx context.Context) error {
+	snap, err := c.table.list(ctx)
 	if err != nil {
 		return err
 	}
-	c.reportBadLeases(bad)
+	c.reportBadLeases(snap.bad)
 	now := time.Now()
-	byShard := make(map[string]lease, len(leases))
-	for _, l := range leases {
-		byShard[l.shardID] = l
-	}
+	me := c.opts.WorkerID
 
 	c.mu.Lock()
-	if c.closing {
+	if c.closing || now.Sub(c.beatAt) > c.opts.LeaseDuration {
 		c.mu.Unlock()
 		return nil
 	}
-	var candidates []lease
-	for _, l := range leases {
-		obs, seen := c.seen[l.shardID]
-		if !seen || obs.counter != l.counter || obs.owner != l.owner {
-			obs = observation{counter: l.counter, owner: l.owner, since: now}
-			c.seen[l.shardID] = obs
+	fresh := func(key string, counter int64, owner string) bool {
+		obs, seen := c.seen[key]
+		if !seen || obs.counter != counter || obs.owner != owner {
+			obs = observation{counter: counter, owner: owner, since: now}
+			c.seen[key] = obs
 		}
-		if _, held := c.held[l.shardID]; held || l.checkpoint.shardEnd() {
+		return now.Sub(obs.since) <= c.opts.LeaseDuration
+	}
+	workerAlive := map[string]bool{me: true}
+	workers := []string{me}
+	for id, w := range snap.workers {
+		if id == me {
+			continue
+		}
+		if fresh(workerKeyPrefix+id, w.counter, "") {
+			workerAlive[id] = true
+			if !w.stopping {
+				workers = append(workers, id)
+			}
+		}
+	}
+	byShard := make(map[string]lease, len(snap.leases))
+	for _, l := range snap.leases {
+		byShard[l.shardID] = l
+	}
+	var shares []shareLease
+	var toUnclaim []lease
+	type handoff struct {
+		h  *heldLease
+		to string
+	}
+	var handoffs []handoff
+	var lost []*heldLease
+	for _, l := range snap.leases {
+		leaseFresh := fresh(l.shardID, l.counter, l.owner)
+		h, held := c.held[l.shardID]
+		if held && l.owner != me {
+			lost = append(lost, h)
+			held = false
+		}
+		if l.checkpoint.shardEnd() || !parentsDone(l, byShard) {
 			continue
 		}
 		if _, listed := c.shards[l.shardID]; !listed {
 			continue // not a shard of this stream now (trimmed, or another stream's)
 		}
-		free := l.owner == "" || l.owner == c.opts.WorkerID || now.Sub(obs.since) > c.opts.LeaseDuration
-		if free && parentsDone(l, byShard) {
-			candidates = append(candidates, l)
+		owner := l.owner
+		if owner != "" && owner != me && !workerAlive[owner] && !leaseFresh {
+			owner = "" // expired
 		}
+		if !slices.Contains(workers, owner) && owner != "" {
+			// A live owner that is stopping, or one without a heartbeat
+			// item (a Java KCL worker): counted as a worker of its own.
+			if _, beats := snap.workers[owner]; !beats {
+				workers = append(workers, owner)
+			}
+		}
+		claimant := l.handoffTo
+		if owner == "" {
+			claimant = "" // nobody to hand it over: it is free for any worker to take
+		} else if claimant != "" && (!workerAlive[claimant] || claimant == owner) {
+			if owner == me {
+				toUnclaim = append(toUnclaim, l)
+			}
+			claimant = ""
+		}
+		if held && claimant != "" {
+			handoffs = append(handoffs, handoff{h, claimant})
+		}
+		shares = append(shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me})
 	}
 	c.mu.Unlock()
 
-	for _, l := range candidates {
-		taken, err := c.table.take(ctx, l, c.opts.WorkerID)
-		if errors.Is(err, errLeaseLost) {
+	for _, h := range lost {
+		c.forgetLost(h, byShard[h.shardID].owner)
+	}
+	for _, ho := range handoffs {
+		c.requestHandoff(ho.h, ho.to)
+	}
+	for _, l := range toUnclaim {
+		if err := c.table.unclaim(ctx, l); err != nil && !isLeaseLost(err) {
+			return err
+		}
+	}
+	take, claim := planTakes(me, workers, shares, c.opts.MaxLeasesPerWorker)
+	for _, id := range claim {
+		if err := c.table.claim(ctx, byShard[id], me); err != nil && !isLeaseLost(err) {
+			return err
+		} else if err == nil {
+			c.log.Info("kcl: hand-off asked", "shard", id, "owner", byShard[id].owner)
+		}
+	}
+	for _, id := range take {
+		l := byShard[id]
+		taken, err := c.table.take(ctx, l, me)
+		if isLeaseLost(err) {
 			continue // another worker was faster
 		}
 		if err != nil {
 			return err
 		}
-		c.log.Info("kcl: lease taken", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
+		c.log.Info("kcl: lease taken", "shard", id, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
 		c.startReader(ctx, taken)
 	}
+	c.removeDeadWorkers(ctx, snap, now)
 	return nil
+}
+
+// removeDeadWorkers deletes the heartbeat items of workers dead for a while
+// that own no lease, so crashed workers do not pile up in the table.
+func (c *Consumer) removeDeadWorkers(ctx context.Context, snap tableSnapshot, now time.Time) {
+	owners := map[string]bool{}
+	for _, l := range snap.leases {
+		owners[l.owner] = true
+	}
+	for id, w := range snap.workers {
+		c.mu.Lock()
+		obs := c.seen[workerKeyPrefix+id]
+		c.mu.Unlock()
+		if id != c.opts.WorkerID && !owners[id] && now.Sub(obs.since) > 3*c.opts.LeaseDuration {
+			if err := c.table.removeWorker(ctx, id, w.counter); err == nil {
+				c.log.Info("kcl: removed the heartbeat of a dead worker", "dead_worker", id)
+			}
+		}
+	}
 }
 
 // parentsDone reports whether every parent of l has been read to its end. A
@@ -192,26 +359,62 @@ func (c *Consumer) reportBadLeases(bad []error) {
 
 // startReader starts reading the shard of a lease just taken.
 func (c *Consumer) startReader(leaseCtx context.Context, l lease) {
-	h := &heldLease{shardID: l.shardID, lease: l, written: l.checkpoint, renewedAt: time.Now(), window: newAckWindow(l.checkpoint)}
+	h := &heldLease{shardID: l.shardID, lease: l, written: l.checkpoint, window: newAckWindow(l.checkpoint)}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closing {
-		// Shutdown began while taking: give the lease straight back.
 		c.mu.Unlock()
-		c.releaseLease(leaseCtx, h)
-		c.mu.Lock()
+		c.releaseLease(leaseCtx, h) // shutdown began while taking: give it back
 		return
 	}
+	defer c.mu.Unlock()
 	ctx, cancel := context.WithCancel(c.readCtx)
-	h.cancel = cancel
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	h.cancel, h.stopFetch = cancel, stopFetch
 	c.held[l.shardID] = h
 	c.readers.Go(func() error {
 		defer cancel()
-		return c.readShard(ctx, h)
+		if err := c.readShard(fetchCtx, h); err != nil {
+			return err
+		}
+		c.finishHandoff(ctx, h)
+		return nil
 	})
 }
 
-// heldLeases returns a snapshot of the leases held.
+// requestHandoff asks the reader of h to stop fetching and hand the lease to
+// worker to once what it delivered is acked.
+func (c *Consumer) requestHandoff(h *heldLease, to string) {
+	h.mu.Lock()
+	first := h.handoff == ""
+	h.handoff = to
+	h.mu.Unlock()
+	if first {
+		c.log.Info("kcl: handing lease off", "shard", h.shardID, "to", to)
+		h.stopFetch()
+	}
+}
+
+// finishHandoff completes a hand-off after the reader of h stopped fetching:
+// it waits up to ShutdownTimeout for the delivered records to be acked, then
+// checkpoints the acked prefix and makes the claimant the owner, in one
+// write. The new owner reads on from exactly there.
+func (c *Consumer) finishHandoff(ctx context.Context, h *heldLease) {
+	h.mu.Lock()
+	to := h.handoff
+	h.mu.Unlock()
+	if to == "" || ctx.Err() != nil {
+		return
+	}
+	wait, cancel := context.WithTimeout(ctx, c.opts.ShutdownTimeout)
+	h.window.waitBelow(wait, 1)
+	cancel()
+	acked, unacked := h.window.state()
+	if err := c.writeCheckpoint(ctx, h, acked, to); err == nil {
+		c.log.Info("kcl: lease handed off", "shard", h.shardID, "to", to, "checkpoint", acked.seq, "unacked_dropped", unacked)
+	}
+}
+
+// heldLeases returns a snapshot of the leases held, by shard ID.
 func (c *Consumer) heldLeases() []*heldLease {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -219,18 +422,8 @@ func (c *Consumer) heldLeases() []*heldLease {
 	for _, h := range c.held {
 		hs = append(hs, h)
 	}
-	slices.SortFunc(hs, func(a, b *heldLease) int { return compareStrings(a.shardID, b.shardID) })
+	slices.SortFunc(hs, func(a, b *heldLease) int { return strings.Compare(a.shardID, b.shardID) })
 	return hs
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // forget stops the reader of h and forgets the lease. Later acks of its
@@ -247,46 +440,31 @@ func (c *Consumer) forget(h *heldLease) {
 	c.mu.Unlock()
 }
 
+func (c *Consumer) forgetLost(h *heldLease, owner string) {
+	h.mu.Lock()
+	h.gone = true
+	h.mu.Unlock()
+	c.log.Warn("kcl: lease lost; shard no longer delivered", "shard", h.shardID, "owner", owner)
+	c.forget(h)
+}
+
 // writeLease runs one conditional write of h under its lock. A lease found
 // lost is forgotten at once: its shard stops being delivered.
 func (c *Consumer) writeLease(h *heldLease, write func(lease) (lease, error)) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.gone {
+		h.mu.Unlock()
 		return errLeaseLost
 	}
 	l, err := write(h.lease)
-	switch {
-	case errors.Is(err, errLeaseLost):
-		h.gone = true
-		c.log.Warn("kcl: lease lost; shard no longer delivered", "shard", h.shardID)
-		c.forget(h)
-		return err
-	case err != nil:
-		if time.Since(h.renewedAt) > c.opts.LeaseDuration {
-			// Others may rightly think it expired: stop before they start.
-			h.gone = true
-			c.log.Warn("kcl: lease not renewed within LeaseDuration; shard no longer delivered", "shard", h.shardID, "error", err)
-			c.forget(h)
-		}
+	if isLeaseLost(err) {
+		h.mu.Unlock()
+		c.forgetLost(h, "")
 		return err
 	}
-	h.lease, h.written, h.renewedAt = l, l.checkpoint, time.Now()
-	return nil
-}
-
-// renewLeases bumps the counter of every lease held, a few at a time.
-func (c *Consumer) renewLeases(ctx context.Context) {
-	var g errgroup.Group
-	g.SetLimit(8)
-	for _, h := range c.heldLeases() {
-		g.Go(func() error {
-			err := c.writeLease(h, func(l lease) (lease, error) { return c.table.renew(ctx, l) })
-			if err != nil && !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
-				c.log.Warn("kcl: lease renewal failed; retrying next cycle", "shard", h.shardID, "error", err, "code", errorCode(err))
-			}
-			return nil
-		})
+	if err == nil {
+		h.lease, h.written = l, l.checkpoint
 	}
-	_ = g.Wait()
+	h.mu.Unlock()
+	return err
 }

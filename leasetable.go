@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,6 +23,10 @@ const (
 	attrCheckpointSub = "checkpointSubSequenceNumber"
 	attrOwnerSwitches = "ownerSwitchesSinceCheckpoint"
 	attrParents       = "parentShardId"
+	// kcl's own: a worker asking the owner to hand the lease over, and the
+	// stopping flag of a worker's heartbeat item.
+	attrHandoff  = "handoffTo"
+	attrStopping = "workerStopping"
 )
 
 // dynamoLeases is the lease table in DynamoDB. Every write but create is
@@ -74,25 +79,36 @@ func (t *dynamoLeases) waitActive(ctx context.Context) (*dynamodb.DescribeTableO
 	return w.WaitForOutput(ctx, &dynamodb.DescribeTableInput{TableName: &t.table}, 5*time.Minute)
 }
 
-// list reads every item. Items that are not leases kcl understands are
-// returned as errors in bad, never rewritten.
-func (t *dynamoLeases) list(ctx context.Context) (leases []lease, bad []error, err error) {
+// list reads every item. Items that are neither leases nor heartbeats kcl
+// understands are returned as errors in bad, never rewritten.
+func (t *dynamoLeases) list(ctx context.Context) (tableSnapshot, error) {
+	snap := tableSnapshot{workers: map[string]workerBeat{}}
 	in := &dynamodb.ScanInput{TableName: &t.table, ConsistentRead: aws.Bool(true)}
 	for {
 		out, err := t.db.Scan(ctx, in)
 		if err != nil {
-			return nil, nil, err
+			return tableSnapshot{}, err
 		}
 		for _, item := range out.Items {
-			l, err := leaseFromItem(item)
-			if err != nil {
-				bad = append(bad, err)
+			if key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS); ok && strings.HasPrefix(key.Value, workerKeyPrefix) {
+				counter, err := numberAttr(item, attrCounter, true)
+				if err != nil {
+					snap.bad = append(snap.bad, fmt.Errorf("heartbeat %q: %s: %w", key.Value, attrCounter, err))
+					continue
+				}
+				stopping, _ := item[attrStopping].(*types.AttributeValueMemberBOOL)
+				snap.workers[strings.TrimPrefix(key.Value, workerKeyPrefix)] = workerBeat{counter: counter, stopping: stopping != nil && stopping.Value}
 				continue
 			}
-			leases = append(leases, l)
+			l, err := leaseFromItem(item)
+			if err != nil {
+				snap.bad = append(snap.bad, err)
+				continue
+			}
+			snap.leases = append(snap.leases, l)
 		}
 		if len(out.LastEvaluatedKey) == 0 {
-			return leases, bad, nil
+			return snap, nil
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
@@ -121,7 +137,8 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 	return err == nil, err
 }
 
-// take makes owner the owner of l, provided nobody wrote l since it was read.
+// take makes owner the owner of l, provided nobody wrote l since it was
+// read, and clears any hand-off claim.
 func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
 	cond := "leaseCounter = :c AND attribute_not_exists(leaseOwner)"
 	values := map[string]types.AttributeValue{
@@ -132,48 +149,84 @@ func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, 
 		cond = "leaseCounter = :c AND leaseOwner = :old"
 		values[":old"] = &types.AttributeValueMemberS{Value: l.owner}
 	}
-	err := t.update(ctx, l.shardID, cond, "SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw", values)
+	err := t.update(ctx, l.shardID, cond, "SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw REMOVE handoffTo", values)
 	if err != nil {
 		return l, err
 	}
-	l.owner, l.counter, l.ownerSwitches = owner, l.counter+1, l.ownerSwitches+1
+	l.owner, l.counter, l.ownerSwitches, l.handoffTo = owner, l.counter+1, l.ownerSwitches+1, ""
 	return l, nil
 }
 
-// renew bumps the counter of a lease this worker holds, proving it is alive.
-func (t *dynamoLeases) renew(ctx context.Context, l lease) (lease, error) {
-	err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c", "SET leaseCounter = :n",
+// claim asks the owner of l to hand it to taker. It leaves the counter alone,
+// so the owner's own writes, checkpoints and the hand-off, still succeed.
+func (t *dynamoLeases) claim(ctx context.Context, l lease, taker string) error {
+	return t.update(ctx, l.shardID, "leaseOwner = :owner AND attribute_not_exists(handoffTo)", "SET handoffTo = :taker",
 		map[string]types.AttributeValue{
-			":me": &types.AttributeValueMemberS{Value: l.owner}, ":c": number(l.counter), ":n": number(l.counter + 1),
+			":owner": &types.AttributeValueMemberS{Value: l.owner}, ":taker": &types.AttributeValueMemberS{Value: taker},
 		})
-	if err != nil {
-		return l, err
-	}
-	l.counter++
-	return l, nil
 }
 
-// checkpoint writes cp to a lease this worker holds and, with release, gives
-// the lease up in the same write.
-func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, release bool) (lease, error) {
+func (t *dynamoLeases) unclaim(ctx context.Context, l lease) error {
+	return t.update(ctx, l.shardID, "leaseOwner = :owner AND handoffTo = :taker", "REMOVE handoffTo",
+		map[string]types.AttributeValue{
+			":owner": &types.AttributeValueMemberS{Value: l.owner}, ":taker": &types.AttributeValueMemberS{Value: l.handoffTo},
+		})
+}
+
+// checkpoint writes cp to a lease this worker holds and passes it to next.
+func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
 	update := "SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n"
-	if release {
-		update += " REMOVE leaseOwner"
+	values := map[string]types.AttributeValue{
+		":me": &types.AttributeValueMemberS{Value: l.owner}, ":c": number(l.counter), ":n": number(l.counter + 1),
+		":cp": &types.AttributeValueMemberS{Value: cp.seq}, ":sub": number(cp.sub), ":zero": number(0),
 	}
-	err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c", update,
-		map[string]types.AttributeValue{
-			":me": &types.AttributeValueMemberS{Value: l.owner}, ":c": number(l.counter), ":n": number(l.counter + 1),
-			":cp": &types.AttributeValueMemberS{Value: cp.seq}, ":sub": number(cp.sub), ":zero": number(0),
-		})
-	if err != nil {
+	switch next {
+	case l.owner:
+	case "":
+		update += " REMOVE leaseOwner, handoffTo"
+	default:
+		update += ", leaseOwner = :next REMOVE handoffTo"
+		values[":next"] = &types.AttributeValueMemberS{Value: next}
+	}
+	if err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c", update, values); err != nil {
 		return l, err
 	}
 	l.counter++
 	l.checkpoint, l.ownerSwitches = cp, 0
-	if release {
-		l.owner = ""
+	if next != l.owner {
+		l.owner, l.handoffTo = next, ""
 	}
 	return l, nil
+}
+
+// heartbeat bumps the counter of the worker's own item, creating it if
+// needed.
+func (t *dynamoLeases) heartbeat(ctx context.Context, worker string, stopping bool) error {
+	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:        &t.table,
+		Key:              map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: workerKeyPrefix + worker}},
+		UpdateExpression: aws.String("ADD leaseCounter :one SET workerStopping = :stopping"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":one": number(1), ":stopping": &types.AttributeValueMemberBOOL{Value: stopping},
+		},
+	})
+	return err
+}
+
+func (t *dynamoLeases) removeWorker(ctx context.Context, worker string, counter int64) error {
+	in := &dynamodb.DeleteItemInput{
+		TableName: &t.table,
+		Key:       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: workerKeyPrefix + worker}},
+	}
+	if counter >= 0 {
+		in.ConditionExpression = aws.String("leaseCounter = :c")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":c": number(counter)}
+	}
+	_, err := t.db.DeleteItem(ctx, in)
+	if isConditionFailed(err) {
+		return errLeaseLost
+	}
+	return err
 }
 
 func (t *dynamoLeases) update(ctx context.Context, shardID, cond, update string, values map[string]types.AttributeValue) error {
@@ -235,6 +288,13 @@ func leaseFromItem(item map[string]types.AttributeValue) (lease, error) {
 	}
 	if l.ownerSwitches, err = numberAttr(item, attrOwnerSwitches, false); err != nil {
 		return bad(attrOwnerSwitches, err.Error())
+	}
+	if v, present := item[attrHandoff]; present {
+		s, ok := v.(*types.AttributeValueMemberS)
+		if !ok {
+			return bad(attrHandoff, "not a string")
+		}
+		l.handoffTo = s.Value
 	}
 	if v, present := item[attrParents]; present {
 		switch p := v.(type) {

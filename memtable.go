@@ -2,6 +2,7 @@ package kcl
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 )
@@ -9,24 +10,27 @@ import (
 // memLeases is the lease table kept in memory when Options.AppName is empty:
 // the same conditional semantics as dynamoLeases, for one process.
 type memLeases struct {
-	mu     sync.Mutex
-	leases map[string]lease
+	mu      sync.Mutex
+	leases  map[string]lease
+	workers map[string]workerBeat
 }
 
-func newMemLeases() *memLeases { return &memLeases{leases: map[string]lease{}} }
+func newMemLeases() *memLeases {
+	return &memLeases{leases: map[string]lease{}, workers: map[string]workerBeat{}}
+}
 
 func (t *memLeases) name() string                     { return "(in memory)" }
 func (t *memLeases) ensure(ctx context.Context) error { return nil }
 
-func (t *memLeases) list(ctx context.Context) ([]lease, []error, error) {
+func (t *memLeases) list(ctx context.Context) (tableSnapshot, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]lease, 0, len(t.leases))
+	snap := tableSnapshot{workers: maps.Clone(t.workers)}
 	for _, l := range t.leases {
 		l.parents = slices.Clone(l.parents)
-		out = append(out, l)
+		snap.leases = append(snap.leases, l)
 	}
-	return out, nil, nil
+	return snap, nil
 }
 
 func (t *memLeases) create(ctx context.Context, l lease) (bool, error) {
@@ -35,39 +39,76 @@ func (t *memLeases) create(ctx context.Context, l lease) (bool, error) {
 	if _, ok := t.leases[l.shardID]; ok {
 		return false, nil
 	}
-	l.owner, l.ownerSwitches, l.parents = "", 0, slices.Clone(l.parents)
+	l.owner, l.ownerSwitches, l.handoffTo, l.parents = "", 0, "", slices.Clone(l.parents)
 	t.leases[l.shardID] = l
 	return true, nil
 }
 
-// write applies change to the stored lease if it still has cur's counter and
-// owner (want, when owner is fenced), and returns the stored result.
-func (t *memLeases) write(cur lease, change func(*lease)) (lease, error) {
+// write applies change to the stored lease if it still has cur's owner and
+// (unless counted is false) counter.
+func (t *memLeases) write(cur lease, counted bool, change func(*lease) bool) (lease, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	stored, ok := t.leases[cur.shardID]
-	if !ok || stored.counter != cur.counter || stored.owner != cur.owner {
+	if !ok || stored.owner != cur.owner || counted && stored.counter != cur.counter || !change(&stored) {
 		return cur, errLeaseLost
 	}
-	change(&stored)
-	stored.counter++
+	if counted {
+		stored.counter++
+	}
 	t.leases[cur.shardID] = stored
 	return stored, nil
 }
 
 func (t *memLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
-	return t.write(l, func(s *lease) { s.owner = owner; s.ownerSwitches++ })
+	return t.write(l, true, func(s *lease) bool { s.owner, s.handoffTo = owner, ""; s.ownerSwitches++; return true })
 }
 
-func (t *memLeases) renew(ctx context.Context, l lease) (lease, error) {
-	return t.write(l, func(*lease) {})
-}
-
-func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, release bool) (lease, error) {
-	return t.write(l, func(s *lease) {
-		s.checkpoint, s.ownerSwitches = cp, 0
-		if release {
-			s.owner = ""
+func (t *memLeases) claim(ctx context.Context, l lease, taker string) error {
+	_, err := t.write(l, false, func(s *lease) bool {
+		if s.handoffTo != "" {
+			return false
 		}
+		s.handoffTo = taker
+		return true
 	})
+	return err
+}
+
+func (t *memLeases) unclaim(ctx context.Context, l lease) error {
+	_, err := t.write(l, false, func(s *lease) bool {
+		if s.handoffTo != l.handoffTo {
+			return false
+		}
+		s.handoffTo = ""
+		return true
+	})
+	return err
+}
+
+func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
+	return t.write(l, true, func(s *lease) bool {
+		s.checkpoint, s.ownerSwitches = cp, 0
+		if next != s.owner {
+			s.owner, s.handoffTo = next, ""
+		}
+		return true
+	})
+}
+
+func (t *memLeases) heartbeat(ctx context.Context, worker string, stopping bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.workers[worker] = workerBeat{counter: t.workers[worker].counter + 1, stopping: stopping}
+	return nil
+}
+
+func (t *memLeases) removeWorker(ctx context.Context, worker string, counter int64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if counter >= 0 && t.workers[worker].counter != counter {
+		return errLeaseLost
+	}
+	delete(t.workers, worker)
+	return nil
 }

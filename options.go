@@ -59,10 +59,15 @@ type Options struct {
 	// Default 10000.
 	MaxUnackedPerShard int
 
-	// LeaseDuration is how long a lease whose counter does not change, as seen
-	// on the observer's own clock, stays owned. Leases are renewed every third
-	// of it. Default 10s.
+	// LeaseDuration is how long a worker whose heartbeat does not change, as
+	// seen on the observer's own clock, keeps its leases. Heartbeats are
+	// written every third of it; the lease table is read every tenth of it,
+	// and at least every second. A crashed worker's shards are read again
+	// within about 1.2 LeaseDuration. Minimum 300ms; default 10s.
 	LeaseDuration time.Duration
+	// MaxLeasesPerWorker caps the leases this worker holds; 0 means no cap.
+	// Shards beyond what all workers may hold are not read.
+	MaxLeasesPerWorker int
 	// CheckpointInterval bounds the time between an ack and the checkpoint
 	// write that covers it. Default 5s.
 	CheckpointInterval time.Duration
@@ -161,6 +166,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, invalid("InitialPosition", "AtTimestamp needs a non-zero time")
 	case o.MaxRecords < 0 || o.MaxRecords > 10000:
 		return o, invalid("MaxRecords", "%d is out of range 1..10000", o.MaxRecords)
+	case o.MaxLeasesPerWorker < 0:
+		return o, invalid("MaxLeasesPerWorker", "%d is negative", o.MaxLeasesPerWorker)
 	case o.MaxUnackedPerShard < 0:
 		return o, invalid("MaxUnackedPerShard", "%d is negative", o.MaxUnackedPerShard)
 	}

@@ -160,7 +160,7 @@ func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.
 	if err := c.createChildLeases(ctx, children); err != nil {
 		return c.readError(ctx, h, err)
 	}
-	if err := c.writeCheckpoint(ctx, h, checkpoint{seq: checkpointShardEnd}, true); err != nil {
+	if err := c.writeCheckpoint(ctx, h, checkpoint{seq: checkpointShardEnd}, ""); err != nil {
 		return c.readError(ctx, h, err)
 	}
 	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))

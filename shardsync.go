@@ -92,13 +92,13 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 
-	leases, bad, err := c.table.list(ctx)
+	snap, err := c.table.list(ctx)
 	if err != nil {
 		return fmt.Errorf("kcl: lease table %q: %w", c.table.name(), err)
 	}
-	c.reportBadLeases(bad)
-	leasedBefore := make(map[string]bool, len(leases))
-	for _, l := range leases {
+	c.reportBadLeases(snap.bad)
+	leasedBefore := make(map[string]bool, len(snap.leases))
+	for _, l := range snap.leases {
 		leasedBefore[l.shardID] = true
 	}
 	for _, s := range shards {

@@ -34,7 +34,8 @@ type Consumer struct {
 	readers *errgroup.Group
 
 	mu       sync.Mutex
-	closing  bool // shutdown began: no reader starts any more
+	closing  bool      // shutdown began: no reader starts any more
+	beatAt   time.Time // when the last successful heartbeat was sent
 	held     map[string]*heldLease
 	shards   map[string]shardInfo   // the stream's shards, as last listed
 	seen     map[string]observation // other workers' leases, for expiry
@@ -175,7 +176,8 @@ func (c *Consumer) run(ctx context.Context) {
 		c.setErr(err)
 	}
 
-	// 1. Stop fetching and delivering.
+	// 1. Stop fetching and delivering, and tell the other workers, so that
+	// they neither count on nor claim from this one.
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
@@ -183,6 +185,7 @@ func (c *Consumer) run(ctx context.Context) {
 	if err := c.readers.Wait(); err != nil {
 		c.setErr(err)
 	}
+	_ = c.heartbeat(leaseCtx)
 	// 2. Give what was delivered time to be acked.
 	c.waitAcked(c.opts.ShutdownTimeout)
 	// 3. Stop renewing, then checkpoint the acked prefix and release.
@@ -200,6 +203,9 @@ func (c *Consumer) run(ctx context.Context) {
 		g.Go(func() error { c.releaseLease(final, h); return nil })
 	}
 	_ = g.Wait()
+	if err := c.table.removeWorker(final, c.opts.WorkerID, -1); err != nil {
+		c.log.Warn("kcl: heartbeat item not removed; another worker removes it later", "error", err)
+	}
 	if err := c.Err(); err != nil {
 		c.log.Error("kcl: consumer stopped", "error", err)
 	} else {
@@ -211,11 +217,14 @@ func newReaders(ctx context.Context) (*errgroup.Group, context.Context) {
 	return errgroup.WithContext(ctx)
 }
 
-// start checks the lease table and the stream and creates leases for shards
-// that have none. Transient errors are retried until ctx ends.
+// start checks the lease table, writes the first heartbeat, checks the
+// stream and creates leases for shards that have none. Transient errors are retried until ctx ends.
 func (c *Consumer) start(ctx context.Context) error {
 	if _, err := retry(ctx, c.log, "lease table setup", nil, func() (struct{}, error) {
-		return struct{}{}, c.table.ensure(ctx)
+		if err := c.table.ensure(ctx); err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, c.heartbeat(ctx)
 	}); err != nil {
 		return fmt.Errorf("kcl: lease table %q: %w", c.table.name(), err)
 	}
