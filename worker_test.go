@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -48,6 +49,9 @@ func runWorker() int {
 		Logger:             slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
 	delay, _ := time.ParseDuration(os.Getenv("KCL_TEST_DELAY"))
+	if d, err := time.ParseDuration(os.Getenv("KCL_TEST_LEASE")); err == nil {
+		opts.LeaseDuration = d
+	}
 	c, err := New(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -73,11 +77,12 @@ type workerProcess struct {
 	lines chan string // what it printed, closed when it exits
 }
 
-func startWorkerProcess(t *testing.T, f *fixture, id string, delay time.Duration, stderr io.Writer) *workerProcess {
+func startWorkerProcess(t *testing.T, f *fixture, id string, delay time.Duration, stderr io.Writer, env ...string) *workerProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), workerEnv+"="+id, "KCL_TEST_STREAM="+f.stream, "KCL_TEST_APP="+f.app,
 		"KCL_TEST_KINESIS="+emu.kinesisLocal.Endpoint, "KCL_TEST_DYNAMODB="+emu.dynalite.Endpoint, "KCL_TEST_DELAY="+delay.String())
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -151,4 +156,26 @@ func TestKilledProcessLosesNothing(t *testing.T) {
 	}
 	require.Len(t, seen, len(puts))
 	t.Logf("killed after %d records printed; %d delivered again", len(printed), dups)
+}
+
+func TestCrashedWorkersShardsAreReadAgainWithinOneAndAHalfLeaseDurations(t *testing.T) {
+	noLeak(t)
+	const leaseDuration = 3 * time.Second
+	f := newFixture(t, emu.kinesisLocal, 8)
+	f.putN(80, 16, "a")
+	w := startWorkerProcess(t, f, "doomed", 0, io.Discard, "KCL_TEST_LEASE="+leaseDuration.String())
+	go func() {
+		for range w.lines {
+		}
+	}()
+	g := newGroup(t, f)
+	g.start("survivor", func(o *Options) { o.LeaseDuration = leaseDuration })
+	require.Eventually(t, func() bool { return g.held()["survivor"] == 4 }, 20*time.Second, 10*time.Millisecond, "the two workers share the shards")
+
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
+	killed := time.Now()
+	require.Eventually(t, func() bool { return g.held()["survivor"] == 8 }, 3*leaseDuration, 10*time.Millisecond)
+	took := time.Since(killed)
+	t.Logf("a SIGKILLed worker's shards were taken %v after the kill (LeaseDuration %v)", took, leaseDuration)
+	assert.Less(t, took, leaseDuration*3/2)
 }
