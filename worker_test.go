@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,13 +34,14 @@ func runWorker() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg := testAWSConfig()
+	ddb := &countingDynamo{DynamoDBAPI: dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(os.Getenv("KCL_TEST_DYNAMODB")) })}
 	opts := Options{
 		StreamName:         os.Getenv("KCL_TEST_STREAM"),
 		AppName:            os.Getenv("KCL_TEST_APP"),
 		WorkerID:           os.Getenv(workerEnv),
 		InitialPosition:    TrimHorizon,
 		Kinesis:            kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(os.Getenv("KCL_TEST_KINESIS")) }),
-		DynamoDB:           dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(os.Getenv("KCL_TEST_DYNAMODB")) }),
+		DynamoDB:           ddb,
 		MaxRecords:         10,
 		PollInterval:       50 * time.Millisecond,
 		LeaseDuration:      time.Second,
@@ -57,10 +59,24 @@ func runWorker() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	var mu sync.Mutex // one line at a time on stdout
 	out := bufio.NewWriter(os.Stdout)
+	// Every second, the lease-table calls so far: "#ddb reads writes".
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	go func() {
+		for range tick.C {
+			mu.Lock()
+			fmt.Fprintf(out, "#ddb %d %d\n", ddb.reads.Load(), ddb.writes.Load())
+			out.Flush()
+			mu.Unlock()
+		}
+	}()
 	for r := range c.Consume(ctx) {
+		mu.Lock()
 		fmt.Fprintf(out, "%s %s %s\n", r.ShardID, r.SequenceNumber, r.Data)
 		out.Flush()
+		mu.Unlock()
 		time.Sleep(delay)
 		r.Ack()
 	}
