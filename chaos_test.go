@@ -186,9 +186,9 @@ func TestChaos(t *testing.T) {
 		victim := ch.live[ids[rng.IntN(len(ids))]]
 		action := rng.IntN(4)
 		switch {
-		case len(ids) <= 3:
+		case len(ids) <= 4: // at least 4 worker processes at all times but during a kill
 			action = 3
-		case len(ids) >= 6:
+		case len(ids) >= 7:
 			action = rng.IntN(2)
 		}
 		switch action {

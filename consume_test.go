@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/stretchr/testify/assert"
@@ -299,4 +303,24 @@ func (s *syncWriter) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.String()
+}
+
+func TestUnusableLeaseTableClosesWithErrNamingIt(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	// A table of that name exists but is not a lease table.
+	_, err := f.ddb.CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            &f.app,
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: ddbtypes.KeyTypeHash}},
+	})
+	require.NoError(t, err)
+	s := startConsumer(t, f.options())
+	for range s.ch {
+		t.Fatal("no record without a usable lease table")
+	}
+	require.Error(t, s.c.Err())
+	assert.Contains(t, s.c.Err().Error(), fmt.Sprintf("lease table %q", f.app))
+	assert.Contains(t, s.c.Err().Error(), "leaseKey")
 }

@@ -67,10 +67,14 @@ func (t *dynamoLeases) ensure(ctx context.Context) error {
 	}
 	ks := out.Table.KeySchema
 	if len(ks) != 1 || aws.ToString(ks[0].AttributeName) != attrLeaseKey {
-		return fmt.Errorf("key schema is not the lease table's (hash key %q only)", attrLeaseKey)
+		return errNotLeaseTable
 	}
 	return nil
 }
+
+// errNotLeaseTable says a table of the lease table's name exists with another
+// key schema. No retry can fix it.
+var errNotLeaseTable = fmt.Errorf("key schema is not a lease table's (hash key %q only)", attrLeaseKey)
 
 func (t *dynamoLeases) waitActive(ctx context.Context) (*dynamodb.DescribeTableOutput, error) {
 	w := dynamodb.NewTableExistsWaiter(t.db, func(o *dynamodb.TableExistsWaiterOptions) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kclgo/kcl/internal/emulator"
@@ -133,6 +134,14 @@ func TestReshardingKeepsPerKeyOrder(t *testing.T) {
 			require.ElementsMatch(t, putData(all), dataOf(got))
 			checkKeyOrder(t, got)
 			checkShardOrder(t, got)
+			ended := 0
+			for shard, item := range f.leaseItems() {
+				if str(item, attrCheckpoint) == checkpointShardEnd {
+					ended++
+					assert.Empty(t, str(item, attrOwner), "ended shard %s is not held", shard)
+				}
+			}
+			assert.Equal(t, 3, ended, "the split parent and the two merged parents ended")
 
 			// A consumer starting after the resharding reads the whole
 			// lineage from the start, parents before children.

@@ -2,6 +2,7 @@ package kcl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -220,7 +221,8 @@ func newReaders(ctx context.Context) (*errgroup.Group, context.Context) {
 // start checks the lease table, writes the first heartbeat, checks the
 // stream and creates leases for shards that have none. Transient errors are retried until ctx ends.
 func (c *Consumer) start(ctx context.Context) error {
-	if _, err := retry(ctx, c.log, "lease table setup", nil, func() (struct{}, error) {
+	notLeaseTable := func(err error) bool { return errors.Is(err, errNotLeaseTable) }
+	if _, err := retry(ctx, c.log, "lease table setup", notLeaseTable, func() (struct{}, error) {
 		if err := c.table.ensure(ctx); err != nil {
 			return struct{}{}, err
 		}
