@@ -208,15 +208,17 @@ func (s *session) stop(ack func(Record) bool) error {
 func ackAll(Record) bool { return true }
 
 // checkShardOrder fails unless each shard's records arrive in increasing
-// sequence order.
+// (sequence number, sub-sequence number) order.
 func checkShardOrder(t testing.TB, recs []Record) {
 	t.Helper()
-	last := map[string]string{}
+	last := map[string]Record{}
 	for _, r := range recs {
 		if prev, ok := last[r.ShardID]; ok {
-			require.True(t, seqLess(prev, r.SequenceNumber), "shard %s: %s delivered after %s", r.ShardID, r.SequenceNumber, prev)
+			inOrder := seqLess(prev.SequenceNumber, r.SequenceNumber) ||
+				prev.SequenceNumber == r.SequenceNumber && prev.SubSequenceNumber < r.SubSequenceNumber
+			require.True(t, inOrder, "shard %s: %s/%d delivered after %s/%d", r.ShardID, r.SequenceNumber, r.SubSequenceNumber, prev.SequenceNumber, prev.SubSequenceNumber)
 		}
-		last[r.ShardID] = r.SequenceNumber
+		last[r.ShardID] = r
 	}
 }
 

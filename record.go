@@ -9,9 +9,15 @@ import "time"
 // checkpoint only moves past a record after it and every earlier record of
 // the same shard were acked, so an unacked record is delivered again after a
 // restart or a lease move (at-least-once).
+//
+// A record the producer aggregated (the KPL format) arrives as its user
+// records, each with the Kinesis record's SequenceNumber and its own
+// SubSequenceNumber (0, 1, ...), PartitionKey and ExplicitHashKey. A plain
+// record has SubSequenceNumber 0 and no ExplicitHashKey.
 type Record struct {
 	Data                        []byte
 	PartitionKey                string
+	ExplicitHashKey             string
 	SequenceNumber              string
 	SubSequenceNumber           int64
 	ShardID                     string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -28,24 +29,12 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 		skip = start
 	}
 	last := "" // sequence number of the last Kinesis record delivered
-	stalled := false
 	for {
+		if !c.waitForRoom(ctx, h, log) {
+			return nil
+		}
 		_, unacked := h.window.state()
-		if unacked >= c.opts.MaxUnackedPerShard {
-			if !stalled {
-				log.Warn("kcl: shard paused: too many delivered records are not acked", "unacked", unacked, "max_unacked", c.opts.MaxUnackedPerShard)
-				stalled = true
-			}
-			if !h.window.waitBelow(ctx, c.opts.MaxUnackedPerShard) {
-				return nil
-			}
-			continue
-		}
-		if stalled {
-			log.Info("kcl: shard resumed")
-			stalled = false
-		}
-		limit := min(c.opts.MaxRecords, c.opts.MaxUnackedPerShard-unacked)
+		limit := max(1, min(c.opts.MaxRecords, c.opts.MaxUnackedPerShard-unacked))
 		out, err := retry(ctx, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
 			return c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit))})
 		})
@@ -65,25 +54,10 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 			return c.readError(ctx, h, err)
 		}
 		for i := range out.Records {
-			r := &out.Records[i]
-			seq := aws.ToString(r.SequenceNumber)
-			rec := Record{
-				Data:                        r.Data,
-				PartitionKey:                aws.ToString(r.PartitionKey),
-				SequenceNumber:              seq,
-				ShardID:                     h.shardID,
-				ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
-			}
-			if skip.seq != "" {
-				if seq == skip.seq && rec.SubSequenceNumber <= skip.sub {
-					continue
-				}
-				skip = checkpoint{}
-			}
-			if !c.deliver(ctx, h, rec) {
+			if !c.deliverRecord(ctx, h, &out.Records[i], &skip, log) {
 				return nil
 			}
-			last = seq
+			last = aws.ToString(out.Records[i].SequenceNumber)
 		}
 		if out.NextShardIterator == nil {
 			return c.endShard(ctx, h, out.ChildShards)
@@ -97,10 +71,64 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 	}
 }
 
-// deliver hands rec to the user: the one place a record leaves kcl. It is
-// registered in the shard's ack window first, so its ack cannot come before
-// it. It reports false when ctx ended or the lease was lost first.
-func (c *Consumer) deliver(ctx context.Context, h *heldLease, rec Record) bool {
+// deliverRecord delivers one Kinesis record: its user records when it is a
+// KPL aggregate, else itself. Records at or before skip (the checkpoint
+// resumed from) are passed over. It reports false when ctx ended or the
+// lease was lost.
+func (c *Consumer) deliverRecord(ctx context.Context, h *heldLease, r *types.Record, skip *checkpoint, log *slog.Logger) bool {
+	rec := Record{
+		Data:                        r.Data,
+		PartitionKey:                aws.ToString(r.PartitionKey),
+		SequenceNumber:              aws.ToString(r.SequenceNumber),
+		ShardID:                     h.shardID,
+		ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
+	}
+	users, isAggregate, err := deaggregate(r.Data)
+	if err != nil {
+		// Never dropped, never blocking the shard: delivered as it is.
+		log.Warn("kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
+	}
+	if !isAggregate || err != nil {
+		return c.deliver(ctx, h, rec, skip, log)
+	}
+	for i, u := range users {
+		rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(i)
+		if !c.deliver(ctx, h, rec, skip, log) {
+			return false
+		}
+	}
+	return true
+}
+
+// waitForRoom blocks while MaxUnackedPerShard delivered records of the shard
+// are unacked, logging when the shard pauses and resumes.
+func (c *Consumer) waitForRoom(ctx context.Context, h *heldLease, log *slog.Logger) bool {
+	if _, unacked := h.window.state(); unacked < c.opts.MaxUnackedPerShard {
+		return true
+	}
+	log.Warn("kcl: shard paused: too many delivered records are not acked", "max_unacked", c.opts.MaxUnackedPerShard)
+	if !h.window.waitBelow(ctx, c.opts.MaxUnackedPerShard) {
+		return false
+	}
+	log.Info("kcl: shard resumed")
+	return true
+}
+
+// deliver hands rec to the user: the one place a record leaves kcl. It
+// passes over records at or before skip, waits while the shard has too many
+// unacked records, and registers rec in the shard's ack window before handing
+// it over, so its ack cannot come first. It reports false when ctx ended or
+// the lease was lost first.
+func (c *Consumer) deliver(ctx context.Context, h *heldLease, rec Record, skip *checkpoint, log *slog.Logger) bool {
+	if skip.seq != "" {
+		if rec.SequenceNumber == skip.seq && rec.SubSequenceNumber <= skip.sub {
+			return true
+		}
+		*skip = checkpoint{}
+	}
+	if !c.waitForRoom(ctx, h, log) {
+		return false
+	}
 	index, ok := h.window.push(checkpoint{seq: rec.SequenceNumber, sub: rec.SubSequenceNumber})
 	if !ok {
 		return false

@@ -1,0 +1,253 @@
+package kcl
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// aggregate writes records in the KPL format, as the KPL does: shared
+// partition and explicit hash key tables, one tag on every record.
+func aggregate(records []userRecord) []byte {
+	var pkTable, ehkTable []string
+	index := func(table *[]string, v string) uint64 {
+		for i, s := range *table {
+			if s == v {
+				return uint64(i)
+			}
+		}
+		*table = append(*table, v)
+		return uint64(len(*table) - 1)
+	}
+	var recs [][]byte
+	for _, r := range records {
+		var b []byte
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, index(&pkTable, r.partitionKey))
+		if r.explicitHashKey != "" {
+			b = protowire.AppendTag(b, 2, protowire.VarintType)
+			b = protowire.AppendVarint(b, index(&ehkTable, r.explicitHashKey))
+		}
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendBytes(b, r.data)
+		var tag []byte // a Tag{key: "k", value: "v"}, which kcl ignores
+		tag = protowire.AppendTag(tag, 1, protowire.BytesType)
+		tag = protowire.AppendString(tag, "k")
+		tag = protowire.AppendTag(tag, 2, protowire.BytesType)
+		tag = protowire.AppendString(tag, "v")
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendBytes(b, tag)
+		recs = append(recs, b)
+	}
+	var body []byte
+	for _, pk := range pkTable {
+		body = protowire.AppendTag(body, 1, protowire.BytesType)
+		body = protowire.AppendString(body, pk)
+	}
+	for _, ehk := range ehkTable {
+		body = protowire.AppendTag(body, 2, protowire.BytesType)
+		body = protowire.AppendString(body, ehk)
+	}
+	for _, r := range recs {
+		body = protowire.AppendTag(body, 3, protowire.BytesType)
+		body = protowire.AppendBytes(body, r)
+	}
+	sum := md5.Sum(body)
+	return append(append(append([]byte{}, kplMagic...), body...), sum[:]...)
+}
+
+// field encodes a length-delimited protobuf field.
+func field(num protowire.Number, v []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+}
+
+// rawRecord encodes a Record with a partition key index and, unless data is
+// nil, data.
+func rawRecord(pk uint64, data []byte) []byte {
+	b := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), pk)
+	if data != nil {
+		b = append(b, field(3, data)...)
+	}
+	return b
+}
+
+// withMD5 frames body as an aggregate with a correct MD5.
+func withMD5(body []byte) []byte {
+	sum := md5.Sum(body)
+	return append(append(append([]byte{}, kplMagic...), body...), sum[:]...)
+}
+
+func TestDeaggregate(t *testing.T) {
+	three := []userRecord{
+		{partitionKey: "a", data: []byte("one")},
+		{partitionKey: "b", explicitHashKey: "123", data: []byte("two")},
+		{partitionKey: "a", data: []byte{}},
+	}
+	good := aggregate(three)
+	badMD5 := bytes.Clone(good)
+	badMD5[len(badMD5)-1] ^= 0xff
+	tests := []struct {
+		name      string
+		in        []byte
+		aggregate bool
+		want      []userRecord
+		err       string
+	}{
+		{"plain record", []byte("hello"), false, nil, ""},
+		{"empty record", nil, false, nil, ""},
+		{"three user records, shared tables, tags ignored", good, true, three, ""},
+		{"bad MD5", badMD5, true, nil, "MD5"},
+		{"only the magic", kplMagic, true, nil, "shorter"},
+		{"truncated protobuf", withMD5([]byte{0x1a, 0x05, 0x08}), true, nil, "aggregate"},
+		{"partition key index out of the table", withMD5(append(field(1, []byte("k")), field(3, rawRecord(4, []byte("d")))...)), true, nil, "out of a table"},
+		{"record without data", withMD5(append(field(1, []byte("k")), field(3, rawRecord(0, nil))...)), true, nil, "lacks"},
+		{"no records", withMD5(nil), true, nil, "no record"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, isAggregate, err := deaggregate(tt.in)
+			assert.Equal(t, tt.aggregate, isAggregate)
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, got, len(tt.want))
+			for i := range tt.want {
+				assert.Equal(t, tt.want[i].partitionKey, got[i].partitionKey)
+				assert.Equal(t, tt.want[i].explicitHashKey, got[i].explicitHashKey)
+				assert.Equal(t, string(tt.want[i].data), string(got[i].data))
+			}
+		})
+	}
+}
+
+// FuzzDeaggregate: any input decodes without panicking; what decodes
+// re-encodes to records that decode the same.
+func FuzzDeaggregate(f *testing.F) {
+	f.Add([]byte("plain"))
+	f.Add(kplMagic)
+	f.Add(aggregate([]userRecord{{partitionKey: "p", data: []byte("d")}}))
+	f.Add(aggregate([]userRecord{{partitionKey: "p", explicitHashKey: "42", data: []byte("d")}, {partitionKey: "q", data: nil}}))
+	f.Add(withMD5([]byte{0x0a, 0x01, 'k', 0x1a, 0x04, 0x08, 0x00, 0x1a, 0x00}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs, isAggregate, err := deaggregate(data)
+		if !isAggregate || err != nil {
+			assert.Empty(t, recs)
+			return
+		}
+		again, isAggregate, err := deaggregate(aggregate(recs))
+		require.NoError(t, err)
+		require.True(t, isAggregate)
+		require.Len(t, again, len(recs))
+		for i := range recs {
+			require.Equal(t, recs[i].partitionKey, again[i].partitionKey)
+			require.Equal(t, recs[i].explicitHashKey, again[i].explicitHashKey)
+			require.True(t, bytes.Equal(recs[i].data, again[i].data))
+		}
+	})
+}
+
+// putAggregates writes n aggregated records of per user records each to the
+// stream, one partition key per aggregate so each lands whole in one shard.
+func (f *fixture) putAggregates(n, per int, prefix string) (users []string) {
+	f.t.Helper()
+	for i := range n {
+		var recs []userRecord
+		for j := range per {
+			d := fmt.Sprintf("%s%03d.%03d", prefix, i, j)
+			recs = append(recs, userRecord{partitionKey: fmt.Sprintf("user-%d-%d", i, j), explicitHashKey: fmt.Sprint(1000 + j), data: []byte(d)})
+			users = append(users, d)
+		}
+		_, err := f.kin.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: &f.stream, PartitionKey: aws.String(fmt.Sprintf("agg-%d", i)), Data: aggregate(recs)})
+		require.NoError(f.t, err)
+	}
+	return users
+}
+
+func TestAggregatedRecordsAreSplitInOrder(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	users := f.putAggregates(6, 5, "a")
+	plain := f.putN(4, 2, "plain")
+	s := startConsumer(t, f.options())
+	got := s.receive(len(users)+len(plain), 30*time.Second, ackAll)
+	s.quiet(300 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	require.ElementsMatch(t, append(users, putData(plain)...), dataOf(got))
+	checkShardOrder(t, got)
+	for _, r := range got {
+		if bytes.HasPrefix(r.Data, []byte("a")) {
+			var i, j int
+			_, err := fmt.Sscanf(string(r.Data), "a%03d.%03d", &i, &j)
+			require.NoError(t, err)
+			assert.EqualValues(t, j, r.SubSequenceNumber)
+			assert.Equal(t, fmt.Sprintf("user-%d-%d", i, j), r.PartitionKey)
+			assert.Equal(t, fmt.Sprint(1000+j), r.ExplicitHashKey)
+		} else {
+			assert.Zero(t, r.SubSequenceNumber)
+			assert.Empty(t, r.ExplicitHashKey)
+		}
+	}
+}
+
+func TestRestartInsideAnAggregateSkipsExactlyTheCheckpointedSubRecords(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	users := f.putAggregates(3, 4, "a") // 12 user records in 3 Kinesis records
+	opts := f.options()
+	opts.ShutdownTimeout = 200 * time.Millisecond
+	s := startConsumer(t, opts)
+	got := s.receive(len(users), 30*time.Second, func(Record) bool { return false })
+	for _, r := range got[:6] { // the first aggregate and half of the second
+		r.Ack()
+	}
+	require.NoError(t, s.stop(nil))
+	item := f.leaseItems()[got[0].ShardID]
+	assert.Equal(t, got[5].SequenceNumber, str(item, attrCheckpoint))
+	assert.Equal(t, "1", str(item, attrCheckpointSub))
+
+	s = startConsumer(t, opts)
+	again := s.receive(6, 30*time.Second, ackAll)
+	s.quiet(300 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	assert.Equal(t, users[6:], dataOf(again), "resumes at sub-record 2 of the second aggregate")
+	assert.EqualValues(t, 2, again[0].SubSequenceNumber)
+}
+
+func TestMalformedAggregateIsDeliveredWholeAndLogged(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	good := aggregate([]userRecord{{partitionKey: "p", data: []byte("inside")}})
+	badMD5 := bytes.Clone(good)
+	badMD5[len(badMD5)-1] ^= 0xff
+	garbage := withMD5([]byte{0xff, 0xff, 0xff})
+	var want []string
+	for _, data := range [][]byte{badMD5, garbage, []byte("after")} {
+		_, err := f.kin.PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: &f.stream,
+			Records: []types.PutRecordsRequestEntry{{PartitionKey: aws.String("k"), Data: data}}})
+		require.NoError(t, err)
+		want = append(want, string(data))
+	}
+	var logs bytes.Buffer
+	opts := f.options()
+	opts.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
+	s := startConsumer(t, opts)
+	got := s.receive(3, 30*time.Second, ackAll)
+	require.NoError(t, s.stop(nil))
+	assert.Equal(t, want, dataOf(got), "malformed aggregates arrive as they are, and the shard goes on")
+	assert.Contains(t, logs.String(), "malformed aggregated record delivered whole")
+	assert.NotContains(t, logs.String(), "inside", "no payload is logged")
+}
