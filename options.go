@@ -49,6 +49,14 @@ type Options struct {
 	// DynamoDB overrides the DynamoDB client. *dynamodb.Client satisfies it.
 	DynamoDB DynamoDBAPI
 
+	// EnhancedFanOut reads shards with SubscribeToShard (records pushed over
+	// HTTP/2, 2 MB/s per shard for this consumer alone) instead of polling
+	// GetRecords. The stream consumer ConsumerName is registered if missing.
+	EnhancedFanOut bool
+	// ConsumerName names the stream consumer for EnhancedFanOut. Default
+	// AppName; required for fan-out when AppName is empty.
+	ConsumerName string
+
 	// MaxRecords is the Limit of each GetRecords call, 1..10000. Default 10000.
 	MaxRecords int
 	// PollInterval is the pause between reads of a shard that is caught up.
@@ -138,6 +146,7 @@ var (
 	// https://docs.aws.amazon.com/kinesis/latest/APIReference/API_CreateStream.html
 	streamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 	streamARNPattern  = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}$`)
+	consumerNamePattern = streamNamePattern
 	// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
 	tableNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
 )
@@ -164,6 +173,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, invalid("LeaseTable", "%q is not a valid DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -)", o.LeaseTable)
 	case o.InitialPosition.kind == positionAtTimestamp && o.InitialPosition.timestamp.IsZero():
 		return o, invalid("InitialPosition", "AtTimestamp needs a non-zero time")
+	case o.EnhancedFanOut && o.ConsumerName == "" && o.AppName == "":
+		return o, invalid("ConsumerName", "required for EnhancedFanOut without AppName")
+	case o.ConsumerName != "" && !consumerNamePattern.MatchString(o.ConsumerName):
+		return o, invalid("ConsumerName", "%q is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -)", o.ConsumerName)
 	case o.MaxRecords < 0 || o.MaxRecords > 10000:
 		return o, invalid("MaxRecords", "%d is out of range 1..10000", o.MaxRecords)
 	case o.MaxLeasesPerWorker < 0:
@@ -191,6 +204,9 @@ func (o Options) withDefaults() (Options, error) {
 
 	if o.LeaseTable == "" {
 		o.LeaseTable = o.AppName
+	}
+	if o.ConsumerName == "" {
+		o.ConsumerName = o.AppName
 	}
 	if o.WorkerID == "" {
 		host, err := os.Hostname()

@@ -12,9 +12,13 @@ import (
 )
 
 // readShard reads the shard of h from its checkpoint and delivers its records
-// in order until ctx ends (shutdown or lease lost) or the shard ends. It
+// in order until ctx ends (shutdown, hand-off or lease lost) or the shard
+// ends: by polling GetRecords, or with enhanced fan-out (fanout.go). It
 // returns only fatal errors; a lost lease or a cancelled ctx returns nil.
 func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
+	if c.consumerARN != "" {
+		return c.subscribeShard(ctx, h)
+	}
 	log := c.log.With("shard", h.shardID)
 	start, _ := h.window.state() // the checkpoint at take: nothing is delivered yet
 	iterator, err := c.shardIterator(ctx, h.shardID, start, "")
@@ -143,30 +147,35 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, rec Record, skip *
 	}
 }
 
-// shardIterator opens the shard at a checkpoint, or just after the sequence
-// number after when it is set.
-func (c *Consumer) shardIterator(ctx context.Context, shardID string, from checkpoint, after string) (*string, error) {
-	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(shardID)}
-	c.setStream(&in.StreamName, &in.StreamARN)
+// startingPosition turns a checkpoint, or the sequence number after which to
+// go on, into where a shard is opened.
+func (c *Consumer) startingPosition(shardID string, from checkpoint, after string) types.StartingPosition {
 	switch {
 	case after != "":
-		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(after)
+		return types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(after)}
 	case from.seq == checkpointTrimHorizon:
-		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+		return types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
 	case from.seq == checkpointLatest:
-		in.ShardIteratorType = types.ShardIteratorTypeLatest
+		return types.StartingPosition{Type: types.ShardIteratorTypeLatest}
 	case from.seq == checkpointAtTimestamp:
 		if c.opts.InitialPosition.kind != positionAtTimestamp {
 			// The table does not store the timestamp (neither does the Java
 			// KCL's): without one, reading from the oldest record loses nothing.
 			c.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but InitialPosition has no timestamp; reading from TRIM_HORIZON", "shard", shardID)
-			in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
-		} else {
-			in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(c.opts.InitialPosition.timestamp)
+			return types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
 		}
+		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(c.opts.InitialPosition.timestamp)}
 	default:
-		in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAtSequenceNumber, aws.String(from.seq)
+		return types.StartingPosition{Type: types.ShardIteratorTypeAtSequenceNumber, SequenceNumber: aws.String(from.seq)}
 	}
+}
+
+// shardIterator opens the shard at a checkpoint, or just after the sequence
+// number after when it is set.
+func (c *Consumer) shardIterator(ctx context.Context, shardID string, from checkpoint, after string) (*string, error) {
+	pos := c.startingPosition(shardID, from, after)
+	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(shardID), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
+	c.setStream(&in.StreamName, &in.StreamARN)
 	out, err := retry(ctx, c.log.With("shard", shardID), "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
 		return c.kinesis.GetShardIterator(ctx, in)
 	})

@@ -27,6 +27,11 @@ type Consumer struct {
 	errMu sync.Mutex
 	err   error
 
+	// Enhanced fan-out: the registered consumer, and timings tests shorten.
+	consumerARN      string
+	fanOutStall      time.Duration
+	resubscribeAfter time.Duration
+
 	// Set up by Consume.
 	out     chan Record
 	syncNow chan struct{} // ask the lease loop for a shard sync
@@ -61,6 +66,9 @@ func New(opts Options) (*Consumer, error) {
 		reported: map[string]bool{},
 		syncNow:  make(chan struct{}, 1),
 		takeNow:  make(chan struct{}, 1),
+
+		fanOutStall:      defaultFanOutStall,
+		resubscribeAfter: defaultResubscribe,
 	}
 	needAWS := opts.Kinesis == nil || (opts.AppName != "" && opts.DynamoDB == nil)
 	if needAWS && opts.AWSConfig == nil {
@@ -233,6 +241,9 @@ func (c *Consumer) start(ctx context.Context) error {
 	_, err := retry(ctx, c.log, "shard sync", nil, func() (struct{}, error) {
 		return struct{}{}, c.syncShards(ctx)
 	})
+	if err == nil && c.opts.EnhancedFanOut {
+		err = c.registerConsumer(ctx)
+	}
 	return err
 }
 

@@ -1,0 +1,223 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+)
+
+// Enhanced fan-out: each leased shard is read with SubscribeToShard, an
+// HTTP/2 event stream that pushes records as they arrive, with 2 MB/s per
+// shard for this consumer alone. A subscription lasts at most 5 minutes;
+// kcl resubscribes from the last continuation sequence number before then.
+// Ack, checkpoint, lease and shutdown semantics are those of polling.
+const (
+	// fanOutStall: a subscription with no event for this long is dropped and
+	// renewed. AWS sends an event at least every 5 seconds.
+	defaultFanOutStall = 30 * time.Second
+	// defaultResubscribe: subscriptions are renewed before AWS ends them at 5
+	// minutes.
+	defaultResubscribe = 4*time.Minute + 30*time.Second
+)
+
+// registerConsumer registers the stream consumer for fan-out if it is
+// missing, waits until it is ACTIVE, and records its ARN.
+func (c *Consumer) registerConsumer(ctx context.Context) error {
+	streamARN := c.opts.StreamARN
+	if streamARN == "" {
+		out, err := retry(ctx, c.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
+			return c.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(c.opts.StreamName)})
+		})
+		if err != nil {
+			return fmt.Errorf("kcl: stream %q: %w", c.opts.streamLabel(), err)
+		}
+		streamARN = aws.ToString(out.StreamDescriptionSummary.StreamARN)
+	}
+	name := c.opts.ConsumerName
+	for {
+		out, err := retry(ctx, c.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
+			return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
+		})
+		switch {
+		case isNotFound(err):
+			_, err = retry(ctx, c.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
+				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
+			})
+			if err != nil && !isInUse(err) { // in use: another worker registered it first
+				return fmt.Errorf("kcl: stream %q: registering consumer %q: %w", c.opts.streamLabel(), name, err)
+			}
+			c.log.Info("kcl: stream consumer registered", "consumer", name)
+			continue
+		case err != nil:
+			return fmt.Errorf("kcl: stream %q: consumer %q: %w", c.opts.streamLabel(), name, err)
+		}
+		d := out.ConsumerDescription
+		switch d.ConsumerStatus {
+		case types.ConsumerStatusActive:
+			c.consumerARN = aws.ToString(d.ConsumerARN)
+			return nil
+		case types.ConsumerStatusDeleting:
+			c.log.Warn("kcl: stream consumer is being deleted; waiting to register it again", "consumer", name)
+		}
+		if !sleep(ctx, 200*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+// ownEventStreamCodec gives a subscription a protocol instance of its own.
+// The SDK's awsjson protocol keeps one event-stream codec per client whose
+// scratch fields every open stream writes without synchronisation
+// (smithy-go issue 714): harmless today, but a data race between
+// subscriptions. A protocol the caller customised is left as it is.
+func ownEventStreamCodec(o *kinesis.Options) {
+	if _, isDefault := o.Protocol.(*awsjson.Protocol); isDefault {
+		o.Protocol = awsjson.New11(schemas.Kinesis_20131202)
+	}
+}
+
+func isNotFound(err error) bool {
+	var nf *types.ResourceNotFoundException
+	return errors.As(err, &nf)
+}
+
+func isInUse(err error) bool {
+	var inUse *types.ResourceInUseException
+	return errors.As(err, &inUse)
+}
+
+// subscribeShard reads the shard of h with enhanced fan-out until ctx ends
+// or the shard ends. Dropped, stalled and expiring subscriptions are renewed
+// from the last continuation sequence number; errors are retried with backoff
+// (ResourceInUse while a previous subscription closes, LimitExceeded), and only
+// those no retry can fix end the consumer.
+func (c *Consumer) subscribeShard(ctx context.Context, h *heldLease) error {
+	log := c.log.With("shard", h.shardID)
+	start, _ := h.window.state()
+	var skip checkpoint
+	if !start.isSentinel() {
+		skip = start
+	}
+	continuation := "" // where the next subscription starts, after this
+	b := newBackOff()
+	for {
+		pos := c.startingPosition(h.shardID, start, continuation)
+		// Each subscription has its own context, cancelled when it ends, so
+		// the HTTP/2 stream is torn down and the server frees it.
+		subCtx, cancel := context.WithCancel(ctx)
+		out, err := retry(subCtx, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
+			return c.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &c.consumerARN, ShardId: &h.shardID, StartingPosition: &pos}, ownEventStreamCodec)
+		})
+		if err != nil {
+			cancel()
+			return c.readError(ctx, h, err)
+		}
+		ended, children, err := c.readSubscription(ctx, h, out.GetStream(), &skip, &continuation)
+		cancel()
+		if ended {
+			return c.endShard(ctx, h, children)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if isFatal(err) {
+				return c.readError(ctx, h, err)
+			}
+			wait := b.NextBackOff()
+			log.Warn("kcl: subscription ended; resubscribing", "error", err, "code", errorCode(err), "wait", wait)
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+		b.Reset()
+	}
+}
+
+// readSubscription delivers the records of one subscription until it ends,
+// stalls, is due for renewal, or ctx ends. ended reports the shard's end.
+func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *kinesis.SubscribeToShardEventStream, skip *checkpoint, continuation *string) (ended bool, children []types.ChildShard, err error) {
+	defer stream.Close()
+	log := c.log.With("shard", h.shardID)
+	renew := time.NewTimer(c.resubscribeAfter)
+	defer renew.Stop()
+	stall := time.NewTimer(c.fanOutStall)
+	defer stall.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, nil, nil
+		case <-renew.C:
+			log.Debug("kcl: renewing subscription")
+			return false, nil, nil
+		case <-stall.C:
+			return false, nil, fmt.Errorf("no event for %v", c.fanOutStall)
+		case ev, ok := <-stream.Events():
+			if !ok {
+				return false, nil, stream.Err()
+			}
+			stall.Reset(c.fanOutStall)
+			e, ok := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
+			if !ok {
+				continue
+			}
+			for i := range e.Value.Records {
+				if !c.deliverRecord(ctx, h, &e.Value.Records[i], skip, log) {
+					return false, nil, nil
+				}
+			}
+			if len(e.Value.ChildShards) > 0 || e.Value.ContinuationSequenceNumber == nil {
+				return true, e.Value.ChildShards, nil // the shard's last event
+			}
+			*continuation = *e.Value.ContinuationSequenceNumber
+			// A server that never sends the last event (kinesis-local)
+			// still ends the shard: caught up on a shard the shard list
+			// says is closed, GetRecords confirms nothing follows.
+			if len(e.Value.Records) == 0 && aws.ToInt64(e.Value.MillisBehindLatest) == 0 && c.shardClosed(h.shardID) {
+				if ended, children := c.confirmShardEnd(ctx, h, *continuation); ended {
+					return true, children, nil
+				}
+			}
+		}
+	}
+}
+
+// confirmShardEnd reads the shard by GetRecords after the continuation
+// sequence number: it has ended when nothing follows and no next iterator is
+// given. The children come with that answer.
+func (c *Consumer) confirmShardEnd(ctx context.Context, h *heldLease, after string) (bool, []types.ChildShard) {
+	start, _ := h.window.state()
+	iterator, err := c.shardIterator(ctx, h.shardID, start, after)
+	for i := 0; err == nil && i < 3; i++ {
+		var out *kinesis.GetRecordsOutput
+		out, err = c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1)})
+		switch {
+		case err != nil:
+		case len(out.Records) > 0:
+			return false, nil // more to come by the subscription
+		case out.NextShardIterator == nil:
+			return true, out.ChildShards
+		default:
+			iterator = out.NextShardIterator
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("kcl: could not confirm the end of a closed shard; still subscribed", "shard", h.shardID, "error", err)
+	}
+	return false, nil
+}
+
+// shardClosed reports whether the last shard list said the shard is closed.
+func (c *Consumer) shardClosed(shardID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shards[shardID].closed
+}

@@ -1,0 +1,228 @@
+package kcl
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// noInitialResponse makes the client expect no initial-response event,
+// which kinesis-local never sends (AWS does). Test code only: the library
+// speaks the real protocol.
+type noInitialResponse struct{ smithyhttp.ClientProtocol }
+
+func (noInitialResponse) HasInitialEventMessage() bool { return false }
+
+func emulatorHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+}
+
+// fanOutClient talks HTTP/2 to kinesis-local's TLS port.
+func fanOutClient() KinesisAPI {
+	return &emulatorSubscriptions{KinesisAPI: kinesis.NewFromConfig(testAWSConfig(), func(o *kinesis.Options) {
+		o.BaseEndpoint = aws.String(emu.kinesisLocal.TLS)
+		o.HTTPClient = emulatorHTTPClient()
+	}), conns: map[string]*http.Client{}}
+}
+
+// emulatorSubscriptions adapts subscriptions to kinesis-local: a protocol
+// that expects no initial-response, one per subscription so that concurrent
+// subscriptions do not share an event-stream codec (see ownEventStreamCodec);
+// and a connection per subscription, closed before the shard is subscribed
+// again, because kinesis-local frees a subscription only when its
+// connection closes (AWS lets a new subscription take over after 5s).
+type emulatorSubscriptions struct {
+	KinesisAPI
+	mu    sync.Mutex
+	conns map[string]*http.Client // by shard
+}
+
+func (e *emulatorSubscriptions) SubscribeToShard(ctx context.Context, in *kinesis.SubscribeToShardInput, o ...func(*kinesis.Options)) (*kinesis.SubscribeToShardOutput, error) {
+	conn := emulatorHTTPClient()
+	e.mu.Lock()
+	if prev := e.conns[*in.ShardId]; prev != nil {
+		prev.CloseIdleConnections()
+	}
+	e.conns[*in.ShardId] = conn
+	e.mu.Unlock()
+	return e.KinesisAPI.SubscribeToShard(ctx, in, append(o, func(o *kinesis.Options) {
+		o.Protocol = noInitialResponse{awsjson.New11(schemas.Kinesis_20131202)}
+		o.HTTPClient = conn
+	})...)
+}
+
+func fanOutOptions(f *fixture) Options {
+	opts := f.options()
+	opts.Kinesis = fanOutClient()
+	opts.EnhancedFanOut = true
+	return opts
+}
+
+func TestFanOutDrainsInOrderAndResumesAfterTheCheckpoint(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 3)
+	first := f.putN(120, 12, "a")
+	s := startConsumer(t, fanOutOptions(f))
+	got := s.receive(len(first), 30*time.Second, ackAll)
+	checkShardOrder(t, got)
+	require.ElementsMatch(t, putData(first), dataOf(got))
+	require.NoError(t, s.stop(nil))
+
+	out, err := f.kin.DescribeStreamConsumer(context.Background(), &kinesis.DescribeStreamConsumerInput{
+		StreamARN: describeARN(t, f), ConsumerName: aws.String(f.app)})
+	require.NoError(t, err)
+	assert.Equal(t, types.ConsumerStatusActive, out.ConsumerDescription.ConsumerStatus, "the consumer is registered under AppName")
+
+	second := f.putN(60, 12, "b")
+	s = startConsumer(t, fanOutOptions(f))
+	got = s.receive(len(second), 30*time.Second, ackAll)
+	s.quiet(500 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	require.ElementsMatch(t, putData(second), dataOf(got), "exactly the records after the checkpoint")
+}
+
+func describeARN(t *testing.T, f *fixture) *string {
+	out, err := f.kin.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: &f.stream})
+	require.NoError(t, err)
+	return out.StreamDescriptionSummary.StreamARN
+}
+
+// subscribeFaults fails the first SubscribeToShard calls as AWS does while a
+// previous subscription is still open, and when subscribing too often.
+type subscribeFaults struct {
+	KinesisAPI
+	calls atomic.Int64
+}
+
+func (s *subscribeFaults) SubscribeToShard(ctx context.Context, in *kinesis.SubscribeToShardInput, o ...func(*kinesis.Options)) (*kinesis.SubscribeToShardOutput, error) {
+	switch s.calls.Add(1) {
+	case 1:
+		return nil, &types.ResourceInUseException{Message: aws.String("another subscription is active")}
+	case 2:
+		return nil, &types.LimitExceededException{Message: aws.String("rate exceeded for consumer")}
+	}
+	return s.KinesisAPI.SubscribeToShard(ctx, in, o...)
+}
+
+func TestFanOutResubscribesOftenAndRetriesErrorsLosingAndRepeatingNothing(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	opts := fanOutOptions(f)
+	faults := &subscribeFaults{KinesisAPI: opts.Kinesis}
+	opts.Kinesis = faults
+	c, err := New(opts)
+	require.NoError(t, err)
+	// AWS's 5-minute limit, compressed; kinesis-local's first event comes
+	// about 2s after subscribing.
+	c.resubscribeAfter = 2500 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+	t.Cleanup(func() { s.stop(nil) })
+
+	var puts []put
+	for i := range 16 { // records keep coming across several subscriptions
+		puts = append(puts, f.putN(10, 8, fmt.Sprintf("r%d-", i))...)
+		time.Sleep(500 * time.Millisecond)
+	}
+	got := s.receive(len(puts), 30*time.Second, ackAll)
+	s.quiet(500 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	require.ElementsMatch(t, putData(puts), dataOf(got))
+	checkShardOrder(t, got)
+	assert.GreaterOrEqual(t, faults.calls.Load(), int64(2+2*3), "two injected failures, then every shard subscribed at least 3 times")
+}
+
+func TestFanOutFollowsReshardingInKeyOrder(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	n := 0
+	put := func(count int) []put {
+		ps := f.put(count, func(i int) string { return fmt.Sprintf("k%d", (n+i)%10) }, func(i int) string { return fmt.Sprintf("k%d:%06d", (n+i)%10, n+i) })
+		n += count
+		return ps
+	}
+	all := put(100)
+	// kinesis-local 0.6.2 never sends a closed shard's last event (with
+	// ChildShards), so this proves the fallback: a caught-up subscription of
+	// a shard the shard list calls closed ends, children from ListShards.
+	// The ChildShards event path: TestSubscriptionEventsEndTheShardOrStall.
+	opts := fanOutOptions(f)
+	opts.ShardSyncInterval = time.Second
+	s := startConsumer(t, opts)
+	got := s.receive(10, 30*time.Second, ackAll)
+	f.split()
+	all = append(all, put(100)...)
+	got = append(got, s.receive(40, 30*time.Second, ackAll)...)
+	f.mergeFirstAdjacent()
+	all = append(all, put(100)...)
+	got = append(got, s.receive(len(all)-len(got), 30*time.Second, ackAll)...)
+	s.quiet(300 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	require.ElementsMatch(t, putData(all), dataOf(got))
+	checkKeyOrder(t, got)
+}
+
+// eventReader feeds a subscription scripted events, then blocks.
+type eventReader struct {
+	events chan types.SubscribeToShardEventStream
+}
+
+func (r eventReader) Events() <-chan types.SubscribeToShardEventStream { return r.events }
+func (r eventReader) Close() error                                     { return nil }
+func (r eventReader) Err() error                                       { return nil }
+
+func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
+	noLeak(t)
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: testLogger(t)})
+	require.NoError(t, err)
+	c.out = make(chan Record, 10)
+	c.fanOutStall = 200 * time.Millisecond
+	h := &heldLease{shardID: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
+	event := func(cont *string, children []types.ChildShard, data ...string) types.SubscribeToShardEventStream {
+		var recs []types.Record
+		for i, d := range data {
+			recs = append(recs, types.Record{Data: []byte(d), PartitionKey: aws.String("k"), SequenceNumber: aws.String(fmt.Sprint(100 + i))})
+		}
+		return &types.SubscribeToShardEventStreamMemberSubscribeToShardEvent{Value: types.SubscribeToShardEvent{
+			Records: recs, ContinuationSequenceNumber: cont, ChildShards: children, MillisBehindLatest: aws.Int64(0)}}
+	}
+	children := []types.ChildShard{{ShardId: aws.String("shardId-000000000002"), ParentShards: []string{"shardId-000000000000"}}}
+
+	t.Run("the last event names the children", func(t *testing.T) {
+		r := eventReader{events: make(chan types.SubscribeToShardEventStream, 3)}
+		r.events <- event(aws.String("101"), nil, "a", "b")
+		r.events <- event(nil, children)
+		stream := kinesis.NewSubscribeToShardEventStream(func(es *kinesis.SubscribeToShardEventStream) { es.Reader = r })
+		var skip checkpoint
+		cont := ""
+		ended, got, err := c.readSubscription(context.Background(), h, stream, &skip, &cont)
+		require.NoError(t, err)
+		assert.True(t, ended)
+		assert.Equal(t, children, got)
+		assert.Equal(t, "101", cont)
+		assert.Len(t, c.out, 2)
+	})
+	t.Run("no event for a while drops the subscription", func(t *testing.T) {
+		r := eventReader{events: make(chan types.SubscribeToShardEventStream)}
+		stream := kinesis.NewSubscribeToShardEventStream(func(es *kinesis.SubscribeToShardEventStream) { es.Reader = r })
+		var skip checkpoint
+		cont := ""
+		ended, _, err := c.readSubscription(context.Background(), h, stream, &skip, &cont)
+		assert.False(t, ended)
+		assert.ErrorContains(t, err, "no event for 200ms")
+	})
+}
