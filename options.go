@@ -144,8 +144,8 @@ const (
 
 var (
 	// https://docs.aws.amazon.com/kinesis/latest/APIReference/API_CreateStream.html
-	streamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
-	streamARNPattern  = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}$`)
+	streamNamePattern   = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+	streamARNPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]{1,128}$`)
 	consumerNamePattern = streamNamePattern
 	// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
 	tableNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
