@@ -287,3 +287,5 @@ var _ sync.Mutex
 func dynamoDescribe(table string) *dynamodb.DescribeTableInput {
 	return &dynamodb.DescribeTableInput{TableName: &table}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
