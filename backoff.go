@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/smithy-go"
@@ -61,10 +62,25 @@ func errorCode(err error) string {
 	return ""
 }
 
+// throttleCodes are the AWS error codes that say a limit was hit.
+var throttleCodes = map[string]bool{
+	"ProvisionedThroughputExceededException": true,
+	"KMSThrottlingException":                 true,
+	"LimitExceededException":                 true,
+	"ThrottlingException":                    true,
+	"RequestLimitExceeded":                   true,
+	"Throttling":                             true,
+}
+
+// retryCounters count what retry waited out, for Stats.
+type retryCounters struct {
+	retries, throttles atomic.Int64
+}
+
 // retry calls op until it succeeds, returns an error that isFatal or that
-// permanent says to stop on, or ctx ends. Transient errors are logged at Warn
-// with attrs and waited out with exponential backoff and jitter.
-func retry[T any](ctx context.Context, log *slog.Logger, what string, permanent func(error) bool, op func() (T, error)) (T, error) {
+// permanent says to stop on, or ctx ends. Transient errors are counted,
+// logged at Warn and waited out with exponential backoff and jitter.
+func retry[T any](ctx context.Context, n *retryCounters, log *slog.Logger, what string, permanent func(error) bool, op func() (T, error)) (T, error) {
 	return backoff.RetryNotifyWithData(func() (T, error) {
 		v, err := op()
 		if err != nil && (isFatal(err) || (permanent != nil && permanent(err)) || ctx.Err() != nil) {
@@ -72,6 +88,10 @@ func retry[T any](ctx context.Context, log *slog.Logger, what string, permanent 
 		}
 		return v, err
 	}, backoff.WithContext(newBackOff(), ctx), func(err error, wait time.Duration) {
+		n.retries.Add(1)
+		if throttleCodes[errorCode(err)] {
+			n.throttles.Add(1)
+		}
 		log.Warn("kcl: retrying "+what, "error", err, "code", errorCode(err), "wait", wait)
 	})
 }

@@ -46,11 +46,14 @@ type ackWindow struct {
 	first   uint64
 	acked   checkpoint // the last record of the acked prefix (or the starting checkpoint)
 	closed  bool
+	// counted acks, for Stats
+	ackedRecords, ackedBytes int64
 	changed chan struct{} // signalled when the prefix grows or the window closes
 }
 
 type pendingRecord struct {
 	cp    checkpoint
+	size  int
 	acked bool
 }
 
@@ -61,14 +64,14 @@ func newAckWindow(start checkpoint) *ackWindow {
 // push registers a record about to be delivered and returns its index. It
 // must be called before the record can reach the user, so that its ack cannot
 // come first. ok is false once the window is closed.
-func (w *ackWindow) push(cp checkpoint) (index uint64, ok bool) {
+func (w *ackWindow) push(cp checkpoint, size int) (index uint64, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return 0, false
 	}
 	index = w.first + uint64(len(w.pending)-w.head)
-	w.pending = append(w.pending, pendingRecord{cp: cp})
+	w.pending = append(w.pending, pendingRecord{cp: cp, size: size})
 	return index, true
 }
 
@@ -89,7 +92,12 @@ func (w *ackWindow) ack(index uint64) {
 	if w.closed || index < w.first || index >= w.first+uint64(len(w.pending)-w.head) {
 		return
 	}
-	w.pending[w.head+int(index-w.first)].acked = true
+	p := &w.pending[w.head+int(index-w.first)]
+	if !p.acked {
+		p.acked = true
+		w.ackedRecords++
+		w.ackedBytes += int64(p.size)
+	}
 	if index != w.first {
 		return
 	}
@@ -122,6 +130,14 @@ func (w *ackWindow) state() (acked checkpoint, unacked int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.acked, len(w.pending) - w.head
+}
+
+// stats returns the acked prefix, the unacked count, and the records and
+// bytes acked so far.
+func (w *ackWindow) stats() (acked checkpoint, unacked int, records, bytes int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.acked, len(w.pending) - w.head, w.ackedRecords, w.ackedBytes
 }
 
 // close makes the window ignore every later push and ack.
@@ -162,7 +178,7 @@ func (w *ackWindow) waitBelow(ctx context.Context, n int) bool {
 // are retried until ctx ends.
 func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpoint, next string) error {
 	err := c.writeLease(h, func(l lease) (lease, error) {
-		return retry(ctx, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (lease, error) {
+		return retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (lease, error) {
 			return c.table.checkpoint(ctx, l, cp, next)
 		})
 	})

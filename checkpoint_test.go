@@ -33,7 +33,7 @@ func TestAckWindowCheckpointsOnlyTheContiguousAckedPrefix(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newAckWindow(start)
 			for i := range tt.delivered {
-				idx, ok := w.push(checkpoint{seq: fmt.Sprintf("s%d", i)})
+				idx, ok := w.push(checkpoint{seq: fmt.Sprintf("s%d", i)}, 1)
 				require.True(t, ok)
 				require.Equal(t, uint64(i), idx)
 			}
@@ -49,19 +49,19 @@ func TestAckWindowCheckpointsOnlyTheContiguousAckedPrefix(t *testing.T) {
 
 func TestAckWindowIgnoresEverythingOnceClosed(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "s"})
-	idx, _ := w.push(checkpoint{seq: "a"})
+	idx, _ := w.push(checkpoint{seq: "a"}, 1)
 	w.close()
 	w.ack(idx)
 	acked, _ := w.state()
 	assert.Equal(t, "s", acked.seq, "a late ack after the lease was lost must not move the checkpoint")
-	_, ok := w.push(checkpoint{seq: "b"})
+	_, ok := w.push(checkpoint{seq: "b"}, 1)
 	assert.False(t, ok)
 }
 
 func TestAckWindowUnpushWithdrawsOnlyTheLastRecord(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "s"})
-	a, _ := w.push(checkpoint{seq: "a"})
-	b, _ := w.push(checkpoint{seq: "b"})
+	a, _ := w.push(checkpoint{seq: "a"}, 1)
+	b, _ := w.push(checkpoint{seq: "b"}, 1)
 	w.unpush(a) // not the last: ignored
 	_, n := w.state()
 	assert.Equal(t, 2, n)
@@ -70,7 +70,7 @@ func TestAckWindowUnpushWithdrawsOnlyTheLastRecord(t *testing.T) {
 	acked, n := w.state()
 	assert.Equal(t, "a", acked.seq)
 	assert.Equal(t, 0, n)
-	c, _ := w.push(checkpoint{seq: "c"})
+	c, _ := w.push(checkpoint{seq: "c"}, 1)
 	assert.Equal(t, b, c, "an index withdrawn is reused")
 }
 
@@ -79,7 +79,7 @@ func TestAckWindowConcurrentAcksFromManyGoroutines(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "start"})
 	idx := make([]uint64, n)
 	for i := range idx {
-		idx[i], _ = w.push(checkpoint{seq: fmt.Sprint(i)})
+		idx[i], _ = w.push(checkpoint{seq: fmt.Sprint(i)}, 1)
 	}
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -97,7 +97,7 @@ func TestAckWindowConcurrentAcksFromManyGoroutines(t *testing.T) {
 
 func TestAckWindowWaitBelowWakesOnAck(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "s"})
-	a, _ := w.push(checkpoint{seq: "a"})
+	a, _ := w.push(checkpoint{seq: "a"}, 1)
 	done := make(chan bool)
 	go func() { done <- w.waitBelow(context.Background(), 1) }()
 	select {
@@ -109,7 +109,7 @@ func TestAckWindowWaitBelowWakesOnAck(t *testing.T) {
 	assert.True(t, <-done)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	w.push(checkpoint{seq: "b"})
+	w.push(checkpoint{seq: "b"}, 1)
 	cancel()
 	assert.False(t, w.waitBelow(ctx, 1), "a cancelled wait reports false")
 }

@@ -32,7 +32,7 @@ const (
 func (c *Consumer) registerConsumer(ctx context.Context) error {
 	streamARN := c.opts.StreamARN
 	if streamARN == "" {
-		out, err := retry(ctx, c.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, c.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
 			return c.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(c.opts.StreamName)})
 		})
 		if err != nil {
@@ -42,12 +42,12 @@ func (c *Consumer) registerConsumer(ctx context.Context) error {
 	}
 	name := c.opts.ConsumerName
 	for {
-		out, err := retry(ctx, c.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, c.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
 			return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 		})
 		switch {
 		case isNotFound(err):
-			_, err = retry(ctx, c.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
+			_, err = retry(ctx, &c.counters.retryCounters, c.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
 				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if err != nil && !isInUse(err) { // in use: another worker registered it first
@@ -112,7 +112,7 @@ func (c *Consumer) subscribeShard(ctx context.Context, h *heldLease) error {
 		// Each subscription has its own context, cancelled when it ends, so
 		// the HTTP/2 stream is torn down and the server frees it.
 		subCtx, cancel := context.WithCancel(ctx)
-		out, err := retry(subCtx, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
+		out, err := retry(subCtx, &c.counters.retryCounters, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
 			return c.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &c.consumerARN, ShardId: &h.shardID, StartingPosition: &pos}, ownEventStreamCodec)
 		})
 		if err != nil {
@@ -169,6 +169,7 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 			if !ok {
 				continue
 			}
+			h.counters.millisBehind.Store(aws.ToInt64(e.Value.MillisBehindLatest))
 			for i := range e.Value.Records {
 				if !c.deliverRecord(ctx, h, &e.Value.Records[i], skip, log) {
 					return false, nil, nil

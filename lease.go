@@ -81,9 +81,12 @@ type heldLease struct {
 	cancel    context.CancelFunc // stops the shard's reader
 	stopFetch context.CancelFunc // stops fetching only, for a hand-off
 
-	mu      sync.Mutex // held across every write of the lease: each is conditional on the counter
-	lease   lease
-	written checkpoint // the checkpoint as stored in the table
+	counters shardCounters
+
+	mu        sync.Mutex // held across every write of the lease: each is conditional on the counter
+	lease     lease
+	written   checkpoint // the checkpoint as stored in the table
+	writtenAt time.Time  // when this worker wrote it, or took the lease
 	handoff string     // worker to hand the lease to, once asked
 	gone    bool       // released, ended, handed off or lost: no more writes
 }
@@ -202,6 +205,7 @@ func (c *Consumer) balance(ctx context.Context) error {
 	me := c.opts.WorkerID
 
 	c.mu.Lock()
+	c.lastTable = snap.leases
 	if c.closing || now.Sub(c.beatAt) > c.opts.LeaseDuration {
 		c.mu.Unlock()
 		return nil
@@ -359,7 +363,7 @@ func (c *Consumer) reportBadLeases(bad []error) {
 
 // startReader starts reading the shard of a lease just taken.
 func (c *Consumer) startReader(leaseCtx context.Context, l lease) {
-	h := &heldLease{shardID: l.shardID, lease: l, written: l.checkpoint, window: newAckWindow(l.checkpoint)}
+	h := &heldLease{shardID: l.shardID, lease: l, written: l.checkpoint, writtenAt: time.Now(), window: newAckWindow(l.checkpoint)}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -463,7 +467,7 @@ func (c *Consumer) writeLease(h *heldLease, write func(lease) (lease, error)) er
 		return err
 	}
 	if err == nil {
-		h.lease, h.written = l, l.checkpoint
+		h.lease, h.written, h.writtenAt = l, l.checkpoint, time.Now()
 	}
 	h.mu.Unlock()
 	return err

@@ -39,10 +39,11 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 		}
 		_, unacked := h.window.state()
 		limit := max(1, min(c.opts.MaxRecords, c.opts.MaxUnackedPerShard-unacked))
-		out, err := retry(ctx, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
 			return c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit))})
 		})
 		if isExpiredIterator(err) {
+			c.counters.iteratorRefreshes.Add(1)
 			log.Info("kcl: shard iterator expired; reopening after the last record delivered")
 			if last == "" {
 				iterator, err = c.shardIterator(ctx, h.shardID, start, "")
@@ -57,6 +58,7 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 		if err != nil {
 			return c.readError(ctx, h, err)
 		}
+		h.counters.millisBehind.Store(aws.ToInt64(out.MillisBehindLatest))
 		for i := range out.Records {
 			if !c.deliverRecord(ctx, h, &out.Records[i], &skip, log) {
 				return nil
@@ -133,13 +135,16 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, rec Record, skip *
 	if !c.waitForRoom(ctx, h, log) {
 		return false
 	}
-	index, ok := h.window.push(checkpoint{seq: rec.SequenceNumber, sub: rec.SubSequenceNumber})
+	index, ok := h.window.push(checkpoint{seq: rec.SequenceNumber, sub: rec.SubSequenceNumber}, len(rec.Data))
 	if !ok {
 		return false
 	}
 	rec.window, rec.index = h.window, index
 	select {
 	case c.out <- rec:
+		h.counters.delivered.Add(1)
+		h.counters.deliveredBytes.Add(int64(len(rec.Data)))
+		h.counters.lastArrival.Store(rec.ApproximateArrivalTimestamp.UnixNano())
 		return true
 	case <-ctx.Done():
 		h.window.unpush(index)
@@ -176,7 +181,7 @@ func (c *Consumer) shardIterator(ctx context.Context, shardID string, from check
 	pos := c.startingPosition(shardID, from, after)
 	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(shardID), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
 	c.setStream(&in.StreamName, &in.StreamARN)
-	out, err := retry(ctx, c.log.With("shard", shardID), "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
+	out, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", shardID), "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
 		return c.kinesis.GetShardIterator(ctx, in)
 	})
 	if err != nil {

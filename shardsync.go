@@ -22,7 +22,7 @@ func (c *Consumer) listShards(ctx context.Context) ([]shardInfo, error) {
 	in := &kinesis.ListShardsInput{}
 	c.setStream(&in.StreamName, &in.StreamARN)
 	for {
-		out, err := retry(ctx, c.log, "ListShards", nil, func() (*kinesis.ListShardsOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, c.log, "ListShards", nil, func() (*kinesis.ListShardsOutput, error) {
 			return c.kinesis.ListShards(ctx, in)
 		})
 		if err != nil {
@@ -133,7 +133,7 @@ func (c *Consumer) createChildLeases(ctx context.Context, children []types.Child
 		c.mu.Lock()
 		c.shards[s.id] = s
 		c.mu.Unlock()
-		_, err := retry(ctx, c.log, "creating child lease", nil, func() (bool, error) {
+		_, err := retry(ctx, &c.counters.retryCounters, c.log, "creating child lease", nil, func() (bool, error) {
 			return c.table.create(ctx, lease{shardID: s.id, checkpoint: checkpoint{seq: checkpointTrimHorizon}, parents: s.parents})
 		})
 		if err != nil {

@@ -27,6 +27,8 @@ type Consumer struct {
 	errMu sync.Mutex
 	err   error
 
+	counters consumerCounters
+
 	// Enhanced fan-out: the registered consumer, and timings tests shorten.
 	consumerARN      string
 	fanOutStall      time.Duration
@@ -46,6 +48,7 @@ type Consumer struct {
 	shards   map[string]shardInfo   // the stream's shards, as last listed
 	seen     map[string]observation // other workers' leases, for expiry
 	reported map[string]bool        // lease items already reported as not understood
+	lastTable []lease               // the leases as last read, for Stats
 }
 
 // New validates opts and builds a Consumer. It makes no network call: a
@@ -230,7 +233,7 @@ func newReaders(ctx context.Context) (*errgroup.Group, context.Context) {
 // stream and creates leases for shards that have none. Transient errors are retried until ctx ends.
 func (c *Consumer) start(ctx context.Context) error {
 	notLeaseTable := func(err error) bool { return errors.Is(err, errNotLeaseTable) }
-	if _, err := retry(ctx, c.log, "lease table setup", notLeaseTable, func() (struct{}, error) {
+	if _, err := retry(ctx, &c.counters.retryCounters, c.log, "lease table setup", notLeaseTable, func() (struct{}, error) {
 		if err := c.table.ensure(ctx); err != nil {
 			return struct{}{}, err
 		}
@@ -238,7 +241,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("kcl: lease table %q: %w", c.table.name(), err)
 	}
-	_, err := retry(ctx, c.log, "shard sync", nil, func() (struct{}, error) {
+	_, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
 		return struct{}{}, c.syncShards(ctx)
 	})
 	if err == nil && c.opts.EnhancedFanOut {

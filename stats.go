@@ -1,0 +1,100 @@
+package kcl
+
+import (
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Stats is a snapshot of what a Consumer is doing, for logs, dashboards and
+// metrics (examples/prometheus exports it). Counters of a shard count from
+// when this worker took its lease.
+type Stats struct {
+	WorkerID   string
+	LeasesHeld int
+	// Shards lists every shard of the lease table as this worker last read
+	// it, by shard ID, with full detail for the shards it holds.
+	Shards []ShardStats
+	// IteratorRefreshes counts shard iterators reopened after expiring.
+	IteratorRefreshes int64
+	// Throttles counts calls refused for a limit (ProvisionedThroughputExceeded,
+	// LimitExceeded, KMSThrottling, ...); Retries counts every call retried.
+	Throttles, Retries int64
+}
+
+// ShardStats describes one shard. Only ShardID, Owner and Checkpoint are set
+// for a shard this worker does not hold.
+type ShardStats struct {
+	ShardID string
+	Owner   string // empty when no worker holds it
+	Held    bool   // held by this worker
+	// MillisBehindLatest is what Kinesis last said of how far the reader is
+	// from the tip of the shard.
+	MillisBehindLatest int64
+	// LastRecordAge is the time since the last record delivered arrived in
+	// Kinesis (ApproximateArrivalTimestamp); 0 before any.
+	LastRecordAge                    time.Duration
+	RecordsDelivered, BytesDelivered int64
+	RecordsAcked, BytesAcked         int64
+	Unacked                          int
+	Checkpoint                       string // as stored: a sequence number or a sentinel
+	CheckpointSubSequenceNumber      int64
+	// CheckpointAge is the time since this worker last wrote the checkpoint
+	// (or took the lease).
+	CheckpointAge time.Duration
+}
+
+// shardCounters are a held shard's counters, updated without locks.
+type shardCounters struct {
+	delivered, deliveredBytes atomic.Int64
+	millisBehind              atomic.Int64
+	lastArrival               atomic.Int64 // unix nanoseconds
+}
+
+// consumerCounters are the Consumer's own counters.
+type consumerCounters struct {
+	retryCounters
+	iteratorRefreshes atomic.Int64
+}
+
+// Stats returns a snapshot. It is safe to call from any goroutine, at any
+// time, and does no I/O.
+func (c *Consumer) Stats() Stats {
+	now := time.Now()
+	s := Stats{
+		WorkerID:          c.opts.WorkerID,
+		IteratorRefreshes: c.counters.iteratorRefreshes.Load(),
+		Throttles:         c.counters.throttles.Load(),
+		Retries:           c.counters.retries.Load(),
+	}
+	c.mu.Lock()
+	byShard := make(map[string]ShardStats, len(c.lastTable))
+	for _, l := range c.lastTable {
+		byShard[l.shardID] = ShardStats{ShardID: l.shardID, Owner: l.owner, Checkpoint: l.checkpoint.seq, CheckpointSubSequenceNumber: l.checkpoint.sub}
+	}
+	c.mu.Unlock()
+	for _, h := range c.heldLeases() {
+		s.LeasesHeld++
+		_, unacked, records, bytes := h.window.stats()
+		h.mu.Lock()
+		written, writtenAt := h.written, h.writtenAt
+		h.mu.Unlock()
+		st := ShardStats{
+			ShardID: h.shardID, Owner: c.opts.WorkerID, Held: true,
+			MillisBehindLatest: h.counters.millisBehind.Load(),
+			RecordsDelivered:   h.counters.delivered.Load(), BytesDelivered: h.counters.deliveredBytes.Load(),
+			RecordsAcked: records, BytesAcked: bytes, Unacked: unacked,
+			Checkpoint: written.seq, CheckpointSubSequenceNumber: written.sub, CheckpointAge: now.Sub(writtenAt),
+		}
+		if at := h.counters.lastArrival.Load(); at != 0 {
+			st.LastRecordAge = now.Sub(time.Unix(0, at))
+		}
+		byShard[h.shardID] = st
+	}
+	for _, st := range byShard {
+		s.Shards = append(s.Shards, st)
+	}
+	slices.SortFunc(s.Shards, func(a, b ShardStats) int { return strings.Compare(a.ShardID, b.ShardID) })
+	return s
+}
