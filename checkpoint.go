@@ -48,7 +48,7 @@ type ackWindow struct {
 	closed  bool
 	// counted acks, for Stats
 	ackedRecords, ackedBytes int64
-	changed chan struct{} // signalled when the prefix grows or the window closes
+	changed                  chan struct{} // signalled when the prefix grows or the window closes
 }
 
 type pendingRecord struct {

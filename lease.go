@@ -87,8 +87,8 @@ type heldLease struct {
 	lease     lease
 	written   checkpoint // the checkpoint as stored in the table
 	writtenAt time.Time  // when this worker wrote it, or took the lease
-	handoff string     // worker to hand the lease to, once asked
-	gone    bool       // released, ended, handed off or lost: no more writes
+	handoff   string     // worker to hand the lease to, once asked
+	gone      bool       // released, ended, handed off or lost: no more writes
 }
 
 // observation is what this worker last saw of an item's counter, on its own

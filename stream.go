@@ -41,14 +41,14 @@ type Consumer struct {
 	readCtx context.Context
 	readers *errgroup.Group
 
-	mu       sync.Mutex
-	closing  bool      // shutdown began: no reader starts any more
-	beatAt   time.Time // when the last successful heartbeat was sent
-	held     map[string]*heldLease
-	shards   map[string]shardInfo   // the stream's shards, as last listed
-	seen     map[string]observation // other workers' leases, for expiry
-	reported map[string]bool        // lease items already reported as not understood
-	lastTable []lease               // the leases as last read, for Stats
+	mu        sync.Mutex
+	closing   bool      // shutdown began: no reader starts any more
+	beatAt    time.Time // when the last successful heartbeat was sent
+	held      map[string]*heldLease
+	shards    map[string]shardInfo   // the stream's shards, as last listed
+	seen      map[string]observation // other workers' leases, for expiry
+	reported  map[string]bool        // lease items already reported as not understood
+	lastTable []lease                // the leases as last read, for Stats
 }
 
 // New validates opts and builds a Consumer. It makes no network call: a
