@@ -61,26 +61,31 @@ func newAckWindow(start checkpoint) *ackWindow {
 	return &ackWindow{acked: start, changed: make(chan struct{}, 1)}
 }
 
-// push registers a record about to be delivered and returns its index. It
-// must be called before the record can reach the user, so that its ack cannot
-// come first. ok is false once the window is closed.
-func (w *ackWindow) push(cp checkpoint, size int) (index uint64, ok bool) {
+// push registers records about to be delivered, in order, and returns the
+// index of the first. It must be called before they can reach the user, so
+// that no ack can come first. ok is false once the window is closed.
+func (w *ackWindow) push(recs []Record) (first uint64, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return 0, false
 	}
-	index = w.first + uint64(len(w.pending)-w.head)
-	w.pending = append(w.pending, pendingRecord{cp: cp, size: size})
-	return index, true
+	first = w.first + uint64(len(w.pending)-w.head)
+	for i := range recs {
+		w.pending = append(w.pending, pendingRecord{cp: checkpoint{seq: recs[i].SequenceNumber, sub: recs[i].SubSequenceNumber}, size: len(recs[i].Data)})
+	}
+	return first, true
 }
 
-// unpush withdraws the record pushed last, which could not be delivered.
-func (w *ackWindow) unpush(index uint64) {
+// truncate withdraws the records pushed from index on, which could not be
+// delivered.
+func (w *ackWindow) truncate(index uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if n := len(w.pending); n > w.head && w.first+uint64(n-1-w.head) == index {
-		w.pending = w.pending[:n-1]
+	if index >= w.first {
+		if keep := w.head + int(index-w.first); keep < len(w.pending) {
+			w.pending = w.pending[:keep]
+		}
 	}
 }
 

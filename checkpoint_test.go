@@ -11,6 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// pushOne registers one record with sequence number seq.
+func pushOne(w *ackWindow, seq string) (uint64, bool) {
+	return w.push([]Record{{SequenceNumber: seq, Data: []byte("x")}})
+}
+
 func TestAckWindowCheckpointsOnlyTheContiguousAckedPrefix(t *testing.T) {
 	start := checkpoint{seq: checkpointTrimHorizon}
 	tests := []struct {
@@ -33,7 +38,7 @@ func TestAckWindowCheckpointsOnlyTheContiguousAckedPrefix(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newAckWindow(start)
 			for i := range tt.delivered {
-				idx, ok := w.push(checkpoint{seq: fmt.Sprintf("s%d", i)}, 1)
+				idx, ok := pushOne(w, fmt.Sprintf("s%d", i))
 				require.True(t, ok)
 				require.Equal(t, uint64(i), idx)
 			}
@@ -49,29 +54,31 @@ func TestAckWindowCheckpointsOnlyTheContiguousAckedPrefix(t *testing.T) {
 
 func TestAckWindowIgnoresEverythingOnceClosed(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "s"})
-	idx, _ := w.push(checkpoint{seq: "a"}, 1)
+	idx, _ := pushOne(w, "a")
 	w.close()
 	w.ack(idx)
 	acked, _ := w.state()
 	assert.Equal(t, "s", acked.seq, "a late ack after the lease was lost must not move the checkpoint")
-	_, ok := w.push(checkpoint{seq: "b"}, 1)
+	_, ok := pushOne(w, "b")
 	assert.False(t, ok)
 }
 
-func TestAckWindowUnpushWithdrawsOnlyTheLastRecord(t *testing.T) {
+func TestAckWindowTruncateWithdrawsWhatWasNotDelivered(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "s"})
-	a, _ := w.push(checkpoint{seq: "a"}, 1)
-	b, _ := w.push(checkpoint{seq: "b"}, 1)
-	w.unpush(a) // not the last: ignored
+	first, _ := w.push([]Record{{SequenceNumber: "a"}, {SequenceNumber: "b"}, {SequenceNumber: "c"}})
+	w.truncate(first + 1) // only "a" reached the user
 	_, n := w.state()
-	assert.Equal(t, 2, n)
-	w.unpush(b)
-	w.ack(a)
+	assert.Equal(t, 1, n)
+	w.ack(first)
 	acked, n := w.state()
 	assert.Equal(t, "a", acked.seq)
 	assert.Equal(t, 0, n)
-	c, _ := w.push(checkpoint{seq: "c"}, 1)
-	assert.Equal(t, b, c, "an index withdrawn is reused")
+	d, _ := pushOne(w, "d")
+	assert.Equal(t, first+1, d, "an index withdrawn is reused")
+	w.truncate(first) // an index inside the acked prefix: ignored
+	acked, n = w.state()
+	assert.Equal(t, "a", acked.seq)
+	assert.Equal(t, 1, n)
 }
 
 func TestAckWindowConcurrentAcksFromManyGoroutines(t *testing.T) {
@@ -79,7 +86,7 @@ func TestAckWindowConcurrentAcksFromManyGoroutines(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "start"})
 	idx := make([]uint64, n)
 	for i := range idx {
-		idx[i], _ = w.push(checkpoint{seq: fmt.Sprint(i)}, 1)
+		idx[i], _ = pushOne(w, fmt.Sprint(i))
 	}
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -97,7 +104,7 @@ func TestAckWindowConcurrentAcksFromManyGoroutines(t *testing.T) {
 
 func TestAckWindowWaitBelowWakesOnAck(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "s"})
-	a, _ := w.push(checkpoint{seq: "a"}, 1)
+	a, _ := pushOne(w, "a")
 	done := make(chan bool)
 	go func() { done <- w.waitBelow(context.Background(), 1) }()
 	select {
@@ -109,7 +116,7 @@ func TestAckWindowWaitBelowWakesOnAck(t *testing.T) {
 	assert.True(t, <-done)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	w.push(checkpoint{seq: "b"}, 1)
+	pushOne(w, "b")
 	cancel()
 	assert.False(t, w.waitBelow(ctx, 1), "a cancelled wait reports false")
 }

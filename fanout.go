@@ -151,6 +151,7 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 	defer renew.Stop()
 	stall := time.NewTimer(c.fanOutStall)
 	defer stall.Stop()
+	var batch []Record
 	for {
 		select {
 		case <-ctx.Done():
@@ -170,10 +171,8 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 				continue
 			}
 			h.counters.millisBehind.Store(aws.ToInt64(e.Value.MillisBehindLatest))
-			for i := range e.Value.Records {
-				if !c.deliverRecord(ctx, h, &e.Value.Records[i], skip, log) {
-					return false, nil, nil
-				}
+			if batch = c.userRecords(batch[:0], h, e.Value.Records, skip, log); !c.deliver(ctx, h, batch, log) {
+				return false, nil, nil
 			}
 			if len(e.Value.ChildShards) > 0 || e.Value.ContinuationSequenceNumber == nil {
 				return true, e.Value.ChildShards, nil // the shard's last event

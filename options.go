@@ -62,6 +62,13 @@ type Options struct {
 	// PollInterval is the pause between reads of a shard that is caught up.
 	// Default 1s.
 	PollInterval time.Duration
+	// BufferSize is how many records may wait in the channel for the
+	// receiver; they count as delivered (and unacked). Default 128; -1 makes
+	// the channel unbuffered, so a record leaves kcl only when received.
+	// Hazard: when a lease is lost, records of its shard already waiting in
+	// the buffer are still received; their acks are ignored and the new owner
+	// delivers them again.
+	BufferSize int
 	// MaxUnackedPerShard bounds memory: a shard stops fetching while this many
 	// of its delivered records are not yet acked, and resumes as acks arrive.
 	// Default 10000.
@@ -136,6 +143,7 @@ const (
 	defaultMaxRecords         = 10000
 	defaultPollInterval       = time.Second
 	defaultMaxUnacked         = 10000
+	defaultBufferSize         = 128
 	defaultLeaseDuration      = 10 * time.Second
 	defaultCheckpointInterval = 5 * time.Second
 	defaultShardSyncInterval  = 30 * time.Second
@@ -181,6 +189,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, invalid("MaxRecords", "%d is out of range 1..10000", o.MaxRecords)
 	case o.MaxLeasesPerWorker < 0:
 		return o, invalid("MaxLeasesPerWorker", "%d is negative", o.MaxLeasesPerWorker)
+	case o.BufferSize < -1:
+		return o, invalid("BufferSize", "%d is below -1", o.BufferSize)
 	case o.MaxUnackedPerShard < 0:
 		return o, invalid("MaxUnackedPerShard", "%d is negative", o.MaxUnackedPerShard)
 	}
@@ -217,6 +227,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	o.MaxRecords = orDefault(o.MaxRecords, defaultMaxRecords)
 	o.MaxUnackedPerShard = orDefault(o.MaxUnackedPerShard, defaultMaxUnacked)
+	o.BufferSize = max(0, orDefault(o.BufferSize, defaultBufferSize))
 	o.PollInterval = orDefault(o.PollInterval, defaultPollInterval)
 	o.LeaseDuration = orDefault(o.LeaseDuration, defaultLeaseDuration)
 	o.CheckpointInterval = orDefault(o.CheckpointInterval, defaultCheckpointInterval)

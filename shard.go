@@ -33,12 +33,13 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 		skip = start
 	}
 	last := "" // sequence number of the last Kinesis record delivered
+	var batch []Record
 	for {
-		if !c.waitForRoom(ctx, h, log) {
+		room := c.waitForRoom(ctx, h, log)
+		if room == 0 {
 			return nil
 		}
-		_, unacked := h.window.state()
-		limit := max(1, min(c.opts.MaxRecords, c.opts.MaxUnackedPerShard-unacked))
+		limit := min(c.opts.MaxRecords, room)
 		out, err := retry(ctx, &c.counters.retryCounters, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
 			return c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit))})
 		})
@@ -59,11 +60,11 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 			return c.readError(ctx, h, err)
 		}
 		h.counters.millisBehind.Store(aws.ToInt64(out.MillisBehindLatest))
-		for i := range out.Records {
-			if !c.deliverRecord(ctx, h, &out.Records[i], &skip, log) {
-				return nil
-			}
-			last = aws.ToString(out.Records[i].SequenceNumber)
+		if batch = c.userRecords(batch[:0], h, out.Records, &skip, log); !c.deliver(ctx, h, batch, log) {
+			return nil
+		}
+		if n := len(out.Records); n > 0 {
+			last = aws.ToString(out.Records[n-1].SequenceNumber)
 		}
 		if out.NextShardIterator == nil {
 			return c.endShard(ctx, h, out.ChildShards)
@@ -77,77 +78,120 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 	}
 }
 
-// deliverRecord delivers one Kinesis record: its user records when it is a
-// KPL aggregate, else itself. Records at or before skip (the checkpoint
-// resumed from) are passed over. It reports false when ctx ended or the
-// lease was lost.
-func (c *Consumer) deliverRecord(ctx context.Context, h *heldLease, r *types.Record, skip *checkpoint, log *slog.Logger) bool {
-	rec := Record{
-		Data:                        r.Data,
-		PartitionKey:                aws.ToString(r.PartitionKey),
-		SequenceNumber:              aws.ToString(r.SequenceNumber),
-		ShardID:                     h.shardID,
-		ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
-	}
-	users, isAggregate, err := deaggregate(r.Data)
-	if err != nil {
-		// Never dropped, never blocking the shard: delivered as it is.
-		log.Warn("kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
-	}
-	if !isAggregate || err != nil {
-		return c.deliver(ctx, h, rec, skip, log)
-	}
-	for i, u := range users {
-		rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(i)
-		if !c.deliver(ctx, h, rec, skip, log) {
-			return false
+// userRecords appends to batch the user records of Kinesis records: the
+// user records of a KPL aggregate, else the record itself. Records at or
+// before skip (the checkpoint resumed from) are left out.
+func (c *Consumer) userRecords(batch []Record, h *heldLease, records []types.Record, skip *checkpoint, log *slog.Logger) []Record {
+	for i := range records {
+		r := &records[i]
+		rec := Record{
+			Data:                        r.Data,
+			PartitionKey:                aws.ToString(r.PartitionKey),
+			SequenceNumber:              aws.ToString(r.SequenceNumber),
+			ShardID:                     h.shardID,
+			ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
+		}
+		users, isAggregate, err := deaggregate(r.Data)
+		if err != nil {
+			// Never dropped, never blocking the shard: delivered as it is.
+			log.Warn("kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
+		}
+		if !isAggregate || err != nil {
+			batch = appendAfter(batch, rec, skip)
+			continue
+		}
+		for j, u := range users {
+			rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(j)
+			batch = appendAfter(batch, rec, skip)
 		}
 	}
-	return true
+	if n := len(records); n > 0 {
+		h.counters.lastArrival.Store(aws.ToTime(records[n-1].ApproximateArrivalTimestamp).UnixNano())
+	}
+	return batch
 }
 
-// waitForRoom blocks while MaxUnackedPerShard delivered records of the shard
-// are unacked, logging when the shard pauses and resumes.
-func (c *Consumer) waitForRoom(ctx context.Context, h *heldLease, log *slog.Logger) bool {
-	if _, unacked := h.window.state(); unacked < c.opts.MaxUnackedPerShard {
-		return true
-	}
-	log.Warn("kcl: shard paused: too many delivered records are not acked", "max_unacked", c.opts.MaxUnackedPerShard)
-	if !h.window.waitBelow(ctx, c.opts.MaxUnackedPerShard) {
-		return false
-	}
-	log.Info("kcl: shard resumed")
-	return true
-}
-
-// deliver hands rec to the user: the one place a record leaves kcl. It
-// passes over records at or before skip, waits while the shard has too many
-// unacked records, and registers rec in the shard's ack window before handing
-// it over, so its ack cannot come first. It reports false when ctx ended or
-// the lease was lost first.
-func (c *Consumer) deliver(ctx context.Context, h *heldLease, rec Record, skip *checkpoint, log *slog.Logger) bool {
+// appendAfter appends rec unless it is at or before skip; the first record
+// past skip clears it.
+func appendAfter(batch []Record, rec Record, skip *checkpoint) []Record {
 	if skip.seq != "" {
 		if rec.SequenceNumber == skip.seq && rec.SubSequenceNumber <= skip.sub {
-			return true
+			return batch
 		}
 		*skip = checkpoint{}
 	}
-	if !c.waitForRoom(ctx, h, log) {
-		return false
+	return append(batch, rec)
+}
+
+// waitForRoom blocks while MaxUnackedPerShard delivered records of the shard
+// are unacked, logging when the shard pauses and resumes. It returns how many
+// more records may be delivered, 0 when ctx ended or the lease was lost.
+func (c *Consumer) waitForRoom(ctx context.Context, h *heldLease, log *slog.Logger) int {
+	_, unacked := h.window.state()
+	if unacked >= c.opts.MaxUnackedPerShard {
+		log.Warn("kcl: shard paused: too many delivered records are not acked", "max_unacked", c.opts.MaxUnackedPerShard)
+		if !h.window.waitBelow(ctx, c.opts.MaxUnackedPerShard) {
+			return 0
+		}
+		log.Info("kcl: shard resumed")
+		_, unacked = h.window.state()
 	}
-	index, ok := h.window.push(checkpoint{seq: rec.SequenceNumber, sub: rec.SubSequenceNumber}, len(rec.Data))
-	if !ok {
-		return false
+	return max(1, c.opts.MaxUnackedPerShard-unacked)
+}
+
+// deliver hands recs, records of one shard in order, to the user: the one
+// place records leave kcl. It registers them in the shard's ack window before
+// handing them over, as many at a time as MaxUnackedPerShard allows, so that
+// no ack can come first. It reports false when ctx ended or the lease was
+// lost first; what was registered and not handed over is withdrawn.
+func (c *Consumer) deliver(ctx context.Context, h *heldLease, recs []Record, log *slog.Logger) bool {
+	for len(recs) > 0 {
+		room := c.waitForRoom(ctx, h, log)
+		if room == 0 {
+			return false
+		}
+		chunk := recs[:min(room, len(recs))]
+		first, ok := h.window.push(chunk)
+		if !ok {
+			return false
+		}
+		var bytes int64
+		for i := range chunk {
+			rec := chunk[i]
+			rec.window, rec.index = h.window, first+uint64(i)
+			if !c.send(ctx, rec) {
+				h.window.truncate(rec.index)
+				h.counters.delivered.Add(int64(i))
+				h.counters.deliveredBytes.Add(bytes)
+				return false
+			}
+			bytes += int64(len(rec.Data))
+		}
+		h.counters.delivered.Add(int64(len(chunk)))
+		h.counters.deliveredBytes.Add(bytes)
+		recs = recs[len(chunk):]
 	}
-	rec.window, rec.index = h.window, index
+	return true
+}
+
+// send puts rec on the channel unless ctx ends first. The common case costs
+// two non-blocking channel operations; the two-way select runs only when the
+// channel is full.
+func (c *Consumer) send(ctx context.Context, rec Record) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	default:
+	}
 	select {
 	case c.out <- rec:
-		h.counters.delivered.Add(1)
-		h.counters.deliveredBytes.Add(int64(len(rec.Data)))
-		h.counters.lastArrival.Store(rec.ApproximateArrivalTimestamp.UnixNano())
+		return true
+	default:
+	}
+	select {
+	case c.out <- rec:
 		return true
 	case <-ctx.Done():
-		h.window.unpush(index)
 		return false
 	}
 }

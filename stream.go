@@ -96,8 +96,8 @@ func New(opts Options) (*Consumer, error) {
 }
 
 // Consume starts reading and returns the channel of records. Records of one
-// shard arrive in sequence order. The channel is unbuffered: a record is
-// handed over only when the caller receives it.
+// shard arrive in sequence order. Up to Options.BufferSize records wait in
+// the channel for the receiver.
 //
 // Cancelling ctx shuts the consumer down: no record is delivered any more,
 // records already delivered get up to ShutdownTimeout to be acked, the acked
@@ -115,7 +115,7 @@ func (c *Consumer) Consume(ctx context.Context) <-chan Record {
 		close(closed)
 		return closed
 	}
-	c.out = make(chan Record)
+	c.out = make(chan Record, c.opts.BufferSize)
 	go c.run(ctx)
 	return c.out
 }

@@ -1,0 +1,153 @@
+// Package bench holds kcl's benchmarks that need no emulator: they run
+// against internal/replay, a Kinesis server fast enough not to be the
+// bottleneck.
+//
+//	go test -run '^$' -bench . -benchtime 5x ./bench/
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/kclgo/kcl"
+	"github.com/kclgo/kcl/internal/replay"
+)
+
+const (
+	shards   = 8
+	perShard = 50000
+	size     = 100
+	total    = shards * perShard
+)
+
+func client(url string) *kinesis.Client {
+	return kinesis.NewFromConfig(aws.Config{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench", ""),
+	}, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(url) })
+}
+
+// measure runs drain b.N times and reports records per second and the
+// allocations and bytes allocated per record.
+func measure(b *testing.B, drain func() int) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	b.ResetTimer()
+	records := 0
+	for range b.N {
+		records += drain()
+	}
+	b.StopTimer()
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if records != b.N*total {
+		b.Fatalf("drained %d records, want %d", records, b.N*total)
+	}
+	b.ReportMetric(float64(records)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(records), "ns/record")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(records), "allocs/record")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(records), "B/record")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkThroughput drains 8 shards of 25,000 records of 100 bytes: first
+// with the plainest aws-sdk-go-v2 loop (one goroutine per shard,
+// GetShardIterator then GetRecords until every record is read), the limit;
+// then with kcl.Consume, acking every record as a user would.
+func BenchmarkThroughput(b *testing.B) {
+	srv, err := replay.Start(shards, perShard, size, 10000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	kc := client(srv.URL)
+
+	b.Run("raw-GetRecords-loop", func(b *testing.B) {
+		measure(b, func() int {
+			var wg sync.WaitGroup
+			counts := make([]int, shards)
+			for sh := range shards {
+				wg.Go(func() {
+					ctx := context.Background()
+					it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("bench"),
+						ShardId: aws.String(fmt.Sprintf("shardId-%012d", sh)), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					iter := it.ShardIterator
+					for counts[sh] < perShard {
+						out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						for _, r := range out.Records {
+							counts[sh] += min(1, len(r.Data))
+						}
+						iter = out.NextShardIterator
+					}
+				})
+			}
+			wg.Wait()
+			n := 0
+			for _, c := range counts {
+				n += c
+			}
+			return n
+		})
+	})
+
+	b.Run("kcl-Consume-Ack", func(b *testing.B) {
+		measure(b, func() int {
+			c, err := kcl.New(kcl.Options{StreamName: "bench", Kinesis: kc, InitialPosition: kcl.TrimHorizon,
+				PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			n := 0
+			for r := range c.Consume(ctx) {
+				n += min(1, len(r.Data))
+				r.Ack()
+				if n == total {
+					cancel()
+				}
+			}
+			cancel()
+			return n
+		})
+	})
+}
+
+// BenchmarkChannelFloor is the least any channel-per-record consumer costs
+// on this machine: 8 goroutines sending kcl.Record values through one
+// buffered channel (kcl's default 128) to one receiver, with no other work.
+func BenchmarkChannelFloor(b *testing.B) {
+	ch := make(chan kcl.Record, 128)
+	var wg sync.WaitGroup
+	per := b.N/8 + 1
+	b.ResetTimer()
+	for range 8 {
+		wg.Go(func() {
+			for range per {
+				ch <- kcl.Record{SequenceNumber: "1"}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(ch) }()
+	for range ch {
+	}
+}

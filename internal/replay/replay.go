@@ -1,0 +1,107 @@
+// Package replay is a Kinesis server for benchmarks: it serves ListShards,
+// GetShardIterator and GetRecords (the JSON 1.1 protocol) over records made
+// up front, with every GetRecords answer encoded before the clock starts, so
+// that the server costs almost nothing and a client's own cost shows. Users
+// of kcl never import it.
+package replay
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Server serves shards of identical-size records.
+type Server struct {
+	URL      string
+	pages    map[string][][]byte // shard -> page -> encoded GetRecords answer
+	caughtUp map[string][]byte   // shard -> empty answer at the end
+	shards   []string
+	srv      *http.Server
+}
+
+// Start serves shards shards of perShard records of size bytes each, in
+// pages of pageSize records (a GetRecords Limit above that is served as
+// pageSize). Shards stay open: past the last record, GetRecords answers no
+// records and MillisBehindLatest 0.
+func Start(shards, perShard, size, pageSize int) (*Server, error) {
+	s := &Server{pages: map[string][][]byte{}, caughtUp: map[string][]byte{}}
+	data := base64.StdEncoding.EncodeToString(make([]byte, size))
+	arrival := float64(time.Now().Unix())
+	for sh := range shards {
+		id := fmt.Sprintf("shardId-%012d", sh)
+		s.shards = append(s.shards, id)
+		for start := 0; start < perShard; start += pageSize {
+			n := min(pageSize, perShard-start)
+			var b strings.Builder
+			b.WriteString(`{"Records":[`)
+			for i := range n {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, `{"Data":%q,"PartitionKey":"pk-%d","SequenceNumber":"%d%020d","ApproximateArrivalTimestamp":%.0f}`,
+					data, start+i, 49000+sh, start+i, arrival)
+			}
+			next := fmt.Sprintf("%s/%d", id, len(s.pages[id])+1)
+			behind := 1000
+			if start+n >= perShard {
+				behind = 0
+			}
+			fmt.Fprintf(&b, `],"NextShardIterator":%q,"MillisBehindLatest":%d}`, next, behind)
+			s.pages[id] = append(s.pages[id], []byte(b.String()))
+		}
+		s.caughtUp[id] = []byte(fmt.Sprintf(`{"Records":[],"NextShardIterator":"%s/%d","MillisBehindLatest":0}`, id, len(s.pages[id])))
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.URL = "http://" + l.Addr().String()
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve)}
+	go s.srv.Serve(l)
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() error { return s.srv.Close() }
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	switch op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "Kinesis_20131202."); op {
+	case "ListShards":
+		var b strings.Builder
+		b.WriteString(`{"Shards":[`)
+		for i, id := range s.shards {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"ShardId":%q,"HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"1"},"SequenceNumberRange":{"StartingSequenceNumber":"0"}}`, id)
+		}
+		b.WriteString(`]}`)
+		io.WriteString(w, b.String())
+	case "GetShardIterator":
+		var in struct{ ShardId string }
+		_ = json.Unmarshal(body, &in)
+		fmt.Fprintf(w, `{"ShardIterator":"%s/0"}`, in.ShardId)
+	case "GetRecords":
+		var in struct{ ShardIterator string }
+		_ = json.Unmarshal(body, &in)
+		id, page, _ := strings.Cut(in.ShardIterator, "/")
+		n, _ := strconv.Atoi(page)
+		if pages := s.pages[id]; n < len(pages) {
+			w.Write(pages[n])
+		} else {
+			w.Write(s.caughtUp[id])
+		}
+	default:
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, `{"__type":"InvalidArgumentException","message":"replay serves no %s"}`, op)
+	}
+}
