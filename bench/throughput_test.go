@@ -133,21 +133,24 @@ func BenchmarkThroughput(b *testing.B) {
 }
 
 // BenchmarkChannelFloor is the least any channel-per-record consumer costs
-// on this machine: 8 goroutines sending kcl.Record values through one
+// on this machine: 8 goroutines sending total kcl.Record values through one
 // buffered channel (kcl's default 128) to one receiver, with no other work.
 func BenchmarkChannelFloor(b *testing.B) {
-	ch := make(chan kcl.Record, 128)
-	var wg sync.WaitGroup
-	per := b.N/8 + 1
-	b.ResetTimer()
-	for range 8 {
-		wg.Go(func() {
-			for range per {
-				ch <- kcl.Record{SequenceNumber: "1"}
-			}
-		})
-	}
-	go func() { wg.Wait(); close(ch) }()
-	for range ch {
-	}
+	measure(b, func() int {
+		ch := make(chan kcl.Record, 128)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range total / 8 {
+					ch <- kcl.Record{SequenceNumber: "1"}
+				}
+			})
+		}
+		go func() { wg.Wait(); close(ch) }()
+		n := 0
+		for range ch {
+			n++
+		}
+		return n
+	})
 }
