@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl"
+	"github.com/kclgo/kcl/internal/replay"
+)
+
+// TestMemoryStaysFlatWithASlowConsumer reads a large backlog (4 shards of
+// 20,000 records of 1 KiB) with a consumer far slower than the stream, and
+// samples the heap: it stays flat and under the documented bound,
+// shards x (2 x MaxRecords + MaxUnackedPerShard) x record size, because a
+// shard stops fetching while MaxUnackedPerShard of its records are unacked.
+func TestMemoryStaysFlatWithASlowConsumer(t *testing.T) {
+	const (
+		shards, perShard, size = 4, 20000, 1024
+		maxRecords, maxUnacked = 1000, 500
+	)
+	srv, err := replay.Start(shards, perShard, size, maxRecords)
+	require.NoError(t, err)
+	defer srv.Close()
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	base := heap() // the server's pre-encoded pages
+
+	c, err := kcl.New(kcl.Options{StreamName: "bench", Kinesis: client(srv.URL), InitialPosition: kcl.TrimHorizon,
+		MaxRecords: maxRecords, MaxUnackedPerShard: maxUnacked, PollInterval: 10 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	records := c.Consume(ctx)
+
+	var samples []uint64
+	deadline := time.Now().Add(4 * time.Second)
+	next := time.Now().Add(200 * time.Millisecond)
+	n := 0
+	for r := range records {
+		n++
+		r.Ack()
+		if n%50 == 0 {
+			time.Sleep(5 * time.Millisecond) // about 10,000 records/s: far slower than the server
+		}
+		if time.Now().After(next) {
+			samples = append(samples, heap()-min(base, heap()))
+			next = time.Now().Add(200 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			cancel()
+		}
+	}
+	require.NoError(t, c.Err())
+	require.Greater(t, len(samples), 10)
+	require.Less(t, n, shards*perShard, "the consumer was slower than the stream")
+
+	bound := uint64(shards * (2*maxRecords + maxUnacked) * size)
+	third := len(samples) / 3
+	early, late := maxOf(samples[1:third]), maxOf(samples[2*third:])
+	t.Logf("read %d of %d records; heap above the server's: first third max %d KiB, last third max %d KiB, bound %d KiB",
+		n, shards*perShard, early>>10, late>>10, bound>>10)
+	assert.LessOrEqual(t, late, bound, "within the documented bound")
+	assert.LessOrEqual(t, float64(late), 1.5*float64(early)+float64(size*maxRecords), "flat: no growth while reading")
+}
+
+func maxOf(xs []uint64) uint64 {
+	var m uint64
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
