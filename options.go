@@ -71,7 +71,8 @@ type Options struct {
 	BufferSize int
 	// MaxUnackedPerShard bounds memory: a shard stops fetching while this many
 	// of its delivered records are not yet acked, and resumes as acks arrive.
-	// Default 10000.
+	// A consumer holds at most about shards x (2 x MaxRecords +
+	// MaxUnackedPerShard) x (record size + 512 bytes). Default 10000.
 	MaxUnackedPerShard int
 
 	// LeaseDuration is how long a worker whose heartbeat does not change, as
