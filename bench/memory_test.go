@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -69,18 +70,18 @@ func TestMemoryStaysFlatWithASlowConsumer(t *testing.T) {
 	require.Less(t, n, shards*perShard, "the consumer was slower than the stream")
 
 	bound := uint64(shards * (2*maxRecords + maxUnacked) * (size + 512))
+	// Samples catch pages mid-decode now and then: growth shows in the
+	// medians, the bound applies to every sample.
 	third := len(samples) / 3
-	early, late := maxOf(samples[1:third]), maxOf(samples[2*third:])
-	t.Logf("read %d of %d records; heap above the server's: first third max %d KiB, last third max %d KiB, bound %d KiB",
-		n, shards*perShard, early>>10, late>>10, bound>>10)
-	assert.LessOrEqual(t, late, bound, "within the documented bound")
-	assert.LessOrEqual(t, float64(late), 1.5*float64(early)+float64(size*maxRecords), "flat: no growth while reading")
+	early, late, peak := median(samples[1:third]), median(samples[2*third:]), slices.Max(samples)
+	t.Logf("read %d of %d records; heap above the server's: median %d KiB in the first third, %d KiB in the last, peak %d KiB, bound %d KiB",
+		n, shards*perShard, early>>10, late>>10, peak>>10, bound>>10)
+	assert.LessOrEqual(t, peak, bound, "within the documented bound")
+	assert.LessOrEqual(t, float64(late), 1.25*float64(early)+512<<10, "flat: no growth while reading")
 }
 
-func maxOf(xs []uint64) uint64 {
-	var m uint64
-	for _, x := range xs {
-		m = max(m, x)
-	}
-	return m
+func median(xs []uint64) uint64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
