@@ -1,0 +1,116 @@
+// Command prometheus consumes a stream with kcl and exports Consumer.Stats as
+// Prometheus metrics on :9108/metrics. It is a module of its own, so that
+// kcl itself never depends on Prometheus.
+//
+//	go run . -stream orders -app billing
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kclgo/kcl"
+)
+
+func main() {
+	stream := flag.String("stream", "", "Kinesis stream name (required)")
+	app := flag.String("app", "", "application name (lease table)")
+	addr := flag.String("listen", "127.0.0.1:9108", "where /metrics is served")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	c, err := kcl.New(kcl.Options{StreamName: *stream, AppName: *app, Logger: slog.Default()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(c))
+	srv := &http.Server{Addr: *addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
+	go func() { _ = srv.ListenAndServe() }()
+	defer srv.Close()
+
+	for rec := range c.Consume(ctx) {
+		_ = rec.Data // handle the record here
+		rec.Ack()
+	}
+	if err := c.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// StatsSource is what the collector reads; *kcl.Consumer satisfies it.
+type StatsSource interface{ Stats() kcl.Stats }
+
+// Collector turns a kcl.Stats snapshot into Prometheus metrics at each
+// scrape: no background goroutine, nothing cached.
+type Collector struct {
+	src StatsSource
+
+	leases, retries, throttles, refreshes         *prometheus.Desc
+	behind, age, delivered, acked, bytes, unacked *prometheus.Desc
+	checkpointAge                                 *prometheus.Desc
+}
+
+// NewCollector describes the metrics of src.
+func NewCollector(src StatsSource) *Collector {
+	shard := []string{"worker", "shard"}
+	worker := []string{"worker"}
+	d := func(name, help string, labels []string) *prometheus.Desc {
+		return prometheus.NewDesc("kcl_"+name, help, labels, nil)
+	}
+	return &Collector{
+		src:           src,
+		leases:        d("leases_held", "Leases this worker holds.", worker),
+		retries:       d("retries_total", "Calls retried after a transient error.", worker),
+		throttles:     d("throttles_total", "Calls refused for a limit.", worker),
+		refreshes:     d("iterator_refreshes_total", "Shard iterators reopened after expiring.", worker),
+		behind:        d("millis_behind_latest", "How far the reader is from the tip of the shard, as Kinesis says.", shard),
+		age:           d("last_record_age_seconds", "Time since the last delivered record arrived in Kinesis.", shard),
+		delivered:     d("records_delivered_total", "Records delivered since this worker took the lease.", shard),
+		acked:         d("records_acked_total", "Records acked since this worker took the lease.", shard),
+		bytes:         d("bytes_delivered_total", "Bytes delivered since this worker took the lease.", shard),
+		unacked:       d("records_unacked", "Delivered records not yet acked.", shard),
+		checkpointAge: d("checkpoint_age_seconds", "Time since this worker last wrote the shard's checkpoint.", shard),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.leases, c.retries, c.throttles, c.refreshes, c.behind, c.age, c.delivered, c.acked, c.bytes, c.unacked, c.checkpointAge} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.src.Stats()
+	w := s.WorkerID
+	ch <- prometheus.MustNewConstMetric(c.leases, prometheus.GaugeValue, float64(s.LeasesHeld), w)
+	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(s.Retries), w)
+	ch <- prometheus.MustNewConstMetric(c.throttles, prometheus.CounterValue, float64(s.Throttles), w)
+	ch <- prometheus.MustNewConstMetric(c.refreshes, prometheus.CounterValue, float64(s.IteratorRefreshes), w)
+	for _, sh := range s.Shards {
+		if !sh.Held {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(sh.MillisBehindLatest), w, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, sh.LastRecordAge.Seconds(), w, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.delivered, prometheus.CounterValue, float64(sh.RecordsDelivered), w, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.acked, prometheus.CounterValue, float64(sh.RecordsAcked), w, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(sh.BytesDelivered), w, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(sh.Unacked), w, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.checkpointAge, prometheus.GaugeValue, sh.CheckpointAge.Seconds(), w, sh.ShardID)
+	}
+}
