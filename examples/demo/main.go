@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -23,8 +24,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
@@ -84,7 +83,7 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 		return err
 	}
 
-	d := &demo{produced: map[string]bool{}, delivered: map[string]int{}, perShard: map[string]*shardProgress{}, perWorker: map[string]int{}}
+	d := &demo{produced: map[string]bool{}, delivered: map[string]int{}, perWorker: map[string]int{}, consumers: map[string]*kcl.Consumer{}, lastCount: map[string]int64{}}
 	logLevel := slog.LevelWarn
 	if verbose {
 		logLevel = slog.LevelInfo
@@ -97,6 +96,8 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 
 	cancels := map[string]context.CancelFunc{}
 	start := func(id string) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
 		wctx, cancel := context.WithCancel(ctx)
 		cancels[id] = cancel
 		c, err := kcl.New(kcl.Options{StreamName: stream, AppName: app, WorkerID: id, InitialPosition: kcl.TrimHorizon,
@@ -105,6 +106,7 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 			fmt.Fprintln(os.Stderr, "demo:", err)
 			return
 		}
+		d.consumers[id] = c
 		wg.Go(func() {
 			for rec := range c.Consume(wctx) {
 				d.handle(id, rec)
@@ -113,13 +115,15 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 			if err := c.Err(); err != nil {
 				fmt.Fprintf(os.Stderr, "demo: %s stopped: %v\n", id, err)
 			}
+			d.mu.Lock()
+			delete(d.consumers, id)
+			d.mu.Unlock()
 		})
 	}
 	for i := 1; i <= nWorkers; i++ {
 		start(fmt.Sprintf("worker-%d", i))
 	}
 
-	ddb := dynamodb.NewFromConfig(cfg)
 	began := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -134,7 +138,10 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 			stopped = true
 			id := fmt.Sprintf("worker-%d", nWorkers)
 			d.event(fmt.Sprintf("%s stops gracefully (ctx cancelled): it checkpoints, releases its leases, others take them", id))
-			cancels[id]()
+			d.mu.Lock()
+			cancel := cancels[id]
+			d.mu.Unlock()
+			cancel()
 		}
 		if !joined && elapsed > 2*duration/3 {
 			joined = true
@@ -142,31 +149,29 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 			d.event(fmt.Sprintf("%s joins: it asks the most loaded workers to hand shards over", id))
 			start(id)
 		}
-		d.print(ctx, ddb, app, elapsed)
+		d.print(elapsed)
 	}
 	fmt.Println("stopping: producer first, then every worker drains, checkpoints and releases ...")
 	stopProducing()
 	time.Sleep(3 * time.Second) // let the workers catch up with the last records
+	d.mu.Lock()
 	for _, cancel := range cancels {
 		cancel()
 	}
+	d.mu.Unlock()
 	wg.Wait()
 	d.summary()
 	return nil
-}
-
-type shardProgress struct {
-	records int
-	lastAt  time.Time // arrival time of the last record delivered
-	worker  string
 }
 
 type demo struct {
 	mu        sync.Mutex
 	produced  map[string]bool
 	delivered map[string]int
-	perShard  map[string]*shardProgress
 	perWorker map[string]int
+	consumers map[string]*kcl.Consumer
+	lastCount map[string]int64 // records delivered per shard at the last print
+	lastPrint time.Time
 	events    []string
 }
 
@@ -202,14 +207,6 @@ func (d *demo) handle(worker string, rec kcl.Record) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.delivered[string(rec.Data)]++
-	p := d.perShard[rec.ShardID]
-	if p == nil {
-		p = &shardProgress{}
-		d.perShard[rec.ShardID] = p
-	}
-	p.records++
-	p.lastAt = rec.ApproximateArrivalTimestamp
-	p.worker = worker
 	d.perWorker[worker]++
 }
 
@@ -220,61 +217,45 @@ func (d *demo) event(s string) {
 	fmt.Printf("\n>>> %s\n", s)
 }
 
-// print shows who holds what (from the lease table) and per-shard progress.
-func (d *demo) print(ctx context.Context, ddb *dynamodb.Client, table string, elapsed time.Duration) {
-	owners := map[string]string{}
-	checkpoints := map[string]string{}
-	if out, err := ddb.Scan(ctx, &dynamodb.ScanInput{TableName: &table}); err == nil {
-		for _, item := range out.Items {
-			key := attrS(item["leaseKey"])
-			if strings.HasPrefix(key, "kcl-worker:") {
-				continue
-			}
-			owners[key] = attrS(item["leaseOwner"])
-			checkpoints[key] = attrS(item["checkpoint"])
-		}
-	}
+// print shows who holds what, per-shard throughput and lag, from each
+// worker's Stats.
+func (d *demo) print(elapsed time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Printf("\n-- t=%-4s produced %d, delivered %d --\n", elapsed.Round(time.Second), len(d.produced), len(d.delivered))
-	fmt.Printf("%-22s %-10s %8s %9s  %s\n", "shard", "owner", "records", "lag", "checkpoint")
-	shards := slices.Sorted(func(yield func(string) bool) {
-		for s := range owners {
-			if !yield(s) {
-				return
+	now := time.Now()
+	secs := now.Sub(d.lastPrint).Seconds()
+	d.lastPrint = now
+	rows := map[string]kcl.ShardStats{}
+	held := map[string]int{}
+	for _, c := range d.consumers {
+		st := c.Stats()
+		held[st.WorkerID] = st.LeasesHeld
+		for _, sh := range st.Shards {
+			if sh.Held || rows[sh.ShardID].ShardID == "" {
+				rows[sh.ShardID] = sh
 			}
 		}
-	})
-	for _, s := range shards {
-		p := d.perShard[s]
-		records, lag := 0, "-"
-		if p != nil {
-			records = p.records
-			lag = time.Since(p.lastAt).Round(10 * time.Millisecond).String()
-		}
-		owner := owners[s]
+	}
+	fmt.Printf("\n-- t=%-4s produced %d, delivered %d --\n", elapsed.Round(time.Second), len(d.produced), len(d.delivered))
+	fmt.Printf("%-22s %-10s %9s %8s %10s %9s %10s\n", "shard", "owner", "records", "rec/s", "behind", "unacked", "checkpoint")
+	for _, id := range slices.Sorted(maps.Keys(rows)) {
+		sh := rows[id]
+		owner := sh.Owner
 		if owner == "" {
 			owner = "(free)"
 		}
-		cp := checkpoints[s]
-		if len(cp) > 14 {
-			cp = "…" + cp[len(cp)-12:]
+		if sh.Checkpoint == "SHARD_END" {
+			continue
 		}
-		fmt.Printf("%-22s %-10s %8d %9s  %s\n", s, owner, records, lag, cp)
-	}
-	held := map[string]int{}
-	for _, o := range owners {
-		if o != "" {
-			held[o]++
+		rate := "-"
+		if sh.Held && secs > 0 && secs < 10 {
+			rate = fmt.Sprintf("%.0f", float64(max(0, sh.RecordsDelivered-d.lastCount[id]))/secs)
 		}
+		d.lastCount[id] = sh.RecordsDelivered
+		fmt.Printf("%-22s %-10s %9d %8s %8dms %9d %9s\n", id, owner, sh.RecordsDelivered, rate, sh.MillisBehindLatest, sh.Unacked, sh.CheckpointAge.Round(100*time.Millisecond))
 	}
-	var ws []string
-	for w := range held {
-		ws = append(ws, w)
-	}
-	sort.Strings(ws)
 	var parts []string
-	for _, w := range ws {
+	for _, w := range slices.Sorted(maps.Keys(held)) {
 		parts = append(parts, fmt.Sprintf("%s: %d shards", w, held[w]))
 	}
 	fmt.Println("leases:", strings.Join(parts, ", "))
@@ -301,11 +282,4 @@ func (d *demo) summary() {
 	for _, w := range ws {
 		fmt.Printf("  %s handled %d records\n", w, d.perWorker[w])
 	}
-}
-
-func attrS(v ddbtypes.AttributeValue) string {
-	if a, ok := v.(*ddbtypes.AttributeValueMemberS); ok {
-		return a.Value
-	}
-	return ""
 }
