@@ -81,7 +81,8 @@ type heldLease struct {
 	cancel    context.CancelFunc // stops the shard's reader
 	stopFetch context.CancelFunc // stops fetching only, for a hand-off
 
-	counters shardCounters
+	counters        shardCounters
+	warnedMalformed bool // reader only
 
 	mu        sync.Mutex // held across every write of the lease: each is conditional on the counter
 	lease     lease

@@ -94,7 +94,12 @@ func (c *Consumer) userRecords(batch []Record, h *heldLease, records []types.Rec
 		users, isAggregate, err := deaggregate(r.Data)
 		if err != nil {
 			// Never dropped, never blocking the shard: delivered as it is.
-			log.Warn("kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
+			// Warn once per lease, then Debug: nothing per record above Debug.
+			level := slog.LevelDebug
+			if !h.warnedMalformed {
+				h.warnedMalformed, level = true, slog.LevelWarn
+			}
+			log.Log(context.Background(), level, "kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
 		}
 		if !isAggregate || err != nil {
 			batch = appendAfter(batch, rec, skip)
