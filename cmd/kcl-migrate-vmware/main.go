@@ -1,0 +1,209 @@
+// Command kcl-migrate-vmware moves an application from vmware-go-kcl to kcl
+// without reprocessing its stream: it reads vmware-go-kcl's checkpoint table
+// and writes a kcl lease (the Java KCL 2.x schema kcl uses) for each shard,
+// with the same checkpoint, so kcl resumes right after it.
+//
+//	kcl-migrate-vmware -from my-vmware-app -to my-kcl-app -dry-run
+//	kcl-migrate-vmware -from my-vmware-app -to my-kcl-app
+//
+// Stop every vmware-go-kcl worker first: while any vmware lease is live
+// (LeaseTimeout in the future and an owner) the command refuses, unless
+// -force. It never overwrites a lease that already exists in the kcl table.
+// AWS settings come from the environment, as for any AWS SDK program.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// vmware-go-kcl's checkpoint table attributes.
+const (
+	vmShardID      = "ShardID"
+	vmCheckpoint   = "Checkpoint"
+	vmAssignedTo   = "AssignedTo"
+	vmLeaseTimeout = "LeaseTimeout"
+	vmParent       = "ParentShardId"
+)
+
+// DynamoDB is the part of *dynamodb.Client the command calls.
+type DynamoDB interface {
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+}
+
+func main() {
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err == nil {
+		err = run(ctx, os.Args[1:], os.Stdout, dynamodb.NewFromConfig(cfg), time.Now())
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kcl-migrate-vmware:", err)
+		os.Exit(1)
+	}
+}
+
+// shard is one row of the vmware table, as the migration sees it.
+type shard struct {
+	id, checkpoint, owner, parent string
+	leaseTimeout                  time.Time
+	hasTimeout                    bool
+}
+
+func run(ctx context.Context, args []string, out io.Writer, db DynamoDB, now time.Time) error {
+	fs := flag.NewFlagSet("kcl-migrate-vmware", flag.ContinueOnError)
+	fs.SetOutput(out)
+	from := fs.String("from", "", "vmware-go-kcl checkpoint table (its application name)")
+	to := fs.String("to", "", "kcl lease table (Options.LeaseTable, by default the AppName)")
+	dryRun := fs.Bool("dry-run", false, "print what would be written; write nothing")
+	force := fs.Bool("force", false, "migrate even while vmware leases are live")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *from == "" || *to == "" {
+		return errors.New("-from and -to are required")
+	}
+
+	shards, err := readVMware(ctx, db, *from)
+	if err != nil {
+		return fmt.Errorf("reading %q: %w", *from, err)
+	}
+	var live []string
+	for _, s := range shards {
+		if s.owner != "" && s.hasTimeout && s.leaseTimeout.After(now) {
+			live = append(live, fmt.Sprintf("%s (owner %s until %s)", s.id, s.owner, s.leaseTimeout.Format(time.RFC3339)))
+		}
+	}
+	if len(live) > 0 && !*force {
+		return fmt.Errorf("vmware-go-kcl leases are still live: %s; stop its workers, wait for the leases to time out, or pass -force", strings.Join(live, ", "))
+	}
+	if !*dryRun {
+		if err := ensureTable(ctx, db, *to); err != nil {
+			return fmt.Errorf("lease table %q: %w", *to, err)
+		}
+	}
+	written, skipped := 0, 0
+	for _, s := range shards {
+		switch {
+		case s.checkpoint == "":
+			fmt.Fprintf(out, "skip  %s: no checkpoint (kcl starts it from its InitialPosition)\n", s.id)
+			skipped++
+			continue
+		case s.checkpoint != "SHARD_END" && !isSequenceNumber(s.checkpoint):
+			fmt.Fprintf(out, "skip  %s: checkpoint %q is neither a sequence number nor SHARD_END\n", s.id, s.checkpoint)
+			skipped++
+			continue
+		}
+		item := map[string]types.AttributeValue{
+			"leaseKey":                     &types.AttributeValueMemberS{Value: s.id},
+			"leaseCounter":                 &types.AttributeValueMemberN{Value: "0"},
+			"checkpoint":                   &types.AttributeValueMemberS{Value: s.checkpoint},
+			"checkpointSubSequenceNumber":  &types.AttributeValueMemberN{Value: "0"},
+			"ownerSwitchesSinceCheckpoint": &types.AttributeValueMemberN{Value: "0"},
+		}
+		if s.parent != "" {
+			item["parentShardId"] = &types.AttributeValueMemberSS{Value: []string{s.parent}}
+		}
+		line := fmt.Sprintf("%s checkpoint=%s parents=[%s]", s.id, s.checkpoint, s.parent)
+		if *dryRun {
+			fmt.Fprintln(out, "would write", line)
+			continue
+		}
+		_, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: to, Item: item, ConditionExpression: aws.String("attribute_not_exists(leaseKey)")})
+		var exists *types.ConditionalCheckFailedException
+		switch {
+		case errors.As(err, &exists):
+			fmt.Fprintf(out, "skip  %s: a kcl lease exists already; left as it is\n", s.id)
+			skipped++
+		case err != nil:
+			return fmt.Errorf("writing lease %q to %q: %w", s.id, *to, err)
+		default:
+			fmt.Fprintln(out, "wrote", line)
+			written++
+		}
+	}
+	fmt.Fprintf(out, "%d shards read from %s; %d leases written to %s; %d skipped\n", len(shards), *from, written, *to, skipped)
+	return nil
+}
+
+func readVMware(ctx context.Context, db DynamoDB, table string) ([]shard, error) {
+	var shards []shard
+	in := &dynamodb.ScanInput{TableName: &table, ConsistentRead: aws.Bool(true)}
+	for {
+		page, err := db.Scan(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		for _, item := range page.Items {
+			s := shard{id: str(item, vmShardID), checkpoint: str(item, vmCheckpoint), owner: str(item, vmAssignedTo), parent: str(item, vmParent)}
+			if s.id == "" {
+				return nil, fmt.Errorf("an item has no %s: not a vmware-go-kcl table", vmShardID)
+			}
+			if t := str(item, vmLeaseTimeout); t != "" {
+				lt, err := time.Parse(time.RFC3339, t)
+				if err != nil {
+					return nil, fmt.Errorf("shard %s: %s %q is not an RFC 3339 time", s.id, vmLeaseTimeout, t)
+				}
+				s.leaseTimeout, s.hasTimeout = lt, true
+			}
+			shards = append(shards, s)
+		}
+		if len(page.LastEvaluatedKey) == 0 {
+			return shards, nil
+		}
+		in.ExclusiveStartKey = page.LastEvaluatedKey
+	}
+}
+
+// ensureTable creates the kcl lease table as kcl does, if missing.
+func ensureTable(ctx context.Context, db DynamoDB, table string) error {
+	_, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &table})
+	var notFound *types.ResourceNotFoundException
+	if !errors.As(err, &notFound) {
+		return err
+	}
+	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            &table,
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("leaseKey"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("leaseKey"), KeyType: types.KeyTypeHash}},
+	})
+	if err != nil {
+		return err
+	}
+	return dynamodb.NewTableExistsWaiter(db, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
+		Wait(ctx, &dynamodb.DescribeTableInput{TableName: &table}, 5*time.Minute)
+}
+
+func str(item map[string]types.AttributeValue, attr string) string {
+	if v, ok := item[attr].(*types.AttributeValueMemberS); ok {
+		return v.Value
+	}
+	return ""
+}
+
+func isSequenceNumber(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
