@@ -62,7 +62,7 @@ func measure(b *testing.B, drain func() int) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkThroughput drains 8 shards of 25,000 records of 100 bytes: first
+// BenchmarkThroughput drains 8 shards of 50,000 records of 100 bytes: first
 // with the plainest aws-sdk-go-v2 loop (one goroutine per shard,
 // GetShardIterator then GetRecords until every record is read), the limit;
 // then with kcl.Consume, acking every record as a user would.
