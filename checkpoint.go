@@ -48,7 +48,8 @@ type ackWindow struct {
 	closed  bool
 	// counted acks, for Stats
 	ackedRecords, ackedBytes int64
-	changed                  chan struct{} // signalled when the prefix grows or the window closes
+	changed                  chan struct{} // signalled when a waiter's condition holds, or on close
+	waitFor                  int           // a waiter wants fewer unacked than this; 0: none waits
 }
 
 type pendingRecord struct {
@@ -119,7 +120,11 @@ func (w *ackWindow) ack(index uint64) {
 		w.pending = append(w.pending[:0], w.pending[w.head:]...)
 		w.head = 0
 	}
-	w.signal()
+	// Wake a waiter only when its condition holds: most acks find none.
+	if w.waitFor > 0 && len(w.pending)-w.head < w.waitFor {
+		w.waitFor = 0
+		w.signal()
+	}
 }
 
 func (w *ackWindow) signal() {
@@ -160,6 +165,9 @@ func (w *ackWindow) waitBelow(ctx context.Context, n int) bool {
 	for {
 		w.mu.Lock()
 		unacked, closed := len(w.pending)-w.head, w.closed
+		if !closed && unacked >= n {
+			w.waitFor = n // registered under the lock: no ack can slip past
+		}
 		w.mu.Unlock()
 		if closed {
 			return false
