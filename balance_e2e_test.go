@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -240,4 +242,35 @@ func checkShardOrderPerWorker(t *testing.T, g *group) {
 	for _, rs := range g.got {
 		checkShardOrder(t, rs)
 	}
+}
+
+// A worker restarted under the same WorkerID finds a lease the table says it
+// owns, but that another worker had asked for before the restart: it passes
+// it on at once instead of leaving it unread.
+func TestRestartedWorkerPassesOnALeaseClaimedBeforeItsRestart(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	g := newGroup(t, f)
+	g.start("stable", nil)
+	g.waitFair(2, 20*time.Second)
+	g.stop("stable") // leases released
+	for i, claim := range []string{"joiner", ""} {
+		update := "SET leaseOwner = :o"
+		values := map[string]ddbtypes.AttributeValue{":o": &ddbtypes.AttributeValueMemberS{Value: "stable"}}
+		if claim != "" {
+			update += ", handoffTo = :c"
+			values[":c"] = &ddbtypes.AttributeValueMemberS{Value: claim}
+		}
+		_, err := f.ddb.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+			TableName: &f.app, UpdateExpression: &update, ExpressionAttributeValues: values,
+			Key: map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("shardId-%012d", i)}},
+		})
+		require.NoError(t, err)
+	}
+	g.start("joiner", nil)
+	g.start("stable", nil)
+	g.waitFair(2, 10*time.Second)
+	puts := f.putN(40, 8, "")
+	g.waitDelivered(puts, 30*time.Second)
+	assert.Zero(t, g.duplicates())
 }

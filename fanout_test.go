@@ -149,29 +149,13 @@ func TestFanOutResubscribesOftenAndRetriesErrorsLosingAndRepeatingNothing(t *tes
 func TestFanOutFollowsReshardingInKeyOrder(t *testing.T) {
 	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 2)
-	n := 0
-	put := func(count int) []put {
-		ps := f.put(count, func(i int) string { return fmt.Sprintf("k%d", (n+i)%10) }, func(i int) string { return fmt.Sprintf("k%d:%06d", (n+i)%10, n+i) })
-		n += count
-		return ps
-	}
-	all := put(100)
 	// kinesis-local 0.6.2 never sends a closed shard's last event (with
 	// ChildShards), so this proves the fallback: a caught-up subscription of
 	// a shard the shard list calls closed ends, children from ListShards.
 	// The ChildShards event path: TestSubscriptionEventsEndTheShardOrStall.
 	opts := fanOutOptions(f)
 	opts.ShardSyncInterval = time.Second
-	s := startConsumer(t, opts)
-	got := s.receive(10, 30*time.Second, ackAll)
-	f.split()
-	all = append(all, put(100)...)
-	got = append(got, s.receive(40, 30*time.Second, ackAll)...)
-	f.mergeFirstAdjacent()
-	all = append(all, put(100)...)
-	got = append(got, s.receive(len(all)-len(got), 30*time.Second, ackAll)...)
-	s.quiet(300 * time.Millisecond)
-	require.NoError(t, s.stop(nil))
+	all, got := readThroughReshards(t, f, opts)
 	require.ElementsMatch(t, putData(all), dataOf(got))
 	checkKeyOrder(t, got)
 }

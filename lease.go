@@ -244,6 +244,7 @@ func (c *Consumer) balance(ctx context.Context) error {
 	}
 	var handoffs []handoff
 	var lost []*heldLease
+	var toPass []lease
 	for _, l := range snap.leases {
 		leaseFresh := fresh(l.shardID, l.counter, l.owner)
 		h, held := c.held[l.shardID]
@@ -277,8 +278,13 @@ func (c *Consumer) balance(ctx context.Context) error {
 			}
 			claimant = ""
 		}
-		if held && claimant != "" {
+		switch {
+		case held && claimant != "":
 			handoffs = append(handoffs, handoff{h, claimant})
+		case l.owner == me && !held && claimant != "":
+			// Owned by an earlier run of this worker ID, and asked for:
+			// nothing of it is delivered here, so it goes to the claimant.
+			toPass = append(toPass, l)
 		}
 		shares = append(shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me})
 	}
@@ -289,6 +295,13 @@ func (c *Consumer) balance(ctx context.Context) error {
 	}
 	for _, ho := range handoffs {
 		c.requestHandoff(ho.h, ho.to)
+	}
+	for _, l := range toPass {
+		if _, err := c.table.checkpoint(ctx, l, l.checkpoint, l.handoffTo); err != nil && !isLeaseLost(err) {
+			return err
+		} else if err == nil {
+			c.log.Info("kcl: lease handed off", "shard", l.shardID, "to", l.handoffTo, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
+		}
 	}
 	for _, l := range toUnclaim {
 		if err := c.table.unclaim(ctx, l); err != nil && !isLeaseLost(err) {

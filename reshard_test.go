@@ -17,20 +17,6 @@ import (
 	"github.com/kclgo/kcl/internal/emulator"
 )
 
-// openShards lists the stream's open shards.
-func (f *fixture) openShards() []shardInfo {
-	f.t.Helper()
-	out, err := f.kin.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: &f.stream})
-	require.NoError(f.t, err)
-	var open []shardInfo
-	for _, s := range out.Shards {
-		if s.SequenceNumberRange.EndingSequenceNumber == nil {
-			open = append(open, infoOf(s))
-		}
-	}
-	return open
-}
-
 // split splits the first open shard at the middle of its hash key range.
 func (f *fixture) split() {
 	f.t.Helper()
@@ -100,6 +86,32 @@ func checkKeyOrder(t *testing.T, recs []Record) {
 	}
 }
 
+// readThroughReshards writes keyed records while a consumer with opts reads
+// them, held back so that parents still hold unread records while a split
+// and then a merge (one child, two parents) fill their children. It returns
+// what was written and what was received.
+func readThroughReshards(t *testing.T, f *fixture, opts Options) (all []put, got []Record) {
+	t.Helper()
+	n := 0
+	put := func(count int) []put {
+		ps := f.put(count, func(i int) string { return fmt.Sprintf("k%d", (n+i)%10) }, func(i int) string { return fmt.Sprintf("k%d:%06d", (n+i)%10, n+i) })
+		n += count
+		return ps
+	}
+	all = put(100)
+	s := startConsumer(t, opts)
+	got = s.receive(10, 30*time.Second, ackAll)
+	f.split()
+	all = append(all, put(100)...)
+	got = append(got, s.receive(40, 30*time.Second, ackAll)...)
+	f.mergeFirstAdjacent()
+	all = append(all, put(100)...)
+	got = append(got, s.receive(len(all)-len(got), 30*time.Second, ackAll)...)
+	s.quiet(300 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	return all, got
+}
+
 func TestReshardingKeepsPerKeyOrder(t *testing.T) {
 	for _, server := range []struct {
 		name string
@@ -108,29 +120,10 @@ func TestReshardingKeepsPerKeyOrder(t *testing.T) {
 		t.Run(server.name, func(t *testing.T) {
 			noLeak(t)
 			f := newFixture(t, *server.s, 2)
-			n := 0
-			put := func(count int) []put {
-				ps := f.put(count, func(i int) string { return fmt.Sprintf("k%d", (n+i)%10) }, func(i int) string { return fmt.Sprintf("k%d:%06d", (n+i)%10, n+i) })
-				n += count
-				return ps
-			}
-			all := put(100)
 			opts := f.options()
 			opts.ShardSyncInterval = time.Hour // shard ends alone must find the children
 			opts.MaxRecords = 10
-			s := startConsumer(t, opts)
-			// The consumer is held back: parents still have unread records
-			// while their children fill up.
-			got := s.receive(10, 30*time.Second, ackAll)
-			f.split()
-			all = append(all, put(100)...)
-			got = append(got, s.receive(40, 30*time.Second, ackAll)...)
-			f.mergeFirstAdjacent() // one child, two parents
-			all = append(all, put(100)...)
-			got = append(got, s.receive(len(all)-len(got), 30*time.Second, ackAll)...)
-			s.quiet(300 * time.Millisecond)
-			require.NoError(t, s.stop(nil))
-
+			all, got := readThroughReshards(t, f, opts)
 			require.ElementsMatch(t, putData(all), dataOf(got))
 			checkKeyOrder(t, got)
 			checkShardOrder(t, got)
@@ -146,7 +139,7 @@ func TestReshardingKeepsPerKeyOrder(t *testing.T) {
 			// A consumer starting after the resharding reads the whole
 			// lineage from the start, parents before children.
 			opts.AppName = "fresh-" + f.app
-			s = startConsumer(t, opts)
+			s := startConsumer(t, opts)
 			again := s.receive(len(all), 30*time.Second, ackAll)
 			s.quiet(300 * time.Millisecond)
 			require.NoError(t, s.stop(nil))

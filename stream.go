@@ -166,9 +166,13 @@ func (c *Consumer) run(ctx context.Context) {
 	defer stopLeases()
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
-	c.readers, c.readCtx = newReaders(readCtx)
+	c.readers, c.readCtx = errgroup.WithContext(readCtx)
 
 	if err := c.start(readCtx); err != nil {
+		// The first heartbeat may have been written: take it back.
+		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LeaseDuration)
+		_ = c.table.removeWorker(final, c.opts.WorkerID, -1)
+		cancel()
 		if ctx.Err() == nil {
 			c.setErr(err)
 			c.log.Error("kcl: consumer stopped", "error", err)
@@ -200,7 +204,7 @@ func (c *Consumer) run(ctx context.Context) {
 	_ = c.heartbeat(leaseCtx)
 	// 2. Give what was delivered time to be acked.
 	c.waitAcked(c.opts.ShutdownTimeout)
-	// 3. Stop renewing, then checkpoint the acked prefix and release.
+	// 3. Stop the lease loop, then checkpoint the acked prefix and release.
 	stopLeases()
 	if !leaseLoopDone {
 		if err := <-leaseErr; err != nil {
@@ -223,10 +227,6 @@ func (c *Consumer) run(ctx context.Context) {
 	} else {
 		c.log.Info("kcl: consumer stopped")
 	}
-}
-
-func newReaders(ctx context.Context) (*errgroup.Group, context.Context) {
-	return errgroup.WithContext(ctx)
 }
 
 // start checks the lease table, writes the first heartbeat, checks the
