@@ -128,7 +128,7 @@ func (ch *chaos) pickedUp(n int, shards []string, t time.Time, timeout time.Dura
 // From what every process printed it proves that no record was lost, that
 // each worker delivered each shard in order, and that duplicates come only
 // from the unacked window of killed workers. It prints its figures.
-// A soak: go test -run TestChaos -chaos.duration=10m
+// A soak: ./scripts/setup && go test -race -run 'TestChaos$' -v -chaos.duration=10m .
 func TestChaos(t *testing.T) {
 	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 8)
