@@ -29,7 +29,7 @@ func TestMemoryStaysFlatWithASlowConsumer(t *testing.T) {
 		shards, perShard, size = 4, 20000, 1024
 		maxRecords, maxUnacked = 1000, 500
 	)
-	srv, err := replay.Start(shards, perShard, size, maxRecords)
+	srv, err := replay.Start(shards, perShard, size, maxRecords, false)
 	require.NoError(t, err)
 	defer srv.Close()
 	heap := func() uint64 {

@@ -62,12 +62,13 @@ func measure(b *testing.B, drain func() int) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkThroughput drains 8 shards of 50,000 records of 100 bytes: first
+// BenchmarkThroughput reads endless shards (8 x 50,000 records of 100 bytes,
+// served again and again) at steady state, each op 400,000 records: first
 // with the plainest aws-sdk-go-v2 loop (one goroutine per shard,
-// GetShardIterator then GetRecords until every record is read), the limit;
-// then with kcl.Consume, acking every record as a user would.
+// GetShardIterator then GetRecords for ever, no per-record work), the limit;
+// then with one long-lived kcl.Consume, acking every record as a user would.
 func BenchmarkThroughput(b *testing.B) {
-	srv, err := replay.Start(shards, perShard, size, 10000)
+	srv, err := replay.Start(shards, perShard, size, 10000, true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,60 +76,72 @@ func BenchmarkThroughput(b *testing.B) {
 	kc := client(srv.URL)
 
 	b.Run("raw-GetRecords-loop", func(b *testing.B) {
-		measure(b, func() int {
-			var wg sync.WaitGroup
-			counts := make([]int, shards)
-			for sh := range shards {
-				wg.Go(func() {
-					ctx := context.Background()
-					it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("bench"),
-						ShardId: aws.String(fmt.Sprintf("shardId-%012d", sh)), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+		ctx, cancel := context.WithCancel(context.Background())
+		pages := make(chan int) // records per page read, as the readers go
+		var wg sync.WaitGroup
+		for sh := range shards {
+			wg.Go(func() {
+				it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("bench"),
+					ShardId: aws.String(fmt.Sprintf("shardId-%012d", sh)), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				iter := it.ShardIterator
+				for ctx.Err() == nil {
+					out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 					if err != nil {
-						b.Error(err)
 						return
 					}
-					iter := it.ShardIterator
-					for counts[sh] < perShard {
-						out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						for _, r := range out.Records {
-							counts[sh] += min(1, len(r.Data))
-						}
-						iter = out.NextShardIterator
+					n := 0
+					for _, r := range out.Records {
+						n += min(1, len(r.Data))
 					}
-				})
+					select {
+					case pages <- n:
+					case <-ctx.Done():
+					}
+					iter = out.NextShardIterator
+				}
+			})
+		}
+		carry := 0 // read past the last op's count
+		drain := func() int {
+			n := carry
+			for n < total {
+				n += <-pages
 			}
-			wg.Wait()
-			n := 0
-			for _, c := range counts {
-				n += c
-			}
-			return n
-		})
+			carry = n - total
+			return total
+		}
+		drain() // warm up
+		measure(b, drain)
+		cancel()
+		wg.Wait()
 	})
 
 	b.Run("kcl-Consume-Ack", func(b *testing.B) {
-		measure(b, func() int {
-			c, err := kcl.New(kcl.Options{StreamName: "bench", Kinesis: kc, InitialPosition: kcl.TrimHorizon,
-				PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
+		c, err := kcl.New(kcl.Options{StreamName: "bench", Kinesis: kc, InitialPosition: kcl.TrimHorizon,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		records := c.Consume(ctx)
+		drain := func() int {
 			n := 0
-			for r := range c.Consume(ctx) {
+			for n < total {
+				r := <-records
 				n += min(1, len(r.Data))
 				r.Ack()
-				if n == total {
-					cancel()
-				}
 			}
-			cancel()
 			return n
-		})
+		}
+		drain() // warm up
+		measure(b, drain)
+		cancel()
+		for range records {
+		}
 	})
 }
 

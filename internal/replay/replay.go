@@ -19,6 +19,7 @@ import (
 
 // Server serves shards of identical-size records.
 type Server struct {
+	endless  bool
 	URL      string
 	pages    map[string][][]byte // shard -> page -> encoded GetRecords answer
 	caughtUp map[string][]byte   // shard -> empty answer at the end
@@ -29,9 +30,11 @@ type Server struct {
 // Start serves shards shards of perShard records of size bytes each, in
 // pages of pageSize records (a GetRecords Limit above that is served as
 // pageSize). Shards stay open: past the last record, GetRecords answers no
-// records and MillisBehindLatest 0.
-func Start(shards, perShard, size, pageSize int) (*Server, error) {
-	s := &Server{pages: map[string][][]byte{}, caughtUp: map[string][]byte{}}
+// records and MillisBehindLatest 0 or, when endless, the first page again
+// (sequence numbers repeat) and readers are never caught up: for
+// steady-state measurements.
+func Start(shards, perShard, size, pageSize int, endless bool) (*Server, error) {
+	s := &Server{pages: map[string][][]byte{}, caughtUp: map[string][]byte{}, endless: endless}
 	data := base64.StdEncoding.EncodeToString(make([]byte, size))
 	arrival := float64(time.Now().Unix())
 	for sh := range shards {
@@ -50,7 +53,7 @@ func Start(shards, perShard, size, pageSize int) (*Server, error) {
 			}
 			next := fmt.Sprintf("%s/%d", id, len(s.pages[id])+1)
 			behind := 1000
-			if start+n >= perShard {
+			if start+n >= perShard && !endless {
 				behind = 0
 			}
 			fmt.Fprintf(&b, `],"NextShardIterator":%q,"MillisBehindLatest":%d}`, next, behind)
@@ -95,9 +98,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(body, &in)
 		id, page, _ := strings.Cut(in.ShardIterator, "/")
 		n, _ := strconv.Atoi(page)
-		if pages := s.pages[id]; n < len(pages) {
+		pages := s.pages[id]
+		switch {
+		case s.endless && len(pages) > 0:
+			w.Write(pages[n%len(pages)])
+		case n < len(pages):
 			w.Write(pages[n])
-		} else {
+		default:
 			w.Write(s.caughtUp[id])
 		}
 	default:
