@@ -211,17 +211,19 @@ func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpo
 func isLeaseLost(err error) bool { return errors.Is(err, errLeaseLost) }
 
 // flushCheckpoints writes the acked prefix of every held shard whose
-// checkpoint moved since it was last written.
+// checkpoint moved since it was last written. Each write gets at most a
+// heartbeat interval: a write that keeps failing is retried by the next
+// flush, and never holds up the lease loop's heartbeats.
 func (c *Consumer) flushCheckpoints(ctx context.Context) {
 	for _, h := range c.heldLeases() {
 		acked, _ := h.window.state()
-		h.mu.Lock()
-		dirty := !h.gone && acked != h.written
-		h.mu.Unlock()
-		if !dirty {
+		if acked == h.stored.Load().cp {
 			continue
 		}
-		if err := c.writeCheckpoint(ctx, h, acked, c.opts.WorkerID); err != nil && !isLeaseLost(err) && ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
+		err := c.writeCheckpoint(wctx, h, acked, c.opts.WorkerID)
+		cancel()
+		if err != nil && !isLeaseLost(err) && ctx.Err() == nil {
 			c.log.Warn("kcl: checkpoint write failed; retrying next flush", "shard", h.shardID, "error", err)
 		}
 	}

@@ -2,6 +2,7 @@ package kcl
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -194,3 +195,48 @@ func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *tes
 }
 
 var _ sync.Mutex
+
+// refusingCheckpoints throttles every checkpoint write while refuse is set.
+type refusingCheckpoints struct {
+	DynamoDBAPI
+	refuse atomic.Bool
+}
+
+func (d *refusingCheckpoints) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if d.refuse.Load() && strings.Contains(aws.ToString(in.UpdateExpression), "checkpoint = :cp") {
+		return nil, &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled")}
+	}
+	return d.DynamoDBAPI.UpdateItem(ctx, in, o...)
+}
+
+// A checkpoint write that keeps failing never holds up the heartbeats: the
+// worker keeps its leases, and the checkpoint lands once writes succeed.
+func TestFailingCheckpointWritesDoNotStopHeartbeats(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	puts := f.putN(10, 2, "")
+	ddb := &refusingCheckpoints{DynamoDBAPI: f.ddb}
+	ddb.refuse.Store(true)
+	opts := f.options()
+	opts.DynamoDB = ddb
+	opts.WorkerID = "steady"
+	s := startConsumer(t, opts)
+	s.receive(len(puts), 30*time.Second, ackAll)
+
+	heartbeat := func() string {
+		out, err := f.ddb.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: &f.app,
+			Key: map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: workerKeyPrefix + "steady"}}})
+		require.NoError(t, err)
+		return str(out.Item, attrCounter)
+	}
+	before := heartbeat()
+	time.Sleep(3 * opts.LeaseDuration) // many refused flushes
+	assert.NotEqual(t, before, heartbeat(), "heartbeats go on while checkpoint writes fail")
+	assert.Len(t, s.c.heldLeases(), 1, "the lease is kept")
+
+	ddb.refuse.Store(false)
+	require.Eventually(t, func() bool {
+		return str(f.leaseItems()[puts[0].shard], attrCheckpoint) == puts[len(puts)-1].seq
+	}, 5*time.Second, 20*time.Millisecond, "the checkpoint lands once writes succeed")
+	require.NoError(t, s.stop(nil))
+}

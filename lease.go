@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -84,12 +85,19 @@ type heldLease struct {
 	counters        shardCounters
 	warnedMalformed bool // reader only
 
-	mu        sync.Mutex // held across every write of the lease: each is conditional on the counter
-	lease     lease
-	written   checkpoint // the checkpoint as stored in the table
-	writtenAt time.Time  // when this worker wrote it, or took the lease
-	handoff   string     // worker to hand the lease to, once asked
-	gone      bool       // released, ended, handed off or lost: no more writes
+	// stored is the checkpoint as the table holds it and when this worker
+	// wrote it (or took the lease): read without mu, which is held across I/O.
+	stored atomic.Pointer[storedCheckpoint]
+
+	mu      sync.Mutex // held across every write of the lease: each is conditional on the counter
+	lease   lease
+	handoff string // worker to hand the lease to, once asked
+	gone    bool   // released, ended, handed off or lost: no more writes
+}
+
+type storedCheckpoint struct {
+	cp checkpoint
+	at time.Time
 }
 
 // observation is what this worker last saw of an item's counter, on its own
@@ -377,7 +385,8 @@ func (c *Consumer) reportBadLeases(bad []error) {
 
 // startReader starts reading the shard of a lease just taken.
 func (c *Consumer) startReader(leaseCtx context.Context, l lease) {
-	h := &heldLease{shardID: l.shardID, lease: l, written: l.checkpoint, writtenAt: time.Now(), window: newAckWindow(l.checkpoint)}
+	h := &heldLease{shardID: l.shardID, lease: l, window: newAckWindow(l.checkpoint)}
+	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -481,7 +490,8 @@ func (c *Consumer) writeLease(h *heldLease, write func(lease) (lease, error)) er
 		return err
 	}
 	if err == nil {
-		h.lease, h.written, h.writtenAt = l, l.checkpoint, time.Now()
+		h.lease = l
+		h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
 	}
 	h.mu.Unlock()
 	return err

@@ -77,15 +77,13 @@ func (c *Consumer) Stats() Stats {
 	for _, h := range c.heldLeases() {
 		s.LeasesHeld++
 		_, unacked, records, bytes := h.window.stats()
-		h.mu.Lock()
-		written, writtenAt := h.written, h.writtenAt
-		h.mu.Unlock()
+		stored := h.stored.Load()
 		st := ShardStats{
 			ShardID: h.shardID, Owner: c.opts.WorkerID, Held: true,
 			MillisBehindLatest: h.counters.millisBehind.Load(),
 			RecordsDelivered:   h.counters.delivered.Load(), BytesDelivered: h.counters.deliveredBytes.Load(),
 			RecordsAcked: records, BytesAcked: bytes, Unacked: unacked,
-			Checkpoint: written.seq, CheckpointSubSequenceNumber: written.sub, CheckpointAge: now.Sub(writtenAt),
+			Checkpoint: stored.cp.seq, CheckpointSubSequenceNumber: stored.cp.sub, CheckpointAge: now.Sub(stored.at),
 		}
 		if at := h.counters.lastArrival.Load(); at != 0 {
 			st.LastRecordAge = now.Sub(time.Unix(0, at))
