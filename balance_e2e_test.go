@@ -129,17 +129,13 @@ func (g *group) waitDelivered(puts []put, timeout time.Duration) {
 		want[p.data] = true
 	}
 	require.Eventually(g.t, func() bool {
-		seen := 0
+		seen := map[string]bool{}
 		for _, r := range g.all() {
 			if want[string(r.Data)] {
-				seen++
-				want[string(r.Data)] = false
+				seen[string(r.Data)] = true
 			}
 		}
-		for _, p := range puts {
-			want[p.data] = true
-		}
-		return seen == len(puts)
+		return len(seen) == len(want)
 	}, timeout, 20*time.Millisecond)
 }
 

@@ -126,12 +126,8 @@ func TestShutdownWaitsForAcksThenCheckpointsAndReleases(t *testing.T) {
 	}
 	require.NoError(t, s.c.Err())
 
-	last := map[string]string{}
-	for _, p := range puts {
-		last[p.shard] = p.seq
-	}
 	items := f.leaseItems()
-	for shard, seq := range last {
+	for shard, seq := range lastSeqPerShard(puts) {
 		assert.Equal(t, seq, str(items[shard], attrCheckpoint), "shard %s: acks made during shutdown are checkpointed", shard)
 		assert.Empty(t, str(items[shard], attrOwner), "shard %s: lease released when the channel closes", shard)
 	}

@@ -142,10 +142,7 @@ func TestThrottlingIsRetriedAndLosesAndRepeatsNothing(t *testing.T) {
 	assert.Positive(t, ddb.injected.Load())
 
 	// What was acked was checkpointed despite the throttling.
-	last := map[string]string{}
-	for _, p := range puts {
-		last[p.shard] = p.seq
-	}
+	last := lastSeqPerShard(puts)
 	for shard, item := range f.leaseItems() {
 		assert.Equal(t, last[shard], str(item, attrCheckpoint), "shard %s", shard)
 	}

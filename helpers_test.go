@@ -289,3 +289,13 @@ func dynamoDescribe(table string) *dynamodb.DescribeTableInput {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// lastSeqPerShard returns the sequence number of the last record written to
+// each shard.
+func lastSeqPerShard(puts []put) map[string]string {
+	last := map[string]string{}
+	for _, p := range puts {
+		last[p.shard] = p.seq
+	}
+	return last
+}
