@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -34,6 +35,7 @@ type Server struct {
 	Endpoint string // http://127.0.0.1:PORT
 	TLS      string // https endpoint (kinesis-local only), for fan-out over HTTP/2
 	cmd      *exec.Cmd
+	ports    []int // every port the emulator must listen on
 	exited   chan struct{}
 	log      *os.File
 }
@@ -58,9 +60,26 @@ func Dir() (string, error) {
 	}
 }
 
-// Start runs one emulator and waits until it answers. Its output goes to a
-// log file in os.TempDir, named in errors.
+// Start runs one emulator and waits until it answers on ports it owns. Its
+// output goes to a log file in os.TempDir, named in errors. Ports are picked
+// free, but another process (test binaries run in parallel) may take one
+// before the emulator binds it: an emulator that exits while starting is
+// started again on other ports.
 func Start(ctx context.Context, kind Kind) (*Server, error) {
+	var err error
+	for range 5 {
+		var s *Server
+		if s, err = start(ctx, kind); err == nil || !errors.Is(err, errExited) {
+			return s, err
+		}
+	}
+	return nil, err
+}
+
+// errExited says the emulator process ended while starting.
+var errExited = errors.New("exited while starting")
+
+func start(ctx context.Context, kind Kind) (*Server, error) {
 	dir, err := Dir()
 	if err != nil {
 		return nil, err
@@ -72,7 +91,7 @@ func Start(ctx context.Context, kind Kind) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Kind: kind, Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{})}
+	s := &Server{Kind: kind, Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{}), ports: []int{port}}
 	preload := filepath.Join(dir, "loopback.js")
 	var args []string
 	env := os.Environ()
@@ -83,6 +102,7 @@ func Start(ctx context.Context, kind Kind) (*Server, error) {
 			return nil, err
 		}
 		s.TLS = "https://127.0.0.1:" + strconv.Itoa(tlsPort)
+		s.ports = append(s.ports, tlsPort)
 		args = []string{"-r", preload, filepath.Join(dir, "node_modules/kinesis-local/main.js")}
 		env = append(env,
 			"KINESIS_MOCK_PLAIN_PORT="+strconv.Itoa(port),
@@ -132,14 +152,17 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		resp, err := client.Get(url)
-		if err == nil {
+		// Ready: it answers, and the listening sockets are its own, not
+		// another process's that took the port first.
+		if resp, err := client.Get(url); err == nil {
 			resp.Body.Close()
-			return nil
+			if s.ownsPorts() {
+				return nil
+			}
 		}
 		select {
 		case <-s.exited:
-			return fmt.Errorf("emulator: %s exited at start; see %s", s.Kind, s.log.Name())
+			return fmt.Errorf("emulator: %s %w; see %s", s.Kind, errExited, s.log.Name())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -148,6 +171,48 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("emulator: %s not ready after %v; see %s", s.Kind, timeout, s.log.Name())
 		}
 	}
+}
+
+// ownsPorts reports whether the emulator process holds a listening socket on
+// each of its ports (Linux: /proc/net/tcp matched with the process's fds).
+func (s *Server) ownsPorts() bool {
+	listening := map[string]int{} // socket inode -> port
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		raw, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			port, err := strconv.ParseInt(hexPort, 16, 32)
+			if err == nil {
+				listening[f[9]] = int(port)
+			}
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	owned := map[int]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", s.cmd.Process.Pid, fd.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			if port, ok := listening[strings.TrimSuffix(inode, "]")]; ok {
+				owned[port] = true
+			}
+		}
+	}
+	for _, p := range s.ports {
+		if !owned[p] {
+			return false
+		}
+	}
+	return true
 }
 
 // Stop ends the emulator: SIGTERM, then SIGKILL after a grace period
