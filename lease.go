@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // A lease gives one worker the right to read one shard and to write its
@@ -121,11 +123,34 @@ const workerKeyPrefix = "kcl-worker:"
 
 // runLeases keeps this worker's leases until ctx ends: it writes heartbeats,
 // flushes checkpoints, syncs the shard list, and takes, balances and hands
-// off leases. It returns only fatal errors (the lease table or the stream is
-// unusable).
+// off leases. Heartbeats run on their own goroutine, so that slow lease
+// work never delays them. It returns only fatal errors (the lease table or
+// the stream is unusable).
 func (c *Consumer) runLeases(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.heartbeats(ctx) })
+	g.Go(func() error { return c.keepLeases(ctx) })
+	return g.Wait()
+}
+
+// heartbeats writes this worker's heartbeat every LeaseDuration/3.
+func (c *Consumer) heartbeats(ctx context.Context) error {
 	beat := time.NewTicker(c.opts.heartbeatInterval())
 	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-beat.C:
+			if err := c.heartbeat(ctx); err != nil && isFatal(err) {
+				return err
+			}
+		}
+	}
+}
+
+// keepLeases runs the rest of the lease work on its tickers.
+func (c *Consumer) keepLeases(ctx context.Context) error {
 	take := time.NewTicker(c.opts.takeInterval())
 	defer take.Stop()
 	flush := time.NewTicker(c.opts.CheckpointInterval)
@@ -137,8 +162,6 @@ func (c *Consumer) runLeases(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-beat.C:
-			err = c.heartbeat(ctx)
 		case <-take.C:
 			err = c.balance(ctx)
 		case <-c.takeNow:
@@ -177,11 +200,17 @@ func notify(ch chan struct{}) {
 // been written for LeaseDuration stops delivering every shard: others may
 // rightly think it dead and take its leases.
 func (c *Consumer) heartbeat(ctx context.Context) error {
-	sent := time.Now() // the write takes effect no earlier than this
 	c.mu.Lock()
 	stopping := c.closing
 	c.mu.Unlock()
-	err := c.table.heartbeat(ctx, c.opts.WorkerID, stopping)
+	// Transient errors are retried within one heartbeat interval.
+	bctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
+	defer cancel()
+	var sent time.Time // the write takes effect no earlier than this
+	_, err := retry(bctx, &c.counters.retryCounters, c.log, "heartbeat", nil, func() (struct{}, error) {
+		sent = time.Now()
+		return struct{}{}, c.table.heartbeat(bctx, c.opts.WorkerID, stopping)
+	})
 	c.mu.Lock()
 	if err == nil {
 		c.beatAt = sent
