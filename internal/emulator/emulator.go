@@ -93,6 +93,7 @@ func start(ctx context.Context, kind Kind) (*Server, error) {
 	}
 	s := &Server{Kind: kind, Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{}), ports: []int{port}}
 	preload := filepath.Join(dir, "loopback.js")
+	abortSafe := filepath.Join(dir, "client-abort.js")
 	var args []string
 	env := os.Environ()
 	switch kind {
@@ -114,10 +115,10 @@ func start(ctx context.Context, kind Kind) (*Server, error) {
 			"DEREGISTER_STREAM_CONSUMER_DURATION=100ms", "START_STREAM_ENCRYPTION_DURATION=100ms",
 			"SHARD_LIMIT=200", "LOG_LEVEL=WARN")
 	case Kinesalite:
-		args = []string{"-r", preload, filepath.Join(dir, "node_modules/kinesalite/cli.js"), "--port", strconv.Itoa(port),
+		args = []string{"-r", preload, "-r", abortSafe, filepath.Join(dir, "node_modules/kinesalite/cli.js"), "--port", strconv.Itoa(port),
 			"--createStreamMs", "50", "--deleteStreamMs", "50", "--updateStreamMs", "50", "--shardLimit", "200"}
 	case Dynalite:
-		args = []string{filepath.Join(dir, "node_modules/dynalite/cli.js"), "--host", "127.0.0.1", "--port", strconv.Itoa(port),
+		args = []string{"-r", abortSafe, filepath.Join(dir, "node_modules/dynalite/cli.js"), "--host", "127.0.0.1", "--port", strconv.Itoa(port),
 			"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50"}
 	default:
 		return nil, fmt.Errorf("emulator: unknown kind %q", kind)

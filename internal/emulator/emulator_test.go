@@ -3,7 +3,9 @@ package emulator
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,4 +24,27 @@ func TestOwnsPortsTellsTheEmulatorsListenerFromAnotherProcesss(t *testing.T) {
 	defer l.Close()
 	other := &Server{cmd: s.cmd, ports: []int{l.Addr().(*net.TCPAddr).Port}}
 	assert.False(t, other.ownsPorts())
+}
+
+// A client that aborts a request mid-flight (a cancelled context) does not
+// kill the emulator: dynalite 4.0.0 rethrows the request's error unless
+// client-abort.js is preloaded.
+func TestEmulatorSurvivesAClientAbortingARequest(t *testing.T) {
+	s, err := Start(context.Background(), Dynalite)
+	require.NoError(t, err)
+	defer s.Stop()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.Endpoint, "http://"))
+	require.NoError(t, err)
+	// Headers promise a body that never comes; then the client hangs up.
+	_, err = conn.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n\r\n{"))
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, conn.Close())
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-s.exited:
+		t.Fatal("the emulator died when a client aborted a request")
+	default:
+	}
+	assert.True(t, s.ownsPorts(), "still listening")
 }
