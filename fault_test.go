@@ -2,6 +2,9 @@ package kcl
 
 import (
 	"context"
+	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,19 +162,7 @@ func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *tes
 	shard := puts[0].shard
 
 	// Another worker takes the lease and checkpoints, as a steal would.
-	item := f.leaseItems()[shard]
-	counter := str(item, attrCounter)
-	_, err := f.ddb.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
-		TableName:           &f.app,
-		Key:                 map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: shard}},
-		UpdateExpression:    aws.String("SET leaseOwner = :o, leaseCounter = leaseCounter + :one, checkpoint = :cp"),
-		ConditionExpression: aws.String("leaseCounter = :c"),
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
-			":o": &ddbtypes.AttributeValueMemberS{Value: "thief"}, ":one": &ddbtypes.AttributeValueMemberN{Value: "1"},
-			":cp": &ddbtypes.AttributeValueMemberS{Value: puts[2].seq}, ":c": &ddbtypes.AttributeValueMemberN{Value: counter},
-		},
-	})
-	require.NoError(t, err)
+	f.steal(shard, "thief", puts[2].seq)
 	require.Eventually(t, func() bool { return len(s.c.heldLeases()) == 0 }, 5*time.Second, 10*time.Millisecond, "the worker notices the loss at its next renewal")
 
 	// Late acks of the old owner: the table keeps the thief's checkpoint.
@@ -180,7 +171,7 @@ func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *tes
 	}
 	fresh := f.putN(5, 2, "b")
 	s.quiet(500 * time.Millisecond) // nothing more from a shard it lost
-	item = f.leaseItems()[shard]
+	item := f.leaseItems()[shard]
 	assert.Equal(t, "thief", str(item, attrOwner))
 	assert.Equal(t, puts[2].seq, str(item, attrCheckpoint))
 
@@ -192,6 +183,94 @@ func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *tes
 }
 
 var _ sync.Mutex
+
+// steal makes owner the owner of shard's lease with checkpoint seq, as
+// another worker taking it and checkpointing would: one write, conditional on
+// the counter read just before (read again if the holder wrote meanwhile).
+func (f *fixture) steal(shard, owner, seq string) {
+	f.t.Helper()
+	for range 20 {
+		counter := str(f.leaseItems()[shard], attrCounter)
+		_, err := f.ddb.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+			TableName:           &f.app,
+			Key:                 map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: shard}},
+			UpdateExpression:    aws.String("SET leaseOwner = :o, leaseCounter = leaseCounter + :one, checkpoint = :cp"),
+			ConditionExpression: aws.String("leaseCounter = :c"),
+			ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
+				":o": &ddbtypes.AttributeValueMemberS{Value: owner}, ":one": &ddbtypes.AttributeValueMemberN{Value: "1"},
+				":cp": &ddbtypes.AttributeValueMemberS{Value: seq}, ":c": &ddbtypes.AttributeValueMemberN{Value: counter},
+			},
+		})
+		var changed *ddbtypes.ConditionalCheckFailedException
+		if !errors.As(err, &changed) {
+			require.NoError(f.t, err)
+			return
+		}
+	}
+	f.t.Fatalf("lease of %s kept changing", shard)
+}
+
+// refusingHeartbeats throttles every heartbeat write while refuse is set.
+type refusingHeartbeats struct {
+	DynamoDBAPI
+	refuse atomic.Bool
+}
+
+func (d *refusingHeartbeats) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	key, _ := in.Key[attrLeaseKey].(*ddbtypes.AttributeValueMemberS)
+	if d.refuse.Load() && key != nil && strings.HasPrefix(key.Value, workerKeyPrefix) {
+		return nil, &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled")}
+	}
+	return d.DynamoDBAPI.UpdateItem(ctx, in, o...)
+}
+
+// A worker whose heartbeat cannot be written for LeaseDuration pauses: it
+// delivers nothing more, but acks of what it delivered still count. When the
+// heartbeat is written again, the shards it still owns go on from where they
+// stopped, with nothing delivered twice; a shard taken meanwhile is dropped
+// and read again from its new owner's checkpoint.
+func TestStaleHeartbeatPausesAndResumesWithoutRedelivery(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	before := f.putN(20, 8, "a")
+	shards := slices.Sorted(maps.Keys(lastSeqPerShard(before)))
+	require.Len(t, shards, 2, "the keys reach both shards")
+	kept, stolen := shards[0], shards[1]
+	ddb := &refusingHeartbeats{DynamoDBAPI: f.ddb}
+	opts := f.options()
+	opts.DynamoDB = ddb
+	s := startConsumer(t, opts)
+	delivered := s.receive(len(before), 30*time.Second, func(Record) bool { return false })
+
+	ddb.refuse.Store(true)
+	require.Eventually(t, s.c.pause.isShut, 5*opts.LeaseDuration, 10*time.Millisecond, "a stale heartbeat pauses the worker")
+	var stolenPuts []put
+	for _, p := range before {
+		if p.shard == stolen {
+			stolenPuts = append(stolenPuts, p)
+		}
+	}
+	f.steal(stolen, "thief", stolenPuts[1].seq)
+	for _, r := range delivered {
+		r.Ack()
+	}
+	after := f.putN(20, 8, "b")
+	s.quiet(opts.LeaseDuration) // nothing delivered while paused
+	require.Eventually(t, func() bool {
+		return str(f.leaseItems()[kept], attrCheckpoint) == lastSeqPerShard(before)[kept]
+	}, 5*time.Second, 20*time.Millisecond, "acks made while paused are checkpointed")
+
+	ddb.refuse.Store(false)
+	var want []string
+	for _, p := range append(stolenPuts[2:], after...) {
+		want = append(want, p.data)
+	}
+	got := s.receive(len(want), 30*time.Second, ackAll)
+	s.quiet(300 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	assert.ElementsMatch(t, want, dataOf(got), "the kept shard goes on where it stopped; the stolen one from the thief's checkpoint")
+	checkShardOrder(t, got)
+}
 
 // refusingCheckpoints throttles every checkpoint write while refuse is set.
 type refusingCheckpoints struct {

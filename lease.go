@@ -197,7 +197,7 @@ func notify(ch chan struct{}) {
 }
 
 // heartbeat writes this worker's heartbeat. A worker whose heartbeat has not
-// been written for LeaseDuration stops delivering every shard: others may
+// been written for LeaseDuration pauses every shard (pause.go): others may
 // rightly think it dead and take its leases.
 func (c *Consumer) heartbeat(ctx context.Context) error {
 	c.mu.Lock()
@@ -217,14 +217,11 @@ func (c *Consumer) heartbeat(ctx context.Context) error {
 	}
 	stale := time.Since(c.beatAt) > c.opts.LeaseDuration
 	c.mu.Unlock()
-	if stale {
-		held := c.heldLeases()
-		for _, h := range held {
-			c.forget(h)
-		}
-		if len(held) > 0 {
-			c.log.Warn("kcl: heartbeat not written within LeaseDuration; every shard paused until it is", "shards", len(held), "error", err)
-		}
+	switch {
+	case stale && c.pause.close():
+		c.log.Warn("kcl: heartbeat not written within LeaseDuration; every shard paused until it is", "shards", len(c.heldLeases()), "error", err)
+	case !stale && c.pause.isShut():
+		notify(c.takeNow) // the next table read resumes the shards still held
 	}
 	return err
 }
@@ -234,6 +231,7 @@ func (c *Consumer) heartbeat(ctx context.Context) error {
 // hand-offs from the most loaded workers. This is the one place where a
 // lease is taken.
 func (c *Consumer) balance(ctx context.Context) error {
+	listed := time.Now()
 	snap, err := c.table.list(ctx)
 	if err != nil {
 		return err
@@ -248,6 +246,10 @@ func (c *Consumer) balance(ctx context.Context) error {
 		c.mu.Unlock()
 		return nil
 	}
+	// A paused worker resumes on a read of the table made after its
+	// heartbeat was written again, once it has dropped the leases taken
+	// from it meanwhile.
+	resume := c.pause.isShut() && listed.After(c.beatAt)
 	fresh := func(key string, counter int64, owner string) bool {
 		obs, seen := c.seen[key]
 		if !seen || obs.counter != counter || obs.owner != owner {
@@ -329,6 +331,9 @@ func (c *Consumer) balance(ctx context.Context) error {
 
 	for _, h := range lost {
 		c.forgetLost(h, byShard[h.shardID].owner)
+	}
+	if resume && c.pause.open() {
+		c.log.Info("kcl: heartbeat written again; shards resumed", "shards", len(c.heldLeases()))
 	}
 	for _, ho := range handoffs {
 		c.requestHandoff(ho.h, ho.to)

@@ -179,10 +179,14 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, recs []Record, log
 	return true
 }
 
-// send puts rec on the channel unless ctx ends first. The common case costs
-// two non-blocking channel operations; the two-way select runs only when the
+// send puts rec on the channel unless ctx ends first, waiting while the
+// worker is paused (pause.go). The common case costs an atomic load and two
+// non-blocking channel operations; the two-way select runs only when the
 // channel is full.
 func (c *Consumer) send(ctx context.Context, rec Record) bool {
+	if !c.pause.wait(ctx) {
+		return false
+	}
 	select {
 	case <-ctx.Done():
 		return false

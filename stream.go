@@ -44,6 +44,7 @@ type Consumer struct {
 	mu        sync.Mutex
 	closing   bool      // shutdown began: no reader starts any more
 	beatAt    time.Time // when the last successful heartbeat was sent
+	pause     pauseGate // shut while the heartbeat is stale
 	held      map[string]*heldLease
 	shards    map[string]shardInfo   // the stream's shards, as last listed
 	seen      map[string]observation // other workers' leases, for expiry
