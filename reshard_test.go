@@ -148,3 +148,41 @@ func TestReshardingKeepsPerKeyOrder(t *testing.T) {
 		})
 	}
 }
+
+// A merged child's second parent can be a shard born after the worker last
+// listed the stream (here the child of a split whose parent is still being
+// read). The child is not read before that parent, nor before its parent.
+func TestMergedChildWaitsForAParentNotYetListed(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	before := f.putN(20, 10, "a")
+	opts := f.options()
+	opts.ShardSyncInterval = time.Hour // only the shard ends tell of new shards
+	s := startConsumer(t, opts)
+	first, second := "shardId-000000000000", "shardId-000000000001"
+	got := s.receive(len(before), 30*time.Second, func(r Record) bool { return r.ShardID == second })
+	var held []Record // the first shard's records: unacked, it cannot end
+	for _, r := range got {
+		if r.ShardID == first {
+			held = append(held, r)
+		}
+	}
+	require.NotEmpty(t, held)
+
+	f.split()              // first -> 2, 3
+	f.mergeFirstAdjacent() // 3 + second -> 4, a child with a parent this worker never listed
+	require.Eventually(t, func() bool {
+		return str(f.leaseItems()[second], attrCheckpoint) == checkpointShardEnd
+	}, 10*time.Second, 20*time.Millisecond, "the second shard ends")
+	after := f.put(20, func(i int) string { return fmt.Sprintf("k%d", i%10) }, func(i int) string { return fmt.Sprintf("bk%d:%06d", i%10, 100+i) })
+	s.quiet(2 * time.Second) // 2 and 4 wait for the first shard, 4 through 3
+
+	for _, r := range held {
+		r.Ack()
+	}
+	got = append(got, s.receive(len(after), 30*time.Second, ackAll)...)
+	s.quiet(300 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	require.ElementsMatch(t, putData(append(before, after...)), dataOf(got))
+	checkKeyOrder(t, got)
+}

@@ -127,7 +127,28 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 
 // createChildLeases creates the leases of the shards that a closed shard
 // ended in, at TRIM_HORIZON, as GetRecords named them.
+//
+// A merged child has a second parent, which may be a shard this worker has
+// not listed yet (a child of a split made since). Its lease must exist
+// before the child's: a parent without a lease counts as trimmed, and the
+// child would be read before it. Then the shards are listed again instead,
+// which creates every missing lease, parents first.
 func (c *Consumer) createChildLeases(ctx context.Context, children []types.ChildShard) error {
+	c.mu.Lock()
+	unknown := false
+	for _, ch := range children {
+		for _, p := range ch.ParentShards {
+			_, known := c.shards[p]
+			unknown = unknown || !known
+		}
+	}
+	c.mu.Unlock()
+	if unknown {
+		_, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
+			return struct{}{}, c.syncShards(ctx)
+		})
+		return err
+	}
 	for _, ch := range children {
 		s := shardInfo{id: aws.ToString(ch.ShardId), parents: ch.ParentShards}
 		c.mu.Lock()
