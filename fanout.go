@@ -151,7 +151,6 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 	defer renew.Stop()
 	stall := time.NewTimer(c.fanOutStall)
 	defer stall.Stop()
-	var batch []Record
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,7 +170,7 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 				continue
 			}
 			h.counters.millisBehind.Store(aws.ToInt64(e.Value.MillisBehindLatest))
-			if batch = c.userRecords(batch[:0], h, e.Value.Records, skip, log); !c.deliver(ctx, h, batch, log) {
+			if !c.deliver(ctx, h, newPageRecords(h, e.Value.Records, skip, log), log) {
 				return false, nil, nil
 			}
 			if len(e.Value.ChildShards) > 0 || e.Value.ContinuationSequenceNumber == nil {

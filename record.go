@@ -1,6 +1,14 @@
 package kcl
 
-import "time"
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+)
 
 // Record is one user record read from a shard. Records of one shard arrive in
 // sequence order; records of different shards interleave.
@@ -36,4 +44,86 @@ func (r Record) Ack() {
 	if r.window != nil {
 		r.window.ack(r.index)
 	}
+}
+
+// pageRecords turns a page of Kinesis records (a GetRecords response or a
+// fan-out event) into user records, in order, a few at a time: the user
+// records of a KPL aggregate, else the record itself. Records at or before
+// skip (the checkpoint a shard resumed from) are left out. It is used by one
+// reader goroutine.
+type pageRecords struct {
+	h     *heldLease
+	log   *slog.Logger
+	recs  []types.Record // recs[0] is the record being converted
+	users []userRecord   // recs[0]'s user records, once split
+	next  int            // the next of users; -1 until recs[0] is split
+	skip  *checkpoint
+}
+
+func newPageRecords(h *heldLease, recs []types.Record, skip *checkpoint, log *slog.Logger) *pageRecords {
+	if n := len(recs); n > 0 {
+		h.counters.lastArrival.Store(aws.ToTime(recs[n-1].ApproximateArrivalTimestamp).UnixNano())
+	}
+	return &pageRecords{h: h, log: log, recs: recs, next: -1, skip: skip}
+}
+
+func (p *pageRecords) done() bool { return len(p.recs) == 0 }
+
+// fill converts the next user records into buf and returns how many.
+func (p *pageRecords) fill(buf []Record) int {
+	n := 0
+	for n < len(buf) && len(p.recs) > 0 {
+		r := &p.recs[0]
+		rec := &buf[n] // written in place: a Record is large
+		*rec = Record{
+			Data:                        r.Data,
+			PartitionKey:                aws.ToString(r.PartitionKey),
+			SequenceNumber:              aws.ToString(r.SequenceNumber),
+			ShardID:                     p.h.shardID,
+			ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
+		}
+		if p.next < 0 {
+			if !bytes.HasPrefix(r.Data, kplMagic) {
+				p.recs = p.recs[1:]
+				n += p.keep(rec)
+				continue
+			}
+			users, _, err := deaggregate(r.Data)
+			if err != nil {
+				// Never dropped, never blocking the shard: delivered as it
+				// is. Warn once per lease, then Debug: nothing per record
+				// above Debug.
+				level := slog.LevelDebug
+				if !p.h.warnedMalformed {
+					p.h.warnedMalformed, level = true, slog.LevelWarn
+				}
+				p.log.Log(context.Background(), level, "kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
+				p.recs = p.recs[1:]
+				n += p.keep(rec)
+				continue
+			}
+			p.users, p.next = users, 0
+		}
+		if p.next == len(p.users) {
+			p.recs, p.users, p.next = p.recs[1:], nil, -1
+			continue
+		}
+		u := p.users[p.next]
+		rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(p.next)
+		p.next++
+		n += p.keep(rec)
+	}
+	return n
+}
+
+// keep reports 1 to keep rec, 0 to leave it out: it is at or before skip.
+// The first record past skip clears it.
+func (p *pageRecords) keep(rec *Record) int {
+	if p.skip.seq != "" {
+		if rec.SequenceNumber == p.skip.seq && rec.SubSequenceNumber <= p.skip.sub {
+			return 0
+		}
+		*p.skip = checkpoint{}
+	}
+	return 1
 }

@@ -33,7 +33,6 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 		skip = start
 	}
 	last := "" // sequence number of the last Kinesis record delivered
-	var batch []Record
 	for {
 		room := c.waitForRoom(ctx, h, log)
 		if room == 0 {
@@ -60,7 +59,7 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 			return c.readError(ctx, h, err)
 		}
 		h.counters.millisBehind.Store(aws.ToInt64(out.MillisBehindLatest))
-		if batch = c.userRecords(batch[:0], h, out.Records, &skip, log); !c.deliver(ctx, h, batch, log) {
+		if !c.deliver(ctx, h, newPageRecords(h, out.Records, &skip, log), log) {
 			return nil
 		}
 		if n := len(out.Records); n > 0 {
@@ -76,56 +75,6 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 			}
 		}
 	}
-}
-
-// userRecords appends to batch the user records of Kinesis records: the
-// user records of a KPL aggregate, else the record itself. Records at or
-// before skip (the checkpoint resumed from) are left out.
-func (c *Consumer) userRecords(batch []Record, h *heldLease, records []types.Record, skip *checkpoint, log *slog.Logger) []Record {
-	for i := range records {
-		r := &records[i]
-		rec := Record{
-			Data:                        r.Data,
-			PartitionKey:                aws.ToString(r.PartitionKey),
-			SequenceNumber:              aws.ToString(r.SequenceNumber),
-			ShardID:                     h.shardID,
-			ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
-		}
-		users, isAggregate, err := deaggregate(r.Data)
-		if err != nil {
-			// Never dropped, never blocking the shard: delivered as it is.
-			// Warn once per lease, then Debug: nothing per record above Debug.
-			level := slog.LevelDebug
-			if !h.warnedMalformed {
-				h.warnedMalformed, level = true, slog.LevelWarn
-			}
-			log.Log(context.Background(), level, "kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
-		}
-		if !isAggregate || err != nil {
-			batch = appendAfter(batch, rec, skip)
-			continue
-		}
-		for j, u := range users {
-			rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(j)
-			batch = appendAfter(batch, rec, skip)
-		}
-	}
-	if n := len(records); n > 0 {
-		h.counters.lastArrival.Store(aws.ToTime(records[n-1].ApproximateArrivalTimestamp).UnixNano())
-	}
-	return batch
-}
-
-// appendAfter appends rec unless it is at or before skip; the first record
-// past skip clears it.
-func appendAfter(batch []Record, rec Record, skip *checkpoint) []Record {
-	if skip.seq != "" {
-		if rec.SequenceNumber == skip.seq && rec.SubSequenceNumber <= skip.sub {
-			return batch
-		}
-		*skip = checkpoint{}
-	}
-	return append(batch, rec)
 }
 
 // waitForRoom blocks while MaxUnackedPerShard delivered records of the shard
@@ -144,37 +93,41 @@ func (c *Consumer) waitForRoom(ctx context.Context, h *heldLease, log *slog.Logg
 	return max(1, c.opts.MaxUnackedPerShard-unacked)
 }
 
-// deliver hands recs, records of one shard in order, to the user: the one
+// deliverChunk is how many records deliver converts, registers and sends
+// at a time: few enough to sit on its stack, so that converting them costs
+// no heap write and nothing of a page is kept once it is sent.
+const deliverChunk = 64
+
+// deliver hands the user records of a page to the user, in order: the one
 // place records leave kcl. It registers them in the shard's ack window before
 // handing them over, as many at a time as MaxUnackedPerShard allows, so that
 // no ack can come first. It reports false when ctx ended or the lease was
-// lost first; what was registered and not handed over is withdrawn.
-func (c *Consumer) deliver(ctx context.Context, h *heldLease, recs []Record, log *slog.Logger) bool {
-	for len(recs) > 0 {
+// lost.
+func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords, log *slog.Logger) bool {
+	var buf [deliverChunk]Record
+	for !page.done() {
 		room := c.waitForRoom(ctx, h, log)
 		if room == 0 {
 			return false
 		}
-		chunk := recs[:min(room, len(recs))]
+		chunk := buf[:page.fill(buf[:min(room, len(buf))])]
 		first, ok := h.window.push(chunk)
 		if !ok {
 			return false
 		}
 		var bytes int64
 		for i := range chunk {
-			rec := chunk[i]
-			rec.window, rec.index = h.window, first+uint64(i)
-			if !c.send(ctx, rec) {
-				h.window.truncate(rec.index)
+			chunk[i].window, chunk[i].index = h.window, first+uint64(i)
+			if !c.send(ctx, chunk[i]) {
+				h.window.truncate(chunk[i].index)
 				h.counters.delivered.Add(int64(i))
 				h.counters.deliveredBytes.Add(bytes)
 				return false
 			}
-			bytes += int64(len(rec.Data))
+			bytes += int64(len(chunk[i].Data))
 		}
 		h.counters.delivered.Add(int64(len(chunk)))
 		h.counters.deliveredBytes.Add(bytes)
-		recs = recs[len(chunk):]
 	}
 	return true
 }
