@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +32,16 @@ const (
 	total    = shards * perShard
 )
 
+// cpuTime is the CPU time (user and system) the process has used: the bench
+// server's share included, the same for every benchmark.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func client(url string) *kinesis.Client {
 	return kinesis.NewFromConfig(aws.Config{
 		Region:      "us-east-1",
@@ -37,36 +49,49 @@ func client(url string) *kinesis.Client {
 	}, func(o *kinesis.Options) { o.BaseEndpoint = aws.String(url) })
 }
 
-// measure runs drain b.N times and reports records per second and the
-// allocations and bytes allocated per record.
-func measure(b *testing.B, drain func() int) {
+// usage is what the process used over one stretch of a benchmark.
+type usage struct {
+	wall, cpu       time.Duration
+	mallocs, bytes  uint64
+	records, rounds int
+}
+
+// measure runs drain once and adds what it used to u.
+func (u *usage) measure(drain func() int) {
 	var before, after runtime.MemStats
-	runtime.GC()
 	runtime.ReadMemStats(&before)
+	cpu := cpuTime()
 	start := time.Now()
-	b.ResetTimer()
-	records := 0
-	for range b.N {
-		records += drain()
-	}
-	b.StopTimer()
-	elapsed := time.Since(start)
+	u.records += drain()
+	u.wall += time.Since(start)
+	u.cpu += cpuTime() - cpu
 	runtime.ReadMemStats(&after)
-	if records != b.N*total {
-		b.Fatalf("drained %d records, want %d", records, b.N*total)
-	}
-	b.ReportMetric(float64(records)/elapsed.Seconds(), "records/s")
-	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(records), "ns/record")
-	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(records), "allocs/record")
-	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(records), "B/record")
-	b.ReportMetric(0, "ns/op")
+	u.mallocs += after.Mallocs - before.Mallocs
+	u.bytes += after.TotalAlloc - before.TotalAlloc
+	u.rounds++
+}
+
+func (u *usage) perRecord(d time.Duration) float64 {
+	return float64(d.Nanoseconds()) / float64(u.records)
+}
+
+// report reports u's figures, each named with prefix.
+func (u *usage) report(b *testing.B, prefix string) {
+	b.ReportMetric(float64(u.records)/u.wall.Seconds(), prefix+"records/s")
+	b.ReportMetric(u.perRecord(u.wall), prefix+"ns/record")
+	b.ReportMetric(u.perRecord(u.cpu), prefix+"cpu-ns/record")
+	b.ReportMetric(float64(u.mallocs)/float64(u.records), prefix+"allocs/record")
+	b.ReportMetric(float64(u.bytes)/float64(u.records), prefix+"B/record")
 }
 
 // BenchmarkThroughput reads endless shards (8 x 50,000 records of 100 bytes,
-// served again and again) at steady state, each op 400,000 records: first
-// with the plainest aws-sdk-go-v2 loop (one goroutine per shard,
-// GetShardIterator then GetRecords for ever, no per-record work), the limit;
-// then with one long-lived kcl.Consume, acking every record as a user would.
+// served again and again) at steady state two ways, in alternating rounds of
+// 400,000 records each, so that both see the same machine: the plainest
+// aws-sdk-go-v2 loop (one goroutine per shard, GetShardIterator then
+// GetRecords for ever, no per-record work), the limit; and one long-lived
+// kcl.Consume, acking every record as a user would. While one drains, the
+// other's readers wait on a full channel. It reports both and the ratio of
+// their rates (kcl/raw), the median of the rounds'.
 func BenchmarkThroughput(b *testing.B) {
 	srv, err := replay.Start(shards, perShard, size, 10000, true)
 	if err != nil {
@@ -74,96 +99,119 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	defer srv.Close()
 	kc := client(srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
 
-	b.Run("raw-GetRecords-loop", func(b *testing.B) {
-		ctx, cancel := context.WithCancel(context.Background())
-		pages := make(chan int) // records per page read, as the readers go
-		var wg sync.WaitGroup
-		for sh := range shards {
-			wg.Go(func() {
-				it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("bench"),
-					ShardId: aws.String(fmt.Sprintf("shardId-%012d", sh)), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+	// The raw loop.
+	pages := make(chan int) // records per page read, as the readers go
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, deferred later
+	for sh := range shards {
+		wg.Go(func() {
+			it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("bench"),
+				ShardId: aws.String(fmt.Sprintf("shardId-%012d", sh)), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			iter := it.ShardIterator
+			for ctx.Err() == nil {
+				out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 				if err != nil {
-					b.Error(err)
 					return
 				}
-				iter := it.ShardIterator
-				for ctx.Err() == nil {
-					out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
-					if err != nil {
-						return
-					}
-					n := 0
-					for _, r := range out.Records {
-						n += min(1, len(r.Data))
-					}
-					select {
-					case pages <- n:
-					case <-ctx.Done():
-					}
-					iter = out.NextShardIterator
+				n := 0
+				for _, r := range out.Records {
+					n += min(1, len(r.Data))
 				}
-			})
-		}
-		carry := 0 // read past the last op's count
-		drain := func() int {
-			n := carry
-			for n < total {
-				n += <-pages
+				select {
+				case pages <- n:
+				case <-ctx.Done():
+				}
+				iter = out.NextShardIterator
 			}
-			carry = n - total
-			return total
+		})
+	}
+	defer cancel()
+	carry := 0 // read past the last round's count
+	raw := func() int {
+		n := carry
+		for n < total {
+			n += <-pages
 		}
-		drain() // warm up
-		measure(b, drain)
-		cancel()
-		wg.Wait()
-	})
+		carry = n - total
+		return total
+	}
 
-	b.Run("kcl-Consume-Ack", func(b *testing.B) {
-		c, err := kcl.New(kcl.Options{StreamName: "bench", Kinesis: kc, InitialPosition: kcl.TrimHorizon,
-			Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		records := c.Consume(ctx)
-		drain := func() int {
-			n := 0
-			for n < total {
-				r := <-records
-				n += min(1, len(r.Data))
-				r.Ack()
-			}
-			return n
-		}
-		drain() // warm up
-		measure(b, drain)
-		cancel()
+	// kcl.
+	c, err := kcl.New(kcl.Options{StreamName: "bench", Kinesis: kc, InitialPosition: kcl.TrimHorizon,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kctx, stop := context.WithCancel(ctx)
+	records := c.Consume(kctx)
+	defer func() {
+		stop()
 		for range records {
 		}
-	})
+	}()
+	consume := func() int {
+		n := 0
+		for n < total {
+			r := <-records
+			n += min(1, len(r.Data))
+			r.Ack()
+		}
+		return n
+	}
+
+	raw() // warm up
+	consume()
+	runtime.GC()
+	b.ResetTimer()
+	var rawUse, kclUse usage
+	var ratios []float64
+	for range b.N {
+		r, k := rawUse, kclUse
+		rawUse.measure(raw)
+		kclUse.measure(consume)
+		ratios = append(ratios, (rawUse.wall-r.wall).Seconds()/(kclUse.wall-k.wall).Seconds())
+	}
+	b.StopTimer()
+	if rawUse.records != b.N*total || kclUse.records != b.N*total {
+		b.Fatalf("drained %d and %d records, want %d", rawUse.records, kclUse.records, b.N*total)
+	}
+	rawUse.report(b, "raw-")
+	kclUse.report(b, "kcl-")
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "kcl/raw")
+	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkChannelFloor is the least any channel-per-record consumer costs
 // on this machine: 8 goroutines sending total kcl.Record values through one
 // buffered channel (kcl's default 128) to one receiver, with no other work.
 func BenchmarkChannelFloor(b *testing.B) {
-	measure(b, func() int {
-		ch := make(chan kcl.Record, 128)
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Go(func() {
-				for range total / 8 {
-					ch <- kcl.Record{SequenceNumber: "1"}
-				}
-			})
-		}
-		go func() { wg.Wait(); close(ch) }()
-		n := 0
-		for range ch {
-			n++
-		}
-		return n
-	})
+	var u usage
+	for range b.N {
+		u.measure(func() int {
+			ch := make(chan kcl.Record, 128)
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for range total / 8 {
+						ch <- kcl.Record{SequenceNumber: "1"}
+					}
+				})
+			}
+			go func() { wg.Wait(); close(ch) }()
+			n := 0
+			for range ch {
+				n++
+			}
+			return n
+		})
+	}
+	u.report(b, "")
+	b.ReportMetric(0, "ns/op")
 }
