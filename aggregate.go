@@ -25,6 +25,12 @@ import (
 //	}
 var kplMagic = []byte{0xF3, 0x89, 0x9A, 0xC2}
 
+// isAggregated reports whether data starts with the KPL magic bytes. It is
+// called on every record, so it is kept small enough to inline.
+func isAggregated(data []byte) bool {
+	return len(data) >= 4 && data[0] == kplMagic[0] && data[1] == kplMagic[1] && data[2] == kplMagic[2] && data[3] == kplMagic[3]
+}
+
 // userRecord is one user record inside an aggregate. data aliases the
 // aggregate's bytes.
 type userRecord struct {
@@ -38,7 +44,7 @@ type userRecord struct {
 // plain record. err says why an aggregate is malformed (bad MD5, bad
 // protobuf, an index out of its table); the caller then delivers it whole.
 func deaggregate(data []byte) (records []userRecord, isAggregate bool, err error) {
-	if !bytes.HasPrefix(data, kplMagic) {
+	if !isAggregated(data) {
 		return nil, false, nil
 	}
 	if len(data) < len(kplMagic)+md5.Size {

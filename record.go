@@ -1,7 +1,6 @@
 package kcl
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"time"
@@ -83,7 +82,7 @@ func (p *pageRecords) fill(buf []Record) int {
 			ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
 		}
 		if p.next < 0 {
-			if !bytes.HasPrefix(r.Data, kplMagic) {
+			if !isAggregated(r.Data) {
 				p.recs = p.recs[1:]
 				n += p.keep(rec)
 				continue

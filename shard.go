@@ -105,6 +105,7 @@ const deliverChunk = 64
 // lost.
 func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords, log *slog.Logger) bool {
 	var buf [deliverChunk]Record
+	done := ctx.Done()
 	for !page.done() {
 		room := c.waitForRoom(ctx, h, log)
 		if room == 0 {
@@ -118,7 +119,7 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords,
 		var bytes int64
 		for i := range chunk {
 			chunk[i].window, chunk[i].index = h.window, first+uint64(i)
-			if !c.send(ctx, chunk[i]) {
+			if !c.send(ctx, done, &chunk[i]) {
 				h.window.truncate(chunk[i].index)
 				h.counters.delivered.Add(int64(i))
 				h.counters.deliveredBytes.Add(bytes)
@@ -132,28 +133,28 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords,
 	return true
 }
 
-// send puts rec on the channel unless ctx ends first, waiting while the
-// worker is paused (pause.go). The common case costs an atomic load and two
-// non-blocking channel operations; the two-way select runs only when the
-// channel is full.
-func (c *Consumer) send(ctx context.Context, rec Record) bool {
+// send puts rec on the channel unless ctx ends first (done is ctx.Done()),
+// waiting while the worker is paused (pause.go). The common case costs an
+// atomic load and two non-blocking channel operations; the two-way select
+// runs only when the channel is full.
+func (c *Consumer) send(ctx context.Context, done <-chan struct{}, rec *Record) bool {
 	if !c.pause.wait(ctx) {
 		return false
 	}
 	select {
-	case <-ctx.Done():
+	case <-done:
 		return false
 	default:
 	}
 	select {
-	case c.out <- rec:
+	case c.out <- *rec:
 		return true
 	default:
 	}
 	select {
-	case c.out <- rec:
+	case c.out <- *rec:
 		return true
-	case <-ctx.Done():
+	case <-done:
 		return false
 	}
 }
