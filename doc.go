@@ -37,9 +37,12 @@
 // the owner checkpoints what was acked before the new owner reads on. Each
 // worker writes a heartbeat item every LeaseDuration/3; a worker whose
 // heartbeat has not changed for LeaseDuration, as seen on the observer's own
-// clock, is dead and its leases are taken. Every lease write is conditional
-// on the owner and counter read before it, so a worker that lost a lease can
-// never move the new owner's checkpoint.
+// clock, is dead and its leases are taken. A worker that cannot write its
+// own heartbeat for LeaseDuration (DynamoDB unreachable or throttled) pauses:
+// it delivers nothing more, though acks still count, until the heartbeat is
+// written again; then the shards still its own go on where they stopped.
+// Every lease write is conditional on the owner and counter read before it,
+// so a worker that lost a lease can never move the new owner's checkpoint.
 //
 // After a split or merge, a child shard is read only once every parent was
 // read to its end and checkpointed SHARD_END, so the order of each partition
