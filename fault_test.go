@@ -210,20 +210,6 @@ func (f *fixture) steal(shard, owner, seq string) {
 	f.t.Fatalf("lease of %s kept changing", shard)
 }
 
-// refusingHeartbeats throttles every heartbeat write while refuse is set.
-type refusingHeartbeats struct {
-	DynamoDBAPI
-	refuse atomic.Bool
-}
-
-func (d *refusingHeartbeats) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	key, _ := in.Key[attrLeaseKey].(*ddbtypes.AttributeValueMemberS)
-	if d.refuse.Load() && key != nil && strings.HasPrefix(key.Value, workerKeyPrefix) {
-		return nil, &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled")}
-	}
-	return d.DynamoDBAPI.UpdateItem(ctx, in, o...)
-}
-
 // A worker whose heartbeat cannot be written for LeaseDuration pauses: it
 // delivers nothing more, but acks of what it delivered still count. When the
 // heartbeat is written again, the shards it still owns go on from where they
@@ -236,7 +222,7 @@ func TestStaleHeartbeatPausesAndResumesWithoutRedelivery(t *testing.T) {
 	shards := slices.Sorted(maps.Keys(lastSeqPerShard(before)))
 	require.Len(t, shards, 2, "the keys reach both shards")
 	kept, stolen := shards[0], shards[1]
-	ddb := &refusingHeartbeats{DynamoDBAPI: f.ddb}
+	ddb := &refusingWrites{DynamoDBAPI: f.ddb, refuses: isHeartbeatWrite}
 	opts := f.options()
 	opts.DynamoDB = ddb
 	s := startConsumer(t, opts)
@@ -272,17 +258,28 @@ func TestStaleHeartbeatPausesAndResumesWithoutRedelivery(t *testing.T) {
 	checkShardOrder(t, got)
 }
 
-// refusingCheckpoints throttles every checkpoint write while refuse is set.
-type refusingCheckpoints struct {
+// refusingWrites throttles the lease-table updates that refuses picks
+// while refuse is set.
+type refusingWrites struct {
 	DynamoDBAPI
-	refuse atomic.Bool
+	refuses func(*dynamodb.UpdateItemInput) bool
+	refuse  atomic.Bool
 }
 
-func (d *refusingCheckpoints) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	if d.refuse.Load() && strings.Contains(aws.ToString(in.UpdateExpression), "checkpoint = :cp") {
+func (d *refusingWrites) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if d.refuse.Load() && d.refuses(in) {
 		return nil, &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled")}
 	}
 	return d.DynamoDBAPI.UpdateItem(ctx, in, o...)
+}
+
+func isCheckpointWrite(in *dynamodb.UpdateItemInput) bool {
+	return strings.Contains(aws.ToString(in.UpdateExpression), "checkpoint = :cp")
+}
+
+func isHeartbeatWrite(in *dynamodb.UpdateItemInput) bool {
+	key, _ := in.Key[attrLeaseKey].(*ddbtypes.AttributeValueMemberS)
+	return key != nil && strings.HasPrefix(key.Value, workerKeyPrefix)
 }
 
 // A checkpoint write that keeps failing never holds up the heartbeats: the
@@ -291,7 +288,7 @@ func TestFailingCheckpointWritesDoNotStopHeartbeats(t *testing.T) {
 	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 1)
 	puts := f.putN(10, 2, "")
-	ddb := &refusingCheckpoints{DynamoDBAPI: f.ddb}
+	ddb := &refusingWrites{DynamoDBAPI: f.ddb, refuses: isCheckpointWrite}
 	ddb.refuse.Store(true)
 	opts := f.options()
 	opts.DynamoDB = ddb

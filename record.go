@@ -59,6 +59,8 @@ type pageRecords struct {
 	skip  *checkpoint
 }
 
+// newPageRecords starts converting recs. The page's last arrival time is
+// noted for Stats now, as the page is received.
 func newPageRecords(h *heldLease, recs []types.Record, skip *checkpoint, log *slog.Logger) *pageRecords {
 	if n := len(recs); n > 0 {
 		h.counters.lastArrival.Store(aws.ToTime(recs[n-1].ApproximateArrivalTimestamp).UnixNano())
