@@ -3,7 +3,9 @@ package kcl
 import (
 	"context"
 	"errors"
+	"math/bits"
 	"sync"
+	"sync/atomic"
 )
 
 // Sentinel checkpoints, as the Java KCL writes them in the lease table.
@@ -36,46 +38,84 @@ func (c checkpoint) shardEnd() bool { return c.seq == checkpointShardEnd }
 // acquisition, in delivery order, and turns acks that arrive in any order into
 // the contiguous prefix that may be checkpointed.
 //
+// An ack only sets a bit (ackChunk): it takes no lock and so never contends
+// with the reader or with other acks. The acked prefix is worked out when it
+// is asked for (state, stats, waitBelow), under mu.
+//
 // Methods are safe for concurrent use. Once closed (the lease was lost or
-// given up), pushes fail and acks are ignored, so a late ack can never move a
-// checkpoint that now belongs to another worker.
+// given up), pushes fail and the prefix no longer moves, so a late ack can
+// never move a checkpoint that now belongs to another worker.
 type ackWindow struct {
 	mu      sync.Mutex
-	pending []pendingRecord // delivered, not yet part of the acked prefix; pending[head] has index first
-	head    int
+	pending queue[pendingRecord] // delivered, not yet part of the acked prefix; the first has index first
 	first   uint64
-	acked   checkpoint // the last record of the acked prefix (or the starting checkpoint)
+	chunks  queue[*ackChunk] // the chunks of pending, in order; the first holds index first
+	acked   checkpoint       // the last record of the acked prefix (or the starting checkpoint)
 	closed  bool
-	// counted acks, for Stats
+	// the acked prefix's records and bytes, for Stats
 	ackedRecords, ackedBytes int64
 	changed                  chan struct{} // signalled when a waiter's condition holds, or on close
-	waitFor                  int           // a waiter wants fewer unacked than this; 0: none waits
+	// waitFor is set while a waiter wants fewer unacked records than it:
+	// then acks take mu to work out the prefix and wake it. 0: none waits.
+	waitFor atomic.Int64
 }
 
 type pendingRecord struct {
-	cp    checkpoint
-	size  int
-	acked bool
+	cp   checkpoint
+	size int
+}
+
+// ackChunk holds the ack marks of up to 64 consecutive records of a window,
+// pushed together. Records point to their chunk, so an ack finds its mark
+// without a lock. A chunk is never reused: a record acked long after its
+// window moved on, or closed, only marks a chunk nobody reads any more.
+type ackChunk struct {
+	window *ackWindow
+	first  uint64        // index of its first record
+	n      uint64        // records in it; under window.mu
+	marks  atomic.Uint64 // bit i: record first+i was acked
+}
+
+// ack marks the record at index as handled. Repeated acks change nothing.
+func (c *ackChunk) ack(index uint64) {
+	bit := uint64(1) << (index - c.first)
+	if c.marks.Load()&bit != 0 {
+		return
+	}
+	c.marks.Or(bit)
+	// The mark is set before waitFor is read, and a waiter sets waitFor
+	// before it reads the marks: one of the two sees the other.
+	if c.window.waitFor.Load() != 0 {
+		c.window.wake()
+	}
 }
 
 func newAckWindow(start checkpoint) *ackWindow {
 	return &ackWindow{acked: start, changed: make(chan struct{}, 1)}
 }
 
-// push registers records about to be delivered, in order, and returns the
-// index of the first. It must be called before they can reach the user, so
-// that no ack can come first. ok is false once the window is closed.
-func (w *ackWindow) push(recs []Record) (first uint64, ok bool) {
+// push registers records about to be delivered, in order, and points each to
+// its ack mark (Record.Ack). It must be called before they can reach the
+// user, so that no ack can come first. ok is false once the window is
+// closed.
+func (w *ackWindow) push(recs []Record) (ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return 0, false
+		return false
 	}
-	first = w.first + uint64(len(w.pending)-w.head)
-	for i := range recs {
-		w.pending = append(w.pending, pendingRecord{cp: checkpoint{seq: recs[i].SequenceNumber, sub: recs[i].SubSequenceNumber}, size: len(recs[i].Data)})
+	next := w.first + uint64(w.pending.len())
+	for len(recs) > 0 {
+		c := &ackChunk{window: w, first: next, n: uint64(min(len(recs), 64))}
+		w.chunks.push(c)
+		for i := range c.n {
+			r := &recs[i]
+			r.chunk, r.index = c, next+i
+			w.pending.push(pendingRecord{cp: checkpoint{seq: r.SequenceNumber, sub: r.SubSequenceNumber}, size: len(r.Data)})
+		}
+		recs, next = recs[c.n:], next+c.n
 	}
-	return first, true
+	return true
 }
 
 // truncate withdraws the records pushed from index on, which could not be
@@ -83,47 +123,61 @@ func (w *ackWindow) push(recs []Record) (first uint64, ok bool) {
 func (w *ackWindow) truncate(index uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if index >= w.first {
-		if keep := w.head + int(index-w.first); keep < len(w.pending) {
-			w.pending = w.pending[:keep]
+	if index < w.first {
+		return
+	}
+	w.pending.truncate(int(index - w.first))
+	for w.chunks.len() > 0 {
+		c := w.chunks.last()
+		if c.first+c.n <= index {
+			break
 		}
+		if c.first < index {
+			c.n = index - c.first
+			break
+		}
+		w.chunks.truncate(w.chunks.len() - 1)
 	}
 }
 
-// ack marks the record at index as handled and extends the acked prefix as
-// far as it is contiguous. Unknown, repeated and late acks are ignored.
-func (w *ackWindow) ack(index uint64) {
+// advance extends the acked prefix over the records acked since, as far as
+// it is contiguous. It is called with mu held.
+func (w *ackWindow) advance() {
+	if w.closed {
+		return
+	}
+	for w.chunks.len() > 0 {
+		c := w.chunks.front()
+		off := w.first - c.first
+		run := min(uint64(bits.TrailingZeros64(^(c.marks.Load() >> off))), c.n-off)
+		if run > 0 {
+			done := w.pending.items()[:run]
+			for _, p := range done {
+				w.ackedBytes += int64(p.size)
+			}
+			w.acked = done[run-1].cp
+			w.pending.drop(int(run))
+			w.first += run
+			w.ackedRecords += int64(run)
+		}
+		if w.first < c.first+c.n {
+			break // a gap
+		}
+		w.chunks.drop(1)
+	}
+}
+
+// wake works out the prefix for a waiter and wakes it if its condition
+// holds.
+func (w *ackWindow) wake() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed || index < w.first || index >= w.first+uint64(len(w.pending)-w.head) {
-		return
-	}
-	p := &w.pending[w.head+int(index-w.first)]
-	if !p.acked {
-		p.acked = true
-		w.ackedRecords++
-		w.ackedBytes += int64(p.size)
-	}
-	if index != w.first {
-		return
-	}
-	for w.head < len(w.pending) && w.pending[w.head].acked {
-		w.acked = w.pending[w.head].cp
-		w.pending[w.head] = pendingRecord{}
-		w.head++
-		w.first++
-	}
-	// Reuse the slice's front once most of it is consumed.
-	if w.head == len(w.pending) {
-		w.pending, w.head = w.pending[:0], 0
-	} else if w.head > 1024 && w.head > len(w.pending)/2 {
-		w.pending = append(w.pending[:0], w.pending[w.head:]...)
-		w.head = 0
-	}
-	// Wake a waiter only when its condition holds: most acks find none.
-	if w.waitFor > 0 && len(w.pending)-w.head < w.waitFor {
-		w.waitFor = 0
-		w.signal()
+	if n := w.waitFor.Load(); n != 0 {
+		w.advance()
+		if int64(w.pending.len()) < n {
+			w.waitFor.Store(0)
+			w.signal()
+		}
 	}
 }
 
@@ -139,18 +193,32 @@ func (w *ackWindow) signal() {
 func (w *ackWindow) state() (acked checkpoint, unacked int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.acked, len(w.pending) - w.head
+	w.advance()
+	return w.acked, w.pending.len()
 }
 
 // stats returns the acked prefix, the unacked count, and the records and
-// bytes acked so far.
+// bytes acked so far, in the prefix or past a gap.
 func (w *ackWindow) stats() (acked checkpoint, unacked int, records, bytes int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.acked, len(w.pending) - w.head, w.ackedRecords, w.ackedBytes
+	w.advance()
+	records, bytes = w.ackedRecords, w.ackedBytes
+	pending := w.pending.items()
+	for _, c := range w.chunks.items() {
+		marks := c.marks.Load()
+		for i := range c.n {
+			if marks&(1<<i) != 0 && c.first+i >= w.first {
+				records++
+				bytes += int64(pending[c.first+i-w.first].size)
+			}
+		}
+	}
+	return w.acked, len(pending), records, bytes
 }
 
-// close makes the window ignore every later push and ack.
+// close makes the window refuse every later push and keep its prefix
+// where it is.
 func (w *ackWindow) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -162,12 +230,13 @@ func (w *ackWindow) close() {
 // window closes, or ctx ends. It reports whether the condition holds. Only one
 // goroutine at a time may wait on a window.
 func (w *ackWindow) waitBelow(ctx context.Context, n int) bool {
+	defer w.waitFor.Store(0)
 	for {
 		w.mu.Lock()
-		unacked, closed := len(w.pending)-w.head, w.closed
-		if !closed && unacked >= n {
-			w.waitFor = n // registered under the lock: no ack can slip past
-		}
+		// Registered before the marks are read: no ack can slip past.
+		w.waitFor.Store(int64(n))
+		w.advance()
+		unacked, closed := w.pending.len(), w.closed
 		w.mu.Unlock()
 		if closed {
 			return false

@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -12,8 +13,10 @@ import (
 )
 
 // pushOne registers one record with sequence number seq.
-func pushOne(w *ackWindow, seq string) (uint64, bool) {
-	return w.push([]Record{{SequenceNumber: seq, Data: []byte("x")}})
+func pushOne(w *ackWindow, seq string) (Record, bool) {
+	r := []Record{{SequenceNumber: seq, Data: []byte("x")}}
+	ok := w.push(r)
+	return r[0], ok
 }
 
 func TestAckWindowCheckpointsOnlyTheContiguousAckedPrefix(t *testing.T) {
@@ -31,19 +34,20 @@ func TestAckWindowCheckpointsOnlyTheContiguousAckedPrefix(t *testing.T) {
 		{"filling the gap moves it over all", 3, []int{2, 1, 0}, "s2", 0},
 		{"a gap in the middle stops it before the gap", 5, []int{0, 1, 3, 4}, "s1", 3},
 		{"repeated acks count once", 3, []int{0, 0, 0}, "s0", 2},
-		{"acks of unknown indexes are ignored", 2, []int{7, 100}, checkpointTrimHorizon, 2},
 		{"reverse order", 6, []int{5, 4, 3, 2, 1, 0}, "s5", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newAckWindow(start)
+			var recs []Record
 			for i := range tt.delivered {
-				idx, ok := pushOne(w, fmt.Sprintf("s%d", i))
+				r, ok := pushOne(w, fmt.Sprintf("s%d", i))
 				require.True(t, ok)
-				require.Equal(t, uint64(i), idx)
+				require.Equal(t, uint64(i), r.index)
+				recs = append(recs, r)
 			}
 			for _, i := range tt.acks {
-				w.ack(uint64(i))
+				recs[i].Ack()
 			}
 			acked, unacked := w.state()
 			assert.Equal(t, tt.wantAcked, acked.seq)
@@ -54,45 +58,112 @@ func TestAckWindowCheckpointsOnlyTheContiguousAckedPrefix(t *testing.T) {
 
 func TestAckWindowIgnoresEverythingOnceClosed(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "s"})
-	idx, _ := pushOne(w, "a")
+	r, _ := pushOne(w, "a")
 	w.close()
-	w.ack(idx)
+	r.Ack()
 	acked, _ := w.state()
 	assert.Equal(t, "s", acked.seq, "a late ack after the lease was lost must not move the checkpoint")
 	_, ok := pushOne(w, "b")
 	assert.False(t, ok)
+
+	// The lease taken again: a new window, which the old record's ack does not touch.
+	again := newAckWindow(checkpoint{seq: "s"})
+	pushOne(again, "a")
+	r.Ack()
+	acked, unacked := again.state()
+	assert.Equal(t, "s", acked.seq)
+	assert.Equal(t, 1, unacked)
 }
 
 func TestAckWindowTruncateWithdrawsWhatWasNotDelivered(t *testing.T) {
 	w := newAckWindow(checkpoint{seq: "s"})
-	first, _ := w.push([]Record{{SequenceNumber: "a"}, {SequenceNumber: "b"}, {SequenceNumber: "c"}})
-	w.truncate(first + 1) // only "a" reached the user
+	recs := []Record{{SequenceNumber: "a"}, {SequenceNumber: "b"}, {SequenceNumber: "c"}}
+	w.push(recs)
+	w.truncate(recs[1].index) // only "a" reached the user
 	_, n := w.state()
 	assert.Equal(t, 1, n)
-	w.ack(first)
+	recs[0].Ack()
 	acked, n := w.state()
 	assert.Equal(t, "a", acked.seq)
 	assert.Equal(t, 0, n)
 	d, _ := pushOne(w, "d")
-	assert.Equal(t, first+1, d, "an index withdrawn is reused")
-	w.truncate(first) // an index inside the acked prefix: ignored
+	assert.Equal(t, recs[1].index, d.index, "an index withdrawn is reused")
+	w.truncate(recs[0].index) // an index inside the acked prefix: ignored
 	acked, n = w.state()
 	assert.Equal(t, "a", acked.seq)
 	assert.Equal(t, 1, n)
+	d.Ack()
+	acked, n = w.state()
+	assert.Equal(t, "d", acked.seq)
+	assert.Equal(t, 0, n)
+}
+
+// TestAckWindowMatchesAModel acks pages of records, pushed in pieces of any
+// size (so that acks cross the 64-record chunks), in random orders with
+// repeats, and checks the prefix, the unacked count and the acked counts
+// against the plainest model after every ack.
+func TestAckWindowMatchesAModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 50 {
+		w := newAckWindow(checkpoint{seq: "start"})
+		var recs []Record
+		for len(recs) < 300 {
+			piece := make([]Record, 1+rng.IntN(150))
+			for i := range piece {
+				piece[i] = Record{SequenceNumber: fmt.Sprint(len(recs) + i), Data: make([]byte, len(recs)+i)}
+			}
+			require.True(t, w.push(piece))
+			recs = append(recs, piece...)
+		}
+		acked := make([]bool, len(recs))
+		ackedCount, ackedBytes := int64(0), int64(0)
+		for _, i := range rng.Perm(len(recs)) {
+			if rng.IntN(4) == 0 {
+				i = rng.IntN(len(recs)) // a repeat, or an ack out of turn
+			}
+			recs[i].Ack()
+			if !acked[i] {
+				acked[i] = true
+				ackedCount++
+				ackedBytes += int64(len(recs[i].Data))
+			}
+			prefix := 0
+			for prefix < len(recs) && acked[prefix] {
+				prefix++
+			}
+			want := "start"
+			if prefix > 0 {
+				want = recs[prefix-1].SequenceNumber
+			}
+			cp, unacked, records, bytes := w.stats()
+			require.Equal(t, want, cp.seq, "round %d", round)
+			require.Equal(t, len(recs)-prefix, unacked, "round %d", round)
+			require.Equal(t, ackedCount, records, "round %d", round)
+			require.Equal(t, ackedBytes, bytes, "round %d", round)
+		}
+	}
 }
 
 func TestAckWindowConcurrentAcksFromManyGoroutines(t *testing.T) {
 	const n = 20000
 	w := newAckWindow(checkpoint{seq: "start"})
-	idx := make([]uint64, n)
-	for i := range idx {
-		idx[i], _ = pushOne(w, fmt.Sprint(i))
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i].SequenceNumber = fmt.Sprint(i)
+	}
+	for i := 0; i < n; i += 64 {
+		w.push(recs[i:min(n, i+64)])
 	}
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			for i := n - 1 - g; i >= 0; i -= 8 { // every goroutine acks backwards
-				w.ack(idx[i])
+				recs[i].Ack()
+			}
+		})
+		wg.Go(func() { // while the prefix is worked out
+			for range 100 {
+				w.state()
 			}
 		})
 	}
@@ -112,7 +183,7 @@ func TestAckWindowWaitBelowWakesOnAck(t *testing.T) {
 		t.Fatal("waitBelow returned while a record was unacked")
 	case <-time.After(50 * time.Millisecond):
 	}
-	w.ack(a)
+	a.Ack()
 	assert.True(t, <-done)
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -30,18 +30,19 @@ type Record struct {
 	ShardID                     string
 	ApproximateArrivalTimestamp time.Time
 
-	window *ackWindow
-	index  uint64
+	chunk *ackChunk // where its ack is marked
+	index uint64
 }
 
 // Ack marks the record as handled. It is idempotent, safe to call from any
-// goroutine, in any order relative to other records, and does no I/O: the
-// checkpoint that covers it is written within Options.CheckpointInterval.
+// goroutine, in any order relative to other records, and takes no lock and
+// does no I/O: the checkpoint that covers it is written within
+// Options.CheckpointInterval.
 // Acking a record whose lease was lost meanwhile does nothing: the new owner
 // delivers it again. Ack on the zero Record does nothing.
 func (r Record) Ack() {
-	if r.window != nil {
-		r.window.ack(r.index)
+	if r.chunk != nil {
+		r.chunk.ack(r.index)
 	}
 }
 

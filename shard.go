@@ -112,13 +112,11 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords,
 			return false
 		}
 		chunk := buf[:page.fill(buf[:min(room, len(buf))])]
-		first, ok := h.window.push(chunk)
-		if !ok {
+		if !h.window.push(chunk) {
 			return false
 		}
 		var bytes int64
 		for i := range chunk {
-			chunk[i].window, chunk[i].index = h.window, first+uint64(i)
 			if !c.send(ctx, done, &chunk[i]) {
 				h.window.truncate(chunk[i].index)
 				h.counters.delivered.Add(int64(i))
