@@ -191,3 +191,26 @@ func TestAckWindowWaitBelowWakesOnAck(t *testing.T) {
 	cancel()
 	assert.False(t, w.waitBelow(ctx, 1), "a cancelled wait reports false")
 }
+
+// TestAckWindowWaiterNeverMissesTheLastAck races a waiter against acks from
+// several goroutines, many times over: the waiter registers and reads the
+// marks while the last acks land, and must still be woken.
+func TestAckWindowWaiterNeverMissesTheLastAck(t *testing.T) {
+	for round := range 2000 {
+		w := newAckWindow(checkpoint{seq: "s"})
+		recs := make([]Record, 8)
+		w.push(recs)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				recs[2*g].Ack()
+				recs[2*g+1].Ack()
+			})
+		}
+		ok := w.waitBelow(ctx, 1)
+		cancel()
+		wg.Wait()
+		require.True(t, ok, "round %d: every record was acked, yet the waiter was not woken", round)
+	}
+}
