@@ -115,18 +115,20 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords,
 		if !h.window.push(chunk) {
 			return false
 		}
-		var bytes int64
+		sent, bytes := len(chunk), int64(0)
 		for i := range chunk {
 			if !c.send(ctx, done, &chunk[i]) {
-				h.window.truncate(chunk[i].index)
-				h.counters.delivered.Add(int64(i))
-				h.counters.deliveredBytes.Add(bytes)
-				return false
+				sent = i
+				break
 			}
 			bytes += int64(len(chunk[i].Data))
 		}
-		h.counters.delivered.Add(int64(len(chunk)))
+		h.counters.delivered.Add(int64(sent))
 		h.counters.deliveredBytes.Add(bytes)
+		if sent < len(chunk) {
+			h.window.truncate(chunk[sent].index) // the rest never reached the user
+			return false
+		}
 	}
 	return true
 }
