@@ -156,16 +156,20 @@ func TestAckWindowConcurrentAcksFromManyGoroutines(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for g := range 8 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for i := n - 1 - g; i >= 0; i -= 8 { // every goroutine acks backwards
 				recs[i].Ack()
 			}
-		})
-		wg.Go(func() { // while the prefix is worked out
+		}()
+		wg.Add(1)
+		go func() { // while the prefix is worked out
+			defer wg.Done()
 			for range 100 {
 				w.state()
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	acked, unacked := w.state()
@@ -203,10 +207,12 @@ func TestAckWindowWaiterNeverMissesTheLastAck(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var wg sync.WaitGroup
 		for g := range 4 {
-			wg.Go(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				recs[2*g].Ack()
 				recs[2*g+1].Ack()
-			})
+			}()
 		}
 		ok := w.waitBelow(ctx, 1)
 		cancel()

@@ -39,7 +39,9 @@ func BenchmarkDeliver(b *testing.B) {
 	var wg sync.WaitGroup
 	for sh := range shards {
 		h := &heldLease{shardID: fmt.Sprintf("shardId-%012d", sh), window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			var skip checkpoint
 			for n := 0; n < perShard; n += pageSize {
 				recs := page[:min(pageSize, perShard-n)]
@@ -48,7 +50,7 @@ func BenchmarkDeliver(b *testing.B) {
 					return
 				}
 			}
-		})
+		}()
 	}
 	for range shards * perShard {
 		r := <-c.out

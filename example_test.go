@@ -40,12 +40,14 @@ func ExampleConsumer_Consume_concurrent() {
 	work := make(chan kcl.Record)
 	var wg sync.WaitGroup
 	for range 16 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for rec := range work {
 				handle(rec.Data)
 				rec.Ack() // out of order with other workers: fine
 			}
-		})
+		}()
 	}
 	for rec := range c.Consume(ctx) {
 		work <- rec

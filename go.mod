@@ -1,6 +1,6 @@
 module github.com/kclgo/kcl
 
-go 1.26.8
+go 1.24.0
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
@@ -12,7 +12,8 @@ require (
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
-	golang.org/x/sync v0.25.0
+	golang.org/x/sync v0.19.0
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -29,5 +30,4 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.44.5 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sts v1.52.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 )

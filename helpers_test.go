@@ -102,7 +102,15 @@ func (f *fixture) options() Options {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(slog.NewTextHandler(testOutput{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// testOutput writes to the test's log (t.Output, without needing Go 1.25).
+type testOutput struct{ t testing.TB }
+
+func (w testOutput) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 // put is a record written by a test.

@@ -37,7 +37,8 @@ func runTests(m *testing.M) int {
 		dst  **emulator.Server
 		kind emulator.Kind
 	}{{&emu.kinesisLocal, emulator.KinesisLocal}, {&emu.kinesalite, emulator.Kinesalite}, {&emu.dynalite, emulator.Dynalite}} {
-		wg.Go(func() { *p.dst, errs[i] = emulator.Start(ctx, p.kind) })
+		wg.Add(1)
+		go func() { defer wg.Done(); *p.dst, errs[i] = emulator.Start(ctx, p.kind) }()
 	}
 	wg.Wait()
 	for _, s := range []*emulator.Server{emu.kinesisLocal, emu.kinesalite, emu.dynalite} {

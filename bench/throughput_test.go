@@ -112,7 +112,9 @@ func BenchmarkThroughput(b *testing.B) {
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel, deferred later
 	for sh := range shards {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("bench"),
 				ShardId: aws.String(fmt.Sprintf("shardId-%012d", sh)), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
 			if err != nil {
@@ -135,7 +137,7 @@ func BenchmarkThroughput(b *testing.B) {
 				}
 				iter = out.NextShardIterator
 			}
-		})
+		}()
 	}
 	defer cancel()
 	carry := 0 // read past the last round's count
@@ -207,11 +209,13 @@ func BenchmarkChannelFloor(b *testing.B) {
 			ch := make(chan kcl.Record, 128)
 			var wg sync.WaitGroup
 			for range 8 {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					for range round / 8 {
 						ch <- kcl.Record{SequenceNumber: "1"}
 					}
-				})
+				}()
 			}
 			go func() { wg.Wait(); close(ch) }()
 			n := 0
