@@ -167,11 +167,11 @@ func TestMissingStreamClosesWithErrNamingIt(t *testing.T) {
 	noLeak(t)
 	for _, server := range []string{"kinesis-local", "kinesalite"} {
 		t.Run(server, func(t *testing.T) {
-			kin := kinesisClient(emu.kinesisLocal)
+			kin := kinesisClient(t, emu.kinesisLocal)
 			if server == "kinesalite" {
-				kin = kinesisClient(emu.kinesalite)
+				kin = kinesisClient(t, emu.kinesalite)
 			}
-			s := startConsumer(t, Options{StreamName: "no-such-stream", AppName: "app-" + uniqueName(t), Kinesis: kin, DynamoDB: dynamoClient(), Logger: testLogger(t)})
+			s := startConsumer(t, Options{StreamName: "no-such-stream", AppName: "app-" + uniqueName(t), Kinesis: kin, DynamoDB: dynamoClient(t), Logger: testLogger(t)})
 			for range s.ch {
 				t.Fatal("no record from a missing stream")
 			}

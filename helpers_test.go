@@ -30,11 +30,23 @@ func testAWSConfig() aws.Config {
 	}
 }
 
-func kinesisClient(s *emulator.Server) *kinesis.Client {
+// needEmulators skips the test when the emulators are not installed (and
+// KCL_REQUIRE_EMULATORS is not set). Every helper that reaches an emulator
+// calls it.
+func needEmulators(t testing.TB) {
+	t.Helper()
+	if emuMissing != nil {
+		t.Skipf("needs the emulators (./scripts/test): %v", emuMissing)
+	}
+}
+
+func kinesisClient(t testing.TB, s *emulator.Server) *kinesis.Client {
+	needEmulators(t)
 	return kinesis.NewFromConfig(testAWSConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(s.Endpoint) })
 }
 
-func dynamoClient() *dynamodb.Client {
+func dynamoClient(t testing.TB) *dynamodb.Client {
+	needEmulators(t)
 	return dynamodb.NewFromConfig(testAWSConfig(), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(emu.dynalite.Endpoint) })
 }
 
@@ -60,7 +72,7 @@ func uniqueName(t testing.TB) string {
 // newFixture creates a stream of the given shard count on server.
 func newFixture(t testing.TB, server *emulator.Server, shards int) *fixture {
 	t.Helper()
-	f := &fixture{t: t, kin: kinesisClient(server), ddb: dynamoClient(), stream: uniqueName(t), app: "app-" + uniqueName(t)}
+	f := &fixture{t: t, kin: kinesisClient(t, server), ddb: dynamoClient(t), stream: uniqueName(t), app: "app-" + uniqueName(t)}
 	ctx := context.Background()
 	_, err := f.kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: &f.stream, ShardCount: aws.Int32(int32(shards))})
 	require.NoError(t, err)

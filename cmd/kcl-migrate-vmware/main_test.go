@@ -23,7 +23,13 @@ import (
 
 var kinesisLocal, dynalite *emulator.Server
 
+// emuMissing is why the emulators are not installed: the tests skip.
+var emuMissing error
+
 func TestMain(m *testing.M) {
+	if emuMissing = emulator.Missing(emulator.KinesisLocal, emulator.Dynalite); emuMissing != nil {
+		os.Exit(m.Run())
+	}
 	ctx := context.Background()
 	var err error
 	if kinesisLocal, err = emulator.Start(ctx, emulator.KinesisLocal); err == nil {
@@ -44,6 +50,9 @@ func awsConfig() aws.Config {
 }
 
 func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
+	if emuMissing != nil {
+		t.Skipf("needs the emulators (./scripts/test): %v", emuMissing)
+	}
 	ctx := context.Background()
 	ddb := dynamodb.NewFromConfig(awsConfig(), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(dynalite.Endpoint) })
 	kin := kinesis.NewFromConfig(awsConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(kinesisLocal.Endpoint) })

@@ -79,13 +79,56 @@ func Start(ctx context.Context, kind Kind) (*Server, error) {
 // errExited says the emulator process ended while starting.
 var errExited = errors.New("exited while starting")
 
+// ErrNotInstalled says node, or an emulator's npm package, is missing.
+var ErrNotInstalled = errors.New("not installed")
+
+// Installed reports, without starting anything, whether node and the given
+// emulators are installed: if not, an error wrapping ErrNotInstalled says
+// what is missing.
+func Installed(kinds ...Kind) error {
+	if _, err := exec.LookPath("node"); err != nil {
+		return fmt.Errorf("emulator: node is %w (Node.js is not on PATH)", ErrNotInstalled)
+	}
+	dir, err := Dir()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotInstalled, err)
+	}
+	for _, kind := range kinds {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", string(kind))); err != nil {
+			return fmt.Errorf("emulator: %s is %w: run `npm ci --prefix %s`", kind, ErrNotInstalled, dir)
+		}
+	}
+	return nil
+}
+
+// RequireEnv names the environment variable that makes missing emulators a
+// failure instead of a reason to skip. scripts/test, and so CI, sets it.
+const RequireEnv = "KCL_REQUIRE_EMULATORS"
+
+// Missing is for a test binary's TestMain. Unless RequireEnv is set, when
+// node or the given emulators are not installed it prints one line saying
+// so and how to run the tests that need them, and returns why: those tests
+// skip. It returns nil when the emulators are to be started (and a failure
+// to start them fails the tests).
+func Missing(kinds ...Kind) error {
+	if os.Getenv(RequireEnv) != "" {
+		return nil
+	}
+	err := Installed(kinds...)
+	if err == nil {
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, "kcl: emulators not installed (run ./scripts/test): skipping the tests that need them")
+	return err
+}
+
 func start(ctx context.Context, kind Kind) (*Server, error) {
+	if err := Installed(kind); err != nil {
+		return nil, err
+	}
 	dir, err := Dir()
 	if err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", string(kind))); err != nil {
-		return nil, fmt.Errorf("emulator: %s is not installed: run `npm ci --prefix %s`", kind, dir)
 	}
 	port, err := freePort()
 	if err != nil {

@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,11 +12,29 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// missing is why the emulators are not installed (nil if they are): the
+// tests that start one skip.
+var missing error
+
+func TestMain(m *testing.M) {
+	missing = Missing(Dynalite)
+	os.Exit(m.Run())
+}
+
+func startDynalite(t *testing.T) *Server {
+	t.Helper()
+	if missing != nil {
+		t.Skipf("needs the emulators (./scripts/test): %v", missing)
+	}
+	s, err := Start(context.Background(), Dynalite)
+	require.NoError(t, err)
+	return s
+}
+
 // Readiness counts only sockets the emulator itself listens on: a port that
 // answers because another process holds it is not the emulator's.
 func TestOwnsPortsTellsTheEmulatorsListenerFromAnotherProcesss(t *testing.T) {
-	s, err := Start(context.Background(), Dynalite)
-	require.NoError(t, err)
+	s := startDynalite(t)
 	defer s.Stop()
 	assert.True(t, s.ownsPorts())
 
@@ -30,8 +49,7 @@ func TestOwnsPortsTellsTheEmulatorsListenerFromAnotherProcesss(t *testing.T) {
 // kill the emulator: dynalite 4.0.0 rethrows the request's error unless
 // client-abort.js is preloaded.
 func TestEmulatorSurvivesAClientAbortingARequest(t *testing.T) {
-	s, err := Start(context.Background(), Dynalite)
-	require.NoError(t, err)
+	s := startDynalite(t)
 	defer s.Stop()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.Endpoint, "http://"))
 	require.NoError(t, err)
@@ -47,4 +65,20 @@ func TestEmulatorSurvivesAClientAbortingARequest(t *testing.T) {
 	default:
 	}
 	assert.True(t, s.ownsPorts(), "still listening")
+}
+
+// Without node the emulators are not installed, which Missing reports
+// unless KCL_REQUIRE_EMULATORS asks for them (then starting them fails).
+func TestMissingWithoutNodeUnlessRequired(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv(RequireEnv, "")
+	err := Installed(Dynalite)
+	require.ErrorIs(t, err, ErrNotInstalled)
+	assert.Contains(t, err.Error(), "node")
+	require.ErrorIs(t, Missing(Dynalite), ErrNotInstalled)
+
+	t.Setenv(RequireEnv, "1")
+	require.NoError(t, Missing(Dynalite))
+	_, err = Start(context.Background(), Dynalite)
+	require.ErrorIs(t, err, ErrNotInstalled)
 }
