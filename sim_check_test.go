@@ -1,0 +1,452 @@
+package kcl
+
+// The invariant checker of the simulation (sim_test.go): a pure function of
+// a log, so that it can be tested on hand-made logs (TestSimChecker) and
+// shown to reject what it must.
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// simPut is one record written, from the fake's ledger, in write order
+// (sequence numbers are stream-wide, so ledger order is write order).
+type simPut struct {
+	Data, Key, Shard, Seq string
+	Arrival               time.Time
+	Trimmed               bool // retention or RemoveShard dropped it
+	Reads                 int  // GetRecords replies that returned it
+	// Owed: the group must deliver it. False only with InitialPosition
+	// Latest for records written before the group first opened the shard
+	// (or an ancestor of it).
+	Owed bool
+}
+
+// simDelivery is one record received by a worker's user loop.
+type simDelivery struct {
+	Worker  string // the incarnation ("w1#2"): one Consumer
+	ID      string // its WorkerID, as the lease table names owners
+	Window  int    // the lease acquisition (ack window) it came from, unique per run
+	Index   int    // its place in the incarnation's deliveries
+	Shard   string
+	Seq     string
+	Sub     int64
+	Data    string
+	Key     string
+	At      time.Time // received (recorded after the receive)
+	AckedAt time.Time // Ack returned; zero: never acked
+}
+
+// simWrite is one lease-table write that took effect (reply lost or not).
+type simWrite struct {
+	At    time.Time
+	Shard string
+	Op    string // "take" or "checkpoint"
+	By    string // the WorkerID that wrote it
+	Prev  string // owner before
+	Owner string // owner after
+	CP    checkpoint
+}
+
+// simOutage is a time an incarnation could not reach the lease table: a
+// partition, a freeze or a crash (To zero: until the end).
+type simOutage struct {
+	Worker   string
+	From, To time.Time
+}
+
+// simStop is how an incarnation ended.
+type simStop struct {
+	Worker   string
+	Graceful bool // ctx cancelled with the table reachable: Err must be nil
+	Err      error
+}
+
+type simLog struct {
+	Puts       []simPut
+	Deliveries []simDelivery
+	Writes     []simWrite // in the order they took effect
+	Outages    []simOutage
+	Stops      []simStop
+	// Bound is the most records a worker may deliver from a lease after the
+	// lease moved on (the channel buffer plus one chunk of 64).
+	Bound int
+	// LagBound is the longest an ack may wait for its checkpoint while the
+	// worker can reach the table and holds the lease.
+	LagBound time.Duration
+}
+
+// Duplicate classes.
+const (
+	dupUnacked = "a: delivered but not acked (or behind an unacked record) when redelivered or when the lease moved"
+	dupLag     = "b: acked but not yet checkpointed when the worker lost the lease (crash, freeze, partition, lease taken)"
+	dupStale   = "c: a worker delivering from its buffer after its lease moved"
+)
+
+type simReport struct {
+	Violations     []string
+	Delivered      int            // deliveries
+	Records        int            // records written
+	Owed           int            // records owed
+	Excused        int            // owed but trimmed before any delivery
+	ExcusedRead    int            // of those, read by some GetRecords reply (never received)
+	Dups           map[string]int // duplicate deliveries per class
+	Stale          int            // deliveries after the lease moved
+	MaxStale       int            // most stale deliveries of one lease acquisition
+	MaxLag         time.Duration  // longest ack-to-loss time of a class b duplicate (table reachable)
+	Windows        int            // lease acquisitions that delivered
+	KeyOrderChecks int
+}
+
+func (r *simReport) violate(format string, args ...any) {
+	if len(r.Violations) < 50 {
+		r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
+	} else if len(r.Violations) == 50 {
+		r.Violations = append(r.Violations, "... more violations left out")
+	}
+}
+
+func cpLess(aSeq string, aSub int64, bSeq string, bSub int64) bool {
+	return seqLess(aSeq, bSeq) || aSeq == bSeq && aSub < bSub
+}
+
+// covers reports whether checkpoint cp is at or past (seq, sub).
+func covers(cp checkpoint, seq string, sub int64) bool {
+	if cp.shardEnd() {
+		return true
+	}
+	if cp.isSentinel() {
+		return false
+	}
+	return !cpLess(cp.seq, cp.sub, seq, sub)
+}
+
+type simWindow struct {
+	id        int
+	worker    string
+	wid       string
+	shard     string
+	ds        []int       // indexes into Deliveries, in delivery order
+	prefixAck []time.Time // ack time of each delivery's prefix; zero: never
+	takeAt    time.Time   // the take that started it
+	end       time.Time   // the lease moved on; zero: never in the log
+	first     time.Time
+}
+
+var never = time.Unix(1<<40, 0)
+
+func orNever(t time.Time) time.Time {
+	if t.IsZero() {
+		return never
+	}
+	return t
+}
+
+// checkSim checks the invariants over a finished run's log.
+func checkSim(l *simLog) simReport {
+	rep := simReport{Dups: map[string]int{}, Delivered: len(l.Deliveries), Records: len(l.Puts)}
+	ds := l.Deliveries
+
+	// Lease acquisitions (ack windows), their take and the end of the
+	// ownership that take began.
+	wins := map[int]*simWindow{}
+	byWorker := map[string][]int{}
+	for i, d := range ds {
+		byWorker[d.Worker] = append(byWorker[d.Worker], i)
+	}
+	for _, idx := range byWorker {
+		slices.SortFunc(idx, func(a, b int) int { return ds[a].Index - ds[b].Index })
+		for _, i := range idx {
+			d := ds[i]
+			w := wins[d.Window]
+			if w == nil {
+				w = &simWindow{id: d.Window, worker: d.Worker, wid: d.ID, shard: d.Shard, first: d.At}
+				wins[d.Window] = w
+			}
+			if w.worker != d.Worker || w.shard != d.Shard {
+				rep.violate("window %d delivered by %s/%s and %s/%s", d.Window, w.worker, w.shard, d.Worker, d.Shard)
+				continue
+			}
+			w.ds = append(w.ds, i)
+		}
+	}
+	rep.Windows = len(wins)
+	writesByShard := map[string][]simWrite{}
+	for _, w := range l.Writes {
+		writesByShard[w.Shard] = append(writesByShard[w.Shard], w)
+	}
+	windowIDs := slices.Sorted(maps.Keys(wins))
+	for _, id := range windowIDs {
+		w := wins[id]
+		// Per-shard order within one continuous ownership.
+		var prefix time.Time
+		for k, i := range w.ds {
+			d := ds[i]
+			if k > 0 {
+				p := ds[w.ds[k-1]]
+				if !cpLess(p.Seq, p.Sub, d.Seq, d.Sub) {
+					rep.violate("order: %s delivered %s %s/%d (%q) after %s/%d (%q) in one lease acquisition (window %d)", d.Worker, d.Shard, d.Seq, d.Sub, d.Data, p.Seq, p.Sub, p.Data, w.id)
+				}
+			}
+			if k == 0 || !prefix.IsZero() {
+				if d.AckedAt.IsZero() {
+					prefix = time.Time{}
+				} else if d.AckedAt.After(prefix) {
+					prefix = d.AckedAt
+				}
+			}
+			w.prefixAck = append(w.prefixAck, prefix)
+		}
+		// The take that began it: the last take by its worker ID before
+		// its first delivery; its end, the next change of ownership.
+		ws := writesByShard[w.shard]
+		take := -1
+		for j, x := range ws {
+			if x.At.After(w.first) {
+				break
+			}
+			if x.Op == "take" && x.Owner == w.wid {
+				take = j
+			}
+		}
+		if take < 0 {
+			rep.violate("lease: %s delivered %s at %s without a take of its lease by %s in the table log", w.worker, w.shard, w.first.Format("15:04:05.000"), w.wid)
+			continue
+		}
+		w.takeAt = ws[take].At
+		for _, x := range ws[take+1:] {
+			if x.Op == "take" || x.Owner != w.wid {
+				w.end = x.At
+				break
+			}
+		}
+	}
+
+	// Deliveries after the lease moved (class c), and the overlap of
+	// successive acquisitions of one shard.
+	stale := make([]bool, len(ds))
+	for _, id := range windowIDs {
+		w := wins[id]
+		n := 0
+		for _, i := range w.ds {
+			if !w.end.IsZero() && ds[i].At.After(w.end) {
+				stale[i] = true
+				n++
+			}
+		}
+		rep.Stale += n
+		rep.MaxStale = max(rep.MaxStale, n)
+		if n > l.Bound {
+			rep.violate("stale: %s delivered %d records of %s after its lease moved at %s (bound %d)", w.worker, n, w.shard, w.end.Format("15:04:05.000"), l.Bound)
+		}
+	}
+	byShard := map[string][]*simWindow{}
+	for _, id := range windowIDs {
+		byShard[wins[id].shard] = append(byShard[wins[id].shard], wins[id])
+	}
+	for shard, list := range byShard {
+		for _, w := range list {
+			// The first delivery of any acquisition of the shard that began
+			// delivering after w did.
+			var next time.Time
+			for _, o := range list {
+				if o != w && o.first.After(w.first) && (next.IsZero() || o.first.Before(next)) {
+					next = o.first
+				}
+			}
+			if next.IsZero() {
+				continue
+			}
+			n := 0
+			for _, i := range w.ds {
+				if ds[i].At.After(next) {
+					n++
+				}
+			}
+			if n > l.Bound {
+				rep.violate("overlap: %s delivered %d records of %s after another acquisition of it began delivering at %s (bound %d)", w.worker, n, shard, next.Format("15:04:05.000"), l.Bound)
+			}
+		}
+	}
+
+	// At-least-once, and per-key order of first deliveries.
+	byData := map[string][]int{}
+	for i, d := range ds {
+		byData[d.Data] = append(byData[d.Data], i)
+	}
+	first := func(data string) (simDelivery, bool) {
+		idx := byData[data]
+		if len(idx) == 0 {
+			return simDelivery{}, false
+		}
+		best := idx[0]
+		for _, i := range idx[1:] {
+			if ds[i].At.Before(ds[best].At) {
+				best = i
+			}
+		}
+		return ds[best], true
+	}
+	written := map[string]bool{}
+	lastByKey := map[string]simDelivery{}
+	lastPutByKey := map[string]simPut{}
+	for _, p := range l.Puts {
+		written[p.Data] = true
+		if !p.Owed {
+			continue
+		}
+		rep.Owed++
+		d, ok := first(p.Data)
+		if !ok {
+			if p.Trimmed {
+				rep.Excused++
+				if p.Reads > 0 {
+					rep.ExcusedRead++
+				}
+				continue
+			}
+			rep.violate("lost: %q (shard %s, seq %s) never delivered", p.Data, p.Shard, p.Seq)
+			continue
+		}
+		if d.Shard != p.Shard || d.Seq != p.Seq {
+			rep.violate("identity: %q written to %s/%s, delivered as %s/%s", p.Data, p.Shard, p.Seq, d.Shard, d.Seq)
+		}
+		if prev, ok := lastByKey[p.Key]; ok {
+			rep.KeyOrderChecks++
+			if d.At.Before(prev.At) || d.At.Equal(prev.At) && d.Worker == prev.Worker && d.Index < prev.Index {
+				pp := lastPutByKey[p.Key]
+				rep.violate("key order: key %s: %q (%s, written after %q in %s) first delivered at %s by %s, before %q first delivered at %s by %s",
+					p.Key, p.Data, p.Shard, pp.Data, pp.Shard, d.At.Format("15:04:05.000000"), d.Worker, prev.Data, prev.At.Format("15:04:05.000000"), prev.Worker)
+			}
+		}
+		lastByKey[p.Key], lastPutByKey[p.Key] = d, p
+	}
+	for data, idx := range byData {
+		if !written[data] {
+			rep.violate("phantom: %q delivered %d times, never written", data, len(idx))
+		}
+	}
+
+	// Duplicates: every delivery of a record after its first is explained.
+	outages := map[string][]simOutage{}
+	for _, o := range l.Outages {
+		outages[o.Worker] = append(outages[o.Worker], o)
+	}
+	// reachable is how long within [from, to] the worker could reach the table.
+	reachable := func(worker string, from, to time.Time) time.Duration {
+		if !to.After(from) {
+			return 0
+		}
+		type span struct{ a, b time.Time }
+		var cut []span
+		for _, o := range outages[worker] {
+			a, b := o.From, orNever(o.To)
+			if a.Before(from) {
+				a = from
+			}
+			if b.After(to) {
+				b = to
+			}
+			if b.After(a) {
+				cut = append(cut, span{a, b})
+			}
+		}
+		sort.Slice(cut, func(i, j int) bool { return cut[i].a.Before(cut[j].a) })
+		total, at := to.Sub(from), from
+		for _, s := range cut {
+			if s.a.Before(at) {
+				s.a = at
+			}
+			if s.b.After(s.a) {
+				total -= s.b.Sub(s.a)
+				at = s.b
+			}
+		}
+		return total
+	}
+	winOf := func(i int) (*simWindow, int) {
+		w := wins[ds[i].Window]
+		if w == nil {
+			return nil, -1
+		}
+		return w, slices.Index(w.ds, i)
+	}
+	for _, data := range slices.Sorted(maps.Keys(byData)) {
+		idx := slices.Clone(byData[data])
+		if len(idx) < 2 {
+			continue
+		}
+		slices.SortFunc(idx, func(a, b int) int { return ds[a].At.Compare(ds[b].At) })
+		for n, i := range idx[1:] {
+			di := ds[i]
+			earlier := idx[:n+1]
+			wi, _ := winOf(i)
+			// A checkpoint at or past the record, written before the take
+			// that began this delivery's acquisition: a rewind.
+			if wi != nil && !stale[i] {
+				for _, x := range writesByShard[di.Shard] {
+					if x.At.Before(wi.takeAt) && x.Op == "checkpoint" && covers(x.CP, di.Seq, di.Sub) {
+						rep.violate("rewind: %q delivered again by %s at %s though checkpoint %s/%d by %s at %s covered it before its take at %s",
+							data, di.Worker, di.At.Format("15:04:05.000"), x.CP.seq, x.CP.sub, x.By, x.At.Format("15:04:05.000"), wi.takeAt.Format("15:04:05.000"))
+						break
+					}
+				}
+			}
+			class := ""
+			if stale[i] || slices.ContainsFunc(earlier, func(j int) bool { return stale[j] }) {
+				class = dupStale
+			}
+			var lag time.Duration
+			why := []string{}
+			for _, j := range earlier {
+				if class != "" {
+					break
+				}
+				wj, k := winOf(j)
+				if wj == nil {
+					continue
+				}
+				acked := orNever(wj.prefixAck[k])
+				end := orNever(wj.end)
+				switch {
+				case acked.After(di.At) || acked.After(end):
+					class = dupUnacked
+				default:
+					r := reachable(wj.worker, acked, end)
+					if r <= l.LagBound {
+						class, lag = dupLag, r
+					} else {
+						why = append(why, fmt.Sprintf("%s acked it at %s, lease moved at %s, table reachable %v of that", wj.worker, acked.Format("15:04:05.000"), fmtEnd(wj.end), r.Round(time.Millisecond)))
+					}
+				}
+			}
+			if class == "" {
+				rep.violate("duplicate: %q delivered again by %s at %s, unexplained: %s", data, di.Worker, di.At.Format("15:04:05.000"), strings.Join(why, "; "))
+				continue
+			}
+			rep.Dups[class]++
+			if class == dupLag {
+				rep.MaxLag = max(rep.MaxLag, lag)
+			}
+		}
+	}
+
+	// Graceful stops end without error.
+	for _, s := range l.Stops {
+		if s.Graceful && s.Err != nil {
+			rep.violate("err: %s stopped gracefully with Err %v", s.Worker, s.Err)
+		}
+	}
+	return rep
+}
+
+func fmtEnd(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Format("15:04:05.000")
+}

@@ -1,0 +1,1134 @@
+package kcl
+
+// TestSimulation: a seeded, randomized simulation of a consumer group
+// against the in-process Kinesis (internal/kinesisfake) and one shared
+// in-memory lease table behind per-worker fault injectors, with an
+// adversary (producers, resharding, shard removal, crashes, freezes,
+// partitions, restarts, graceful stops, Kinesis and lease-table faults)
+// drawn from a seed, and kcl's delivery guarantees checked as invariants
+// over the whole log at the end of each seed (sim_check_test.go).
+//
+// Determinism: the schedule (what happens, when, with which parameters,
+// and the fault draws) comes from the seed; goroutine timing does not, so a
+// failing seed reruns the same adversary but not necessarily the same
+// interleaving. Rerun it a few times with -count.
+//
+// Limits of an in-process simulation:
+//   - A freeze (SIGSTOP, a long GC pause, a VM migration) stops every
+//     goroutine of the process. Here only the worker's user loop and its
+//     acks stop, and its lease table is cut off (calls block until the
+//     freeze ends); kcl's own goroutines keep running, so its pause gate
+//     notices the missing heartbeat on time, which a frozen process
+//     notices only when it wakes (pause.go's check covers that case; this
+//     simulation cannot reach it).
+//   - A crash cannot kill goroutines: a crashed worker's user loop stops
+//     receiving (records still sent to it are drained and thrown away, not
+//     counted as delivered), its acks stop, and its lease table is cut off
+//     for good, so it never writes again; it is cancelled later so that its
+//     goroutines end (its shutdown then fails to write, as a dead process
+//     would). Its readers may keep calling GetRecords until the pause gate
+//     shuts, which a dead process would not.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/big"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/kclgo/kcl/internal/kinesisfake"
+)
+
+var (
+	simSeeds    = flag.Int("sim.seeds", 4, "how many seeds TestSimulation runs (random seeds unless -sim.seed)")
+	simSeed     = flag.Uint64("sim.seed", 0, "run TestSimulation with this seed only")
+	simDuration = flag.Duration("sim.duration", 4*time.Second, "TestSimulation: how long the adversary acts per seed (a quiet phase follows)")
+)
+
+const simStream = "sim"
+
+func TestSimulation(t *testing.T) {
+	var seeds []uint64
+	if *simSeed != 0 {
+		seeds = []uint64{*simSeed}
+	} else {
+		base := rand.Uint64N(1_000_000_000) + 1
+		for i := range *simSeeds {
+			seeds = append(seeds, base+uint64(i))
+		}
+	}
+	total := simReport{Dups: map[string]int{}}
+	var times []time.Duration
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			start := time.Now()
+			rep := runSim(t, seed, *simDuration)
+			times = append(times, time.Since(start))
+			total.Delivered += rep.Delivered
+			total.Records += rep.Records
+			total.Stale += rep.Stale
+			total.Excused += rep.Excused
+			total.MaxStale = max(total.MaxStale, rep.MaxStale)
+			total.MaxLag = max(total.MaxLag, rep.MaxLag)
+			for k, v := range rep.Dups {
+				total.Dups[k] += v
+			}
+		})
+	}
+	t.Logf("%d seeds, times %v; total: %d records, %d deliveries, %d excused (trimmed unread), %d stale, max stale per acquisition %d, max class-b lag %v",
+		len(seeds), times, total.Records, total.Delivered, total.Excused, total.Stale, total.MaxStale, total.MaxLag)
+	for _, k := range slices.Sorted(maps.Keys(total.Dups)) {
+		t.Logf("  duplicates %6d  %s", total.Dups[k], k)
+	}
+}
+
+// simConfig is a seed's set-up, drawn from the seed.
+type simConfig struct {
+	shards, workers, keys, producers int
+	position                         Position
+	leaseDuration                    time.Duration
+	maxRecords, bufferSize           int
+	maxUnacked                       int
+	iteratorTTL                      time.Duration
+	table                            simTableFaults
+	kinesis                          kinesisfake.Probabilities
+	neverAck, lateAck                float64
+	events                           int
+}
+
+type simTableFaults struct {
+	err, lost, delay float64
+	maxDelay         time.Duration
+}
+
+func drawConfig(rng *rand.Rand, chaos time.Duration) simConfig {
+	c := simConfig{
+		shards:        2 + rng.IntN(3),
+		workers:       2 + rng.IntN(3),
+		keys:          8 + rng.IntN(24),
+		producers:     1 + rng.IntN(2),
+		position:      TrimHorizon,
+		leaseDuration: time.Duration(600+rng.IntN(401)) * time.Millisecond,
+		maxRecords:    []int{10, 25, 50}[rng.IntN(3)],
+		bufferSize:    []int{-1, 4, 16}[rng.IntN(3)],
+		maxUnacked:    []int{60, 200, 10000}[rng.IntN(3)],
+		iteratorTTL:   time.Duration(400+rng.IntN(2000)) * time.Millisecond,
+		table: simTableFaults{
+			err: 0.01 + 0.04*rng.Float64(), lost: 0.01 + 0.03*rng.Float64(),
+			delay: 0.1 + 0.2*rng.Float64(), maxDelay: time.Duration(5+rng.IntN(25)) * time.Millisecond,
+		},
+		kinesis: kinesisfake.Probabilities{
+			Throttle: 0.03 * rng.Float64(), ServerError: 0.02 * rng.Float64(), LostReply: 0.03 * rng.Float64(),
+			Delay: 0.1 * rng.Float64(), MaxDelay: 30 * time.Millisecond,
+		},
+		neverAck: 0.002 * rng.Float64(),
+		lateAck:  0.02 * rng.Float64(),
+		events:   int(chaos/(180*time.Millisecond)) + rng.IntN(4),
+	}
+	if rng.IntN(4) == 0 {
+		c.position = Latest
+	}
+	return c
+}
+
+func (c simConfig) String() string {
+	return fmt.Sprintf("shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
+		c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.table, c.neverAck, c.lateAck, c.events)
+}
+
+// simRun is one seed's world.
+type simRun struct {
+	t      *testing.T
+	seed   uint64
+	cfg    simConfig
+	kin    *kinesisfake.Server
+	opens  *simKinesis
+	leases *memLeases
+	logs   *simLogBuffer
+	epoch  time.Time
+
+	tableMu     sync.Mutex // serialises the lease-table writes with their log
+	tableFaults atomic.Bool
+
+	mu         sync.Mutex
+	deliveries []simDelivery
+	windows    map[*ackWindow]int
+	writes     []simWrite
+	outages    []simOutage
+	stops      []simStop
+	parents    map[string][]string // every shard ever seen, with its parents
+	workers    []*simWorker        // every incarnation
+	nextName   map[string]int
+	events     []string // what the adversary did, for the failure report
+
+	wg sync.WaitGroup // adversary goroutines (heals, delayed kills, producers)
+}
+
+func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
+	noLeak(t)
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed^0x5eed5eed5eed5eed))
+	cfg := drawConfig(rng, chaos)
+	t.Logf("config: %s", cfg)
+	s := &simRun{
+		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
+		windows: map[*ackWindow]int{}, parents: map[string][]string{}, nextName: map[string]int{},
+	}
+	s.kin = kinesisfake.New(kinesisfake.Options{IteratorTTL: cfg.iteratorTTL})
+	s.kin.CreateStream(simStream, cfg.shards)
+	s.opens = &simKinesis{Server: s.kin, first: map[string]time.Time{}}
+	s.noteShards()
+	kinFaults := kinesisfake.RandomFaults(rng.Uint64(), cfg.kinesis)
+
+	ctx, stopAdversary := context.WithCancel(context.Background())
+	defer stopAdversary()
+	// Producers: disjoint key sets, data "key:counter".
+	prodCtx, stopProducers := context.WithCancel(ctx)
+	defer stopProducers()
+	for p := range cfg.producers {
+		prng := rand.New(rand.NewPCG(rng.Uint64(), uint64(p)))
+		simGo(&s.wg, func() { s.produce(prodCtx, prng, p) })
+	}
+	if cfg.position == Latest {
+		time.Sleep(200 * time.Millisecond) // records the group does not owe
+	}
+	for range cfg.workers {
+		s.startWorker(rng.Uint64(), "")
+	}
+
+	// The adversary's schedule, drawn up front.
+	type event struct {
+		at   time.Duration
+		kind int
+		r    uint64
+	}
+	evs := make([]event, cfg.events)
+	for i := range evs {
+		evs[i] = event{at: time.Duration(rng.Int64N(int64(chaos))), kind: rng.IntN(100), r: rng.Uint64()}
+	}
+	slices.SortFunc(evs, func(a, b event) int { return int(a.at - b.at) })
+	s.setTableFaults(rng.IntN(3) > 0)
+	if rng.IntN(3) > 0 {
+		s.kin.SetFault(kinFaults)
+	}
+	began := time.Now()
+	for _, ev := range evs {
+		if d := time.Until(began.Add(ev.at)); d > 0 {
+			time.Sleep(d)
+		}
+		s.act(ctx, ev.kind, rand.New(rand.NewPCG(ev.r, ev.r>>1)), kinFaults)
+	}
+	time.Sleep(time.Until(began.Add(chaos)))
+
+	// Quiet phase: no more faults or outages, producers stop, all but one
+	// or two workers stop, the rest drain and ack everything.
+	s.event("quiet")
+	s.kin.SetFault(nil)
+	s.setTableFaults(false)
+	stopAdversary() // heals every freeze and partition, kills the crashed now
+	stopProducers()
+	s.wg.Wait()
+	live := s.live()
+	keep := 1 + rng.IntN(2)
+	for i, w := range live {
+		if i >= keep {
+			w.stop(true)
+		}
+	}
+	if len(live) == 0 {
+		s.startWorker(rng.Uint64(), "")
+	}
+	live = s.live()
+	for _, w := range live {
+		w.ackEverything()
+	}
+	deadline := time.Now().Add(15*time.Second + 3*cfg.leaseDuration)
+	for time.Now().Before(deadline) && !s.drained(live) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(3 * defaultSimCheckpointInterval)
+	for _, w := range live {
+		w.stop(true)
+	}
+	for _, w := range s.all() {
+		w.wait()
+	}
+
+	rep := checkSim(s.log())
+	t.Logf("%d records (%d owed, %d trimmed unread, %d of those read by a worker that never handed them over), %d deliveries from %d lease acquisitions, %d stale, %d key-order checks",
+		rep.Records, rep.Owed, rep.Excused, rep.ExcusedRead, rep.Delivered, rep.Windows, rep.Stale, rep.KeyOrderChecks)
+	for _, k := range slices.Sorted(maps.Keys(rep.Dups)) {
+		t.Logf("  duplicates %5d  %s", rep.Dups[k], k)
+	}
+	if len(rep.Violations) > 0 {
+		for _, line := range s.logs.lines() {
+			t.Log(line)
+		}
+		t.Logf("adversary: %s", strings.Join(s.events, "; "))
+		for _, v := range rep.Violations {
+			t.Error(v)
+		}
+		t.Errorf("seed %d failed; rerun: go test -race -run 'TestSimulation$' -sim.seed=%d -sim.duration=%v -v .", seed, seed, chaos)
+	}
+	return rep
+}
+
+const defaultSimCheckpointInterval = 100 * time.Millisecond
+
+func (s *simRun) event(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, fmt.Sprintf("%.2fs ", time.Since(s.epoch).Seconds())+fmt.Sprintf(format, args...))
+}
+
+func (s *simRun) produce(ctx context.Context, rng *rand.Rand, p int) {
+	counters := map[string]int{}
+	for ctx.Err() == nil {
+		key := fmt.Sprintf("p%dk%d", p, rng.IntN(s.cfg.keys))
+		counters[key]++
+		if _, _, err := s.kin.PutRecord(simStream, key, fmt.Appendf(nil, "%s:%d", key, counters[key])); err != nil {
+			s.t.Errorf("PutRecord: %v", err)
+			return
+		}
+		sleep(ctx, time.Duration(1+rng.IntN(8))*time.Millisecond)
+	}
+}
+
+// act applies one adversary event.
+func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults kinesisfake.FaultFunc) {
+	live := s.live()
+	pick := func() *simWorker { return live[rng.IntN(len(live))] }
+	outage := func() time.Duration {
+		return time.Duration(float64(s.cfg.leaseDuration) * (0.2 + 2.3*rng.Float64()))
+	}
+	switch {
+	case kind < 10: // a worker joins
+		if len(live) < 5 {
+			s.startWorker(rng.Uint64(), "")
+		}
+	case kind < 18: // graceful stop
+		if len(live) > 1 {
+			if w := pick(); !w.isFrozen() {
+				s.event("stop %s", w.name)
+				w.stop(false)
+			}
+		}
+	case kind < 26: // crash, killed later; sometimes restarted with its ID
+		if len(live) > 1 {
+			w := pick()
+			block := rng.IntN(2) == 0
+			s.event("crash %s (table calls %s)", w.name, map[bool]string{true: "hang", false: "fail"}[block])
+			w.crash(block)
+			kill := time.Duration(rng.IntN(1500)) * time.Millisecond
+			simGo(&s.wg, func() {
+				sleep(ctx, kill)
+				w.kill()
+			})
+			if rng.IntN(2) == 0 {
+				s.startWorker(rng.Uint64(), w.id)
+			}
+		}
+	case kind < 36: // freeze: user loop and acks stop, table cut off
+		if len(live) > 0 {
+			w, d := pick(), outage()
+			s.event("freeze %s for %v", w.name, d.Round(time.Millisecond))
+			w.freeze()
+			w.table.partition(true, false)
+			simGo(&s.wg, func() {
+				sleep(ctx, d)
+				w.table.heal()
+				w.thaw()
+			})
+		}
+	case kind < 46: // partition from the lease table only
+		if len(live) > 0 {
+			w, d, block := pick(), outage(), rng.IntN(2) == 0
+			s.event("partition %s for %v (calls %s)", w.name, d.Round(time.Millisecond), map[bool]string{true: "hang", false: "fail"}[block])
+			w.table.partition(block, false)
+			simGo(&s.wg, func() {
+				sleep(ctx, d)
+				w.table.heal()
+			})
+		}
+	case kind < 56:
+		s.split(rng)
+	case kind < 64:
+		s.merge(rng)
+	case kind < 70:
+		n := 1 + rng.IntN(6)
+		s.event("UpdateShardCount %d", n)
+		if err := s.kin.UpdateShardCount(simStream, n); err != nil {
+			s.t.Errorf("UpdateShardCount: %v", err)
+		}
+		s.noteShards()
+	case kind < 78:
+		s.removeShard(rng)
+	case kind < 86:
+		if rng.IntN(2) == 0 {
+			s.event("Kinesis faults on")
+			s.kin.SetFault(kinFaults)
+		} else {
+			s.event("Kinesis faults off")
+			s.kin.SetFault(nil)
+		}
+	case kind < 92:
+		on := !s.tableFaults.Load()
+		s.event("lease table faults %v", on)
+		s.setTableFaults(on)
+	default: // restart: a graceful stop, then the same WorkerID again
+		if len(live) > 0 {
+			if w := pick(); !w.isFrozen() {
+				s.event("restart %s", w.name)
+				w.stop(true)
+				s.startWorker(rng.Uint64(), w.id)
+			}
+		}
+	}
+}
+
+func (s *simRun) openShards() []kinesisTypesShard {
+	shards, err := s.kin.Shards(simStream)
+	if err != nil {
+		s.t.Fatalf("Shards: %v", err)
+	}
+	var open []kinesisTypesShard
+	for _, sh := range shards {
+		if sh.SequenceNumberRange.EndingSequenceNumber == nil {
+			first, _ := new(big.Int).SetString(*sh.HashKeyRange.StartingHashKey, 10)
+			last, _ := new(big.Int).SetString(*sh.HashKeyRange.EndingHashKey, 10)
+			open = append(open, kinesisTypesShard{id: *sh.ShardId, first: first, last: last})
+		}
+	}
+	slices.SortFunc(open, func(a, b kinesisTypesShard) int { return a.first.Cmp(b.first) })
+	return open
+}
+
+type kinesisTypesShard struct {
+	id          string
+	first, last *big.Int
+}
+
+func (s *simRun) split(rng *rand.Rand) {
+	open := s.openShards()
+	if len(open) >= 8 {
+		return
+	}
+	sh := open[rng.IntN(len(open))]
+	mid := new(big.Int).Add(sh.first, sh.last)
+	mid.Rsh(mid, 1)
+	mid.Add(mid, big.NewInt(1))
+	s.event("split %s", sh.id)
+	if err := s.kin.SplitShard(simStream, sh.id, mid.String()); err != nil {
+		s.t.Errorf("SplitShard: %v", err)
+	}
+	s.noteShards()
+}
+
+func (s *simRun) merge(rng *rand.Rand) {
+	open := s.openShards()
+	if len(open) < 2 {
+		return
+	}
+	i := rng.IntN(len(open) - 1)
+	s.event("merge %s %s", open[i].id, open[i+1].id)
+	if err := s.kin.MergeShards(simStream, open[i].id, open[i+1].id); err != nil {
+		s.t.Errorf("MergeShards: %v", err)
+	}
+	s.noteShards()
+}
+
+// removeShard removes a closed shard, as retention would: mostly one whose
+// records were all delivered at least once (kcl must then treat the shard
+// as ended and go on with its children), sometimes any closed shard (its
+// records never delivered are then excused as trimmed).
+func (s *simRun) removeShard(rng *rand.Rand) {
+	shards, _ := s.kin.Shards(simStream)
+	var closed []string
+	for _, sh := range shards {
+		if sh.SequenceNumberRange.EndingSequenceNumber != nil {
+			closed = append(closed, *sh.ShardId)
+		}
+	}
+	if len(closed) == 0 {
+		return
+	}
+	anyway := rng.IntN(4) == 0
+	rng.Shuffle(len(closed), func(i, j int) { closed[i], closed[j] = closed[j], closed[i] })
+	delivered := s.deliveredSet()
+	for _, id := range closed {
+		ok := true
+		for _, r := range s.kin.Records(simStream) {
+			if r.ShardID == id && !r.Trimmed && !delivered[string(r.Data)] {
+				ok = false
+				break
+			}
+		}
+		if ok || anyway {
+			s.event("remove %s (all delivered: %v)", id, ok)
+			if err := s.kin.RemoveShard(simStream, id); err != nil {
+				s.t.Errorf("RemoveShard: %v", err)
+			}
+			return
+		}
+	}
+}
+
+// noteShards keeps the lineage of every shard, removed ones included.
+func (s *simRun) noteShards() {
+	shards, _ := s.kin.Shards(simStream)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sh := range shards {
+		var ps []string
+		for _, p := range []*string{sh.ParentShardId, sh.AdjacentParentShardId} {
+			if aws.ToString(p) != "" {
+				ps = append(ps, *p)
+			}
+		}
+		s.parents[*sh.ShardId] = ps
+	}
+}
+
+func (s *simRun) deliveredSet() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(s.deliveries))
+	for _, d := range s.deliveries {
+		out[d.Data] = true
+	}
+	return out
+}
+
+// owedSince returns, per shard, the time after which its records are owed:
+// zero for all of them (TrimHorizon); with Latest, the first open of the
+// shard or an ancestor of it (records arriving after that GetShardIterator
+// returned), never if neither was opened.
+func (s *simRun) owedSince() func(shard string) time.Time {
+	if s.cfg.position != Latest {
+		return func(string) time.Time { return time.Time{} }
+	}
+	opens := s.opens.snapshot()
+	s.mu.Lock()
+	parents := maps.Clone(s.parents)
+	s.mu.Unlock()
+	memo := map[string]time.Time{}
+	var since func(string) time.Time
+	since = func(id string) time.Time {
+		if t, ok := memo[id]; ok {
+			return t
+		}
+		memo[id] = never
+		t := never
+		if o, ok := opens[id]; ok {
+			t = o
+		}
+		for _, p := range parents[id] {
+			if pt := since(p); pt.Before(t) {
+				t = pt
+			}
+		}
+		memo[id] = t
+		return t
+	}
+	return since
+}
+
+func (s *simRun) puts() []simPut {
+	since := s.owedSince()
+	var out []simPut
+	for _, r := range s.kin.Records(simStream) {
+		data := string(r.Data)
+		out = append(out, simPut{
+			Data: data, Key: r.PartitionKey, Shard: r.ShardID, Seq: r.SequenceNumber, Arrival: r.Arrival,
+			Trimmed: r.Trimmed, Reads: r.Reads, Owed: r.Arrival.After(since(r.ShardID)),
+		})
+	}
+	return out
+}
+
+// drained reports whether every owed record was delivered (or trimmed) and
+// the live workers have acked all they received.
+func (s *simRun) drained(live []*simWorker) bool {
+	delivered := s.deliveredSet()
+	for _, p := range s.puts() {
+		if p.Owed && !p.Trimmed && !delivered[p.Data] {
+			return false
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := map[string]bool{}
+	for _, w := range live {
+		names[w.name] = true
+	}
+	for _, d := range s.deliveries {
+		if names[d.Worker] && d.AckedAt.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *simRun) log() *simLog {
+	puts := s.puts()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bound := 64
+	if s.cfg.bufferSize > 0 {
+		bound += s.cfg.bufferSize
+	}
+	return &simLog{
+		Puts: puts, Deliveries: slices.Clone(s.deliveries), Writes: slices.Clone(s.writes),
+		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound,
+		// A flush every CheckpointInterval, each write given up to
+		// LeaseDuration/3 with retries; the lease loop may be busy with a
+		// balance pass of several slow calls first.
+		LagBound: 2*defaultSimCheckpointInterval + s.cfg.leaseDuration/3 + 10*s.cfg.table.maxDelay + 100*time.Millisecond,
+	}
+}
+
+func (s *simRun) live() []*simWorker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*simWorker
+	for _, w := range s.workers {
+		if w.isLive() {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func (s *simRun) all() []*simWorker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.workers)
+}
+
+func (s *simRun) setTableFaults(on bool) {
+	s.tableFaults.Store(on)
+	for _, w := range s.all() {
+		w.table.faults.Store(on)
+	}
+}
+
+// startWorker starts an incarnation with WorkerID id (a new ID when empty).
+func (s *simRun) startWorker(seed uint64, id string) *simWorker {
+	s.mu.Lock()
+	if id == "" {
+		id = fmt.Sprintf("w%d", len(s.nextName)+1)
+	}
+	s.nextName[id]++
+	name := fmt.Sprintf("%s#%d", id, s.nextName[id])
+	s.mu.Unlock()
+	s.event("start %s", name)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	table := &simTable{inner: s.leases, run: s, worker: name, id: id, rng: rand.New(rand.NewPCG(rng.Uint64(), 11)), p: s.cfg.table}
+	c, err := New(Options{
+		StreamName:         simStream,
+		WorkerID:           id,
+		Kinesis:            s.opens,
+		InitialPosition:    s.cfg.position,
+		MaxRecords:         s.cfg.maxRecords,
+		PollInterval:       20 * time.Millisecond,
+		BufferSize:         s.cfg.bufferSize,
+		MaxUnackedPerShard: s.cfg.maxUnacked,
+		LeaseDuration:      s.cfg.leaseDuration,
+		CheckpointInterval: defaultSimCheckpointInterval,
+		ShardSyncInterval:  300 * time.Millisecond,
+		ShutdownTimeout:    300 * time.Millisecond,
+		Logger:             slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		s.t.Fatalf("New: %v", err)
+	}
+	c.table = table // every worker of the group shares one table (New made a private one)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &simWorker{run: s, name: name, id: id, c: c, table: table, cancel: cancel, rng: rng, done: make(chan struct{})}
+	s.mu.Lock()
+	s.workers = append(s.workers, w)
+	s.mu.Unlock()
+	table.faults.Store(s.tableFaults.Load())
+	w.ch = c.Consume(ctx)
+	go w.loop()
+	return w
+}
+
+// deliver logs a record received by w.
+func (s *simRun) deliver(w *simWorker, r Record, index int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	win, ok := s.windows[r.chunk.window]
+	if !ok {
+		win = len(s.windows) + 1
+		s.windows[r.chunk.window] = win
+	}
+	key, _, _ := strings.Cut(string(r.Data), ":")
+	s.deliveries = append(s.deliveries, simDelivery{
+		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: r.ShardID, Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
+		Data: string(r.Data), Key: key, At: time.Now(),
+	})
+	if key != r.PartitionKey {
+		s.t.Errorf("record %q has partition key %q", r.Data, r.PartitionKey)
+	}
+	return len(s.deliveries) - 1
+}
+
+func (s *simRun) acked(i int, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.deliveries[i].AckedAt.IsZero() {
+		s.deliveries[i].AckedAt = at
+	}
+}
+
+// simWorker is one incarnation: a Consumer and its user loop.
+type simWorker struct {
+	run    *simRun
+	name   string
+	id     string
+	c      *Consumer
+	table  *simTable
+	cancel context.CancelFunc
+	ch     <-chan Record
+	rng    *rand.Rand // user loop only
+	done   chan struct{}
+	acks   sync.WaitGroup
+
+	mu       sync.Mutex
+	frozen   chan struct{} // non-nil while frozen; closed when thawed
+	crashed  bool
+	stopping bool
+	graceful bool
+	ackAll   bool
+	held     []heldRecord // never acked (until the quiet phase)
+}
+
+type heldRecord struct {
+	r Record
+	i int
+}
+
+func (w *simWorker) isLive() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.crashed && !w.stopping
+}
+
+func (w *simWorker) isFrozen() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.frozen != nil
+}
+
+// waitThawed waits while w is frozen and reports whether it crashed.
+func (w *simWorker) waitThawed() (crashed bool) {
+	for {
+		w.mu.Lock()
+		f, c := w.frozen, w.crashed
+		w.mu.Unlock()
+		if f == nil || c {
+			return c
+		}
+		<-f
+	}
+}
+
+func (w *simWorker) loop() {
+	defer close(w.done)
+	index := 0
+	for r := range w.ch {
+		if w.waitThawed() {
+			continue // a dead process receives nothing: drained so that the Consumer can end
+		}
+		i := w.run.deliver(w, r, index)
+		index++
+		w.mu.Lock()
+		all := w.ackAll
+		w.mu.Unlock()
+		var delay time.Duration
+		switch x := w.rng.Float64(); {
+		case !all && x < w.run.cfg.neverAck:
+			w.mu.Lock()
+			w.held = append(w.held, heldRecord{r, i})
+			w.mu.Unlock()
+			continue
+		case !all && x < w.run.cfg.neverAck+w.run.cfg.lateAck:
+			delay = time.Duration(200+w.rng.IntN(1300)) * time.Millisecond
+		default:
+			delay = time.Duration(w.rng.IntN(15)) * time.Millisecond
+		}
+		simGo(&w.acks, func() {
+			time.Sleep(delay)
+			if w.waitThawed() {
+				return
+			}
+			r.Ack()
+			w.run.acked(i, time.Now())
+		})
+	}
+	err := w.c.Err()
+	if err != nil {
+		w.run.event("%s ended: %v", w.name, err)
+	}
+	w.mu.Lock()
+	stop := simStop{Worker: w.name, Graceful: w.graceful && !w.crashed, Err: err}
+	w.mu.Unlock()
+	w.run.mu.Lock()
+	w.run.stops = append(w.run.stops, stop)
+	w.run.mu.Unlock()
+}
+
+// ackEverything acks what w held back and makes it ack all from now on.
+func (w *simWorker) ackEverything() {
+	w.mu.Lock()
+	held := w.held
+	w.held, w.ackAll = nil, true
+	w.mu.Unlock()
+	for _, h := range held {
+		h.r.Ack()
+		w.run.acked(h.i, time.Now())
+	}
+}
+
+func (w *simWorker) freeze() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.frozen == nil {
+		w.frozen = make(chan struct{})
+	}
+}
+
+func (w *simWorker) thaw() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.frozen != nil {
+		close(w.frozen)
+		w.frozen = nil
+	}
+}
+
+// crash: the user loop and acks stop, the table is cut off for good.
+func (w *simWorker) crash(block bool) {
+	w.mu.Lock()
+	w.crashed = true
+	w.mu.Unlock()
+	w.table.partition(block, true)
+	w.thaw()
+}
+
+// kill ends a crashed worker's goroutines.
+func (w *simWorker) kill() {
+	w.mu.Lock()
+	w.stopping = true
+	w.mu.Unlock()
+	w.cancel()
+}
+
+// stop cancels w: a graceful stop unless it crashed. wait says whether to
+// wait for the channel to close.
+func (w *simWorker) stop(wait bool) {
+	w.mu.Lock()
+	if !w.stopping && !w.crashed {
+		w.graceful = true
+	}
+	w.stopping = true
+	w.mu.Unlock()
+	w.cancel()
+	if wait {
+		w.wait()
+	}
+}
+
+// wait waits for the channel to close and the acks to end.
+func (w *simWorker) wait() {
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		w.run.t.Errorf("%s: channel not closed 30s after cancel", w.name)
+		<-w.done
+	}
+	w.acks.Wait()
+}
+
+// simTable is one worker's view of the group's lease table, with faults:
+// transient errors, lost replies (applied, then failed), latency, and
+// partitions (every call fails, or hangs until its ctx ends or the
+// partition heals).
+type simTable struct {
+	inner  *memLeases
+	run    *simRun
+	worker string
+	id     string
+	faults atomic.Bool
+
+	mu      sync.Mutex
+	rng     *rand.Rand
+	p       simTableFaults
+	part    chan struct{} // non-nil while partitioned; closed when healed
+	block   bool
+	forever bool
+	outage  int // index in run.outages of the current partition
+}
+
+func simThrottled() error {
+	return &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("sim: throughput exceeded")}
+}
+
+var _ leaseTable = (*simTable)(nil)
+
+func (t *simTable) partition(block, forever bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.forever {
+		return
+	}
+	if t.part == nil {
+		t.part = make(chan struct{})
+		t.run.mu.Lock()
+		t.run.outages = append(t.run.outages, simOutage{Worker: t.worker, From: time.Now()})
+		t.outage = len(t.run.outages) - 1
+		t.run.mu.Unlock()
+	}
+	t.block, t.forever = block, forever
+}
+
+func (t *simTable) heal() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.part == nil || t.forever {
+		return
+	}
+	close(t.part)
+	t.part = nil
+	t.run.mu.Lock()
+	t.run.outages[t.outage].To = time.Now()
+	t.run.mu.Unlock()
+}
+
+// gate runs before each call: it returns the call's error, if any, and
+// whether its reply is to be lost once applied.
+func (t *simTable) gate(ctx context.Context, list bool) (lost bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	t.mu.Lock()
+	part, block := t.part, t.block
+	var delay time.Duration
+	var fail bool
+	if part == nil && t.faults.Load() {
+		scale := 1.0
+		if list {
+			scale = 0.5 // every pass starts with a list: keep it mostly working
+		}
+		if t.rng.Float64() < t.p.delay {
+			delay = time.Duration(1 + t.rng.Int64N(int64(t.p.maxDelay)))
+		}
+		switch x := t.rng.Float64(); {
+		case x < t.p.err*scale:
+			fail = true
+		case x < (t.p.err+t.p.lost)*scale:
+			lost = true
+		}
+	}
+	t.mu.Unlock()
+	if part != nil {
+		if block {
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-part:
+			}
+		}
+		return false, simThrottled()
+	}
+	if delay > 0 && !sleep(ctx, delay) {
+		return false, ctx.Err()
+	}
+	t.mu.Lock()
+	cut := t.part != nil
+	t.mu.Unlock()
+	if cut || fail {
+		return false, simThrottled()
+	}
+	return lost, nil
+}
+
+func (t *simTable) name() string                     { return "sim" }
+func (t *simTable) ensure(ctx context.Context) error { _, err := t.gate(ctx, false); return err }
+
+func (t *simTable) list(ctx context.Context) (tableSnapshot, error) {
+	lost, err := t.gate(ctx, true)
+	if err != nil || lost {
+		return tableSnapshot{}, errors.Join(err, lostErr(lost))
+	}
+	return t.inner.list(ctx)
+}
+
+func lostErr(lost bool) error {
+	if lost {
+		return simThrottled()
+	}
+	return nil
+}
+
+func (t *simTable) read(ctx context.Context, shardID string) (lease, bool, error) {
+	lost, err := t.gate(ctx, false)
+	if err != nil || lost {
+		return lease{}, false, errors.Join(err, lostErr(lost))
+	}
+	return t.inner.read(ctx, shardID)
+}
+
+func (t *simTable) create(ctx context.Context, l lease) (bool, error) {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return false, err
+	}
+	created, err := t.inner.create(ctx, l)
+	if lost {
+		return false, simThrottled()
+	}
+	return created, err
+}
+
+// logged applies a write that may change the owner and logs it if it took
+// effect.
+func (t *simTable) logged(ctx context.Context, op, shardID string, write func() (lease, error)) (lease, error) {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return lease{}, err
+	}
+	t.run.tableMu.Lock()
+	prev, _, _ := t.inner.read(ctx, shardID)
+	l, err := write()
+	if err == nil {
+		t.run.mu.Lock()
+		t.run.writes = append(t.run.writes, simWrite{At: time.Now(), Shard: shardID, Op: op, By: t.id, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint})
+		t.run.mu.Unlock()
+	}
+	t.run.tableMu.Unlock()
+	if lost {
+		return lease{}, simThrottled()
+	}
+	return l, err
+}
+
+func (t *simTable) take(ctx context.Context, l lease, owner string) (lease, error) {
+	return t.logged(ctx, "take", l.shardID, func() (lease, error) { return t.inner.take(ctx, l, owner) })
+}
+
+func (t *simTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
+	return t.logged(ctx, "checkpoint", l.shardID, func() (lease, error) { return t.inner.checkpoint(ctx, l, cp, next) })
+}
+
+func (t *simTable) claim(ctx context.Context, l lease, taker string) error {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = t.inner.claim(ctx, l, taker)
+	return errors.Join(err, lostErr(lost && err == nil))
+}
+
+func (t *simTable) unclaim(ctx context.Context, l lease) error {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = t.inner.unclaim(ctx, l)
+	return errors.Join(err, lostErr(lost && err == nil))
+}
+
+func (t *simTable) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return 0, err
+	}
+	n, err := t.inner.heartbeat(ctx, worker, token, stopping, last)
+	if lost && err == nil {
+		return 0, simThrottled()
+	}
+	return n, err
+}
+
+func (t *simTable) removeWorker(ctx context.Context, worker string, counter int64) error {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = t.inner.removeWorker(ctx, worker, counter)
+	return errors.Join(err, lostErr(lost && err == nil))
+}
+
+// simKinesis notes when each shard was first opened (a GetShardIterator
+// reply), for what the group owes with InitialPosition Latest.
+type simKinesis struct {
+	*kinesisfake.Server
+	mu    sync.Mutex
+	first map[string]time.Time
+}
+
+func (k *simKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, opts ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
+	out, err := k.Server.GetShardIterator(ctx, in, opts...)
+	if err == nil {
+		now := time.Now()
+		k.mu.Lock()
+		if _, ok := k.first[aws.ToString(in.ShardId)]; !ok {
+			k.first[aws.ToString(in.ShardId)] = now
+		}
+		k.mu.Unlock()
+	}
+	return out, err
+}
+
+func (k *simKinesis) snapshot() map[string]time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.first)
+}
+
+// simLogBuffer keeps the last max lines kcl logged, shown when a seed fails.
+type simLogBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []string
+}
+
+func (b *simLogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, strings.TrimSuffix(string(p), "\n"))
+	if len(b.buf) > 2*b.max {
+		b.buf = slices.Clone(b.buf[len(b.buf)-b.max:])
+	}
+	return len(p), nil
+}
+
+func (b *simLogBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.buf[max(0, len(b.buf)-b.max):])
+}
+
+// simGo is sync.WaitGroup.Go, which needs go 1.25 in go.mod.
+func simGo(wg *sync.WaitGroup, f func()) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f()
+	}()
+}
