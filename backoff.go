@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/cenkalti/backoff/v4"
 )
 
@@ -47,12 +48,38 @@ var fatalCodes = map[string]bool{
 	"MissingAuthenticationToken":  true,
 }
 
-// isFatal reports whether err is an AWS error that no retry can fix.
-// Everything else (throttling, limits, 5xx, network) is transient.
+// isFatal reports whether err is an AWS error that no retry can fix, or a
+// second process with this worker's ID. Everything else (throttling,
+// limits, 5xx, network) is transient.
 func isFatal(err error) bool {
+	if errors.Is(err, errDuplicateWorker) {
+		return true
+	}
 	var apiErr smithy.APIError
 	return errors.As(err, &apiErr) && fatalCodes[apiErr.ErrorCode()]
 }
+
+// isConfigError reports whether err is an AWS SDK call that failed before
+// any request was sent: no region, no credentials, an endpoint that does not
+// parse. On a consumer's first calls no retry fixes those. (Later, a
+// credentials provider may fail for a while and recover, so they are retried
+// then.)
+func isConfigError(err error) bool {
+	var op *smithy.OperationError
+	var sent *smithyhttp.ResponseError
+	return errors.As(err, &op) && !errors.As(err, &sent) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+type startingKey struct{}
+
+// whileStarting marks ctx as a consumer's start: retry then gives up on
+// config errors at once.
+func whileStarting(ctx context.Context) context.Context {
+	return context.WithValue(ctx, startingKey{}, true)
+}
+
+func starting(ctx context.Context) bool { return ctx.Value(startingKey{}) != nil }
 
 func errorCode(err error) string {
 	var apiErr smithy.APIError
@@ -83,7 +110,7 @@ type retryCounters struct {
 func retry[T any](ctx context.Context, n *retryCounters, log *slog.Logger, what string, permanent func(error) bool, op func() (T, error)) (T, error) {
 	return backoff.RetryNotifyWithData(func() (T, error) {
 		v, err := op()
-		if err != nil && (isFatal(err) || (permanent != nil && permanent(err)) || ctx.Err() != nil) {
+		if err != nil && (isFatal(err) || (permanent != nil && permanent(err)) || ctx.Err() != nil || starting(ctx) && isConfigError(err)) {
 			return v, backoff.Permanent(err)
 		}
 		return v, err

@@ -3,9 +3,12 @@ package kcl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/bits"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Sentinel checkpoints, as the Java KCL writes them in the lease table.
@@ -259,11 +262,12 @@ func (w *ackWindow) waitBelow(ctx context.Context, n int) bool {
 // periodic flush, at shard end, on hand-off and on shutdown. Transient errors
 // are retried until ctx ends.
 func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpoint, next string) error {
-	err := c.writeLease(h, func(l lease) (lease, error) {
-		return retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (lease, error) {
-			return c.table.checkpoint(ctx, l, cp, next)
-		})
+	_, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (struct{}, error) {
+		return struct{}{}, c.checkpointOnce(ctx, h, cp, next)
 	})
+	if isLeaseLost(err) {
+		c.forgetLost(h, "")
+	}
 	if err != nil {
 		return err
 	}
@@ -280,22 +284,32 @@ func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpo
 func isLeaseLost(err error) bool { return errors.Is(err, errLeaseLost) }
 
 // flushCheckpoints writes the acked prefix of every held shard whose
-// checkpoint moved since it was last written. Each write gets at most a
-// heartbeat interval: a write that keeps failing is retried by the next
-// flush, and never holds up the lease loop's heartbeats.
-func (c *Consumer) flushCheckpoints(ctx context.Context) {
+// checkpoint moved since it was last written, up to 8 at a time. Each write
+// gets at most a heartbeat interval: a write that keeps failing is retried
+// by the next flush, and never holds up the other shards or the lease loop
+// for longer. A write that no retry can fix is returned.
+func (c *Consumer) flushCheckpoints(ctx context.Context) error {
+	var g errgroup.Group
+	g.SetLimit(8)
 	for _, h := range c.heldLeases() {
 		acked, _ := h.window.state()
 		if acked == h.stored.Load().cp {
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
-		err := c.writeCheckpoint(wctx, h, acked, c.opts.WorkerID)
-		cancel()
-		if err != nil && !isLeaseLost(err) && ctx.Err() == nil {
-			c.log.Warn("kcl: checkpoint write failed; retrying next flush", "shard", h.shardID, "error", err)
-		}
+		g.Go(func() error {
+			wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
+			err := c.writeCheckpoint(wctx, h, acked, c.opts.WorkerID)
+			cancel()
+			if isFatal(err) {
+				return fmt.Errorf("kcl: lease table %q: checkpoint of shard %q: %w", c.table.name(), h.shardID, err)
+			}
+			if err != nil && !isLeaseLost(err) && ctx.Err() == nil {
+				c.log.Warn("kcl: checkpoint write failed; retrying next flush", "shard", h.shardID, "error", err)
+			}
+			return nil
+		})
 	}
+	return g.Wait()
 }
 
 // releaseLease writes the acked prefix of h and gives the lease up, so that

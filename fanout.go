@@ -108,7 +108,7 @@ func (c *Consumer) subscribeShard(ctx context.Context, h *heldLease) error {
 	continuation := "" // where the next subscription starts, after this
 	b := newBackOff()
 	for {
-		pos := c.startingPosition(h.shardID, start, continuation)
+		pos := c.startingPosition(h, start, continuation)
 		// Each subscription has its own context, cancelled when it ends, so
 		// the HTTP/2 stream is torn down and the server frees it.
 		subCtx, cancel := context.WithCancel(ctx)
@@ -194,7 +194,7 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 // given. The children come with that answer.
 func (c *Consumer) confirmShardEnd(ctx context.Context, h *heldLease, after string) (bool, []types.ChildShard) {
 	start, _ := h.window.state()
-	iterator, err := c.shardIterator(ctx, h.shardID, start, after)
+	iterator, err := c.shardIterator(ctx, h, start, after)
 	for i := 0; err == nil && i < 3; i++ {
 		var out *kinesis.GetRecordsOutput
 		out, err = c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1)})

@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -33,12 +34,17 @@ type lease struct {
 	ownerSwitches int64
 	parents       []string
 	handoffTo     string // a worker asked the owner to hand the lease over
+	// startAt is where a lease still at LATEST or AT_TIMESTAMP is opened by
+	// its later owners: set by the first take of such a lease (kcl's own
+	// attribute; the Java KCL ignores it). Zero: not set.
+	startAt time.Time
 }
 
 // workerBeat is a worker's heartbeat item.
 type workerBeat struct {
 	counter  int64
-	stopping bool // shutting down: it releases its leases and takes none
+	stopping bool   // shutting down: it releases its leases and takes none
+	token    string // the process writing it (memLeases only)
 }
 
 // tableSnapshot is one read of the whole lease table.
@@ -52,6 +58,10 @@ type tableSnapshot struct {
 // worker owns it now, or it was edited.
 var errLeaseLost = errors.New("kcl: lease lost")
 
+// errDuplicateWorker says another process writes this worker's heartbeat:
+// two processes run with one WorkerID. No retry can fix it.
+var errDuplicateWorker = errors.New("another process is running with this WorkerID; each process needs its own")
+
 // leaseTable stores leases and heartbeats. Lease writes succeed only while
 // the stored lease still has the owner and counter of the lease passed in,
 // and return errLeaseLost otherwise. Implementations are safe for concurrent
@@ -60,6 +70,8 @@ type leaseTable interface {
 	name() string
 	ensure(ctx context.Context) error
 	list(ctx context.Context) (tableSnapshot, error)
+	// read reads one lease (ok false: no such lease), with a consistent read.
+	read(ctx context.Context, shardID string) (l lease, ok bool, err error)
 	create(ctx context.Context, l lease) (created bool, err error)
 	// take makes owner the owner, clearing any hand-off claim.
 	take(ctx context.Context, l lease, owner string) (lease, error)
@@ -70,7 +82,11 @@ type leaseTable interface {
 	// checkpoint writes cp and passes the lease to next: l.owner keeps it,
 	// "" releases it, another worker receives it (a hand-off).
 	checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error)
-	heartbeat(ctx context.Context, worker string, stopping bool) error
+	// heartbeat bumps the worker's heartbeat counter from last, the counter
+	// this process wrote before (< 0: none yet, create or take the item over),
+	// and returns the new counter. It fails with errDuplicateWorker when the
+	// item was last written by another process (token) of the same worker.
+	heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error)
 	// removeWorker deletes a worker's heartbeat item, if its counter is still
 	// counter (any counter when counter < 0).
 	removeWorker(ctx context.Context, worker string, counter int64) error
@@ -84,17 +100,24 @@ type heldLease struct {
 	cancel    context.CancelFunc // stops the shard's reader
 	stopFetch context.CancelFunc // stops fetching only, for a hand-off
 
+	// Immutable: where a lease at LATEST or AT_TIMESTAMP starts (see
+	// startingPosition), and whether this worker's take stored it.
+	startAt     time.Time
+	storedStart bool
+
 	counters        shardCounters
 	warnedMalformed bool // reader only
+	opened          bool // reader only: the shard was opened once
 
 	// stored is the checkpoint as the table holds it and when this worker
 	// wrote it (or took the lease): read without mu, which is held across I/O.
 	stored atomic.Pointer[storedCheckpoint]
 
-	mu      sync.Mutex // held across every write of the lease: each is conditional on the counter
+	mu      sync.Mutex // held across each attempt at a write of the lease: each is conditional on the counter
 	lease   lease
-	handoff string // worker to hand the lease to, once asked
-	gone    bool   // released, ended, handed off or lost: no more writes
+	unsure  *leaseWrite // the last write failed without an answer: it may have taken effect
+	handoff string      // worker to hand the lease to, once asked
+	gone    bool        // released, ended, handed off or lost: no more writes
 }
 
 type storedCheckpoint struct {
@@ -167,7 +190,7 @@ func (c *Consumer) keepLeases(ctx context.Context) error {
 		case <-c.takeNow:
 			err = c.balance(ctx)
 		case <-flush.C:
-			c.flushCheckpoints(ctx)
+			err = c.flushCheckpoints(ctx)
 		case <-shardSync.C:
 			err = c.syncAndBalance(ctx)
 		case <-c.syncNow:
@@ -196,10 +219,13 @@ func notify(ch chan struct{}) {
 	}
 }
 
-// heartbeat writes this worker's heartbeat. A worker whose heartbeat has not
-// been written for LeaseDuration pauses every shard (pause.go): others may
-// rightly think it dead and take its leases.
+// heartbeat writes this worker's heartbeat, from the counter this process
+// last wrote, and extends the delivery deadline (pause.go) when the reply
+// came in time. Another process writing the same worker's heartbeat is a
+// fatal error naming the WorkerID.
 func (c *Consumer) heartbeat(ctx context.Context) error {
+	c.beatMu.Lock()
+	defer c.beatMu.Unlock()
 	c.mu.Lock()
 	stopping := c.closing
 	c.mu.Unlock()
@@ -207,23 +233,42 @@ func (c *Consumer) heartbeat(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 	defer cancel()
 	var sent time.Time // the write takes effect no earlier than this
-	_, err := retry(bctx, &c.counters.retryCounters, c.log, "heartbeat", nil, func() (struct{}, error) {
+	counter, err := retry(bctx, &c.counters.retryCounters, c.log, "heartbeat", isDuplicateWorker, func() (int64, error) {
 		sent = time.Now()
-		return struct{}{}, c.table.heartbeat(bctx, c.opts.WorkerID, stopping)
+		return c.table.heartbeat(bctx, c.opts.WorkerID, c.token, stopping, c.beatCounter)
 	})
-	c.mu.Lock()
-	if err == nil {
-		c.beatAt = sent
+	if isDuplicateWorker(err) {
+		return fmt.Errorf("kcl: lease table %q: WorkerID %q: %w", c.table.name(), c.opts.WorkerID, err)
 	}
-	stale := time.Since(c.beatAt) > c.opts.LeaseDuration
-	c.mu.Unlock()
-	switch {
-	case stale && c.pause.close():
-		c.log.Warn("kcl: heartbeat not written within LeaseDuration; every shard paused until it is", "shards", len(c.heldLeases()), "error", err)
-	case !stale && c.pause.isShut():
-		notify(c.takeNow) // the next table read resumes the shards still held
+	if err != nil {
+		return err
 	}
-	return err
+	c.beatCounter = counter
+	if c.pause.beat(sent, time.Now()) {
+		notify(c.takeNow) // late: the next pass fences the leases still held
+	}
+	return nil
+}
+
+func isDuplicateWorker(err error) bool { return errors.Is(err, errDuplicateWorker) }
+
+// fence writes every lease still held again, fenced on its counter, after a
+// heartbeat that came too late to be trusted: a take another worker decided
+// on the older heartbeat then fails. Leases found taken are dropped; once
+// all the rest are written the pause gate reopens. It reports false if a
+// write failed for another reason: the next pass tries again.
+func (c *Consumer) fence(ctx context.Context) bool {
+	for _, h := range c.heldLeases() {
+		acked, _ := h.window.state()
+		wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
+		err := c.writeCheckpoint(wctx, h, acked, c.opts.WorkerID)
+		cancel()
+		if err != nil && !isLeaseLost(err) {
+			return false
+		}
+	}
+	c.pause.fenced()
+	return true
 }
 
 // balance reads the lease table, notices lost leases and hand-off requests,
@@ -242,23 +287,25 @@ func (c *Consumer) balance(ctx context.Context) error {
 
 	c.mu.Lock()
 	c.lastTable = snap.leases
-	if c.closing || now.Sub(c.beatAt) > c.opts.LeaseDuration {
+	if c.closing {
 		c.mu.Unlock()
 		return nil
 	}
-	// A paused worker resumes on a read of the table made after its
-	// heartbeat was written again, once it has dropped the leases taken
-	// from it meanwhile.
-	resume := c.pause.isShut() && listed.After(c.beatAt)
+	// A worker's or lease's counter seen unchanged for LeaseDuration is
+	// expired. The clock starts when this worker first sees a value (after
+	// the read, so no earlier than the write), and the judgement uses the
+	// time this read started: the owner's own deadline (pause.go) then
+	// always comes first.
 	fresh := func(key string, counter int64, owner string) bool {
 		obs, seen := c.seen[key]
 		if !seen || obs.counter != counter || obs.owner != owner {
 			obs = observation{counter: counter, owner: owner, since: now}
 			c.seen[key] = obs
 		}
-		return now.Sub(obs.since) <= c.opts.LeaseDuration
+		return listed.Sub(obs.since) <= c.opts.LeaseDuration
 	}
 	workerAlive := map[string]bool{me: true}
+	stopping := map[string]bool{}
 	workers := []string{me}
 	for id, w := range snap.workers {
 		if id == me {
@@ -266,6 +313,7 @@ func (c *Consumer) balance(ctx context.Context) error {
 		}
 		if fresh(workerKeyPrefix+id, w.counter, "") {
 			workerAlive[id] = true
+			stopping[id] = w.stopping
 			if !w.stopping {
 				workers = append(workers, id)
 			}
@@ -294,9 +342,6 @@ func (c *Consumer) balance(ctx context.Context) error {
 		if l.checkpoint.shardEnd() || !parentsDone(l, byShard) {
 			continue
 		}
-		if _, listed := c.shards[l.shardID]; !listed {
-			continue // not a shard of this stream now (trimmed, or another stream's)
-		}
 		owner := l.owner
 		if owner != "" && owner != me && !workerAlive[owner] && !leaseFresh {
 			owner = "" // expired
@@ -311,7 +356,8 @@ func (c *Consumer) balance(ctx context.Context) error {
 		claimant := l.handoffTo
 		if owner == "" {
 			claimant = "" // nobody to hand it over: it is free for any worker to take
-		} else if claimant != "" && (!workerAlive[claimant] || claimant == owner) {
+		} else if claimant != "" && (!workerAlive[claimant] || stopping[claimant] || claimant == owner) {
+			// Gone, stopping (it would not read the shard), or the owner.
 			if owner == me {
 				toUnclaim = append(toUnclaim, l)
 			}
@@ -332,8 +378,11 @@ func (c *Consumer) balance(ctx context.Context) error {
 	for _, h := range lost {
 		c.forgetLost(h, byShard[h.shardID].owner)
 	}
-	if resume && c.pause.open() {
-		c.log.Info("kcl: heartbeat written again; shards resumed", "shards", len(c.heldLeases()))
+	if pending, _ := c.pause.fencePending(); pending && !c.fence(ctx) {
+		return nil
+	}
+	if c.pause.isShut() {
+		return nil // no trusted heartbeat: take and pass on nothing
 	}
 	for _, ho := range handoffs {
 		c.requestHandoff(ho.h, ho.to)
@@ -360,18 +409,50 @@ func (c *Consumer) balance(ctx context.Context) error {
 	}
 	for _, id := range take {
 		l := byShard[id]
+		storedStart := false
+		if l.startAt.IsZero() {
+			l.startAt = c.startTime(l.checkpoint)
+			storedStart = !l.startAt.IsZero()
+		}
 		taken, err := c.table.take(ctx, l, me)
 		if isLeaseLost(err) {
-			continue // another worker was faster
+			// Another worker was faster, or this take took effect and
+			// only its reply was lost.
+			var ok bool
+			taken, ok, err = c.readBack(ctx, id, func(s lease) bool { return s.owner == me && s.counter == l.counter+1 })
+			if !ok {
+				continue
+			}
 		}
 		if err != nil {
 			return err
 		}
 		c.log.Info("kcl: lease taken", "shard", id, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
-		c.startReader(ctx, taken)
+		c.startReader(ctx, taken, storedStart)
 	}
 	c.removeDeadWorkers(ctx, snap, now)
 	return nil
+}
+
+// latestSkew is how far before its first take a lease at LATEST starts for
+// its later owners: records arrive with the server's clock, the start time
+// is taken on this worker's, and a clock ahead of the server's by less than
+// this loses nothing. Records written up to this long before the group first
+// read the shard may be delivered when such a lease moves before its first
+// checkpoint.
+const latestSkew = time.Minute
+
+// startTime returns the start to store in a lease still at cp when it is
+// first taken: a little before now for LATEST, InitialPosition's time for
+// AT_TIMESTAMP, zero otherwise.
+func (c *Consumer) startTime(cp checkpoint) time.Time {
+	switch {
+	case cp.seq == checkpointLatest:
+		return time.Now().Add(-latestSkew)
+	case cp.seq == checkpointAtTimestamp && c.opts.InitialPosition.kind == positionAtTimestamp:
+		return c.opts.InitialPosition.timestamp
+	}
+	return time.Time{}
 }
 
 // removeDeadWorkers deletes the heartbeat items of workers dead for a while
@@ -418,8 +499,8 @@ func (c *Consumer) reportBadLeases(bad []error) {
 }
 
 // startReader starts reading the shard of a lease just taken.
-func (c *Consumer) startReader(leaseCtx context.Context, l lease) {
-	h := &heldLease{shardID: l.shardID, lease: l, window: newAckWindow(l.checkpoint)}
+func (c *Consumer) startReader(leaseCtx context.Context, l lease, storedStart bool) {
+	h := &heldLease{shardID: l.shardID, lease: l, window: newAckWindow(l.checkpoint), startAt: l.startAt, storedStart: storedStart}
 	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
 	c.mu.Lock()
 	if c.closing {
@@ -503,30 +584,80 @@ func (c *Consumer) forget(h *heldLease) {
 
 func (c *Consumer) forgetLost(h *heldLease, owner string) {
 	h.mu.Lock()
+	wasGone := h.gone
 	h.gone = true
 	h.mu.Unlock()
-	c.log.Warn("kcl: lease lost; shard no longer delivered", "shard", h.shardID, "owner", owner)
+	if !wasGone {
+		c.log.Warn("kcl: lease lost; shard no longer delivered", "shard", h.shardID, "owner", owner)
+	}
 	c.forget(h)
 }
 
-// writeLease runs one conditional write of h under its lock. A lease found
-// lost is forgotten at once: its shard stops being delivered.
-func (c *Consumer) writeLease(h *heldLease, write func(lease) (lease, error)) error {
+// checkpointOnce makes one attempt at writing cp to the lease of h and
+// passing it to next, under h.mu, so that writes of one lease never
+// interleave and the lock is never held across a retry's wait.
+//
+// A write that failed without an answer may still have taken effect: it is
+// remembered (h.unsure). When a later write's condition fails, the lease is
+// read back: if it holds exactly what this write, or the unsure one, wrote
+// (the next counter, the checkpoint, the owner), the write took effect and
+// only its reply was lost. In the unsure case the lease moves on from what
+// the table holds and this write is made again (errWriteAgain, retried).
+// Anything else is a lost lease.
+func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, cp checkpoint, next string) error {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.gone {
-		h.mu.Unlock()
 		return errLeaseLost
 	}
-	l, err := write(h.lease)
-	if isLeaseLost(err) {
-		h.mu.Unlock()
-		c.forgetLost(h, "")
+	before := h.lease
+	l, err := c.table.checkpoint(ctx, before, cp, next)
+	if err != nil && !isLeaseLost(err) {
+		h.unsure = &leaseWrite{cp: cp, next: next}
 		return err
 	}
-	if err == nil {
-		h.lease = l
-		h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
+	if isLeaseLost(err) {
+		stored, found, rerr := c.table.read(ctx, h.shardID)
+		if rerr != nil {
+			return rerr
+		}
+		wrote := func(w leaseWrite) bool {
+			return found && stored.counter == before.counter+1 && stored.checkpoint == w.cp && stored.owner == w.next
+		}
+		switch {
+		case wrote(leaseWrite{cp: cp, next: next}):
+			c.log.Debug("kcl: a lease write took effect though its reply was lost", "shard", h.shardID)
+			l, err = stored, nil
+		case h.unsure != nil && wrote(*h.unsure) && stored.owner == c.opts.WorkerID:
+			c.log.Debug("kcl: a lease write took effect though its reply was lost", "shard", h.shardID)
+			h.lease, h.unsure = stored, nil
+			h.stored.Store(&storedCheckpoint{cp: stored.checkpoint, at: time.Now()})
+			return errWriteAgain
+		default:
+			return errLeaseLost
+		}
 	}
-	h.mu.Unlock()
-	return err
+	h.lease, h.unsure = l, nil
+	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
+	return nil
+}
+
+// leaseWrite is what a checkpoint write writes.
+type leaseWrite struct {
+	cp   checkpoint
+	next string
+}
+
+// errWriteAgain says a write must be made again on the lease as now known.
+var errWriteAgain = errors.New("kcl: an earlier lease write took effect; writing again")
+
+// readBack reads a lease after a conditional write of it failed, and
+// reports whether it holds what the write would have written (wrote).
+func (c *Consumer) readBack(ctx context.Context, shardID string, wrote func(lease) bool) (lease, bool, error) {
+	l, found, err := c.table.read(ctx, shardID)
+	if err != nil || !found || !wrote(l) {
+		return lease{}, false, err
+	}
+	c.log.Debug("kcl: a lease write took effect though its reply was lost", "shard", shardID)
+	return l, true, nil
 }

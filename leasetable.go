@@ -27,6 +27,10 @@ const (
 	// stopping flag of a worker's heartbeat item.
 	attrHandoff  = "handoffTo"
 	attrStopping = "workerStopping"
+	attrToken    = "workerToken" // the process that writes a heartbeat item
+	// kcl's own: where a lease still at LATEST or AT_TIMESTAMP starts for
+	// later owners (lease.startAt), in Unix milliseconds.
+	attrStartAt = "kclStartTimestamp"
 )
 
 // dynamoLeases is the lease table in DynamoDB. Every write but create is
@@ -153,7 +157,12 @@ func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, 
 		cond = "leaseCounter = :c AND leaseOwner = :old"
 		values[":old"] = &types.AttributeValueMemberS{Value: l.owner}
 	}
-	err := t.update(ctx, l.shardID, cond, "SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw REMOVE handoffTo", values)
+	set := "SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw"
+	if !l.startAt.IsZero() {
+		set += ", " + attrStartAt + " = :start"
+		values[":start"] = number(l.startAt.UnixMilli())
+	}
+	err := t.update(ctx, l.shardID, cond, set+" REMOVE handoffTo", values)
 	if err != nil {
 		return l, err
 	}
@@ -203,18 +212,64 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 	return l, nil
 }
 
-// heartbeat bumps the counter of the worker's own item, creating it if
-// needed.
-func (t *dynamoLeases) heartbeat(ctx context.Context, worker string, stopping bool) error {
-	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:        &t.table,
-		Key:              map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: workerKeyPrefix + worker}},
-		UpdateExpression: aws.String("ADD leaseCounter :one SET workerStopping = :stopping"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":one": number(1), ":stopping": &types.AttributeValueMemberBOOL{Value: stopping},
-		},
-	})
-	return err
+// heartbeat bumps the counter of the worker's own item from last, the
+// counter this process wrote before, and marks the item with token, this
+// process's own. With last < 0 (the first beat of a process) it creates the
+// item or takes it over, whatever it holds. A write whose condition fails is
+// read back: if the item holds this process's token, an earlier write of its
+// own took effect with its reply lost, and the write is made again from the
+// counter found; another token means another process beats with the same
+// worker ID (errDuplicateWorker).
+func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
+	key := map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: workerKeyPrefix + worker}}
+	values := map[string]types.AttributeValue{
+		":tok": &types.AttributeValueMemberS{Value: token}, ":stopping": &types.AttributeValueMemberBOOL{Value: stopping},
+	}
+	in := &dynamodb.UpdateItemInput{TableName: &t.table, Key: key, ExpressionAttributeValues: values}
+	if last < 0 {
+		values[":one"] = number(1)
+		in.UpdateExpression = aws.String("ADD leaseCounter :one SET " + attrToken + " = :tok, " + attrStopping + " = :stopping")
+		in.ReturnValues = types.ReturnValueUpdatedNew
+		out, err := t.db.UpdateItem(ctx, in)
+		if err != nil {
+			return 0, err
+		}
+		return numberAttr(out.Attributes, attrCounter, true)
+	}
+	values[":c"], values[":n"] = number(last), number(last+1)
+	in.UpdateExpression = aws.String("SET leaseCounter = :n, " + attrStopping + " = :stopping")
+	in.ConditionExpression = aws.String("leaseCounter = :c AND " + attrToken + " = :tok")
+	_, err := t.db.UpdateItem(ctx, in)
+	if !isConditionFailed(err) {
+		return last + 1, err
+	}
+	item, err := t.get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if item == nil { // removed by a worker that took this one for dead
+		return t.heartbeat(ctx, worker, token, stopping, -1)
+	}
+	if tok, _ := item[attrToken].(*types.AttributeValueMemberS); tok == nil || tok.Value != token {
+		return 0, errDuplicateWorker
+	}
+	n, err := numberAttr(item, attrCounter, true)
+	if err != nil || n <= last {
+		return 0, fmt.Errorf("heartbeat %q changed under this process", worker)
+	}
+	// An earlier write of this process took effect though its reply was
+	// lost: write again from there, so that the beat returned is one sent
+	// no earlier than the caller thinks.
+	return t.heartbeat(ctx, worker, token, stopping, n)
+}
+
+// get reads one item, nil when there is none.
+func (t *dynamoLeases) get(ctx context.Context, key map[string]types.AttributeValue) (map[string]types.AttributeValue, error) {
+	out, err := t.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.table, Key: key, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, err
+	}
+	return out.Item, nil
 }
 
 func (t *dynamoLeases) removeWorker(ctx context.Context, worker string, counter int64) error {
@@ -233,6 +288,8 @@ func (t *dynamoLeases) removeWorker(ctx context.Context, worker string, counter 
 	return err
 }
 
+// update runs one conditional update of a lease item; a failed condition
+// is errLeaseLost.
 func (t *dynamoLeases) update(ctx context.Context, shardID, cond, update string, values map[string]types.AttributeValue) error {
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &t.table,
@@ -245,6 +302,16 @@ func (t *dynamoLeases) update(ctx context.Context, shardID, cond, update string,
 		return errLeaseLost
 	}
 	return err
+}
+
+// read reads one lease, with a consistent read.
+func (t *dynamoLeases) read(ctx context.Context, shardID string) (lease, bool, error) {
+	item, err := t.get(ctx, map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shardID}})
+	if err != nil || item == nil {
+		return lease{}, false, err
+	}
+	l, err := leaseFromItem(item)
+	return l, err == nil, err
 }
 
 func isConditionFailed(err error) bool {
@@ -299,6 +366,11 @@ func leaseFromItem(item map[string]types.AttributeValue) (lease, error) {
 			return bad(attrHandoff, "not a string")
 		}
 		l.handoffTo = s.Value
+	}
+	if start, err := numberAttr(item, attrStartAt, false); err != nil {
+		return bad(attrStartAt, err.Error())
+	} else if start > 0 {
+		l.startAt = time.UnixMilli(start)
 	}
 	if v, present := item[attrParents]; present {
 		switch p := v.(type) {

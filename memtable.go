@@ -33,6 +33,14 @@ func (t *memLeases) list(ctx context.Context) (tableSnapshot, error) {
 	return snap, nil
 }
 
+func (t *memLeases) read(ctx context.Context, shardID string) (lease, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l, ok := t.leases[shardID]
+	l.parents = slices.Clone(l.parents)
+	return l, ok, nil
+}
+
 func (t *memLeases) create(ctx context.Context, l lease) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -61,7 +69,11 @@ func (t *memLeases) write(cur lease, counted bool, change func(*lease) bool) (le
 }
 
 func (t *memLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
-	return t.write(l, true, func(s *lease) bool { s.owner, s.handoffTo = owner, ""; s.ownerSwitches++; return true })
+	return t.write(l, true, func(s *lease) bool {
+		s.owner, s.handoffTo, s.startAt = owner, "", l.startAt
+		s.ownerSwitches++
+		return true
+	})
 }
 
 func (t *memLeases) claim(ctx context.Context, l lease, taker string) error {
@@ -96,11 +108,15 @@ func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next
 	})
 }
 
-func (t *memLeases) heartbeat(ctx context.Context, worker string, stopping bool) error {
+func (t *memLeases) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.workers[worker] = workerBeat{counter: t.workers[worker].counter + 1, stopping: stopping}
-	return nil
+	w, ok := t.workers[worker]
+	if ok && last >= 0 && w.token != token {
+		return 0, errDuplicateWorker
+	}
+	t.workers[worker] = workerBeat{counter: w.counter + 1, stopping: stopping, token: token}
+	return w.counter + 1, nil
 }
 
 func (t *memLeases) removeWorker(ctx context.Context, worker string, counter int64) error {

@@ -184,6 +184,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, invalid("InitialPosition", "AtTimestamp needs a non-zero time")
 	case o.EnhancedFanOut && o.ConsumerName == "" && o.AppName == "":
 		return o, invalid("ConsumerName", "required for EnhancedFanOut without AppName")
+	case o.EnhancedFanOut && o.ConsumerName == "" && !consumerNamePattern.MatchString(o.AppName):
+		return o, invalid("ConsumerName", "defaults to AppName %q, which is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -); set ConsumerName", o.AppName)
 	case o.ConsumerName != "" && !consumerNamePattern.MatchString(o.ConsumerName):
 		return o, invalid("ConsumerName", "%q is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -)", o.ConsumerName)
 	case o.MaxRecords < 0 || o.MaxRecords > 10000:

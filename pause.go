@@ -2,53 +2,195 @@ package kcl
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// pauseGate holds back the deliveries of every shard while this worker's
-// heartbeat is stale: other workers may then rightly think it dead and take
-// its leases, so it must not hand out more records it may no longer own. The
-// shards keep their ack windows, so acks still count and checkpoints (fenced
-// on owner and counter) are still written. Once the heartbeat is written
-// again and a read of the lease table has dropped the leases taken
-// meanwhile, the gate opens and the shards go on from where they were:
-// nothing acked is delivered twice.
+// pauseGate holds back the deliveries of every shard once this worker may
+// be taken for dead: other workers may then rightly take its leases, so it
+// must not hand out more records it may no longer own. The shards keep their
+// ack windows, so acks still count and checkpoints (fenced on owner and
+// counter) are still written.
 //
-// The zero value is open. Methods are safe for concurrent use; wait costs one
-// atomic load while the gate is open.
+// The gate keeps a deadline: the time the last trusted heartbeat was sent
+// plus LeaseDuration less a margin. Another worker judges this one dead only
+// after seeing its heartbeat unchanged for LeaseDuration on its own clock,
+// from a read of the table that started after it first saw that heartbeat,
+// so no other worker can take a lease before the deadline. The gate shuts
+// when the deadline passes: by a timer, for readers blocked on a full
+// channel, and by check, which readers call before each chunk they send, for
+// a process that was frozen and whose timer has not fired yet.
+//
+// A heartbeat extends the deadline only if its reply came before the
+// deadline. One that came later (a freeze, a partition, a throttled table)
+// may follow another worker's judgement that this one is dead: the gate then
+// stays shut until every lease still held has been written again, fenced on
+// its counter (fenced), so that a take decided on the old heartbeat fails;
+// only then does it reopen, and the shards go on from where they were.
+//
+// Methods are safe for concurrent use; wait costs one atomic load while the
+// gate is open.
 type pauseGate struct {
-	mu   sync.Mutex
+	epoch    time.Time     // immutable: monotonic origin of deadline
+	lease    time.Duration // immutable: LeaseDuration less the margin
+	log      *slog.Logger  // immutable
+	deadline atomic.Int64  // nanoseconds since epoch; deliveries stop after it
+
 	shut atomic.Pointer[chan struct{}] // nil while open; else closed on reopening
+
+	mu       sync.Mutex    // guards the fields below
+	shutting chan struct{} // closed when the gate shuts; nil until asked for
+	started  bool          // a heartbeat was trusted once
+	fence    bool          // a heartbeat came after the deadline: fenced must run
+	fenceAt  time.Time     // when that heartbeat was sent
+	timer    *time.Timer   // shuts the gate at the deadline
+	stopped  bool          // stop was called: no timer is armed any more
 }
 
-// close shuts the gate; it reports whether it was open.
-func (g *pauseGate) close() bool {
+// newPauseGate returns a gate for a worker whose leases last leaseDuration.
+// It is open, with a deadline already passed: nothing is delivered before
+// the first heartbeat.
+func newPauseGate(leaseDuration time.Duration, log *slog.Logger) *pauseGate {
+	return &pauseGate{epoch: time.Now(), lease: leaseDuration - deliveryMargin(leaseDuration), log: log}
+}
+
+// deliveryMargin is how long before another worker could judge it dead this
+// worker stops delivering: it covers clock rate differences and the time
+// between a reader's check and its send.
+func deliveryMargin(leaseDuration time.Duration) time.Duration { return leaseDuration / 10 }
+
+func (g *pauseGate) since(t time.Time) int64 { return int64(t.Sub(g.epoch)) }
+
+// beat records a heartbeat write sent at sent whose reply came at returned.
+// It reports whether the heartbeat came too late to be trusted: the gate is
+// then shut until fenced.
+func (g *pauseGate) beat(sent, returned time.Time) (late bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.shut.Load() != nil {
+	if g.started && (g.fence || g.since(returned) > g.deadline.Load()) {
+		g.fence, g.fenceAt = true, sent
+		g.closeLocked()
+		return true
+	}
+	g.extendLocked(sent)
+	if !g.started {
+		g.started = true
+		if ch := g.shut.Load(); ch != nil { // shut by a check before the first beat
+			close(*ch)
+			g.shut.Store(nil)
+		}
+	}
+	return false
+}
+
+// fenced says that every lease still held was written again after the late
+// heartbeat, so no take decided before it can succeed. The gate reopens if
+// that heartbeat still leaves time; it reports whether it reopened.
+func (g *pauseGate) fenced() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.fence {
 		return false
+	}
+	g.fence = false
+	g.extendLocked(g.fenceAt)
+	if time.Since(g.epoch) > time.Duration(g.deadline.Load()) {
+		g.closeLocked()
+		return false
+	}
+	return g.openLocked()
+}
+
+// fencePending reports whether a late heartbeat waits for fenced, and when
+// it was sent.
+func (g *pauseGate) fencePending() (bool, time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fence, g.fenceAt
+}
+
+func (g *pauseGate) extendLocked(sent time.Time) {
+	d := g.since(sent.Add(g.lease))
+	g.deadline.Store(d)
+	if g.stopped {
+		return
+	}
+	wait := time.Duration(d) - time.Since(g.epoch)
+	if g.timer == nil {
+		g.timer = time.AfterFunc(wait, func() { g.check() })
+	} else {
+		g.timer.Reset(wait)
+	}
+}
+
+// check shuts the gate if the deadline has passed, and reports whether the
+// gate is open. Readers call it before each chunk they send.
+func (g *pauseGate) check() bool {
+	if time.Since(g.epoch) <= time.Duration(g.deadline.Load()) {
+		return g.shut.Load() == nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if time.Since(g.epoch) > time.Duration(g.deadline.Load()) {
+		g.closeLocked()
+	}
+	return g.shut.Load() == nil
+}
+
+// stop disarms the timer for good.
+func (g *pauseGate) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopped = true
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+}
+
+func (g *pauseGate) closeLocked() {
+	if g.shut.Load() != nil {
+		return
 	}
 	ch := make(chan struct{})
 	g.shut.Store(&ch)
-	return true
+	g.log.Warn("kcl: heartbeat not written within LeaseDuration; every shard paused until it is")
+	if g.shutting != nil {
+		close(g.shutting)
+		g.shutting = nil
+	}
 }
 
-// open opens the gate and releases its waiters; it reports whether it was
-// shut.
-func (g *pauseGate) open() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+func (g *pauseGate) openLocked() bool {
 	ch := g.shut.Load()
 	if ch == nil {
 		return false
 	}
 	close(*ch)
 	g.shut.Store(nil)
+	g.log.Info("kcl: heartbeat written again; shards resumed")
 	return true
 }
 
+// isShut reports whether the gate is shut.
 func (g *pauseGate) isShut() bool { return g.shut.Load() != nil }
+
+// closing returns a channel closed when the gate shuts (at once if it is
+// shut), for a send blocked on a full channel.
+func (g *pauseGate) closing() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.shut.Load() != nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	if g.shutting == nil {
+		g.shutting = make(chan struct{})
+	}
+	return g.shutting
+}
 
 // wait blocks while the gate is shut. It reports false if ctx ended first.
 func (g *pauseGate) wait(ctx context.Context) bool {

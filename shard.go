@@ -21,7 +21,10 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 	}
 	log := c.log.With("shard", h.shardID)
 	start, _ := h.window.state() // the checkpoint at take: nothing is delivered yet
-	iterator, err := c.shardIterator(ctx, h.shardID, start, "")
+	iterator, err := c.shardIterator(ctx, h, start, "")
+	if isResourceNotFound(err) {
+		return c.shardGone(ctx, h, err)
+	}
 	if err != nil {
 		return c.readError(ctx, h, err)
 	}
@@ -46,14 +49,20 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 			c.counters.iteratorRefreshes.Add(1)
 			log.Info("kcl: shard iterator expired; reopening after the last record delivered")
 			if last == "" {
-				iterator, err = c.shardIterator(ctx, h.shardID, start, "")
+				iterator, err = c.shardIterator(ctx, h, start, "")
 			} else {
-				iterator, err = c.shardIterator(ctx, h.shardID, checkpoint{}, last)
+				iterator, err = c.shardIterator(ctx, h, checkpoint{}, last)
+			}
+			if isResourceNotFound(err) {
+				return c.shardGone(ctx, h, err)
 			}
 			if err != nil {
 				return c.readError(ctx, h, err)
 			}
 			continue
+		}
+		if isResourceNotFound(err) {
+			return c.shardGone(ctx, h, err)
 		}
 		if err != nil {
 			return c.readError(ctx, h, err)
@@ -115,6 +124,7 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords,
 		if !h.window.push(chunk) {
 			return false
 		}
+		c.pause.check() // shuts the gate if the delivery deadline passed (pause.go)
 		sent, bytes := len(chunk), int64(0)
 		for i := range chunk {
 			if !c.send(ctx, done, &chunk[i]) {
@@ -135,8 +145,9 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords,
 
 // send puts rec on the channel unless ctx ends first (done is ctx.Done()),
 // waiting while the worker is paused (pause.go). The common case costs an
-// atomic load and two non-blocking channel operations; the two-way select
-// runs only when the channel is full.
+// atomic load and two non-blocking channel operations; the blocking select
+// runs only when the channel is full, and gives up the send if the pause
+// gate shuts meanwhile.
 func (c *Consumer) send(ctx context.Context, done <-chan struct{}, rec *Record) bool {
 	if !c.pause.wait(ctx) {
 		return false
@@ -151,29 +162,46 @@ func (c *Consumer) send(ctx context.Context, done <-chan struct{}, rec *Record) 
 		return true
 	default:
 	}
-	select {
-	case c.out <- *rec:
-		return true
-	case <-done:
-		return false
+	for {
+		select {
+		case c.out <- *rec:
+			return true
+		case <-done:
+			return false
+		case <-c.pause.closing():
+			if !c.pause.wait(ctx) {
+				return false
+			}
+		}
 	}
 }
 
 // startingPosition turns a checkpoint, or the sequence number after which to
-// go on, into where a shard is opened.
-func (c *Consumer) startingPosition(shardID string, from checkpoint, after string) types.StartingPosition {
+// go on, into where the shard of h is opened. Only h's reader calls it.
+//
+// A lease still at LATEST or AT_TIMESTAMP has no record to resume after, so
+// the first worker to take it stores a start time in it (lease.startAt): a
+// later owner opens AT_TIMESTAMP of it and re-reads what an earlier owner
+// may have delivered without acking, instead of skipping it. Only the very
+// first open of a LATEST lease, by the worker that stored the time, opens at
+// LATEST.
+func (c *Consumer) startingPosition(h *heldLease, from checkpoint, after string) types.StartingPosition {
+	first := !h.opened
+	h.opened = true
 	switch {
 	case after != "":
 		return types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(after)}
 	case from.seq == checkpointTrimHorizon:
 		return types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
-	case from.seq == checkpointLatest:
+	case from.seq == checkpointLatest && (h.startAt.IsZero() || first && h.storedStart):
 		return types.StartingPosition{Type: types.ShardIteratorTypeLatest}
+	case from.seq == checkpointLatest || from.seq == checkpointAtTimestamp && !h.startAt.IsZero():
+		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(h.startAt)}
 	case from.seq == checkpointAtTimestamp:
 		if c.opts.InitialPosition.kind != positionAtTimestamp {
-			// The table does not store the timestamp (neither does the Java
-			// KCL's): without one, reading from the oldest record loses nothing.
-			c.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but InitialPosition has no timestamp; reading from TRIM_HORIZON", "shard", shardID)
+			// Neither the lease (a table the Java KCL wrote) nor the options
+			// say when: reading from the oldest record loses nothing.
+			c.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but neither the lease nor InitialPosition has a timestamp; reading from TRIM_HORIZON", "shard", h.shardID)
 			return types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
 		}
 		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(c.opts.InitialPosition.timestamp)}
@@ -182,13 +210,13 @@ func (c *Consumer) startingPosition(shardID string, from checkpoint, after strin
 	}
 }
 
-// shardIterator opens the shard at a checkpoint, or just after the sequence
-// number after when it is set.
-func (c *Consumer) shardIterator(ctx context.Context, shardID string, from checkpoint, after string) (*string, error) {
-	pos := c.startingPosition(shardID, from, after)
-	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(shardID), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
+// shardIterator opens the shard of h at a checkpoint, or just after the
+// sequence number after when it is set.
+func (c *Consumer) shardIterator(ctx context.Context, h *heldLease, from checkpoint, after string) (*string, error) {
+	pos := c.startingPosition(h, from, after)
+	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(h.shardID), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
 	c.setStream(&in.StreamName, &in.StreamARN)
-	out, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", shardID), "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
+	out, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
 		return c.kinesis.GetShardIterator(ctx, in)
 	})
 	if err != nil {
@@ -198,27 +226,47 @@ func (c *Consumer) shardIterator(ctx context.Context, shardID string, from check
 }
 
 // endShard finishes a shard that GetRecords reported closed: once every
-// record delivered from it is acked, it creates the children's leases (or,
-// when the server named none, has the shard list synced), then checkpoints
-// SHARD_END and releases the lease in one write, which lets the children be
-// taken.
+// record delivered from it is acked, it syncs the shard list, which creates
+// the children's leases (those children names, and any the listing shows),
+// then checkpoints SHARD_END and releases the lease in one write, which lets
+// the children be taken.
 func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.ChildShard) error {
 	if !h.window.waitBelow(ctx, 1) {
 		return nil // shutdown or lease lost: the final checkpoint is the acked prefix
 	}
-	if err := c.createChildLeases(ctx, children); err != nil {
+	extra := make([]shardInfo, 0, len(children))
+	for _, ch := range children {
+		extra = append(extra, shardInfo{id: aws.ToString(ch.ShardId), parents: ch.ParentShards})
+	}
+	if _, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
+		return struct{}{}, c.syncShards(ctx, extra...)
+	}); err != nil {
 		return c.readError(ctx, h, err)
 	}
 	if err := c.writeCheckpoint(ctx, h, checkpoint{seq: checkpointShardEnd}, ""); err != nil {
 		return c.readError(ctx, h, err)
 	}
 	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))
-	if len(children) == 0 {
-		notify(c.syncNow)
-	} else {
-		notify(c.takeNow)
-	}
+	notify(c.takeNow)
 	return nil
+}
+
+// shardGone handles a ResourceNotFound answer for the shard of h. When the
+// stream is there but no longer lists the shard, the shard left it
+// (retention): it is finished, and is ended like a closed shard so that its
+// children go on. Otherwise the error stands (a missing stream is fatal).
+func (c *Consumer) shardGone(ctx context.Context, h *heldLease, cause error) error {
+	shards, err := c.listShards(ctx)
+	if err != nil {
+		return c.readError(ctx, h, err)
+	}
+	for _, s := range shards {
+		if s.id == h.shardID {
+			return c.readError(ctx, h, cause)
+		}
+	}
+	c.log.Warn("kcl: shard no longer in the stream (past retention); treated as ended", "shard", h.shardID)
+	return c.endShard(ctx, h, nil)
 }
 
 // readError turns an error that stopped a reader into its result: nil when
@@ -234,4 +282,9 @@ func (c *Consumer) readError(ctx context.Context, h *heldLease, err error) error
 func isExpiredIterator(err error) bool {
 	var expired *types.ExpiredIteratorException
 	return errors.As(err, &expired)
+}
+
+func isResourceNotFound(err error) bool {
+	var notFound *types.ResourceNotFoundException
+	return errors.As(err, &notFound)
 }

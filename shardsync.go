@@ -2,6 +2,7 @@ package kcl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,13 +17,21 @@ type shardInfo struct {
 	closed  bool // has an ending sequence number: no record will be added
 }
 
-// listShards returns every shard of the stream, parents before children.
+// listShards returns every shard of the stream, parents before children. A
+// page token that expired between two pages (ExpiredNextTokenException)
+// starts the listing over: retrying it would fail for ever.
 func (c *Consumer) listShards(ctx context.Context) ([]shardInfo, error) {
+	return retry(ctx, &c.counters.retryCounters, c.log, "shard listing from the start (page token expired)", nil, func() ([]shardInfo, error) {
+		return c.listShardsOnce(ctx)
+	})
+}
+
+func (c *Consumer) listShardsOnce(ctx context.Context) ([]shardInfo, error) {
 	var shards []shardInfo
 	in := &kinesis.ListShardsInput{}
 	c.setStream(&in.StreamName, &in.StreamARN)
 	for {
-		out, err := retry(ctx, &c.counters.retryCounters, c.log, "ListShards", nil, func() (*kinesis.ListShardsOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, c.log, "ListShards", isExpiredNextToken, func() (*kinesis.ListShardsOutput, error) {
 			return c.kinesis.ListShards(ctx, in)
 		})
 		if err != nil {
@@ -36,6 +45,11 @@ func (c *Consumer) listShards(ctx context.Context) ([]shardInfo, error) {
 		}
 		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
 	}
+}
+
+func isExpiredNextToken(err error) bool {
+	var expired *types.ExpiredNextTokenException
+	return errors.As(err, &expired)
 }
 
 func infoOf(s types.Shard) shardInfo {
@@ -77,41 +91,50 @@ func parentsFirst(shards []shardInfo) []shardInfo {
 }
 
 // syncShards lists the stream's shards and creates a lease for each shard
-// that has none. A shard descending from a shard already leased starts at
-// TRIM_HORIZON, so nothing between parent and child is missed. Any other shard
-// starts at the InitialPosition; with Latest, a closed one is marked
-// SHARD_END, as nothing new will arrive in it.
-func (c *Consumer) syncShards(ctx context.Context) error {
+// that has none, parents before children; it stops at the first lease it
+// cannot create, so no child ever has a lease while a listed parent lacks
+// one. extra are shards a closed shard's GetRecords named as its children,
+// which the listing may not show yet: each is added only when every parent
+// is listed or leased, so that a parent never counts as trimmed by mistake.
+//
+// Where a shard starts: any descendant of a shard that had a lease before
+// this sync, however deep (a consumer down across several reshards), starts
+// at TRIM_HORIZON, so nothing between an ancestor's checkpoint and the
+// shard is missed. Any other shard starts at the InitialPosition; with
+// Latest, a closed one is marked SHARD_END, as nothing new will arrive in
+// it.
+func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 	shards, err := c.listShards(ctx)
 	if err != nil {
 		return fmt.Errorf("kcl: stream %q: %w", c.opts.streamLabel(), err)
 	}
-	c.mu.Lock()
-	for _, s := range shards {
-		c.shards[s.id] = s
-	}
-	c.mu.Unlock()
-
 	snap, err := c.table.list(ctx)
 	if err != nil {
 		return fmt.Errorf("kcl: lease table %q: %w", c.table.name(), err)
 	}
 	c.reportBadLeases(snap.bad)
-	leasedBefore := make(map[string]bool, len(snap.leases))
+	leased := make(map[string]bool, len(snap.leases))
 	for _, l := range snap.leases {
-		leasedBefore[l.shardID] = true
+		leased[l.shardID] = true
 	}
+	shards = withChildren(shards, extra, leased)
+	c.mu.Lock()
+	c.shards = make(map[string]shardInfo, len(shards))
 	for _, s := range shards {
-		if leasedBefore[s.id] {
+		c.shards[s.id] = s
+	}
+	c.mu.Unlock()
+
+	descends := descendsFromLeased(shards, leased)
+	for _, s := range shards {
+		if leased[s.id] {
 			continue
 		}
 		cp := checkpoint{seq: c.opts.InitialPosition.String()}
-		for _, p := range s.parents {
-			if leasedBefore[p] {
-				cp.seq = checkpointTrimHorizon
-			}
-		}
-		if cp.seq == checkpointLatest && s.closed {
+		switch {
+		case descends[s.id]:
+			cp.seq = checkpointTrimHorizon
+		case cp.seq == checkpointLatest && s.closed:
 			cp.seq = checkpointShardEnd
 		}
 		created, err := c.table.create(ctx, lease{shardID: s.id, checkpoint: cp, parents: s.parents})
@@ -125,43 +148,55 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 	return nil
 }
 
-// createChildLeases creates the leases of the shards that a closed shard
-// ended in, at TRIM_HORIZON, as GetRecords named them.
-//
-// A merged child has a second parent, which may be a shard this worker has
-// not listed yet (a child of a split made since). Its lease must exist
-// before the child's: a parent without a lease counts as trimmed, and the
-// child would be read before it. Then the shards are listed again instead,
-// which creates every missing lease, parents first.
-func (c *Consumer) createChildLeases(ctx context.Context, children []types.ChildShard) error {
-	c.mu.Lock()
-	unknown := false
-	for _, ch := range children {
-		for _, p := range ch.ParentShards {
-			_, known := c.shards[p]
-			unknown = unknown || !known
+// withChildren adds to shards (parents first) the children in extra that
+// the listing lacks and whose parents are all listed or leased.
+func withChildren(shards, extra []shardInfo, leased map[string]bool) []shardInfo {
+	known := make(map[string]bool, len(shards))
+	for _, s := range shards {
+		known[s.id] = true
+	}
+	added := false
+	for _, s := range extra {
+		if known[s.id] {
+			continue
+		}
+		ok := true
+		for _, p := range s.parents {
+			ok = ok && (known[p] || leased[p])
+		}
+		if ok {
+			shards = append(shards, s)
+			known[s.id] = true
+			added = true
 		}
 	}
-	c.mu.Unlock()
-	if unknown {
-		_, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
-			return struct{}{}, c.syncShards(ctx)
-		})
-		return err
+	if added {
+		shards = parentsFirst(shards)
 	}
-	for _, ch := range children {
-		s := shardInfo{id: aws.ToString(ch.ShardId), parents: ch.ParentShards}
-		c.mu.Lock()
-		c.shards[s.id] = s
-		c.mu.Unlock()
-		_, err := retry(ctx, &c.counters.retryCounters, c.log, "creating child lease", nil, func() (bool, error) {
-			return c.table.create(ctx, lease{shardID: s.id, checkpoint: checkpoint{seq: checkpointTrimHorizon}, parents: s.parents})
-		})
-		if err != nil {
-			return fmt.Errorf("kcl: lease table %q: creating lease %q: %w", c.table.name(), s.id, err)
+	return shards
+}
+
+// descendsFromLeased reports, for each shard, whether one of its ancestors
+// (parents, their parents, and so on) has a lease. shards are in
+// parents-first order. A parent neither listed nor leased left the stream
+// (retention); once the group has leases, such a parent was one it should
+// have read, so its children count as descendants too: nothing after it is
+// skipped, however long the group was down.
+func descendsFromLeased(shards []shardInfo, leased map[string]bool) map[string]bool {
+	listed := make(map[string]bool, len(shards))
+	for _, s := range shards {
+		listed[s.id] = true
+	}
+	descends := make(map[string]bool, len(shards))
+	for _, s := range shards { // parents first: a parent's answer is known
+		for _, p := range s.parents {
+			gone := !listed[p] && !leased[p] && len(leased) > 0
+			if leased[p] || descends[p] || gone {
+				descends[s.id] = true
+			}
 		}
 	}
-	return nil
+	return descends
 }
 
 // setStream fills the stream name or ARN of a request.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,10 +43,18 @@ type Consumer struct {
 	readCtx context.Context
 	readers *errgroup.Group
 
+	// The pause gate: shut while this worker may be taken for dead.
+	pause *pauseGate
+	// token tells this process's heartbeat writes from those of another
+	// process with the same WorkerID. Immutable.
+	token string
+	// beatMu serialises heartbeat writes; beatCounter, under it, is the
+	// counter this process last wrote (-1: none yet).
+	beatMu      sync.Mutex
+	beatCounter int64
+
 	mu        sync.Mutex
-	closing   bool      // shutdown began: no reader starts any more
-	beatAt    time.Time // when the last successful heartbeat was sent
-	pause     pauseGate // shut while the heartbeat is stale
+	closing   bool // shutdown began: no reader starts any more
 	held      map[string]*heldLease
 	shards    map[string]shardInfo   // the stream's shards, as last listed
 	seen      map[string]observation // other workers' leases, for expiry
@@ -69,7 +79,11 @@ func New(opts Options) (*Consumer, error) {
 		seen:     map[string]observation{},
 		reported: map[string]bool{},
 		syncNow:  make(chan struct{}, 1),
-		takeNow:  make(chan struct{}, 1),
+		pause:    newPauseGate(opts.LeaseDuration, opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID)),
+		token:    strconv.FormatUint(rand.Uint64(), 36),
+
+		beatCounter: -1,
+		takeNow:     make(chan struct{}, 1),
 
 		fanOutStall:      defaultFanOutStall,
 		resubscribeAfter: defaultResubscribe,
@@ -172,8 +186,9 @@ func (c *Consumer) run(ctx context.Context) {
 	if err := c.start(readCtx); err != nil {
 		// The first heartbeat may have been written: take it back.
 		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LeaseDuration)
-		_ = c.table.removeWorker(final, c.opts.WorkerID, -1)
+		c.removeHeartbeat(final)
 		cancel()
+		c.pause.stop()
 		if ctx.Err() == nil {
 			c.setErr(err)
 			c.log.Error("kcl: consumer stopped", "error", err)
@@ -214,15 +229,20 @@ func (c *Consumer) run(ctx context.Context) {
 	}
 	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LeaseDuration)
 	defer cancel()
+	notHeld := c.ownedNotHeld()
 	var g errgroup.Group
 	g.SetLimit(8)
 	for _, h := range c.heldLeases() {
 		g.Go(func() error { c.releaseLease(final, h); return nil })
 	}
 	_ = g.Wait()
-	if err := c.table.removeWorker(final, c.opts.WorkerID, -1); err != nil {
-		c.log.Warn("kcl: heartbeat item not removed; another worker removes it later", "error", err)
+	for _, l := range notHeld {
+		if _, err := c.table.checkpoint(final, l, l.checkpoint, ""); err == nil {
+			c.log.Info("kcl: lease released", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
+		}
 	}
+	c.removeHeartbeat(final)
+	c.pause.stop()
 	if err := c.Err(); err != nil {
 		c.log.Error("kcl: consumer stopped", "error", err)
 	} else {
@@ -230,9 +250,40 @@ func (c *Consumer) run(ctx context.Context) {
 	}
 }
 
+// removeHeartbeat deletes this process's heartbeat item, unless another
+// process wrote it since (the same WorkerID, run twice).
+func (c *Consumer) removeHeartbeat(ctx context.Context) {
+	c.beatMu.Lock()
+	counter := c.beatCounter
+	c.beatMu.Unlock()
+	if counter < 0 {
+		return
+	}
+	if err := c.table.removeWorker(ctx, c.opts.WorkerID, counter); err != nil {
+		c.log.Warn("kcl: heartbeat item not removed; another worker removes it later", "error", err)
+	}
+}
+
+// ownedNotHeld returns the leases the table last named this worker the
+// owner of without this process reading them (left by an earlier run with
+// the same WorkerID). Shutdown releases them, fenced as always, so that
+// another worker takes them at once instead of after LeaseDuration.
+func (c *Consumer) ownedNotHeld() []lease {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var mine []lease
+	for _, l := range c.lastTable {
+		if _, held := c.held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() {
+			mine = append(mine, l)
+		}
+	}
+	return mine
+}
+
 // start checks the lease table, writes the first heartbeat, checks the
 // stream and creates leases for shards that have none. Transient errors are retried until ctx ends.
 func (c *Consumer) start(ctx context.Context) error {
+	ctx = whileStarting(ctx)
 	notLeaseTable := func(err error) bool { return errors.Is(err, errNotLeaseTable) }
 	if _, err := retry(ctx, &c.counters.retryCounters, c.log, "lease table setup", notLeaseTable, func() (struct{}, error) {
 		if err := c.table.ensure(ctx); err != nil {
