@@ -25,6 +25,7 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	c.out = make(chan Record, c.opts.BufferSize)
+	keepDelivering(c)
 	page := make([]types.Record, pageSize)
 	now := time.Now()
 	for i := range page {

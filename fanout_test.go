@@ -174,6 +174,7 @@ func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
 	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: testLogger(t)})
 	require.NoError(t, err)
 	c.out = make(chan Record, 10)
+	keepDelivering(c)
 	c.fanOutStall = 200 * time.Millisecond
 	h := &heldLease{shardID: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
 	event := func(cont *string, children []types.ChildShard, data ...string) types.SubscribeToShardEventStream {
