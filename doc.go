@@ -14,9 +14,26 @@
 // Records of one shard arrive in sequence order; shards interleave. Delivery
 // is at-least-once: a shard's checkpoint is the last record that was acked
 // together with every record delivered before it from that shard, so acks
-// may come in any order and from any goroutine. A record that was delivered
-// but not acked when a worker crashed, lost its lease or timed out on
-// shutdown is delivered again, to this or another worker. Nothing else is.
+// may come in any order and from any goroutine. Checkpoints are written every
+// Options.CheckpointInterval, and when a lease is released, handed off or
+// ended. A record is delivered again, to this or another worker, only if:
+//   - it was delivered but not acked when its worker crashed, lost its lease
+//     or timed out on shutdown; or
+//   - it was acked, but its checkpoint not yet written (at most
+//     CheckpointInterval of acks), when its worker crashed or lost its lease;
+//     or
+//   - its worker lost its lease while the record was on its way to the
+//     receiver: in the channel's buffer (at most Options.BufferSize records)
+//     or in the chunk being sent when the worker's delivery deadline passed
+//     (at most 64 records, and at most Options.MaxRecords). These are the
+//     only records a worker can deliver from a shard after another worker
+//     took it over.
+//
+// A lease still at LATEST (nothing acked yet) that moves to another worker
+// is opened by the new owner at the time of its first take less a minute
+// (for clock skew), so records written between the two owners are not
+// skipped; a few written before the group first read the shard may then be
+// delivered too.
 //
 // Hazards:
 //   - A record never acked holds its shard's checkpoint back for good, and
@@ -24,8 +41,9 @@
 //     stops fetching. kcl logs when that happens.
 //   - Acking a record after its lease moved to another worker does nothing;
 //     the new owner delivers it again. Handlers must be idempotent.
-//   - The channel is unbuffered and must be drained until it closes: shutdown
-//     completes, and leases are released, only then.
+//   - The channel holds up to Options.BufferSize records (default 128) and
+//     must be drained until it closes: shutdown completes, and leases are
+//     released, only then.
 //
 // # Leases and workers
 //
@@ -34,19 +52,34 @@
 // Java KCL resumes after its checkpoints. Workers share the shards fairly:
 // each holds the floor or the ceiling of shards/workers, taken in one pass;
 // a worker that joins asks the most loaded workers to hand leases over, and
-// the owner checkpoints what was acked before the new owner reads on. Each
-// worker writes a heartbeat item every LeaseDuration/3; a worker whose
+// the owner checkpoints what was acked before the new owner reads on.
+//
+// Each worker writes a heartbeat item every LeaseDuration/3; a worker whose
 // heartbeat has not changed for LeaseDuration, as seen on the observer's own
-// clock, is dead and its leases are taken. A worker that cannot write its
-// own heartbeat for LeaseDuration (DynamoDB unreachable or throttled) pauses:
-// it delivers nothing more, though acks still count, until the heartbeat is
-// written again; then the shards still its own go on where they stopped.
-// Every lease write is conditional on the owner and counter read before it,
-// so a worker that lost a lease can never move the new owner's checkpoint.
+// clock, is dead and its leases are taken. A worker stops delivering before
+// anyone can judge it dead: once no heartbeat was confirmed within
+// LeaseDuration less a tenth of the time the last one was sent (DynamoDB
+// unreachable or throttled, or the process frozen) it pauses, delivering
+// nothing more though acks still count. When a heartbeat is written again,
+// it first writes every lease it still holds once more, fenced, so that a
+// take decided meanwhile fails; then the shards still its own go on where
+// they stopped. A second process with the same WorkerID is found by its
+// heartbeat writes: the older one stops with an error naming the ID.
+//
+// Every write that moves a checkpoint or an owner (take, checkpoint,
+// release, hand-off, shard end) is conditional on the owner and counter read
+// before it, so a worker that lost a lease can never move the new owner's
+// checkpoint. A hand-off request only sets the lease's handoffTo attribute,
+// conditional on the owner; it moves nothing, and the owner passes the lease
+// on by a fenced write. A conditional write whose reply was lost is read
+// back, so a retry of it is not mistaken for a lost lease.
 //
 // After a split or merge, a child shard is read only once every parent was
 // read to its end and checkpointed SHARD_END, so the order of each partition
-// key holds across resharding.
+// key holds across resharding. Descendants of a shard the group read, at any
+// depth, start at TRIM_HORIZON however many reshards happened while it was
+// down; a shard that left the stream (retention) is ended, so that its
+// children go on.
 //
 // # Errors
 //
