@@ -3,7 +3,114 @@ package kcl
 import (
 	"math/rand/v2"
 	"slices"
+	"time"
 )
+
+// assessInput is what one pass of the lease loop knows: the table as just
+// read, the leases this worker reads, and when.
+type assessInput struct {
+	me            string
+	snap          tableSnapshot
+	held          map[string]bool // shards this worker reads
+	listed        time.Time       // when the read of the table started
+	now           time.Time       // when it returned
+	leaseDuration time.Duration
+	maxLeases     int
+}
+
+// decisions is what assess decides; balance carries them out.
+type decisions struct {
+	byShard  map[string]lease
+	lost     []string          // held leases the table gives to another worker
+	handoffs map[string]string // held shard -> live claimant to hand it to
+	pass     []lease           // owned by an earlier run of this worker ID, not read here, asked for: pass to the claimant
+	unclaim  []lease           // owned by this worker, claimed by a worker that is gone, stopping or the owner
+	take     []string
+	claim    []string
+}
+
+// assess decides what this worker does about one read of the lease table.
+// It is pure but for seen, the observations of counters it keeps across
+// passes (updated here): a worker's heartbeat or a lease's counter seen
+// unchanged for leaseDuration is expired. The clock of an observation starts
+// when this worker first sees the value (after the read, so no earlier than
+// the write), and the judgement uses the time the read started: the owner's
+// own delivery deadline (pause.go) then always comes first.
+func assess(in assessInput, seen map[string]observation) decisions {
+	me := in.me
+	fresh := func(key string, counter int64, owner string) bool {
+		obs, ok := seen[key]
+		if !ok || obs.counter != counter || obs.owner != owner {
+			obs = observation{counter: counter, owner: owner, since: in.now}
+			seen[key] = obs
+		}
+		return in.listed.Sub(obs.since) <= in.leaseDuration
+	}
+	workerAlive := map[string]bool{me: true}
+	stopping := map[string]bool{}
+	workers := []string{me}
+	for id, w := range in.snap.workers {
+		if id == me {
+			continue
+		}
+		if fresh(workerKeyPrefix+id, w.counter, "") {
+			workerAlive[id] = true
+			stopping[id] = w.stopping
+			if !w.stopping {
+				workers = append(workers, id)
+			}
+		}
+	}
+	slices.Sort(workers[1:]) // map order must not decide anything
+	d := decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}}
+	for _, l := range in.snap.leases {
+		d.byShard[l.shardID] = l
+	}
+	var shares []shareLease
+	for _, l := range in.snap.leases {
+		leaseFresh := fresh(l.shardID, l.counter, l.owner)
+		held := in.held[l.shardID]
+		if held && l.owner != me {
+			d.lost = append(d.lost, l.shardID)
+			held = false
+		}
+		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) {
+			continue
+		}
+		owner := l.owner
+		if owner != "" && owner != me && !workerAlive[owner] && !leaseFresh {
+			owner = "" // expired
+		}
+		if !slices.Contains(workers, owner) && owner != "" {
+			// A live owner that is stopping, or one without a heartbeat
+			// item (a Java KCL worker): counted as a worker of its own.
+			if _, beats := in.snap.workers[owner]; !beats {
+				workers = append(workers, owner)
+			}
+		}
+		claimant := l.handoffTo
+		if owner == "" {
+			claimant = "" // nobody to hand it over: it is free for any worker to take
+		} else if claimant != "" && (!workerAlive[claimant] || stopping[claimant] || claimant == owner) {
+			// Gone, stopping (it would not read the shard), or the owner.
+			if owner == me {
+				d.unclaim = append(d.unclaim, l)
+			}
+			claimant = ""
+		}
+		switch {
+		case held && claimant != "":
+			d.handoffs[l.shardID] = claimant
+		case l.owner == me && !held && claimant != "":
+			// Owned by an earlier run of this worker ID, and asked for:
+			// nothing of it is delivered here, so it goes to the claimant.
+			d.pass = append(d.pass, l)
+		}
+		shares = append(shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me})
+	}
+	d.take, d.claim = planTakes(me, workers, shares, in.maxLeases)
+	return d
+}
 
 // shareLease is what the balancer needs to know of one lease that may be
 // read now (not ended, parents done).

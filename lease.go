@@ -271,10 +271,11 @@ func (c *Consumer) fence(ctx context.Context) bool {
 	return true
 }
 
-// balance reads the lease table, notices lost leases and hand-off requests,
-// and takes this worker's fair share: free and expired leases first, then
-// hand-offs from the most loaded workers. This is the one place where a
-// lease is taken.
+// balance reads the lease table, decides (assess, balance.go) what this
+// worker does about it, and does it: forgets leases taken from it, fences
+// the leases it holds after a late heartbeat, hands off, passes on and
+// unclaims, asks for hand-offs and takes its fair share. This is the one
+// place where a lease is taken.
 func (c *Consumer) balance(ctx context.Context) error {
 	listed := time.Now()
 	snap, err := c.table.list(ctx)
@@ -291,92 +292,26 @@ func (c *Consumer) balance(ctx context.Context) error {
 		c.mu.Unlock()
 		return nil
 	}
-	// A worker's or lease's counter seen unchanged for LeaseDuration is
-	// expired. The clock starts when this worker first sees a value (after
-	// the read, so no earlier than the write), and the judgement uses the
-	// time this read started: the owner's own deadline (pause.go) then
-	// always comes first.
-	fresh := func(key string, counter int64, owner string) bool {
-		obs, seen := c.seen[key]
-		if !seen || obs.counter != counter || obs.owner != owner {
-			obs = observation{counter: counter, owner: owner, since: now}
-			c.seen[key] = obs
-		}
-		return listed.Sub(obs.since) <= c.opts.LeaseDuration
+	held := make(map[string]bool, len(c.held))
+	for id := range c.held {
+		held[id] = true
 	}
-	workerAlive := map[string]bool{me: true}
-	stopping := map[string]bool{}
-	workers := []string{me}
-	for id, w := range snap.workers {
-		if id == me {
-			continue
-		}
-		if fresh(workerKeyPrefix+id, w.counter, "") {
-			workerAlive[id] = true
-			stopping[id] = w.stopping
-			if !w.stopping {
-				workers = append(workers, id)
-			}
-		}
+	d := assess(assessInput{
+		me: me, snap: snap, held: held, listed: listed, now: now,
+		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
+	}, c.seen)
+	lost := make([]*heldLease, 0, len(d.lost))
+	for _, id := range d.lost {
+		lost = append(lost, c.held[id])
 	}
-	byShard := make(map[string]lease, len(snap.leases))
-	for _, l := range snap.leases {
-		byShard[l.shardID] = l
-	}
-	var shares []shareLease
-	var toUnclaim []lease
-	type handoff struct {
-		h  *heldLease
-		to string
-	}
-	var handoffs []handoff
-	var lost []*heldLease
-	var toPass []lease
-	for _, l := range snap.leases {
-		leaseFresh := fresh(l.shardID, l.counter, l.owner)
-		h, held := c.held[l.shardID]
-		if held && l.owner != me {
-			lost = append(lost, h)
-			held = false
-		}
-		if l.checkpoint.shardEnd() || !parentsDone(l, byShard) {
-			continue
-		}
-		owner := l.owner
-		if owner != "" && owner != me && !workerAlive[owner] && !leaseFresh {
-			owner = "" // expired
-		}
-		if !slices.Contains(workers, owner) && owner != "" {
-			// A live owner that is stopping, or one without a heartbeat
-			// item (a Java KCL worker): counted as a worker of its own.
-			if _, beats := snap.workers[owner]; !beats {
-				workers = append(workers, owner)
-			}
-		}
-		claimant := l.handoffTo
-		if owner == "" {
-			claimant = "" // nobody to hand it over: it is free for any worker to take
-		} else if claimant != "" && (!workerAlive[claimant] || stopping[claimant] || claimant == owner) {
-			// Gone, stopping (it would not read the shard), or the owner.
-			if owner == me {
-				toUnclaim = append(toUnclaim, l)
-			}
-			claimant = ""
-		}
-		switch {
-		case held && claimant != "":
-			handoffs = append(handoffs, handoff{h, claimant})
-		case l.owner == me && !held && claimant != "":
-			// Owned by an earlier run of this worker ID, and asked for:
-			// nothing of it is delivered here, so it goes to the claimant.
-			toPass = append(toPass, l)
-		}
-		shares = append(shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me})
+	handoffs := make(map[*heldLease]string, len(d.handoffs))
+	for id, to := range d.handoffs {
+		handoffs[c.held[id]] = to
 	}
 	c.mu.Unlock()
 
 	for _, h := range lost {
-		c.forgetLost(h, byShard[h.shardID].owner)
+		c.forgetLost(h, d.byShard[h.shardID].owner)
 	}
 	if pending, _ := c.pause.fencePending(); pending && !c.fence(ctx) {
 		return nil
@@ -384,31 +319,30 @@ func (c *Consumer) balance(ctx context.Context) error {
 	if c.pause.isShut() {
 		return nil // no trusted heartbeat: take and pass on nothing
 	}
-	for _, ho := range handoffs {
-		c.requestHandoff(ho.h, ho.to)
+	for h, to := range handoffs {
+		c.requestHandoff(h, to)
 	}
-	for _, l := range toPass {
+	for _, l := range d.pass {
 		if _, err := c.table.checkpoint(ctx, l, l.checkpoint, l.handoffTo); err != nil && !isLeaseLost(err) {
 			return err
 		} else if err == nil {
 			c.log.Info("kcl: lease handed off", "shard", l.shardID, "to", l.handoffTo, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
 		}
 	}
-	for _, l := range toUnclaim {
+	for _, l := range d.unclaim {
 		if err := c.table.unclaim(ctx, l); err != nil && !isLeaseLost(err) {
 			return err
 		}
 	}
-	take, claim := planTakes(me, workers, shares, c.opts.MaxLeasesPerWorker)
-	for _, id := range claim {
-		if err := c.table.claim(ctx, byShard[id], me); err != nil && !isLeaseLost(err) {
+	for _, id := range d.claim {
+		if err := c.table.claim(ctx, d.byShard[id], me); err != nil && !isLeaseLost(err) {
 			return err
 		} else if err == nil {
-			c.log.Info("kcl: hand-off asked", "shard", id, "owner", byShard[id].owner)
+			c.log.Info("kcl: hand-off asked", "shard", id, "owner", d.byShard[id].owner)
 		}
 	}
-	for _, id := range take {
-		l := byShard[id]
+	for _, id := range d.take {
+		l := d.byShard[id]
 		storedStart := false
 		if l.startAt.IsZero() {
 			l.startAt = c.startTime(l.checkpoint)

@@ -1,0 +1,200 @@
+package kcl
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// assess decides on one read of the lease table; these cases drive each
+// branch with hand-made tables and clocks. Each case runs one or two passes:
+// the first (at t0) lets the observer see the counters, the second (at
+// t0+after) is the one checked.
+func TestAssess(t *testing.T) {
+	const ld = 10 * time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(seq string) checkpoint { return checkpoint{seq: seq} }
+	trim := at(checkpointTrimHorizon)
+	beats := func(ws ...string) map[string]workerBeat {
+		m := map[string]workerBeat{}
+		for _, w := range ws {
+			m[w] = workerBeat{counter: 1}
+		}
+		return m
+	}
+	type pass struct {
+		snap tableSnapshot
+		held []string
+		// listed and now are offsets from t0; now defaults to listed.
+		listed, now time.Duration
+	}
+	tests := []struct {
+		name   string
+		passes []pass
+		want   decisions // byShard is not compared
+	}{
+		{
+			name: "free leases are taken, up to the fair share",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", checkpoint: trim}, {shardID: "s2", checkpoint: trim}},
+				workers: beats("me", "b"),
+			}}},
+			want: decisions{take: []string{"?"}}, // one of the two
+		},
+		{
+			name: "a live worker's lease is left alone",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}}},
+		},
+		{
+			name: "a worker whose heartbeat is unchanged for LeaseDuration, judged at the read's start, is dead",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: ld + time.Millisecond},
+			},
+			want: decisions{take: []string{"s1"}},
+		},
+		{
+			name: "a read that started within LeaseDuration keeps the owner alive, however late it returned",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: ld - time.Millisecond, now: 3 * ld},
+			},
+		},
+		{
+			name: "a heartbeat that changed restarts the observer's clock",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 2}}}, listed: ld + time.Second},
+			},
+		},
+		{
+			name: "a Java KCL owner (no heartbeat item) keeps a lease it renews, and counts as a worker",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 3, checkpoint: trim}, {shardID: "s2", owner: "java", counter: 7, checkpoint: trim}}, workers: beats("me")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "java", counter: 8, checkpoint: trim}}, workers: beats("me")}, listed: ld + time.Second},
+			},
+			want: decisions{claim: []string{"?"}}, // fair share: one of the two is asked for
+		},
+		{
+			name: "a Java KCL lease not renewed for LeaseDuration is expired",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 3, checkpoint: trim}}, workers: beats("me")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 3, checkpoint: trim}}, workers: beats("me")}, listed: ld + time.Second},
+			},
+			want: decisions{take: []string{"s1"}},
+		},
+		{
+			name: "a held lease the table gives to another worker is lost",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "me", counter: 1, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}, held: []string{"s1", "s2"}}},
+			want: decisions{lost: []string{"s1"}},
+		},
+		{
+			name: "a live claimant of a held lease gets it handed off",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "me", counter: 1, checkpoint: trim, handoffTo: "b"}, {shardID: "s2", owner: "me", counter: 1, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}, held: []string{"s1", "s2"}}},
+			want: decisions{handoffs: map[string]string{"s1": "b"}},
+		},
+		{
+			name: "a claim by a worker with no heartbeat, a stopping one, or the owner itself is cleared",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "s1", owner: "me", counter: 1, checkpoint: trim, handoffTo: "gone"},
+					{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "stopping"},
+					{shardID: "s3", owner: "me", counter: 1, checkpoint: trim, handoffTo: "me"},
+				},
+				workers: map[string]workerBeat{"me": {counter: 1}, "stopping": {counter: 1, stopping: true}},
+			}, held: []string{"s1", "s2", "s3"}}},
+			want: decisions{unclaim: []lease{
+				{shardID: "s1", owner: "me", counter: 1, checkpoint: trim, handoffTo: "gone"},
+				{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "stopping"},
+				{shardID: "s3", owner: "me", counter: 1, checkpoint: trim, handoffTo: "me"},
+			}},
+		},
+		{
+			name: "a lease an earlier run of this worker ID owns is taken back, or passed on when asked for",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "s1", owner: "me", counter: 1, checkpoint: trim},
+					{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "b"},
+				},
+				workers: beats("me", "b"),
+			}}},
+			want: decisions{take: []string{"s1"}, pass: []lease{{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "b"}}},
+		},
+		{
+			name: "a child waits for every parent to end; a parent with no lease left the stream",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "p1", owner: "b", counter: 1, checkpoint: at("123")},
+					{shardID: "p2", checkpoint: at(checkpointShardEnd)},
+					{shardID: "c1", checkpoint: trim, parents: []string{"p1", "p2"}},
+					{shardID: "c2", checkpoint: trim, parents: []string{"p2", "trimmed"}},
+				},
+				workers: beats("me", "b"),
+			}}},
+			want: decisions{take: []string{"c2"}},
+		},
+		{
+			name: "a stopping worker is not counted, and its leases are not asked for",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "s1", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "s2", owner: "b", counter: 1, checkpoint: trim},
+				},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, stopping: true}},
+			}}},
+		},
+		{
+			name: "items kcl does not understand change nothing",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "me", counter: 1, checkpoint: trim}},
+				workers: beats("me"),
+				bad:     []error{assert.AnError},
+			}, held: []string{"s1"}}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := map[string]observation{}
+			var d decisions
+			for _, p := range tc.passes {
+				held := map[string]bool{}
+				for _, id := range p.held {
+					held[id] = true
+				}
+				now := p.now
+				if now == 0 {
+					now = p.listed
+				}
+				d = assess(assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld}, seen)
+			}
+			sameOrOneOf := func(want, got []string, what string) {
+				if len(want) == 1 && want[0] == "?" {
+					assert.Len(t, got, 1, what)
+					return
+				}
+				slices.Sort(got)
+				assert.Equal(t, want, got, what)
+			}
+			sameOrOneOf(tc.want.take, d.take, "take")
+			sameOrOneOf(tc.want.claim, d.claim, "claim")
+			assert.Equal(t, tc.want.lost, d.lost, "lost")
+			if tc.want.handoffs == nil {
+				tc.want.handoffs = map[string]string{}
+			}
+			assert.Equal(t, tc.want.handoffs, d.handoffs, "handoffs")
+			assert.Equal(t, tc.want.pass, d.pass, "pass")
+			assert.Equal(t, tc.want.unclaim, d.unclaim, "unclaim")
+		})
+	}
+}
