@@ -1,0 +1,82 @@
+package kcl
+
+// Tests written for scripts/mutants: each kills a planted bug in the pause
+// gate's use by deliver and send that no other test catches. They need no
+// emulator.
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// pausedConsumer returns a Consumer with no lease loop and its channel made,
+// for driving deliver directly, and a page of n records of one shard.
+func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *heldLease, *pageRecords) {
+	t.Helper()
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger(), LeaseDuration: time.Second})
+	require.NoError(t, err)
+	c.out = make(chan Record, buffer)
+	now := time.Now()
+	recs := make([]types.Record, n)
+	for i := range recs {
+		recs[i] = types.Record{Data: []byte(fmt.Sprint(i)), PartitionKey: aws.String("k"),
+			SequenceNumber: aws.String(fmt.Sprintf("%056d", i+1)), ApproximateArrivalTimestamp: &now}
+	}
+	h := &heldLease{shardID: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
+	var skip checkpoint
+	return c, h, newPageRecords(h, recs, &skip, c.log)
+}
+
+// A process frozen past its delivery deadline wakes before the gate's timer
+// fires: deliver's check before the chunk shuts the gate, and nothing of
+// the chunk is sent.
+func TestMutantDeliverChecksTheDeadlineBeforeEachChunk(t *testing.T) {
+	noLeak(t)
+	c, h, page := pausedConsumer(t, 100, 3)
+	c.pause.stop() // frozen: no timer will fire
+	sent := time.Now().Add(-time.Hour)
+	c.pause.beat(sent, sent) // the first beat, trusted; its deadline long past
+	require.False(t, c.pause.isShut(), "nothing has checked the deadline yet")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	assert.False(t, c.deliver(ctx, h, page, c.log), "deliver waits on the shut gate until ctx ends")
+	assert.Zero(t, len(c.out), "records sent past the deadline")
+	assert.True(t, c.pause.isShut())
+}
+
+// A send blocked on a full channel when the delivery deadline passes gives
+// up: the receiver, once it reads again, gets nothing more from this worker
+// until the gate reopens.
+func TestMutantBlockedSendGivesUpWhenTheGateShuts(t *testing.T) {
+	noLeak(t)
+	c, h, page := pausedConsumer(t, 0, 3) // unbuffered, and nobody receives yet
+	now := time.Now()
+	c.pause.beat(now, now) // deadline 0.9s on; its timer shuts the gate
+	defer c.pause.stop()
+	shutting := c.pause.closing()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	result := make(chan bool, 1)
+	go func() { result <- c.deliver(ctx, h, page, c.log) }()
+	select {
+	case <-shutting:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gate did not shut by its timer")
+	}
+	select {
+	case r := <-c.out:
+		t.Errorf("record %s sent after the gate shut", r.SequenceNumber)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cancel()
+	assert.False(t, <-result)
+}
