@@ -92,7 +92,8 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 
 	var wg sync.WaitGroup
 	produceCtx, stopProducing := context.WithCancel(ctx)
-	wg.Go(func() { d.produce(produceCtx, kc, stream, rate) })
+	wg.Add(1)
+	go func() { defer wg.Done(); d.produce(produceCtx, kc, stream, rate) }()
 
 	cancels := map[string]context.CancelFunc{}
 	start := func(id string) {
@@ -107,7 +108,9 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 			return
 		}
 		d.consumers[id] = c
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for rec := range c.Consume(wctx) {
 				d.handle(id, rec)
 				rec.Ack()
@@ -118,7 +121,7 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 			d.mu.Lock()
 			delete(d.consumers, id)
 			d.mu.Unlock()
-		})
+		}()
 	}
 	for i := 1; i <= nWorkers; i++ {
 		start(fmt.Sprintf("worker-%d", i))
