@@ -273,6 +273,16 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for _, k := range slices.Sorted(maps.Keys(rep.Dups)) {
 		t.Logf("  duplicates %5d  %s", rep.Dups[k], k)
 	}
+	s.mu.Lock()
+	kinds := map[string]int{}
+	for _, e := range s.events {
+		f := strings.Fields(e)
+		if len(f) > 1 {
+			kinds[f[1]]++
+		}
+	}
+	s.mu.Unlock()
+	t.Logf("adversary: %v", kinds)
 	if len(rep.Violations) > 0 {
 		for _, line := range s.logs.lines() {
 			t.Log(line)
@@ -281,6 +291,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 		for _, v := range rep.Violations {
 			t.Error(v)
 		}
+		s.dumpShards(rep.Violations)
 		t.Errorf("seed %d failed; rerun: go test -race -run 'TestSimulation$' -sim.seed=%d -sim.duration=%v -v .", seed, seed, chaos)
 	}
 	return rep
@@ -1131,4 +1142,49 @@ func simGo(wg *sync.WaitGroup, f func()) {
 		defer wg.Done()
 		f()
 	}()
+}
+
+// dumpShards logs the lease-table writes and the lease acquisitions of the
+// shards that violations name.
+func (s *simRun) dumpShards(violations []string) {
+	l := s.log()
+	named := map[string]bool{}
+	for _, v := range violations {
+		for _, d := range l.Deliveries {
+			if strings.Contains(v, fmt.Sprintf("%q", d.Data)) || strings.Contains(v, " "+d.Shard+" ") {
+				named[d.Shard] = true
+			}
+		}
+	}
+	for _, shard := range slices.Sorted(maps.Keys(named)) {
+		s.t.Logf("shard %s, lease-table writes:", shard)
+		for _, w := range l.Writes {
+			if w.Shard == shard {
+				s.t.Logf("  %s %-10s by %-4s owner %-4q -> %-4q checkpoint %s/%d", w.At.Format("15:04:05.000000"), w.Op, w.By, w.Prev, w.Owner, w.CP.seq, w.CP.sub)
+			}
+		}
+		s.t.Logf("shard %s, lease acquisitions (first, last delivery):", shard)
+		type win struct {
+			worker      string
+			first, last simDelivery
+			n           int
+		}
+		wins := map[int]*win{}
+		for _, d := range l.Deliveries {
+			if d.Shard != shard {
+				continue
+			}
+			w := wins[d.Window]
+			if w == nil {
+				w = &win{worker: d.Worker, first: d}
+				wins[d.Window] = w
+			}
+			w.last = d
+			w.n++
+		}
+		for _, id := range slices.Sorted(maps.Keys(wins)) {
+			w := wins[id]
+			s.t.Logf("  window %d %s: %d records, %s %s .. %s %s", id, w.worker, w.n, w.first.At.Format("15:04:05.000000"), w.first.Seq, w.last.At.Format("15:04:05.000000"), w.last.Seq)
+		}
+	}
 }
