@@ -255,21 +255,30 @@ func (w *ackWindow) waitBelow(ctx context.Context, n int) bool {
 	}
 }
 
-// writeCheckpoint stores cp as the checkpoint of h, fenced by the lease
-// owner and counter, and passes the lease to next in the same write: this
-// worker keeps it when next is its own ID, "" releases it, another worker's
-// ID hands it over. This is the one place a checkpoint is written: by the
-// periodic flush, at shard end, on hand-off and on shutdown. Transient errors
-// are retried until ctx ends.
-func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpoint, next string) error {
+// writeCheckpoint stores the acked prefix of h (SHARD_END when shardEnd) as
+// its checkpoint, fenced by the lease owner and counter, and passes the
+// lease to next in the same write: this worker keeps it when next is its own
+// ID, "" releases it, another worker's ID hands it over. This is the one
+// place a checkpoint of a held lease is written: by the periodic flush, the
+// fence after a late heartbeat, at shard end, on hand-off and on shutdown.
+// Transient errors are retried until ctx ends; each attempt writes the
+// prefix as it is then, so a write that waited out failures never moves the
+// checkpoint back behind one written meanwhile. It returns what it wrote,
+// and how many delivered records were not acked then.
+func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next string, shardEnd bool) (checkpoint, int, error) {
+	var cp checkpoint
+	var unacked int
 	_, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (struct{}, error) {
+		if cp, unacked = h.window.state(); shardEnd {
+			cp = checkpoint{seq: checkpointShardEnd}
+		}
 		return struct{}{}, c.checkpointOnce(ctx, h, cp, next)
 	})
 	if isLeaseLost(err) {
 		c.forgetLost(h, "")
 	}
 	if err != nil {
-		return err
+		return cp, unacked, err
 	}
 	c.log.Debug("kcl: checkpoint written", "shard", h.shardID, "checkpoint", cp.seq, "sub", cp.sub, "owner", next)
 	if next != c.opts.WorkerID {
@@ -278,7 +287,7 @@ func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, cp checkpo
 		h.mu.Unlock()
 		c.forget(h)
 	}
-	return nil
+	return cp, unacked, nil
 }
 
 func isLeaseLost(err error) bool { return errors.Is(err, errLeaseLost) }
@@ -298,7 +307,7 @@ func (c *Consumer) flushCheckpoints(ctx context.Context) error {
 		}
 		g.Go(func() error {
 			wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
-			err := c.writeCheckpoint(wctx, h, acked, c.opts.WorkerID)
+			_, _, err := c.writeCheckpoint(wctx, h, c.opts.WorkerID, false)
 			cancel()
 			if isFatal(err) {
 				return fmt.Errorf("kcl: lease table %q: checkpoint of shard %q: %w", c.table.name(), h.shardID, err)
@@ -315,10 +324,12 @@ func (c *Consumer) flushCheckpoints(ctx context.Context) error {
 // releaseLease writes the acked prefix of h and gives the lease up, so that
 // another worker can start the shard at once, right after it.
 func (c *Consumer) releaseLease(ctx context.Context, h *heldLease) {
-	acked, unacked := h.window.state()
-	if err := c.writeCheckpoint(ctx, h, acked, ""); err != nil && !isLeaseLost(err) {
+	acked, unacked, err := c.writeCheckpoint(ctx, h, "", false)
+	if err != nil && !isLeaseLost(err) {
 		c.log.Warn("kcl: lease not released; it expires after LeaseDuration", "shard", h.shardID, "error", err)
 		return
 	}
-	c.log.Info("kcl: lease released", "shard", h.shardID, "checkpoint", acked.seq, "unacked_dropped", unacked)
+	if err == nil {
+		c.log.Info("kcl: lease released", "shard", h.shardID, "checkpoint", acked.seq, "unacked_dropped", unacked)
+	}
 }

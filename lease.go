@@ -259,9 +259,8 @@ func isDuplicateWorker(err error) bool { return errors.Is(err, errDuplicateWorke
 // write failed for another reason: the next pass tries again.
 func (c *Consumer) fence(ctx context.Context) bool {
 	for _, h := range c.heldLeases() {
-		acked, _ := h.window.state()
 		wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
-		err := c.writeCheckpoint(wctx, h, acked, c.opts.WorkerID)
+		_, _, err := c.writeCheckpoint(wctx, h, c.opts.WorkerID, false)
 		cancel()
 		if err != nil && !isLeaseLost(err) {
 			return false
@@ -484,8 +483,7 @@ func (c *Consumer) finishHandoff(ctx context.Context, h *heldLease) {
 	wait, cancel := context.WithTimeout(ctx, c.opts.ShutdownTimeout)
 	h.window.waitBelow(wait, 1)
 	cancel()
-	acked, unacked := h.window.state()
-	if err := c.writeCheckpoint(ctx, h, acked, to); err == nil {
+	if acked, unacked, err := c.writeCheckpoint(ctx, h, to, false); err == nil {
 		c.log.Info("kcl: lease handed off", "shard", h.shardID, "to", to, "checkpoint", acked.seq, "unacked_dropped", unacked)
 	}
 }

@@ -243,7 +243,7 @@ func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.
 	}); err != nil {
 		return c.readError(ctx, h, err)
 	}
-	if err := c.writeCheckpoint(ctx, h, checkpoint{seq: checkpointShardEnd}, ""); err != nil {
+	if _, _, err := c.writeCheckpoint(ctx, h, "", true); err != nil {
 		return c.readError(ctx, h, err)
 	}
 	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))
