@@ -155,25 +155,35 @@ func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *tes
 	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 1)
 	puts := f.putN(10, 2, "a")
+	ddb := &staleScans{DynamoDBAPI: f.ddb}
 	opts := f.options()
+	opts.DynamoDB = ddb
 	opts.LeaseDuration = 3 * time.Second
 	s := startConsumer(t, opts)
 	got := s.receive(len(puts), 30*time.Second, func(Record) bool { return false })
 	shard := puts[0].shard
 
-	// Another worker takes the lease and checkpoints, as a steal would.
+	// The worker's reads of the table go stale, so it cannot learn of the
+	// steal but by a write; then another worker takes the lease and
+	// checkpoints, as a steal would.
+	ddb.stale.Store(true)
 	f.steal(shard, "thief", puts[2].seq)
-	require.Eventually(t, func() bool { return len(s.c.heldLeases()) == 0 }, 5*time.Second, 10*time.Millisecond, "the worker notices the loss at its next renewal")
+	require.Len(t, s.c.heldLeases(), 1, "the worker still believes it holds the lease")
 
-	// Late acks of the old owner: the table keeps the thief's checkpoint.
+	// Late acks of the old owner: its checkpoint write is attempted against
+	// the lease the thief now holds, is refused, and the worker drops it.
 	for _, r := range got {
 		r.Ack()
 	}
-	fresh := f.putN(5, 2, "b")
-	s.quiet(500 * time.Millisecond) // nothing more from a shard it lost
+	require.Eventually(t, func() bool { return len(s.c.heldLeases()) == 0 }, 10*time.Second, 10*time.Millisecond, "the refused write tells the worker it lost the lease")
+	assert.Positive(t, ddb.checkpointWrites.Load(), "the stale worker attempted a checkpoint write after the steal")
 	item := f.leaseItems()[shard]
 	assert.Equal(t, "thief", str(item, attrOwner))
-	assert.Equal(t, puts[2].seq, str(item, attrCheckpoint))
+	assert.Equal(t, puts[2].seq, str(item, attrCheckpoint), "the thief's checkpoint is kept")
+
+	ddb.stale.Store(false)
+	fresh := f.putN(5, 2, "b")
+	s.quiet(500 * time.Millisecond) // nothing more from a shard it lost
 
 	// The thief never renews: after LeaseDuration the worker takes the
 	// lease back and resumes right after the thief's checkpoint.
@@ -182,7 +192,39 @@ func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *tes
 	require.NoError(t, s.stop(nil))
 }
 
-var _ sync.Mutex
+// staleScans answers the worker's table scans, while stale is set, with the
+// last scan from before, so the worker cannot see a lease change hands; and
+// counts the checkpoint writes made meanwhile.
+type staleScans struct {
+	DynamoDBAPI
+	stale            atomic.Bool
+	mu               sync.Mutex
+	last             *dynamodb.ScanOutput
+	checkpointWrites atomic.Int64
+}
+
+func (d *staleScans) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	d.mu.Lock()
+	last := d.last
+	d.mu.Unlock()
+	if d.stale.Load() && last != nil && in.ExclusiveStartKey == nil {
+		return last, nil
+	}
+	out, err := d.DynamoDBAPI.Scan(ctx, in, o...)
+	if err == nil && in.ExclusiveStartKey == nil && len(out.LastEvaluatedKey) == 0 {
+		d.mu.Lock()
+		d.last = out
+		d.mu.Unlock()
+	}
+	return out, err
+}
+
+func (d *staleScans) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if d.stale.Load() && isCheckpointWrite(in) {
+		d.checkpointWrites.Add(1)
+	}
+	return d.DynamoDBAPI.UpdateItem(ctx, in, o...)
+}
 
 // steal makes owner the owner of shard's lease with checkpoint seq, as
 // another worker taking it and checkpointing would: one write, conditional on
