@@ -310,7 +310,7 @@ func (c *Consumer) flushCheckpoints(ctx context.Context) error {
 			_, _, err := c.writeCheckpoint(wctx, h, c.opts.WorkerID, false)
 			cancel()
 			if isFatal(err) {
-				return fmt.Errorf("kcl: lease table %q: checkpoint of shard %q: %w", c.table.name(), h.shardID, err)
+				return fmt.Errorf("lease table %q: checkpoint of shard %q: %w", c.table.name(), h.shardID, err)
 			}
 			if err != nil && !isLeaseLost(err) && ctx.Err() == nil {
 				c.log.Warn("kcl: checkpoint write failed; retrying next flush", "shard", h.shardID, "error", err)

@@ -36,7 +36,7 @@ func (c *Consumer) registerConsumer(ctx context.Context) error {
 			return c.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(c.opts.StreamName)})
 		})
 		if err != nil {
-			return fmt.Errorf("kcl: stream %q: %w", c.opts.streamLabel(), err)
+			return fmt.Errorf("stream %q: %w", c.opts.streamLabel(), err)
 		}
 		streamARN = aws.ToString(out.StreamDescriptionSummary.StreamARN)
 	}
@@ -51,12 +51,12 @@ func (c *Consumer) registerConsumer(ctx context.Context) error {
 				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if err != nil && !isInUse(err) { // in use: another worker registered it first
-				return fmt.Errorf("kcl: stream %q: registering consumer %q: %w", c.opts.streamLabel(), name, err)
+				return fmt.Errorf("stream %q: registering consumer %q: %w", c.opts.streamLabel(), name, err)
 			}
 			c.log.Info("kcl: stream consumer registered", "consumer", name)
 			continue
 		case err != nil:
-			return fmt.Errorf("kcl: stream %q: consumer %q: %w", c.opts.streamLabel(), name, err)
+			return fmt.Errorf("stream %q: consumer %q: %w", c.opts.streamLabel(), name, err)
 		}
 		d := out.ConsumerDescription
 		switch d.ConsumerStatus {

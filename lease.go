@@ -56,7 +56,7 @@ type tableSnapshot struct {
 
 // errLeaseLost says a conditional write found the lease changed: another
 // worker owns it now, or it was edited.
-var errLeaseLost = errors.New("kcl: lease lost")
+var errLeaseLost = errors.New("lease lost")
 
 // errDuplicateWorker says another process writes this worker's heartbeat:
 // two processes run with one WorkerID. No retry can fix it.
@@ -238,7 +238,7 @@ func (c *Consumer) heartbeat(ctx context.Context) error {
 		return c.table.heartbeat(bctx, c.opts.WorkerID, c.token, stopping, c.beatCounter)
 	})
 	if isDuplicateWorker(err) {
-		return fmt.Errorf("kcl: lease table %q: WorkerID %q: %w", c.table.name(), c.opts.WorkerID, err)
+		return fmt.Errorf("lease table %q: WorkerID %q: %w", c.table.name(), c.opts.WorkerID, err)
 	}
 	if err != nil {
 		return err
@@ -581,7 +581,7 @@ type leaseWrite struct {
 }
 
 // errWriteAgain says a write must be made again on the lease as now known.
-var errWriteAgain = errors.New("kcl: an earlier lease write took effect; writing again")
+var errWriteAgain = errors.New("an earlier lease write took effect; writing again")
 
 // readBack reads a lease after a conditional write of it failed, and
 // reports whether it holds what the write would have written (wrote).

@@ -276,7 +276,7 @@ func (c *Consumer) readError(ctx context.Context, h *heldLease, err error) error
 	if ctx.Err() != nil || isLeaseLost(err) {
 		return nil
 	}
-	return fmt.Errorf("kcl: stream %q: shard %q: %w", c.opts.streamLabel(), h.shardID, err)
+	return fmt.Errorf("stream %q: shard %q: %w", c.opts.streamLabel(), h.shardID, err)
 }
 
 func isExpiredIterator(err error) bool {

@@ -106,11 +106,11 @@ func parentsFirst(shards []shardInfo) []shardInfo {
 func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 	shards, err := c.listShards(ctx)
 	if err != nil {
-		return fmt.Errorf("kcl: stream %q: %w", c.opts.streamLabel(), err)
+		return fmt.Errorf("stream %q: %w", c.opts.streamLabel(), err)
 	}
 	snap, err := c.table.list(ctx)
 	if err != nil {
-		return fmt.Errorf("kcl: lease table %q: %w", c.table.name(), err)
+		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
 	}
 	c.reportBadLeases(snap.bad)
 	leased := make(map[string]bool, len(snap.leases))
@@ -139,7 +139,7 @@ func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 		}
 		created, err := c.table.create(ctx, lease{shardID: s.id, checkpoint: cp, parents: s.parents})
 		if err != nil {
-			return fmt.Errorf("kcl: lease table %q: creating lease %q: %w", c.table.name(), s.id, err)
+			return fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), s.id, err)
 		}
 		if created {
 			c.log.Info("kcl: lease created", "shard", s.id, "checkpoint", cp.seq, "parents", s.parents)

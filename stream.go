@@ -163,20 +163,35 @@ func (c *Consumer) Err() error {
 	return c.err
 }
 
+// setErr records why the consumer stops, the first time. Errors inside kcl
+// name what failed (stream, shard, lease table) without a prefix; this is
+// where they leave the package, so "kcl: " is added here, once.
 func (c *Consumer) setErr(err error) {
 	c.errMu.Lock()
 	defer c.errMu.Unlock()
 	if c.err == nil {
-		c.err = err
+		c.err = fmt.Errorf("kcl: %w", err)
 	}
 }
 
 // run is the consumer's life: start, read until ctx ends or a fatal error,
 // then shut down in order. The channel closes when all of it is done.
+//
+// Contexts, and what ends each:
+//   - ctx, the caller's: its end starts the shutdown.
+//   - readCtx (c.readCtx once the readers' errgroup wraps it): every reader
+//     and everything start does; ends with ctx, or when a reader fails.
+//     Shutdown stops reading first.
+//   - each reader's own, under readCtx: cancelled when its lease is lost,
+//     released or handed off (heldLease.cancel); the reader's fetching has
+//     one more under it (heldLease.stopFetch), cancelled first on a hand-off
+//     so that the reader can still wait for acks and write the hand-off.
+//   - leaseCtx: the lease loop (heartbeats, balancing, flushes). It outlives
+//     ctx, so that leases are kept while delivered records are acked, and is
+//     cancelled just before the final release.
+//   - final: the last checkpoints and releases, bounded by LeaseDuration.
 func (c *Consumer) run(ctx context.Context) {
 	defer close(c.out)
-	// Leases outlive ctx: they are renewed while delivered records are acked,
-	// and released at the very end.
 	leaseCtx, stopLeases := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLeases()
 	readCtx, stopReading := context.WithCancel(ctx)
@@ -191,7 +206,7 @@ func (c *Consumer) run(ctx context.Context) {
 		c.pause.stop()
 		if ctx.Err() == nil {
 			c.setErr(err)
-			c.log.Error("kcl: consumer stopped", "error", err)
+			c.log.Error("kcl: consumer stopped", "error", c.Err())
 		}
 		return
 	}
@@ -291,7 +306,7 @@ func (c *Consumer) start(ctx context.Context) error {
 		}
 		return struct{}{}, c.heartbeat(ctx)
 	}); err != nil {
-		return fmt.Errorf("kcl: lease table %q: %w", c.table.name(), err)
+		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
 	}
 	_, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
 		return struct{}{}, c.syncShards(ctx)
