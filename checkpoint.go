@@ -58,6 +58,7 @@ type ackWindow struct {
 	// the acked prefix's records and bytes, for Stats
 	ackedRecords, ackedBytes int64
 	changed                  chan struct{} // signalled when a waiter's condition holds, or on close
+	ended                    chan struct{} // closed by close: the lease is gone from this worker
 	// waitFor is set while a waiter wants fewer unacked records than it:
 	// then acks take mu to work out the prefix and wake it. 0: none waits.
 	waitFor atomic.Int64
@@ -94,7 +95,7 @@ func (c *ackChunk) ack(index uint64) {
 }
 
 func newAckWindow(start checkpoint) *ackWindow {
-	return &ackWindow{acked: start, changed: make(chan struct{}, 1)}
+	return &ackWindow{acked: start, changed: make(chan struct{}, 1), ended: make(chan struct{})}
 }
 
 // push registers records about to be delivered, in order, and points each to
@@ -225,9 +226,16 @@ func (w *ackWindow) stats() (acked checkpoint, unacked int, records, bytes int64
 func (w *ackWindow) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !w.closed {
+		close(w.ended)
+	}
 	w.closed = true
 	w.signal()
 }
+
+// done returns a channel closed once the window is closed: the lease of its
+// records was lost, released or handed off, so their acks no longer count.
+func (w *ackWindow) done() <-chan struct{} { return w.ended }
 
 // waitBelow blocks until fewer than n delivered records are unacked, the
 // window closes, or ctx ends. It reports whether the condition holds. Only one
