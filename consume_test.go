@@ -111,25 +111,44 @@ func TestUnackedRecordsComeBackAfterRestart(t *testing.T) {
 func TestShutdownWaitsForAcksThenCheckpointsAndReleases(t *testing.T) {
 	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 2)
-	puts := f.putN(30, 6, "")
+	puts := f.putN(60, 6, "")
 	opts := f.options()
 	opts.CheckpointInterval = time.Hour // only the shutdown writes checkpoints
 	opts.ShutdownTimeout = 10 * time.Second
+	opts.BufferSize = -1 // unbuffered: a record leaves kcl only when received
+	opts.WorkerID = "stopping"
 	s := startConsumer(t, opts)
-	got := s.receive(len(puts), 30*time.Second, func(Record) bool { return false })
+	got := s.receive(20, 30*time.Second, func(Record) bool { return false })
 	s.cancel()
-	time.Sleep(200 * time.Millisecond) // still processing after cancel
-	for _, r := range got {
+	// Shutdown has begun once the worker tells the others it is stopping,
+	// which it does after its readers stopped; records were still waiting
+	// to be sent then.
+	require.Eventually(t, func() bool {
+		out, err := f.ddb.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: &f.app,
+			Key: map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: workerKeyPrefix + "stopping"}}})
+		require.NoError(t, err)
+		stopping, _ := out.Item[attrStopping].(*ddbtypes.AttributeValueMemberBOOL)
+		return stopping != nil && stopping.Value
+	}, 10*time.Second, 10*time.Millisecond, "the heartbeat says the worker is stopping")
+	for _, r := range got { // still processing after cancel
 		r.Ack()
 	}
-	for range s.ch {
-		t.Fatal("no record is delivered after cancel")
+	for r := range s.ch {
+		t.Fatalf("record %s delivered after cancel", r.Data)
 	}
 	require.NoError(t, s.c.Err())
 
 	items := f.leaseItems()
-	for shard, seq := range lastSeqPerShard(puts) {
-		assert.Equal(t, seq, str(items[shard], attrCheckpoint), "shard %s: acks made during shutdown are checkpointed", shard)
+	last := map[string]string{}
+	for _, r := range got {
+		last[r.ShardID] = r.SequenceNumber
+	}
+	for shard := range lastSeqPerShard(puts) {
+		want := last[shard]
+		if want == "" {
+			want = checkpointTrimHorizon
+		}
+		assert.Equal(t, want, str(items[shard], attrCheckpoint), "shard %s: acks made during shutdown are checkpointed", shard)
 		assert.Empty(t, str(items[shard], attrOwner), "shard %s: lease released when the channel closes", shard)
 	}
 }
@@ -193,6 +212,7 @@ func TestConsumeFunctionLogsErrorsAndClosesChannel(t *testing.T) {
 }
 
 func TestConsumeTwiceIsAnError(t *testing.T) {
+	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 1)
 	s := startConsumer(t, f.options())
 	ch := s.c.Consume(context.Background())
