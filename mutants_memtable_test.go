@@ -8,7 +8,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -30,35 +29,7 @@ func TestMutantMemTableHeartbeatRefusesAnotherProcess(t *testing.T) {
 }
 
 // Every write of a lease in memory is fenced on the owner and counter read
-// before it: a worker that lost the lease, or writes from an old read,
-// changes nothing.
+// before it (checkFencedWrites, mutants_leasetable_test.go).
 func TestMutantMemTableWritesAreFenced(t *testing.T) {
-	ctx := context.Background()
-	tbl := newMemLeases()
-	_, err := tbl.create(ctx, lease{shardID: "s", checkpoint: checkpoint{seq: checkpointTrimHorizon}})
-	require.NoError(t, err)
-	free, _, _ := tbl.read(ctx, "s")
-
-	a, err := tbl.take(ctx, free, "a")
-	require.NoError(t, err)
-	_, err = tbl.take(ctx, free, "b")
-	require.ErrorIs(t, err, errLeaseLost, "a take from a read before another take")
-
-	a2, err := tbl.checkpoint(ctx, a, checkpoint{seq: "1"}, "a")
-	require.NoError(t, err)
-	_, err = tbl.checkpoint(ctx, a, checkpoint{seq: "9"}, "a")
-	require.ErrorIs(t, err, errLeaseLost, "the owner's write from an old read (counter)")
-
-	b, err := tbl.take(ctx, a2, "b") // taken as expired
-	require.NoError(t, err)
-	_, err = tbl.checkpoint(ctx, a2, checkpoint{seq: "9"}, "a")
-	require.ErrorIs(t, err, errLeaseLost, "the old owner's late checkpoint")
-	_, err = tbl.checkpoint(ctx, a2, checkpoint{seq: "9"}, "c")
-	require.ErrorIs(t, err, errLeaseLost, "the old owner's late hand-off")
-	require.ErrorIs(t, tbl.claim(ctx, a2, "c"), errLeaseLost, "a claim on an owner that is gone")
-
-	stored, _, _ := tbl.read(ctx, "s")
-	assert.Equal(t, "b", stored.owner)
-	assert.Equal(t, b.counter, stored.counter)
-	assert.Equal(t, checkpoint{seq: "1"}, stored.checkpoint)
+	checkFencedWrites(t, newMemLeases())
 }

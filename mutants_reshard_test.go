@@ -1,0 +1,24 @@
+package kcl
+
+// Tests written for scripts/mutants: where new shards start after
+// resharding, decided without Kinesis.
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// Once the group has leases, a parent neither listed nor leased left the
+// stream (retention) while the group should have been reading it: its
+// children, and theirs, start at TRIM_HORIZON. A group with no lease yet
+// starts everything at InitialPosition.
+func TestMutantChildrenOfAParentGoneFromTheStreamDescend(t *testing.T) {
+	shards := []shardInfo{
+		{id: "other"},
+		{id: "child", parents: []string{"gone"}},
+		{id: "grandchild", parents: []string{"child"}},
+	}
+	assert.Equal(t, map[string]bool{"child": true, "grandchild": true}, descendsFromLeased(shards, map[string]bool{"other": true}))
+	assert.Empty(t, descendsFromLeased(shards, map[string]bool{}))
+}
