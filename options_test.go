@@ -2,6 +2,8 @@ package kcl
 
 import (
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +35,13 @@ func TestNewRejectsBadOptionsNamingTheField(t *testing.T) {
 		{"CheckpointInterval", func(o *Options) { o.CheckpointInterval = -1 }},
 		{"ShardSyncInterval", func(o *Options) { o.ShardSyncInterval = -1 }},
 		{"ShutdownTimeout", func(o *Options) { o.ShutdownTimeout = -1 }},
+		{"BufferSize", func(o *Options) { o.BufferSize = -2 }},
+		{"MaxLeasesPerWorker", func(o *Options) { o.MaxLeasesPerWorker = -1 }},
+		{"ConsumerName", func(o *Options) { o.ConsumerName = "has space" }},
+		{"ConsumerName", func(o *Options) { o.EnhancedFanOut = true }}, // no AppName to default from
+		// AppName is a valid table name but not a valid consumer name (too
+		// long), and ConsumerName defaults to it.
+		{"ConsumerName", func(o *Options) { o.AppName, o.EnhancedFanOut = strings.Repeat("a", 129), true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -62,12 +71,38 @@ func TestNewFillsDocumentedDefaults(t *testing.T) {
 	assert.Equal(t, 5*time.Second, o.CheckpointInterval)
 	assert.Equal(t, 30*time.Second, o.ShardSyncInterval)
 	assert.Equal(t, 10*time.Second, o.ShutdownTimeout)
-	assert.NotNil(t, o.Logger)
+	assert.Equal(t, 128, o.BufferSize)
+	assert.Equal(t, "billing", o.ConsumerName)
+	assert.Zero(t, o.MaxLeasesPerWorker)
+	assert.False(t, o.EnhancedFanOut)
+	assert.Same(t, slog.Default(), o.Logger)
 
 	other, err := New(Options{StreamName: "orders", AWSConfig: &aws.Config{}})
 	require.NoError(t, err)
 	assert.NotEqual(t, o.WorkerID, other.opts.WorkerID, "default worker IDs differ between consumers")
 	assert.IsType(t, &memLeases{}, other.table, "an empty AppName keeps leases in memory")
+}
+
+func TestBufferSizeMinusOneIsAnUnbufferedChannel(t *testing.T) {
+	c, err := New(Options{StreamName: "orders", AWSConfig: &aws.Config{}, BufferSize: -1})
+	require.NoError(t, err)
+	assert.Zero(t, c.opts.BufferSize)
+	c, err = New(Options{StreamName: "orders", AWSConfig: &aws.Config{}, BufferSize: 7})
+	require.NoError(t, err)
+	assert.Equal(t, 7, c.opts.BufferSize)
+}
+
+// Options that are set are kept: a default never overrides a value.
+func TestNewKeepsWhatIsSet(t *testing.T) {
+	c, err := New(Options{StreamName: "orders", AppName: "billing", AWSConfig: &aws.Config{}, LeaseTable: "leases", ConsumerName: "fan",
+		WorkerID: "w1", MaxRecords: 5, MaxUnackedPerShard: 6, PollInterval: time.Minute, LeaseDuration: time.Minute,
+		CheckpointInterval: time.Minute, ShardSyncInterval: time.Minute, ShutdownTimeout: time.Minute, MaxLeasesPerWorker: 3})
+	require.NoError(t, err)
+	o := c.opts
+	assert.Equal(t, []any{"leases", "fan", "w1", 5, 6, 3}, []any{o.LeaseTable, o.ConsumerName, o.WorkerID, o.MaxRecords, o.MaxUnackedPerShard, o.MaxLeasesPerWorker})
+	for _, d := range []time.Duration{o.PollInterval, o.LeaseDuration, o.CheckpointInterval, o.ShardSyncInterval, o.ShutdownTimeout} {
+		assert.Equal(t, time.Minute, d)
+	}
 }
 
 func TestStreamARNIsAccepted(t *testing.T) {
