@@ -80,3 +80,33 @@ func TestMutantBlockedSendGivesUpWhenTheGateShuts(t *testing.T) {
 	cancel()
 	assert.False(t, <-result)
 }
+
+// A heartbeat confirmed after the delivery deadline reopens the gate only
+// once every lease still held was written again: a take another worker
+// decided on the older heartbeat (from a read of the lease before) fails.
+func TestMutantLateBeatFencesEveryHeldLeaseBeforeReopening(t *testing.T) {
+	noLeak(t)
+	ctx := context.Background()
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger(), LeaseDuration: time.Minute})
+	require.NoError(t, err)
+	_, err = c.table.create(ctx, lease{shardID: "s", checkpoint: checkpoint{seq: checkpointTrimHorizon}})
+	require.NoError(t, err)
+	free, _, _ := c.table.read(ctx, "s")
+	mine, err := c.table.take(ctx, free, c.opts.WorkerID)
+	require.NoError(t, err)
+	h := &heldLease{shardID: "s", lease: mine, window: newAckWindow(mine.checkpoint)}
+	h.stored.Store(&storedCheckpoint{cp: mine.checkpoint, at: time.Now()})
+	c.held["s"] = h
+
+	c.pause.stop() // no timers: the beats below say when
+	sent := time.Now()
+	require.False(t, c.pause.beat(sent, sent))
+	require.True(t, c.pause.beat(sent, sent.Add(time.Hour)), "confirmed after the deadline: late")
+	require.True(t, c.pause.isShut())
+	seenByOther, _, _ := c.table.read(ctx, "s") // another worker's read, while the old heartbeat stands
+
+	require.True(t, c.fence(ctx))
+	assert.False(t, c.pause.isShut(), "fenced: reopened")
+	_, err = c.table.take(ctx, seenByOther, "other")
+	assert.ErrorIs(t, err, errLeaseLost, "a take decided before the fence")
+}
