@@ -1,9 +1,11 @@
 package kcl
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -12,23 +14,43 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
-	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+	"github.com/aws/smithy-go/eventstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// noInitialResponse makes the client expect no initial-response event,
-// which kinesis-local never sends (AWS does). Test code only: the library
-// speaks the real protocol.
-type noInitialResponse struct{ smithyhttp.ClientProtocol }
+// withInitialResponse adds to each SubscribeToShard response the
+// initial-response event that AWS sends first and kinesis-local never does,
+// at the HTTP level: the client, and kcl's own event-stream codec for each
+// subscription (ownEventStreamCodec), then read the stream exactly as they
+// read AWS's, initial-response included.
+type withInitialResponse struct{ http.RoundTripper }
 
-func (noInitialResponse) HasInitialEventMessage() bool { return false }
+func (t withInitialResponse) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTripper.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK || req.Header.Get("X-Amz-Target") != "Kinesis_20131202.SubscribeToShard" {
+		return resp, err
+	}
+	var msg eventstream.Message
+	msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.EventMessageType))
+	msg.Headers.Set(eventstream.EventTypeHeader, eventstream.StringValue("initial-response"))
+	msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue("application/json"))
+	msg.Payload = []byte("{}")
+	var first bytes.Buffer
+	if err := eventstream.NewEncoder().Encode(&first, msg); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(&first, resp.Body), resp.Body}
+	return resp, nil
+}
 
 func emulatorHTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+	return &http.Client{Transport: withInitialResponse{&http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}}
 }
 
 // fanOutClient talks HTTP/2 to kinesis-local's TLS port.
@@ -39,12 +61,11 @@ func fanOutClient() KinesisAPI {
 	}), conns: map[string]*http.Client{}}
 }
 
-// emulatorSubscriptions adapts subscriptions to kinesis-local: a protocol
-// that expects no initial-response, one per subscription so that concurrent
-// subscriptions do not share an event-stream codec (see ownEventStreamCodec);
-// and a connection per subscription, closed before the shard is subscribed
-// again, because kinesis-local frees a subscription only when its
-// connection closes (AWS lets a new subscription take over after 5s).
+// emulatorSubscriptions gives each subscription a connection of its own,
+// closed before the shard is subscribed again, because kinesis-local frees
+// a subscription only when its connection closes (AWS lets a new
+// subscription take over after 5s). It leaves the protocol alone: kcl's
+// codec for each subscription is the one that reads the events.
 type emulatorSubscriptions struct {
 	KinesisAPI
 	mu    sync.Mutex
@@ -60,7 +81,6 @@ func (e *emulatorSubscriptions) SubscribeToShard(ctx context.Context, in *kinesi
 	e.conns[*in.ShardId] = conn
 	e.mu.Unlock()
 	return e.KinesisAPI.SubscribeToShard(ctx, in, append(o, func(o *kinesis.Options) {
-		o.Protocol = noInitialResponse{awsjson.New11(schemas.Kinesis_20131202)}
 		o.HTTPClient = conn
 	})...)
 }
