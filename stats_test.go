@@ -23,6 +23,7 @@ func TestStatsReportsDeliveriesAcksCheckpointsAndFaults(t *testing.T) {
 	delivered := map[string]int{}
 	prefix := map[string]int{} // acked records before the first unacked one, per shard
 	gap := map[string]bool{}
+	checkpoints := map[string]string{} // the last record of that prefix
 	for i, r := range got {
 		delivered[r.ShardID]++
 		if i%2 == 0 {
@@ -31,19 +32,28 @@ func TestStatsReportsDeliveriesAcksCheckpointsAndFaults(t *testing.T) {
 			ackedBytes[r.ShardID] += int64(len(r.Data))
 			if !gap[r.ShardID] {
 				prefix[r.ShardID]++
+				checkpoints[r.ShardID] = r.SequenceNumber
 			}
 		} else {
 			gap[r.ShardID] = true
 		}
 	}
+	for shard := range lastSeqPerShard(puts) {
+		if checkpoints[shard] == "" {
+			checkpoints[shard] = checkpointTrimHorizon
+		}
+	}
+	require.Len(t, checkpoints, 2)
+	// The acked prefix is checkpointed, and Stats says so.
 	require.Eventually(t, func() bool {
-		for _, st := range s.c.Stats().Shards {
-			if st.Held && st.CheckpointAge > 50*time.Millisecond {
-				return true
+		for _, sh := range s.c.Stats().Shards {
+			if sh.Checkpoint != checkpoints[sh.ShardID] {
+				return false
 			}
 		}
-		return false
-	}, 5*time.Second, 20*time.Millisecond)
+		return true
+	}, 5*time.Second, 20*time.Millisecond, "Stats reports the acked prefix as the checkpoint: want %v, got %+v", checkpoints, s.c.Stats().Shards)
+	time.Sleep(60 * time.Millisecond) // the checkpoint ages
 
 	st := s.c.Stats()
 	assert.Equal(t, 2, st.LeasesHeld)
@@ -58,6 +68,11 @@ func TestStatsReportsDeliveriesAcksCheckpointsAndFaults(t *testing.T) {
 		assert.Positive(t, sh.BytesDelivered)
 		assert.Positive(t, sh.LastRecordAge)
 		assert.Zero(t, sh.MillisBehindLatest, "caught up")
+		assert.Equal(t, checkpoints[sh.ShardID], sh.Checkpoint, sh.ShardID)
+		assert.Equal(t, checkpoints[sh.ShardID], str(f.leaseItems()[sh.ShardID], attrCheckpoint), "%s: Stats reports the checkpoint the table holds", sh.ShardID)
+		assert.Zero(t, sh.CheckpointSubSequenceNumber)
+		assert.Greater(t, sh.CheckpointAge, 50*time.Millisecond, sh.ShardID)
+		assert.Less(t, sh.CheckpointAge, time.Minute, sh.ShardID)
 	}
 	assert.EqualValues(t, 1, st.IteratorRefreshes)
 	assert.Positive(t, st.Throttles)
