@@ -1,6 +1,7 @@
 package kcl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,6 +95,25 @@ type Options struct {
 	// ShutdownTimeout bounds how long shutdown waits for delivered records to
 	// be acked before the final checkpoints are written. Default 10s.
 	ShutdownTimeout time.Duration
+
+	// Concurrency, MaxAttempts and OnFailure are used by Process only;
+	// Consume ignores them.
+
+	// Concurrency is how many handler calls Process runs at once, over all
+	// shards. Records with the same PartitionKey never run at once and run
+	// in their shard's order. At most MaxUnackedPerShard. Default 1: one
+	// record at a time, in order.
+	Concurrency int
+	// MaxAttempts is how many times Process calls its handler for one record
+	// before it gives the record to OnFailure. 0 retries until the handler's
+	// context ends.
+	MaxAttempts int
+	// OnFailure is called by Process, in the failed record's turn, once its
+	// handler failed MaxAttempts times, with the last error. Returning nil
+	// acks the record and goes on (after writing it to a dead-letter queue,
+	// say); returning an error stops Process with that error, the record
+	// unacked. Nil: Process stops with the last error.
+	OnFailure func(ctx context.Context, rec Record, err error) error
 
 	// Logger receives kcl's logs. Nothing per record is logged above Debug.
 	// Default slog.Default().
@@ -196,6 +216,15 @@ func (o Options) withDefaults() (Options, error) {
 		return o, invalid("BufferSize", "%d is below -1", o.BufferSize)
 	case o.MaxUnackedPerShard < 0:
 		return o, invalid("MaxUnackedPerShard", "%d is negative", o.MaxUnackedPerShard)
+	case o.Concurrency < 0:
+		return o, invalid("Concurrency", "%d is negative", o.Concurrency)
+	case o.MaxAttempts < 0:
+		return o, invalid("MaxAttempts", "%d is negative", o.MaxAttempts)
+	}
+	// A shard never has more than MaxUnackedPerShard records delivered and
+	// unacked, so more handlers than that could never all run for one shard.
+	if maxUnacked := orDefault(o.MaxUnackedPerShard, defaultMaxUnacked); o.Concurrency > maxUnacked {
+		return o, invalid("Concurrency", "%d is above MaxUnackedPerShard (%d): a shard never has more records in flight than that", o.Concurrency, maxUnacked)
 	}
 	for _, d := range []struct {
 		name string
@@ -236,6 +265,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.CheckpointInterval = orDefault(o.CheckpointInterval, defaultCheckpointInterval)
 	o.ShardSyncInterval = orDefault(o.ShardSyncInterval, defaultShardSyncInterval)
 	o.ShutdownTimeout = orDefault(o.ShutdownTimeout, defaultShutdownTimeout)
+	o.Concurrency = orDefault(o.Concurrency, 1)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

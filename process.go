@@ -1,0 +1,421 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Process consumes like Consume and calls handle for every record, acking it
+// when handle returns nil. It returns when ctx ends (nil) or on a fatal error
+// (the error Err would return), after the same shutdown as Consume.
+//
+// Order and concurrency: up to Options.Concurrency calls of handle run at
+// once, over all shards (default 1: one record at a time, in the order
+// delivered). Records with the same PartitionKey never run at once and run
+// in the order their shard delivered them; records of other keys run beside
+// them. Among records ready to run, the oldest delivered starts first, which
+// also moves checkpoints along soonest. handle and OnFailure are called from
+// several goroutines at once when Concurrency is above 1.
+//
+// Failures: a record whose handle returns an error is called again, in its
+// turn, after an exponential backoff with jitter (100ms, then growing up to
+// 10s, as kcl retries AWS errors); only later records of its key wait
+// meanwhile. After Options.MaxAttempts failed calls (0: no limit) it goes to
+// Options.OnFailure: nil from OnFailure acks the record and goes on; an
+// error stops Process, which returns that error as it is. Without OnFailure,
+// Process stops with the last error of handle, wrapped with the record's
+// shard and sequence number. The record is not acked then, so the
+// checkpoint stays before it and it is delivered again after a restart.
+//
+// A record is acked only once handle returned nil for it or OnFailure
+// accepted it: at-least-once delivery, as with Consume. A handler may see a
+// record again (after a crash, a lease move, a shutdown timeout) and must be
+// idempotent.
+//
+// The context given to handle (and to OnFailure) carries ctx's values, but
+// not its cancellation: it ends when the worker no longer holds the record's
+// shard (lease lost, handed off to another worker, or released by the
+// shutdown), so that a long handler can give up work another worker redoes,
+// and at the latest when Process returns. When ctx ends, handlers in flight
+// are not cancelled at once: like Consume, the shutdown gives the records
+// already delivered up to Options.ShutdownTimeout to be handled and acked
+// (records waiting in Process's queues, and retries, included), then
+// checkpoints, releases the leases (which ends the handlers' contexts) and
+// returns once every handler call returned. A record whose context ended is
+// not called again, and one that has not started by then is not started:
+// another worker, or the next run, delivers them again.
+//
+// Memory is bounded as with Consume: a shard stops fetching while
+// Options.MaxUnackedPerShard of its records are unacked, so the records
+// waiting for their key in Process are bounded by that too.
+//
+// A panic in handle or OnFailure is not recovered: it crashes the program,
+// as a panic in any goroutine does, and the records not acked are delivered
+// again after a restart.
+//
+// A Consumer is consumed once: Process returns an error, consuming nothing,
+// if Process or Consume was called on it before.
+func (c *Consumer) Process(ctx context.Context, handle func(ctx context.Context, rec Record) error) error {
+	if handle == nil {
+		return errors.New("kcl: Process: handle is nil")
+	}
+	// processStarting makes a second Process racing the first fail too, not
+	// only one after it (Consume sets c.used).
+	if _, racing := processStarting.LoadOrStore(c, struct{}{}); racing {
+		return errConsumedTwice
+	}
+	if c.used.Load() {
+		processStarting.Delete(c)
+		return errConsumedTwice
+	}
+	consumeCtx, stopConsuming := context.WithCancel(ctx)
+	defer stopConsuming()
+	in := c.Consume(consumeCtx)
+	processStarting.Delete(c) // c.used is set from now on
+	base, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHandlers()
+	p := &processor{
+		c:             c,
+		handle:        handle,
+		stopConsuming: stopConsuming,
+		base:          base,
+		stopHandlers:  stopHandlers,
+		keys:          map[string]*keyQueue{},
+		ready:         taskHeap{less: func(a, b *task) bool { return a.n < b.n }},
+		waiting: taskHeap{less: func(a, b *task) bool {
+			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
+		}},
+		results:      make(chan *task, c.opts.Concurrency),
+		windows:      map[*ackWindow]context.Context{},
+		windowClosed: make(chan *ackWindow),
+	}
+	return p.run(in)
+}
+
+// Process builds a Consumer from opts and runs Consumer.Process with ctx and
+// handle. Errors from New (wrapping ErrInvalidOptions) are returned as they
+// are.
+func Process(ctx context.Context, opts Options, handle func(ctx context.Context, rec Record) error) error {
+	c, err := New(opts)
+	if err != nil {
+		return err
+	}
+	return c.Process(ctx, handle)
+}
+
+var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consumed (Consume or Process may be called once per Consumer)")
+
+// processStarting holds the Consumers whose Process is between its check of
+// c.used and its call of Consume.
+var processStarting sync.Map
+
+// processor is one run of Process. Its state is owned by the goroutine of
+// run (the dispatcher); each attempt runs on a goroutine of its own, which
+// owns its task until it sends it back on results.
+type processor struct {
+	c             *Consumer
+	handle        func(context.Context, Record) error
+	stopConsuming context.CancelFunc // starts Consume's shutdown
+	base          context.Context    // ctx's values; ends when run is over
+	stopHandlers  context.CancelFunc // ends base
+	err           error              // why Process stops, if a record made it
+
+	keys    map[string]*keyQueue // records delivered and not done, by partition key
+	ready   taskHeap             // keys' first records, ready to run: oldest first
+	waiting taskHeap             // keys' first records, backing off: soonest due first
+	timer   *time.Timer          // fires when waiting's first is due
+	timerC  <-chan time.Time     // timer's channel while armed; nil otherwise
+	running int                  // attempts in flight
+	next    uint64               // arrival number of the next record
+	results chan *task           // attempts done; never blocks (room for Concurrency)
+
+	// The handler contexts, one per ack window (a shard under one lease):
+	// each ends when its window closes. A watcher goroutine per window
+	// cancels it and reports the window on windowClosed.
+	windows      map[*ackWindow]context.Context
+	windowClosed chan *ackWindow
+	watchers     sync.WaitGroup
+}
+
+// task is one delivered record in Process.
+type task struct {
+	rec      Record
+	ctx      context.Context // handle's: ends when the record's lease is gone
+	key      *keyQueue
+	n        uint64 // arrival order
+	attempts int
+	backoff  *backoff.ExponentialBackOff // made at the first failure
+	due      time.Time                   // while waiting: when to try again
+	result   attemptResult               // of the last attempt
+	err      error                       // with resultStop: what Process returns
+}
+
+type attemptResult int
+
+const (
+	resultAcked   attemptResult = iota // handle returned nil, or OnFailure accepted it
+	resultRetry                        // failed; try again after a backoff
+	resultDropped                      // its context ended: not ours any more
+	resultStop                         // Process must stop with task.err
+)
+
+// keyQueue holds the records of one partition key not yet done, in
+// delivery order. Only the first one is ever ready, running or waiting.
+type keyQueue struct {
+	key   string
+	tasks []*task
+}
+
+// run dispatches records until the channel of Consume closes, then ends
+// the handlers' contexts and waits for every attempt and watcher to return.
+func (p *processor) run(in <-chan Record) error {
+	for in != nil {
+		p.startReady()
+		select {
+		case rec, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			p.add(rec)
+		case t := <-p.results:
+			p.done(t)
+		case <-p.timerC:
+			p.timerC = nil
+			p.wakeDue()
+		case w := <-p.windowClosed:
+			delete(p.windows, w)
+		}
+	}
+	// The shutdown is over (leases released, checkpoints written): nothing
+	// more is started, and what runs sees its context end.
+	p.stopHandlers()
+	for p.running > 0 {
+		t := <-p.results
+		p.running--
+		if t.result == resultStop && p.err == nil {
+			p.err = t.err
+		}
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.watchers.Wait()
+	if p.err != nil {
+		return p.err
+	}
+	return p.c.Err()
+}
+
+// add queues a record behind the earlier ones of its key.
+func (p *processor) add(rec Record) {
+	ctx := p.recordContext(rec)
+	if ctx.Err() != nil {
+		return // its lease is gone already: the next owner delivers it
+	}
+	k := p.keys[rec.PartitionKey]
+	if k == nil {
+		k = &keyQueue{key: rec.PartitionKey}
+		p.keys[rec.PartitionKey] = k
+	}
+	t := &task{rec: rec, ctx: ctx, key: k, n: p.next}
+	p.next++
+	k.tasks = append(k.tasks, t)
+	if len(k.tasks) == 1 {
+		p.ready.push(t)
+	}
+}
+
+// recordContext returns the context handle gets for rec: ending when rec's
+// ack window closes (its lease is gone from this worker), or when Process is
+// over. A record from no window gets base.
+func (p *processor) recordContext(rec Record) context.Context {
+	if rec.chunk == nil {
+		return p.base
+	}
+	w := rec.chunk.window
+	if ctx, ok := p.windows[w]; ok {
+		return ctx
+	}
+	ctx, cancel := context.WithCancel(p.base)
+	p.windows[w] = ctx
+	p.watchers.Add(1)
+	go func() {
+		defer p.watchers.Done()
+		defer cancel()
+		select {
+		case <-w.done():
+			cancel()
+			select {
+			case p.windowClosed <- w:
+			case <-p.base.Done():
+			}
+		case <-p.base.Done():
+		}
+	}()
+	return ctx
+}
+
+// startReady starts the oldest ready records while fewer than Concurrency
+// attempts run. A record whose context ended is dropped instead.
+func (p *processor) startReady() {
+	for p.running < p.c.opts.Concurrency && p.ready.len() > 0 {
+		t := p.ready.pop()
+		if t.ctx.Err() != nil {
+			p.c.log.Debug("kcl: Process: record dropped: its lease is gone", "shard", t.rec.ShardID, "sequence_number", t.rec.SequenceNumber)
+			p.advance(t.key)
+			continue
+		}
+		p.running++
+		go p.attempt(t)
+	}
+}
+
+// attempt calls handle once for t, and OnFailure if that was the last
+// attempt allowed, acks t if either accepted it, and sends t back to the
+// dispatcher with the outcome.
+func (p *processor) attempt(t *task) {
+	err := p.handle(t.ctx, t.rec)
+	t.attempts++
+	maxAttempts := p.c.opts.MaxAttempts
+	switch {
+	case err == nil:
+		t.rec.Ack()
+		t.result = resultAcked
+	case t.ctx.Err() != nil:
+		t.result = resultDropped
+	case maxAttempts == 0 || t.attempts < maxAttempts:
+		t.result, t.err = resultRetry, err
+	case p.c.opts.OnFailure == nil:
+		t.result = resultStop
+		t.err = fmt.Errorf("kcl: Process: shard %q, record %s/%d: handler failed %d times: %w", t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, t.attempts, err)
+	default:
+		ferr := p.c.opts.OnFailure(t.ctx, t.rec, err)
+		switch {
+		case ferr == nil:
+			t.rec.Ack()
+			t.result = resultAcked
+		case t.ctx.Err() != nil:
+			t.result = resultDropped
+		default:
+			t.result, t.err = resultStop, ferr
+		}
+	}
+	p.results <- t
+}
+
+// done takes an attempt's outcome: the key goes on to its next record, or
+// waits for the retry, or (stop) stays blocked while Process shuts down.
+func (p *processor) done(t *task) {
+	p.running--
+	switch t.result {
+	case resultAcked, resultDropped:
+		p.advance(t.key)
+	case resultRetry:
+		if t.backoff == nil {
+			t.backoff = newBackOff()
+		}
+		wait := t.backoff.NextBackOff()
+		p.c.log.Debug("kcl: Process: handler failed; retrying", "shard", t.rec.ShardID, "sequence_number", t.rec.SequenceNumber, "attempt", t.attempts, "wait", wait, "error", t.err)
+		t.due = time.Now().Add(wait)
+		p.waiting.push(t)
+		p.arm()
+	case resultStop:
+		// The record stays first of its key, unacked: later records of the
+		// key never run before it.
+		if p.err == nil {
+			p.err = t.err
+			p.c.log.Warn("kcl: Process stopping: a record failed", "shard", t.rec.ShardID, "sequence_number", t.rec.SequenceNumber, "attempts", t.attempts, "error", t.err)
+			p.stopConsuming()
+		}
+	}
+}
+
+// advance removes the first record of k, which is done, and makes the next
+// one ready.
+func (p *processor) advance(k *keyQueue) {
+	k.tasks[0] = nil
+	k.tasks = k.tasks[1:]
+	if len(k.tasks) == 0 {
+		delete(p.keys, k.key)
+		return
+	}
+	p.ready.push(k.tasks[0])
+}
+
+// wakeDue makes the records whose backoff is over ready again.
+func (p *processor) wakeDue() {
+	now := time.Now()
+	for p.waiting.len() > 0 && !p.waiting.peek().due.After(now) {
+		p.ready.push(p.waiting.pop())
+	}
+	p.arm()
+}
+
+// arm sets the timer for the first record waiting, if any.
+func (p *processor) arm() {
+	if p.waiting.len() == 0 {
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		p.timerC = nil
+		return
+	}
+	d := time.Until(p.waiting.peek().due)
+	if p.timer == nil {
+		p.timer = time.NewTimer(d)
+	} else {
+		p.timer.Reset(d) // Go 1.23 timers: no stale tick after Reset
+	}
+	p.timerC = p.timer.C
+}
+
+// taskHeap is a binary heap of tasks ordered by less.
+type taskHeap struct {
+	items []*task
+	less  func(a, b *task) bool
+}
+
+func (h *taskHeap) len() int    { return len(h.items) }
+func (h *taskHeap) peek() *task { return h.items[0] }
+
+func (h *taskHeap) push(t *task) {
+	h.items = append(h.items, t)
+	i := len(h.items) - 1
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h.less(h.items[i], h.items[parent]) {
+			break
+		}
+		h.items[i], h.items[parent] = h.items[parent], h.items[i]
+		i = parent
+	}
+}
+
+func (h *taskHeap) pop() *task {
+	top := h.items[0]
+	last := len(h.items) - 1
+	h.items[0] = h.items[last]
+	h.items[last] = nil
+	h.items = h.items[:last]
+	for i := 0; ; {
+		smallest, l, r := i, 2*i+1, 2*i+2
+		if l < last && h.less(h.items[l], h.items[smallest]) {
+			smallest = l
+		}
+		if r < last && h.less(h.items[r], h.items[smallest]) {
+			smallest = r
+		}
+		if smallest == i {
+			break
+		}
+		h.items[i], h.items[smallest] = h.items[smallest], h.items[i]
+		i = smallest
+	}
+	return top
+}

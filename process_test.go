@@ -1,0 +1,506 @@
+package kcl
+
+// Tests of Process: per-key order and parallelism, retries in place, the
+// failure policy, the handler context on a hand-off and on shutdown,
+// validation, and one run per Consumer. All but the last two run on the
+// emulators.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/kinesisfake"
+)
+
+// procRun is one Process running in a test.
+type procRun struct {
+	c      *Consumer
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+func startProcess(t *testing.T, opts Options, handle func(context.Context, Record) error) *procRun {
+	t.Helper()
+	c, err := New(opts)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &procRun{c: c, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = c.Process(ctx, handle)
+	}()
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+// stop cancels the run and returns what Process returned.
+func (r *procRun) stop() error {
+	r.cancel()
+	<-r.done
+	return r.err
+}
+
+// returned waits up to timeout for Process to return by itself.
+func (r *procRun) returned(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(timeout):
+		t.Fatalf("Process did not return within %v", timeout)
+		return nil
+	}
+}
+
+// call is one call of a handler, as a test saw it.
+type call struct {
+	data       string
+	start, end time.Time
+	err        error
+}
+
+// calls records every handler call.
+type calls struct {
+	mu  sync.Mutex
+	all []call
+}
+
+func (c *calls) add(x call) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.all = append(c.all, x)
+}
+
+func (c *calls) snapshot() []call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]call(nil), c.all...)
+}
+
+// byData returns the calls whose record data has the prefix.
+func byData(cs []call, prefix string) []call {
+	var out []call
+	for _, x := range cs {
+		if strings.HasPrefix(x.data, prefix) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func TestProcessKeepsKeyOrderAndRunsKeysInParallel(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	const n, keys = 300, 12
+	puts := f.putN(n, keys, "")
+	opts := f.options()
+	opts.Concurrency = 8
+	var rec calls
+	var acked atomic.Int64
+	var running, maxRunning atomic.Int64
+	var perKey sync.Map // key -> *atomic.Int64: handlers of the key running now
+	var overlap atomic.Bool
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error {
+		k, _ := perKey.LoadOrStore(r.PartitionKey, new(atomic.Int64))
+		if k.(*atomic.Int64).Add(1) > 1 {
+			overlap.Store(true)
+		}
+		now := running.Add(1)
+		for m := maxRunning.Load(); now > m && !maxRunning.CompareAndSwap(m, now); m = maxRunning.Load() {
+		}
+		start := time.Now()
+		time.Sleep(3 * time.Millisecond)
+		running.Add(-1)
+		k.(*atomic.Int64).Add(-1)
+		rec.add(call{data: string(r.Data), start: start, end: time.Now()})
+		acked.Add(1)
+		return nil
+	})
+	require.Eventually(t, func() bool { return acked.Load() == n }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop())
+
+	got := rec.snapshot()
+	require.Len(t, got, n, "each record handled once")
+	assert.False(t, overlap.Load(), "two handlers of one key ran at once")
+	assert.LessOrEqual(t, maxRunning.Load(), int64(8), "at most Concurrency handlers at once")
+	assert.Greater(t, maxRunning.Load(), int64(1), "records of different keys run at once")
+	for k := range keys {
+		mine := byData(got, fmt.Sprintf("k%d:", k))
+		require.NotEmpty(t, mine)
+		for i := 1; i < len(mine); i++ {
+			assert.Less(t, mine[i-1].data, mine[i].data, "key k%d: out of order", k) // data "kK:index", same width
+			assert.False(t, mine[i].start.Before(mine[i-1].end), "key k%d: %s started before %s ended", k, mine[i].data, mine[i-1].data)
+		}
+	}
+	items := f.leaseItems()
+	for shard, seq := range lastSeqPerShard(puts) {
+		assert.Equal(t, seq, str(items[shard], attrCheckpoint), "shard %s checkpointed to its last record", shard)
+	}
+}
+
+func TestProcessRetriesAFailedRecordInPlace(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	const n = 40
+	f.putN(n, 4, "")
+	opts := f.options()
+	opts.Concurrency = 4
+	const target, nextOfKey = "k0:000000", "k0:000004"
+	errFlaky := errors.New("flaky")
+	var rec calls
+	var targetCalls, acked atomic.Int64
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error {
+		start := time.Now()
+		var err error
+		if string(r.Data) == target && targetCalls.Add(1) <= 2 {
+			err = errFlaky
+		} else {
+			time.Sleep(2 * time.Millisecond)
+			acked.Add(1)
+		}
+		rec.add(call{data: string(r.Data), start: start, end: time.Now(), err: err})
+		return err
+	})
+	require.Eventually(t, func() bool { return acked.Load() == n }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop())
+
+	got := rec.snapshot()
+	require.Len(t, got, n+2)
+	tries := byData(got, target)
+	require.Len(t, tries, 3, "failed twice, then succeeded")
+	assert.ErrorIs(t, tries[0].err, errFlaky)
+	assert.ErrorIs(t, tries[1].err, errFlaky)
+	assert.NoError(t, tries[2].err)
+	assert.GreaterOrEqual(t, tries[1].start.Sub(tries[0].end), 40*time.Millisecond, "a backoff between attempts (100ms ± 50%)")
+	next := byData(got, nextOfKey)
+	require.Len(t, next, 1)
+	assert.False(t, next[0].start.Before(tries[2].end), "the next record of the key waits for the retried one")
+	others := 0
+	for _, x := range got {
+		if !strings.HasPrefix(x.data, "k0:") && x.start.After(tries[0].end) && x.start.Before(tries[2].start) {
+			others++
+		}
+	}
+	assert.Positive(t, others, "other keys go on while the failed record backs off")
+}
+
+func TestProcessOnFailureAcksAndGoesOn(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	const n = 20
+	puts := f.putN(n, 4, "")
+	opts := f.options()
+	opts.Concurrency = 2
+	opts.MaxAttempts = 2
+	const bad = "k1:000001"
+	errBad := errors.New("poison")
+	var badCalls, done atomic.Int64
+	var dead []string
+	var deadMu sync.Mutex
+	opts.OnFailure = func(ctx context.Context, r Record, err error) error {
+		assert.ErrorIs(t, err, errBad)
+		deadMu.Lock()
+		dead = append(dead, string(r.Data))
+		deadMu.Unlock()
+		done.Add(1)
+		return nil // written to the dead-letter queue: go on
+	}
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error {
+		if string(r.Data) == bad {
+			badCalls.Add(1)
+			return errBad
+		}
+		done.Add(1)
+		return nil
+	})
+	require.Eventually(t, func() bool { return done.Load() == n }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop())
+	assert.Equal(t, int64(2), badCalls.Load(), "MaxAttempts calls, then OnFailure")
+	assert.Equal(t, []string{bad}, dead)
+	assert.Equal(t, puts[n-1].seq, str(f.leaseItems()[puts[0].shard], attrCheckpoint), "the record OnFailure accepted is acked: the checkpoint passes it")
+}
+
+func TestProcessStopsOnAFailureAndTheRecordComesBack(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	const n = 20
+	puts := f.putN(n, 4, "")
+	const bad = "k1:000001"
+	errBad := errors.New("poison")
+	errDLQDown := errors.New("dead-letter queue unreachable")
+	handle := func(ctx context.Context, r Record) error {
+		if string(r.Data) == bad {
+			return errBad
+		}
+		return nil
+	}
+
+	// OnFailure refuses the record: Process stops with its error.
+	opts := f.options()
+	opts.MaxAttempts = 1
+	var failures atomic.Int64
+	opts.OnFailure = func(ctx context.Context, r Record, err error) error {
+		failures.Add(1)
+		return errDLQDown
+	}
+	r := startProcess(t, opts, handle)
+	err := r.returned(t, 30*time.Second)
+	require.ErrorIs(t, err, errDLQDown)
+	assert.Equal(t, int64(1), failures.Load())
+	assert.Equal(t, puts[0].seq, str(f.leaseItems()[puts[0].shard], attrCheckpoint), "the checkpoint stops before the refused record")
+
+	// No OnFailure: Process stops with the handler's last error.
+	opts.OnFailure = nil
+	opts.MaxAttempts = 3
+	var badCalls atomic.Int64
+	r = startProcess(t, opts, func(ctx context.Context, r Record) error {
+		if string(r.Data) == bad {
+			badCalls.Add(1)
+		}
+		return handle(ctx, r)
+	})
+	err = r.returned(t, 30*time.Second)
+	require.ErrorIs(t, err, errBad)
+	assert.Contains(t, err.Error(), puts[1].shard)
+	assert.Contains(t, err.Error(), puts[1].seq)
+	assert.Equal(t, int64(3), badCalls.Load())
+
+	// A restart delivers it again, first.
+	s := startConsumer(t, f.options())
+	again := s.receive(n-1, 30*time.Second, ackAll)
+	assert.Equal(t, putData(puts[1:]), dataOf(again))
+	require.NoError(t, s.stop(nil))
+}
+
+func TestProcessHandlerContextEndsWhenTheShardIsHandedOff(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	puts := f.putN(40, 8, "")
+	require.Len(t, lastSeqPerShard(puts), 2, "records on both shards")
+	opts := f.options()
+	opts.WorkerID = "a"
+	opts.Concurrency = 4
+	opts.ShutdownTimeout = time.Second
+	type blocked struct {
+		data  string
+		ended chan time.Time
+	}
+	var mu sync.Mutex
+	blockedOn := map[string]*blocked{} // by shard: its first record, blocked until its ctx ends
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error {
+		mu.Lock()
+		b, seen := blockedOn[r.ShardID]
+		if !seen {
+			b = &blocked{data: string(r.Data), ended: make(chan time.Time, 1)}
+			blockedOn[r.ShardID] = b
+		}
+		mu.Unlock()
+		if seen {
+			return nil
+		}
+		<-ctx.Done()
+		b.ended <- time.Now()
+		return ctx.Err()
+	})
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(blockedOn) == 2 }, 30*time.Second, 10*time.Millisecond)
+
+	// A second worker joins and asks for one of the two shards.
+	bOpts := f.options()
+	bOpts.WorkerID = "b"
+	s := startConsumer(t, bOpts)
+	var moved string
+	var endedAt time.Time
+	select {
+	case endedAt = <-blockedOn[puts[0].shard].ended:
+		moved = puts[0].shard
+	case endedAt = <-blockedOn[lastOtherShard(puts)].ended:
+		moved = lastOtherShard(puts)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no handler's context ended after a hand-off")
+	}
+	t.Logf("shard %s handed off; its handler's context ended at %v", moved, endedAt)
+	require.Eventually(t, func() bool {
+		held := s.c.heldLeases()
+		return len(held) == 1 && held[0].shardID == moved
+	}, 10*time.Second, 10*time.Millisecond, "the handler whose shard moved saw its context end")
+	for shard, b := range blockedOn {
+		if shard != moved {
+			select {
+			case <-b.ended:
+				t.Errorf("shard %s stayed, but its handler's context ended", shard)
+			default:
+			}
+		}
+	}
+	// The new owner delivers the record that was not acked.
+	got := s.receiveAll([]string{blockedOn[moved].data}, 30*time.Second)
+	assert.Equal(t, blockedOn[moved].data, string(got[0].Data), "it resumes at the record not acked")
+
+	// Shutdown: the other handler's context ends once its lease is released.
+	require.NoError(t, r.stop())
+	require.NoError(t, s.stop(ackAll))
+}
+
+// lastOtherShard returns the shard of the last put that is not puts[0]'s.
+func lastOtherShard(puts []put) string {
+	for i := len(puts) - 1; i >= 0; i-- {
+		if puts[i].shard != puts[0].shard {
+			return puts[i].shard
+		}
+	}
+	return ""
+}
+
+func TestProcessShutdownWaitsForHandlersUpToShutdownTimeout(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	puts := f.putN(4, 4, "a")
+
+	// Handlers that finish within ShutdownTimeout: their ctx stays live,
+	// Process waits for them, and they are acked.
+	opts := f.options()
+	opts.Concurrency = 4
+	opts.ShutdownTimeout = 5 * time.Second
+	var started sync.WaitGroup
+	started.Add(len(puts))
+	var ctxEndedEarly atomic.Bool
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error {
+		started.Done()
+		time.Sleep(500 * time.Millisecond)
+		if ctx.Err() != nil {
+			ctxEndedEarly.Store(true)
+		}
+		return nil
+	})
+	started.Wait()
+	stopAt := time.Now()
+	require.NoError(t, r.stop())
+	took := time.Since(stopAt)
+	t.Logf("Process returned %v after cancel", took)
+	assert.False(t, ctxEndedEarly.Load(), "the handler's ctx does not end when Process's ctx does")
+	assert.Less(t, took, opts.ShutdownTimeout, "returns once the handlers are done")
+	assert.Equal(t, puts[3].seq, str(f.leaseItems()[puts[0].shard], attrCheckpoint), "what finished during shutdown is checkpointed")
+
+	// A handler that outlives ShutdownTimeout: its ctx ends then, and its
+	// record is not checkpointed.
+	more := f.putN(1, 1, "b")
+	opts.ShutdownTimeout = 500 * time.Millisecond
+	inFlight := make(chan struct{})
+	var once sync.Once
+	var ended time.Time
+	r = startProcess(t, opts, func(ctx context.Context, r Record) error {
+		once.Do(func() { close(inFlight) })
+		<-ctx.Done()
+		ended = time.Now()
+		return ctx.Err()
+	})
+	<-inFlight
+	stopAt = time.Now()
+	require.NoError(t, r.stop())
+	assert.GreaterOrEqual(t, ended.Sub(stopAt), opts.ShutdownTimeout, "the handler's ctx ends only after ShutdownTimeout")
+	assert.Equal(t, puts[3].seq, str(f.leaseItems()[puts[0].shard], attrCheckpoint), "the record still in flight is not checkpointed")
+	s := startConsumer(t, f.options())
+	again := s.receive(1, 30*time.Second, ackAll)
+	assert.Equal(t, putData(more), dataOf(again))
+	require.NoError(t, s.stop(nil))
+}
+
+func TestProcessOptionsValidation(t *testing.T) {
+	noLeak(t)
+	ok := Options{StreamName: "orders", AWSConfig: &aws.Config{Region: "us-east-1"}}
+	tests := []struct {
+		name    string
+		edit    func(*Options)
+		wantErr string // "" means valid
+		want    int    // Concurrency after defaults
+	}{
+		{"default", func(o *Options) {}, "", 1},
+		{"set", func(o *Options) { o.Concurrency = 64 }, "", 64},
+		{"at the default MaxUnackedPerShard", func(o *Options) { o.Concurrency = 10000 }, "", 10000},
+		{"at MaxUnackedPerShard", func(o *Options) { o.Concurrency, o.MaxUnackedPerShard = 50, 50 }, "", 50},
+		{"MaxAttempts set", func(o *Options) { o.MaxAttempts = 5 }, "", 1},
+		{"negative Concurrency", func(o *Options) { o.Concurrency = -1 }, "Concurrency", 0},
+		{"negative MaxAttempts", func(o *Options) { o.MaxAttempts = -1 }, "MaxAttempts", 0},
+		{"above the default MaxUnackedPerShard", func(o *Options) { o.Concurrency = 10001 }, "MaxUnackedPerShard (10000)", 0},
+		{"above MaxUnackedPerShard", func(o *Options) { o.Concurrency, o.MaxUnackedPerShard = 51, 50 }, "MaxUnackedPerShard (50)", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := ok
+			tt.edit(&o)
+			c, err := New(o)
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				assert.Equal(t, tt.want, c.opts.Concurrency)
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalidOptions)
+			assert.Contains(t, err.Error(), tt.wantErr)
+			if strings.Contains(tt.wantErr, "MaxUnackedPerShard") {
+				assert.Contains(t, err.Error(), "Concurrency")
+			}
+			assert.ErrorIs(t, Process(context.Background(), o, func(context.Context, Record) error { return nil }), ErrInvalidOptions, "the package-level Process returns it")
+		})
+	}
+}
+
+// fakeOptions are Options reading stream from kin with leases in memory.
+func fakeOptions(kin *kinesisfake.Server, stream string) Options {
+	return Options{
+		StreamName:      stream,
+		Kinesis:         kin,
+		InitialPosition: TrimHorizon,
+		PollInterval:    10 * time.Millisecond,
+		ShutdownTimeout: time.Second,
+		Logger:          discardLogger(),
+	}
+}
+
+func TestProcessTwiceIsAnError(t *testing.T) {
+	noLeak(t)
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	_, _, err := kin.PutRecord("s", "k", []byte("x"))
+	require.NoError(t, err)
+	nop := func(context.Context, Record) error { return nil }
+
+	c, err := New(fakeOptions(kin, "s"))
+	require.NoError(t, err)
+	require.Error(t, c.Process(context.Background(), nil), "a nil handler")
+	ctx, cancel := context.WithCancel(context.Background())
+	handled := make(chan struct{})
+	var once sync.Once
+	first := make(chan error, 1)
+	go func() {
+		first <- c.Process(ctx, func(context.Context, Record) error { once.Do(func() { close(handled) }); return nil })
+	}()
+	<-handled
+	second := c.Process(context.Background(), nop)
+	require.ErrorIs(t, second, errConsumedTwice, "while the first runs")
+	cancel()
+	require.NoError(t, <-first, "the first run is not affected")
+	require.ErrorIs(t, c.Process(context.Background(), nop), errConsumedTwice, "after it returned")
+
+	// Consume, then Process.
+	c, err = New(fakeOptions(kin, "s"))
+	require.NoError(t, err)
+	ctx, cancel = context.WithCancel(context.Background())
+	ch := c.Consume(ctx)
+	require.ErrorIs(t, c.Process(context.Background(), nop), errConsumedTwice)
+	cancel()
+	for r := range ch {
+		r.Ack()
+	}
+	require.NoError(t, c.Err())
+}
