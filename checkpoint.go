@@ -300,12 +300,13 @@ func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next strin
 
 func isLeaseLost(err error) bool { return errors.Is(err, errLeaseLost) }
 
-// flushCheckpoints writes the acked prefix of every held shard whose
+// flush writes the acked prefix of every held shard whose
 // checkpoint moved since it was last written, up to 8 at a time. Each write
 // gets at most a heartbeat interval: a write that keeps failing is retried
 // by the next flush, and never holds up the other shards or the lease loop
 // for longer. A write that no retry can fix is returned.
-func (c *Consumer) flushCheckpoints(ctx context.Context) error {
+func (k *leaseKeeper) flush(ctx context.Context) error {
+	c := k.c
 	var g errgroup.Group
 	g.SetLimit(8)
 	for _, h := range c.heldLeases() {

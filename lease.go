@@ -3,7 +3,6 @@ package kcl
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -93,31 +92,35 @@ type leaseTable interface {
 }
 
 // heldLease is a lease this worker owns, with the reader of its shard and the
-// acks of what that reader delivered.
+// acks of what that reader delivered. The lease loop creates it when it
+// takes the lease (startReader); the reader, the lease loop and run's
+// shutdown may each write it, one attempt at a time under mu.
 type heldLease struct {
+	// Immutable.
 	shardID   string
 	window    *ackWindow
 	cancel    context.CancelFunc // stops the shard's reader
 	stopFetch context.CancelFunc // stops fetching only, for a hand-off
-
-	// Immutable: where a lease at LATEST or AT_TIMESTAMP starts (see
-	// startingPosition), and whether this worker's take stored it.
+	// Where a lease at LATEST or AT_TIMESTAMP starts (see startingPosition),
+	// and whether this worker's take stored it.
 	startAt     time.Time
 	storedStart bool
 
-	counters        shardCounters
-	warnedMalformed bool // reader only
-	opened          bool // reader only: the shard was opened once
+	counters shardCounters // atomics: written by the reader, read by Stats
+
+	// Only touched by the reader.
+	warnedMalformed bool
+	opened          bool // the shard was opened once
 
 	// stored is the checkpoint as the table holds it and when this worker
-	// wrote it (or took the lease): read without mu, which is held across I/O.
+	// wrote it (or took the lease): written under mu, read without it.
 	stored atomic.Pointer[storedCheckpoint]
 
-	mu      sync.Mutex // held across each attempt at a write of the lease: each is conditional on the counter
-	lease   lease
-	unsure  *leaseWrite // the last write failed without an answer: it may have taken effect
-	handoff string      // worker to hand the lease to, once asked
-	gone    bool        // released, ended, handed off or lost: no more writes
+	mu      sync.Mutex  // held across each attempt at a write of the lease: each is conditional on the counter
+	lease   lease       // synchronized on mu
+	unsure  *leaseWrite // synchronized on mu: the last write failed without an answer; it may have taken effect
+	handoff string      // synchronized on mu: worker to hand the lease to, once asked
+	gone    bool        // synchronized on mu: released, ended, handed off or lost; no more writes
 }
 
 type storedCheckpoint struct {
@@ -144,36 +147,57 @@ func (o *Options) takeInterval() time.Duration { return min(o.LeaseDuration/10, 
 
 const workerKeyPrefix = "kcl-worker:"
 
-// runLeases keeps this worker's leases until ctx ends: it writes heartbeats,
-// flushes checkpoints, syncs the shard list, and takes, balances and hands
-// off leases. Heartbeats run on their own goroutine, so that slow lease
-// work never delays them. It returns only fatal errors (the lease table or
-// the stream is unusable).
-func (c *Consumer) runLeases(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return c.heartbeats(ctx) })
-	g.Go(func() error { return c.keepLeases(ctx) })
-	return g.Wait()
+// leaseKeeper is the lease loop: one goroutine, from the end of start to
+// just before the final release, that balances (the one place a lease is
+// taken), flushes checkpoints, syncs the shard list and starts readers. The
+// heartbeats run beside it on a goroutine of their own (heartbeat.go), so
+// slow lease work never delays them.
+type leaseKeeper struct {
+	c *Consumer // immutable
+
+	// Any goroutine may signal these (notify) to ask for a pass now.
+	takeNow chan struct{} // a balance pass
+	syncNow chan struct{} // a shard sync, then a balance pass
+
+	// Only touched by the lease loop.
+	seen     map[string]observation // others' counters as last seen, for expiry
+	reported map[string]bool        // lease items already reported as not understood
+
+	// lastTable is the leases as last read: written by the lease loop, read
+	// by Stats and by the shutdown.
+	lastTable atomic.Pointer[[]lease]
 }
 
-// heartbeats writes this worker's heartbeat every LeaseDuration/3.
-func (c *Consumer) heartbeats(ctx context.Context) error {
-	beat := time.NewTicker(c.opts.heartbeatInterval())
-	defer beat.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-beat.C:
-			if err := c.heartbeat(ctx); err != nil && isFatal(err) {
-				return err
-			}
-		}
+func newLeaseKeeper(c *Consumer) *leaseKeeper {
+	return &leaseKeeper{
+		c:       c,
+		takeNow: make(chan struct{}, 1), syncNow: make(chan struct{}, 1),
+		seen: map[string]observation{}, reported: map[string]bool{},
 	}
 }
 
-// keepLeases runs the rest of the lease work on its tickers.
-func (c *Consumer) keepLeases(ctx context.Context) error {
+// leasesRead returns the leases as the lease loop last read them.
+func (k *leaseKeeper) leasesRead() []lease {
+	if p := k.lastTable.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// run keeps this worker's leases until ctx ends: heartbeats on one
+// goroutine, the lease loop on another. It returns only fatal errors (the
+// lease table or the stream is unusable, or a second process has this
+// WorkerID).
+func (k *leaseKeeper) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return k.c.beat.run(ctx) })
+	g.Go(func() error { return k.loop(ctx) })
+	return g.Wait()
+}
+
+// loop does the lease work on its tickers, and when asked.
+func (k *leaseKeeper) loop(ctx context.Context) error {
+	c := k.c
 	take := time.NewTicker(c.opts.takeInterval())
 	defer take.Stop()
 	flush := time.NewTicker(c.opts.CheckpointInterval)
@@ -186,15 +210,15 @@ func (c *Consumer) keepLeases(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-take.C:
-			err = c.balance(ctx)
-		case <-c.takeNow:
-			err = c.balance(ctx)
+			err = k.balance(ctx)
+		case <-k.takeNow:
+			err = k.balance(ctx)
 		case <-flush.C:
-			err = c.flushCheckpoints(ctx)
+			err = k.flush(ctx)
 		case <-shardSync.C:
-			err = c.syncAndBalance(ctx)
-		case <-c.syncNow:
-			err = c.syncAndBalance(ctx)
+			err = k.syncAndBalance(ctx)
+		case <-k.syncNow:
+			err = k.syncAndBalance(ctx)
 		}
 		if err != nil && isFatal(err) {
 			return err
@@ -205,11 +229,11 @@ func (c *Consumer) keepLeases(ctx context.Context) error {
 	}
 }
 
-func (c *Consumer) syncAndBalance(ctx context.Context) error {
-	if err := c.syncShards(ctx); err != nil {
+func (k *leaseKeeper) syncAndBalance(ctx context.Context) error {
+	if err := k.c.syncShards(ctx); err != nil {
 		return err
 	}
-	return c.balance(ctx)
+	return k.balance(ctx)
 }
 
 func notify(ch chan struct{}) {
@@ -219,37 +243,6 @@ func notify(ch chan struct{}) {
 	}
 }
 
-// heartbeat writes this worker's heartbeat, from the counter this process
-// last wrote, and extends the delivery deadline (pause.go) when the reply
-// came in time. Another process writing the same worker's heartbeat is a
-// fatal error naming the WorkerID.
-func (c *Consumer) heartbeat(ctx context.Context) error {
-	c.beatMu.Lock()
-	defer c.beatMu.Unlock()
-	c.mu.Lock()
-	stopping := c.closing
-	c.mu.Unlock()
-	// Transient errors are retried within one heartbeat interval.
-	bctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
-	defer cancel()
-	var sent time.Time // the write takes effect no earlier than this
-	counter, err := retry(bctx, &c.counters.retryCounters, c.log, "heartbeat", isDuplicateWorker, func() (int64, error) {
-		sent = time.Now()
-		return c.table.heartbeat(bctx, c.opts.WorkerID, c.token, stopping, c.beatCounter)
-	})
-	if isDuplicateWorker(err) {
-		return fmt.Errorf("lease table %q: WorkerID %q: %w", c.table.name(), c.opts.WorkerID, err)
-	}
-	if err != nil {
-		return err
-	}
-	c.beatCounter = counter
-	if c.pause.beat(sent, time.Now()) {
-		notify(c.takeNow) // late: the next pass fences the leases still held
-	}
-	return nil
-}
-
 func isDuplicateWorker(err error) bool { return errors.Is(err, errDuplicateWorker) }
 
 // fence writes every lease still held again, fenced on its counter, after a
@@ -257,7 +250,8 @@ func isDuplicateWorker(err error) bool { return errors.Is(err, errDuplicateWorke
 // on the older heartbeat then fails. Leases found taken are dropped; once
 // all the rest are written the pause gate reopens. It reports false if a
 // write failed for another reason: the next pass tries again.
-func (c *Consumer) fence(ctx context.Context) bool {
+func (k *leaseKeeper) fence(ctx context.Context) bool {
+	c := k.c
 	for _, h := range c.heldLeases() {
 		wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 		_, _, err := c.writeCheckpoint(wctx, h, c.opts.WorkerID, false)
@@ -275,18 +269,19 @@ func (c *Consumer) fence(ctx context.Context) bool {
 // the leases it holds after a late heartbeat, hands off, passes on and
 // unclaims, asks for hand-offs and takes its fair share. This is the one
 // place where a lease is taken.
-func (c *Consumer) balance(ctx context.Context) error {
+func (k *leaseKeeper) balance(ctx context.Context) error {
+	c := k.c
 	listed := time.Now()
 	snap, err := c.table.list(ctx)
 	if err != nil {
 		return err
 	}
-	c.reportBadLeases(snap.bad)
+	k.reportBadLeases(snap.bad)
 	now := time.Now()
 	me := c.opts.WorkerID
 
 	c.mu.Lock()
-	c.lastTable = snap.leases
+	k.lastTable.Store(&snap.leases)
 	if c.closing {
 		c.mu.Unlock()
 		return nil
@@ -298,7 +293,7 @@ func (c *Consumer) balance(ctx context.Context) error {
 	d := assess(assessInput{
 		me: me, snap: snap, held: held, listed: listed, now: now,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
-	}, c.seen)
+	}, k.seen)
 	lost := make([]*heldLease, 0, len(d.lost))
 	for _, id := range d.lost {
 		lost = append(lost, c.held[id])
@@ -312,14 +307,14 @@ func (c *Consumer) balance(ctx context.Context) error {
 	for _, h := range lost {
 		c.forgetLost(h, d.byShard[h.shardID].owner)
 	}
-	if pending, _ := c.pause.fencePending(); pending && !c.fence(ctx) {
+	if pending, _ := c.pause.fencePending(); pending && !k.fence(ctx) {
 		return nil
 	}
 	if c.pause.isShut() {
 		return nil // no trusted heartbeat: take and pass on nothing
 	}
 	for h, to := range handoffs {
-		c.requestHandoff(h, to)
+		k.requestHandoff(h, to)
 	}
 	for _, l := range d.pass {
 		if _, err := c.table.checkpoint(ctx, l, l.checkpoint, l.handoffTo); err != nil && !isLeaseLost(err) {
@@ -361,9 +356,9 @@ func (c *Consumer) balance(ctx context.Context) error {
 			return err
 		}
 		c.log.Info("kcl: lease taken", "shard", id, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
-		c.startReader(ctx, taken, storedStart)
+		k.startReader(ctx, taken, storedStart)
 	}
-	c.removeDeadWorkers(ctx, snap, now)
+	k.removeDeadWorkers(ctx, snap, now)
 	return nil
 }
 
@@ -390,15 +385,14 @@ func (c *Consumer) startTime(cp checkpoint) time.Time {
 
 // removeDeadWorkers deletes the heartbeat items of workers dead for a while
 // that own no lease, so crashed workers do not pile up in the table.
-func (c *Consumer) removeDeadWorkers(ctx context.Context, snap tableSnapshot, now time.Time) {
+func (k *leaseKeeper) removeDeadWorkers(ctx context.Context, snap tableSnapshot, now time.Time) {
+	c := k.c
 	owners := map[string]bool{}
 	for _, l := range snap.leases {
 		owners[l.owner] = true
 	}
 	for id, w := range snap.workers {
-		c.mu.Lock()
-		obs := c.seen[workerKeyPrefix+id]
-		c.mu.Unlock()
+		obs := k.seen[workerKeyPrefix+id]
 		if id != c.opts.WorkerID && !owners[id] && now.Sub(obs.since) > 3*c.opts.LeaseDuration {
 			if err := c.table.removeWorker(ctx, id, w.counter); err == nil {
 				c.log.Info("kcl: removed the heartbeat of a dead worker", "dead_worker", id)
@@ -418,13 +412,12 @@ func parentsDone(l lease, byShard map[string]lease) bool {
 	return true
 }
 
-func (c *Consumer) reportBadLeases(bad []error) {
+func (k *leaseKeeper) reportBadLeases(bad []error) {
+	c := k.c
 	for _, err := range bad {
 		msg := err.Error()
-		c.mu.Lock()
-		fresh := !c.reported[msg]
-		c.reported[msg] = true
-		c.mu.Unlock()
+		fresh := !k.reported[msg]
+		k.reported[msg] = true
 		if fresh {
 			c.log.Warn("kcl: lease table item not understood; left as it is", "table", c.table.name(), "error", msg)
 		}
@@ -432,7 +425,8 @@ func (c *Consumer) reportBadLeases(bad []error) {
 }
 
 // startReader starts reading the shard of a lease just taken.
-func (c *Consumer) startReader(leaseCtx context.Context, l lease, storedStart bool) {
+func (k *leaseKeeper) startReader(leaseCtx context.Context, l lease, storedStart bool) {
+	c := k.c
 	h := &heldLease{shardID: l.shardID, lease: l, window: newAckWindow(l.checkpoint), startAt: l.startAt, storedStart: storedStart}
 	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
 	c.mu.Lock()
@@ -458,7 +452,8 @@ func (c *Consumer) startReader(leaseCtx context.Context, l lease, storedStart bo
 
 // requestHandoff asks the reader of h to stop fetching and hand the lease to
 // worker to once what it delivered is acked.
-func (c *Consumer) requestHandoff(h *heldLease, to string) {
+func (k *leaseKeeper) requestHandoff(h *heldLease, to string) {
+	c := k.c
 	h.mu.Lock()
 	first := h.handoff == ""
 	h.handoff = to

@@ -247,7 +247,7 @@ func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.
 		return c.readError(ctx, h, err)
 	}
 	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))
-	notify(c.takeNow)
+	notify(c.keeper.takeNow)
 	return nil
 }
 

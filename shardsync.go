@@ -112,7 +112,6 @@ func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 	if err != nil {
 		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
 	}
-	c.reportBadLeases(snap.bad)
 	leased := make(map[string]bool, len(snap.leases))
 	for _, l := range snap.leases {
 		leased[l.shardID] = true

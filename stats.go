@@ -68,12 +68,11 @@ func (c *Consumer) Stats() Stats {
 		Throttles:         c.counters.throttles.Load(),
 		Retries:           c.counters.retries.Load(),
 	}
-	c.mu.Lock()
-	byShard := make(map[string]ShardStats, len(c.lastTable))
-	for _, l := range c.lastTable {
+	leases := c.keeper.leasesRead()
+	byShard := make(map[string]ShardStats, len(leases))
+	for _, l := range leases {
 		byShard[l.shardID] = ShardStats{ShardID: l.shardID, Owner: l.owner, Checkpoint: l.checkpoint.seq, CheckpointSubSequenceNumber: l.checkpoint.sub}
 	}
-	c.mu.Unlock()
 	for _, h := range c.heldLeases() {
 		s.LeasesHeld++
 		_, unacked, records, bytes := h.window.stats()

@@ -38,28 +38,20 @@ type Consumer struct {
 
 	// Set up by Consume.
 	out     chan Record
-	syncNow chan struct{} // ask the lease loop for a shard sync
-	takeNow chan struct{} // ask the lease loop for a take pass
 	readCtx context.Context
 	readers *errgroup.Group
 
 	// The pause gate: shut while this worker may be taken for dead.
 	pause *pauseGate
-	// token tells this process's heartbeat writes from those of another
-	// process with the same WorkerID. Immutable.
-	token string
-	// beatMu serialises heartbeat writes; beatCounter, under it, is the
-	// counter this process last wrote (-1: none yet).
-	beatMu      sync.Mutex
-	beatCounter int64
+	// The heartbeat item, and the lease loop. Set by New.
+	beat   *heartbeat
+	keeper *leaseKeeper
 
-	mu        sync.Mutex
-	closing   bool // shutdown began: no reader starts any more
-	held      map[string]*heldLease
-	shards    map[string]shardInfo   // the stream's shards, as last listed
-	seen      map[string]observation // other workers' leases, for expiry
-	reported  map[string]bool        // lease items already reported as not understood
-	lastTable []lease                // the leases as last read, for Stats
+	// Synchronized on mu; written by the goroutines named.
+	mu      sync.Mutex
+	closing bool                  // run: shutdown began, no reader starts any more
+	held    map[string]*heldLease // lease loop (takes), readers and run (ends, losses)
+	shards  map[string]shardInfo  // any shard sync: the stream's shards, as last listed
 }
 
 // New validates opts and builds a Consumer. It makes no network call: a
@@ -71,23 +63,18 @@ func New(opts Options) (*Consumer, error) {
 		return nil, err
 	}
 	c := &Consumer{
-		opts:     opts,
-		log:      opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID),
-		kinesis:  opts.Kinesis,
-		held:     map[string]*heldLease{},
-		shards:   map[string]shardInfo{},
-		seen:     map[string]observation{},
-		reported: map[string]bool{},
-		syncNow:  make(chan struct{}, 1),
-		pause:    newPauseGate(opts.LeaseDuration, opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID)),
-		token:    strconv.FormatUint(rand.Uint64(), 36),
-
-		beatCounter: -1,
-		takeNow:     make(chan struct{}, 1),
+		opts:    opts,
+		log:     opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID),
+		kinesis: opts.Kinesis,
+		held:    map[string]*heldLease{},
+		shards:  map[string]shardInfo{},
+		pause:   newPauseGate(opts.LeaseDuration, opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID)),
 
 		fanOutStall:      defaultFanOutStall,
 		resubscribeAfter: defaultResubscribe,
 	}
+	c.beat = newHeartbeat(c, strconv.FormatUint(rand.Uint64(), 36))
+	c.keeper = newLeaseKeeper(c)
 	needAWS := opts.Kinesis == nil || (opts.AppName != "" && opts.DynamoDB == nil)
 	if needAWS && opts.AWSConfig == nil {
 		cfg, err := config.LoadDefaultConfig(context.Background())
@@ -201,7 +188,7 @@ func (c *Consumer) run(ctx context.Context) {
 	if err := c.start(readCtx); err != nil {
 		// The first heartbeat may have been written: take it back.
 		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LeaseDuration)
-		c.removeHeartbeat(final)
+		c.beat.remove(final)
 		cancel()
 		c.pause.stop()
 		if ctx.Err() == nil {
@@ -211,8 +198,8 @@ func (c *Consumer) run(ctx context.Context) {
 		return
 	}
 	leaseErr := make(chan error, 1)
-	go func() { leaseErr <- c.runLeases(leaseCtx) }()
-	notify(c.takeNow)
+	go func() { leaseErr <- c.keeper.run(leaseCtx) }()
+	notify(c.keeper.takeNow)
 
 	leaseLoopDone := false
 	select {
@@ -232,7 +219,7 @@ func (c *Consumer) run(ctx context.Context) {
 	if err := c.readers.Wait(); err != nil {
 		c.setErr(err)
 	}
-	_ = c.heartbeat(leaseCtx)
+	_ = c.beat.beat(leaseCtx)
 	// 2. Give what was delivered time to be acked.
 	c.waitAcked(c.opts.ShutdownTimeout)
 	// 3. Stop the lease loop, then checkpoint the acked prefix and release.
@@ -256,26 +243,12 @@ func (c *Consumer) run(ctx context.Context) {
 			c.log.Info("kcl: lease released", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
 		}
 	}
-	c.removeHeartbeat(final)
+	c.beat.remove(final)
 	c.pause.stop()
 	if err := c.Err(); err != nil {
 		c.log.Error("kcl: consumer stopped", "error", err)
 	} else {
 		c.log.Info("kcl: consumer stopped")
-	}
-}
-
-// removeHeartbeat deletes this process's heartbeat item, unless another
-// process wrote it since (the same WorkerID, run twice).
-func (c *Consumer) removeHeartbeat(ctx context.Context) {
-	c.beatMu.Lock()
-	counter := c.beatCounter
-	c.beatMu.Unlock()
-	if counter < 0 {
-		return
-	}
-	if err := c.table.removeWorker(ctx, c.opts.WorkerID, counter); err != nil {
-		c.log.Warn("kcl: heartbeat item not removed; another worker removes it later", "error", err)
 	}
 }
 
@@ -287,7 +260,7 @@ func (c *Consumer) ownedNotHeld() []lease {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var mine []lease
-	for _, l := range c.lastTable {
+	for _, l := range c.keeper.leasesRead() {
 		if _, held := c.held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() {
 			mine = append(mine, l)
 		}
@@ -304,7 +277,7 @@ func (c *Consumer) start(ctx context.Context) error {
 		if err := c.table.ensure(ctx); err != nil {
 			return struct{}{}, err
 		}
-		return struct{}{}, c.heartbeat(ctx)
+		return struct{}{}, c.beat.beat(ctx)
 	}); err != nil {
 		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
 	}

@@ -1,0 +1,90 @@
+package kcl
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// heartbeat is this worker's heartbeat item: it is written every
+// LeaseDuration/3 by a goroutine of its own (run), beside the lease loop, and
+// once more while starting and while stopping. Each write that is confirmed
+// in time extends the delivery deadline (pause.go).
+//
+// Methods are safe for concurrent use: writes are serialised on mu.
+type heartbeat struct {
+	c     *Consumer // immutable
+	token string    // immutable: tells this process's writes from another's with the same WorkerID
+
+	mu      sync.Mutex
+	counter int64 // synchronized on mu: the counter this process last wrote, -1 before the first
+}
+
+func newHeartbeat(c *Consumer, token string) *heartbeat {
+	return &heartbeat{c: c, token: token, counter: -1}
+}
+
+// run writes the heartbeat every LeaseDuration/3 until ctx ends. It returns
+// only fatal errors.
+func (hb *heartbeat) run(ctx context.Context) error {
+	tick := time.NewTicker(hb.c.opts.heartbeatInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := hb.beat(ctx); err != nil && isFatal(err) {
+				return err
+			}
+		}
+	}
+}
+
+// beat writes the heartbeat from the counter this process last wrote, with
+// the stopping flag once shutdown began, and extends the delivery deadline
+// when the reply came in time; a reply that came late has the lease loop
+// fence the leases still held first. Transient errors are retried within
+// one heartbeat interval. Another process writing this worker's heartbeat is
+// a fatal error naming the WorkerID.
+func (hb *heartbeat) beat(ctx context.Context) error {
+	c := hb.c
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	c.mu.Lock()
+	stopping := c.closing
+	c.mu.Unlock()
+	bctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
+	defer cancel()
+	var sent time.Time // the write takes effect no earlier than this
+	counter, err := retry(bctx, &c.counters.retryCounters, c.log, "heartbeat", isDuplicateWorker, func() (int64, error) {
+		sent = time.Now()
+		return c.table.heartbeat(bctx, c.opts.WorkerID, hb.token, stopping, hb.counter)
+	})
+	if isDuplicateWorker(err) {
+		return fmt.Errorf("lease table %q: WorkerID %q: %w", c.table.name(), c.opts.WorkerID, err)
+	}
+	if err != nil {
+		return err
+	}
+	hb.counter = counter
+	if c.pause.beat(sent, time.Now()) {
+		notify(c.keeper.takeNow) // late: the next pass fences the leases still held
+	}
+	return nil
+}
+
+// remove deletes this process's heartbeat item, unless another process
+// wrote it since (the same WorkerID, run twice).
+func (hb *heartbeat) remove(ctx context.Context) {
+	hb.mu.Lock()
+	counter := hb.counter
+	hb.mu.Unlock()
+	if counter < 0 {
+		return
+	}
+	if err := hb.c.table.removeWorker(ctx, hb.c.opts.WorkerID, counter); err != nil {
+		hb.c.log.Warn("kcl: heartbeat item not removed; another worker removes it later", "error", err)
+	}
+}
