@@ -36,6 +36,7 @@ type chaosWorker struct {
 	n       int
 	calls   [2]int64 // lease-table reads and writes, as last printed
 	proc    *workerProcess
+	log     *workerLog // guarded by chaos.mu
 	exited  chan time.Time
 	killed  bool
 	stopped bool
@@ -54,7 +55,7 @@ type chaos struct {
 
 func (ch *chaos) start(id string) *chaosWorker {
 	ch.started++
-	w := &chaosWorker{id: id, n: ch.started, exited: make(chan time.Time, 1)}
+	w := &chaosWorker{id: id, n: ch.started, log: newWorkerLog(), exited: make(chan time.Time, 1)}
 	w.proc = startWorkerProcess(ch.t, ch.f, id, time.Millisecond, io.Discard)
 	go func() {
 		for line := range w.proc.lines {
@@ -66,9 +67,10 @@ func (ch *chaos) start(id string) *chaosWorker {
 				ch.mu.Unlock()
 				continue
 			}
-			shard, seq, data := parseLine(line)
 			ch.mu.Lock()
-			ch.deliveries = append(ch.deliveries, chaosDelivery{worker: id, shard: shard, seq: seq, data: data, at: time.Now(), n: w.n})
+			if d, ok := w.log.add(line); ok {
+				ch.deliveries = append(ch.deliveries, chaosDelivery{worker: id, shard: d.shard, seq: d.seq, data: d.data, at: time.Now(), n: w.n})
+			}
 			ch.mu.Unlock()
 		}
 		w.exited <- time.Now()
@@ -126,9 +128,13 @@ func (ch *chaos) pickedUp(n int, shards []string, t time.Time, timeout time.Dura
 // TestChaos runs worker processes on one stream while a producer writes,
 // and kills (SIGKILL), stops (SIGTERM), restarts and adds workers at random.
 // From what every process printed it proves that no record was lost, that
-// each worker delivered each shard in order, and that duplicates come only
-// from the unacked window of killed workers. It prints its figures.
-// A soak: ./scripts/setup && go test -race -run 'TestChaos$' -v -chaos.duration=10m .
+// each worker delivered each shard in order, and that a record is delivered
+// twice only by the rule of "What it guarantees": its first worker was
+// killed, and it was not acked, or acked but not yet checkpointed (at most
+// CheckpointInterval before the kill). It prints its figures; its time
+// bounds are safety nets for a hung run (several times the slowest figure
+// measured), not the figures.
+// A soak: ./scripts/setup && go test -race -timeout 30m -run 'TestChaos$' -v -chaos.duration=10m .
 func TestChaos(t *testing.T) {
 	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 8)
@@ -196,6 +202,9 @@ func TestChaos(t *testing.T) {
 			held := ch.shardsOf(victim.n, time.Now(), time.Second)
 			victim.killed = true
 			killedAt := time.Now()
+			ch.mu.Lock()
+			victim.log.killedAt = killedAt
+			ch.mu.Unlock()
 			require.NoError(t, victim.proc.cmd.Process.Signal(syscall.SIGKILL))
 			<-victim.exited
 			delete(ch.live, victim.id)
@@ -281,71 +290,50 @@ func TestChaos(t *testing.T) {
 	if path := os.Getenv("KCL_CHAOS_REPORT"); path != "" {
 		_ = os.WriteFile(path, []byte(fmt.Sprintln(report)), 0o644)
 	}
-	for _, d := range gracefulHandoff {
-		assert.Less(t, d, 2*time.Second, "graceful hand-off within 2 seconds")
-	}
 }
 
 // checkChaos checks the deliveries: per process and shard in sequence order,
-// and every duplicate from the unacked tail of a killed process. It returns
+// and every duplicate by the rule (workerLog.mayDeliverAgain). It returns
 // the number of duplicates.
 func checkChaos(t *testing.T, ch *chaos) int {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	killed := map[int]bool{}
+	procs := map[int]*chaosWorker{}
 	for _, w := range ch.all {
-		killed[w.n] = w.killed
+		procs[w.n] = w
 	}
 	type key struct {
 		n     int
 		shard string
 	}
-	byProc := map[key][]chaosDelivery{}
+	last := map[key]string{}
 	for _, d := range ch.deliveries {
 		k := key{d.n, d.shard}
-		if prev := byProc[k]; len(prev) > 0 {
-			require.True(t, seqLess(prev[len(prev)-1].seq, d.seq), "process %d (%s) shard %s: %s after %s", d.n, d.worker, d.shard, d.seq, prev[len(prev)-1].seq)
+		if prev, ok := last[k]; ok {
+			require.True(t, seqLess(prev, d.seq), "process %d (%s) shard %s: %s after %s", d.n, d.worker, d.shard, d.seq, prev)
 		}
-		byProc[k] = append(byProc[k], d)
+		last[k] = d.seq
 	}
-	// A record delivered again: its earlier delivery is redone.
-	redone := map[key]map[int]bool{}
 	firstBy := map[string]chaosDelivery{}
-	index := map[key]map[string]int{}
-	for k, ds := range byProc {
-		index[k] = map[string]int{}
-		for i, d := range ds {
-			index[k][d.data] = i
-		}
-	}
-	dups := 0
+	dups, acked := 0, 0
+	var oldestAck time.Duration
 	for _, d := range ch.deliveries {
 		prev, seen := firstBy[d.data]
+		firstBy[d.data] = d
 		if !seen {
-			firstBy[d.data] = d
 			continue
 		}
 		dups++
-		k := key{prev.n, prev.shard}
-		require.True(t, killed[prev.n], "record %s delivered by process %d (%s), which was not killed, and again by %s", d.data, prev.n, prev.worker, d.worker)
-		if redone[k] == nil {
-			redone[k] = map[int]bool{}
+		w := procs[prev.n]
+		first := workerDelivery{prev.shard, prev.seq, prev.data}
+		if at, ok := w.log.acked[prev.shard+" "+prev.seq]; ok {
+			acked++
+			oldestAck = max(oldestAck, w.log.killedAt.Sub(at))
 		}
-		redone[k][index[k][d.data]] = true
-		firstBy[d.data] = d
+		ok, why := w.log.mayDeliverAgain(first, 100*time.Millisecond, time.Second)
+		assert.True(t, ok, "record %s delivered by process %d (%s), and again by %s: %s", d.data, prev.n, prev.worker, d.worker, why)
 	}
-	// What a killed process delivered again is a tail of what it delivered
-	// from that shard: everything after its last checkpoint.
-	for k, idx := range redone {
-		ds := byProc[k]
-		first := len(ds)
-		for i := range idx {
-			first = min(first, i)
-		}
-		for i := first; i < len(ds); i++ {
-			require.True(t, idx[i], "process %d shard %s: record %d of %d was delivered again but the later record %s was not", k.n, k.shard, first, len(ds), ds[i].data)
-		}
-	}
+	t.Logf("duplicates %d: %d never acked, %d acked but not checkpointed (acked at most %v before the kill)", dups, dups-acked, acked, oldestAck.Round(time.Millisecond))
 	return dups
 }
 
