@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestFairShare(t *testing.T) {
@@ -65,33 +66,80 @@ func TestPlanTakes(t *testing.T) {
 }
 
 func TestPlanTakesConvergesToFairShareFromAnyStart(t *testing.T) {
-	// Simulate rounds where each worker plans on the same table and hand-offs
-	// complete between rounds: every worker ends within [low, high].
+	// Rounds in which each worker in turn plans on the table as it is then:
+	// a take makes it the owner at once; a claim only sets the claimant (as
+	// the conditional handoffTo write does, on a lease nobody claimed), and
+	// the owner passes the lease on one round later, so other workers plan
+	// meanwhile on leases that are claimed but not yet handed over. Every
+	// worker ends within [low, high], and then nothing moves.
 	workers := []string{"a", "b", "c", "d", "e"}
-	owner := map[string]string{}
-	for i := range 23 {
-		owner[fmt.Sprintf("s%02d", i)] = "a" // one worker held everything
+	type state struct {
+		owner, claimant string
+		claimedIn       int // the round of the claim
 	}
-	for round := range 6 {
+	table := map[string]*state{}
+	for i := range 23 {
+		table[fmt.Sprintf("s%02d", i)] = &state{owner: "a"} // one worker held everything
+	}
+	ids := slices.Sorted(maps.Keys(table))
+	low, high := fairShare(23, 5, 0)
+	fair := func() bool {
+		counts := map[string]int{}
+		for _, l := range table {
+			counts[l.owner]++
+		}
 		for _, w := range workers {
-			var ls []shareLease
-			for _, id := range slices.Sorted(maps.Keys(owner)) {
-				ls = append(ls, shareLease{shardID: id, owner: owner[id], ownedByMe: owner[id] == w, heldByMe: owner[id] == w})
-			}
-			take, claim := planTakes(w, workers, ls, 0)
-			for _, id := range append(take, claim...) {
-				owner[id] = w // a claim is handed over before the next round
+			if counts[w] < low || counts[w] > high {
+				return false
 			}
 		}
-		_ = round
+		return true
 	}
-	counts := map[string]int{}
-	for _, o := range owner {
-		counts[o]++
+	fairAt, claims := -1, 0
+	for round := 0; round < 12; round++ {
+		// Hand-offs asked for in an earlier round complete now.
+		for _, l := range table {
+			if l.claimant != "" && l.claimedIn < round {
+				l.owner, l.claimant = l.claimant, ""
+			}
+		}
+		moved := false
+		for _, w := range workers {
+			var ls []shareLease
+			for _, id := range ids {
+				l := table[id]
+				ls = append(ls, shareLease{shardID: id, owner: l.owner, claimant: l.claimant, ownedByMe: l.owner == w, heldByMe: l.owner == w})
+			}
+			take, claim := planTakes(w, workers, ls, 0)
+			for _, id := range take {
+				l := table[id]
+				assert.True(t, l.owner == "" || l.owner == w, "round %d: %s takes %s owned by %s", round, w, id, l.owner)
+				l.owner = w
+				moved = true
+			}
+			for _, id := range claim {
+				l := table[id]
+				assert.Empty(t, l.claimant, "round %d: %s claims %s, already claimed by %s", round, w, id, l.claimant)
+				assert.NotEqual(t, w, l.owner, "round %d: %s claims its own lease %s", round, w, id)
+				l.claimant, l.claimedIn = w, round
+				claims++
+				moved = true
+			}
+		}
+		if fairAt < 0 && !moved && fair() {
+			fairAt = round
+		}
+		if fairAt >= 0 {
+			assert.False(t, moved, "round %d: a lease moved after the fair share was reached in round %d", round, fairAt)
+		}
 	}
-	low, high := fairShare(23, 5, 0)
-	for _, w := range workers {
-		assert.GreaterOrEqual(t, counts[w], low, "worker %s", w)
-		assert.LessOrEqual(t, counts[w], high, "worker %s", w)
+	require.GreaterOrEqual(t, fairAt, 0, "no fair share within 12 rounds: %v", table)
+	kept := 0
+	for _, l := range table {
+		if l.owner == "a" {
+			kept++
+		}
 	}
+	assert.Equal(t, 23-kept, claims, "each hand-off moves a lease off the loaded worker once: no churn")
+	t.Logf("fair share after %d rounds, %d hand-offs", fairAt, claims)
 }
