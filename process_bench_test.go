@@ -1,0 +1,97 @@
+package kcl
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kclgo/kcl/internal/kinesisfake"
+)
+
+// BenchmarkProcess measures what Concurrency buys with a slow handler: one
+// shard, 2,000 records over 200 partition keys, a handler that sleeps 5ms.
+// Each iteration runs Process at Concurrency 1, 4, 16 and 64 on an
+// in-process Kinesis (kinesisfake) with leases in memory, so neither the
+// emulators nor the network are measured. It reports, at each level N,
+// records per second (rec/s-cN), the speed-up over Concurrency 1
+// (xN-over-c01), and the share of the ideal rate, N handlers back to back
+// for the time the handlers really took (sleeps overshoot 5ms):
+// efficiency-cN, 1 meaning kcl added nothing.
+//
+//	go test -run '^$' -bench BenchmarkProcess -benchtime 1x .
+func BenchmarkProcess(b *testing.B) {
+	const records, keys = 2000, 200
+	levels := []int{1, 4, 16, 64}
+	rates := make([]float64, len(levels))
+	efficiency := make([]float64, len(levels))
+	for range b.N {
+		for i, conc := range levels {
+			rate, handlerSeconds := processRate(b, conc, records, keys)
+			rates[i] += rate
+			efficiency[i] += rate * handlerSeconds / float64(conc)
+		}
+	}
+	base := rates[0] / float64(b.N)
+	for i, conc := range levels {
+		rate := rates[i] / float64(b.N)
+		b.ReportMetric(rate, fmt.Sprintf("rec/s-c%02d", conc))
+		b.ReportMetric(efficiency[i]/float64(b.N), fmt.Sprintf("efficiency-c%02d", conc))
+		if i > 0 {
+			b.ReportMetric(rate/base, fmt.Sprintf("x%02d-over-c01", conc))
+		}
+	}
+}
+
+// processRate runs Process over a fresh stream of records records until
+// every one was handled, and returns records per second and the mean time
+// a handler call took.
+func processRate(b *testing.B, concurrency, records, keys int) (rate, handlerSeconds float64) {
+	b.StopTimer()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("bench", 1)
+	data := make([]byte, 100)
+	for i := range records {
+		if _, _, err := kin.PutRecord("bench", fmt.Sprintf("key-%d", i%keys), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, err := New(Options{
+		StreamName:      "bench",
+		Kinesis:         kin,
+		InitialPosition: TrimHorizon,
+		Concurrency:     concurrency,
+		Logger:          discardLogger(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var handled, handlerNanos atomic.Int64
+	all := make(chan struct{})
+	returned := make(chan error, 1)
+	b.StartTimer()
+	start := time.Now()
+	go func() {
+		returned <- c.Process(ctx, func(context.Context, Record) error {
+			t := time.Now()
+			time.Sleep(5 * time.Millisecond)
+			handlerNanos.Add(int64(time.Since(t)))
+			if handled.Add(1) == int64(records) {
+				close(all)
+			}
+			return nil
+		})
+	}()
+	<-all
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	if err := <-returned; err != nil {
+		b.Fatal(err)
+	}
+	b.StartTimer()
+	return float64(records) / elapsed.Seconds(), time.Duration(handlerNanos.Load() / int64(records)).Seconds()
+}
