@@ -1,8 +1,10 @@
 package emulator
 
 import (
+	"bufio"
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -53,12 +55,37 @@ func TestEmulatorSurvivesAClientAbortingARequest(t *testing.T) {
 	defer s.Stop()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.Endpoint, "http://"))
 	require.NoError(t, err)
-	// Headers promise a body that never comes; then the client hangs up.
-	_, err = conn.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n\r\n{"))
+	// Headers promise a body that never comes; the server's "100 Continue"
+	// says it is handling the request; then the client hangs up.
+	_, err = conn.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n\r\n"))
 	require.NoError(t, err)
-	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	status, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, status, "100 Continue")
+	_, err = conn.Write([]byte("{"))
+	require.NoError(t, err)
 	require.NoError(t, conn.Close())
-	time.Sleep(300 * time.Millisecond)
+
+	// The emulator saw the request fail (its log says so) and lives on.
+	deadline := time.After(10 * time.Second)
+	for {
+		logged, err := os.ReadFile(s.log.Name())
+		require.NoError(t, err)
+		if strings.Contains(string(logged), "client aborted a request") {
+			break
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("the emulator died when a client aborted a request:\n%s", logged)
+		case <-deadline:
+			t.Fatalf("the emulator never saw the aborted request:\n%s", logged)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	resp, err := http.Post(s.Endpoint, "application/x-amz-json-1.0", strings.NewReader("{}"))
+	require.NoError(t, err, "still serving")
+	resp.Body.Close()
 	select {
 	case <-s.exited:
 		t.Fatal("the emulator died when a client aborted a request")
