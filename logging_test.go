@@ -30,8 +30,19 @@ func TestLogsAreNotPerRecordAndCarryNoPayload(t *testing.T) {
 		slog.NewTextHandler(&syncWriter{w: &debug}, &slog.HandlerOptions{Level: slog.LevelDebug}),
 	})
 	s := startConsumer(t, opts)
-	s.receive(len(aggregates)+len(puts)+20, 30*time.Second, ackAll)
-	time.Sleep(300 * time.Millisecond) // checkpoints flushed
+	got := s.receive(len(aggregates)+len(puts)+20, 30*time.Second, ackAll)
+	last := map[string]string{}
+	for _, r := range got {
+		last[r.ShardID] = r.SequenceNumber
+	}
+	require.Eventually(t, func() bool { // checkpoints flushed, and logged if they log
+		for shard, item := range f.leaseItems() {
+			if str(item, attrCheckpoint) != last[shard] {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, s.stop(nil))
 
 	lines := strings.Count(info.String(), "\n")
