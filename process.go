@@ -77,23 +77,8 @@ func (c *Consumer) Process(ctx context.Context, handle func(ctx context.Context,
 	defer stopConsuming()
 	in := c.Consume(consumeCtx)
 	processStarting.Delete(c) // c.used is set from now on
-	base, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHandlers()
-	p := &processor{
-		c:             c,
-		handle:        handle,
-		stopConsuming: stopConsuming,
-		base:          base,
-		stopHandlers:  stopHandlers,
-		keys:          map[string]*keyQueue{},
-		ready:         taskHeap{less: func(a, b *task) bool { return a.n < b.n }},
-		waiting: taskHeap{less: func(a, b *task) bool {
-			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
-		}},
-		results:      make(chan *task, c.opts.Concurrency),
-		windows:      map[*ackWindow]context.Context{},
-		windowClosed: make(chan *ackWindow),
-	}
+	p := newProcessor(ctx, c, handle, stopConsuming)
+	defer p.stopHandlers()
 	return p.run(in)
 }
 
@@ -140,6 +125,27 @@ type processor struct {
 	windows      map[*ackWindow]context.Context
 	windowClosed chan *ackWindow
 	watchers     sync.WaitGroup
+}
+
+// newProcessor prepares a run of Process for c. The handlers' contexts
+// carry ctx's values; stopConsuming must end what c.Consume was given.
+func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context, Record) error, stopConsuming context.CancelFunc) *processor {
+	base, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	return &processor{
+		c:             c,
+		handle:        handle,
+		stopConsuming: stopConsuming,
+		base:          base,
+		stopHandlers:  stopHandlers,
+		keys:          map[string]*keyQueue{},
+		ready:         taskHeap{less: func(a, b *task) bool { return a.n < b.n }},
+		waiting: taskHeap{less: func(a, b *task) bool {
+			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
+		}},
+		results:      make(chan *task, c.opts.Concurrency),
+		windows:      map[*ackWindow]context.Context{},
+		windowClosed: make(chan *ackWindow),
+	}
 }
 
 // task is one delivered record in Process.
@@ -190,6 +196,7 @@ func (p *processor) run(in <-chan Record) error {
 			p.wakeDue()
 		case w := <-p.windowClosed:
 			delete(p.windows, w)
+			p.dropWaiting()
 		}
 	}
 	// The shutdown is over (leases released, checkpoints written): nothing
@@ -353,6 +360,23 @@ func (p *processor) wakeDue() {
 	now := time.Now()
 	for p.waiting.len() > 0 && !p.waiting.peek().due.After(now) {
 		p.ready.push(p.waiting.pop())
+	}
+	p.arm()
+}
+
+// dropWaiting makes the records backing off whose context ended ready, so
+// that startReady drops them now rather than when their wait is over: the
+// later records of their keys (delivered again, should this worker take the
+// shard back) need not wait for them.
+func (p *processor) dropWaiting() {
+	all := p.waiting.items
+	p.waiting.items = nil
+	for _, t := range all {
+		if t.ctx.Err() != nil {
+			p.ready.push(t)
+		} else {
+			p.waiting.push(t)
+		}
 	}
 	p.arm()
 }

@@ -504,3 +504,86 @@ func TestProcessTwiceIsAnError(t *testing.T) {
 	}
 	require.NoError(t, c.Err())
 }
+
+// The lease-lost path without emulators: records come from ack windows the
+// test closes, as a lost lease closes them. A running handler sees its
+// context end; a record backing off, and the records behind it, are
+// dropped at once, so that the same key delivered again (the shard taken
+// back) runs without waiting out the old record's backoff.
+func TestProcessDropsTheRecordsOfALostLease(t *testing.T) {
+	noLeak(t)
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 2, Logger: discardLogger()})
+	require.NoError(t, err)
+	lost := newAckWindow(checkpoint{seq: checkpointTrimHorizon})
+	recs := []Record{
+		{PartitionKey: "a", SequenceNumber: "1", Data: []byte("a1")},
+		{PartitionKey: "a", SequenceNumber: "2", Data: []byte("a2")},
+		{PartitionKey: "b", SequenceNumber: "3", Data: []byte("b3")},
+	}
+	require.True(t, lost.push(recs))
+	var mu sync.Mutex
+	var calledAfterLoss []string
+	var isLost atomic.Bool
+	failures := make(chan struct{}, 16)
+	bEnded := make(chan struct{})
+	again := make(chan time.Time, 1)
+	handle := func(ctx context.Context, r Record) error {
+		if isLost.Load() && r.chunk.window == lost {
+			mu.Lock()
+			calledAfterLoss = append(calledAfterLoss, string(r.Data))
+			mu.Unlock()
+		}
+		switch {
+		case r.chunk.window != lost: // the key delivered again
+			again <- time.Now()
+			return nil
+		case string(r.Data) == "a1":
+			failures <- struct{}{}
+			return errors.New("down")
+		case string(r.Data) == "b3":
+			<-ctx.Done()
+			close(bEnded)
+			return ctx.Err()
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := newProcessor(ctx, c, handle, cancel)
+	in := make(chan Record)
+	returned := make(chan error, 1)
+	go func() { returned <- p.run(in) }()
+	for _, r := range recs {
+		in <- r
+	}
+	// Five failures: the next backoff is 506ms ± 50%.
+	for range 5 {
+		<-failures
+	}
+	isLost.Store(true)
+	lost.close()
+	closedAt := time.Now()
+	select {
+	case <-bEnded:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the running handler's context did not end when its lease was lost")
+	}
+	back := newAckWindow(checkpoint{seq: checkpointTrimHorizon})
+	redelivered := []Record{{PartitionKey: "a", SequenceNumber: "1", Data: []byte("a1")}}
+	require.True(t, back.push(redelivered))
+	in <- redelivered[0]
+	select {
+	case at := <-again:
+		assert.Less(t, at.Sub(closedAt), 240*time.Millisecond, "not held back by the dropped record's backoff")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the key delivered again did not run")
+	}
+	close(in)
+	require.NoError(t, <-returned)
+	p.stopHandlers()
+	mu.Lock()
+	assert.Empty(t, calledAfterLoss, "no record of the lost lease runs after the loss")
+	mu.Unlock()
+	_, unacked := back.state()
+	assert.Zero(t, unacked, "the record delivered again was acked")
+}
