@@ -61,7 +61,13 @@ func TestLeaseTableCallsAtDefaults(t *testing.T) {
 	if path := os.Getenv("KCL_COST_REPORT"); path != "" {
 		_ = os.WriteFile(path, []byte(line+"\n"), 0o644)
 	}
-	// Heartbeats (9) plus at most one checkpoint per CheckpointInterval (12).
-	assert.LessOrEqual(t, writes, 9.0+12.0+1.0)
+	// Not a timing gate but what the design allows in any window: each
+	// worker's heartbeat at most once per LeaseDuration/3, each shard's
+	// checkpoint at most once per CheckpointInterval (a ticker never fires
+	// faster), one more of each for the window's edges; nothing else moves
+	// in a steady group. The figure itself is logged (README cites it).
+	heartbeats := 4 * (int64(*costWindow/(defaultLeaseDuration/3)) + 1)
+	checkpoints := 8 * (int64(*costWindow/defaultCheckpointInterval) + 1)
+	assert.LessOrEqual(t, w1-w0, heartbeats+checkpoints, "writes in the window: at most %d heartbeats and %d checkpoints", heartbeats, checkpoints)
 	assert.Positive(t, writes)
 }
