@@ -1,6 +1,6 @@
 // Command prometheus consumes a stream with kcl and exports Consumer.Stats as
-// Prometheus metrics on :9108/metrics. It is a module of its own, so that
-// kcl itself never depends on Prometheus.
+// Prometheus metrics on 127.0.0.1:9108/metrics (-listen to change it). It
+// is a module of its own, so that kcl itself never depends on Prometheus.
 //
 //	go run . -stream orders -app billing
 package main
@@ -77,7 +77,7 @@ func NewCollector(src StatsSource) *Collector {
 		throttles:     d("throttles_total", "Calls refused for a limit.", worker),
 		refreshes:     d("iterator_refreshes_total", "Shard iterators reopened after expiring.", worker),
 		behind:        d("millis_behind_latest", "How far the reader is from the tip of the shard, as Kinesis says.", shard),
-		age:           d("last_record_age_seconds", "Time since the last delivered record arrived in Kinesis.", shard),
+		age:           d("last_record_age_seconds", "Time since the last record read from the shard arrived in Kinesis (set when its page is received, before it is delivered).", shard),
 		delivered:     d("records_delivered_total", "Records delivered since this worker took the lease.", shard),
 		acked:         d("records_acked_total", "Records acked since this worker took the lease.", shard),
 		bytes:         d("bytes_delivered_total", "Bytes delivered since this worker took the lease.", shard),
