@@ -299,37 +299,69 @@ func TestWorkerCutOffFromDynamoDBStopsBeforeAnotherDelivers(t *testing.T) {
 	assert.LessOrEqual(t, late, opts.MaxRecords, "records the cut-off worker delivered after the other worker's first")
 }
 
-// Two processes run with one WorkerID: one of them stops with an error that
-// names the WorkerID, instead of both taking each other's leases.
+// Two processes run with one WorkerID: the older one stops with an error
+// that names the WorkerID, and the two never read one shard at the same
+// time: the newer leaves the leases of its WorkerID alone for its first
+// LeaseDuration, by when the older has stopped and released them (found by
+// review: they took each other's leases back and forth for a second, and
+// acked records were delivered again).
 func TestTwoProcessesWithOneWorkerIDStopOneWithAClearError(t *testing.T) {
 	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 2)
-	f.putN(20, 4, "")
+	f.putN(20, 4, "a")
 	opts := f.options()
 	opts.WorkerID = "twin"
+	opts.BufferSize = -1
+	opts.LeaseDuration = 3 * time.Second // heartbeats a second apart: time for the two to fight, were they to
+	var mu sync.Mutex
+	var log []delivery
+	var wg sync.WaitGroup
 	a := startConsumer(t, opts)
-	a.receive(1, 30*time.Second, ackAll)
+	a.collect("older", &mu, &log, &wg)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(log) >= 20 }, 30*time.Second, 10*time.Millisecond)
+
+	ctx, stopProducing := context.WithCancel(context.Background())
+	produced := make(chan struct{})
+	go func() { // records keep coming to both shards, as fast as the emulator takes them
+		defer close(produced)
+		for i := 0; ctx.Err() == nil; i++ {
+			f.putN(4, 4, fmt.Sprintf("p%d-", i))
+		}
+	}()
 	b := startConsumer(t, opts)
-	done := make(chan error, 2)
-	for _, s := range []*session{a, b} {
-		go func() {
-			for r := range s.ch {
-				r.Ack()
-			}
-			done <- s.c.Err()
-		}()
-	}
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("both processes with one WorkerID still run after 30s")
-	}
+	b.collect("newer", &mu, &log, &wg)
+	require.Eventually(t, func() bool { return a.c.Err() != nil }, 30*time.Second, 10*time.Millisecond, "the older process stops")
+	err := a.c.Err()
 	require.ErrorIs(t, err, errDuplicateWorker)
 	assert.Contains(t, err.Error(), `"twin"`)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		shards := map[string]bool{}
+		for _, d := range log {
+			if d.worker == "newer" {
+				shards[d.rec.ShardID] = true
+			}
+		}
+		return len(shards) == 2
+	}, 30*time.Second, 10*time.Millisecond, "the newer process reads both shards")
+	time.Sleep(opts.LeaseDuration) // more records, read by the newer alone
+	stopProducing()
+	<-produced
 	a.cancel()
 	b.cancel()
-	<-done
+	wg.Wait()
+	require.NoError(t, b.c.Err())
+
+	// The older stopped and released what it had acked; the newer took
+	// the leases only then: nothing is delivered twice.
+	times := map[string]int{}
+	for _, d := range log {
+		times[string(d.rec.Data)]++
+	}
+	for data, n := range times {
+		assert.Equal(t, 1, n, "%s delivered %d times", data, n)
+	}
 }
 
 // losingReplies applies the first checkpoint write that keeps the lease,

@@ -16,6 +16,10 @@ type assessInput struct {
 	now           time.Time       // when it returned
 	leaseDuration time.Duration
 	maxLeases     int
+	// settled: this process has beaten for longer than LeaseDuration, so a
+	// lease the table gives to its WorkerID that it does not read is an
+	// earlier run's, not a live twin's (heartbeat.settled).
+	settled bool
 }
 
 // decisions is what assess decides; balance carries them out.
@@ -76,6 +80,9 @@ func assess(in assessInput, seen map[string]observation) decisions {
 		}
 		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) {
 			continue
+		}
+		if l.owner == me && !held && !in.settled {
+			continue // perhaps a live twin's: left alone until settled
 		}
 		owner := l.owner
 		if owner != "" && owner != me && !workerAlive[owner] && !leaseFresh {

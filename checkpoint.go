@@ -270,17 +270,16 @@ func (w *ackWindow) waitBelow(ctx context.Context, n int) bool {
 // place a checkpoint of a held lease is written: by the periodic flush, the
 // fence after a late heartbeat, at shard end, on hand-off and on shutdown.
 // Transient errors are retried until ctx ends; each attempt writes the
-// prefix as it is then, so a write that waited out failures never moves the
-// checkpoint back behind one written meanwhile. It returns what it wrote,
+// prefix as it is then, read under the lease's lock, so no write ever moves
+// the checkpoint back behind one written before it. It returns what it wrote,
 // and how many delivered records were not acked then.
 func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next string, shardEnd bool) (checkpoint, int, error) {
 	var cp checkpoint
 	var unacked int
 	_, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (struct{}, error) {
-		if cp, unacked = h.window.state(); shardEnd {
-			cp = checkpoint{seq: checkpointShardEnd}
-		}
-		return struct{}{}, c.checkpointOnce(ctx, h, cp, next)
+		var err error
+		cp, unacked, err = c.checkpointOnce(ctx, h, shardEnd, next)
+		return struct{}{}, err
 	})
 	if isLeaseLost(err) {
 		c.forgetLost(h, "")

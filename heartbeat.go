@@ -18,7 +18,8 @@ type heartbeat struct {
 	token string    // immutable: tells this process's writes from another's with the same WorkerID
 
 	mu      sync.Mutex
-	counter int64 // synchronized on mu: the counter this process last wrote, -1 before the first
+	counter int64     // synchronized on mu: the counter this process last wrote, -1 before the first
+	first   time.Time // synchronized on mu: when the first beat was sent
 }
 
 func newHeartbeat(c *Consumer, token string) *heartbeat {
@@ -69,6 +70,9 @@ func (hb *heartbeat) beat(ctx context.Context) error {
 		return err
 	}
 	hb.counter = counter
+	if hb.first.IsZero() {
+		hb.first = sent
+	}
 	if c.pause.beat(sent, time.Now()) {
 		notify(c.keeper.takeNow) // late: the next pass fences the leases still held
 	}
@@ -87,4 +91,15 @@ func (hb *heartbeat) remove(ctx context.Context) {
 	if err := hb.c.table.removeWorker(ctx, hb.c.opts.WorkerID, counter); err != nil {
 		hb.c.log.Warn("kcl: heartbeat item not removed; another worker removes it later", "error", err)
 	}
+}
+
+// settled reports whether this process has beaten for longer than
+// LeaseDuration. Until then, leases that the table gives to this WorkerID
+// but that this process does not read may be another live process's with
+// the same WorkerID (which this process's first beat makes stop within a
+// heartbeat interval): they are neither taken, passed on nor released.
+func (hb *heartbeat) settled() bool {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	return !hb.first.IsZero() && time.Since(hb.first) > hb.c.opts.LeaseDuration
 }

@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -249,19 +250,23 @@ func isDuplicateWorker(err error) bool { return errors.Is(err, errDuplicateWorke
 // heartbeat that came too late to be trusted: a take another worker decided
 // on the older heartbeat then fails. Leases found taken are dropped; once
 // all the rest are written the pause gate reopens. It reports false if a
-// write failed for another reason: the next pass tries again.
-func (k *leaseKeeper) fence(ctx context.Context) bool {
+// write failed transiently (the next pass tries again), and returns an error
+// no retry can fix.
+func (k *leaseKeeper) fence(ctx context.Context) (bool, error) {
 	c := k.c
 	for _, h := range c.heldLeases() {
 		wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 		_, _, err := c.writeCheckpoint(wctx, h, c.opts.WorkerID, false)
 		cancel()
+		if isFatal(err) {
+			return false, fmt.Errorf("lease table %q: fencing shard %q: %w", c.table.name(), h.shardID, err)
+		}
 		if err != nil && !isLeaseLost(err) {
-			return false
+			return false, nil
 		}
 	}
 	c.pause.fenced()
-	return true
+	return true, nil
 }
 
 // balance reads the lease table, decides (assess, balance.go) what this
@@ -293,6 +298,7 @@ func (k *leaseKeeper) balance(ctx context.Context) error {
 	d := assess(assessInput{
 		me: me, snap: snap, held: held, listed: listed, now: now,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
+		settled: c.beat.settled(),
 	}, k.seen)
 	lost := make([]*heldLease, 0, len(d.lost))
 	for _, id := range d.lost {
@@ -307,8 +313,10 @@ func (k *leaseKeeper) balance(ctx context.Context) error {
 	for _, h := range lost {
 		c.forgetLost(h, d.byShard[h.shardID].owner)
 	}
-	if pending, _ := c.pause.fencePending(); pending && !k.fence(ctx) {
-		return nil
+	if pending, _ := c.pause.fencePending(); pending {
+		if done, err := k.fence(ctx); !done {
+			return err
+		}
 	}
 	if c.pause.isShut() {
 		return nil // no trusted heartbeat: take and pass on nothing
@@ -520,9 +528,12 @@ func (c *Consumer) forgetLost(h *heldLease, owner string) {
 	c.forget(h)
 }
 
-// checkpointOnce makes one attempt at writing cp to the lease of h and
-// passing it to next, under h.mu, so that writes of one lease never
-// interleave and the lock is never held across a retry's wait.
+// checkpointOnce makes one attempt at writing the acked prefix of h
+// (SHARD_END when shardEnd) and passing the lease to next. It runs under
+// h.mu, which it holds for one bounded attempt, so that writes of one lease
+// never interleave, the prefix it reads is never behind one already
+// written, and the lock is never held across a retry's wait. It returns
+// what it wrote and how many delivered records were not acked then.
 //
 // A write that failed without an answer may still have taken effect: it is
 // remembered (h.unsure). When a later write's condition fails, the lease is
@@ -531,22 +542,30 @@ func (c *Consumer) forgetLost(h *heldLease, owner string) {
 // only its reply was lost. In the unsure case the lease moves on from what
 // the table holds and this write is made again (errWriteAgain, retried).
 // Anything else is a lost lease.
-func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, cp checkpoint, next string) error {
+func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bool, next string) (checkpoint, int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.gone {
-		return errLeaseLost
+	cp, unacked := h.window.state()
+	if shardEnd {
+		cp = checkpoint{seq: checkpointShardEnd}
 	}
+	if h.gone {
+		return cp, unacked, errLeaseLost
+	}
+	// One attempt, bounded: a call that never answers must not hold the
+	// lock, and with it every other writer of this lease, for ever.
+	ctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
+	defer cancel()
 	before := h.lease
 	l, err := c.table.checkpoint(ctx, before, cp, next)
 	if err != nil && !isLeaseLost(err) {
 		h.unsure = &leaseWrite{cp: cp, next: next}
-		return err
+		return cp, unacked, err
 	}
 	if isLeaseLost(err) {
 		stored, found, rerr := c.table.read(ctx, h.shardID)
 		if rerr != nil {
-			return rerr
+			return cp, unacked, rerr
 		}
 		wrote := func(w leaseWrite) bool {
 			return found && stored.counter == before.counter+1 && stored.checkpoint == w.cp && stored.owner == w.next
@@ -559,14 +578,14 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, cp checkpoi
 			c.log.Debug("kcl: a lease write took effect though its reply was lost", "shard", h.shardID)
 			h.lease, h.unsure = stored, nil
 			h.stored.Store(&storedCheckpoint{cp: stored.checkpoint, at: time.Now()})
-			return errWriteAgain
+			return cp, unacked, errWriteAgain
 		default:
-			return errLeaseLost
+			return cp, unacked, errLeaseLost
 		}
 	}
 	h.lease, h.unsure = l, nil
 	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
-	return nil
+	return cp, unacked, nil
 }
 
 // leaseWrite is what a checkpoint write writes.

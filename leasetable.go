@@ -254,12 +254,13 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 		return 0, errDuplicateWorker
 	}
 	n, err := numberAttr(item, attrCounter, true)
-	if err != nil || n <= last {
-		return 0, fmt.Errorf("heartbeat %q changed under this process", worker)
+	if err != nil || n == last {
+		return 0, fmt.Errorf("heartbeat %q: %s is %d, the write's condition failed", worker, attrCounter, n)
 	}
 	// An earlier write of this process took effect though its reply was
-	// lost: write again from there, so that the beat returned is one sent
-	// no earlier than the caller thinks.
+	// lost (also one that made the item anew after another worker removed
+	// it): write again from there, so that the beat returned is one sent no
+	// earlier than the caller thinks.
 	return t.heartbeat(ctx, worker, token, stopping, n)
 }
 

@@ -105,7 +105,9 @@ func TestMutantLateBeatFencesEveryHeldLeaseBeforeReopening(t *testing.T) {
 	require.True(t, c.pause.isShut())
 	seenByOther, _, _ := c.table.read(ctx, "s") // another worker's read, while the old heartbeat stands
 
-	require.True(t, c.fence(ctx))
+	fenced, err := c.keeper.fence(ctx)
+	require.NoError(t, err)
+	require.True(t, fenced)
 	assert.False(t, c.pause.isShut(), "fenced: reopened")
 	_, err = c.table.take(ctx, seenByOther, "other")
 	assert.ErrorIs(t, err, errLeaseLost, "a take decided before the fence")

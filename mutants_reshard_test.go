@@ -9,16 +9,19 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// Once the group has leases, a parent neither listed nor leased left the
-// stream (retention) while the group should have been reading it: its
-// children, and theirs, start at TRIM_HORIZON. A group with no lease yet
-// starts everything at InitialPosition.
+// Once the group has read the stream, a parent neither listed nor leased
+// left the stream (retention) while the group should have been reading it:
+// its children, and theirs, start at TRIM_HORIZON. A group that has not read
+// yet starts everything at InitialPosition, even when another of its first
+// workers created some leases already (found by review: with Latest, half
+// the shards could otherwise replay the whole retention period).
 func TestMutantChildrenOfAParentGoneFromTheStreamDescend(t *testing.T) {
 	shards := []shardInfo{
 		{id: "other"},
 		{id: "child", parents: []string{"gone"}},
 		{id: "grandchild", parents: []string{"child"}},
 	}
-	assert.Equal(t, map[string]bool{"child": true, "grandchild": true}, descendsFromLeased(shards, map[string]bool{"other": true}))
-	assert.Empty(t, descendsFromLeased(shards, map[string]bool{}))
+	assert.Equal(t, map[string]bool{"child": true, "grandchild": true}, descendsFromLeased(shards, map[string]bool{"other": true}, true))
+	assert.Empty(t, descendsFromLeased(shards, map[string]bool{}, false))
+	assert.Empty(t, descendsFromLeased(shards, map[string]bool{"other": true}, false), "leases created, none taken yet")
 }

@@ -69,7 +69,9 @@ func (g *pauseGate) since(t time.Time) int64 { return int64(t.Sub(g.epoch)) }
 func (g *pauseGate) beat(sent, returned time.Time) (late bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.started && (g.fence || g.since(returned) > g.deadline.Load()) {
+	// Late: after the deadline, or after the gate shut (a check that ran
+	// between the reply and this call saw the deadline pass).
+	if g.started && (g.fence || g.shut.Load() != nil || g.since(returned) > g.deadline.Load()) {
 		g.fence, g.fenceAt = true, sent
 		g.closeLocked()
 		return true

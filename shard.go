@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -254,14 +256,19 @@ func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.
 // shardGone handles a ResourceNotFound answer for the shard of h. When the
 // stream is there but no longer lists the shard, the shard left it
 // (retention): it is finished, and is ended like a closed shard so that its
-// children go on. Otherwise the error stands (a missing stream is fatal).
+// children go on. A listing that still shows the shard is asked again a few
+// times (the shard may be leaving right now) before the error stands; a
+// missing stream is fatal.
 func (c *Consumer) shardGone(ctx context.Context, h *heldLease, cause error) error {
-	shards, err := c.listShards(ctx)
-	if err != nil {
-		return c.readError(ctx, h, err)
-	}
-	for _, s := range shards {
-		if s.id == h.shardID {
+	for attempt := 0; ; attempt++ {
+		shards, err := c.listShards(ctx)
+		if err != nil {
+			return c.readError(ctx, h, err)
+		}
+		if !slices.ContainsFunc(shards, func(s shardInfo) bool { return s.id == h.shardID }) {
+			break
+		}
+		if attempt == 2 || !sleep(ctx, time.Second) {
 			return c.readError(ctx, h, cause)
 		}
 	}

@@ -124,7 +124,14 @@ func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 	}
 	c.mu.Unlock()
 
-	descends := descendsFromLeased(shards, leased)
+	// A group has read this stream once a lease of it was ever taken: only
+	// then is a parent gone from the stream one it should have read. (Not
+	// while the first workers of a group create its leases together.)
+	read := false
+	for _, l := range snap.leases {
+		read = read || l.counter > 0
+	}
+	descends := descendsFromLeased(shards, leased, read)
 	for _, s := range shards {
 		if leased[s.id] {
 			continue
@@ -178,10 +185,10 @@ func withChildren(shards, extra []shardInfo, leased map[string]bool) []shardInfo
 // descendsFromLeased reports, for each shard, whether one of its ancestors
 // (parents, their parents, and so on) has a lease. shards are in
 // parents-first order. A parent neither listed nor leased left the stream
-// (retention); once the group has leases, such a parent was one it should
-// have read, so its children count as descendants too: nothing after it is
-// skipped, however long the group was down.
-func descendsFromLeased(shards []shardInfo, leased map[string]bool) map[string]bool {
+// (retention); once the group has read the stream (groupRead), such a
+// parent was one it should have read, so its children count as descendants
+// too: nothing after it is skipped, however long the group was down.
+func descendsFromLeased(shards []shardInfo, leased map[string]bool, groupRead bool) map[string]bool {
 	listed := make(map[string]bool, len(shards))
 	for _, s := range shards {
 		listed[s.id] = true
@@ -189,7 +196,7 @@ func descendsFromLeased(shards []shardInfo, leased map[string]bool) map[string]b
 	descends := make(map[string]bool, len(shards))
 	for _, s := range shards { // parents first: a parent's answer is known
 		for _, p := range s.parents {
-			gone := !listed[p] && !leased[p] && len(leased) > 0
+			gone := !listed[p] && !leased[p] && groupRead
 			if leased[p] || descends[p] || gone {
 				descends[s.id] = true
 			}

@@ -229,9 +229,13 @@ func (c *Consumer) run(ctx context.Context) {
 			c.setErr(err)
 		}
 	}
+	c.pause.stop() // no heartbeat any more: the deadline means nothing now
 	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LeaseDuration)
 	defer cancel()
-	notHeld := c.ownedNotHeld()
+	var notHeld []lease
+	if c.beat.settled() && !errors.Is(c.Err(), errDuplicateWorker) {
+		notHeld = c.ownedNotHeld() // not a live twin's (heartbeat.settled)
+	}
 	var g errgroup.Group
 	g.SetLimit(8)
 	for _, h := range c.heldLeases() {
@@ -244,7 +248,6 @@ func (c *Consumer) run(ctx context.Context) {
 		}
 	}
 	c.beat.remove(final)
-	c.pause.stop()
 	if err := c.Err(); err != nil {
 		c.log.Error("kcl: consumer stopped", "error", err)
 	} else {
