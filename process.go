@@ -274,7 +274,6 @@ func (p *processor) startReady() {
 	for p.running < p.c.opts.Concurrency && p.ready.len() > 0 {
 		t := p.ready.pop()
 		if t.ctx.Err() != nil {
-			p.c.log.Debug("kcl: Process: record dropped: its lease is gone", "shard", t.rec.ShardID, "sequence_number", t.rec.SequenceNumber)
 			p.advance(t.key)
 			continue
 		}
@@ -327,9 +326,7 @@ func (p *processor) done(t *task) {
 		if t.backoff == nil {
 			t.backoff = newBackOff()
 		}
-		wait := t.backoff.NextBackOff()
-		p.c.log.Debug("kcl: Process: handler failed; retrying", "shard", t.rec.ShardID, "sequence_number", t.rec.SequenceNumber, "attempt", t.attempts, "wait", wait, "error", t.err)
-		t.due = time.Now().Add(wait)
+		t.due = time.Now().Add(t.backoff.NextBackOff())
 		p.waiting.push(t)
 		p.arm()
 	case resultStop:
@@ -337,7 +334,6 @@ func (p *processor) done(t *task) {
 		// key never run before it.
 		if p.err == nil {
 			p.err = t.err
-			p.c.log.Warn("kcl: Process stopping: a record failed", "shard", t.rec.ShardID, "sequence_number", t.rec.SequenceNumber, "attempts", t.attempts, "error", t.err)
 			p.stopConsuming()
 		}
 	}
