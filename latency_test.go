@@ -14,9 +14,10 @@ import (
 // BenchmarkPutToDelivery measures, one record at a time, the time from
 // before PutRecord to the record arriving on the channel, and reports p50
 // and p99 for polling at the default PollInterval, polling at 100ms, and
-// enhanced fan-out, side by side on kinesis-local:
+// enhanced fan-out, side by side on kinesis-local, without the race
+// detector (./scripts/test would add it):
 //
-//	./scripts/test -run '^$' -bench PutToDelivery -benchtime 40x
+//	./scripts/setup && go test -run '^$' -bench PutToDelivery -benchtime 40x .
 func BenchmarkPutToDelivery(b *testing.B) {
 	for _, mode := range []struct {
 		name string
