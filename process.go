@@ -31,6 +31,8 @@ import (
 // Process stops with the last error of handle, wrapped with the record's
 // shard and sequence number. The record is not acked then, so the
 // checkpoint stays before it and it is delivered again after a restart.
+// Stopping is the shutdown below; as the refused record is never acked, it
+// takes the whole ShutdownTimeout.
 //
 // A record is acked only once handle returned nil for it or OnFailure
 // accepted it: at-least-once delivery, as with Consume. A handler may see a

@@ -248,6 +248,7 @@ func TestProcessStopsOnAFailureAndTheRecordComesBack(t *testing.T) {
 
 	// OnFailure refuses the record: Process stops with its error.
 	opts := f.options()
+	opts.ShutdownTimeout = 500 * time.Millisecond // waited out: the refused record is never acked
 	opts.MaxAttempts = 1
 	var failures atomic.Int64
 	opts.OnFailure = func(ctx context.Context, r Record, err error) error {
