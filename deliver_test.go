@@ -44,9 +44,10 @@ func BenchmarkDeliver(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			var skip checkpoint
+			r := newShardReader(c, h)
 			for n := 0; n < perShard; n += pageSize {
 				recs := page[:min(pageSize, perShard-n)]
-				if !c.deliver(ctx, h, newPageRecords(h, recs, &skip, c.log), c.log) {
+				if !r.deliver(ctx, newPageRecords(r, recs, &skip)) {
 					b.Error("deliver stopped")
 					return
 				}

@@ -93,13 +93,13 @@ func isInUse(err error) bool {
 	return errors.As(err, &inUse)
 }
 
-// subscribeShard reads the shard of h with enhanced fan-out until ctx ends
+// subscribe reads the shard with enhanced fan-out until ctx ends
 // or the shard ends. Dropped, stalled and expiring subscriptions are renewed
 // from the last continuation sequence number; errors are retried with backoff
 // (ResourceInUse while a previous subscription closes, LimitExceeded), and only
 // those no retry can fix end the consumer.
-func (c *Consumer) subscribeShard(ctx context.Context, h *heldLease) error {
-	log := c.log.With("shard", h.shardID)
+func (r *shardReader) subscribe(ctx context.Context) error {
+	c, h, log := r.c, r.h, r.log
 	start, _ := h.window.state()
 	var skip checkpoint
 	if !start.isSentinel() {
@@ -108,7 +108,7 @@ func (c *Consumer) subscribeShard(ctx context.Context, h *heldLease) error {
 	continuation := "" // where the next subscription starts, after this
 	b := newBackOff()
 	for {
-		pos := c.startingPosition(h, start, continuation)
+		pos := r.startingPosition(start, continuation)
 		// Each subscription has its own context, cancelled when it ends, so
 		// the HTTP/2 stream is torn down and the server frees it.
 		subCtx, cancel := context.WithCancel(ctx)
@@ -117,19 +117,19 @@ func (c *Consumer) subscribeShard(ctx context.Context, h *heldLease) error {
 		})
 		if err != nil {
 			cancel()
-			return c.readError(ctx, h, err)
+			return r.readError(ctx, err)
 		}
-		ended, children, err := c.readSubscription(ctx, h, out.GetStream(), &skip, &continuation)
+		ended, children, err := r.readSubscription(ctx, out.GetStream(), &skip, &continuation)
 		cancel()
 		if ended {
-			return c.endShard(ctx, h, children)
+			return r.endShard(ctx, children)
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			if isFatal(err) {
-				return c.readError(ctx, h, err)
+				return r.readError(ctx, err)
 			}
 			wait := b.NextBackOff()
 			log.Warn("kcl: subscription ended; resubscribing", "error", err, "code", errorCode(err), "wait", wait)
@@ -144,9 +144,9 @@ func (c *Consumer) subscribeShard(ctx context.Context, h *heldLease) error {
 
 // readSubscription delivers the records of one subscription until it ends,
 // stalls, is due for renewal, or ctx ends. ended reports the shard's end.
-func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *kinesis.SubscribeToShardEventStream, skip *checkpoint, continuation *string) (ended bool, children []types.ChildShard, err error) {
+func (r *shardReader) readSubscription(ctx context.Context, stream *kinesis.SubscribeToShardEventStream, skip *checkpoint, continuation *string) (ended bool, children []types.ChildShard, err error) {
 	defer stream.Close()
-	log := c.log.With("shard", h.shardID)
+	c, h, log := r.c, r.h, r.log
 	renew := time.NewTimer(c.resubscribeAfter)
 	defer renew.Stop()
 	stall := time.NewTimer(c.fanOutStall)
@@ -170,7 +170,7 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 				continue
 			}
 			h.counters.millisBehind.Store(aws.ToInt64(e.Value.MillisBehindLatest))
-			if !c.deliver(ctx, h, newPageRecords(h, e.Value.Records, skip, log), log) {
+			if !r.deliver(ctx, newPageRecords(r, e.Value.Records, skip)) {
 				return false, nil, nil
 			}
 			if len(e.Value.ChildShards) > 0 || e.Value.ContinuationSequenceNumber == nil {
@@ -181,7 +181,7 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 			// still ends the shard: caught up on a shard the shard list
 			// says is closed, GetRecords confirms nothing follows.
 			if len(e.Value.Records) == 0 && aws.ToInt64(e.Value.MillisBehindLatest) == 0 && c.shardClosed(h.shardID) {
-				if ended, children := c.confirmShardEnd(ctx, h, *continuation); ended {
+				if ended, children := r.confirmShardEnd(ctx, *continuation); ended {
 					return true, children, nil
 				}
 			}
@@ -192,9 +192,10 @@ func (c *Consumer) readSubscription(ctx context.Context, h *heldLease, stream *k
 // confirmShardEnd reads the shard by GetRecords after the continuation
 // sequence number: it has ended when nothing follows and no next iterator is
 // given. The children come with that answer.
-func (c *Consumer) confirmShardEnd(ctx context.Context, h *heldLease, after string) (bool, []types.ChildShard) {
+func (r *shardReader) confirmShardEnd(ctx context.Context, after string) (bool, []types.ChildShard) {
+	c, h := r.c, r.h
 	start, _ := h.window.state()
-	iterator, err := c.shardIterator(ctx, h, start, after)
+	iterator, err := r.shardIterator(ctx, start, after)
 	for i := 0; err == nil && i < 3; i++ {
 		var out *kinesis.GetRecordsOutput
 		out, err = c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1)})

@@ -197,6 +197,7 @@ func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
 	keepDelivering(c)
 	c.fanOutStall = 200 * time.Millisecond
 	h := &heldLease{shardID: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
+	reader := newShardReader(c, h)
 	event := func(cont *string, children []types.ChildShard, data ...string) types.SubscribeToShardEventStream {
 		var recs []types.Record
 		for i, d := range data {
@@ -214,7 +215,7 @@ func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
 		stream := kinesis.NewSubscribeToShardEventStream(func(es *kinesis.SubscribeToShardEventStream) { es.Reader = r })
 		var skip checkpoint
 		cont := ""
-		ended, got, err := c.readSubscription(context.Background(), h, stream, &skip, &cont)
+		ended, got, err := reader.readSubscription(context.Background(), stream, &skip, &cont)
 		require.NoError(t, err)
 		assert.True(t, ended)
 		assert.Equal(t, children, got)
@@ -226,7 +227,7 @@ func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
 		stream := kinesis.NewSubscribeToShardEventStream(func(es *kinesis.SubscribeToShardEventStream) { es.Reader = r })
 		var skip checkpoint
 		cont := ""
-		ended, _, err := c.readSubscription(context.Background(), h, stream, &skip, &cont)
+		ended, _, err := reader.readSubscription(context.Background(), stream, &skip, &cont)
 		assert.False(t, ended)
 		assert.ErrorContains(t, err, "no event for 200ms")
 	})

@@ -109,10 +109,6 @@ type heldLease struct {
 
 	counters shardCounters // atomics: written by the reader, read by Stats
 
-	// Only touched by the reader.
-	warnedMalformed bool
-	opened          bool // the shard was opened once
-
 	// stored is the checkpoint as the table holds it and when this worker
 	// wrote it (or took the lease): written under mu, read without it.
 	stored atomic.Pointer[storedCheckpoint]
@@ -450,10 +446,11 @@ func (k *leaseKeeper) startReader(leaseCtx context.Context, l lease, storedStart
 	c.held[l.shardID] = h
 	c.readers.Go(func() error {
 		defer cancel()
-		if err := c.readShard(fetchCtx, h); err != nil {
+		r := newShardReader(c, h)
+		if err := r.read(fetchCtx); err != nil {
 			return err
 		}
-		c.finishHandoff(ctx, h)
+		r.finishHandoff(ctx)
 		return nil
 	})
 }
@@ -472,11 +469,12 @@ func (k *leaseKeeper) requestHandoff(h *heldLease, to string) {
 	}
 }
 
-// finishHandoff completes a hand-off after the reader of h stopped fetching:
+// finishHandoff completes a hand-off after the reader stopped fetching:
 // it waits up to ShutdownTimeout for the delivered records to be acked, then
 // checkpoints the acked prefix and makes the claimant the owner, in one
 // write. The new owner reads on from exactly there.
-func (c *Consumer) finishHandoff(ctx context.Context, h *heldLease) {
+func (r *shardReader) finishHandoff(ctx context.Context) {
+	c, h := r.c, r.h
 	h.mu.Lock()
 	to := h.handoff
 	h.mu.Unlock()

@@ -18,7 +18,7 @@ import (
 
 // pausedConsumer returns a Consumer with no lease loop and its channel made,
 // for driving deliver directly, and a page of n records of one shard.
-func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *heldLease, *pageRecords) {
+func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *shardReader, *pageRecords) {
 	t.Helper()
 	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger(), LeaseDuration: time.Second})
 	require.NoError(t, err)
@@ -31,7 +31,8 @@ func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *heldLease, *pageRe
 	}
 	h := &heldLease{shardID: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
 	var skip checkpoint
-	return c, h, newPageRecords(h, recs, &skip, c.log)
+	r := newShardReader(c, h)
+	return c, r, newPageRecords(r, recs, &skip)
 }
 
 // A process frozen past its delivery deadline wakes before the gate's timer
@@ -39,7 +40,7 @@ func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *heldLease, *pageRe
 // the chunk is sent.
 func TestMutantDeliverChecksTheDeadlineBeforeEachChunk(t *testing.T) {
 	noLeak(t)
-	c, h, page := pausedConsumer(t, 100, 3)
+	c, r, page := pausedConsumer(t, 100, 3)
 	c.pause.stop() // frozen: no timer will fire
 	sent := time.Now().Add(-time.Hour)
 	c.pause.beat(sent, sent) // the first beat, trusted; its deadline long past
@@ -47,7 +48,7 @@ func TestMutantDeliverChecksTheDeadlineBeforeEachChunk(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	assert.False(t, c.deliver(ctx, h, page, c.log), "deliver waits on the shut gate until ctx ends")
+	assert.False(t, r.deliver(ctx, page), "deliver waits on the shut gate until ctx ends")
 	assert.Zero(t, len(c.out), "records sent past the deadline")
 	assert.True(t, c.pause.isShut())
 }
@@ -57,7 +58,7 @@ func TestMutantDeliverChecksTheDeadlineBeforeEachChunk(t *testing.T) {
 // until the gate reopens.
 func TestMutantBlockedSendGivesUpWhenTheGateShuts(t *testing.T) {
 	noLeak(t)
-	c, h, page := pausedConsumer(t, 0, 3) // unbuffered, and nobody receives yet
+	c, r, page := pausedConsumer(t, 0, 3) // unbuffered, and nobody receives yet
 	now := time.Now()
 	c.pause.beat(now, now) // deadline 0.9s on; its timer shuts the gate
 	defer c.pause.stop()
@@ -66,7 +67,7 @@ func TestMutantBlockedSendGivesUpWhenTheGateShuts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	result := make(chan bool, 1)
-	go func() { result <- c.deliver(ctx, h, page, c.log) }()
+	go func() { result <- r.deliver(ctx, page) }()
 	select {
 	case <-shutting:
 	case <-time.After(30 * time.Second):

@@ -52,8 +52,7 @@ func (r Record) Ack() {
 // skip (the checkpoint a shard resumed from) are left out. It is used by one
 // reader goroutine.
 type pageRecords struct {
-	h     *heldLease
-	log   *slog.Logger
+	r     *shardReader
 	recs  []types.Record // recs[0] is the record being converted
 	users []userRecord   // recs[0]'s user records, once split
 	next  int            // the next of users; -1 until recs[0] is split
@@ -62,11 +61,11 @@ type pageRecords struct {
 
 // newPageRecords starts converting recs. The page's last arrival time is
 // noted for Stats now, as the page is received.
-func newPageRecords(h *heldLease, recs []types.Record, skip *checkpoint, log *slog.Logger) *pageRecords {
+func newPageRecords(r *shardReader, recs []types.Record, skip *checkpoint) *pageRecords {
 	if n := len(recs); n > 0 {
-		h.counters.lastArrival.Store(aws.ToTime(recs[n-1].ApproximateArrivalTimestamp).UnixNano())
+		r.h.counters.lastArrival.Store(aws.ToTime(recs[n-1].ApproximateArrivalTimestamp).UnixNano())
 	}
-	return &pageRecords{h: h, log: log, recs: recs, next: -1, skip: skip}
+	return &pageRecords{r: r, recs: recs, next: -1, skip: skip}
 }
 
 func (p *pageRecords) done() bool { return len(p.recs) == 0 }
@@ -81,7 +80,7 @@ func (p *pageRecords) fill(buf []Record) int {
 			Data:                        r.Data,
 			PartitionKey:                aws.ToString(r.PartitionKey),
 			SequenceNumber:              aws.ToString(r.SequenceNumber),
-			ShardID:                     p.h.shardID,
+			ShardID:                     p.r.h.shardID,
 			ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
 		}
 		if p.next < 0 {
@@ -96,10 +95,10 @@ func (p *pageRecords) fill(buf []Record) int {
 				// is. Warn once per lease, then Debug: nothing per record
 				// above Debug.
 				level := slog.LevelDebug
-				if !p.h.warnedMalformed {
-					p.h.warnedMalformed, level = true, slog.LevelWarn
+				if !p.r.warnedMalformed {
+					p.r.warnedMalformed, level = true, slog.LevelWarn
 				}
-				p.log.Log(context.Background(), level, "kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
+				p.r.log.Log(context.Background(), level, "kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
 				p.recs = p.recs[1:]
 				n += p.keep(rec)
 				continue

@@ -13,22 +13,43 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 )
 
-// readShard reads the shard of h from its checkpoint and delivers its records
+// shardReader reads one shard for one held lease, and is the goroutine that
+// does so: the lease loop starts it when it takes the lease (startReader),
+// and it ends when the shard ends, the lease is lost or handed off, or
+// shutdown stops reading. It delivers the shard's records (deliver, the one
+// place a record is handed to the user), ends the shard, and writes the
+// hand-off. Its own fields are only touched by that goroutine; h's are
+// shared as heldLease says.
+type shardReader struct {
+	c   *Consumer    // immutable
+	h   *heldLease   // immutable
+	log *slog.Logger // immutable: c.log with the shard
+
+	// Only touched by the reader.
+	opened          bool // the shard was opened once (startingPosition)
+	warnedMalformed bool // a malformed aggregate was logged at Warn once
+}
+
+func newShardReader(c *Consumer, h *heldLease) *shardReader {
+	return &shardReader{c: c, h: h, log: c.log.With("shard", h.shardID)}
+}
+
+// read reads the shard from the lease's checkpoint and delivers its records
 // in order until ctx ends (shutdown, hand-off or lease lost) or the shard
 // ends: by polling GetRecords, or with enhanced fan-out (fanout.go). It
 // returns only fatal errors; a lost lease or a cancelled ctx returns nil.
-func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
+func (r *shardReader) read(ctx context.Context) error {
+	c, h, log := r.c, r.h, r.log
 	if c.consumerARN != "" {
-		return c.subscribeShard(ctx, h)
+		return r.subscribe(ctx)
 	}
-	log := c.log.With("shard", h.shardID)
 	start, _ := h.window.state() // the checkpoint at take: nothing is delivered yet
-	iterator, err := c.shardIterator(ctx, h, start, "")
+	iterator, err := r.shardIterator(ctx, start, "")
 	if isResourceNotFound(err) {
-		return c.shardGone(ctx, h, err)
+		return r.shardGone(ctx, err)
 	}
 	if err != nil {
-		return c.readError(ctx, h, err)
+		return r.readError(ctx, err)
 	}
 	// Resuming from a sequence number opens AT it, so that records of an
 	// aggregate after the checkpoint's sub-sequence number are not skipped;
@@ -39,7 +60,7 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 	}
 	last := "" // sequence number of the last Kinesis record delivered
 	for {
-		room := c.waitForRoom(ctx, h, log)
+		room := r.waitForRoom(ctx)
 		if room == 0 {
 			return nil
 		}
@@ -51,33 +72,33 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 			c.counters.iteratorRefreshes.Add(1)
 			log.Info("kcl: shard iterator expired; reopening after the last record delivered")
 			if last == "" {
-				iterator, err = c.shardIterator(ctx, h, start, "")
+				iterator, err = r.shardIterator(ctx, start, "")
 			} else {
-				iterator, err = c.shardIterator(ctx, h, checkpoint{}, last)
+				iterator, err = r.shardIterator(ctx, checkpoint{}, last)
 			}
 			if isResourceNotFound(err) {
-				return c.shardGone(ctx, h, err)
+				return r.shardGone(ctx, err)
 			}
 			if err != nil {
-				return c.readError(ctx, h, err)
+				return r.readError(ctx, err)
 			}
 			continue
 		}
 		if isResourceNotFound(err) {
-			return c.shardGone(ctx, h, err)
+			return r.shardGone(ctx, err)
 		}
 		if err != nil {
-			return c.readError(ctx, h, err)
+			return r.readError(ctx, err)
 		}
 		h.counters.millisBehind.Store(aws.ToInt64(out.MillisBehindLatest))
-		if !c.deliver(ctx, h, newPageRecords(h, out.Records, &skip, log), log) {
+		if !r.deliver(ctx, newPageRecords(r, out.Records, &skip)) {
 			return nil
 		}
 		if n := len(out.Records); n > 0 {
 			last = aws.ToString(out.Records[n-1].SequenceNumber)
 		}
 		if out.NextShardIterator == nil {
-			return c.endShard(ctx, h, out.ChildShards)
+			return r.endShard(ctx, out.ChildShards)
 		}
 		iterator = out.NextShardIterator
 		if len(out.Records) == 0 || aws.ToInt64(out.MillisBehindLatest) == 0 {
@@ -91,7 +112,8 @@ func (c *Consumer) readShard(ctx context.Context, h *heldLease) error {
 // waitForRoom blocks while MaxUnackedPerShard delivered records of the shard
 // are unacked, logging when the shard pauses and resumes. It returns how many
 // more records may be delivered, 0 when ctx ended or the lease was lost.
-func (c *Consumer) waitForRoom(ctx context.Context, h *heldLease, log *slog.Logger) int {
+func (r *shardReader) waitForRoom(ctx context.Context) int {
+	c, h, log := r.c, r.h, r.log
 	_, unacked := h.window.state()
 	if unacked >= c.opts.MaxUnackedPerShard {
 		log.Warn("kcl: shard paused: too many delivered records are not acked", "max_unacked", c.opts.MaxUnackedPerShard)
@@ -114,11 +136,12 @@ const deliverChunk = 64
 // handing them over, as many at a time as MaxUnackedPerShard allows, so that
 // no ack can come first. It reports false when ctx ended or the lease was
 // lost.
-func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords, log *slog.Logger) bool {
+func (r *shardReader) deliver(ctx context.Context, page *pageRecords) bool {
+	c, h := r.c, r.h
 	var buf [deliverChunk]Record
 	done := ctx.Done()
 	for !page.done() {
-		room := c.waitForRoom(ctx, h, log)
+		room := r.waitForRoom(ctx)
 		if room == 0 {
 			return false
 		}
@@ -129,7 +152,7 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords,
 		c.pause.check() // shuts the gate if the delivery deadline passed (pause.go)
 		sent, bytes := len(chunk), int64(0)
 		for i := range chunk {
-			if !c.send(ctx, done, &chunk[i]) {
+			if !r.send(ctx, done, &chunk[i]) {
 				sent = i
 				break
 			}
@@ -150,7 +173,8 @@ func (c *Consumer) deliver(ctx context.Context, h *heldLease, page *pageRecords,
 // atomic load and two non-blocking channel operations; the blocking select
 // runs only when the channel is full, and gives up the send if the pause
 // gate shuts meanwhile.
-func (c *Consumer) send(ctx context.Context, done <-chan struct{}, rec *Record) bool {
+func (r *shardReader) send(ctx context.Context, done <-chan struct{}, rec *Record) bool {
+	c := r.c
 	if !c.pause.wait(ctx) {
 		return false
 	}
@@ -179,7 +203,7 @@ func (c *Consumer) send(ctx context.Context, done <-chan struct{}, rec *Record) 
 }
 
 // startingPosition turns a checkpoint, or the sequence number after which to
-// go on, into where the shard of h is opened. Only h's reader calls it.
+// go on, into where the shard is opened.
 //
 // A lease still at LATEST or AT_TIMESTAMP has no record to resume after, so
 // the first worker to take it stores a start time in it (lease.startAt): a
@@ -187,9 +211,10 @@ func (c *Consumer) send(ctx context.Context, done <-chan struct{}, rec *Record) 
 // may have delivered without acking, instead of skipping it. Only the very
 // first open of a LATEST lease, by the worker that stored the time, opens at
 // LATEST.
-func (c *Consumer) startingPosition(h *heldLease, from checkpoint, after string) types.StartingPosition {
-	first := !h.opened
-	h.opened = true
+func (r *shardReader) startingPosition(from checkpoint, after string) types.StartingPosition {
+	c, h := r.c, r.h
+	first := !r.opened
+	r.opened = true
 	switch {
 	case after != "":
 		return types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(after)}
@@ -212,10 +237,11 @@ func (c *Consumer) startingPosition(h *heldLease, from checkpoint, after string)
 	}
 }
 
-// shardIterator opens the shard of h at a checkpoint, or just after the
+// shardIterator opens the shard at a checkpoint, or just after the
 // sequence number after when it is set.
-func (c *Consumer) shardIterator(ctx context.Context, h *heldLease, from checkpoint, after string) (*string, error) {
-	pos := c.startingPosition(h, from, after)
+func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after string) (*string, error) {
+	c, h := r.c, r.h
+	pos := r.startingPosition(from, after)
 	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(h.shardID), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
 	c.setStream(&in.StreamName, &in.StreamARN)
 	out, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
@@ -232,7 +258,8 @@ func (c *Consumer) shardIterator(ctx context.Context, h *heldLease, from checkpo
 // the children's leases (those children names, and any the listing shows),
 // then checkpoints SHARD_END and releases the lease in one write, which lets
 // the children be taken.
-func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.ChildShard) error {
+func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard) error {
+	c, h := r.c, r.h
 	if !h.window.waitBelow(ctx, 1) {
 		return nil // shutdown or lease lost: the final checkpoint is the acked prefix
 	}
@@ -243,43 +270,45 @@ func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []types.
 	if _, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
 		return struct{}{}, c.syncShards(ctx, extra...)
 	}); err != nil {
-		return c.readError(ctx, h, err)
+		return r.readError(ctx, err)
 	}
 	if _, _, err := c.writeCheckpoint(ctx, h, "", true); err != nil {
-		return c.readError(ctx, h, err)
+		return r.readError(ctx, err)
 	}
 	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))
 	notify(c.keeper.takeNow)
 	return nil
 }
 
-// shardGone handles a ResourceNotFound answer for the shard of h. When the
+// shardGone handles a ResourceNotFound answer for the shard. When the
 // stream is there but no longer lists the shard, the shard left it
 // (retention): it is finished, and is ended like a closed shard so that its
 // children go on. A listing that still shows the shard is asked again a few
 // times (the shard may be leaving right now) before the error stands; a
 // missing stream is fatal.
-func (c *Consumer) shardGone(ctx context.Context, h *heldLease, cause error) error {
+func (r *shardReader) shardGone(ctx context.Context, cause error) error {
+	c, h := r.c, r.h
 	for attempt := 0; ; attempt++ {
 		shards, err := c.listShards(ctx)
 		if err != nil {
-			return c.readError(ctx, h, err)
+			return r.readError(ctx, err)
 		}
 		if !slices.ContainsFunc(shards, func(s shardInfo) bool { return s.id == h.shardID }) {
 			break
 		}
 		if attempt == 2 || !sleep(ctx, time.Second) {
-			return c.readError(ctx, h, cause)
+			return r.readError(ctx, cause)
 		}
 	}
 	c.log.Warn("kcl: shard no longer in the stream (past retention); treated as ended", "shard", h.shardID)
-	return c.endShard(ctx, h, nil)
+	return r.endShard(ctx, nil)
 }
 
 // readError turns an error that stopped a reader into its result: nil when
 // the reader was stopped on purpose, otherwise the error naming stream and
 // shard, which ends the whole consumer.
-func (c *Consumer) readError(ctx context.Context, h *heldLease, err error) error {
+func (r *shardReader) readError(ctx context.Context, err error) error {
+	c, h := r.c, r.h
 	if ctx.Err() != nil || isLeaseLost(err) {
 		return nil
 	}
