@@ -17,9 +17,9 @@ type heartbeat struct {
 	c     *Consumer // immutable
 	token string    // immutable: tells this process's writes from another's with the same WorkerID
 
-	mu      sync.Mutex
-	counter int64     // synchronized on mu: the counter this process last wrote, -1 before the first
-	first   time.Time // synchronized on mu: when the first beat was sent
+	mu      sync.Mutex // never held together with Consumer.mu
+	counter int64      // synchronized on mu: the counter this process last wrote, -1 before the first
+	first   time.Time  // synchronized on mu: when the first beat was sent
 }
 
 func newHeartbeat(c *Consumer, token string) *heartbeat {
@@ -51,11 +51,11 @@ func (hb *heartbeat) run(ctx context.Context) error {
 // a fatal error naming the WorkerID.
 func (hb *heartbeat) beat(ctx context.Context) error {
 	c := hb.c
-	hb.mu.Lock()
-	defer hb.mu.Unlock()
 	c.mu.Lock()
 	stopping := c.closing
 	c.mu.Unlock()
+	hb.mu.Lock() // c.mu is never taken under hb.mu, nor hb.mu under c.mu
+	defer hb.mu.Unlock()
 	bctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 	defer cancel()
 	var sent time.Time // the write takes effect no earlier than this

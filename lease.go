@@ -280,6 +280,7 @@ func (k *leaseKeeper) balance(ctx context.Context) error {
 	k.reportBadLeases(snap.bad)
 	now := time.Now()
 	me := c.opts.WorkerID
+	settled := c.beat.settled() // not under c.mu: the two locks are never held together
 
 	c.mu.Lock()
 	k.lastTable.Store(&snap.leases)
@@ -294,7 +295,7 @@ func (k *leaseKeeper) balance(ctx context.Context) error {
 	d := assess(assessInput{
 		me: me, snap: snap, held: held, listed: listed, now: now,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
-		settled: c.beat.settled(),
+		settled: settled,
 	}, k.seen)
 	lost := make([]*heldLease, 0, len(d.lost))
 	for _, id := range d.lost {
