@@ -32,8 +32,10 @@ type ShardStats struct {
 	// MillisBehindLatest is what Kinesis last said of how far the reader is
 	// from the tip of the shard.
 	MillisBehindLatest int64
-	// LastRecordAge is the time since the last record delivered arrived in
-	// Kinesis (ApproximateArrivalTimestamp); 0 before any.
+	// LastRecordAge is the time since the last record of the last page
+	// received from Kinesis arrived there (ApproximateArrivalTimestamp): it
+	// is noted when the page is received, before its records are delivered;
+	// 0 before any.
 	LastRecordAge                    time.Duration
 	RecordsDelivered, BytesDelivered int64
 	RecordsAcked, BytesAcked         int64

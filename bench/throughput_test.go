@@ -2,7 +2,7 @@
 // against internal/replay, a Kinesis server fast enough not to be the
 // bottleneck.
 //
-//	go test -run '^$' -bench . -benchtime 20x -count 3 ./bench/
+//	go test -run '^$' -bench . -benchtime 10x -count 3 ./bench/
 package bench
 
 import (

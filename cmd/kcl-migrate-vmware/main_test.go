@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/kclgo/kcl"
 	"github.com/kclgo/kcl/internal/emulator"
@@ -53,6 +54,12 @@ func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
 	if emuMissing != nil {
 		t.Skipf("needs the emulators (./scripts/test): %v", emuMissing)
 	}
+	// No goroutine of the test's outlives it but the SDK clients' idle
+	// HTTP connections.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*http2ClientConn).readLoop"))
 	ctx := context.Background()
 	ddb := dynamodb.NewFromConfig(awsConfig(), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(dynalite.Endpoint) })
 	kin := kinesis.NewFromConfig(awsConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(kinesisLocal.Endpoint) })
