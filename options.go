@@ -224,7 +224,7 @@ func (o Options) withDefaults() (Options, error) {
 	// A shard never has more than MaxUnackedPerShard records delivered and
 	// unacked, so more handlers than that could never all run for one shard.
 	if maxUnacked := orDefault(o.MaxUnackedPerShard, defaultMaxUnacked); o.Concurrency > maxUnacked {
-		return o, invalid("Concurrency", "%d is above MaxUnackedPerShard (%d): a shard never has more records in flight than that", o.Concurrency, maxUnacked)
+		return o, invalid("Concurrency", "%d is above MaxUnackedPerShard (%d): more handlers than records a shard may have in flight makes no sense; raise MaxUnackedPerShard too", o.Concurrency, maxUnacked)
 	}
 	for _, d := range []struct {
 		name string

@@ -66,19 +66,12 @@ func (c *Consumer) Process(ctx context.Context, handle func(ctx context.Context,
 	if handle == nil {
 		return errors.New("kcl: Process: handle is nil")
 	}
-	// processStarting makes a second Process racing the first fail too, not
-	// only one after it (Consume sets c.used).
-	if _, racing := processStarting.LoadOrStore(c, struct{}{}); racing {
-		return errConsumedTwice
-	}
-	if c.used.Load() {
-		processStarting.Delete(c)
+	if c.used.Swap(true) { // as Consume does: one of two racing calls wins
 		return errConsumedTwice
 	}
 	consumeCtx, stopConsuming := context.WithCancel(ctx)
 	defer stopConsuming()
-	in := c.Consume(consumeCtx)
-	processStarting.Delete(c) // c.used is set from now on
+	in := c.consume(consumeCtx)
 	p := newProcessor(ctx, c, handle, stopConsuming)
 	defer p.stopHandlers()
 	return p.run(in)
@@ -96,10 +89,6 @@ func Process(ctx context.Context, opts Options, handle func(ctx context.Context,
 }
 
 var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consumed (Consume or Process may be called once per Consumer)")
-
-// processStarting holds the Consumers whose Process is between its check of
-// c.used and its call of Consume.
-var processStarting sync.Map
 
 // processor is one run of Process. Its state is owned by the goroutine of
 // run (the dispatcher); each attempt runs on a goroutine of its own, which
@@ -251,6 +240,13 @@ func (p *processor) recordContext(rec Record) context.Context {
 	if ctx, ok := p.windows[w]; ok {
 		return ctx
 	}
+	if windowClosed(w) {
+		// The lease was lost before the record got here: its context is
+		// over before it starts, and no watcher is needed.
+		ctx, cancel := context.WithCancel(p.base)
+		cancel()
+		return ctx
+	}
 	ctx, cancel := context.WithCancel(p.base)
 	p.windows[w] = ctx
 	p.watchers.Add(1)
@@ -275,7 +271,9 @@ func (p *processor) recordContext(rec Record) context.Context {
 func (p *processor) startReady() {
 	for p.running < p.c.opts.Concurrency && p.ready.len() > 0 {
 		t := p.ready.pop()
-		if t.ctx.Err() != nil {
+		// The window is asked directly: its watcher may not have cancelled
+		// the context yet, and a closed window's record must not start.
+		if t.ctx.Err() != nil || t.rec.chunk != nil && windowClosed(t.rec.chunk.window) {
 			p.advance(t.key)
 			continue
 		}
@@ -327,6 +325,11 @@ func (p *processor) done(t *task) {
 	case resultRetry:
 		if t.backoff == nil {
 			t.backoff = newBackOff()
+			// Logged once per record: while it fails, its shard's
+			// checkpoint cannot pass it, and after MaxUnackedPerShard
+			// more records the shard stops fetching.
+			p.c.log.Warn("kcl: Process: handler failed; retrying the record with backoff", "shard", t.rec.ShardID,
+				"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "error", t.err)
 		}
 		t.due = time.Now().Add(t.backoff.NextBackOff())
 		p.waiting.push(t)
@@ -440,4 +443,14 @@ func (h *taskHeap) pop() *task {
 		i = smallest
 	}
 	return top
+}
+
+// windowClosed reports whether w's lease is gone, without waiting.
+func windowClosed(w *ackWindow) bool {
+	select {
+	case <-w.done():
+		return true
+	default:
+		return false
+	}
 }

@@ -117,6 +117,11 @@ func (c *Consumer) Consume(ctx context.Context) <-chan Record {
 		close(closed)
 		return closed
 	}
+	return c.consume(ctx)
+}
+
+// consume starts the consumer; c.used was set by the caller.
+func (c *Consumer) consume(ctx context.Context) <-chan Record {
 	c.out = make(chan Record, c.opts.BufferSize)
 	go c.run(ctx)
 	return c.out
