@@ -166,6 +166,13 @@ func TestAssess(t *testing.T) {
 			}}},
 		},
 		{
+			name: "a lease of the Java KCL's multi-stream layout is not a shard of this stream: left alone",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "123456789012:orders:1700000000:shardId-000000000000", checkpoint: trim}},
+				workers: beats("me"),
+			}}},
+		},
+		{
 			name: "items kcl does not understand change nothing",
 			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "s1", owner: "me", counter: 1, checkpoint: trim}},

@@ -3,6 +3,7 @@ package kcl
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -78,7 +79,7 @@ func assess(in assessInput, seen map[string]observation) decisions {
 			d.lost = append(d.lost, l.shardID)
 			held = false
 		}
-		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) {
+		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) || multiStreamKey(l.shardID) {
 			continue
 		}
 		if l.owner == me && !held && !in.settled {
@@ -206,3 +207,8 @@ func planTakes(me string, workers []string, leases []shareLease, max int) (take,
 	}
 	return take, claim
 }
+
+// multiStreamKey reports whether a lease key is one of the Java KCL's
+// multi-stream layout (account:stream:creationEpoch:shardId), not a shard of
+// this stream: such leases are left alone, never taken or ended.
+func multiStreamKey(key string) bool { return strings.Contains(key, ":") }

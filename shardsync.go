@@ -129,7 +129,7 @@ func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 	// while the first workers of a group create its leases together.)
 	read := false
 	for _, l := range snap.leases {
-		read = read || l.counter > 0
+		read = read || l.counter > 0 && !multiStreamKey(l.shardID)
 	}
 	descends := descendsFromLeased(shards, leased, read)
 	for _, s := range shards {
