@@ -53,6 +53,7 @@ func (r Record) Ack() {
 // reader goroutine.
 type pageRecords struct {
 	r     *shardReader
+	shard string         // r.h.shardID, at hand for every record
 	recs  []types.Record // recs[0] is the record being converted
 	users []userRecord   // recs[0]'s user records, once split
 	next  int            // the next of users; -1 until recs[0] is split
@@ -65,7 +66,7 @@ func newPageRecords(r *shardReader, recs []types.Record, skip *checkpoint) *page
 	if n := len(recs); n > 0 {
 		r.h.counters.lastArrival.Store(aws.ToTime(recs[n-1].ApproximateArrivalTimestamp).UnixNano())
 	}
-	return &pageRecords{r: r, recs: recs, next: -1, skip: skip}
+	return &pageRecords{r: r, shard: r.h.shardID, recs: recs, next: -1, skip: skip}
 }
 
 func (p *pageRecords) done() bool { return len(p.recs) == 0 }
@@ -80,7 +81,7 @@ func (p *pageRecords) fill(buf []Record) int {
 			Data:                        r.Data,
 			PartitionKey:                aws.ToString(r.PartitionKey),
 			SequenceNumber:              aws.ToString(r.SequenceNumber),
-			ShardID:                     p.r.h.shardID,
+			ShardID:                     p.shard,
 			ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
 		}
 		if p.next < 0 {

@@ -139,7 +139,7 @@ const deliverChunk = 64
 func (r *shardReader) deliver(ctx context.Context, page *pageRecords) bool {
 	c, h := r.c, r.h
 	var buf [deliverChunk]Record
-	done := ctx.Done()
+	done, out, gate := ctx.Done(), c.out, c.pause // read once: the per-record path
 	for !page.done() {
 		room := r.waitForRoom(ctx)
 		if room == 0 {
@@ -152,7 +152,7 @@ func (r *shardReader) deliver(ctx context.Context, page *pageRecords) bool {
 		c.pause.check() // shuts the gate if the delivery deadline passed (pause.go)
 		sent, bytes := len(chunk), int64(0)
 		for i := range chunk {
-			if !r.send(ctx, done, &chunk[i]) {
+			if !r.send(ctx, done, out, gate, &chunk[i]) {
 				sent = i
 				break
 			}
@@ -173,9 +173,8 @@ func (r *shardReader) deliver(ctx context.Context, page *pageRecords) bool {
 // atomic load and two non-blocking channel operations; the blocking select
 // runs only when the channel is full, and gives up the send if the pause
 // gate shuts meanwhile.
-func (r *shardReader) send(ctx context.Context, done <-chan struct{}, rec *Record) bool {
-	c := r.c
-	if !c.pause.wait(ctx) {
+func (r *shardReader) send(ctx context.Context, done <-chan struct{}, out chan<- Record, gate *pauseGate, rec *Record) bool {
+	if !gate.wait(ctx) {
 		return false
 	}
 	select {
@@ -184,18 +183,18 @@ func (r *shardReader) send(ctx context.Context, done <-chan struct{}, rec *Recor
 	default:
 	}
 	select {
-	case c.out <- *rec:
+	case out <- *rec:
 		return true
 	default:
 	}
 	for {
 		select {
-		case c.out <- *rec:
+		case out <- *rec:
 			return true
 		case <-done:
 			return false
-		case <-c.pause.closing():
-			if !c.pause.wait(ctx) {
+		case <-gate.closing():
+			if !gate.wait(ctx) {
 				return false
 			}
 		}
