@@ -464,12 +464,21 @@ func (s *simRun) merge(rng *rand.Rand) {
 // removeShard removes a closed shard, as retention would: mostly one whose
 // records were all delivered at least once (kcl must then treat the shard
 // as ended and go on with its children), sometimes any closed shard (its
-// records never delivered are then excused as trimmed).
+// records never delivered are then excused as trimmed). Retention removes
+// the oldest shards first, so a shard goes only once its parents have gone:
+// Kinesis never lists a shard whose parent it removed while an older
+// ancestor is still there. (Removing an intermediate shard before its parent
+// let a grandchild be read before the grandparent ended: seed 957489490.)
 func (s *simRun) removeShard(rng *rand.Rand) {
 	shards, _ := s.kin.Shards(simStream)
+	listed := map[string]bool{}
+	for _, sh := range shards {
+		listed[*sh.ShardId] = true
+	}
 	var closed []string
 	for _, sh := range shards {
-		if sh.SequenceNumberRange.EndingSequenceNumber != nil {
+		parentListed := listed[aws.ToString(sh.ParentShardId)] || listed[aws.ToString(sh.AdjacentParentShardId)]
+		if sh.SequenceNumberRange.EndingSequenceNumber != nil && !parentListed {
 			closed = append(closed, *sh.ShardId)
 		}
 	}
