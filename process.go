@@ -110,6 +110,8 @@ type processor struct {
 	next    uint64               // arrival number of the next record
 	results chan *task           // attempts done; never blocks (room for Concurrency)
 
+	newBackOff func() *backoff.ExponentialBackOff // immutable: kcl's policy; tests lengthen it
+
 	// The handler contexts, one per ack window (a shard under one lease):
 	// each ends when its window closes. A watcher goroutine per window
 	// cancels it and reports the window on windowClosed.
@@ -134,6 +136,7 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
 		results:      make(chan *task, c.opts.Concurrency),
+		newBackOff:   newBackOff,
 		windows:      map[*ackWindow]context.Context{},
 		windowClosed: make(chan *ackWindow),
 	}
@@ -323,8 +326,14 @@ func (p *processor) done(t *task) {
 	case resultAcked, resultDropped:
 		p.advance(t.key)
 	case resultRetry:
+		if t.ctx.Err() != nil || t.rec.chunk != nil && windowClosed(t.rec.chunk.window) {
+			// The lease went while this attempt ran, perhaps after its
+			// window's closing was handled: no retry is owed.
+			p.advance(t.key)
+			return
+		}
 		if t.backoff == nil {
-			t.backoff = newBackOff()
+			t.backoff = p.newBackOff()
 			// Logged once per record: while it fails, its shard's
 			// checkpoint cannot pass it, and after MaxUnackedPerShard
 			// more records the shard stops fetching.
