@@ -405,30 +405,43 @@ func TestLostReplyToACheckpointWriteKeepsTheLease(t *testing.T) {
 	assert.Equal(t, putData(puts), dataOf(got), "every record once, in order")
 }
 
-// throttledShard throttles every checkpoint write of one shard while set.
+// throttledShard throttles every checkpoint write of one shard while set,
+// or, with hang, leaves it unanswered until the caller gives up.
 type throttledShard struct {
 	DynamoDBAPI
 	shard string
+	hang  bool
 	on    atomic.Bool
 }
 
 func (d *throttledShard) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	key, _ := in.Key[attrLeaseKey].(*ddbtypes.AttributeValueMemberS)
 	if d.on.Load() && key != nil && key.Value == d.shard && isCheckpointWrite(in) {
+		if d.hang {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
 		return nil, &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled (test)")}
 	}
 	return d.DynamoDBAPI.UpdateItem(ctx, in, o...)
 }
 
-// A shard whose checkpoint writes are throttled for good (here: the one
-// that ended, whose SHARD_END write retries) holds up no other shard: the
-// other shard's acks are still checkpointed.
+// A shard whose checkpoint writes are throttled for good, or never answered
+// (here: the one that ended, whose SHARD_END write retries), holds up no
+// other shard: the other shard's acks are still checkpointed. Each attempt
+// holds the lease's lock once, for a bounded time.
 func TestThrottledWritesOfOneShardHoldUpNoOther(t *testing.T) {
+	for _, hang := range []bool{false, true} {
+		t.Run(map[bool]string{false: "throttled", true: "unanswered"}[hang], func(t *testing.T) { writesOfOneShardHoldUpNoOther(t, hang) })
+	}
+}
+
+func writesOfOneShardHoldUpNoOther(t *testing.T, hang bool) {
 	noLeak(t)
 	f := newFixture(t, emu.kinesisLocal, 2)
 	first := f.putN(20, 8, "a")
 	ended := first[0].shard
-	ddb := &throttledShard{DynamoDBAPI: f.ddb, shard: ended}
+	ddb := &throttledShard{DynamoDBAPI: f.ddb, shard: ended, hang: hang}
 	ddb.on.Store(true)
 	f.splitShard(ended)
 	opts := f.options()

@@ -562,25 +562,25 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bo
 		return cp, unacked, err
 	}
 	if isLeaseLost(err) {
-		stored, found, rerr := c.table.read(ctx, h.shardID)
-		if rerr != nil {
-			return cp, unacked, rerr
+		wrote := func(s lease, w leaseWrite) bool {
+			return s.counter == before.counter+1 && s.checkpoint == w.cp && s.owner == w.next
 		}
-		wrote := func(w leaseWrite) bool {
-			return found && stored.counter == before.counter+1 && stored.checkpoint == w.cp && stored.owner == w.next
+		this := leaseWrite{cp: cp, next: next}
+		earlier := func(s lease) bool { // the unsure write, which kept the lease
+			return h.unsure != nil && wrote(s, *h.unsure) && s.owner == c.opts.WorkerID
 		}
+		stored, ok, rerr := c.readBack(ctx, h.shardID, func(s lease) bool { return wrote(s, this) || earlier(s) })
 		switch {
-		case wrote(leaseWrite{cp: cp, next: next}):
-			c.log.Debug("kcl: a lease write took effect though its reply was lost", "shard", h.shardID)
-			l, err = stored, nil
-		case h.unsure != nil && wrote(*h.unsure) && stored.owner == c.opts.WorkerID:
-			c.log.Debug("kcl: a lease write took effect though its reply was lost", "shard", h.shardID)
+		case rerr != nil:
+			return cp, unacked, rerr
+		case !ok:
+			return cp, unacked, errLeaseLost
+		case !wrote(stored, this):
 			h.lease, h.unsure = stored, nil
 			h.stored.Store(&storedCheckpoint{cp: stored.checkpoint, at: time.Now()})
 			return cp, unacked, errWriteAgain
-		default:
-			return cp, unacked, errLeaseLost
 		}
+		l, err = stored, nil
 	}
 	h.lease, h.unsure = l, nil
 	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
