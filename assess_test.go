@@ -30,6 +30,7 @@ func TestAssess(t *testing.T) {
 		// listed and now are offsets from t0; now defaults to listed.
 		listed, now time.Duration
 		settled     bool
+		stale       bool // an eventually consistent read: it judges nothing itself
 	}
 	tests := []struct {
 		name   string
@@ -58,6 +59,40 @@ func TestAssess(t *testing.T) {
 				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: ld + time.Millisecond},
 			},
 			want: decisions{take: []string{"s1"}},
+		},
+		{
+			name: "a read that may be stale judges nothing itself",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, stale: true},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: 5 * ld, stale: true},
+			},
+			want: decisions{live: []string{"b", "me"}, expired: map[string]int64{}},
+		},
+		{
+			name: "what a scanner published as expired is expired for a stale read, heartbeat and lease",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}},
+				workers: beats("me", "b"),
+				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "b": 1, "s1": 3}},
+			}, stale: true}},
+			want: decisions{take: []string{"s1"}, live: []string{"me"}, expired: map[string]int64{workerKeyPrefix + "b": 1, "s1": 3}},
+		},
+		{
+			name: "a published expiry holds only at the counter judged",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, checkpoint: trim}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 2}},
+				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "b": 1, "s1": 3}},
+			}, stale: true}},
+			want: decisions{live: []string{"b", "me"}, expired: map[string]int64{}},
+		},
+		{
+			name: "a worker that asked for a hand-off waits for it; stopping workers are not live",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", handoffTo: "me", counter: 3, checkpoint: trim}, {shardID: "s2", owner: "b", counter: 3, checkpoint: trim}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1}, "c": {counter: 1, stopping: true}},
+			}}},
+			want: decisions{live: []string{"b", "me"}, waiting: true},
 		},
 		{
 			name: "a read that started within LeaseDuration keeps the owner alive, however late it returned",
@@ -194,7 +229,7 @@ func TestAssess(t *testing.T) {
 				if now == 0 {
 					now = p.listed
 				}
-				d = assess(assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled}, seen)
+				d = assess(assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, judge: !p.stale}, seen)
 			}
 			sameOrOneOf := func(want, got []string, what string) {
 				if len(want) == 1 && want[0] == "?" {
@@ -213,6 +248,31 @@ func TestAssess(t *testing.T) {
 			assert.Equal(t, tc.want.handoffs, d.handoffs, "handoffs")
 			assert.Equal(t, tc.want.pass, d.pass, "pass")
 			assert.Equal(t, tc.want.unclaim, d.unclaim, "unclaim")
+			if tc.want.expired != nil {
+				assert.Equal(t, tc.want.expired, d.expired, "expired")
+			}
+			if tc.want.live != nil {
+				assert.Equal(t, tc.want.live, d.live, "live")
+			}
+			assert.Equal(t, tc.want.waiting, d.waiting, "waiting")
 		})
+	}
+}
+
+// The digest is what scanners compare to decide whether to publish: the same
+// view gives the same digest whatever the order, and any change other
+// workers act on changes it.
+func TestDigest(t *testing.T) {
+	shares := []shareLease{{shardID: "s1", owner: "a"}, {shardID: "s2", owner: "b", claimant: "c"}}
+	base := digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 3}, shares)
+	assert.Equal(t, base, digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 3}, []shareLease{shares[1], shares[0]}), "order of leases")
+	for name, other := range map[string]string{
+		"a worker joins":       digest([]string{"a", "b", "c"}, nil, map[string]int64{"kcl-worker:x": 3}, shares),
+		"a worker stops":       digest([]string{"a"}, []string{"b"}, map[string]int64{"kcl-worker:x": 3}, shares),
+		"another expiry":       digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 4}, shares),
+		"a lease changes hand": digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 3}, []shareLease{{shardID: "s1", owner: "b"}, shares[1]}),
+		"a claim":              digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 3}, []shareLease{{shardID: "s1", owner: "a", claimant: "b"}, shares[1]}),
+	} {
+		assert.NotEqual(t, base, other, name)
 	}
 }

@@ -17,6 +17,10 @@ type assessInput struct {
 	now           time.Time       // when it returned
 	leaseDuration time.Duration
 	maxLeases     int
+	// judge: the read was consistent, so expiry may be judged from the
+	// observations in seen (group.go). Otherwise only what a scanner
+	// published counts as expired.
+	judge bool
 	// settled: this process has beaten for longer than LeaseDuration, so a
 	// lease the table gives to its WorkerID that it does not read is an
 	// earlier run's, not a live twin's (heartbeat.settled).
@@ -32,18 +36,39 @@ type decisions struct {
 	unclaim  []lease           // owned by this worker, claimed by a worker that is gone, stopping or the owner
 	take     []string
 	claim    []string
+
+	// For the group (group.go).
+	live    []string         // live workers that are not stopping, this one included, sorted
+	expired map[string]int64 // heartbeats and leases expired, with their counters
+	digest  string           // of what other workers act on
+	waiting bool             // this worker waits for a hand-off it asked for
+}
+
+// acted reports whether the pass decided anything to do.
+func (d decisions) acted() bool {
+	return len(d.lost)+len(d.handoffs)+len(d.pass)+len(d.unclaim)+len(d.take)+len(d.claim) > 0
 }
 
 // assess decides what this worker does about one read of the lease table.
 // It is pure but for seen, the observations of counters it keeps across
-// passes (updated here): a worker's heartbeat or a lease's counter seen
-// unchanged for leaseDuration is expired. The clock of an observation starts
-// when this worker first sees the value (after the read, so no earlier than
-// the write), and the judgement uses the time the read started: the owner's
-// own delivery deadline (pause.go) then always comes first.
+// consistent passes (updated here): a worker's heartbeat or a lease's
+// counter seen unchanged for leaseDuration is expired. The clock of an
+// observation starts when this worker first sees the value (after the read,
+// so no earlier than the write), and the judgement uses the time the read
+// started: the owner's own delivery deadline (pause.go) then always comes
+// first. A read that may be stale judges nothing itself; what a scanner
+// published as expired, with the counter the item still has, is expired
+// either way.
 func assess(in assessInput, seen map[string]observation) decisions {
 	me := in.me
+	published := in.snap.group.expired
 	fresh := func(key string, counter int64, owner string) bool {
+		if n, ok := published[key]; ok && n == counter {
+			return false
+		}
+		if !in.judge {
+			return true
+		}
 		obs, ok := seen[key]
 		if !ok || obs.counter != counter || obs.owner != owner {
 			obs = observation{counter: counter, owner: owner, since: in.now}
@@ -51,23 +76,30 @@ func assess(in assessInput, seen map[string]observation) decisions {
 		}
 		return in.listed.Sub(obs.since) <= in.leaseDuration
 	}
+	d := decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}, expired: map[string]int64{}}
 	workerAlive := map[string]bool{me: true}
 	stopping := map[string]bool{}
+	var stoppingIDs []string
 	workers := []string{me}
 	for id, w := range in.snap.workers {
 		if id == me {
 			continue
 		}
-		if fresh(workerKeyPrefix+id, w.counter, "") {
-			workerAlive[id] = true
-			stopping[id] = w.stopping
-			if !w.stopping {
-				workers = append(workers, id)
-			}
+		if !fresh(workerKeyPrefix+id, w.counter, "") {
+			d.expired[workerKeyPrefix+id] = w.counter
+			continue
+		}
+		workerAlive[id] = true
+		stopping[id] = w.stopping
+		if w.stopping {
+			stoppingIDs = append(stoppingIDs, id)
+		} else {
+			workers = append(workers, id)
 		}
 	}
 	slices.Sort(workers[1:]) // map order must not decide anything
-	d := decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}}
+	slices.Sort(stoppingIDs)
+	d.live = slices.Sorted(slices.Values(workers))
 	for _, l := range in.snap.leases {
 		d.byShard[l.shardID] = l
 	}
@@ -88,6 +120,10 @@ func assess(in assessInput, seen map[string]observation) decisions {
 		owner := l.owner
 		if owner != "" && owner != me && !workerAlive[owner] && !leaseFresh {
 			owner = "" // expired
+			d.expired[l.shardID] = l.counter
+		}
+		if l.handoffTo == me && l.owner != me {
+			d.waiting = true
 		}
 		if !slices.Contains(workers, owner) && owner != "" {
 			// A live owner that is stopping, or one without a heartbeat
@@ -117,6 +153,7 @@ func assess(in assessInput, seen map[string]observation) decisions {
 		shares = append(shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me})
 	}
 	d.take, d.claim = planTakes(me, workers, shares, in.maxLeases)
+	d.digest = digest(d.live, stoppingIDs, d.expired, shares)
 	return d
 }
 

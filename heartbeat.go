@@ -8,7 +8,7 @@ import (
 )
 
 // heartbeat is this worker's heartbeat item: it is written every
-// LeaseDuration/3 by a goroutine of its own (run), beside the lease loop, and
+// LeaseDuration/2 by a goroutine of its own (run), beside the lease loop, and
 // once more while starting and while stopping. Each write that is confirmed
 // in time extends the delivery deadline (pause.go).
 //
@@ -26,7 +26,7 @@ func newHeartbeat(c *Consumer, token string) *heartbeat {
 	return &heartbeat{c: c, token: token, counter: -1}
 }
 
-// run writes the heartbeat every LeaseDuration/3 until ctx ends. It returns
+// run writes the heartbeat every LeaseDuration/2 until ctx ends. It returns
 // only fatal errors.
 func (hb *heartbeat) run(ctx context.Context) error {
 	tick := time.NewTicker(hb.c.opts.heartbeatInterval())

@@ -18,8 +18,9 @@ import (
 // DynamoDB layout, that of the Java KCL 2.x).
 //
 // Liveness: every worker writes a heartbeat item of its own in the lease
-// table every LeaseDuration/3, instead of renewing each lease, so the writes
-// grow with the number of workers, not of shards. A lease is expired when
+// table every LeaseDuration/2, instead of renewing each lease, so the writes
+// grow with the number of workers, not of shards. Who reads the table when
+// is in group.go. A lease is expired when
 // neither its owner's heartbeat nor its own counter has changed for
 // LeaseDuration, as seen on the observer's clock: no clock synchronisation is
 // needed, and owners that renew the lease itself (the Java KCL) keep it.
@@ -51,6 +52,7 @@ type workerBeat struct {
 type tableSnapshot struct {
 	leases  []lease
 	workers map[string]workerBeat
+	group   groupItem
 	bad     []error // items kcl does not understand; reported, never rewritten
 }
 
@@ -69,7 +71,8 @@ var errDuplicateWorker = errors.New("another process is running with this Worker
 type leaseTable interface {
 	name() string
 	ensure(ctx context.Context) error
-	list(ctx context.Context) (tableSnapshot, error)
+	// list reads every item, with a strongly consistent read if consistent.
+	list(ctx context.Context, consistent bool) (tableSnapshot, error)
 	// read reads one lease (ok false: no such lease), with a consistent read.
 	read(ctx context.Context, shardID string) (l lease, ok bool, err error)
 	create(ctx context.Context, l lease) (created bool, err error)
@@ -90,6 +93,18 @@ type leaseTable interface {
 	// removeWorker deletes a worker's heartbeat item, if its counter is still
 	// counter (any counter when counter < 0).
 	removeWorker(ctx context.Context, worker string, counter int64) error
+
+	// The group item (group.go).
+	//
+	// group reads it, perhaps stale (present false: there is none).
+	group(ctx context.Context) (groupItem, error)
+	// bump adds one to its epoch, making it if there is none.
+	bump(ctx context.Context) error
+	// publish stores a scanner's judgement and bumps the epoch, unless the
+	// item holds digest already (errLeaseLost).
+	publish(ctx context.Context, expired map[string]int64, digest string) error
+	// removeGroup deletes it if its epoch is still epoch (errLeaseLost if not).
+	removeGroup(ctx context.Context, epoch int64) error
 }
 
 // heldLease is a lease this worker owns, with the reader of its shard and the
@@ -134,7 +149,11 @@ type observation struct {
 }
 
 // Timings derived from LeaseDuration.
-func (o *Options) heartbeatInterval() time.Duration { return o.LeaseDuration / 3 }
+//
+// heartbeatInterval is how often a worker beats: twice per LeaseDuration,
+// so that one beat may fail or come late without its worker being taken for
+// dead (a third of the cost per worker of beating three times).
+func (o *Options) heartbeatInterval() time.Duration { return o.LeaseDuration / 2 }
 
 // takeInterval is how often the table is read to take, balance and notice
 // expiry: a tenth of LeaseDuration (a crashed worker's leases are taken
@@ -157,8 +176,12 @@ type leaseKeeper struct {
 	syncNow chan struct{} // a shard sync, then a balance pass
 
 	// Only touched by the lease loop.
-	seen     map[string]observation // others' counters as last seen, for expiry
+	seen     map[string]observation // others' counters as last seen by a consistent read, for expiry
 	reported map[string]bool        // lease items already reported as not understood
+	epoch    int64                  // the group's epoch as of the last read of the whole table
+	judged   time.Time              // when the last consistent read of the whole table started
+	scanner  bool                   // this worker reads the whole table every pass (group.go)
+	busy     bool                   // this worker reads the whole table every pass until it has no business
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -170,6 +193,7 @@ func newLeaseKeeper(c *Consumer) *leaseKeeper {
 		c:       c,
 		takeNow: make(chan struct{}, 1), syncNow: make(chan struct{}, 1),
 		seen: map[string]observation{}, reported: map[string]bool{},
+		epoch: -1, busy: true,
 	}
 }
 
@@ -207,13 +231,15 @@ func (k *leaseKeeper) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-take.C:
-			err = k.balance(ctx)
+			err = k.pass(ctx)
 		case <-k.takeNow:
-			err = k.balance(ctx)
+			err = k.balance(ctx, k.scanner)
 		case <-flush.C:
 			err = k.flush(ctx)
 		case <-shardSync.C:
-			err = k.syncAndBalance(ctx)
+			if k.scanner { // the others sync when a shard of theirs ends
+				err = k.syncAndBalance(ctx)
+			}
 		case <-k.syncNow:
 			err = k.syncAndBalance(ctx)
 		}
@@ -230,7 +256,7 @@ func (k *leaseKeeper) syncAndBalance(ctx context.Context) error {
 	if err := k.c.syncShards(ctx); err != nil {
 		return err
 	}
-	return k.balance(ctx)
+	return k.balance(ctx, k.scanner)
 }
 
 func notify(ch chan struct{}) {
@@ -265,15 +291,16 @@ func (k *leaseKeeper) fence(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// balance reads the lease table, decides (assess, balance.go) what this
-// worker does about it, and does it: forgets leases taken from it, fences
-// the leases it holds after a late heartbeat, hands off, passes on and
-// unclaims, asks for hand-offs and takes its fair share. This is the one
-// place where a lease is taken.
-func (k *leaseKeeper) balance(ctx context.Context) error {
+// balance reads the lease table (consistently when asked: only then does
+// it judge expiry itself), decides (assess, balance.go) what this worker
+// does about it, and does it: forgets leases taken from it, fences the
+// leases it holds after a late heartbeat, hands off, passes on and unclaims,
+// asks for hand-offs and takes its fair share. This is the one place where
+// a lease is taken.
+func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 	c := k.c
 	listed := time.Now()
-	snap, err := c.table.list(ctx)
+	snap, err := c.table.list(ctx, consistent)
 	if err != nil {
 		return err
 	}
@@ -295,7 +322,7 @@ func (k *leaseKeeper) balance(ctx context.Context) error {
 	d := assess(assessInput{
 		me: me, snap: snap, held: held, listed: listed, now: now,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
-		settled: settled,
+		settled: settled, judge: consistent,
 	}, k.seen)
 	lost := make([]*heldLease, 0, len(d.lost))
 	for _, id := range d.lost {
@@ -307,8 +334,20 @@ func (k *leaseKeeper) balance(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 
+	defer k.afterPass(ctx, snap, d, consistent, listed)
 	for _, h := range lost {
-		c.forgetLost(h, d.byShard[h.shardID].owner)
+		owner := d.byShard[h.shardID].owner
+		if !consistent { // the read may be stale: make sure
+			l, ok, err := c.table.read(ctx, h.shardID)
+			if err != nil {
+				return err
+			}
+			if ok && l.owner == me {
+				continue
+			}
+			owner = l.owner
+		}
+		c.forgetLost(h, owner)
 	}
 	if pending, _ := c.pause.fencePending(); pending {
 		if done, err := k.fence(ctx); !done {
@@ -333,12 +372,17 @@ func (k *leaseKeeper) balance(ctx context.Context) error {
 			return err
 		}
 	}
+	claimed := false
 	for _, id := range d.claim {
 		if err := c.table.claim(ctx, d.byShard[id], me); err != nil && !isLeaseLost(err) {
 			return err
 		} else if err == nil {
+			claimed = true
 			c.log.Info("kcl: hand-off asked", "shard", id, "owner", d.byShard[id].owner)
 		}
+	}
+	if claimed {
+		c.bump(ctx) // the owners hand off on their next pass
 	}
 	for _, id := range d.take {
 		l := d.byShard[id]
@@ -363,7 +407,9 @@ func (k *leaseKeeper) balance(ctx context.Context) error {
 		c.log.Info("kcl: lease taken", "shard", id, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
 		k.startReader(ctx, taken, storedStart)
 	}
-	k.removeDeadWorkers(ctx, snap, now)
+	if consistent && k.scanner {
+		k.removeDeadWorkers(ctx, snap, now)
+	}
 	return nil
 }
 

@@ -31,6 +31,11 @@ const (
 	// kcl's own: where a lease still at LATEST or AT_TIMESTAMP starts for
 	// later owners (lease.startAt), in Unix milliseconds.
 	attrStartAt = "kclStartTimestamp"
+	// kcl's own: the group item (groupKey), which tells the workers when to
+	// read the whole table (group.go).
+	attrEpoch   = "kclEpoch"
+	attrExpired = "kclExpired"
+	attrDigest  = "kclDigest"
 )
 
 // dynamoLeases is the lease table in DynamoDB. Every write but create is
@@ -87,18 +92,28 @@ func (t *dynamoLeases) waitActive(ctx context.Context) (*dynamodb.DescribeTableO
 	return w.WaitForOutput(ctx, &dynamodb.DescribeTableInput{TableName: &t.table}, 5*time.Minute)
 }
 
-// list reads every item. Items that are neither leases nor heartbeats kcl
-// understands are returned as errors in bad, never rewritten.
-func (t *dynamoLeases) list(ctx context.Context) (tableSnapshot, error) {
+// list reads every item, with a consistent read when asked. Items that are
+// neither leases nor items of kcl's own it understands are returned as
+// errors in bad, never rewritten.
+func (t *dynamoLeases) list(ctx context.Context, consistent bool) (tableSnapshot, error) {
 	snap := tableSnapshot{workers: map[string]workerBeat{}}
-	in := &dynamodb.ScanInput{TableName: &t.table, ConsistentRead: aws.Bool(true)}
+	in := &dynamodb.ScanInput{TableName: &t.table, ConsistentRead: aws.Bool(consistent)}
 	for {
 		out, err := t.db.Scan(ctx, in)
 		if err != nil {
 			return tableSnapshot{}, err
 		}
 		for _, item := range out.Items {
-			if key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS); ok && strings.HasPrefix(key.Value, workerKeyPrefix) {
+			key, _ := item[attrLeaseKey].(*types.AttributeValueMemberS)
+			switch {
+			case key != nil && key.Value == groupKey:
+				g, err := groupFromItem(item)
+				if err != nil {
+					snap.bad = append(snap.bad, err)
+					continue
+				}
+				snap.group = g
+			case key != nil && strings.HasPrefix(key.Value, workerKeyPrefix):
 				counter, err := numberAttr(item, attrCounter, true)
 				if err != nil {
 					snap.bad = append(snap.bad, fmt.Errorf("heartbeat %q: %s: %w", key.Value, attrCounter, err))
@@ -106,20 +121,109 @@ func (t *dynamoLeases) list(ctx context.Context) (tableSnapshot, error) {
 				}
 				stopping, _ := item[attrStopping].(*types.AttributeValueMemberBOOL)
 				snap.workers[strings.TrimPrefix(key.Value, workerKeyPrefix)] = workerBeat{counter: counter, stopping: stopping != nil && stopping.Value}
-				continue
+			default:
+				l, err := leaseFromItem(item)
+				if err != nil {
+					snap.bad = append(snap.bad, err)
+					continue
+				}
+				snap.leases = append(snap.leases, l)
 			}
-			l, err := leaseFromItem(item)
-			if err != nil {
-				snap.bad = append(snap.bad, err)
-				continue
-			}
-			snap.leases = append(snap.leases, l)
 		}
 		if len(out.LastEvaluatedKey) == 0 {
 			return snap, nil
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
+}
+
+var groupItemKey = map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: groupKey}}
+
+// group reads the group item with an eventually consistent read: a stale
+// answer only delays a pass.
+func (t *dynamoLeases) group(ctx context.Context) (groupItem, error) {
+	out, err := t.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.table, Key: groupItemKey})
+	if err != nil || out.Item == nil {
+		return groupItem{}, err
+	}
+	return groupFromItem(out.Item)
+}
+
+// bump adds one to the group's epoch, making the item if there is none.
+func (t *dynamoLeases) bump(ctx context.Context) error {
+	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &t.table, Key: groupItemKey,
+		UpdateExpression:          aws.String("ADD " + attrEpoch + " :one"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": number(1)},
+	})
+	return err
+}
+
+// publish writes a scanner's judgement and bumps the epoch, unless the group
+// holds digest already (errLeaseLost).
+func (t *dynamoLeases) publish(ctx context.Context, expired map[string]int64, digest string) error {
+	m := make(map[string]types.AttributeValue, len(expired))
+	for k, c := range expired {
+		m[k] = number(c)
+	}
+	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &t.table, Key: groupItemKey,
+		ConditionExpression: aws.String("attribute_not_exists(" + attrDigest + ") OR " + attrDigest + " <> :d"),
+		UpdateExpression:    aws.String("SET " + attrExpired + " = :m, " + attrDigest + " = :d ADD " + attrEpoch + " :one"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":m": &types.AttributeValueMemberM{Value: m}, ":d": &types.AttributeValueMemberS{Value: digest}, ":one": number(1),
+		},
+	})
+	if isConditionFailed(err) {
+		return errLeaseLost
+	}
+	return err
+}
+
+// removeGroup deletes the group item if its epoch is still epoch.
+func (t *dynamoLeases) removeGroup(ctx context.Context, epoch int64) error {
+	_, err := t.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName: &t.table, Key: groupItemKey,
+		ConditionExpression:       aws.String(attrEpoch + " = :e"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":e": number(epoch)},
+	})
+	if isConditionFailed(err) {
+		return errLeaseLost
+	}
+	return err
+}
+
+func groupFromItem(item map[string]types.AttributeValue) (groupItem, error) {
+	bad := func(attr, why string) (groupItem, error) {
+		return groupItem{}, fmt.Errorf("group item %q: %s: %s", groupKey, attr, why)
+	}
+	g := groupItem{present: true}
+	var err error
+	if g.epoch, err = numberAttr(item, attrEpoch, false); err != nil {
+		return bad(attrEpoch, err.Error())
+	}
+	if v, ok := item[attrDigest]; ok {
+		s, ok := v.(*types.AttributeValueMemberS)
+		if !ok {
+			return bad(attrDigest, "not a string")
+		}
+		g.digest = s.Value
+	}
+	if v, ok := item[attrExpired]; ok {
+		m, ok := v.(*types.AttributeValueMemberM)
+		if !ok {
+			return bad(attrExpired, "not a map")
+		}
+		g.expired = make(map[string]int64, len(m.Value))
+		for k := range m.Value {
+			c, err := numberAttr(m.Value, k, true)
+			if err != nil {
+				return bad(attrExpired+"."+k, err.Error())
+			}
+			g.expired[k] = c
+		}
+	}
+	return g, nil
 }
 
 // create writes a new, unowned lease unless one exists for the shard already.

@@ -13,6 +13,7 @@ type memLeases struct {
 	mu      sync.Mutex
 	leases  map[string]lease
 	workers map[string]workerBeat
+	grp     groupItem // the group item
 }
 
 func newMemLeases() *memLeases {
@@ -22,10 +23,10 @@ func newMemLeases() *memLeases {
 func (t *memLeases) name() string                     { return "(in memory)" }
 func (t *memLeases) ensure(ctx context.Context) error { return nil }
 
-func (t *memLeases) list(ctx context.Context) (tableSnapshot, error) {
+func (t *memLeases) list(ctx context.Context, consistent bool) (tableSnapshot, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	snap := tableSnapshot{workers: maps.Clone(t.workers)}
+	snap := tableSnapshot{workers: maps.Clone(t.workers), group: t.grp.clone()}
 	for _, l := range t.leases {
 		l.parents = slices.Clone(l.parents)
 		snap.leases = append(snap.leases, l)
@@ -126,5 +127,41 @@ func (t *memLeases) removeWorker(ctx context.Context, worker string, counter int
 		return errLeaseLost
 	}
 	delete(t.workers, worker)
+	return nil
+}
+
+func (t *memLeases) group(ctx context.Context) (groupItem, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.grp.clone(), nil
+}
+
+func (t *memLeases) bump(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.grp.present = true
+	t.grp.epoch++
+	return nil
+}
+
+func (t *memLeases) publish(ctx context.Context, expired map[string]int64, digest string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.grp.present && t.grp.digest == digest {
+		return errLeaseLost
+	}
+	t.grp.present = true
+	t.grp.epoch++
+	t.grp.expired, t.grp.digest = maps.Clone(expired), digest
+	return nil
+}
+
+func (t *memLeases) removeGroup(ctx context.Context, epoch int64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.grp.present || t.grp.epoch != epoch {
+		return errLeaseLost
+	}
+	t.grp = groupItem{}
 	return nil
 }

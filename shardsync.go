@@ -108,7 +108,7 @@ func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 	if err != nil {
 		return fmt.Errorf("stream %q: %w", c.opts.streamLabel(), err)
 	}
-	snap, err := c.table.list(ctx)
+	snap, err := c.table.list(ctx, true) // consistent: where a shard starts rests on which leases exist
 	if err != nil {
 		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
 	}
@@ -132,6 +132,7 @@ func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 		read = read || l.counter > 0 && !multiStreamKey(l.shardID)
 	}
 	descends := descendsFromLeased(shards, leased, read)
+	anyCreated := false
 	for _, s := range shards {
 		if leased[s.id] {
 			continue
@@ -148,8 +149,12 @@ func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
 			return fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), s.id, err)
 		}
 		if created {
+			anyCreated = true
 			c.log.Info("kcl: lease created", "shard", s.id, "checkpoint", cp.seq, "parents", s.parents)
 		}
+	}
+	if anyCreated {
+		c.bump(ctx) // the other workers take their share of the new leases
 	}
 	return nil
 }

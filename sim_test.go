@@ -902,6 +902,25 @@ type simTable struct {
 	block   bool
 	forever bool
 	outage  int // index in run.outages of the current partition
+
+	// An eventually consistent read may answer with what this worker read
+	// before, up to simStale old (DynamoDB's stale reads).
+	old   tableSnapshot
+	oldAt time.Time
+}
+
+const simStale = 300 * time.Millisecond
+
+// stale returns an earlier read to answer an eventually consistent one
+// with, sometimes, and notes snap as the latest read otherwise.
+func (t *simTable) stale(snap tableSnapshot, fresh bool) (tableSnapshot, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !fresh && t.faults.Load() && !t.oldAt.IsZero() && time.Since(t.oldAt) < simStale && t.rng.Float64() < 0.5 {
+		return t.old, true
+	}
+	t.old, t.oldAt = snap, time.Now()
+	return snap, false
 }
 
 func simThrottled() error {
@@ -990,12 +1009,61 @@ func (t *simTable) gate(ctx context.Context, list bool) (lost bool, err error) {
 func (t *simTable) name() string                     { return "sim" }
 func (t *simTable) ensure(ctx context.Context) error { _, err := t.gate(ctx, false); return err }
 
-func (t *simTable) list(ctx context.Context) (tableSnapshot, error) {
+func (t *simTable) list(ctx context.Context, consistent bool) (tableSnapshot, error) {
 	lost, err := t.gate(ctx, true)
 	if err != nil || lost {
 		return tableSnapshot{}, errors.Join(err, lostErr(lost))
 	}
-	return t.inner.list(ctx)
+	snap, err := t.inner.list(ctx, true)
+	if err != nil {
+		return snap, err
+	}
+	snap, _ = t.stale(snap, consistent)
+	return snap, nil
+}
+
+func (t *simTable) group(ctx context.Context) (groupItem, error) {
+	lost, err := t.gate(ctx, false)
+	if err != nil || lost {
+		return groupItem{}, errors.Join(err, lostErr(lost))
+	}
+	g, err := t.inner.group(ctx)
+	if err != nil {
+		return g, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.faults.Load() && !t.oldAt.IsZero() && time.Since(t.oldAt) < simStale && t.rng.Float64() < 0.5 {
+		return t.old.group.clone(), nil
+	}
+	return g, nil
+}
+
+func (t *simTable) bump(ctx context.Context) error {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = t.inner.bump(ctx)
+	return errors.Join(err, lostErr(lost && err == nil))
+}
+
+func (t *simTable) publish(ctx context.Context, expired map[string]int64, digest string) error {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = t.inner.publish(ctx, expired, digest)
+	return errors.Join(err, lostErr(lost && err == nil))
+}
+
+func (t *simTable) removeGroup(ctx context.Context, epoch int64) error {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = t.inner.removeGroup(ctx, epoch)
+	return errors.Join(err, lostErr(lost && err == nil))
 }
 
 func lostErr(lost bool) error {

@@ -252,7 +252,9 @@ func (c *Consumer) run(ctx context.Context) {
 			c.log.Info("kcl: lease released", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
 		}
 	}
+	c.bump(final) // the other workers take what was released at once
 	c.beat.remove(final)
+	c.leaveGroup(final)
 	if err := c.Err(); err != nil {
 		c.log.Error("kcl: consumer stopped", "error", err)
 	} else {
