@@ -31,6 +31,7 @@ func TestAssess(t *testing.T) {
 		listed, now time.Duration
 		settled     bool
 		stale       bool // an eventually consistent read: it judges nothing itself
+		claimed     []string
 	}
 	tests := []struct {
 		name   string
@@ -58,6 +59,14 @@ func TestAssess(t *testing.T) {
 				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
 				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: ld + time.Millisecond},
 			},
+			want: decisions{take: []string{"s1"}},
+		},
+		{
+			name: "a lease handed to this process at its claim is taken before it settles",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "me", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "me", counter: 4, checkpoint: trim}, {shardID: "s3", owner: "b", counter: 4, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}, claimed: []string{"s1"}}},
 			want: decisions{take: []string{"s1"}},
 		},
 		{
@@ -229,7 +238,11 @@ func TestAssess(t *testing.T) {
 				if now == 0 {
 					now = p.listed
 				}
-				d = assess(assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, judge: !p.stale}, seen)
+				claimed := map[string]bool{}
+				for _, id := range p.claimed {
+					claimed[id] = true
+				}
+				d = assess(assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, judge: !p.stale, claimed: claimed}, seen)
 			}
 			sameOrOneOf := func(want, got []string, what string) {
 				if len(want) == 1 && want[0] == "?" {

@@ -17,6 +17,9 @@ type assessInput struct {
 	now           time.Time       // when it returned
 	leaseDuration time.Duration
 	maxLeases     int
+	// claimed: shards this process asked a hand-off of; one handed to it is
+	// its own, settled or not.
+	claimed map[string]bool
 	// judge: the read was consistent, so expiry may be judged from the
 	// observations in seen (group.go). Otherwise only what a scanner
 	// published counts as expired.
@@ -114,7 +117,7 @@ func assess(in assessInput, seen map[string]observation) decisions {
 		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) || multiStreamKey(l.shardID) {
 			continue
 		}
-		if l.owner == me && !held && !in.settled {
+		if l.owner == me && !held && !in.settled && !in.claimed[l.shardID] {
 			continue // perhaps a live twin's: left alone until settled
 		}
 		owner := l.owner

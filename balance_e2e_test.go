@@ -3,10 +3,13 @@ package kcl
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/assert"
@@ -277,4 +280,54 @@ func TestRestartedWorkerPassesOnALeaseClaimedBeforeItsRestart(t *testing.T) {
 	puts := f.putN(40, 8, "")
 	g.waitDelivered(puts, 30*time.Second)
 	assert.Zero(t, g.duplicates())
+}
+
+// TestJoinerAfterACrashTakesWhatAScannerPublished: a worker that joins after
+// another crashed takes its share of the dead worker's leases as soon as a
+// scanner has judged them expired and published it in the group item,
+// instead of watching the dead heartbeat for a whole LeaseDuration itself.
+// The joiner starts half a LeaseDuration after the kill, so it could judge
+// the dead worker itself no earlier than 1.5 LeaseDuration after the kill;
+// the scanner judges it about one LeaseDuration after.
+func TestJoinerAfterACrashTakesWhatAScannerPublished(t *testing.T) {
+	noLeak(t)
+	const ld = 10 * time.Second
+	f := newFixture(t, emu.kinesisLocal, 8)
+	w := startWorkerProcess(t, f, "a-doomed", 0, io.Discard, "KCL_TEST_LEASE="+ld.String())
+	go func() {
+		for range w.lines {
+		}
+	}()
+	g := newGroup(t, f)
+	g.start("b", func(o *Options) { o.LeaseDuration = ld })
+	table := &dynamoLeases{db: f.ddb, table: f.app}
+	require.Eventually(t, func() bool {
+		snap, err := table.list(context.Background(), true)
+		owned := 0
+		for _, l := range snap.leases {
+			if l.owner == "a-doomed" {
+				owned++
+			}
+		}
+		return err == nil && owned == 4 && g.held()["b"] == 4
+	}, 40*time.Second, 50*time.Millisecond, "the two workers share the shards")
+
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
+	killed := time.Now()
+	time.Sleep(ld / 2)
+	g.start("c", func(o *Options) { o.LeaseDuration = ld })
+	joined := time.Now()
+	require.Eventually(t, func() bool { return g.held()["c"] == 4 }, 4*ld, 20*time.Millisecond, "the joiner takes the dead worker's four shards: %v", g.held())
+	fair := time.Now()
+
+	out, err := f.ddb.GetItem(context.Background(), &dynamodb.GetItemInput{
+		TableName: &f.app, Key: map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: groupKey}}, ConsistentRead: aws.Bool(true),
+	})
+	require.NoError(t, err)
+	require.NotNil(t, out.Item, "the group item")
+	expired, err := groupFromItem(out.Item)
+	require.NoError(t, err)
+	assert.Contains(t, expired.expired, workerKeyPrefix+"a-doomed", "the scanner published the dead worker")
+	assert.Less(t, fair.Sub(joined), ld, "the joiner took the leases before it could have judged the dead worker itself")
+	t.Logf("joiner at its fair share %v after the kill, %v after joining (LeaseDuration %v)", fair.Sub(killed).Round(10*time.Millisecond), fair.Sub(joined).Round(10*time.Millisecond), ld)
 }

@@ -182,6 +182,7 @@ type leaseKeeper struct {
 	judged   time.Time              // when the last consistent read of the whole table started
 	scanner  bool                   // this worker reads the whole table every pass (group.go)
 	busy     bool                   // this worker reads the whole table every pass until it has no business
+	claimed  map[string]bool        // shards this process asked a hand-off of and does not read yet
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -193,7 +194,7 @@ func newLeaseKeeper(c *Consumer) *leaseKeeper {
 		c:       c,
 		takeNow: make(chan struct{}, 1), syncNow: make(chan struct{}, 1),
 		seen: map[string]observation{}, reported: map[string]bool{},
-		epoch: -1, busy: true,
+		epoch: -1, busy: true, claimed: map[string]bool{},
 	}
 }
 
@@ -322,7 +323,7 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 	d := assess(assessInput{
 		me: me, snap: snap, held: held, listed: listed, now: now,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
-		settled: settled, judge: consistent,
+		settled: settled, judge: consistent, claimed: k.claimed,
 	}, k.seen)
 	lost := make([]*heldLease, 0, len(d.lost))
 	for _, id := range d.lost {
@@ -335,6 +336,11 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 	c.mu.Unlock()
 
 	defer k.afterPass(ctx, snap, d, consistent, listed)
+	for id := range k.claimed { // forget claims that came to nothing
+		if l, ok := d.byShard[id]; !ok || l.handoffTo != me && l.owner != me {
+			delete(k.claimed, id)
+		}
+	}
 	for _, h := range lost {
 		owner := d.byShard[h.shardID].owner
 		if !consistent { // the read may be stale: make sure
@@ -378,6 +384,7 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 			return err
 		} else if err == nil {
 			claimed = true
+			k.claimed[id] = true
 			c.log.Info("kcl: hand-off asked", "shard", id, "owner", d.byShard[id].owner)
 		}
 	}
@@ -404,6 +411,7 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 		if err != nil {
 			return err
 		}
+		delete(k.claimed, id)
 		c.log.Info("kcl: lease taken", "shard", id, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
 		k.startReader(ctx, taken, storedStart)
 	}
