@@ -70,6 +70,14 @@ func TestAssess(t *testing.T) {
 			want: decisions{take: []string{"s1"}},
 		},
 		{
+			name: "a stale read showing a held lease free or another's: make sure it is lost, never take it again",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "b", counter: 4, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}, held: []string{"s1", "s2"}, stale: true}},
+			want: decisions{lost: []string{"s1", "s2"}},
+		},
+		{
 			name: "a read that may be stale judges nothing itself",
 			passes: []pass{
 				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, stale: true},

@@ -112,7 +112,14 @@ func assess(in assessInput, seen map[string]observation) decisions {
 		held := in.held[l.shardID]
 		if held && l.owner != me {
 			d.lost = append(d.lost, l.shardID)
-			held = false
+			if in.judge {
+				held = false
+			} else {
+				// A read that may be stale: balance makes sure before it
+				// forgets the lease; until then it is this worker's, and
+				// never one to take again.
+				l.owner = me
+			}
 		}
 		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) || multiStreamKey(l.shardID) {
 			continue

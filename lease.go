@@ -392,6 +392,12 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 		c.bump(ctx) // the owners hand off on their next pass
 	}
 	for _, id := range d.take {
+		c.mu.Lock()
+		_, reading := c.held[id]
+		c.mu.Unlock()
+		if reading { // a stale read showed it free: taking it again would start a second reader
+			continue
+		}
 		l := d.byShard[id]
 		storedStart := false
 		if l.startAt.IsZero() {

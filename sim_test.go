@@ -809,6 +809,10 @@ func (w *simWorker) loop() {
 	w.mu.Unlock()
 	w.run.mu.Lock()
 	w.run.stops = append(w.run.stops, stop)
+	// An incarnation that ended writes nothing more: what it acked and did
+	// not checkpoint by then (its final write failed, a partition) is lost
+	// with it, as with a crash.
+	w.run.outages = append(w.run.outages, simOutage{Worker: w.name, From: time.Now()})
 	w.run.mu.Unlock()
 }
 
