@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +25,8 @@ const (
 	attrCheckpointSub = "checkpointSubSequenceNumber"
 	attrOwnerSwitches = "ownerSwitchesSinceCheckpoint"
 	attrParents       = "parentShardId"
+	// The Java KCL 3.5: the kind of an item.
+	attrEntityType = "entityType"
 	// kcl's own: a worker asking the owner to hand the lease over, and the
 	// stopping flag of a worker's heartbeat item.
 	attrHandoff  = "handoffTo"
@@ -33,12 +37,75 @@ const (
 	attrStartAt = "kclStartTimestamp"
 )
 
+// entityType values. The Java KCL 3.5 marks every item of its lease table
+// with an entityType: LEASE for leases (absent also means a lease), others for
+// its own records (Leader, Migration3.0, TableMigration3.5, worker metrics;
+// java-kcl-3x.md §4). kcl marks its own items with values of its own, so that
+// the Java KCL's lease listing skips them. Items of any other entityType are
+// the Java KCL's: kcl leaves them alone.
+const (
+	entityLease     = "LEASE"
+	entityKCLWorker = "KCL_WORKER" // heartbeat items (workerKeyPrefix)
+	entityKCLGroup  = "KCL_GROUP"  // the group item
+)
+
+// kclEntities are the entityType values of kcl's own items.
+var kclEntities = []string{entityKCLWorker, entityKCLGroup}
+
+// setEntity returns the clause "entityType = :entityType" for the SET of an
+// update that writes one of kcl's own items, and adds its value (entity, one
+// of kclEntities) to values. Every write of a kcl item goes through it, so
+// that the item carries its entityType from its first write on.
+func setEntity(values map[string]types.AttributeValue, entity string) string {
+	values[":entityType"] = &types.AttributeValueMemberS{Value: entity}
+	return attrEntityType + " = :entityType"
+}
+
+// itemKind is what an item of the lease table is to kcl.
+type itemKind int
+
+const (
+	itemLease  itemKind = iota // a lease: entityType absent, not a string, or LEASE, as the Java KCL reads it
+	itemWorker                 // a kcl heartbeat (key workerKeyPrefix+WorkerID)
+	itemKCL                    // another item of kcl's own (entityType in kclEntities)
+	itemJava                   // a Java KCL item that is not a lease: never read as a lease, reported or written
+)
+
+// classifyItem tells what an item is. Like the Java KCL's serializer
+// (DynamoDBLeaseSerializer.fromDynamoRecord), it takes an item for a lease
+// unless it has a string entityType other than LEASE.
+func classifyItem(item map[string]types.AttributeValue) itemKind {
+	if key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS); ok && strings.HasPrefix(key.Value, workerKeyPrefix) {
+		return itemWorker
+	}
+	entity, ok := item[attrEntityType].(*types.AttributeValueMemberS)
+	switch {
+	case !ok || entity.Value == entityLease:
+		return itemLease
+	case slices.Contains(kclEntities, entity.Value):
+		return itemKCL
+	}
+	return itemJava
+}
+
+// marksEntities reports whether an item shows that the table marks items
+// with entityType (the Java KCL 3.5 wrote in it): an entityType that is not
+// one of kcl's own.
+func marksEntities(item map[string]types.AttributeValue) bool {
+	entity, ok := item[attrEntityType].(*types.AttributeValueMemberS)
+	return ok && !slices.Contains(kclEntities, entity.Value)
+}
+
 // dynamoLeases is the lease table in DynamoDB. Every write but create is
 // conditional on the lease counter read before it, so two workers can never
 // both believe a write of theirs took effect.
 type dynamoLeases struct {
 	db    DynamoDBAPI
 	table string
+	// entities: a read of the table found items marked with entityType (see
+	// marksEntities), so leases created carry entityType LEASE, as the Java
+	// KCL 3.5 writes them. Every create follows a list (syncShards).
+	entities atomic.Bool
 }
 
 func (t *dynamoLeases) name() string { return t.table }
@@ -88,7 +155,8 @@ func (t *dynamoLeases) waitActive(ctx context.Context) (*dynamodb.DescribeTableO
 }
 
 // list reads every item. Items that are neither leases nor heartbeats kcl
-// understands are returned as errors in bad, never rewritten.
+// understands are returned as errors in bad, never rewritten; the Java KCL's
+// items that are not leases (classifyItem) are skipped.
 func (t *dynamoLeases) list(ctx context.Context) (tableSnapshot, error) {
 	snap := tableSnapshot{workers: map[string]workerBeat{}}
 	in := &dynamodb.ScanInput{TableName: &t.table, ConsistentRead: aws.Bool(true)}
@@ -98,7 +166,14 @@ func (t *dynamoLeases) list(ctx context.Context) (tableSnapshot, error) {
 			return tableSnapshot{}, err
 		}
 		for _, item := range out.Items {
-			if key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS); ok && strings.HasPrefix(key.Value, workerKeyPrefix) {
+			if marksEntities(item) {
+				t.entities.Store(true)
+			}
+			switch classifyItem(item) {
+			case itemJava, itemKCL:
+				continue
+			case itemWorker:
+				key := item[attrLeaseKey].(*types.AttributeValueMemberS)
 				counter, err := numberAttr(item, attrCounter, true)
 				if err != nil {
 					snap.bad = append(snap.bad, fmt.Errorf("heartbeat %q: %s: %w", key.Value, attrCounter, err))
@@ -133,6 +208,9 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 	}
 	if len(l.parents) > 0 {
 		item[attrParents] = &types.AttributeValueMemberSS{Value: l.parents}
+	}
+	if t.entities.Load() {
+		item[attrEntityType] = &types.AttributeValueMemberS{Value: entityLease}
 	}
 	_, err := t.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:           &t.table,
@@ -228,7 +306,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 	in := &dynamodb.UpdateItemInput{TableName: &t.table, Key: key, ExpressionAttributeValues: values}
 	if last < 0 {
 		values[":one"] = number(1)
-		in.UpdateExpression = aws.String("ADD leaseCounter :one SET " + attrToken + " = :tok, " + attrStopping + " = :stopping")
+		in.UpdateExpression = aws.String("ADD leaseCounter :one SET " + attrToken + " = :tok, " + attrStopping + " = :stopping, " + setEntity(values, entityKCLWorker))
 		in.ReturnValues = types.ReturnValueUpdatedNew
 		out, err := t.db.UpdateItem(ctx, in)
 		if err != nil {
@@ -237,7 +315,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 		return numberAttr(out.Attributes, attrCounter, true)
 	}
 	values[":c"], values[":n"] = number(last), number(last+1)
-	in.UpdateExpression = aws.String("SET leaseCounter = :n, " + attrStopping + " = :stopping")
+	in.UpdateExpression = aws.String("SET leaseCounter = :n, " + attrStopping + " = :stopping, " + setEntity(values, entityKCLWorker))
 	in.ConditionExpression = aws.String("leaseCounter = :c AND " + attrToken + " = :tok")
 	_, err := t.db.UpdateItem(ctx, in)
 	if !isConditionFailed(err) {
