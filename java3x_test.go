@@ -249,3 +249,166 @@ func TestJava3xLeaseTableItems(t *testing.T) {
 		})
 	}
 }
+
+// assess on leases in the middle of a Java KCL 3.x graceful hand-off
+// (java-kcl-3x.md §3: the leader sets leaseOwner to the new owner and
+// checkpointOwner to the old one without a counter change, DLR:979-1062; the
+// old owner renews the counter until it passes the lease on,
+// DynamoDBLeaseRenewer.java:195-205). Both workers are judged by the usual
+// rule: the lease is left alone while its old owner is alive (the counter
+// moves, or a live heartbeat); once it is dead, the new owner's liveness
+// decides, and a take removes checkpointOwner.
+func TestJava3xAssessHandoff(t *testing.T) {
+	const ld = 10 * time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	trim := checkpoint{seq: checkpointTrimHorizon}
+	handoff := func(owner, from string, counter int64) lease {
+		return lease{shardID: "s1", owner: owner, checkpointOwner: from, counter: counter, checkpoint: trim}
+	}
+	beats := func(ws ...string) map[string]workerBeat {
+		m := map[string]workerBeat{}
+		for _, w := range ws {
+			m[w] = workerBeat{counter: 1}
+		}
+		return m
+	}
+	bLater := map[string]workerBeat{"me": {counter: 1}, "b": {counter: 2}} // b beat since
+	type pass struct {
+		leases  []lease
+		workers map[string]workerBeat
+		held    []string
+		listed  time.Duration
+	}
+	tests := []struct {
+		name       string
+		passes     []pass
+		take, lost []string
+	}{
+		{
+			name: "the old owner renews: left alone, though the table names this worker the new owner",
+			passes: []pass{
+				{leases: []lease{handoff("me", "javaA", 3)}, workers: beats("me")},
+				{leases: []lease{handoff("me", "javaA", 4)}, workers: beats("me"), listed: ld + time.Second},
+			},
+		},
+		{
+			name: "the old owner renews: left alone while the new owner is a dead Java worker",
+			passes: []pass{
+				{leases: []lease{handoff("javaB", "javaA", 3)}, workers: beats("me")},
+				{leases: []lease{handoff("javaB", "javaA", 4)}, workers: beats("me"), listed: ld + time.Second},
+			},
+		},
+		{
+			name:   "first seen: the old owner counts as alive",
+			passes: []pass{{leases: []lease{handoff("me", "javaA", 3)}, workers: beats("me")}},
+		},
+		{
+			name: "the old owner has a live heartbeat: left alone",
+			passes: []pass{
+				{leases: []lease{handoff("javaB", "b", 3)}, workers: beats("me", "b")},
+				{leases: []lease{handoff("javaB", "b", 3)}, workers: bLater, listed: ld + time.Second},
+			},
+		},
+		{
+			name: "the old owner is dead and this worker the new owner: taken",
+			passes: []pass{
+				{leases: []lease{handoff("me", "javaA", 3)}, workers: beats("me")},
+				{leases: []lease{handoff("me", "javaA", 3)}, workers: beats("me"), listed: ld + time.Millisecond},
+			},
+			take: []string{"s1"},
+		},
+		{
+			name: "the old owner and the new owner (a Java worker) are dead: free, taken",
+			passes: []pass{
+				{leases: []lease{handoff("javaB", "javaA", 3)}, workers: beats("me")},
+				{leases: []lease{handoff("javaB", "javaA", 3)}, workers: beats("me"), listed: ld + time.Millisecond},
+			},
+			take: []string{"s1"},
+		},
+		{
+			name: "the old owner is dead and the new owner a live kcl worker: left to it",
+			passes: []pass{
+				{leases: []lease{handoff("b", "javaA", 3)}, workers: beats("me", "b")},
+				{leases: []lease{handoff("b", "javaA", 3)}, workers: bLater, listed: ld + time.Millisecond},
+			},
+		},
+		{
+			name: "a claim on it is ignored: this worker, the new owner, takes it rather than pass it on",
+			passes: []pass{
+				{leases: []lease{{shardID: "s1", owner: "me", checkpointOwner: "javaA", handoffTo: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")},
+				{leases: []lease{{shardID: "s1", owner: "me", checkpointOwner: "javaA", handoffTo: "b", counter: 3, checkpoint: trim}}, workers: bLater, listed: ld + time.Millisecond},
+			},
+			take: []string{"s1"},
+		},
+		{
+			name:   "a lease this worker reads that a hand-off began on is lost",
+			passes: []pass{{leases: []lease{handoff("me", "javaA", 3)}, workers: beats("me"), held: []string{"s1"}}},
+			lost:   []string{"s1"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := map[string]observation{}
+			var d decisions
+			for _, p := range tc.passes {
+				held := map[string]bool{}
+				for _, id := range p.held {
+					held[id] = true
+				}
+				at := t0.Add(p.listed)
+				d = assess(assessInput{me: "me", snap: tableSnapshot{leases: p.leases, workers: p.workers}, held: held,
+					listed: at, now: at, leaseDuration: ld, settled: true}, seen)
+			}
+			assert.Equal(t, tc.take, d.take, "take")
+			assert.Equal(t, tc.lost, d.lost, "lost")
+			assert.Empty(t, d.claim, "claim")
+			assert.Empty(t, d.pass, "pass")
+			assert.Empty(t, d.handoffs, "handoffs")
+		})
+	}
+}
+
+// A lease in a Java hand-off, in either lease table: kcl never writes its
+// checkpoint (neither keeping, releasing nor passing it on), and its take
+// removes checkpointOwner in the same conditional write, as the Java KCL's
+// take does (DLR:921-973, DLS getDynamoTakeLeaseUpdate).
+func checkJavaHandoffWrites(t *testing.T, tbl leaseTable, plant func(lease)) {
+	ctx := context.Background()
+	cp := checkpoint{seq: "49590338271490256608559692538361571095921575989136588898", sub: 2}
+	plant(lease{shardID: "s", owner: "me", checkpointOwner: "javaA", counter: 5, checkpoint: cp})
+	l, ok, err := tbl.read(ctx, "s")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "javaA", l.checkpointOwner)
+	for _, next := range []string{"me", "", "b"} {
+		_, err := tbl.checkpoint(ctx, l, checkpoint{seq: "49590338271490256608559692538361571095921575989136588999"}, next)
+		require.ErrorIs(t, err, errLeaseLost, "a checkpoint write passing it to %q", next)
+	}
+	after, _, err := tbl.read(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, l, after, "nothing written")
+
+	taken, err := tbl.take(ctx, l, "me")
+	require.NoError(t, err)
+	assert.Empty(t, taken.checkpointOwner)
+	stored, _, err := tbl.read(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, taken, stored)
+	assert.Equal(t, lease{shardID: "s", owner: "me", counter: 6, ownerSwitches: 1, checkpoint: cp}, stored, "checkpointOwner removed, the counter bumped")
+	_, err = tbl.checkpoint(ctx, stored, checkpoint{seq: checkpointShardEnd}, "")
+	require.NoError(t, err, "once taken, the lease is kcl's")
+}
+
+func TestJava3xLeaseTableHandoffWrites(t *testing.T) {
+	f := &fixture{t: t, ddb: dynamoClient(t), app: "app-" + uniqueName(t)}
+	f.createJava3xLeaseTable()
+	checkJavaHandoffWrites(t, &dynamoLeases{db: f.ddb, table: f.app}, func(l lease) {
+		f.putItem(javaLease{key: l.shardID, owner: l.owner, counter: l.counter, checkpoint: l.checkpoint.seq, sub: l.checkpoint.sub,
+			checkpointOwner: l.checkpointOwner}.item())
+	})
+}
+
+func TestJava3xMemTableHandoffWrites(t *testing.T) {
+	tbl := newMemLeases()
+	checkJavaHandoffWrites(t, tbl, func(l lease) { tbl.leases[l.shardID] = l })
+}

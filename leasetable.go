@@ -25,8 +25,10 @@ const (
 	attrCheckpointSub = "checkpointSubSequenceNumber"
 	attrOwnerSwitches = "ownerSwitchesSinceCheckpoint"
 	attrParents       = "parentShardId"
-	// The Java KCL 3.5: the kind of an item.
-	attrEntityType = "entityType"
+	// The Java KCL 3.x: the old owner during a graceful hand-off
+	// (lease.checkpointOwner), and the kind of an item (3.5 and later).
+	attrCheckpointOwner = "checkpointOwner"
+	attrEntityType      = "entityType"
 	// kcl's own: a worker asking the owner to hand the lease over, and the
 	// stopping flag of a worker's heartbeat item.
 	attrHandoff  = "handoffTo"
@@ -224,7 +226,9 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 }
 
 // take makes owner the owner of l, provided nobody wrote l since it was
-// read, and clears any hand-off claim.
+// read, and clears any hand-off claim, kcl's or the Java KCL's
+// (checkpointOwner: its take removes it too, DynamoDBLeaseSerializer's
+// getDynamoTakeLeaseUpdate).
 func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
 	cond := "leaseCounter = :c AND attribute_not_exists(leaseOwner)"
 	values := map[string]types.AttributeValue{
@@ -240,11 +244,11 @@ func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, 
 		set += ", " + attrStartAt + " = :start"
 		values[":start"] = number(l.startAt.UnixMilli())
 	}
-	err := t.update(ctx, l.shardID, cond, set+" REMOVE handoffTo", values)
+	err := t.update(ctx, l.shardID, cond, set+" REMOVE handoffTo, "+attrCheckpointOwner, values)
 	if err != nil {
 		return l, err
 	}
-	l.owner, l.counter, l.ownerSwitches, l.handoffTo = owner, l.counter+1, l.ownerSwitches+1, ""
+	l.owner, l.counter, l.ownerSwitches, l.handoffTo, l.checkpointOwner = owner, l.counter+1, l.ownerSwitches+1, "", ""
 	return l, nil
 }
 
@@ -265,6 +269,8 @@ func (t *dynamoLeases) unclaim(ctx context.Context, l lease) error {
 }
 
 // checkpoint writes cp to a lease this worker holds and passes it to next.
+// A lease in a Java KCL hand-off (checkpointOwner) is never written: its old
+// owner reads it until it passes it on.
 func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
 	update := "SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n"
 	values := map[string]types.AttributeValue{
@@ -279,7 +285,7 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 		update += ", leaseOwner = :next REMOVE handoffTo"
 		values[":next"] = &types.AttributeValueMemberS{Value: next}
 	}
-	if err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c", update, values); err != nil {
+	if err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists("+attrCheckpointOwner+")", update, values); err != nil {
 		return l, err
 	}
 	l.counter++
@@ -445,6 +451,10 @@ func leaseFromItem(item map[string]types.AttributeValue) (lease, error) {
 			return bad(attrHandoff, "not a string")
 		}
 		l.handoffTo = s.Value
+	}
+	// Read as the Java KCL reads it: a value that is not a string is none.
+	if co, ok := item[attrCheckpointOwner].(*types.AttributeValueMemberS); ok {
+		l.checkpointOwner = co.Value
 	}
 	if start, err := numberAttr(item, attrStartAt, false); err != nil {
 		return bad(attrStartAt, err.Error())
