@@ -8,15 +8,21 @@ package kcl
 // worker/metricstats/WorkerMetricStats.java).
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -411,4 +417,501 @@ func TestJava3xLeaseTableHandoffWrites(t *testing.T) {
 func TestJava3xMemTableHandoffWrites(t *testing.T) {
 	tbl := newMemLeases()
 	checkJavaHandoffWrites(t, tbl, func(l lease) { tbl.leases[l.shardID] = l })
+}
+
+// shardStarts returns the starting hash key of every shard of the stream.
+func (f *fixture) shardStarts() map[string]string {
+	f.t.Helper()
+	out, err := f.kin.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: &f.stream})
+	require.NoError(f.t, err)
+	starts := map[string]string{}
+	for _, sh := range out.Shards {
+		starts[*sh.ShardId] = *sh.HashKeyRange.StartingHashKey
+	}
+	return starts
+}
+
+// putTo writes n records to the shard whose hash key range starts at start.
+func (f *fixture) putTo(start string, n int, prefix string) []put {
+	f.t.Helper()
+	var out []put
+	for i := range n {
+		data := fmt.Sprintf("%s:%03d", prefix, i)
+		res, err := f.kin.PutRecord(context.Background(), &kinesis.PutRecordInput{
+			StreamName: &f.stream, PartitionKey: aws.String(prefix), ExplicitHashKey: aws.String(start), Data: []byte(data),
+		})
+		require.NoError(f.t, err)
+		out = append(out, put{key: prefix, data: data, shard: *res.ShardId, seq: *res.SequenceNumber})
+	}
+	return out
+}
+
+// putAggregateTo writes one KPL aggregate of per user records to the shard
+// whose hash key range starts at start; every user record gets the
+// aggregate's sequence number, and its index as sub-sequence number.
+func (f *fixture) putAggregateTo(start string, per int, prefix string) []put {
+	f.t.Helper()
+	var recs []userRecord
+	for j := range per {
+		recs = append(recs, userRecord{partitionKey: prefix, explicitHashKey: start, data: []byte(fmt.Sprintf("%s.%03d", prefix, j))})
+	}
+	res, err := f.kin.PutRecord(context.Background(), &kinesis.PutRecordInput{
+		StreamName: &f.stream, PartitionKey: aws.String(prefix), ExplicitHashKey: aws.String(start), Data: aggregate(recs),
+	})
+	require.NoError(f.t, err)
+	var out []put
+	for _, r := range recs {
+		out = append(out, put{key: prefix, data: string(r.data), shard: *res.ShardId, seq: *res.SequenceNumber})
+	}
+	return out
+}
+
+// checkJavaReadable fails unless a Java KCL worker can read every item of a
+// lease table: each lease as DynamoDBLeaseSerializer.fromDynamoRecord reads
+// it (DLS:140-186, with Lease's @NonNull setters, leases/Lease.java:362-432),
+// and no other item but the Java KCL's own ones named in java (a 3.5 table's:
+// 2.x and 3.0-3.4 read every item as a lease, and fail on any other).
+func checkJavaReadable(t *testing.T, items map[string]map[string]ddbtypes.AttributeValue, java map[string]bool) {
+	t.Helper()
+	isInt := func(v ddbtypes.AttributeValue) bool { // new Long(av.n()) (DynamoUtils.safeGetLong)
+		num, ok := v.(*ddbtypes.AttributeValueMemberN)
+		if !ok {
+			return false
+		}
+		_, err := strconv.ParseInt(num.Value, 10, 64)
+		return err == nil
+	}
+	isString := func(v ddbtypes.AttributeValue) bool {
+		str, ok := v.(*ddbtypes.AttributeValueMemberS)
+		return ok && str.Value != ""
+	}
+	for key, it := range items {
+		if entity, ok := it["entityType"].(*ddbtypes.AttributeValueMemberS); ok && entity.Value != "LEASE" {
+			assert.True(t, java[key], "item %q (entityType %s) is not one of the Java KCL's", key, entity.Value)
+			continue
+		}
+		assert.False(t, java[key], "the Java KCL's item %q became a lease", key)
+		why := func(attr, what string) string { return fmt.Sprintf("lease %q: %s %s", key, attr, what) }
+		assert.True(t, isString(it["leaseKey"]), why("leaseKey", "is a string"))
+		// Required: Lease.leaseCounter and ownerSwitchesSinceCheckpoint are
+		// @NonNull, and a lease is resumed from checkpoint.
+		for _, attr := range []string{"leaseCounter", "ownerSwitchesSinceCheckpoint"} {
+			assert.True(t, isInt(it[attr]), why(attr, "is an integer"))
+		}
+		require.True(t, isString(it["checkpoint"]), why("checkpoint", "is a string"))
+		cp := checkpoint{seq: it["checkpoint"].(*ddbtypes.AttributeValueMemberS).Value}
+		assert.True(t, cp.isSentinel() || isSequenceNumber(cp.seq), why("checkpoint", "is a sequence number or a sentinel"))
+		for attr, v := range it {
+			switch attr {
+			case "checkpointSubSequenceNumber", "pendingCheckpointSubSequenceNumber":
+				assert.True(t, isInt(v), why(attr, "is an integer"))
+			case "leaseOwner", "pendingCheckpoint", "startingHashKey", "endingHashKey", "checkpointOwner":
+				assert.True(t, isString(v), why(attr, "is a string"))
+			case "parentShardId", "childShardIds":
+				assert.IsType(t, &ddbtypes.AttributeValueMemberSS{}, v, why(attr, "is a string set"))
+			case "pendingCheckpointState":
+				assert.IsType(t, &ddbtypes.AttributeValueMemberB{}, v, why(attr, "is binary"))
+			case "throughputKBps": // new Double(av.n())
+				num, ok := v.(*ddbtypes.AttributeValueMemberN)
+				if assert.True(t, ok, why(attr, "is a number")) {
+					_, err := strconv.ParseFloat(num.Value, 64)
+					assert.NoError(t, err, why(attr, "is a double"))
+				}
+			}
+		}
+		_, start := it["startingHashKey"]
+		_, end := it["endingHashKey"]
+		assert.Equal(t, start, end, why("startingHashKey", "comes with endingHashKey"))
+		if co, ok := it["checkpointOwner"]; ok {
+			assert.NotEqual(t, str(it, "leaseOwner"), str(map[string]ddbtypes.AttributeValue{"v": co}, "v"), why("checkpointOwner", "differs from leaseOwner (DLR:1432-1439)"))
+		}
+	}
+}
+
+// checkResumed checks what a resumed consumer delivered: exactly want, each
+// shard in order, and every record of parent before any of its children.
+func checkResumed(t *testing.T, got []Record, want []string, parent string, children ...string) {
+	t.Helper()
+	require.ElementsMatch(t, want, dataOf(got), "resumes right after each Java checkpoint")
+	checkShardOrder(t, got)
+	lastParent, firstChild := -1, len(got)
+	for i, r := range got {
+		switch {
+		case r.ShardID == parent:
+			lastParent = i
+		case slices.Contains(children, r.ShardID):
+			firstChild = min(firstChild, i)
+		}
+	}
+	assert.Less(t, lastParent, firstChild, "the parent's records come before its children's")
+}
+
+// javaStream is the stream of the resume tests: two shards, shard 0 split
+// after records were written to it, records in all four shards, one KPL
+// aggregate in shard 1.
+type javaStream struct {
+	parent, other, child1, child2 string
+	parentPuts, otherPuts         []put // otherPuts: the aggregate's 4 user records, then 10 plain
+	childPuts                     []put
+	hash                          map[string]string // shard -> starting hash key
+}
+
+func newJavaStream(f *fixture) javaStream {
+	f.t.Helper()
+	starts := f.shardStarts()
+	require.Len(f.t, starts, 2)
+	var js javaStream
+	for id, start := range starts {
+		if start == "0" {
+			js.parent = id
+		} else {
+			js.other = id
+		}
+	}
+	js.parentPuts = f.putTo("0", 10, "p")
+	js.otherPuts = append(f.putAggregateTo(starts[js.other], 4, "agg"), f.putTo(starts[js.other], 10, "o")...)
+	f.split()
+	js.hash = f.shardStarts()
+	for id := range js.hash {
+		if id == js.parent || id == js.other {
+			continue
+		}
+		if js.child1 == "" || id < js.child1 {
+			js.child1, js.child2 = id, js.child1
+		} else {
+			js.child2 = id
+		}
+	}
+	require.NotEmpty(f.t, js.child2)
+	js.childPuts = append(f.putTo(js.hash[js.child1], 10, "c1"), f.putTo(js.hash[js.child2], 10, "c2")...)
+	return js
+}
+
+// want is what a consumer resuming from the parent's 5th record and the
+// aggregate's second user record delivers.
+func (js javaStream) want() []string {
+	return append(append(putData(js.parentPuts[5:]), putData(js.otherPuts[2:])...), putData(js.childPuts)...)
+}
+
+// javaLeases are the stream's leases as the Java KCL left them: the parent
+// checkpointed at its 5th record by a worker that died holding it, shard 1
+// at the aggregate's second user record, released; with the children's
+// leases (at TRIM_HORIZON, DLS create) when the Java KCL saw the split.
+func (js javaStream) javaLeases(v35, children bool) []javaLease {
+	ls := []javaLease{
+		{key: js.parent, owner: "java-worker-1", counter: 41, switches: 2, checkpoint: js.parentPuts[4].seq,
+			hashStart: js.hash[js.parent], hashEnd: "170141183460469231731687303715884105727", throughput: "3.25", v35: v35},
+		{key: js.other, counter: 17, checkpoint: js.otherPuts[1].seq, sub: 1,
+			hashStart: js.hash[js.other], hashEnd: "340282366920938463463374607431768211455", throughput: "0.5", v35: v35},
+	}
+	if children {
+		for _, c := range []string{js.child1, js.child2} {
+			ls = append(ls, javaLease{key: c, checkpoint: checkpointTrimHorizon, parents: []string{js.parent}, v35: v35})
+		}
+	}
+	return ls
+}
+
+// A Java KCL 3.0-3.4 application (3.x mode) left its lease table, with the
+// index, and its side tables <app>-CoordinatorState and
+// <app>-WorkerMetricStats (java-kcl-3x.md §4). kcl resumes every shard
+// after its checkpoint and sub-sequence number, children after their
+// parent, leaves the side tables and the index alone, and after a graceful
+// stop leaves nothing a Java worker cannot read.
+func TestJava3xResumeFrom30WithSideTables(t *testing.T) {
+	noLeak(t)
+	ctx := context.Background()
+	f := newFixture(t, emu.kinesisLocal, 2)
+	js := newJavaStream(f)
+	f.createJava3xLeaseTable()
+	for _, l := range js.javaLeases(false, true) {
+		f.putItem(l.item())
+	}
+	// The side tables: coordinator state, keyed by "key"
+	// (coordinator/CoordinatorConfig.java:233-237), holding the client
+	// version and the leader's lock (CoordinatorStateDAO.java:334-378); worker
+	// metrics keyed by "wid" (LMC:626-629; WMS:216-223). Items of 3.0-3.4
+	// have no entityType.
+	coordinator, metrics := f.app+"-CoordinatorState", f.app+"-WorkerMetricStats"
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	side := map[string][]map[string]ddbtypes.AttributeValue{
+		coordinator: {
+			{"key": s("Migration3.0"), "cv": s("CLIENT_VERSION_3X"), "mb": s("java-worker-1"), "mts": n(now)},
+			{"key": s("Leader"), "ownerName": s("java-worker-1"), "leaseDuration": s("120000"), "recordVersionNumber": s("4a1b2c3d-0000-4000-8000-000000000001")},
+		},
+		metrics: {
+			{"wid": s("java-worker-1"), "lut": n(strconv.FormatInt(time.Now().Unix(), 10)),
+				"sts": &ddbtypes.AttributeValueMemberM{Value: map[string]ddbtypes.AttributeValue{"CPU": &ddbtypes.AttributeValueMemberL{Value: []ddbtypes.AttributeValue{n("40")}}}},
+				"opr": &ddbtypes.AttributeValueMemberM{Value: map[string]ddbtypes.AttributeValue{"CPU": &ddbtypes.AttributeValueMemberL{Value: []ddbtypes.AttributeValue{n("100")}}}}},
+		},
+	}
+	hashKeys := map[string]string{coordinator: "key", metrics: "wid"}
+	for table, items := range side {
+		_, err := f.ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
+			TableName: aws.String(table), BillingMode: ddbtypes.BillingModePayPerRequest,
+			AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(hashKeys[table]), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+			KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(hashKeys[table]), KeyType: ddbtypes.KeyTypeHash}},
+		})
+		require.NoError(t, err)
+		f.waitTable(table)
+		for _, it := range items {
+			_, err := f.ddb.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: it})
+			require.NoError(t, err)
+		}
+	}
+
+	opts := f.options()
+	opts.WorkerID = "kcl-1"
+	sess := startConsumer(t, opts)
+	got := sess.receive(len(js.want()), 30*time.Second, ackAll)
+	sess.quiet(300 * time.Millisecond)
+	require.NoError(t, sess.stop(nil))
+	checkResumed(t, got, js.want(), js.parent, js.child1, js.child2)
+
+	items := f.allItems(f.app, "leaseKey")
+	checkJavaReadable(t, items, nil)
+	assert.Len(t, items, 4, "the four leases, nothing else")
+	for key, it := range items {
+		assert.NotContains(t, it, "entityType", "lease %q: a table without entityType gets none", key)
+		assert.NotContains(t, it, "leaseOwner", "lease %q: released", key)
+	}
+	assert.Equal(t, "3.25", str(items[js.parent], "throughputKBps"), "attributes kcl does not use are kept")
+	assert.Equal(t, js.hash[js.parent], str(items[js.parent], "startingHashKey"))
+	assert.Equal(t, checkpointShardEnd, str(items[js.parent], "checkpoint"))
+	for table, want := range side {
+		got := f.allItems(table, hashKeys[table])
+		assert.Len(t, got, len(want), "side table %s", table)
+		for _, it := range want {
+			assert.Equal(t, it, got[str(it, hashKeys[table])], "side table %s is left alone", table)
+		}
+	}
+	out, err := f.ddb.DescribeTable(ctx, dynamoDescribe(f.app))
+	require.NoError(t, err)
+	require.Len(t, out.Table.GlobalSecondaryIndexes, 1, "the index is left alone")
+	assert.Equal(t, "LeaseOwnerToLeaseKeyIndex", *out.Table.GlobalSecondaryIndexes[0].IndexName)
+}
+
+// A Java KCL 3.5 application left its single lease table (leases with
+// entityType LEASE; Leader, Migration3.0, TableMigration3.5 and worker
+// metrics items; the index), and the stream was split after it stopped, so
+// that the children have no lease yet. kcl resumes, creates the children's
+// leases with entityType LEASE, leaves the Java items alone, marks its
+// heartbeat with its own entityType while it runs, and after a graceful stop
+// leaves nothing a Java worker cannot read.
+func TestJava3xResumeFrom35SingleTable(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2)
+	js := newJavaStream(f)
+	f.createJava3xLeaseTable()
+	java := java35Items("java-worker-1")
+	javaKeys := map[string]bool{}
+	for _, it := range java {
+		f.putItem(it)
+		javaKeys[str(it, "leaseKey")] = true
+	}
+	for _, l := range js.javaLeases(true, false) {
+		f.putItem(l.item())
+	}
+
+	var logs bytes.Buffer
+	opts := f.options()
+	opts.WorkerID = "kcl-1"
+	opts.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
+	sess := startConsumer(t, opts)
+	got := sess.receive(len(js.want()), 30*time.Second, ackAll)
+	running := f.allItems(f.app, "leaseKey")
+	sess.quiet(300 * time.Millisecond)
+	require.NoError(t, sess.stop(nil))
+	checkResumed(t, got, js.want(), js.parent, js.child1, js.child2)
+	assert.Equal(t, entityKCLWorker, str(running[workerKeyPrefix+"kcl-1"], "entityType"), "the heartbeat item, while kcl runs")
+	assert.NotContains(t, logs.String(), "not understood", "the Java KCL's items are not reported")
+
+	items := f.allItems(f.app, "leaseKey")
+	checkJavaReadable(t, items, javaKeys)
+	assert.Len(t, items, len(java)+4, "the Java items and four leases, nothing else")
+	for _, it := range java {
+		assert.Equal(t, it, items[str(it, "leaseKey")], "the Java KCL's items are left as they are")
+	}
+	for _, c := range []string{js.child1, js.child2} {
+		assert.Equal(t, "LEASE", str(items[c], "entityType"), "a lease kcl created in a 3.5 table")
+		assert.Equal(t, []string{js.parent}, items[c]["parentShardId"].(*ddbtypes.AttributeValueMemberSS).Value)
+	}
+	assert.Equal(t, "LEASE", str(items[js.parent], "entityType"))
+}
+
+// javaWorker writes a lease as a Java KCL 3.x worker does, with the
+// conditions of its writes (legacy Expected clauses in DLR, written here as
+// condition expressions).
+type javaWorker struct {
+	f       *fixture
+	counter map[string]int64 // the counter it last wrote, by lease
+}
+
+func (j *javaWorker) update(key, cond, update string, values map[string]ddbtypes.AttributeValue) error {
+	_, err := j.f.ddb.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+		TableName: &j.f.app, Key: map[string]ddbtypes.AttributeValue{"leaseKey": s(key)},
+		ConditionExpression: &cond, UpdateExpression: &update, ExpressionAttributeValues: values,
+	})
+	return err
+}
+
+// renew: counter N to N+1, conditional on N (DLR:833-915; without the
+// checkpointOwner condition once the hand-off is known, DLR:875-889).
+func (j *javaWorker) renew(key string) error {
+	c := j.counter[key]
+	err := j.update(key, "leaseCounter = :c", "SET leaseCounter = :n, throughputKBps = :kbps",
+		map[string]ddbtypes.AttributeValue{":c": n(fmt.Sprint(c)), ":n": n(fmt.Sprint(c + 1)), ":kbps": n("1.5")})
+	if err == nil {
+		j.counter[key] = c + 1
+	}
+	return err
+}
+
+// checkpoint: the checkpoint, ownerSwitchesSinceCheckpoint 0, counter N+1,
+// conditional on N (DLR:1278-1316).
+func (j *javaWorker) checkpoint(key, seq string) error {
+	c := j.counter[key]
+	err := j.update(key, "leaseCounter = :c", "SET checkpoint = :cp, checkpointSubSequenceNumber = :zero, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n",
+		map[string]ddbtypes.AttributeValue{":c": n(fmt.Sprint(c)), ":n": n(fmt.Sprint(c + 1)), ":cp": s(seq), ":zero": n("0")})
+	if err == nil {
+		j.counter[key] = c + 1
+	}
+	return err
+}
+
+// transfer ends the old owner's part of a graceful hand-off: leaseOwner to,
+// checkpointOwner removed, counter + 1, conditional on both owners
+// (lifecycle/LeaseGracefulShutdownHandler.java:217-231, an assign,
+// DLR:1068-1147, DLS:219-224).
+func (j *javaWorker) transfer(key, from, to string) error {
+	return j.update(key, "leaseOwner = :to AND checkpointOwner = :from AND attribute_exists(leaseKey)",
+		"SET leaseOwner = :to REMOVE checkpointOwner ADD leaseCounter :one",
+		map[string]ddbtypes.AttributeValue{":to": s(to), ":from": s(from), ":one": n("1")})
+}
+
+// Leases frozen in the middle of a Java KCL 3.x graceful hand-off (the
+// leader wrote leaseOwner = new owner, checkpointOwner = old owner without a
+// counter change, DLR:979-1062). kcl reads none of these shards while the
+// old owner lives (renews the counter): it takes the lease, removing
+// checkpointOwner, once the old owner is dead, or adopts it when the old
+// owner passes it to kcl's worker, right after the old owner's last
+// checkpoint.
+//   - shard 0: no hand-off (released), for comparison;
+//   - shard 1: java-a hands off to java-b; both die, java-a after 2.5 s;
+//   - shard 2: java-a2 hands off to kcl-1 (kcl's WorkerID): it renews,
+//     checkpoints 5 records further after 1.5 s, and passes the lease on;
+//   - shard 3: java-c hands off to kcl-1, and is dead from the start.
+func TestJava3xLeaseFrozenMidHandoff(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 4)
+	starts := f.shardStarts()
+	shards := slices.Sorted(maps.Keys(starts))
+	puts := map[string][]put{}
+	for i, sh := range shards {
+		puts[sh] = f.putTo(starts[sh], 20, fmt.Sprintf("s%d", i))
+	}
+	f.createJava3xLeaseTable()
+	const me = "kcl-1"
+	leases := []javaLease{
+		{key: shards[0], counter: 5},
+		{key: shards[1], owner: "java-b", checkpointOwner: "java-a", counter: 10},
+		{key: shards[2], owner: me, checkpointOwner: "java-a2", counter: 20},
+		{key: shards[3], owner: me, checkpointOwner: "java-c", counter: 30},
+	}
+	for _, l := range leases {
+		l.checkpoint = puts[l.key][4].seq
+		l.switches = 1
+		f.putItem(l.item())
+	}
+	want := append(append(append(putData(puts[shards[0]][5:]), putData(puts[shards[1]][5:])...), putData(puts[shards[2]][10:])...), putData(puts[shards[3]][5:])...)
+
+	// The old owners of shards 1 and 2, renewing every 100 ms.
+	javaErrs := make(chan error, 10)
+	start := time.Now()
+	var aDied, transferred time.Time
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a := &javaWorker{f: f, counter: map[string]int64{shards[1]: 10, shards[2]: 20}}
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		a2Done := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if !a2Done && time.Since(start) > 1500*time.Millisecond {
+				a2Done = true
+				if err := a.checkpoint(shards[2], puts[shards[2]][9].seq); err != nil {
+					javaErrs <- fmt.Errorf("java-a2's checkpoint: %w", err)
+				}
+				transferred = time.Now()
+				if err := a.transfer(shards[2], "java-a2", me); err != nil {
+					javaErrs <- fmt.Errorf("java-a2's transfer: %w", err)
+				}
+			}
+			if time.Since(start) > 2500*time.Millisecond {
+				aDied = time.Now()
+				return
+			}
+			for _, sh := range []string{shards[1], shards[2]} {
+				if sh == shards[2] && a2Done {
+					continue
+				}
+				if err := a.renew(sh); err != nil {
+					javaErrs <- fmt.Errorf("the old owner of %s lost its lease while alive: %w", sh, err)
+				}
+			}
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+
+	opts := f.options()
+	opts.WorkerID = me
+	sess := startConsumer(t, opts)
+	var got []Record
+	var at []time.Time
+	deadline := time.After(30 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case r, ok := <-sess.ch:
+			require.True(t, ok, "channel closed: %v", sess.c.Err())
+			got, at = append(got, r), append(at, time.Now())
+			r.Ack()
+		case <-deadline:
+			t.Fatalf("received %d of %d records", len(got), len(want))
+		}
+	}
+	sess.quiet(300 * time.Millisecond)
+	require.NoError(t, sess.stop(nil))
+	cancel()
+	wg.Wait()
+	close(javaErrs)
+	for err := range javaErrs {
+		t.Error(err)
+	}
+	require.ElementsMatch(t, want, dataOf(got), "each shard right after its last checkpoint")
+	checkShardOrder(t, got)
+	require.False(t, aDied.IsZero())
+	for i, r := range got {
+		switch r.ShardID {
+		case shards[1]:
+			assert.True(t, at[i].After(aDied), "shard 1 read while its old owner was alive")
+		case shards[2]:
+			assert.True(t, at[i].After(transferred), "shard 2 read before its old owner passed it on")
+		}
+	}
+
+	items := f.allItems(f.app, "leaseKey")
+	checkJavaReadable(t, items, nil)
+	assert.Len(t, items, 4)
+	for key, it := range items {
+		assert.NotContains(t, it, "checkpointOwner", "lease %q", key)
+		assert.NotContains(t, it, "leaseOwner", "lease %q: released", key)
+		assert.Equal(t, puts[key][len(puts[key])-1].seq, str(it, "checkpoint"), "lease %q", key)
+	}
 }
