@@ -872,6 +872,7 @@ func TestJava3xLeaseFrozenMidHandoff(t *testing.T) {
 
 	opts := f.options()
 	opts.WorkerID = me
+	opts.LeaseDuration = 2 * time.Second // the old owners renew every 100 ms: ample margin on a busy machine
 	sess := startConsumer(t, opts)
 	var got []Record
 	var at []time.Time
