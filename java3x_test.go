@@ -243,6 +243,8 @@ func TestJava3xLeaseTableItems(t *testing.T) {
 
 			items := f.allItems(f.app, "leaseKey")
 			assert.Equal(t, entityKCLWorker, str(items[workerKeyPrefix+"w1"], "entityType"), "a heartbeat item carries kcl's entityType")
+			assert.NotContains(t, items[workerKeyPrefix+"w1"], "ownerSwitchesSinceCheckpoint",
+				"the Java KCL 3.5's lease assignment reads an unknown entityType as a lease: without it, that read fails (kclEntities)")
 			if v35 {
 				assert.Equal(t, "LEASE", str(items["shardId-000000000001"], "entityType"), "a lease created in a table that uses entityType has it")
 			} else {

@@ -52,6 +52,13 @@ const (
 )
 
 // kclEntities are the entityType values of kcl's own items.
+//
+// The Java KCL 3.5's lease listing skips them, but its leader's lease
+// assignment scan (3.5.0, 3.5.1: DynamoDBLeaseTableDao.resolveEntityType)
+// reads an entityType it does not know as a lease. kcl's own items must
+// therefore never carry ownerSwitchesSinceCheckpoint: without it the Java
+// serializer fails on the item (a @NonNull setter) and logs it, where with it
+// the item would pass for a lease and be assigned to a Java worker.
 var kclEntities = []string{entityKCLWorker, entityKCLGroup}
 
 // setEntity returns the clause "entityType = :entityType" for the SET of an
