@@ -110,7 +110,7 @@ func assess(in assessInput, seen map[string]observation) decisions {
 	for _, l := range in.snap.leases {
 		leaseFresh := fresh(l.shardID, l.counter, l.owner)
 		held := in.held[l.shardID]
-		if held && l.owner != me {
+		if held && (l.owner != me || l.checkpointOwner != "") { // checkpointOwner: someone began a Java hand-off of it
 			d.lost = append(d.lost, l.shardID)
 			if in.judge {
 				held = false
@@ -120,6 +120,14 @@ func assess(in assessInput, seen map[string]observation) decisions {
 				// never one to take again.
 				l.owner = me
 			}
+		}
+		// A Java KCL 3.x graceful hand-off (checkpointOwner, the old owner,
+		// reads the shard until it passes the lease to owner): left alone
+		// while the old owner is alive, by the usual rule (this worker does
+		// not read it, so its own name is no sign of life). Once it is dead,
+		// the lease is the owner's as usual, and a take removes checkpointOwner.
+		if l.checkpointOwner != "" && (leaseFresh || l.checkpointOwner != me && workerAlive[l.checkpointOwner]) {
+			continue
 		}
 		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) || multiStreamKey(l.shardID) {
 			continue
@@ -143,8 +151,10 @@ func assess(in assessInput, seen map[string]observation) decisions {
 			}
 		}
 		claimant := l.handoffTo
-		if owner == "" {
-			claimant = "" // nobody to hand it over: it is free for any worker to take
+		if owner == "" || l.checkpointOwner != "" {
+			// Nobody to hand it over: it is free for any worker to take; or
+			// a Java hand-off whose old owner died: its owner takes it.
+			claimant = ""
 		} else if claimant != "" && (!workerAlive[claimant] || stopping[claimant] || claimant == owner) {
 			// Gone, stopping (it would not read the shard), or the owner.
 			if owner == me {

@@ -35,6 +35,12 @@ type lease struct {
 	ownerSwitches int64
 	parents       []string
 	handoffTo     string // a worker asked the owner to hand the lease over
+	// checkpointOwner is set while the Java KCL 3.x hands the lease over
+	// gracefully: the old owner, which reads the shard until it checkpoints
+	// and makes owner (the new one) the owner. kcl never sets it, never reads
+	// a shard while it is set, and removes it when it takes the lease (see
+	// assess; java-kcl-3x.md §3).
+	checkpointOwner string
 	// startAt is where a lease still at LATEST or AT_TIMESTAMP is opened by
 	// its later owners: set by the first take of such a lease (kcl's own
 	// attribute; the Java KCL ignores it). Zero: not set.
@@ -348,7 +354,7 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 			if err != nil {
 				return err
 			}
-			if ok && l.owner == me {
+			if ok && l.owner == me && l.checkpointOwner == "" {
 				continue
 			}
 			owner = l.owner

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +25,10 @@ const (
 	attrCheckpointSub = "checkpointSubSequenceNumber"
 	attrOwnerSwitches = "ownerSwitchesSinceCheckpoint"
 	attrParents       = "parentShardId"
+	// The Java KCL 3.x: the old owner during a graceful hand-off
+	// (lease.checkpointOwner), and the kind of an item (3.5 and later).
+	attrCheckpointOwner = "checkpointOwner"
+	attrEntityType      = "entityType"
 	// kcl's own: a worker asking the owner to hand the lease over, and the
 	// stopping flag of a worker's heartbeat item.
 	attrHandoff  = "handoffTo"
@@ -38,12 +44,85 @@ const (
 	attrDigest  = "kclDigest"
 )
 
+// entityType values. The Java KCL 3.5 marks every item of its lease table
+// with an entityType: LEASE for leases (absent also means a lease), others for
+// its own records (Leader, Migration3.0, TableMigration3.5, worker metrics;
+// java-kcl-3x.md §4). kcl marks its own items with values of its own, so that
+// the Java KCL's lease listing skips them. Items of any other entityType are
+// the Java KCL's: kcl leaves them alone.
+const (
+	entityLease     = "LEASE"
+	entityKCLWorker = "KCL_WORKER" // heartbeat items (workerKeyPrefix)
+	entityKCLGroup  = "KCL_GROUP"  // the group item
+)
+
+// kclEntities are the entityType values of kcl's own items.
+//
+// The Java KCL 3.5's lease listing skips them, but its leader's lease
+// assignment scan (3.5.0, 3.5.1: DynamoDBLeaseTableDao.resolveEntityType)
+// reads an entityType it does not know as a lease. kcl's own items must
+// therefore never carry ownerSwitchesSinceCheckpoint: without it the Java
+// serializer fails on the item (a @NonNull setter) and logs it, where with it
+// the item would pass for a lease and be assigned to a Java worker.
+var kclEntities = []string{entityKCLWorker, entityKCLGroup}
+
+// setEntity returns the clause "entityType = :entityType" for the SET of an
+// update that writes one of kcl's own items, and adds its value (entity, one
+// of kclEntities) to values. Every write of a kcl item goes through it, so
+// that the item carries its entityType from its first write on.
+func setEntity(values map[string]types.AttributeValue, entity string) string {
+	values[":entityType"] = &types.AttributeValueMemberS{Value: entity}
+	return attrEntityType + " = :entityType"
+}
+
+// itemKind is what an item of the lease table is to kcl.
+type itemKind int
+
+const (
+	itemLease  itemKind = iota // a lease: entityType absent, not a string, or LEASE, as the Java KCL reads it
+	itemWorker                 // a kcl heartbeat (key workerKeyPrefix+WorkerID)
+	itemGroup                  // kcl's group item (key groupKey)
+	itemKCL                    // another item of kcl's own (entityType in kclEntities)
+	itemJava                   // a Java KCL item that is not a lease: never read as a lease, reported or written
+)
+
+// classifyItem tells what an item is. Like the Java KCL's serializer
+// (DynamoDBLeaseSerializer.fromDynamoRecord), it takes an item for a lease
+// unless it has a string entityType other than LEASE.
+func classifyItem(item map[string]types.AttributeValue) itemKind {
+	if key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS); ok && strings.HasPrefix(key.Value, workerKeyPrefix) {
+		return itemWorker
+	} else if ok && key.Value == groupKey {
+		return itemGroup
+	}
+	entity, ok := item[attrEntityType].(*types.AttributeValueMemberS)
+	switch {
+	case !ok || entity.Value == entityLease:
+		return itemLease
+	case slices.Contains(kclEntities, entity.Value):
+		return itemKCL
+	}
+	return itemJava
+}
+
+// marksEntities reports whether an item shows that the table marks items
+// with entityType (the Java KCL 3.5 wrote in it): an entityType that is not
+// one of kcl's own.
+func marksEntities(item map[string]types.AttributeValue) bool {
+	entity, ok := item[attrEntityType].(*types.AttributeValueMemberS)
+	return ok && !slices.Contains(kclEntities, entity.Value)
+}
+
 // dynamoLeases is the lease table in DynamoDB. Every write but create is
 // conditional on the lease counter read before it, so two workers can never
 // both believe a write of theirs took effect.
 type dynamoLeases struct {
 	db    DynamoDBAPI
 	table string
+	// entities: a read of the table found items marked with entityType (see
+	// marksEntities), so leases created carry entityType LEASE, as the Java
+	// KCL 3.5 writes them. Every create follows a list (syncShards).
+	entities atomic.Bool
 }
 
 func (t *dynamoLeases) name() string { return t.table }
@@ -94,7 +173,8 @@ func (t *dynamoLeases) waitActive(ctx context.Context) (*dynamodb.DescribeTableO
 
 // list reads every item, with a consistent read when asked. Items that are
 // neither leases nor items of kcl's own it understands are returned as
-// errors in bad, never rewritten.
+// errors in bad, never rewritten; the Java KCL's items
+// that are not leases (classifyItem) are skipped.
 func (t *dynamoLeases) list(ctx context.Context, consistent bool) (tableSnapshot, error) {
 	snap := tableSnapshot{workers: map[string]workerBeat{}}
 	in := &dynamodb.ScanInput{TableName: &t.table, ConsistentRead: aws.Bool(consistent)}
@@ -104,16 +184,21 @@ func (t *dynamoLeases) list(ctx context.Context, consistent bool) (tableSnapshot
 			return tableSnapshot{}, err
 		}
 		for _, item := range out.Items {
-			key, _ := item[attrLeaseKey].(*types.AttributeValueMemberS)
-			switch {
-			case key != nil && key.Value == groupKey:
+			if marksEntities(item) {
+				t.entities.Store(true)
+			}
+			switch classifyItem(item) {
+			case itemJava, itemKCL:
+				continue
+			case itemGroup:
 				g, err := groupFromItem(item)
 				if err != nil {
 					snap.bad = append(snap.bad, err)
 					continue
 				}
 				snap.group = g
-			case key != nil && strings.HasPrefix(key.Value, workerKeyPrefix):
+			case itemWorker:
+				key := item[attrLeaseKey].(*types.AttributeValueMemberS)
 				counter, err := numberAttr(item, attrCounter, true)
 				if err != nil {
 					snap.bad = append(snap.bad, fmt.Errorf("heartbeat %q: %s: %w", key.Value, attrCounter, err))
@@ -151,10 +236,11 @@ func (t *dynamoLeases) group(ctx context.Context) (groupItem, error) {
 
 // bump adds one to the group's epoch, making the item if there is none.
 func (t *dynamoLeases) bump(ctx context.Context) error {
+	values := map[string]types.AttributeValue{":one": number(1)}
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &t.table, Key: groupItemKey,
-		UpdateExpression:          aws.String("ADD " + attrEpoch + " :one"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":one": number(1)},
+		UpdateExpression:          aws.String("SET " + setEntity(values, entityKCLGroup) + " ADD " + attrEpoch + " :one"),
+		ExpressionAttributeValues: values,
 	})
 	return err
 }
@@ -166,13 +252,14 @@ func (t *dynamoLeases) publish(ctx context.Context, expired map[string]int64, di
 	for k, c := range expired {
 		m[k] = number(c)
 	}
+	values := map[string]types.AttributeValue{
+		":m": &types.AttributeValueMemberM{Value: m}, ":d": &types.AttributeValueMemberS{Value: digest}, ":one": number(1),
+	}
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &t.table, Key: groupItemKey,
-		ConditionExpression: aws.String("attribute_not_exists(" + attrDigest + ") OR " + attrDigest + " <> :d"),
-		UpdateExpression:    aws.String("SET " + attrExpired + " = :m, " + attrDigest + " = :d ADD " + attrEpoch + " :one"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":m": &types.AttributeValueMemberM{Value: m}, ":d": &types.AttributeValueMemberS{Value: digest}, ":one": number(1),
-		},
+		ConditionExpression:       aws.String("attribute_not_exists(" + attrDigest + ") OR " + attrDigest + " <> :d"),
+		UpdateExpression:          aws.String("SET " + attrExpired + " = :m, " + attrDigest + " = :d, " + setEntity(values, entityKCLGroup) + " ADD " + attrEpoch + " :one"),
+		ExpressionAttributeValues: values,
 	})
 	if isConditionFailed(err) {
 		return errLeaseLost
@@ -238,6 +325,9 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 	if len(l.parents) > 0 {
 		item[attrParents] = &types.AttributeValueMemberSS{Value: l.parents}
 	}
+	if t.entities.Load() {
+		item[attrEntityType] = &types.AttributeValueMemberS{Value: entityLease}
+	}
 	_, err := t.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:           &t.table,
 		Item:                item,
@@ -250,7 +340,9 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 }
 
 // take makes owner the owner of l, provided nobody wrote l since it was
-// read, and clears any hand-off claim.
+// read, and clears any hand-off claim, kcl's or the Java KCL's
+// (checkpointOwner: its take removes it too, DynamoDBLeaseSerializer's
+// getDynamoTakeLeaseUpdate).
 func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
 	cond := "leaseCounter = :c AND attribute_not_exists(leaseOwner)"
 	values := map[string]types.AttributeValue{
@@ -266,11 +358,11 @@ func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, 
 		set += ", " + attrStartAt + " = :start"
 		values[":start"] = number(l.startAt.UnixMilli())
 	}
-	err := t.update(ctx, l.shardID, cond, set+" REMOVE handoffTo", values)
+	err := t.update(ctx, l.shardID, cond, set+" REMOVE handoffTo, "+attrCheckpointOwner, values)
 	if err != nil {
 		return l, err
 	}
-	l.owner, l.counter, l.ownerSwitches, l.handoffTo = owner, l.counter+1, l.ownerSwitches+1, ""
+	l.owner, l.counter, l.ownerSwitches, l.handoffTo, l.checkpointOwner = owner, l.counter+1, l.ownerSwitches+1, "", ""
 	return l, nil
 }
 
@@ -291,6 +383,8 @@ func (t *dynamoLeases) unclaim(ctx context.Context, l lease) error {
 }
 
 // checkpoint writes cp to a lease this worker holds and passes it to next.
+// A lease in a Java KCL hand-off (checkpointOwner) is never written: its old
+// owner reads it until it passes it on.
 func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
 	update := "SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n"
 	values := map[string]types.AttributeValue{
@@ -305,7 +399,7 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 		update += ", leaseOwner = :next REMOVE handoffTo"
 		values[":next"] = &types.AttributeValueMemberS{Value: next}
 	}
-	if err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c", update, values); err != nil {
+	if err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists("+attrCheckpointOwner+")", update, values); err != nil {
 		return l, err
 	}
 	l.counter++
@@ -332,7 +426,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 	in := &dynamodb.UpdateItemInput{TableName: &t.table, Key: key, ExpressionAttributeValues: values}
 	if last < 0 {
 		values[":one"] = number(1)
-		in.UpdateExpression = aws.String("ADD leaseCounter :one SET " + attrToken + " = :tok, " + attrStopping + " = :stopping")
+		in.UpdateExpression = aws.String("ADD leaseCounter :one SET " + attrToken + " = :tok, " + attrStopping + " = :stopping, " + setEntity(values, entityKCLWorker))
 		in.ReturnValues = types.ReturnValueUpdatedNew
 		out, err := t.db.UpdateItem(ctx, in)
 		if err != nil {
@@ -341,7 +435,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 		return numberAttr(out.Attributes, attrCounter, true)
 	}
 	values[":c"], values[":n"] = number(last), number(last+1)
-	in.UpdateExpression = aws.String("SET leaseCounter = :n, " + attrStopping + " = :stopping")
+	in.UpdateExpression = aws.String("SET leaseCounter = :n, " + attrStopping + " = :stopping, " + setEntity(values, entityKCLWorker))
 	in.ConditionExpression = aws.String("leaseCounter = :c AND " + attrToken + " = :tok")
 	_, err := t.db.UpdateItem(ctx, in)
 	if !isConditionFailed(err) {
@@ -471,6 +565,10 @@ func leaseFromItem(item map[string]types.AttributeValue) (lease, error) {
 			return bad(attrHandoff, "not a string")
 		}
 		l.handoffTo = s.Value
+	}
+	// Read as the Java KCL reads it: a value that is not a string is none.
+	if co, ok := item[attrCheckpointOwner].(*types.AttributeValueMemberS); ok {
+		l.checkpointOwner = co.Value
 	}
 	if start, err := numberAttr(item, attrStartAt, false); err != nil {
 		return bad(attrStartAt, err.Error())

@@ -48,7 +48,7 @@ func (t *memLeases) create(ctx context.Context, l lease) (bool, error) {
 	if _, ok := t.leases[l.shardID]; ok {
 		return false, nil
 	}
-	l.owner, l.ownerSwitches, l.handoffTo, l.parents = "", 0, "", slices.Clone(l.parents)
+	l.owner, l.ownerSwitches, l.handoffTo, l.checkpointOwner, l.parents = "", 0, "", "", slices.Clone(l.parents)
 	t.leases[l.shardID] = l
 	return true, nil
 }
@@ -71,7 +71,7 @@ func (t *memLeases) write(cur lease, counted bool, change func(*lease) bool) (le
 
 func (t *memLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
 	return t.write(l, true, func(s *lease) bool {
-		s.owner, s.handoffTo, s.startAt = owner, "", l.startAt
+		s.owner, s.handoffTo, s.checkpointOwner, s.startAt = owner, "", "", l.startAt
 		s.ownerSwitches++
 		return true
 	})
@@ -101,6 +101,9 @@ func (t *memLeases) unclaim(ctx context.Context, l lease) error {
 
 func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
 	return t.write(l, true, func(s *lease) bool {
+		if s.checkpointOwner != "" { // a Java hand-off: never written
+			return false
+		}
 		s.checkpoint, s.ownerSwitches = cp, 0
 		if next != s.owner {
 			s.owner, s.handoffTo = next, ""

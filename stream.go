@@ -265,13 +265,15 @@ func (c *Consumer) run(ctx context.Context) {
 // ownedNotHeld returns the leases the table last named this worker the
 // owner of without this process reading them (left by an earlier run with
 // the same WorkerID). Shutdown releases them, fenced as always, so that
-// another worker takes them at once instead of after LeaseDuration.
+// another worker takes them at once instead of after LeaseDuration. A
+// lease in a Java KCL hand-off to this worker (checkpointOwner) is not one:
+// its old owner passes it on, or whoever takes it once that one is dead.
 func (c *Consumer) ownedNotHeld() []lease {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var mine []lease
 	for _, l := range c.keeper.leasesRead() {
-		if _, held := c.held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() {
+		if _, held := c.held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() && l.checkpointOwner == "" {
 			mine = append(mine, l)
 		}
 	}
