@@ -165,7 +165,9 @@ func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *tes
 
 	// The worker's reads of the table go stale, so it cannot learn of the
 	// steal but by a write; then another worker takes the lease and
-	// checkpoints, as a steal would.
+	// checkpoints, as a steal would. The scan replayed is one that shows the
+	// worker's own take (not one from before it).
+	require.Eventually(t, func() bool { return ddb.lastOwner(shard) == s.c.opts.WorkerID }, 10*time.Second, 10*time.Millisecond, "a scan showing the take")
 	ddb.stale.Store(true)
 	f.steal(shard, "thief", puts[2].seq)
 	require.Len(t, s.c.heldLeases(), 1, "the worker still believes it holds the lease")
@@ -217,6 +219,21 @@ func (d *staleScans) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...func
 		d.mu.Unlock()
 	}
 	return out, err
+}
+
+// lastOwner is the owner of shard's lease in the scan stale answers replay.
+func (d *staleScans) lastOwner(shard string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last == nil {
+		return ""
+	}
+	for _, item := range d.last.Items {
+		if str(item, attrLeaseKey) == shard {
+			return str(item, attrOwner)
+		}
+	}
+	return ""
 }
 
 func (d *staleScans) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
