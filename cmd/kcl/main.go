@@ -122,6 +122,7 @@ var subcommands = []subcommand{
 	{"status", "who reads which shard, whether each owner is alive, how far behind (-lag)", status},
 	{"reset", "move checkpoints to trim-horizon, latest or a time, so the group re-reads (or skips) from there", reset},
 	{"forget-worker", "remove a dead worker's heartbeat item and release its leases", forgetWorker},
+	{"migrate-vmware", "write kcl leases from a vmware-go-kcl checkpoint table", migrateVMware},
 }
 
 func usage(w io.Writer) {

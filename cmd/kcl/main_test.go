@@ -268,6 +268,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"reset", "-app", "a", "-stream", "s", "-to", "yesterday"}, 2, `-to "yesterday": want trim-horizon, latest or an RFC 3339 time`},
 		{[]string{"reset", "-app", "a", "-stream", "s", "-to", "2999-01-01T00:00:00Z"}, 2, "-to 2999-01-01T00:00:00Z is in the future"},
 		{[]string{"forget-worker", "-app", "a"}, 2, "-worker is required"},
+		{[]string{"migrate-vmware", "-from", "x"}, 2, "-from and -to are required"},
 	} {
 		env, _, stderr := e()
 		code := run(context.Background(), tc.args, env)
@@ -277,7 +278,7 @@ func TestUsage(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line on stderr: %v", tc.args)
 		}
 	}
-	for _, args := range [][]string{{"-h"}, {"help"}, {"status", "-h"}, {"reset", "-h"}, {"forget-worker", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"help"}, {"status", "-h"}, {"reset", "-h"}, {"forget-worker", "-h"}, {"migrate-vmware", "-h"}} {
 		env, stdout, stderr := e()
 		assert.Equal(t, 0, run(context.Background(), args, env), "%v", args)
 		assert.Contains(t, stdout.String(), "usage: kcl", "%v", args)
