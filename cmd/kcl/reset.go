@@ -287,12 +287,9 @@ func planReset(stream, table string, tgt target, shards []shardInfo, snap snapsh
 
 // describeCheckpoint shows a lease's checkpoint as reset reads it.
 func describeCheckpoint(l lease) string {
-	s := l.checkpoint
+	s := showCheckpoint(l.checkpoint, l.startAt)
 	if l.sub != 0 {
 		s += " sub " + strconv.FormatInt(l.sub, 10)
-	}
-	if l.startAt > 0 {
-		s += " (" + attrStartAt + " " + time.UnixMilli(l.startAt).UTC().Format(time.RFC3339Nano) + ")"
 	}
 	return s
 }

@@ -41,6 +41,7 @@ type shardRow struct {
 	MillisBehind *int64   `json:"millis_behind,omitempty"` // -lag only
 
 	leased   bool
+	startAt  int64  // kclStartTimestamp, Unix ms
 	handoff  string // handoffTo
 	lagFrom  ktypes.ShardIteratorType
 	lagAt    string    // sequence number, for AFTER_SEQUENCE_NUMBER
@@ -163,7 +164,7 @@ func buildStatus(stream, table string, shards []shardInfo, w watch) statusReport
 			rep.Shards = append(rep.Shards, row)
 			continue
 		}
-		row.leased = true
+		row.leased, row.startAt = true, l.startAt
 		row.Owner, row.OwnerAlive, row.handoff = l.owner, l.owner != "" && alive[l.owner], l.handoffTo
 		row.Checkpoint, row.SubSequence = l.checkpoint, l.sub
 		if l.checkpoint == shardEnd {
@@ -297,6 +298,7 @@ func (r statusReport) print(out io.Writer) error {
 		}
 		if s.leased {
 			sub = strconv.FormatInt(s.SubSequence, 10)
+			cp = showCheckpoint(s.Checkpoint, s.startAt)
 		} else {
 			cp = "(no lease)"
 		}
@@ -343,6 +345,23 @@ func (r statusReport) print(out io.Writer) error {
 		fmt.Fprintln(w, "note: "+n)
 	}
 	return w.err
+}
+
+// showCheckpoint shows a checkpoint with where a sentinel with a start time
+// opens: AT_TIMESTAMP at that time, and LATEST there for every owner but the
+// first (kcl's startingPosition).
+func showCheckpoint(cp string, startAt int64) string {
+	if startAt <= 0 {
+		return cp
+	}
+	at := time.UnixMilli(startAt).UTC().Format(time.RFC3339Nano)
+	switch cp {
+	case atTimestamp:
+		return atTimestamp + " " + at
+	case latest:
+		return latest + " (later owners open at " + at + ")"
+	}
+	return cp
 }
 
 func dash(s string) string {
