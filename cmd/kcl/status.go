@@ -289,7 +289,7 @@ func (r statusReport) print(out io.Writer) error {
 	}
 	fmt.Fprintln(tw, header)
 	for _, s := range r.Shards {
-		owner, alive, cp, sub := dash(s.Owner), "-", dash(s.Checkpoint), "-"
+		owner, alive, cp, sub := dash(s.Owner), "-", "(no lease)", "-"
 		if s.Owner != "" {
 			alive = yesNo(s.OwnerAlive)
 		}
@@ -299,8 +299,6 @@ func (r statusReport) print(out io.Writer) error {
 		if s.leased {
 			sub = strconv.FormatInt(s.SubSequence, 10)
 			cp = showCheckpoint(s.Checkpoint, s.startAt)
-		} else {
-			cp = "(no lease)"
 		}
 		line := strings.Join([]string{s.Shard, s.State, owner, alive, cp, sub, dash(strings.Join(s.Parents, ","))}, "\t")
 		if r.Lag {
