@@ -76,7 +76,11 @@ func forgetWorker(ctx context.Context, args []string, e *env) error {
 				row.result = "left alone: written since it was read"
 				rep.leftAlone = append(rep.leftAlone, row.key)
 			case err != nil:
-				rep.print(e.stdout) // what was written so far
+				row.result = "failed (below)"
+				for j := i + 1; j < len(rep.rows); j++ {
+					rep.rows[j].result = "not written"
+				}
+				_ = rep.print(e.stdout) // what was written before the error
 				return fmt.Errorf("lease table %q: item %q: %w", table, row.key, err)
 			case row.heartbeat:
 				row.result = "deleted"

@@ -158,7 +158,13 @@ func reset(ctx context.Context, args []string, e *env) error {
 				row.result = "left alone: written since it was read (a worker wrote it)"
 				rep.leftAlone = append(rep.leftAlone, row.shard)
 			case err != nil:
-				rep.print(e.stdout) // what was written so far
+				row.result = "failed (below)"
+				for j := i + 1; j < len(rep.rows); j++ {
+					if !rep.rows[j].unchanged {
+						rep.rows[j].result = "not written"
+					}
+				}
+				_ = rep.print(e.stdout) // what was written before the error
 				return fmt.Errorf("lease table %q: resetting shard %q: %w", table, row.shard, err)
 			default:
 				row.result = "reset"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -35,6 +36,19 @@ func (r *racingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput,
 func (r *racingDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
 	r.race(in.Key)
 	return r.DynamoDB.DeleteItem(ctx, in, o...)
+}
+
+// failingDB fails every write of one key, as a denied or broken call does.
+type failingDB struct {
+	DynamoDB
+	key string
+}
+
+func (f *failingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if k, ok := in.Key[attrLeaseKey].(*types.AttributeValueMemberS); ok && k.Value == f.key {
+		return nil, errors.New("AccessDeniedException: not allowed")
+	}
+	return f.DynamoDB.UpdateItem(ctx, in, o...)
 }
 
 func TestReset(t *testing.T) {
@@ -107,6 +121,18 @@ func TestReset(t *testing.T) {
 		assert.Equal(t, before.counter+1, h.lease(ids[0]).counter, "only the worker's write")
 		assert.Equal(t, atTimestamp, h.lease(ids[0]).checkpoint)
 		assert.Equal(t, latest, h.lease(ids[1]).checkpoint, "the other shard was reset")
+	})
+	t.Run("a write that fails stops the reset", func(t *testing.T) {
+		failing := &failingDB{DynamoDB: h.ddb, key: ids[0]}
+		h.ddb = failing
+		defer func() { h.ddb = failing.DynamoDB }()
+		code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon")
+		assert.Equal(t, 1, code)
+		assert.Equal(t, `kcl reset: lease table "`+h.table+`": resetting shard "`+ids[0]+`": AccessDeniedException: not allowed`+"\n", stderr)
+		assert.Contains(t, stdout, "failed (below)")
+		assert.Regexp(t, ids[1]+` +- +LATEST +TRIM_HORIZON +not written\n`, stdout)
+		assert.Contains(t, stdout, "0 reset, 0 unchanged, 0 left alone")
+		assert.Equal(t, latest, h.lease(ids[1]).checkpoint)
 	})
 	t.Run("-force while a worker is alive", func(t *testing.T) {
 		h.during = func() { h.bump("kcl-worker:w1") }
@@ -182,6 +208,18 @@ func TestForgetWorker(t *testing.T) {
 		assert.Nil(t, h.get("kcl-worker:dead"))
 		assert.Equal(t, "other", h.lease("shardId-000000000001").owner, "other workers' leases untouched")
 		assert.NotNil(t, h.get("kcl-worker:other"))
+	})
+	t.Run("a write that fails stops it", func(t *testing.T) {
+		h.put(leaseItem("shardId-000000000004", "crashed", 2, latest))
+		h.put(beatItem("crashed", 9))
+		failing := &failingDB{DynamoDB: h.ddb, key: "shardId-000000000004"}
+		h.ddb = failing
+		defer func() { h.ddb = failing.DynamoDB }()
+		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "crashed")
+		assert.Equal(t, 1, code)
+		assert.Equal(t, `kcl forget-worker: lease table "`+h.table+`": item "shardId-000000000004": AccessDeniedException: not allowed`+"\n", stderr)
+		assert.Regexp(t, `kcl-worker:crashed +delete heartbeat item +not written\n`, stdout)
+		assert.NotNil(t, h.get("kcl-worker:crashed"), "the heartbeat item stays while a lease could not be released")
 	})
 	t.Run("a dead Java worker, and a write meanwhile", func(t *testing.T) {
 		h.put(leaseItem("shardId-000000000003", "java-9", 1, latest))
