@@ -97,6 +97,7 @@ type harness struct {
 	db       *dynamodb.Client // the tests' own
 	ddb      DynamoDB         // the command's
 	kin      *kinesis.Client
+	kinAPI   Kinesis // the command's; kin when nil
 	stream   string
 	table    string
 	progress bytes.Buffer
@@ -138,8 +139,13 @@ func (h *harness) run(args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
 	e := &env{
 		stdout: &stdout, stderr: &stderr, progress: &h.progress,
-		clients: func(context.Context) (DynamoDB, Kinesis, error) { return h.ddb, h.kin, nil },
-		now:     time.Now,
+		clients: func(context.Context) (DynamoDB, Kinesis, error) {
+			if h.kinAPI != nil {
+				return h.ddb, h.kinAPI, nil
+			}
+			return h.ddb, h.kin, nil
+		},
+		now: time.Now,
 		wait: func(ctx context.Context, d time.Duration) error {
 			if h.during != nil {
 				h.during()

@@ -93,9 +93,11 @@ func status(ctx context.Context, args []string, e *env) error {
 	}
 	rep := buildStatus(*stream, table, shards, w)
 	if *lag {
-		if err := measureLag(ctx, kin, *stream, rep.Shards); err != nil {
-			return err
+		problems, err := measureLag(ctx, kin, *stream, rep.Shards)
+		if err != nil {
+			return fmt.Errorf("stream %q: measuring lag: %w", *stream, err)
 		}
+		rep.Problems = append(rep.Problems, problems...)
 		rep.Lag = true
 	}
 	if *asJSON {
@@ -232,9 +234,12 @@ func openAt(l lease) (ktypes.ShardIteratorType, string, time.Time) {
 
 // measureLag fills MillisBehind of every leased shard: 0 for an ended one,
 // otherwise MillisBehindLatest of one GetRecords (Limit 1) where its next
-// owner would open it. Up to 8 shards are asked at a time.
-func measureLag(ctx context.Context, kin Kinesis, stream string, rows []shardRow) error {
-	g, ctx := errgroup.WithContext(ctx)
+// owner would open it. Up to 8 shards are asked at a time. A shard whose
+// calls fail keeps no figure and is returned as a problem naming it; the
+// error is only ctx's.
+func measureLag(ctx context.Context, kin Kinesis, stream string, rows []shardRow) ([]string, error) {
+	failed := make([]error, len(rows))
+	var g errgroup.Group
 	g.SetLimit(8)
 	for i := range rows {
 		row := &rows[i]
@@ -251,17 +256,29 @@ func measureLag(ctx context.Context, kin Kinesis, stream string, rows []shardRow
 				StartingSequenceNumber: nilIfEmpty(row.lagAt), Timestamp: timeOrNil(row.lagStart),
 			})
 			if err != nil {
-				return fmt.Errorf("stream %q: shard %q: GetShardIterator %s: %w", stream, row.Shard, row.lagFrom, err)
+				failed[i] = fmt.Errorf("GetShardIterator %s: %w", row.lagFrom, err)
+				return nil
 			}
 			out, err := kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, Limit: aws.Int32(1)})
 			if err != nil {
-				return fmt.Errorf("stream %q: shard %q: GetRecords: %w", stream, row.Shard, err)
+				failed[i] = fmt.Errorf("GetRecords: %w", err)
+				return nil
 			}
 			row.MillisBehind = aws.Int64(aws.ToInt64(out.MillisBehindLatest))
 			return nil
 		})
 	}
-	return g.Wait()
+	_ = g.Wait() // the goroutines return nil: failures are in failed
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var problems []string
+	for i, err := range failed {
+		if err != nil {
+			problems = append(problems, oneLine(fmt.Sprintf("shard %q: lag not measured: %v", rows[i].Shard, err)))
+		}
+	}
+	return problems, nil
 }
 
 func nilIfEmpty(s string) *string {

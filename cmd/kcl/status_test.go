@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -103,6 +104,32 @@ func TestStatus(t *testing.T) {
 		assert.Contains(t, stdout, want)
 	}
 	assert.NotContains(t, stdout, "BEHIND", "lag only with -lag")
+}
+
+// failingKinesis fails GetShardIterator for one shard.
+type failingKinesis struct {
+	Kinesis
+	shard string
+}
+
+func (f failingKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, o ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
+	if aws.ToString(in.ShardId) == f.shard {
+		return nil, errors.New("AccessDeniedException: not allowed")
+	}
+	return f.Kinesis.GetShardIterator(ctx, in, o...)
+}
+
+func TestStatusLagOfAShardThatFails(t *testing.T) {
+	h := newHarness(t, 2)
+	ids := h.shardIDs()
+	h.put(leaseItem(ids[0], "", 1, trimHorizon))
+	h.put(leaseItem(ids[1], "", 1, trimHorizon))
+	h.kinAPI = failingKinesis{Kinesis: h.kin, shard: ids[1]}
+	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-lag")
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, ids[0]+` +open .* 0s\n`, stdout)
+	assert.Regexp(t, ids[1]+` +open .* -\n`, stdout)
+	assert.Contains(t, stdout, "problems (1):\n  shard \""+ids[1]+"\": lag not measured: GetShardIterator TRIM_HORIZON: AccessDeniedException: not allowed\n")
 }
 
 func TestStatusErrors(t *testing.T) {
