@@ -29,7 +29,7 @@ type forgetReport struct {
 func forgetWorker(ctx context.Context, args []string, e *env) error {
 	fs := flagSet("forget-worker", "-app APP -worker ID [-table T] [-lease D] [-dry-run]", e)
 	tableName := tableFlags(fs)
-	worker := fs.String("worker", "", "the worker ID (leaseOwner) to forget")
+	worker := fs.String("worker", "", "the worker `ID` (leaseOwner) to forget")
 	leaseDur := leaseFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "print every change; write nothing")
 	if err := parse(fs, args); err != nil {

@@ -191,12 +191,12 @@ func flagSet(name, synopsis string, e *env) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args; -h prints the usage and returns flag.ErrHelp.
+// parse parses args; -h prints the usage (fs.Usage, called by Parse) and
+// returns flag.ErrHelp.
 func parse(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
-		return err
+		return err // Parse printed the usage
 	}
 	if err != nil {
 		return usageError{err.Error()}
@@ -210,8 +210,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 // tableFlags adds -app and -table; the returned function gives the lease
 // table's name, or a usage error when neither is set.
 func tableFlags(fs *flag.FlagSet) func() (string, error) {
-	app := fs.String("app", "", "the application name (kcl's AppName)")
-	table := fs.String("table", "", "the lease table (kcl's LeaseTable; default: the -app name)")
+	app := fs.String("app", "", "the application `name`, kcl's AppName")
+	table := fs.String("table", "", "the lease `table`, kcl's LeaseTable (default: the -app name)")
 	return func() (string, error) {
 		switch {
 		case *table != "":

@@ -59,7 +59,7 @@ type workerRow struct {
 func status(ctx context.Context, args []string, e *env) error {
 	fs := flagSet("status", "-app APP -stream STREAM [-table T] [-lease D] [-lag] [-json]", e)
 	tableName := tableFlags(fs)
-	stream := fs.String("stream", "", "the Kinesis stream the group reads")
+	stream := fs.String("stream", "", "the Kinesis `stream` the group reads")
 	leaseDur := leaseFlag(fs)
 	lag := fs.Bool("lag", false, "also ask Kinesis how far each shard's checkpoint is behind the tip (one GetShardIterator and one GetRecords per shard)")
 	asJSON := fs.Bool("json", false, "print one JSON document instead of tables")
