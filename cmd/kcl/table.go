@@ -15,8 +15,10 @@ import (
 )
 
 // The lease table's layout, as kcl writes it (leasetable.go of the kcl
-// package, which this command cannot import: keep the two in step). The
-// attribute names are the Java KCL 2.x's, plus kcl's own.
+// package, whose reading code is not exported: keep the two in step;
+// TestResetToATimeReplaysFromThere checks that status understands a table
+// real kcl workers wrote). The attribute names are the Java KCL 2.x's, plus
+// kcl's own.
 const (
 	attrLeaseKey      = "leaseKey"
 	attrOwner         = "leaseOwner"
