@@ -104,7 +104,7 @@ func planForget(table, worker string, snap snapshot) forgetReport {
 	rep := forgetReport{table: table, worker: worker}
 	for _, l := range snap.sortedLeases() {
 		if l.owner == worker {
-			rep.rows = append(rep.rows, forgetRow{key: l.shard, action: "release lease (remove " + attrOwner + ", " + attrHandoff + ")", result: "would release", counter: l.counter})
+			rep.rows = append(rep.rows, forgetRow{key: l.shard, action: "release lease (remove its owner and hand-off claims)", result: "would release", counter: l.counter})
 		}
 	}
 	if b, ok := snap.beats[worker]; ok {
@@ -115,14 +115,15 @@ func planForget(table, worker string, snap snapshot) forgetReport {
 
 // releaseLease releases a lease as a kcl worker does (leasetable.go's
 // checkpoint with next ""), without moving its checkpoint: owner and
-// hand-off claim removed, counter bumped, conditional on the counter and
-// owner read.
+// hand-off claims removed (kcl's handoffTo, and the Java KCL 3.x's
+// checkpointOwner, as its eviction and kcl's take remove it), counter
+// bumped, conditional on the counter and owner read.
 func releaseLease(ctx context.Context, db DynamoDB, table, shard, owner string, counter int64) error {
 	_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(table),
 		Key:                 map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shard}},
 		ConditionExpression: aws.String(attrCounter + " = :c AND " + attrOwner + " = :owner"),
-		UpdateExpression:    aws.String("SET " + attrCounter + " = :n REMOVE " + attrOwner + ", " + attrHandoff),
+		UpdateExpression:    aws.String("SET " + attrCounter + " = :n REMOVE " + attrOwner + ", " + attrHandoff + ", " + attrCheckpointOwner),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":c": number(counter), ":n": number(counter + 1), ":owner": &types.AttributeValueMemberS{Value: owner},
 		},

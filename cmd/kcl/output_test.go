@@ -33,7 +33,7 @@ func exampleWatch() ([]shardInfo, watch) {
 			"shardId-000000000000": {shard: "shardId-000000000000", counter: 9, checkpoint: shardEnd},
 			"shardId-000000000001": {shard: "shardId-000000000001", owner: "w1", counter: 4, checkpoint: seqA, sub: 2},
 			"shardId-000000000002": {shard: "shardId-000000000002", owner: "w2", counter: 3, checkpoint: trimHorizon, parents: []string{"shardId-000000000000"}, handoffTo: "w1"},
-			"shardId-000000000003": {shard: "shardId-000000000003", owner: "java-1", counter: 30, checkpoint: seqB, parents: []string{"shardId-000000000000"}},
+			"shardId-000000000003": {shard: "shardId-000000000003", owner: "java-1", counter: 30, checkpoint: seqB, parents: []string{"shardId-000000000000"}, checkpointOwner: "java-0"},
 			"shardId-000000000004": {shard: "shardId-000000000004", counter: 1, checkpoint: latest, startAt: 1795767300000},
 			"shardId-00000000000a": {shard: "shardId-00000000000a", counter: 5, checkpoint: shardEnd},
 			"shardId-00000000000b": {shard: "shardId-00000000000b", owner: "w2", counter: 5, checkpoint: seqA},

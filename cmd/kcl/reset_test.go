@@ -165,6 +165,7 @@ func TestForgetWorker(t *testing.T) {
 	h := newHarness(t, 0)
 	dead := leaseItem("shardId-000000000000", "dead", 6, trimHorizon)
 	dead[attrHandoff] = s("w9")
+	dead[attrCheckpointOwner] = s("dead-before") // as if in a Java KCL 3.x hand-off
 	h.put(dead)
 	h.put(leaseItem("shardId-000000000001", "other", 3, trimHorizon))
 	h.put(leaseItem("shardId-000000000002", "java-9", 12, latest))
@@ -195,8 +196,8 @@ func TestForgetWorker(t *testing.T) {
 	t.Run("dry run", func(t *testing.T) {
 		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead", "-dry-run")
 		require.Equal(t, 0, code, stderr)
-		assert.Contains(t, stdout, "shardId-000000000000  release lease (remove leaseOwner, handoffTo)  would release")
-		assert.Contains(t, stdout, "kcl-worker:dead       delete heartbeat item                         would delete")
+		assert.Regexp(t, `shardId-000000000000 +release lease \(remove its owner and hand-off claims\) +would release\n`, stdout)
+		assert.Regexp(t, `kcl-worker:dead +delete heartbeat item +would delete\n`, stdout)
 		assert.Equal(t, "dead", h.lease("shardId-000000000000").owner)
 		assert.Len(t, h.items(), items)
 	})
@@ -204,7 +205,7 @@ func TestForgetWorker(t *testing.T) {
 		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead")
 		require.Equal(t, 0, code, stderr)
 		assert.Contains(t, stdout, "2 written, 0 left alone")
-		assert.Equal(t, lease{shard: "shardId-000000000000", counter: 7, checkpoint: trimHorizon}, h.lease("shardId-000000000000"), "released: no owner, no hand-off claim, counter bumped")
+		assert.Equal(t, lease{shard: "shardId-000000000000", counter: 7, checkpoint: trimHorizon}, h.lease("shardId-000000000000"), "released: no owner, no hand-off claims, counter bumped")
 		assert.Nil(t, h.get("kcl-worker:dead"))
 		assert.Equal(t, "other", h.lease("shardId-000000000001").owner, "other workers' leases untouched")
 		assert.NotNil(t, h.get("kcl-worker:other"))

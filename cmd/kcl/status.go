@@ -43,6 +43,7 @@ type shardRow struct {
 	leased   bool
 	startAt  int64  // kclStartTimestamp, Unix ms
 	handoff  string // handoffTo
+	javaFrom string // checkpointOwner
 	lagFrom  ktypes.ShardIteratorType
 	lagAt    string    // sequence number, for AFTER_SEQUENCE_NUMBER
 	lagStart time.Time // for AT_TIMESTAMP
@@ -167,7 +168,7 @@ func buildStatus(stream, table string, shards []shardInfo, w watch) statusReport
 			continue
 		}
 		row.leased, row.startAt = true, l.startAt
-		row.Owner, row.OwnerAlive, row.handoff = l.owner, l.owner != "" && alive[l.owner], l.handoffTo
+		row.Owner, row.OwnerAlive, row.handoff, row.javaFrom = l.owner, l.owner != "" && alive[l.owner], l.handoffTo, l.checkpointOwner
 		row.Checkpoint, row.SubSequence = l.checkpoint, l.sub
 		if l.checkpoint == shardEnd {
 			row.State = "ended"
@@ -312,6 +313,9 @@ func (r statusReport) print(out io.Writer) error {
 		}
 		if s.handoff != "" {
 			owner += " (handing to " + s.handoff + ")"
+		}
+		if s.javaFrom != "" {
+			owner += " (Java hand-off from " + s.javaFrom + ")"
 		}
 		if s.leased {
 			sub = strconv.FormatInt(s.SubSequence, 10)

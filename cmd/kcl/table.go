@@ -31,6 +31,9 @@ const (
 	attrStopping      = "workerStopping"    // kcl: on a heartbeat item, the worker is shutting down
 	attrStartAt       = "kclStartTimestamp" // kcl: where a LATEST or AT_TIMESTAMP lease opens, Unix ms
 	attrEntityType    = "entityType"        // Java KCL 3.5: absent or LEASE on leases
+	// The Java KCL 3.x's old owner during its graceful hand-off (leaseOwner
+	// is then the new one).
+	attrCheckpointOwner = "checkpointOwner"
 
 	// The Java KCL's two-phase checkpoint, removed by every checkpoint it
 	// writes (and so by reset).
@@ -45,6 +48,8 @@ const (
 	kclKeyPrefix    = "kcl-"
 	workerKeyPrefix = "kcl-worker:"
 	entityLease     = "LEASE"
+	// kcl marks its own items with entityType KCL_WORKER, KCL_GROUP, ...
+	kclEntityPrefix = "KCL_"
 )
 
 // Sentinel checkpoints, as the Java KCL and kcl write them.
@@ -69,6 +74,9 @@ type lease struct {
 	parents    []string
 	handoffTo  string
 	startAt    int64 // kclStartTimestamp, Unix ms; 0 when absent
+	// checkpointOwner: in a Java KCL 3.x graceful hand-off, the old owner,
+	// still reading until it passes the lease on to owner.
+	checkpointOwner string
 }
 
 // multiStream reports whether the lease key is one of the Java KCL's
@@ -105,22 +113,19 @@ type tableItem struct {
 
 // classify says what a lease-table item is. It is the one place that knows
 // which items are leases: kcl's own items have a leaseKey starting with
-// "kcl-" (kcl-worker:<ID> being its heartbeats), whatever their entityType;
-// Java KCL 3.x items that are not leases carry an entityType other than
-// LEASE. Everything else must read as a lease, or it is not understood.
+// "kcl-" (kcl-worker:<ID> being its heartbeats) or an entityType starting
+// with KCL_; Java KCL 3.x items that are not leases carry another string
+// entityType than LEASE. Everything else must read as a lease, as kcl and
+// the Java KCL read it (an entityType that is not a string included), or it
+// is not understood.
 func classify(item map[string]types.AttributeValue) tableItem {
 	key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS)
 	if !ok || key.Value == "" {
 		return tableItem{why: "no string " + attrLeaseKey}
 	}
 	it := tableItem{key: key.Value}
-	if et, present := item[attrEntityType]; present {
-		s, ok := et.(*types.AttributeValueMemberS)
-		if !ok {
-			it.why = attrEntityType + " is not a string"
-			return it
-		}
-		it.entityType = s.Value
+	if et, ok := item[attrEntityType].(*types.AttributeValueMemberS); ok {
+		it.entityType = et.Value
 	}
 	switch {
 	case strings.HasPrefix(it.key, workerKeyPrefix):
@@ -130,7 +135,7 @@ func classify(item map[string]types.AttributeValue) tableItem {
 			return it
 		}
 		it.kind, it.beat = kindHeartbeat, b
-	case strings.HasPrefix(it.key, kclKeyPrefix):
+	case strings.HasPrefix(it.key, kclKeyPrefix), strings.HasPrefix(it.entityType, kclEntityPrefix):
 		it.kind = kindKCL
 	case it.entityType != "" && it.entityType != entityLease:
 		it.kind = kindJava
@@ -199,6 +204,9 @@ func leaseFromItem(key string, item map[string]types.AttributeValue) (lease, err
 			return lease{}, fmt.Errorf("%s: not a string", attrHandoff)
 		}
 		l.handoffTo = s.Value
+	}
+	if co, ok := item[attrCheckpointOwner].(*types.AttributeValueMemberS); ok { // as kcl reads it
+		l.checkpointOwner = co.Value
 	}
 	if l.startAt, err = numberAttr(item, attrStartAt, false); err != nil {
 		return lease{}, fmt.Errorf("%s: %w", attrStartAt, err)
