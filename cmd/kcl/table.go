@@ -95,9 +95,9 @@ type itemKind int
 
 const (
 	kindUnknown   itemKind = iota // not understood: a problem to report, never rewritten
-	kindLease                     // a lease (entityType absent or LEASE)
+	kindLease                     // a lease (entityType absent, not a string, or LEASE)
 	kindHeartbeat                 // a kcl worker's heartbeat item
-	kindKCL                       // another item of kcl's own (leaseKey kcl-...): not a lease
+	kindKCL                       // another item of kcl's own (leaseKey kcl-..., or entityType KCL_...): not a lease
 	kindJava                      // a Java KCL 3.x item that is not a lease (Leader, Migration3.0, worker metrics...)
 )
 
