@@ -5,65 +5,34 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/kclgo/kcl"
-	"github.com/kclgo/kcl/internal/emulator"
 )
 
-var kinesisLocal, dynalite *emulator.Server
-
-// emuMissing is why the emulators are not installed: the tests skip.
-var emuMissing error
-
-func TestMain(m *testing.M) {
-	if emuMissing = emulator.Missing(emulator.KinesisLocal, emulator.Dynalite); emuMissing != nil {
-		os.Exit(m.Run())
-	}
-	ctx := context.Background()
-	var err error
-	if kinesisLocal, err = emulator.Start(ctx, emulator.KinesisLocal); err == nil {
-		dynalite, err = emulator.Start(ctx, emulator.Dynalite)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	kinesisLocal.Stop()
-	dynalite.Stop()
-	os.Exit(code)
-}
-
-func awsConfig() aws.Config {
-	return aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("000000000000", "x", "")}
-}
-
 func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
-	if emuMissing != nil {
-		t.Skipf("needs the emulators (./scripts/test): %v", emuMissing)
-	}
-	// No goroutine of the test's outlives it but the SDK clients' idle
-	// HTTP connections.
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*http2ClientConn).readLoop"))
+	needEmulators(t)
 	ctx := context.Background()
-	ddb := dynamodb.NewFromConfig(awsConfig(), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(dynalite.Endpoint) })
-	kin := kinesis.NewFromConfig(awsConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(kinesisLocal.Endpoint) })
-	stream, from, to := "orders", "vmware-app", "kcl-app"
+	ddb, kin := ddbClient(), kinClient()
+	stream, from, to := uniqueName(t), "vmware-"+uniqueName(t), "kcl-"+uniqueName(t)
+	var out, stderr bytes.Buffer
+	// migrate runs the subcommand as of now and returns its exit status.
+	migrate := func(now time.Time, args ...string) int {
+		out.Reset()
+		stderr.Reset()
+		return run(ctx, append([]string{"migrate-vmware"}, args...), &env{
+			stdout: &out, stderr: &stderr, progress: &stderr, now: func() time.Time { return now }, wait: sleep,
+			clients: func(context.Context) (DynamoDB, Kinesis, error) { return ddb, kin, nil },
+		})
+	}
 
 	// A stream with two shards and records in both.
 	_, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: &stream, ShardCount: aws.Int32(2)})
@@ -105,29 +74,23 @@ func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
 	put("shardId-000000000000", now.Add(-time.Hour))
 	put("shardId-000000000001", now.Add(time.Minute)) // still live
 
-	var out bytes.Buffer
-	err = run(ctx, []string{"-from", from, "-to", to}, &out, ddb, now)
-	require.Error(t, err, "refuses while a vmware lease is live")
-	assert.Contains(t, err.Error(), "shardId-000000000001")
+	require.Equal(t, 1, migrate(now, "-from", from, "-to", to), "refuses while a vmware lease is live")
+	assert.Contains(t, stderr.String(), "kcl migrate-vmware: vmware-go-kcl leases are still live: shardId-000000000001 (owner vmware-worker-1 until")
 	_, err = ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &to})
 	require.Error(t, err, "nothing written")
 
-	out.Reset()
-	require.NoError(t, run(ctx, []string{"-from", from, "-to", to, "-dry-run", "-force"}, &out, ddb, now), "-force goes on")
+	require.Equal(t, 0, migrate(now, "-from", from, "-to", to, "-dry-run", "-force"), "-force goes on")
 	assert.Contains(t, out.String(), "would write shardId-000000000001")
 
 	put("shardId-000000000001", now.Add(-time.Second)) // the vmware workers stopped
-	out.Reset()
-	require.NoError(t, run(ctx, []string{"-from", from, "-to", to, "-dry-run"}, &out, ddb, now))
+	require.Equal(t, 0, migrate(now, "-from", from, "-to", to, "-dry-run"))
 	assert.Contains(t, out.String(), "would write shardId-000000000000 checkpoint="+seqs["shardId-000000000000"][4])
 	_, err = ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &to})
 	require.Error(t, err, "a dry run writes nothing")
 
-	out.Reset()
-	require.NoError(t, run(ctx, []string{"-from", from, "-to", to}, &out, ddb, now))
+	require.Equal(t, 0, migrate(now, "-from", from, "-to", to), stderr.String())
 	assert.Contains(t, out.String(), "2 leases written")
-	out.Reset()
-	require.NoError(t, run(ctx, []string{"-from", from, "-to", to}, &out, ddb, now))
+	require.Equal(t, 0, migrate(now, "-from", from, "-to", to), stderr.String())
 	assert.Contains(t, out.String(), "a kcl lease exists already", "a second run overwrites nothing")
 
 	// kcl resumes right after each vmware checkpoint.

@@ -1,29 +1,13 @@
-// Command kcl-migrate-vmware moves an application from vmware-go-kcl to kcl
-// without reprocessing its stream: it reads vmware-go-kcl's checkpoint table
-// and writes a kcl lease (the Java KCL 2.x schema kcl uses) for each shard,
-// with the same checkpoint, so kcl resumes right after it.
-//
-//	kcl-migrate-vmware -from my-vmware-app -to my-kcl-app -dry-run
-//	kcl-migrate-vmware -from my-vmware-app -to my-kcl-app
-//
-// Stop every vmware-go-kcl worker first: while any vmware lease is live
-// (LeaseTimeout in the future and an owner) the command refuses, unless
-// -force. It never overwrites a lease that already exists in the kcl table.
-// AWS settings come from the environment, as for any AWS SDK program.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -37,46 +21,36 @@ const (
 	vmParent       = "ParentShardId"
 )
 
-// DynamoDB is the part of *dynamodb.Client the command calls.
-type DynamoDB interface {
-	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
-	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
-	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
-	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
-}
-
-func main() {
-	ctx := context.Background()
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err == nil {
-		err = run(ctx, os.Args[1:], os.Stdout, dynamodb.NewFromConfig(cfg), time.Now())
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kcl-migrate-vmware:", err)
-		os.Exit(1)
-	}
-}
-
-// shard is one row of the vmware table, as the migration sees it.
-type shard struct {
+// vmShard is one row of the vmware table, as the migration sees it.
+type vmShard struct {
 	id, checkpoint, owner, parent string
 	leaseTimeout                  time.Time
 	hasTimeout                    bool
 }
 
-func run(ctx context.Context, args []string, out io.Writer, db DynamoDB, now time.Time) error {
-	fs := flag.NewFlagSet("kcl-migrate-vmware", flag.ContinueOnError)
-	fs.SetOutput(out)
+// migrateVMware moves an application from vmware-go-kcl to kcl without
+// reprocessing its stream: it reads vmware-go-kcl's checkpoint table and
+// writes a kcl lease (the Java KCL 2.x schema kcl uses) for each shard, with
+// the same checkpoint, so kcl resumes right after it. It refuses while any
+// vmware lease is live (LeaseTimeout in the future and an owner), unless
+// -force, and never overwrites a lease that exists in the kcl table.
+func migrateVMware(ctx context.Context, args []string, e *env) error {
+	fs := flagSet("migrate-vmware", "-from VMWARE_APP -to KCL_APP [-dry-run] [-force]", e)
 	from := fs.String("from", "", "vmware-go-kcl checkpoint table (its application name)")
 	to := fs.String("to", "", "kcl lease table (Options.LeaseTable, by default the AppName)")
 	dryRun := fs.Bool("dry-run", false, "print what would be written; write nothing")
 	force := fs.Bool("force", false, "migrate even while vmware leases are live")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *from == "" || *to == "" {
-		return errors.New("-from and -to are required")
+		return usagef("-from and -to are required")
 	}
+	db, _, err := e.clients(ctx)
+	if err != nil {
+		return err
+	}
+	out, now := e.stdout, e.now()
 
 	shards, err := readVMware(ctx, db, *from)
 	if err != nil {
@@ -140,8 +114,8 @@ func run(ctx context.Context, args []string, out io.Writer, db DynamoDB, now tim
 	return nil
 }
 
-func readVMware(ctx context.Context, db DynamoDB, table string) ([]shard, error) {
-	var shards []shard
+func readVMware(ctx context.Context, db DynamoDB, table string) ([]vmShard, error) {
+	var shards []vmShard
 	in := &dynamodb.ScanInput{TableName: &table, ConsistentRead: aws.Bool(true)}
 	for {
 		page, err := db.Scan(ctx, in)
@@ -149,7 +123,7 @@ func readVMware(ctx context.Context, db DynamoDB, table string) ([]shard, error)
 			return nil, err
 		}
 		for _, item := range page.Items {
-			s := shard{id: str(item, vmShardID), checkpoint: str(item, vmCheckpoint), owner: str(item, vmAssignedTo), parent: str(item, vmParent)}
+			s := vmShard{id: str(item, vmShardID), checkpoint: str(item, vmCheckpoint), owner: str(item, vmAssignedTo), parent: str(item, vmParent)}
 			if s.id == "" {
 				return nil, fmt.Errorf("an item has no %s: not a vmware-go-kcl table", vmShardID)
 			}
@@ -194,16 +168,4 @@ func str(item map[string]types.AttributeValue, attr string) string {
 		return v.Value
 	}
 	return ""
-}
-
-func isSequenceNumber(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }

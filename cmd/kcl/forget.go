@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// forgetRow is one write forget-worker makes.
+type forgetRow struct {
+	key, action, result string
+	counter             int64 // leaseCounter as read: the write's condition
+	heartbeat           bool  // the heartbeat item, not a lease
+}
+
+type forgetReport struct {
+	table, worker string
+	dryRun        bool
+	rows          []forgetRow
+	leftAlone     []string
+}
+
+func forgetWorker(ctx context.Context, args []string, e *env) error {
+	fs := flagSet("forget-worker", "-app APP -worker ID [-table T] [-lease D] [-dry-run]", e)
+	tableName := tableFlags(fs)
+	worker := fs.String("worker", "", "the worker `ID` (leaseOwner) to forget")
+	leaseDur := leaseFlag(fs)
+	dryRun := fs.Bool("dry-run", false, "print every change; write nothing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	table, err := tableName()
+	if err != nil {
+		return err
+	}
+	if *worker == "" {
+		return usagef("-worker is required")
+	}
+	if *leaseDur <= 0 {
+		return usagef("-lease must be positive")
+	}
+	db, _, err := e.clients(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.progress, "watching lease table %s for %v to tell whether %s is alive ...\n", table, *leaseDur, *worker)
+	w, err := observe(ctx, e, db, table, *leaseDur)
+	if err != nil {
+		return err
+	}
+	if w.alive(*worker) {
+		return fmt.Errorf("lease table %q: worker %q is alive (its heartbeat or a lease of its changed within %v); stop it first", table, *worker, *leaseDur)
+	}
+	rep := planForget(table, *worker, w.after)
+	if len(rep.rows) == 0 {
+		return fmt.Errorf("lease table %q has no heartbeat item and no lease of worker %q", table, *worker)
+	}
+	rep.dryRun = *dryRun
+	if !*dryRun {
+		for i := range rep.rows {
+			row := &rep.rows[i]
+			var err error
+			if row.heartbeat {
+				err = deleteHeartbeat(ctx, db, table, row.key, row.counter)
+			} else {
+				err = releaseLease(ctx, db, table, row.key, *worker, row.counter)
+			}
+			switch {
+			case isConditionFailed(err):
+				row.result = "left alone: written since it was read"
+				rep.leftAlone = append(rep.leftAlone, row.key)
+			case err != nil:
+				row.result = "failed (below)"
+				for j := i + 1; j < len(rep.rows); j++ {
+					rep.rows[j].result = "not written"
+				}
+				_ = rep.print(e.stdout) // what was written before the error
+				return fmt.Errorf("lease table %q: item %q: %w", table, row.key, err)
+			case row.heartbeat:
+				row.result = "deleted"
+			default:
+				row.result = "released"
+			}
+		}
+	}
+	if err := rep.print(e.stdout); err != nil {
+		return err
+	}
+	if len(rep.leftAlone) > 0 {
+		return fmt.Errorf("lease table %q: %d items left alone, changed since they were read (is %s back?): %s", table, len(rep.leftAlone), *worker, strings.Join(rep.leftAlone, ", "))
+	}
+	return nil
+}
+
+// planForget lists the writes that forget a worker: release each lease it
+// owns, then delete its heartbeat item. It is pure.
+func planForget(table, worker string, snap snapshot) forgetReport {
+	rep := forgetReport{table: table, worker: worker}
+	for _, l := range snap.sortedLeases() {
+		if l.owner == worker {
+			rep.rows = append(rep.rows, forgetRow{key: l.shard, action: "release lease (remove its owner and hand-off claims)", result: "would release", counter: l.counter})
+		}
+	}
+	if b, ok := snap.beats[worker]; ok {
+		rep.rows = append(rep.rows, forgetRow{key: workerKeyPrefix + worker, action: "delete heartbeat item", result: "would delete", counter: b.counter, heartbeat: true})
+	}
+	return rep
+}
+
+// releaseLease releases a lease as a kcl worker does (leasetable.go's
+// checkpoint with next ""), without moving its checkpoint: owner and
+// hand-off claims removed (kcl's handoffTo, and the Java KCL 3.x's
+// checkpointOwner, as its eviction and kcl's take remove it), counter
+// bumped, conditional on the counter and owner read.
+func releaseLease(ctx context.Context, db DynamoDB, table, shard, owner string, counter int64) error {
+	_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(table),
+		Key:                 map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shard}},
+		ConditionExpression: aws.String(attrCounter + " = :c AND " + attrOwner + " = :owner"),
+		UpdateExpression:    aws.String("SET " + attrCounter + " = :n REMOVE " + attrOwner + ", " + attrHandoff + ", " + attrCheckpointOwner),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":c": number(counter), ":n": number(counter + 1), ":owner": &types.AttributeValueMemberS{Value: owner},
+		},
+	})
+	return err
+}
+
+// deleteHeartbeat deletes a heartbeat item if its counter is still the one
+// read. A worker that comes back makes it anew (heartbeat in leasetable.go).
+func deleteHeartbeat(ctx context.Context, db DynamoDB, table, key string, counter int64) error {
+	_, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 aws.String(table),
+		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: key}},
+		ConditionExpression:       aws.String(attrCounter + " = :c"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":c": number(counter)},
+	})
+	return err
+}
+
+func (r forgetReport) print(out io.Writer) error {
+	w := &errWriter{w: out}
+	verb := "forget"
+	if r.dryRun {
+		verb = "dry run (nothing written): forget"
+	}
+	fmt.Fprintf(w, "%s worker %s in lease table %s\n\n", verb, r.worker, r.table)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ITEM\tACTION\tRESULT")
+	for _, row := range r.rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", row.key, row.action, row.result)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !r.dryRun {
+		fmt.Fprintf(w, "\n%d written, %d left alone\n", len(r.rows)-len(r.leftAlone), len(r.leftAlone))
+	}
+	return w.err
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	seqA = "49668000000000000000000000000000000000000000000000000002"
+	seqB = "49668000000000000000000000000000000000000000000000000017"
+)
+
+// exampleWatch is a group of two kcl workers (w1 alive, w2 dead), a Java
+// worker, shards in every state, and an item of each kind.
+func exampleWatch() ([]shardInfo, watch) {
+	shards := []shardInfo{
+		{id: "shardId-000000000000", closed: true},
+		{id: "shardId-000000000001"},
+		{id: "shardId-000000000002", parents: []string{"shardId-000000000000"}},
+		{id: "shardId-000000000003", parents: []string{"shardId-000000000000"}},
+		{id: "shardId-000000000004"},
+		{id: "shardId-000000000005"},
+	}
+	before := snapshot{
+		leases: map[string]lease{
+			"shardId-000000000000": {shard: "shardId-000000000000", counter: 9, checkpoint: shardEnd},
+			"shardId-000000000001": {shard: "shardId-000000000001", owner: "w1", counter: 4, checkpoint: seqA, sub: 2},
+			"shardId-000000000002": {shard: "shardId-000000000002", owner: "w2", counter: 3, checkpoint: trimHorizon, parents: []string{"shardId-000000000000"}, handoffTo: "w1"},
+			"shardId-000000000003": {shard: "shardId-000000000003", owner: "java-1", counter: 30, checkpoint: seqB, parents: []string{"shardId-000000000000"}, checkpointOwner: "java-0"},
+			"shardId-000000000004": {shard: "shardId-000000000004", counter: 1, checkpoint: latest, startAt: 1795767300000},
+			"shardId-00000000000a": {shard: "shardId-00000000000a", counter: 5, checkpoint: shardEnd},
+			"shardId-00000000000b": {shard: "shardId-00000000000b", owner: "w2", counter: 5, checkpoint: seqA},
+			"1:other:1:shardId-0":  {shard: "1:other:1:shardId-0", counter: 1, checkpoint: latest},
+		},
+		beats: map[string]beat{"w1": {worker: "w1", counter: 100}, "w2": {worker: "w2", counter: 50}},
+	}
+	after := snapshot{leases: map[string]lease{}, beats: map[string]beat{
+		"w1": {worker: "w1", counter: 103, stopping: true}, "w2": {worker: "w2", counter: 50},
+	}}
+	for k, l := range before.leases {
+		after.leases[k] = l
+	}
+	l := after.leases["shardId-000000000003"]
+	l.counter += 3 // the Java worker renews
+	after.leases[l.shard] = l
+	after.kcl = []string{"kcl-group"}
+	after.java = []string{"Leader (LEADER)", "Migration3.0 (CLIENT_VERSION_MIGRATION)"}
+	after.unknown = []string{`item "shardId-000000000099" not understood: checkpoint: "yesterday" is neither a sequence number nor a sentinel`}
+	return shards, watch{before: before, after: after, watched: 10 * time.Second}
+}
+
+func TestStatusOutput(t *testing.T) {
+	shards, w := exampleWatch()
+	rep := buildStatus("orders", "billing", shards, w)
+
+	byShard := map[string]shardRow{}
+	for _, r := range rep.Shards {
+		byShard[r.Shard] = r
+	}
+	assert.Equal(t, "ended", byShard["shardId-000000000000"].State)
+	assert.Equal(t, "open", byShard["shardId-000000000001"].State)
+	assert.True(t, byShard["shardId-000000000001"].OwnerAlive)
+	assert.False(t, byShard["shardId-000000000002"].OwnerAlive, "w2's heartbeat did not change")
+	assert.True(t, byShard["shardId-000000000003"].OwnerAlive, "a Java owner renews its lease")
+	assert.Equal(t, "", byShard["shardId-000000000005"].Checkpoint, "no lease yet")
+	assert.Len(t, rep.Problems, 3, "the unlisted open lease, the multi-stream lease, the item not understood: %q", rep.Problems)
+
+	var human bytes.Buffer
+	require.NoError(t, rep.print(&human))
+	golden(t, "status", human.String())
+
+	// -lag: where the next owner opens each shard, and the figures.
+	want := map[string]struct {
+		typ ktypes.ShardIteratorType
+		at  string
+	}{
+		"shardId-000000000001": {ktypes.ShardIteratorTypeAfterSequenceNumber, seqA},
+		"shardId-000000000002": {ktypes.ShardIteratorTypeTrimHorizon, ""},
+		"shardId-000000000004": {ktypes.ShardIteratorTypeAtTimestamp, ""},
+	}
+	for _, r := range rep.Shards {
+		if wt, ok := want[r.Shard]; ok {
+			assert.Equal(t, wt.typ, r.lagFrom, r.Shard)
+			assert.Equal(t, wt.at, r.lagAt, r.Shard)
+		}
+	}
+	assert.True(t, time.UnixMilli(1795767300000).Equal(byShard["shardId-000000000004"].lagStart))
+	rep.Lag = true
+	for i, ms := range []int64{0, 1500, 61000, 0, 250} {
+		rep.Shards[i].MillisBehind = aws.Int64(ms)
+	}
+	human.Reset()
+	require.NoError(t, rep.print(&human))
+	golden(t, "status-lag", human.String())
+
+	var js bytes.Buffer
+	enc := json.NewEncoder(&js)
+	enc.SetIndent("", "  ")
+	require.NoError(t, enc.Encode(rep))
+	golden(t, "status-json", js.String())
+	// The documented shape, exactly: these keys and no others.
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(js.Bytes(), &doc))
+	assert.ElementsMatch(t, []string{"stream", "table", "shards", "workers", "problems"}, keys(doc))
+	shard := doc["shards"].([]any)[1].(map[string]any)
+	assert.ElementsMatch(t, []string{"shard", "state", "owner", "owner_alive", "checkpoint", "sub_sequence", "parents", "millis_behind"}, keys(shard))
+	assert.ElementsMatch(t, []string{"id", "alive", "leases"}, keys(doc["workers"].([]any)[0].(map[string]any)))
+	unleased := doc["shards"].([]any)[5].(map[string]any)
+	assert.NotContains(t, unleased, "millis_behind", "no lease, no lag")
+}
+
+func TestStatusJSONWithoutLagHasNoMillisBehind(t *testing.T) {
+	rep := buildStatus("orders", "billing", []shardInfo{{id: "shardId-000000000000"}}, watch{})
+	out, err := json.Marshal(rep)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"stream":"orders","table":"billing","shards":[{"shard":"shardId-000000000000","state":"open","owner":"","owner_alive":false,"checkpoint":"","sub_sequence":0,"parents":[]}],"workers":[],"problems":[]}`, string(out))
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestPlanReset(t *testing.T) {
+	shards, w := exampleWatch()
+	at := time.Date(2026, 11, 27, 8, 15, 0, 0, time.UTC)
+
+	rep, err := planReset("orders", "billing", target{checkpoint: atTimestamp, at: at}, shards, w.after, nil)
+	require.NoError(t, err)
+	var got []string
+	for _, r := range rep.rows {
+		got = append(got, r.shard+" "+r.result)
+	}
+	assert.Equal(t, []string{
+		"shardId-000000000000 would reset", "shardId-000000000001 would reset", "shardId-000000000002 would reset",
+		"shardId-000000000003 would reset", "shardId-000000000004 would reset",
+	}, got, "every leased shard of the stream; the unleased and unlisted ones noted")
+	rep.dryRun = true
+	var out bytes.Buffer
+	require.NoError(t, rep.print(&out))
+	golden(t, "reset-dry-run", out.String())
+
+	// A written reset, with -force over a live worker and a shard a worker
+	// wrote in between.
+	rep, err = planReset("orders", "billing", target{checkpoint: latest}, shards, w.after, nil)
+	require.NoError(t, err)
+	for i := range rep.rows {
+		if rep.rows[i].shard == "shardId-000000000004" {
+			assert.Equal(t, "would reset", rep.rows[i].result, "LATEST with a start time is not LATEST without one")
+		}
+		rep.rows[i].result = "reset"
+	}
+	rep.rows[1].result = "left alone: written since it was read (a worker wrote it)"
+	rep.leftAlone = []string{rep.rows[1].shard}
+	rep.live = []string{"w1"}
+	out.Reset()
+	require.NoError(t, rep.print(&out))
+	golden(t, "reset-force", out.String())
+
+	// Refusals and choices.
+	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-000000000000"})
+	assert.ErrorContains(t, err, `shard "shardId-000000000000" is ended and its child "shardId-000000000002" would not be reset`)
+	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-000000000000", "shardId-000000000002", "shardId-000000000003"})
+	require.NoError(t, err, "a parent with all its children")
+	assert.Len(t, rep.rows, 3)
+	rep, err = planReset("orders", "billing", target{checkpoint: latest}, shards, w.after, []string{"shardId-000000000000"})
+	require.NoError(t, err, "latest leaves ended shards ended, so the children go on")
+	assert.Empty(t, rep.rows)
+	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-00000000000b"})
+	assert.ErrorContains(t, err, `stream "orders" does not list shard "shardId-00000000000b"`)
+	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-000000000005"})
+	assert.ErrorContains(t, err, `no lease for shard "shardId-000000000005"`)
+	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-000000000002"})
+	require.NoError(t, err)
+	assert.Equal(t, "unchanged", rep.rows[0].result, "already at TRIM_HORIZON")
+	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, []shardInfo{{id: "shardId-000000000009"}}, w.after, nil)
+	assert.ErrorContains(t, err, "nothing to reset")
+}
+
+func TestForgetOutput(t *testing.T) {
+	_, w := exampleWatch()
+	rep := planForget("billing", "w2", w.after)
+	var out bytes.Buffer
+	rep.dryRun = true
+	require.NoError(t, rep.print(&out))
+	golden(t, "forget-dry-run", out.String())
+
+	rep.dryRun = false
+	rep.rows[0].result = "released"
+	rep.rows[1].result = "left alone: written since it was read"
+	rep.rows[2].result = "deleted"
+	rep.leftAlone = []string{rep.rows[1].key}
+	out.Reset()
+	require.NoError(t, rep.print(&out))
+	golden(t, "forget", out.String())
+}

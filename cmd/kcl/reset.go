@@ -1,0 +1,382 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// resetCounterStep is how much reset raises a lease's counter. kcl's own
+// writes raise it by 1, and a worker whose conditional write failed reads
+// the lease back and takes a counter exactly 1 higher, with the checkpoint
+// and owner it meant to write, for its own write whose reply was lost
+// (checkpointOnce in lease.go). A reset to a sentinel the worker was about
+// to write again (a fence write of a lease at TRIM_HORIZON that read
+// nothing yet) would pass that test, and the worker would keep the lease
+// and read on from memory, undoing the reset. Raising the counter by 2 makes
+// the reset impossible to mistake for any write of a worker's; the Java KCL
+// only ever compares counters for equality.
+const resetCounterStep = 2
+
+// target is where reset moves checkpoints.
+type target struct {
+	checkpoint string // TRIM_HORIZON, LATEST or AT_TIMESTAMP
+	at         time.Time
+}
+
+func (t target) String() string {
+	if t.checkpoint == atTimestamp {
+		return atTimestamp + " " + t.at.UTC().Format(time.RFC3339Nano)
+	}
+	return t.checkpoint
+}
+
+// startAt is the kclStartTimestamp the reset writes: the time for
+// AT_TIMESTAMP, none (the attribute removed) otherwise.
+func (t target) startAt() int64 {
+	if t.checkpoint == atTimestamp {
+		return t.at.UnixMilli()
+	}
+	return 0
+}
+
+// parseTarget reads -to: trim-horizon, latest or an RFC 3339 time no later
+// than now.
+func parseTarget(s string, now time.Time) (target, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return target{}, usagef("-to is required: trim-horizon, latest or an RFC 3339 time")
+	case "trim-horizon", "trim_horizon":
+		return target{checkpoint: trimHorizon}, nil
+	case "latest":
+		return target{checkpoint: latest}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return target{}, usagef("-to %q: want trim-horizon, latest or an RFC 3339 time such as 2026-11-27T08:00:00Z", s)
+	}
+	if t.After(now) {
+		return target{}, usagef("-to %s is in the future", s)
+	}
+	if t.UnixMilli() <= 0 {
+		return target{}, usagef("-to %s is not after 1970", s)
+	}
+	return target{checkpoint: atTimestamp, at: t}, nil
+}
+
+// resetRow is one lease reset considered.
+type resetRow struct {
+	shard, owner string
+	from         string // checkpoint as read, with sub-sequence and kclStartTimestamp
+	to           string
+	result       string
+	counter      int64 // leaseCounter as read: the write's condition
+	unchanged    bool
+}
+
+// resetReport is what reset prints.
+type resetReport struct {
+	table, stream string
+	to            target
+	dryRun        bool
+	rows          []resetRow
+	notes         []string
+	live          []string // workers alive during the watch (only with -force)
+	leftAlone     []string
+}
+
+func reset(ctx context.Context, args []string, e *env) error {
+	fs := flagSet("reset", "-app APP -stream STREAM -to trim-horizon|latest|RFC3339-TIME [-shard ID]... [-table T] [-lease D] [-dry-run] [-force]", e)
+	tableName := tableFlags(fs)
+	stream := fs.String("stream", "", "the Kinesis `stream` the group reads")
+	to := fs.String("to", "", "where the checkpoints go: trim-horizon (the oldest record), latest (skip to the tip), or an RFC 3339 `time` (the first record at or after it)")
+	var only stringList
+	fs.Var(&only, "shard", "reset only shard `ID` (repeatable; default: every shard of the stream)")
+	leaseDur := leaseFlag(fs)
+	dryRun := fs.Bool("dry-run", false, "print every change; write nothing")
+	force := fs.Bool("force", false, "reset even while workers of the group are alive")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	table, err := tableName()
+	if err != nil {
+		return err
+	}
+	if *stream == "" {
+		return usagef("-stream is required")
+	}
+	if *leaseDur <= 0 {
+		return usagef("-lease must be positive")
+	}
+	tgt, err := parseTarget(*to, e.now())
+	if err != nil {
+		return err
+	}
+	db, kin, err := e.clients(ctx)
+	if err != nil {
+		return err
+	}
+	shards, err := listShards(ctx, kin, *stream)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.progress, "watching lease table %s for %v to tell live workers from dead ones ...\n", table, *leaseDur)
+	w, err := observe(ctx, e, db, table, *leaseDur)
+	if err != nil {
+		return err
+	}
+	live := w.live()
+	if len(live) > 0 && !*force {
+		return fmt.Errorf("lease table %q: workers of the group are alive: %s; stop them (or wait until their heartbeats stop), or pass -force", table, describeWorkers(live, w))
+	}
+	rep, err := planReset(*stream, table, tgt, shards, w.after, only)
+	if err != nil {
+		return err
+	}
+	rep.dryRun = *dryRun
+	if len(live) > 0 {
+		rep.live = live
+	}
+	if !*dryRun {
+		for i := range rep.rows {
+			row := &rep.rows[i]
+			if row.unchanged {
+				continue
+			}
+			err := writeReset(ctx, db, table, row.shard, row.counter, tgt)
+			switch {
+			case isConditionFailed(err):
+				row.result = "left alone: written since it was read (a worker wrote it)"
+				rep.leftAlone = append(rep.leftAlone, row.shard)
+			case err != nil:
+				row.result = "failed (below)"
+				for j := i + 1; j < len(rep.rows); j++ {
+					if !rep.rows[j].unchanged {
+						rep.rows[j].result = "not written"
+					}
+				}
+				_ = rep.print(e.stdout) // what was written before the error
+				return fmt.Errorf("lease table %q: resetting shard %q: %w", table, row.shard, err)
+			default:
+				row.result = "reset"
+			}
+		}
+	}
+	if err := rep.print(e.stdout); err != nil {
+		return err
+	}
+	if len(rep.leftAlone) > 0 {
+		return fmt.Errorf("lease table %q: %d shards left alone, changed since they were read: %s; run reset again", table, len(rep.leftAlone), strings.Join(rep.leftAlone, ", "))
+	}
+	return nil
+}
+
+// describeWorkers names workers with the leases each holds.
+func describeWorkers(ids []string, w watch) string {
+	parts := make([]string, 0, len(ids))
+	for _, id := range ids {
+		n := 0
+		for _, l := range w.after.leases {
+			if l.owner == id {
+				n++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d leases)", id, n))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// planReset decides what reset changes: every lease of a shard the stream
+// lists, or those of -shard. It is pure. With latest, ended shards stay
+// ended (nothing new will arrive in them). An ended shard re-read while a
+// child goes on would break per-key order: resetting one without its
+// children is refused.
+func planReset(stream, table string, tgt target, shards []shardInfo, snap snapshot, only []string) (resetReport, error) {
+	rep := resetReport{table: table, stream: stream, to: tgt}
+	listed := map[string]bool{}
+	for _, s := range shards {
+		listed[s.id] = true
+	}
+	selected := map[string]bool{}
+	if len(only) > 0 {
+		for _, id := range only {
+			if !listed[id] {
+				return rep, fmt.Errorf("stream %q does not list shard %q", stream, id)
+			}
+			if _, ok := snap.leases[id]; !ok {
+				return rep, fmt.Errorf("lease table %q has no lease for shard %q yet (a worker's shard sync creates it)", table, id)
+			}
+			selected[id] = true
+		}
+	} else {
+		var unleased, unlisted []string
+		for _, s := range shards {
+			if _, ok := snap.leases[s.id]; ok {
+				selected[s.id] = true
+			} else {
+				unleased = append(unleased, s.id)
+			}
+		}
+		for _, l := range snap.sortedLeases() {
+			if !listed[l.shard] {
+				unlisted = append(unlisted, l.shard)
+			}
+		}
+		if len(unleased) > 0 {
+			rep.notes = append(rep.notes, fmt.Sprintf("no lease yet, so not reset (they start at the group's InitialPosition): %s", strings.Join(unleased, ", ")))
+		}
+		if len(unlisted) > 0 {
+			rep.notes = append(rep.notes, fmt.Sprintf("left alone, not in the stream: %s", strings.Join(unlisted, ", ")))
+		}
+	}
+	if len(selected) == 0 {
+		return rep, fmt.Errorf("lease table %q has no lease for any shard of stream %q: nothing to reset", table, stream)
+	}
+	children := map[string][]string{}
+	for _, s := range shards {
+		for _, p := range s.parents {
+			children[p] = append(children[p], s.id)
+		}
+	}
+	for _, l := range snap.leases {
+		for _, p := range l.parents {
+			if !slices.Contains(children[p], l.shard) {
+				children[p] = append(children[p], l.shard)
+			}
+		}
+	}
+	for _, s := range shards {
+		if !selected[s.id] {
+			continue
+		}
+		l := snap.leases[s.id]
+		if l.checkpoint == shardEnd && tgt.checkpoint == latest {
+			continue
+		}
+		if l.checkpoint == shardEnd {
+			for _, c := range children[s.id] {
+				if _, leased := snap.leases[c]; leased && !selected[c] {
+					return rep, fmt.Errorf("shard %q is ended and its child %q would not be reset: re-reading a parent while its child goes on breaks per-key order; add -shard %s, or reset every shard", s.id, c, c)
+				}
+			}
+		}
+		row := resetRow{shard: s.id, owner: l.owner, from: describeCheckpoint(l), to: tgt.String(), counter: l.counter}
+		row.unchanged = l.checkpoint == tgt.checkpoint && l.sub == 0 && l.startAt == tgt.startAt()
+		row.result = "would reset"
+		if row.unchanged {
+			row.result = "unchanged"
+		}
+		rep.rows = append(rep.rows, row)
+	}
+	if tgt.checkpoint == latest {
+		var ended []string
+		for _, s := range shards {
+			if selected[s.id] && snap.leases[s.id].checkpoint == shardEnd {
+				ended = append(ended, s.id)
+			}
+		}
+		if len(ended) > 0 {
+			rep.notes = append(rep.notes, fmt.Sprintf("ended shards stay ended (nothing new arrives in them): %s", strings.Join(ended, ", ")))
+		}
+	}
+	return rep, nil
+}
+
+// describeCheckpoint shows a lease's checkpoint as reset reads it.
+func describeCheckpoint(l lease) string {
+	s := showCheckpoint(l.checkpoint, l.startAt)
+	if l.sub != 0 {
+		s += " sub " + strconv.FormatInt(l.sub, 10)
+	}
+	return s
+}
+
+// writeReset moves one lease's checkpoint to tgt, conditional on the
+// counter read: checkpoint and sub-sequence, kclStartTimestamp (set for a
+// time, removed otherwise: a worker then opens the shard at the sentinel
+// itself), ownerSwitchesSinceCheckpoint 0 and the Java KCL's pending
+// checkpoint removed, as a checkpoint write does; the owner is left as it
+// is. The counter goes up by resetCounterStep.
+func writeReset(ctx context.Context, db DynamoDB, table, shard string, counter int64, tgt target) error {
+	values := map[string]types.AttributeValue{
+		":c": number(counter), ":n": number(counter + resetCounterStep),
+		":cp": &types.AttributeValueMemberS{Value: tgt.checkpoint}, ":zero": number(0),
+	}
+	update := "SET " + attrCheckpoint + " = :cp, " + attrCheckpointSub + " = :zero, " + attrOwnerSwitches + " = :zero, " + attrCounter + " = :n"
+	remove := []string{attrPending, attrPendingSub, attrPendingState}
+	if start := tgt.startAt(); start > 0 {
+		update += ", " + attrStartAt + " = :start"
+		values[":start"] = number(start)
+	} else {
+		remove = append(remove, attrStartAt)
+	}
+	update += " REMOVE " + strings.Join(remove, ", ")
+	_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(table),
+		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shard}},
+		ConditionExpression:       aws.String(attrCounter + " = :c"),
+		UpdateExpression:          aws.String(update),
+		ExpressionAttributeValues: values,
+	})
+	return err
+}
+
+// liveWorkerEffect says what a live kcl worker does about a reset of a lease
+// it holds (checkpointOnce and assess in the kcl package), one line each.
+var liveWorkerEffect = []string{
+	"A live worker keeps reading a reset shard from where it is in memory until its next write",
+	"of that lease (a checkpoint after an ack, a hand-off, its shutdown). That write fails its",
+	"counter condition, the worker drops the lease, and the next owner (often the same worker,",
+	"at its next read of the table) opens the shard at the reset checkpoint. Records delivered",
+	"meanwhile are delivered again; an idle shard stays where it is until such a write.",
+}
+
+// print writes the reset as a table.
+func (r resetReport) print(out io.Writer) error {
+	w := &errWriter{w: out}
+	verb := "reset"
+	if r.dryRun {
+		verb = "dry run (nothing written): reset"
+	}
+	fmt.Fprintf(w, "%s of lease table %s, stream %s, to %s\n\n", verb, r.table, r.stream, r.to)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHARD\tOWNER\tFROM\tTO\tRESULT")
+	done, unchanged := 0, 0
+	for _, row := range r.rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", row.shard, dash(row.owner), row.from, row.to, row.result)
+		switch row.result {
+		case "reset", "would reset":
+			done++
+		case "unchanged":
+			unchanged++
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if r.dryRun {
+		fmt.Fprintf(w, "%d would be reset, %d unchanged\n", done, unchanged)
+	} else {
+		fmt.Fprintf(w, "%d reset, %d unchanged, %d left alone\n", done, unchanged, len(r.leftAlone))
+	}
+	for _, n := range r.notes {
+		fmt.Fprintln(w, "note: "+n)
+	}
+	if len(r.live) > 0 {
+		fmt.Fprintf(w, "warning: reset with -force while workers were alive: %s\n", strings.Join(r.live, ", "))
+		for _, line := range liveWorkerEffect {
+			fmt.Fprintln(w, "  "+line)
+		}
+	}
+	return w.err
+}

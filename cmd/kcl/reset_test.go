@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// racingDB makes a write of a worker's land just before the command's own
+// first write of one key: the command's conditional write must then fail.
+type racingDB struct {
+	DynamoDB
+	key   string
+	first func()
+	done  bool
+}
+
+func (r *racingDB) race(key map[string]types.AttributeValue) {
+	if k, ok := key[attrLeaseKey].(*types.AttributeValueMemberS); ok && k.Value == r.key && !r.done {
+		r.done = true
+		r.first()
+	}
+}
+
+func (r *racingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	r.race(in.Key)
+	return r.DynamoDB.UpdateItem(ctx, in, o...)
+}
+
+func (r *racingDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	r.race(in.Key)
+	return r.DynamoDB.DeleteItem(ctx, in, o...)
+}
+
+// failingDB fails every write of one key, as a denied or broken call does.
+type failingDB struct {
+	DynamoDB
+	key string
+}
+
+func (f *failingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if k, ok := in.Key[attrLeaseKey].(*types.AttributeValueMemberS); ok && k.Value == f.key {
+		return nil, errors.New("AccessDeniedException: not allowed")
+	}
+	return f.DynamoDB.UpdateItem(ctx, in, o...)
+}
+
+func TestReset(t *testing.T) {
+	h := newHarness(t, 2)
+	ids := h.shardIDs()
+	seqs := h.putRecords(10)
+	first := leaseItem(ids[0], "w1", 5, seqs[ids[0]][0])
+	first[attrCheckpointSub] = n(3)
+	first[attrPending] = s(seqs[ids[0]][1]) // the Java KCL's two-phase checkpoint
+	h.put(first)
+	second := leaseItem(ids[1], "", 2, latest)
+	second[attrStartAt] = n(1)
+	h.put(second)
+	h.put(beatItem("w1", 40))
+	initial := []lease{h.lease(ids[0]), h.lease(ids[1])}
+	unchanged := func(why string) {
+		t.Helper()
+		assert.Equal(t, initial, []lease{h.lease(ids[0]), h.lease(ids[1])}, why)
+	}
+	at := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+
+	t.Run("refuses while a worker is alive", func(t *testing.T) {
+		h.during = func() { h.bump("kcl-worker:w1") }
+		defer func() { h.during = nil }()
+		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon")
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, "kcl reset: lease table \""+h.table+"\": workers of the group are alive: w1 (1 leases); stop them")
+		unchanged("nothing written")
+	})
+	t.Run("dry run", func(t *testing.T) {
+		code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", at.Format(time.RFC3339Nano), "-dry-run")
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, "dry run (nothing written)")
+		assert.Contains(t, stdout, ids[0]+"  w1     "+seqs[ids[0]][0]+" sub 3")
+		assert.Contains(t, stdout, "2 would be reset, 0 unchanged")
+		unchanged("a dry run writes nothing")
+	})
+	t.Run("to a time", func(t *testing.T) {
+		code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", at.Format(time.RFC3339Nano))
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, "2 reset, 0 unchanged, 0 left alone")
+		l := h.lease(ids[0])
+		assert.Equal(t, lease{shard: ids[0], owner: "w1", counter: 5 + resetCounterStep, checkpoint: atTimestamp, startAt: at.UnixMilli()}, l, "the owner kept")
+		assert.NotContains(t, h.get(ids[0]), attrPending, "the Java KCL's pending checkpoint goes, as with any checkpoint")
+		assert.Equal(t, "0", h.get(ids[0])[attrOwnerSwitches].(*types.AttributeValueMemberN).Value)
+		assert.Equal(t, lease{shard: ids[1], counter: 2 + resetCounterStep, checkpoint: atTimestamp, startAt: at.UnixMilli()}, h.lease(ids[1]))
+
+		code, stdout, _ = h.run("reset", "-app", h.table, "-stream", h.stream, "-to", at.Format(time.RFC3339Nano))
+		require.Equal(t, 0, code)
+		assert.Contains(t, stdout, "0 reset, 2 unchanged, 0 left alone", "nothing to write the second time")
+	})
+	t.Run("to trim-horizon removes the start time", func(t *testing.T) {
+		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-shard", ids[1])
+		require.Equal(t, 0, code, stderr)
+		assert.Equal(t, lease{shard: ids[1], counter: 2 + 2*resetCounterStep, checkpoint: trimHorizon}, h.lease(ids[1]))
+		assert.NotContains(t, h.get(ids[1]), attrStartAt)
+		assert.Equal(t, atTimestamp, h.lease(ids[0]).checkpoint, "-shard: only that shard")
+	})
+	t.Run("a worker that writes meanwhile wins", func(t *testing.T) {
+		before := h.lease(ids[0])
+		racing := &racingDB{DynamoDB: h.ddb, key: ids[0], first: func() { h.bump(ids[0]) }}
+		h.ddb = racing
+		defer func() { h.ddb = racing.DynamoDB }()
+		code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "latest")
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stdout, ids[0]+"  w1     AT_TIMESTAMP")
+		assert.Contains(t, stdout, "left alone: written since it was read")
+		assert.Contains(t, stdout, "1 reset, 0 unchanged, 1 left alone")
+		assert.Contains(t, stderr, "kcl reset: lease table \""+h.table+"\": 1 shards left alone, changed since they were read: "+ids[0]+"; run reset again\n")
+		assert.Equal(t, before.counter+1, h.lease(ids[0]).counter, "only the worker's write")
+		assert.Equal(t, atTimestamp, h.lease(ids[0]).checkpoint)
+		assert.Equal(t, latest, h.lease(ids[1]).checkpoint, "the other shard was reset")
+	})
+	t.Run("a write that fails stops the reset", func(t *testing.T) {
+		failing := &failingDB{DynamoDB: h.ddb, key: ids[0]}
+		h.ddb = failing
+		defer func() { h.ddb = failing.DynamoDB }()
+		code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon")
+		assert.Equal(t, 1, code)
+		assert.Equal(t, `kcl reset: lease table "`+h.table+`": resetting shard "`+ids[0]+`": AccessDeniedException: not allowed`+"\n", stderr)
+		assert.Contains(t, stdout, "failed (below)")
+		assert.Regexp(t, ids[1]+` +- +LATEST +TRIM_HORIZON +not written\n`, stdout)
+		assert.Contains(t, stdout, "0 reset, 0 unchanged, 0 left alone")
+		assert.Equal(t, latest, h.lease(ids[1]).checkpoint)
+	})
+	t.Run("-force while a worker is alive", func(t *testing.T) {
+		h.during = func() { h.bump("kcl-worker:w1") }
+		defer func() { h.during = nil }()
+		code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-force")
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, "warning: reset with -force while workers were alive: w1\n")
+		assert.Contains(t, stdout, "fails its\n  counter condition, the worker drops the lease")
+		assert.Equal(t, trimHorizon, h.lease(ids[0]).checkpoint)
+	})
+	t.Run("refuses to re-read a parent without its child", func(t *testing.T) {
+		parent := leaseItem(ids[0], "", 30, shardEnd)
+		child := leaseItem(ids[1], "", 4, seqs[ids[1]][0])
+		child[attrParents] = &types.AttributeValueMemberSS{Value: []string{ids[0]}}
+		h.put(parent)
+		h.put(child)
+		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-shard", ids[0])
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, `kcl reset: shard "`+ids[0]+`" is ended and its child "`+ids[1]+`" would not be reset: re-reading a parent while its child goes on breaks per-key order`)
+		assert.Equal(t, shardEnd, h.lease(ids[0]).checkpoint)
+	})
+	t.Run("refuses a shard the stream does not list", func(t *testing.T) {
+		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "latest", "-shard", "shardId-000000000077")
+		assert.Equal(t, 1, code)
+		assert.Equal(t, `kcl reset: stream "`+h.stream+`" does not list shard "shardId-000000000077"`+"\n", stderr)
+	})
+}
+
+func TestForgetWorker(t *testing.T) {
+	h := newHarness(t, 0)
+	dead := leaseItem("shardId-000000000000", "dead", 6, trimHorizon)
+	dead[attrHandoff] = s("w9")
+	dead[attrCheckpointOwner] = s("dead-before") // as if in a Java KCL 3.x hand-off
+	h.put(dead)
+	h.put(leaseItem("shardId-000000000001", "other", 3, trimHorizon))
+	h.put(leaseItem("shardId-000000000002", "java-9", 12, latest))
+	h.put(beatItem("dead", 70))
+	h.put(beatItem("other", 4))
+	items := len(h.items())
+
+	t.Run("refuses while the worker is alive", func(t *testing.T) {
+		h.during = func() { h.bump("kcl-worker:dead") }
+		defer func() { h.during = nil }()
+		code, _, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead")
+		assert.Equal(t, 1, code)
+		assert.Equal(t, `kcl forget-worker: lease table "`+h.table+`": worker "dead" is alive (its heartbeat or a lease of its changed within 10s); stop it first`+"\n", stderr)
+		assert.Equal(t, "dead", h.lease("shardId-000000000000").owner)
+	})
+	t.Run("refuses a Java worker that renews", func(t *testing.T) {
+		h.during = func() { h.bump("shardId-000000000002") }
+		defer func() { h.during = nil }()
+		code, _, stderr := h.run("forget-worker", "-app", h.table, "-worker", "java-9")
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, `worker "java-9" is alive`)
+	})
+	t.Run("unknown worker", func(t *testing.T) {
+		code, _, stderr := h.run("forget-worker", "-app", h.table, "-worker", "nobody")
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr, `has no heartbeat item and no lease of worker "nobody"`)
+	})
+	t.Run("dry run", func(t *testing.T) {
+		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead", "-dry-run")
+		require.Equal(t, 0, code, stderr)
+		assert.Regexp(t, `shardId-000000000000 +release lease \(remove its owner and hand-off claims\) +would release\n`, stdout)
+		assert.Regexp(t, `kcl-worker:dead +delete heartbeat item +would delete\n`, stdout)
+		assert.Equal(t, "dead", h.lease("shardId-000000000000").owner)
+		assert.Len(t, h.items(), items)
+	})
+	t.Run("forgets a dead worker", func(t *testing.T) {
+		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead")
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, "2 written, 0 left alone")
+		assert.Equal(t, lease{shard: "shardId-000000000000", counter: 7, checkpoint: trimHorizon}, h.lease("shardId-000000000000"), "released: no owner, no hand-off claims, counter bumped")
+		assert.Nil(t, h.get("kcl-worker:dead"))
+		assert.Equal(t, "other", h.lease("shardId-000000000001").owner, "other workers' leases untouched")
+		assert.NotNil(t, h.get("kcl-worker:other"))
+	})
+	t.Run("a write that fails stops it", func(t *testing.T) {
+		h.put(leaseItem("shardId-000000000004", "crashed", 2, latest))
+		h.put(beatItem("crashed", 9))
+		failing := &failingDB{DynamoDB: h.ddb, key: "shardId-000000000004"}
+		h.ddb = failing
+		defer func() { h.ddb = failing.DynamoDB }()
+		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "crashed")
+		assert.Equal(t, 1, code)
+		assert.Equal(t, `kcl forget-worker: lease table "`+h.table+`": item "shardId-000000000004": AccessDeniedException: not allowed`+"\n", stderr)
+		assert.Regexp(t, `kcl-worker:crashed +delete heartbeat item +not written\n`, stdout)
+		assert.NotNil(t, h.get("kcl-worker:crashed"), "the heartbeat item stays while a lease could not be released")
+	})
+	t.Run("a dead Java worker, and a write meanwhile", func(t *testing.T) {
+		h.put(leaseItem("shardId-000000000003", "java-9", 1, latest))
+		racing := &racingDB{DynamoDB: h.ddb, key: "shardId-000000000003", first: func() { h.bump("shardId-000000000003") }}
+		h.ddb = racing
+		defer func() { h.ddb = racing.DynamoDB }()
+		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "java-9")
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stdout, "1 written, 1 left alone")
+		assert.Equal(t, `kcl forget-worker: lease table "`+h.table+`": 1 items left alone, changed since they were read (is java-9 back?): shardId-000000000003`+"\n", stderr)
+		assert.Equal(t, "", h.lease("shardId-000000000002").owner)
+		assert.Equal(t, "java-9", h.lease("shardId-000000000003").owner)
+	})
+}

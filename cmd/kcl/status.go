@@ -1,0 +1,416 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// statusReport is what status prints. Its JSON encoding is the documented
+// shape, exactly; fields tagged "-" are for the human output only.
+type statusReport struct {
+	Stream   string      `json:"stream"`
+	Table    string      `json:"table"`
+	Shards   []shardRow  `json:"shards"`
+	Workers  []workerRow `json:"workers"`
+	Problems []string    `json:"problems"`
+
+	Watched time.Duration `json:"-"`
+	Lag     bool          `json:"-"`
+	Notes   []string      `json:"-"` // what is neither a shard, a worker nor a problem
+}
+
+type shardRow struct {
+	Shard        string   `json:"shard"`
+	State        string   `json:"state"` // open, closed (no record will be added) or ended (checkpointed SHARD_END)
+	Owner        string   `json:"owner"`
+	OwnerAlive   bool     `json:"owner_alive"`
+	Checkpoint   string   `json:"checkpoint"` // "" when the shard has no lease yet
+	SubSequence  int64    `json:"sub_sequence"`
+	Parents      []string `json:"parents"`
+	MillisBehind *int64   `json:"millis_behind,omitempty"` // -lag only
+
+	leased   bool
+	startAt  int64  // kclStartTimestamp, Unix ms
+	handoff  string // handoffTo
+	javaFrom string // checkpointOwner
+	lagFrom  ktypes.ShardIteratorType
+	lagAt    string    // sequence number, for AFTER_SEQUENCE_NUMBER
+	lagStart time.Time // for AT_TIMESTAMP
+}
+
+type workerRow struct {
+	ID     string `json:"id"`
+	Alive  bool   `json:"alive"`
+	Leases int    `json:"leases"`
+
+	stopping bool
+}
+
+func status(ctx context.Context, args []string, e *env) error {
+	fs := flagSet("status", "-app APP -stream STREAM [-table T] [-lease D] [-lag] [-json]", e)
+	tableName := tableFlags(fs)
+	stream := fs.String("stream", "", "the Kinesis `stream` the group reads")
+	leaseDur := leaseFlag(fs)
+	lag := fs.Bool("lag", false, "also ask Kinesis how far each shard's checkpoint is behind the tip (one GetShardIterator and one GetRecords per shard)")
+	asJSON := fs.Bool("json", false, "print one JSON document instead of tables")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	table, err := tableName()
+	if err != nil {
+		return err
+	}
+	if *stream == "" {
+		return usagef("-stream is required")
+	}
+	if *leaseDur <= 0 {
+		return usagef("-lease must be positive")
+	}
+	db, kin, err := e.clients(ctx)
+	if err != nil {
+		return err
+	}
+	shards, err := listShards(ctx, kin, *stream)
+	if err != nil {
+		return err
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.progress, "watching lease table %s for %v to tell live workers from dead ones ...\n", table, *leaseDur)
+	}
+	w, err := observe(ctx, e, db, table, *leaseDur)
+	if err != nil {
+		return err
+	}
+	rep := buildStatus(*stream, table, shards, w)
+	if *lag {
+		problems, err := measureLag(ctx, kin, *stream, rep.Shards)
+		if err != nil {
+			return fmt.Errorf("stream %q: measuring lag: %w", *stream, err)
+		}
+		rep.Problems = append(rep.Problems, problems...)
+		rep.Lag = true
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.print(e.stdout)
+}
+
+// shardInfo is what ListShards says of a shard.
+type shardInfo struct {
+	id      string
+	parents []string
+	closed  bool // has an ending sequence number
+}
+
+// listShards returns every shard the stream lists, in its order.
+func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, error) {
+	var shards []shardInfo
+	in := &kinesis.ListShardsInput{StreamName: aws.String(stream)}
+	for {
+		out, err := kin.ListShards(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("stream %q: ListShards: %w", stream, err)
+		}
+		for _, s := range out.Shards {
+			info := shardInfo{id: aws.ToString(s.ShardId)}
+			for _, p := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
+				if aws.ToString(p) != "" {
+					info.parents = append(info.parents, *p)
+				}
+			}
+			info.closed = s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil
+			shards = append(shards, info)
+		}
+		if out.NextToken == nil {
+			return shards, nil
+		}
+		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
+	}
+}
+
+// buildStatus puts the stream's shards, the table as last read and the
+// liveness watch together. It is pure.
+func buildStatus(stream, table string, shards []shardInfo, w watch) statusReport {
+	rep := statusReport{Stream: stream, Table: table, Shards: []shardRow{}, Workers: []workerRow{}, Problems: []string{}, Watched: w.watched}
+	alive := map[string]bool{}
+	for _, id := range w.live() {
+		alive[id] = true
+	}
+	listed := map[string]bool{}
+	var unleased []string
+	for _, s := range shards {
+		listed[s.id] = true
+		row := shardRow{Shard: s.id, State: "open", Parents: s.parents}
+		if s.closed {
+			row.State = "closed"
+		}
+		if row.Parents == nil {
+			row.Parents = []string{}
+		}
+		l, ok := w.after.leases[s.id]
+		if !ok {
+			unleased = append(unleased, s.id)
+			rep.Shards = append(rep.Shards, row)
+			continue
+		}
+		row.leased, row.startAt = true, l.startAt
+		row.Owner, row.OwnerAlive, row.handoff, row.javaFrom = l.owner, l.owner != "" && alive[l.owner], l.handoffTo, l.checkpointOwner
+		row.Checkpoint, row.SubSequence = l.checkpoint, l.sub
+		if l.checkpoint == shardEnd {
+			row.State = "ended"
+		}
+		row.lagFrom, row.lagAt, row.lagStart = openAt(l)
+		rep.Shards = append(rep.Shards, row)
+	}
+	for _, id := range w.workers() {
+		row := workerRow{ID: id, Alive: alive[id], stopping: w.after.beats[id].stopping}
+		for _, l := range w.after.leases {
+			if l.owner == id {
+				row.Leases++
+			}
+		}
+		rep.Workers = append(rep.Workers, row)
+	}
+	var gone []string
+	for _, l := range w.after.sortedLeases() {
+		switch {
+		case listed[l.shard]:
+		case l.multiStream():
+			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a multi-stream key (the Java KCL's account:stream:epoch:shardId); kcl reads single-stream tables and leaves it alone", l.shard))
+		case l.checkpoint == shardEnd:
+			gone = append(gone, l.shard)
+		default:
+			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q is for a shard stream %s does not list (past retention, or a lease of another stream), at checkpoint %s; a kcl worker that takes it finds it gone and ends it", l.shard, stream, l.checkpoint))
+		}
+	}
+	rep.Problems = append(rep.Problems, w.after.unknown...)
+	if len(unleased) > 0 {
+		rep.Notes = append(rep.Notes, "no lease yet (a worker's next shard sync creates it): "+strings.Join(unleased, ", "))
+	}
+	if len(gone) > 0 {
+		rep.Notes = append(rep.Notes, "ended leases of shards no longer in the stream (as expected after retention; kcl keeps them): "+strings.Join(gone, ", "))
+	}
+	if len(w.after.kcl) > 0 {
+		rep.Notes = append(rep.Notes, "other kcl items: "+strings.Join(w.after.kcl, ", "))
+	}
+	if len(w.after.java) > 0 {
+		rep.Notes = append(rep.Notes, "Java KCL items that are not leases: "+strings.Join(w.after.java, ", "))
+	}
+	return rep
+}
+
+// openAt is where a worker taking l opens its shard, as kcl's
+// startingPosition decides (for AT_TIMESTAMP without kclStartTimestamp, kcl
+// uses the worker's InitialPosition, which the table does not hold: the
+// oldest record, TRIM_HORIZON, is what kcl falls back to).
+func openAt(l lease) (ktypes.ShardIteratorType, string, time.Time) {
+	switch {
+	case isSequenceNumber(l.checkpoint):
+		return ktypes.ShardIteratorTypeAfterSequenceNumber, l.checkpoint, time.Time{}
+	case l.checkpoint == trimHorizon:
+		return ktypes.ShardIteratorTypeTrimHorizon, "", time.Time{}
+	case (l.checkpoint == latest || l.checkpoint == atTimestamp) && l.startAt > 0:
+		return ktypes.ShardIteratorTypeAtTimestamp, "", time.UnixMilli(l.startAt)
+	case l.checkpoint == latest:
+		return ktypes.ShardIteratorTypeLatest, "", time.Time{}
+	case l.checkpoint == atTimestamp:
+		return ktypes.ShardIteratorTypeTrimHorizon, "", time.Time{}
+	}
+	return "", "", time.Time{} // SHARD_END: nothing left to read
+}
+
+// measureLag fills MillisBehind of every leased shard: 0 for an ended one,
+// otherwise MillisBehindLatest of one GetRecords (Limit 1) where its next
+// owner would open it. Up to 8 shards are asked at a time. A shard whose
+// calls fail keeps no figure and is returned as a problem naming it; the
+// error is only ctx's.
+func measureLag(ctx context.Context, kin Kinesis, stream string, rows []shardRow) ([]string, error) {
+	failed := make([]error, len(rows))
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i := range rows {
+		row := &rows[i]
+		if !row.leased {
+			continue
+		}
+		if row.lagFrom == "" {
+			row.MillisBehind = aws.Int64(0)
+			continue
+		}
+		g.Go(func() error {
+			it, err := kin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
+				StreamName: aws.String(stream), ShardId: aws.String(row.Shard), ShardIteratorType: row.lagFrom,
+				StartingSequenceNumber: nilIfEmpty(row.lagAt), Timestamp: timeOrNil(row.lagStart),
+			})
+			if err != nil {
+				failed[i] = fmt.Errorf("GetShardIterator %s: %w", row.lagFrom, err)
+				return nil
+			}
+			out, err := kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, Limit: aws.Int32(1)})
+			if err != nil {
+				failed[i] = fmt.Errorf("GetRecords: %w", err)
+				return nil
+			}
+			row.MillisBehind = aws.Int64(aws.ToInt64(out.MillisBehindLatest))
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines return nil: failures are in failed
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var problems []string
+	for i, err := range failed {
+		if err != nil {
+			problems = append(problems, oneLine(fmt.Sprintf("shard %q: lag not measured: %v", rows[i].Shard, err)))
+		}
+	}
+	return problems, nil
+}
+
+func nilIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// print writes the report as tables.
+func (r statusReport) print(out io.Writer) error {
+	w := &errWriter{w: out}
+	fmt.Fprintf(w, "stream %s, lease table %s (liveness watched for %v)\n\n", r.Stream, r.Table, r.Watched)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := "SHARD\tSTATE\tOWNER\tALIVE\tCHECKPOINT\tSUB\tPARENTS"
+	if r.Lag {
+		header += "\tBEHIND"
+	}
+	fmt.Fprintln(tw, header)
+	for _, s := range r.Shards {
+		owner, alive, cp, sub := dash(s.Owner), "-", "(no lease)", "-"
+		if s.Owner != "" {
+			alive = yesNo(s.OwnerAlive)
+		}
+		if s.handoff != "" {
+			owner += " (handing to " + s.handoff + ")"
+		}
+		if s.javaFrom != "" {
+			owner += " (Java hand-off from " + s.javaFrom + ")"
+		}
+		if s.leased {
+			sub = strconv.FormatInt(s.SubSequence, 10)
+			cp = showCheckpoint(s.Checkpoint, s.startAt)
+		}
+		line := strings.Join([]string{s.Shard, s.State, owner, alive, cp, sub, dash(strings.Join(s.Parents, ","))}, "\t")
+		if r.Lag {
+			behind := "-"
+			if s.MillisBehind != nil {
+				behind = (time.Duration(*s.MillisBehind) * time.Millisecond).String()
+			}
+			line += "\t" + behind
+		}
+		fmt.Fprintln(tw, line)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if len(r.Workers) == 0 {
+		fmt.Fprintln(w, "no workers in the table")
+	} else {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "WORKER\tALIVE\tLEASES")
+		for _, wk := range r.Workers {
+			alive := yesNo(wk.Alive)
+			if wk.Alive && wk.stopping {
+				alive += " (stopping)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", wk.ID, alive, wk.Leases)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	if len(r.Problems) == 0 {
+		fmt.Fprintln(w, "problems: none")
+	} else {
+		fmt.Fprintf(w, "problems (%d):\n", len(r.Problems))
+		for _, p := range r.Problems {
+			fmt.Fprintln(w, "  "+p)
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintln(w, "note: "+n)
+	}
+	return w.err
+}
+
+// showCheckpoint shows a checkpoint with where a sentinel with a start time
+// opens: AT_TIMESTAMP at that time, and LATEST there for every owner but the
+// first (kcl's startingPosition).
+func showCheckpoint(cp string, startAt int64) string {
+	if startAt <= 0 {
+		return cp
+	}
+	at := time.UnixMilli(startAt).UTC().Format(time.RFC3339Nano)
+	switch cp {
+	case atTimestamp:
+		return atTimestamp + " " + at
+	case latest:
+		return latest + " (later owners open at " + at + ")"
+	}
+	return cp
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// errWriter keeps the first write error, so that printing code can write
+// freely and check once.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	if err != nil {
+		e.err = fmt.Errorf("writing output: %w", err)
+	}
+	return n, err
+}

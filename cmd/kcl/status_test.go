@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// putRecords writes n records and returns their sequence numbers by shard.
+func (h *harness) putRecords(n int) map[string][]string {
+	h.t.Helper()
+	seqs := map[string][]string{}
+	for i := range n {
+		out, err := h.kin.PutRecord(context.Background(), &kinesis.PutRecordInput{
+			StreamName: &h.stream, PartitionKey: aws.String(fmt.Sprint("key-", i)), Data: []byte(fmt.Sprint("r", i)),
+		})
+		require.NoError(h.t, err)
+		seqs[*out.ShardId] = append(seqs[*out.ShardId], *out.SequenceNumber)
+	}
+	return seqs
+}
+
+func TestStatus(t *testing.T) {
+	h := newHarness(t, 3)
+	ids := h.shardIDs()
+	seqs := h.putRecords(30)
+	require.NotEmpty(t, seqs[ids[1]])
+	h.put(leaseItem(ids[0], "w1", 3, trimHorizon))
+	h.put(leaseItem(ids[1], "w2", 8, seqs[ids[1]][0]))
+	h.put(leaseItem("shardId-000000000099", "java-1", 20, seqs[ids[1]][0]))
+	h.put(beatItem("w1", 100))
+	h.put(beatItem("w2", 7))
+	h.put(item{attrLeaseKey: s("Leader"), attrEntityType: s("LEADER"), "ownerName": s("java-1")})
+	h.put(item{attrLeaseKey: s("kcl-group")})
+	h.put(leaseItem("shardId-000000000098", "", 1, "yesterday"))
+	h.during = func() { // w1 beats; the Java worker renews its lease; w2 is dead
+		h.bump("kcl-worker:w1")
+		h.bump("shardId-000000000099")
+	}
+
+	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-json", "-lag")
+	require.Equal(t, 0, code, stderr)
+	assert.Empty(t, stderr, "-json: nothing on stderr")
+	var rep struct {
+		Stream, Table string
+		Shards        []struct {
+			Shard, State, Owner, Checkpoint string
+			OwnerAlive                      bool `json:"owner_alive"`
+			SubSequence                     int64
+			Parents                         []string
+			MillisBehind                    *int64 `json:"millis_behind"`
+		}
+		Workers []struct {
+			ID     string
+			Alive  bool
+			Leases int
+		}
+		Problems []string
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep), stdout)
+	assert.Equal(t, h.stream, rep.Stream)
+	assert.Equal(t, h.table, rep.Table)
+	require.Len(t, rep.Shards, 3)
+	assert.Equal(t, ids[0], rep.Shards[0].Shard)
+	assert.Equal(t, "open", rep.Shards[0].State)
+	assert.Equal(t, "w1", rep.Shards[0].Owner)
+	assert.True(t, rep.Shards[0].OwnerAlive)
+	assert.Equal(t, trimHorizon, rep.Shards[0].Checkpoint)
+	assert.Equal(t, "w2", rep.Shards[1].Owner)
+	assert.False(t, rep.Shards[1].OwnerAlive)
+	assert.Equal(t, seqs[ids[1]][0], rep.Shards[1].Checkpoint)
+	assert.Equal(t, "", rep.Shards[2].Checkpoint, "no lease")
+	require.NotNil(t, rep.Shards[0].MillisBehind, "-lag")
+	require.NotNil(t, rep.Shards[1].MillisBehind, "-lag")
+	assert.Nil(t, rep.Shards[2].MillisBehind, "no lease: no checkpoint to measure from")
+	assert.Equal(t, []string{"java-1", "w1", "w2"}, []string{rep.Workers[0].ID, rep.Workers[1].ID, rep.Workers[2].ID})
+	assert.True(t, rep.Workers[0].Alive, "a Java owner that renews is alive")
+	assert.True(t, rep.Workers[1].Alive)
+	assert.False(t, rep.Workers[2].Alive)
+	assert.Equal(t, 1, rep.Workers[2].Leases)
+	require.Len(t, rep.Problems, 2, "%q", rep.Problems)
+	assert.Contains(t, rep.Problems[0], `lease "shardId-000000000099" is for a shard stream `+h.stream+" does not list")
+	assert.Contains(t, rep.Problems[1], `item "shardId-000000000098" not understood`)
+
+	code, stdout, stderr = h.run("status", "-table", h.table, "-stream", h.stream)
+	require.Equal(t, 0, code, stderr)
+	assert.Empty(t, stderr)
+	assert.Contains(t, h.progress.String(), "watching lease table "+h.table+" for 10s", "on a terminal")
+	for _, want := range []string{
+		"stream " + h.stream + ", lease table " + h.table,
+		ids[0] + "  open   w1     yes    TRIM_HORIZON",
+		"w2      no     1",
+		"problems (2):",
+		"note: other kcl items: kcl-group",
+		"note: Java KCL items that are not leases: Leader (LEADER)",
+	} {
+		assert.Contains(t, stdout, want)
+	}
+	assert.NotContains(t, stdout, "BEHIND", "lag only with -lag")
+}
+
+// failingKinesis fails GetShardIterator for one shard.
+type failingKinesis struct {
+	Kinesis
+	shard string
+}
+
+func (f failingKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, o ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
+	if aws.ToString(in.ShardId) == f.shard {
+		return nil, errors.New("AccessDeniedException: not allowed")
+	}
+	return f.Kinesis.GetShardIterator(ctx, in, o...)
+}
+
+func TestStatusLagOfAShardThatFails(t *testing.T) {
+	h := newHarness(t, 2)
+	ids := h.shardIDs()
+	h.put(leaseItem(ids[0], "", 1, trimHorizon))
+	h.put(leaseItem(ids[1], "", 1, trimHorizon))
+	h.kinAPI = failingKinesis{Kinesis: h.kin, shard: ids[1]}
+	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-lag")
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, ids[0]+` +open .* 0s\n`, stdout)
+	assert.Regexp(t, ids[1]+` +open .* -\n`, stdout)
+	assert.Contains(t, stdout, "problems (1):\n  shard \""+ids[1]+"\": lag not measured: GetShardIterator TRIM_HORIZON: AccessDeniedException: not allowed\n")
+}
+
+func TestStatusErrors(t *testing.T) {
+	h := newHarness(t, 1)
+	code, _, stderr := h.run("status", "-app", h.table, "-stream", "no-such-stream")
+	assert.Equal(t, 1, code)
+	assert.Regexp(t, `^kcl status: stream "no-such-stream": ListShards: .*ResourceNotFoundException.*\n$`, stderr)
+
+	code, _, stderr = h.run("status", "-app", "no-such-table", "-stream", h.stream)
+	assert.Equal(t, 1, code)
+	assert.Equal(t, `kcl status: lease table "no-such-table" not found (check -app, -table and the AWS region)`+"\n", stderr)
+}
