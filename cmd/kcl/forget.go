@@ -88,6 +88,7 @@ func forgetWorker(ctx context.Context, args []string, e *env) error {
 				row.result = "released"
 			}
 		}
+		bumpGroup(ctx, db, table)
 	}
 	if err := rep.print(e.stdout); err != nil {
 		return err

@@ -170,6 +170,7 @@ func reset(ctx context.Context, args []string, e *env) error {
 				row.result = "reset"
 			}
 		}
+		bumpGroup(ctx, db, table)
 	}
 	if err := rep.print(e.stdout); err != nil {
 		return err

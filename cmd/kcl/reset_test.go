@@ -171,6 +171,7 @@ func TestForgetWorker(t *testing.T) {
 	h.put(leaseItem("shardId-000000000002", "java-9", 12, latest))
 	h.put(beatItem("dead", 70))
 	h.put(beatItem("other", 4))
+	h.put(item{attrLeaseKey: s("kcl-group"), attrEntityType: s("KCL_GROUP"), "kclEpoch": &types.AttributeValueMemberN{Value: "5"}})
 	items := len(h.items())
 
 	t.Run("refuses while the worker is alive", func(t *testing.T) {
@@ -209,6 +210,7 @@ func TestForgetWorker(t *testing.T) {
 		assert.Nil(t, h.get("kcl-worker:dead"))
 		assert.Equal(t, "other", h.lease("shardId-000000000001").owner, "other workers' leases untouched")
 		assert.NotNil(t, h.get("kcl-worker:other"))
+		assert.Equal(t, &types.AttributeValueMemberN{Value: "6"}, h.get("kcl-group")["kclEpoch"], "the group told to read the table")
 	})
 	t.Run("a write that fails stops it", func(t *testing.T) {
 		h.put(leaseItem("shardId-000000000004", "crashed", 2, latest))

@@ -405,3 +405,18 @@ func isConditionFailed(err error) bool {
 	var ccf *types.ConditionalCheckFailedException
 	return errors.As(err, &ccf)
 }
+
+// bumpGroup tells a running group to read the whole table at once, as kcl's
+// workers do after a change others must act on: it adds one to the epoch of
+// the group item (kcl-group), if there is one. Without it the workers learn
+// of the change a little later, from their own reads; so a failure is
+// ignored.
+func bumpGroup(ctx context.Context, db DynamoDB, table string) {
+	_, _ = db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &table,
+		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: "kcl-group"}},
+		ConditionExpression:       aws.String("attribute_exists(" + attrLeaseKey + ")"),
+		UpdateExpression:          aws.String("ADD kclEpoch :one"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": &types.AttributeValueMemberN{Value: "1"}},
+	})
+}
