@@ -30,8 +30,11 @@ func TestAssess(t *testing.T) {
 		// listed and now are offsets from t0; now defaults to listed.
 		listed, now time.Duration
 		settled     bool
-		stale       bool // an eventually consistent read: it judges nothing itself
+		stale       bool // not a judging pass: only published expiry counts
 		claimed     []string
+		// moved: the consistent read of each suspect finds it changed (by
+		// default it finds the counter the pass saw, which confirms it).
+		moved bool
 	}
 	tests := []struct {
 		name   string
@@ -76,6 +79,14 @@ func TestAssess(t *testing.T) {
 				workers: beats("me", "b"),
 			}, held: []string{"s1", "s2"}, stale: true}},
 			want: decisions{lost: []string{"s1", "s2"}},
+		},
+		{
+			name: "a suspect a consistent read finds changed is not expired",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: ld + time.Millisecond, moved: true},
+			},
+			want: decisions{live: []string{"b", "me"}, expired: map[string]int64{}},
 		},
 		{
 			name: "a read that may be stale judges nothing itself",
@@ -250,7 +261,14 @@ func TestAssess(t *testing.T) {
 				for _, id := range p.claimed {
 					claimed[id] = true
 				}
-				d = assess(assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, judge: !p.stale, claimed: claimed}, seen)
+				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, judge: !p.stale, claimed: claimed, confirmed: map[string]int64{}}
+				d = assess(in, seen)
+				if len(d.suspects) > 0 && !p.moved { // as balance's confirm does
+					for key, n := range d.suspects {
+						in.confirmed[key] = n
+					}
+					d = assess(in, seen)
+				}
 			}
 			sameOrOneOf := func(want, got []string, what string) {
 				if len(want) == 1 && want[0] == "?" {

@@ -20,10 +20,13 @@ type assessInput struct {
 	// claimed: shards this process asked a hand-off of; one handed to it is
 	// its own, settled or not.
 	claimed map[string]bool
-	// judge: the read was consistent, so expiry may be judged from the
-	// observations in seen (group.go). Otherwise only what a scanner
-	// published counts as expired.
+	// judge: expiry may be judged from the observations in seen (group.go);
+	// otherwise only what a scanner published or this worker confirmed
+	// counts as expired.
 	judge bool
+	// confirmed: heartbeats and leases a consistent read found unchanged
+	// after assess suspected them (decisions.suspects), with their counters.
+	confirmed map[string]int64
 	// settled: this process has beaten for longer than LeaseDuration, so a
 	// lease the table gives to its WorkerID that it does not read is an
 	// earlier run's, not a live twin's (heartbeat.settled).
@@ -43,8 +46,12 @@ type decisions struct {
 	// For the group (group.go).
 	live    []string         // live workers that are not stopping, this one included, sorted
 	expired map[string]int64 // heartbeats and leases expired, with their counters
-	digest  string           // of what other workers act on
-	waiting bool             // this worker waits for a hand-off it asked for
+	// suspects are heartbeats and leases seen unchanged for leaseDuration,
+	// which a read that may be stale cannot tell: expired once a consistent
+	// read confirms their counters (assessInput.confirmed).
+	suspects map[string]int64
+	digest   string // of what other workers act on
+	waiting  bool   // this worker waits for a hand-off it asked for
 }
 
 // acted reports whether the pass decided anything to do.
@@ -54,32 +61,39 @@ func (d decisions) acted() bool {
 
 // assess decides what this worker does about one read of the lease table.
 // It is pure but for seen, the observations of counters it keeps across
-// consistent passes (updated here): a worker's heartbeat or a lease's
+// passes (updated here when judge is set): a worker's heartbeat or a lease's
 // counter seen unchanged for leaseDuration is expired. The clock of an
 // observation starts when this worker first sees the value (after the read,
-// so no earlier than the write), and the judgement uses the time the read
-// started: the owner's own delivery deadline (pause.go) then always comes
-// first. A read that may be stale judges nothing itself; what a scanner
-// published as expired, with the counter the item still has, is expired
-// either way.
+// so no earlier than the write). A read of the whole table may be stale, so
+// what it finds unchanged is only a suspect; a consistent read of the item
+// that still finds its counter confirms it (balance). That read starts after
+// the observation is leaseDuration old, so the owner's own delivery deadline
+// (pause.go), counted from before its last beat was sent, always comes
+// first. What a scanner published as expired, with the counter the item
+// still has, is expired too.
 func assess(in assessInput, seen map[string]observation) decisions {
 	me := in.me
 	published := in.snap.group.expired
-	fresh := func(key string, counter int64, owner string) bool {
+	// status says whether the item at key is expired (published or
+	// confirmed at this counter) or, when judging, a suspect.
+	status := func(key string, counter int64, owner string) (expired, suspect bool) {
 		if n, ok := published[key]; ok && n == counter {
-			return false
+			return true, false
+		}
+		if n, ok := in.confirmed[key]; ok && n == counter {
+			return true, false
 		}
 		if !in.judge {
-			return true
+			return false, false
 		}
 		obs, ok := seen[key]
 		if !ok || obs.counter != counter || obs.owner != owner {
 			obs = observation{counter: counter, owner: owner, since: in.now}
 			seen[key] = obs
 		}
-		return in.listed.Sub(obs.since) <= in.leaseDuration
+		return false, in.listed.Sub(obs.since) > in.leaseDuration
 	}
-	d := decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}, expired: map[string]int64{}}
+	d := decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}, expired: map[string]int64{}, suspects: map[string]int64{}}
 	workerAlive := map[string]bool{me: true}
 	stopping := map[string]bool{}
 	var stoppingIDs []string
@@ -88,9 +102,13 @@ func assess(in assessInput, seen map[string]observation) decisions {
 		if id == me {
 			continue
 		}
-		if !fresh(workerKeyPrefix+id, w.counter, "") {
+		expired, suspect := status(workerKeyPrefix+id, w.counter, "")
+		if expired {
 			d.expired[workerKeyPrefix+id] = w.counter
 			continue
+		}
+		if suspect {
+			d.suspects[workerKeyPrefix+id] = w.counter // alive until confirmed
 		}
 		workerAlive[id] = true
 		stopping[id] = w.stopping
@@ -108,7 +126,19 @@ func assess(in assessInput, seen map[string]observation) decisions {
 	}
 	var shares []shareLease
 	for _, l := range in.snap.leases {
-		leaseFresh := fresh(l.shardID, l.counter, l.owner)
+		// A lease is fresh unless expired; a suspect one whose owner beats
+		// and is dead is expired with it (a take is fenced on its counter);
+		// any other suspect waits for a consistent read (an owner without a
+		// heartbeat item, a Java KCL worker, keeps it by renewing it).
+		expired, suspect := status(l.shardID, l.counter, l.owner)
+		_, ownerBeats := in.snap.workers[l.owner]
+		leaseFresh := !expired
+		switch {
+		case suspect && l.owner != "" && ownerBeats && !workerAlive[l.owner]:
+			leaseFresh = false
+		case suspect && (l.owner != "" && l.owner != me && !ownerBeats || l.checkpointOwner != ""):
+			d.suspects[l.shardID] = l.counter
+		}
 		held := in.held[l.shardID]
 		if held && (l.owner != me || l.checkpointOwner != "") { // checkpointOwner: someone began a Java hand-off of it
 			d.lost = append(d.lost, l.shardID)

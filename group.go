@@ -13,19 +13,20 @@ import (
 // its cost grows with shards plus workers, not shards times workers.
 //
 //   - Scanners: the two live workers with the smallest IDs (each worker
-//     decides from its own last read of the table) read the whole table with
-//     a consistent read every takeInterval and judge expiry by the rule in
-//     lease.go. They publish what they judge expired in the group item
-//     (groupKey), each heartbeat or lease with the counter it was judged at,
-//     and whenever what they see of membership and assignment changes (a
-//     digest of it), which bumps the group's epoch.
+//     decides from its own last read of the table) read the whole table
+//     every takeInterval and judge expiry by the rule in lease.go: what they
+//     see unchanged for LeaseDuration in those reads (which may be stale,
+//     and cost half) they confirm with a consistent read of that one item.
+//     They publish what is expired in the group item (groupKey), each
+//     heartbeat or lease with the counter it was judged at, and whenever
+//     what they see of membership and assignment changes (a digest of it),
+//     which bumps the group's epoch.
 //   - Every other worker reads only the group item every takeInterval (a
-//     small item, eventually consistent), and the whole table (eventually
-//     consistent) when the epoch moved and while it has business of its own:
-//     its first LeaseDuration, a claim it waits on, a pass that decided
-//     anything. Every judgeInterval it reads the whole table consistently and
-//     judges expiry itself, which keeps a group whose two scanners died
-//     together going.
+//     small item, eventually consistent), and the whole table when the epoch
+//     moved and while it has business of its own: its first LeaseDuration, a
+//     claim it waits on, a pass that decided anything. Every judgeInterval
+//     it judges expiry itself, as a scanner does, which keeps a group whose
+//     two scanners died together going.
 //   - A worker that changes what others must act on bumps the epoch itself,
 //     so that they need not wait for a scanner: a claim (the owner hands
 //     off), a release (others take), new leases (others take).
@@ -63,8 +64,10 @@ func (g groupItem) clone() groupItem {
 }
 
 // judgeInterval is how often a worker that is no scanner reads the whole
-// table consistently and judges expiry itself.
-func (o *Options) judgeInterval() time.Duration { return 2 * o.LeaseDuration }
+// table and judges expiry itself: what keeps a group going whose two
+// scanners died together (their leases are then taken within about
+// judgeInterval plus LeaseDuration).
+func (o *Options) judgeInterval() time.Duration { return 4 * o.LeaseDuration }
 
 // pass is one tick of the lease loop: a read of the whole table when this
 // worker is a scanner, when judgeInterval has passed, when it has business
@@ -96,17 +99,17 @@ func (k *leaseKeeper) pass(ctx context.Context) error {
 // afterPass notes what a read of the whole table tells about the passes to
 // come, and publishes a scanner's judgement when it differs from the
 // group's. Only the lease loop calls it.
-func (k *leaseKeeper) afterPass(ctx context.Context, snap tableSnapshot, d decisions, consistent bool, listed time.Time) {
+func (k *leaseKeeper) afterPass(ctx context.Context, snap tableSnapshot, d decisions, judged bool, listed time.Time) {
 	c := k.c
 	k.epoch = snap.group.epoch
-	if consistent {
+	if judged {
 		k.judged = listed
 	}
 	i := slices.Index(d.live, c.opts.WorkerID)
 	k.scanner = i >= 0 && i < scanners
 	fence, _ := c.pause.fencePending()
 	k.busy = d.acted() || d.waiting || fence || !c.beat.settled()
-	if !consistent || !k.scanner || d.digest == snap.group.digest {
+	if !judged || !k.scanner || d.digest == snap.group.digest {
 		return
 	}
 	expired := d.expired

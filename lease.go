@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -99,6 +100,9 @@ type leaseTable interface {
 	// removeWorker deletes a worker's heartbeat item, if its counter is still
 	// counter (any counter when counter < 0).
 	removeWorker(ctx context.Context, worker string, counter int64) error
+	// readBeat reads a worker's heartbeat item with a consistent read (ok
+	// false: there is none).
+	readBeat(ctx context.Context, worker string) (w workerBeat, ok bool, err error)
 
 	// The group item (group.go).
 	//
@@ -182,13 +186,14 @@ type leaseKeeper struct {
 	syncNow chan struct{} // a shard sync, then a balance pass
 
 	// Only touched by the lease loop.
-	seen     map[string]observation // others' counters as last seen by a consistent read, for expiry
-	reported map[string]bool        // lease items already reported as not understood
-	epoch    int64                  // the group's epoch as of the last read of the whole table
-	judged   time.Time              // when the last consistent read of the whole table started
-	scanner  bool                   // this worker reads the whole table every pass (group.go)
-	busy     bool                   // this worker reads the whole table every pass until it has no business
-	claimed  map[string]bool        // shards this process asked a hand-off of and does not read yet
+	seen      map[string]observation // others' counters as last seen by a consistent read, for expiry
+	reported  map[string]bool        // lease items already reported as not understood
+	epoch     int64                  // the group's epoch as of the last read of the whole table
+	judged    time.Time              // when the last consistent read of the whole table started
+	scanner   bool                   // this worker reads the whole table every pass (group.go)
+	busy      bool                   // this worker reads the whole table every pass until it has no business
+	claimed   map[string]bool        // shards this process asked a hand-off of and does not read yet
+	confirmed map[string]int64       // suspects a consistent read confirmed expired, with their counters
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -200,7 +205,7 @@ func newLeaseKeeper(c *Consumer) *leaseKeeper {
 		c:       c,
 		takeNow: make(chan struct{}, 1), syncNow: make(chan struct{}, 1),
 		seen: map[string]observation{}, reported: map[string]bool{},
-		epoch: -1, busy: true, claimed: map[string]bool{},
+		epoch: -1, busy: true, claimed: map[string]bool{}, confirmed: map[string]int64{},
 	}
 }
 
@@ -240,7 +245,7 @@ func (k *leaseKeeper) loop(ctx context.Context) error {
 		case <-take.C:
 			err = k.pass(ctx)
 		case <-k.takeNow:
-			err = k.balance(ctx, k.scanner)
+			err = k.balance(ctx, false)
 		case <-flush.C:
 			err = k.flush(ctx)
 		case <-shardSync.C:
@@ -263,7 +268,7 @@ func (k *leaseKeeper) syncAndBalance(ctx context.Context) error {
 	if err := k.c.syncShards(ctx); err != nil {
 		return err
 	}
-	return k.balance(ctx, k.scanner)
+	return k.balance(ctx, false)
 }
 
 func notify(ch chan struct{}) {
@@ -298,16 +303,17 @@ func (k *leaseKeeper) fence(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// balance reads the lease table (consistently when asked: only then does
-// it judge expiry itself), decides (assess, balance.go) what this worker
-// does about it, and does it: forgets leases taken from it, fences the
-// leases it holds after a late heartbeat, hands off, passes on and unclaims,
-// asks for hand-offs and takes its fair share. This is the one place where
-// a lease is taken.
-func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
+// balance reads the lease table, decides (assess, balance.go) what this
+// worker does about it, and does it: forgets leases taken from it, fences
+// the leases it holds after a late heartbeat, hands off, passes on and
+// unclaims, asks for hand-offs and takes its fair share. When judge is set
+// it judges expiry from its own observations, confirming each suspect with
+// a consistent read of the item. This is the one place where a lease is
+// taken.
+func (k *leaseKeeper) balance(ctx context.Context, judge bool) error {
 	c := k.c
 	listed := time.Now()
-	snap, err := c.table.list(ctx, consistent)
+	snap, err := c.table.list(ctx, false) // may be stale: see assess
 	if err != nil {
 		return err
 	}
@@ -318,48 +324,61 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 
 	c.mu.Lock()
 	k.lastTable.Store(&snap.leases)
-	if c.closing {
-		c.mu.Unlock()
-		return nil
-	}
+	closing := c.closing
 	held := make(map[string]bool, len(c.held))
 	for id := range c.held {
 		held[id] = true
 	}
-	d := assess(assessInput{
+	c.mu.Unlock()
+	if closing {
+		return nil
+	}
+	in := assessInput{
 		me: me, snap: snap, held: held, listed: listed, now: now,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
-		settled: settled, judge: consistent, claimed: k.claimed,
-	}, k.seen)
+		settled: settled, judge: judge, claimed: k.claimed, confirmed: k.confirmed,
+	}
+	d := assess(in, k.seen)
+	if len(d.suspects) > 0 {
+		if confirmed, err := k.confirm(ctx, d.suspects); err != nil {
+			return err
+		} else if confirmed {
+			d = assess(in, k.seen)
+		}
+	}
+	k.pruneConfirmed(snap, d.byShard)
+
+	c.mu.Lock()
 	lost := make([]*heldLease, 0, len(d.lost))
 	for _, id := range d.lost {
-		lost = append(lost, c.held[id])
+		if h := c.held[id]; h != nil {
+			lost = append(lost, h)
+		}
 	}
 	handoffs := make(map[*heldLease]string, len(d.handoffs))
 	for id, to := range d.handoffs {
-		handoffs[c.held[id]] = to
+		if h := c.held[id]; h != nil {
+			handoffs[h] = to
+		}
 	}
 	c.mu.Unlock()
 
-	defer k.afterPass(ctx, snap, d, consistent, listed)
+	defer k.afterPass(ctx, snap, d, judge, listed)
 	for id := range k.claimed { // forget claims that came to nothing
 		if l, ok := d.byShard[id]; !ok || l.handoffTo != me && l.owner != me {
 			delete(k.claimed, id)
 		}
 	}
 	for _, h := range lost {
-		owner := d.byShard[h.shardID].owner
-		if !consistent { // the read may be stale: make sure
-			l, ok, err := c.table.read(ctx, h.shardID)
-			if err != nil {
-				return err
-			}
-			if ok && l.owner == me && l.checkpointOwner == "" {
-				continue
-			}
-			owner = l.owner
+		// The read may be stale: make sure with a consistent one.
+		l, ok, err := c.table.read(ctx, h.shardID)
+		if err != nil {
+			return err
 		}
-		c.forgetLost(h, owner)
+		if ok && l.owner == me && l.checkpointOwner == "" {
+			continue
+		}
+		c.forgetLost(h, l.owner)
 	}
 	if pending, _ := c.pause.fencePending(); pending {
 		if done, err := k.fence(ctx); !done {
@@ -427,10 +446,61 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 		c.log.Info("kcl: lease taken", "shard", id, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
 		k.startReader(ctx, taken, storedStart)
 	}
-	if consistent && k.scanner {
+	if judge && k.scanner {
 		k.removeDeadWorkers(ctx, snap, now)
 	}
 	return nil
+}
+
+// confirm reads each suspect (a heartbeat or lease seen unchanged for
+// LeaseDuration in a read that may be stale) with a consistent read, and
+// notes as expired those whose counter it still finds, or that are gone. It
+// reports whether it confirmed any.
+func (k *leaseKeeper) confirm(ctx context.Context, suspects map[string]int64) (bool, error) {
+	c := k.c
+	any := false
+	for _, key := range slices.Sorted(maps.Keys(suspects)) {
+		var n int64
+		var ok bool
+		var err error
+		if id, worker := strings.CutPrefix(key, workerKeyPrefix); worker {
+			var w workerBeat
+			w, ok, err = c.table.readBeat(ctx, id)
+			n = w.counter
+		} else {
+			var l lease
+			l, ok, err = c.table.read(ctx, key)
+			n = l.counter
+		}
+		if err != nil {
+			return any, err
+		}
+		if !ok || n == suspects[key] {
+			k.confirmed[key] = suspects[key]
+			any = true
+		}
+	}
+	return any, nil
+}
+
+// pruneConfirmed forgets confirmations of items that changed or are gone.
+func (k *leaseKeeper) pruneConfirmed(snap tableSnapshot, byShard map[string]lease) {
+	for key, n := range k.confirmed {
+		var cur int64
+		var ok bool
+		if id, worker := strings.CutPrefix(key, workerKeyPrefix); worker {
+			var w workerBeat
+			w, ok = snap.workers[id]
+			cur = w.counter
+		} else {
+			var l lease
+			l, ok = byShard[key]
+			cur = l.counter
+		}
+		if !ok || cur != n {
+			delete(k.confirmed, key)
+		}
+	}
 }
 
 // latestSkew is how far before its first take a lease at LATEST starts for

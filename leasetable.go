@@ -487,6 +487,20 @@ func (t *dynamoLeases) removeWorker(ctx context.Context, worker string, counter 
 	return err
 }
 
+// readBeat reads a worker's heartbeat item, with a consistent read.
+func (t *dynamoLeases) readBeat(ctx context.Context, worker string) (workerBeat, bool, error) {
+	item, err := t.get(ctx, map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: workerKeyPrefix + worker}})
+	if err != nil || item == nil {
+		return workerBeat{}, false, err
+	}
+	counter, err := numberAttr(item, attrCounter, true)
+	if err != nil {
+		return workerBeat{}, false, fmt.Errorf("heartbeat %q: %s: %w", worker, attrCounter, err)
+	}
+	stopping, _ := item[attrStopping].(*types.AttributeValueMemberBOOL)
+	return workerBeat{counter: counter, stopping: stopping != nil && stopping.Value}, true, nil
+}
+
 // update runs one conditional update of a lease item; a failed condition
 // is errLeaseLost.
 func (t *dynamoLeases) update(ctx context.Context, shardID, cond, update string, values map[string]types.AttributeValue) error {

@@ -168,3 +168,10 @@ func (t *memLeases) removeGroup(ctx context.Context, epoch int64) error {
 	t.grp = groupItem{}
 	return nil
 }
+
+func (t *memLeases) readBeat(ctx context.Context, worker string) (workerBeat, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w, ok := t.workers[worker]
+	return w, ok, nil
+}

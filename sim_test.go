@@ -1043,6 +1043,14 @@ func (t *simTable) group(ctx context.Context) (groupItem, error) {
 	return g, nil
 }
 
+func (t *simTable) readBeat(ctx context.Context, worker string) (workerBeat, bool, error) {
+	lost, err := t.gate(ctx, false)
+	if err != nil || lost {
+		return workerBeat{}, false, errors.Join(err, lostErr(lost))
+	}
+	return t.inner.readBeat(ctx, worker)
+}
+
 func (t *simTable) bump(ctx context.Context) error {
 	lost, err := t.gate(ctx, false)
 	if err != nil {
