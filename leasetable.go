@@ -425,8 +425,12 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 	}
 	in := &dynamodb.UpdateItemInput{TableName: &t.table, Key: key, ExpressionAttributeValues: values}
 	if last < 0 {
-		values[":one"] = number(1)
-		in.UpdateExpression = aws.String("ADD leaseCounter :one SET " + attrToken + " = :tok, " + attrStopping + " = :stopping, " + setEntity(values, entityKCLWorker))
+		// A heartbeat item made anew starts its counter at the time in
+		// microseconds, not at 0: beats are far rarer than that, so a
+		// counter an earlier item of this worker had, which the group item
+		// may still name as expired, never comes back.
+		values[":one"], values[":base"] = number(1), number(time.Now().UnixMicro())
+		in.UpdateExpression = aws.String("SET leaseCounter = if_not_exists(leaseCounter, :base) + :one, " + attrToken + " = :tok, " + attrStopping + " = :stopping, " + setEntity(values, entityKCLWorker))
 		in.ReturnValues = types.ReturnValueUpdatedNew
 		out, err := t.db.UpdateItem(ctx, in)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 )
 
 // memLeases is the lease table kept in memory when Options.AppName is empty:
@@ -14,6 +15,7 @@ type memLeases struct {
 	leases  map[string]lease
 	workers map[string]workerBeat
 	grp     groupItem // the group item
+	base    int64     // the counter the last heartbeat item made started at
 }
 
 func newMemLeases() *memLeases {
@@ -118,6 +120,10 @@ func (t *memLeases) heartbeat(ctx context.Context, worker, token string, stoppin
 	w, ok := t.workers[worker]
 	if ok && last >= 0 && w.token != token {
 		return 0, errDuplicateWorker
+	}
+	if !ok { // as dynamoLeases: a new item's counter never repeats an old one's
+		t.base = max(time.Now().UnixMicro(), t.base+1)
+		w.counter = t.base
 	}
 	t.workers[worker] = workerBeat{counter: w.counter + 1, stopping: stopping, token: token}
 	return w.counter + 1, nil
