@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,9 +18,12 @@ type heartbeat struct {
 	c     *Consumer // immutable
 	token string    // immutable: tells this process's writes from another's with the same WorkerID
 
-	mu      sync.Mutex // never held together with Consumer.mu
+	mu      sync.Mutex // held across a beat's retries; never held together with Consumer.mu
 	counter int64      // synchronized on mu: the counter this process last wrote, -1 before the first
-	first   time.Time  // synchronized on mu: when the first beat was sent
+	// first is when the first beat was sent (Unix nanoseconds, 0 before):
+	// written once under mu, read without it, so that the lease loop never
+	// waits on a beat's retries.
+	first atomic.Int64
 }
 
 func newHeartbeat(c *Consumer, token string) *heartbeat {
@@ -70,9 +74,7 @@ func (hb *heartbeat) beat(ctx context.Context) error {
 		return err
 	}
 	hb.counter = counter
-	if hb.first.IsZero() {
-		hb.first = sent
-	}
+	hb.first.CompareAndSwap(0, sent.UnixNano())
 	if c.pause.beat(sent, time.Now()) {
 		notify(c.keeper.takeNow) // late: the next pass fences the leases still held
 	}
@@ -99,7 +101,6 @@ func (hb *heartbeat) remove(ctx context.Context) {
 // the same WorkerID (which this process's first beat makes stop within a
 // heartbeat interval): they are neither taken, passed on nor released.
 func (hb *heartbeat) settled() bool {
-	hb.mu.Lock()
-	defer hb.mu.Unlock()
-	return !hb.first.IsZero() && time.Since(hb.first) > hb.c.opts.LeaseDuration
+	first := hb.first.Load()
+	return first != 0 && time.Since(time.Unix(0, first)) > hb.c.opts.LeaseDuration
 }

@@ -1,0 +1,55 @@
+package kcl
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/stretchr/testify/require"
+)
+
+// stuckBeats is an in-memory lease table whose heartbeat writes hang until
+// their context ends, as when DynamoDB throttles them and each is retried.
+type stuckBeats struct {
+	*memLeases
+	started chan struct{}
+}
+
+func (t *stuckBeats) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
+	if last >= 0 {
+		close(t.started)
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return t.memLeases.heartbeat(ctx, worker, token, stopping, last)
+}
+
+// The lease loop asks the heartbeat whether this process has settled on
+// every pass: a beat retrying against a throttled table must not make it
+// wait (it once held the lease loop, and so every checkpoint flush, for a
+// heartbeat interval per call).
+func TestSettledDoesNotWaitForABeatRetrying(t *testing.T) {
+	noLeak(t)
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger(), LeaseDuration: time.Hour})
+	require.NoError(t, err)
+	tbl := &stuckBeats{memLeases: newMemLeases(), started: make(chan struct{})}
+	c.table = tbl
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, c.beat.beat(ctx)) // the first beat
+	beating := make(chan error, 1)
+	go func() { beating <- c.beat.beat(ctx) }() // hangs, holding the heartbeat's lock
+	<-tbl.started
+
+	answered := make(chan bool, 1)
+	go func() { answered <- c.beat.settled() }()
+	select {
+	case settled := <-answered:
+		require.False(t, settled, "an hour-long LeaseDuration has not passed")
+	case <-time.After(10 * time.Second): // only stops a hung run; the answer takes microseconds
+		t.Fatal("settled waited for the beat retrying")
+	}
+	cancel()
+	<-beating
+}
