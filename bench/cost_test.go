@@ -104,6 +104,7 @@ type cellResult struct {
 	kinesisCalls     [4]int64 // over the window: ListShards, GetShardIterator, GetRecords, records
 	unwrapped        []string // DynamoDB operations sent that the meter does not count
 	shapes           map[string]replyShape
+	consistentScan   float64 // the meter's correction of consistent scans' units (scanConsistency)
 }
 
 // leaseMinutes is what the window's figures are divided by: every lease
@@ -277,6 +278,10 @@ func runCell(ctx context.Context, cfg cellConfig) (res cellResult, err error) {
 		}
 	}
 	res.settled = time.Since(start)
+	if res.consistentScan, err = scanConsistency(ctx, ddb, table); err != nil {
+		return res, fmt.Errorf("probing how the emulator charges consistent scans: %w", err)
+	}
+	m.setConsistentScan(res.consistentScan)
 
 	before, k0 := m.snapshot(), kin.counts()
 	begin := time.Now()
@@ -322,19 +327,9 @@ func (k *stubKinesis) counts() [4]int64 {
 // reports for it, scaled to the lease items' share of the bytes (kcl's own
 // kcl-* items are not in a Java KCL table).
 func (r *cellResult) measureScan(ctx context.Context, db *dynamodb.Client, table string) error {
-	in := &dynamodb.ScanInput{TableName: aws.String(table), ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal}
-	var units float64
 	var all, leases, nLeases int
-	for {
-		out, err := db.Scan(ctx, in)
-		if err != nil {
-			return err
-		}
-		if out.ConsumedCapacity == nil || out.ConsumedCapacity.CapacityUnits == nil {
-			return errors.New("the scan's reply has no ConsumedCapacity")
-		}
-		units += *out.ConsumedCapacity.CapacityUnits
-		for _, item := range out.Items {
+	units, err := scanUnits(ctx, db, &dynamodb.ScanInput{TableName: aws.String(table)}, func(items []map[string]types.AttributeValue) {
+		for _, item := range items {
 			size := itemSize(item)
 			all += size
 			if !isKCLKey(keyOf(item)) {
@@ -343,10 +338,9 @@ func (r *cellResult) measureScan(ctx context.Context, db *dynamodb.Client, table
 			}
 			r.tableItems++
 		}
-		if len(out.LastEvaluatedKey) == 0 {
-			break
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
+	})
+	if err != nil {
+		return err
 	}
 	if all == 0 || nLeases == 0 {
 		return errors.New("the table holds no leases")
@@ -527,16 +521,21 @@ func costReport(results []cellResult, busy bool, window time.Duration) string {
 	b.WriteString("Capacity units per lease-minute as DynamoDB (dynalite) reported them; LM = lease management, every category but checkpoints. ")
 	fmt.Fprintf(&b, "USD per lease-month on demand (%.3f USD per million read units, %.3f per million write units, 30 days). ", usdPerMillionReads, usdPerMillionWrites)
 	fmt.Fprintf(&b, "Java KCL 2.x model: %.0f renewal write units a lease-minute (failover %v, renewal every failover/3) plus each worker scanning the whole table every %v, eventually consistent, at the size measured for this table's leases.\n\n", javaRenewalsPerMinute, javaFailover, javaTakerInterval)
-	b.WriteString("| S | W | heartbeat W | liveness R | scans R | takes R | takes W | LM R | LM W | kcl LM USD/lease-month | Java R | Java W | Java USD/lease-month | kcl/Java | checkpoints W |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	if slices.ContainsFunc(results, func(r cellResult) bool { return r.consistentScan != 1 }) {
+		b.WriteString("The emulator charged strongly consistent scans like eventually consistent ones (dynalite 4.0.0 drops ConsistentRead from Scan requests); the meter doubled their units, as DynamoDB charges them. ")
+	}
+	b.WriteString("Failed conditional writes, for which dynalite reports nothing, are charged as DynamoDB charges them: one write unit per started KB of the item as last seen.\n\n")
+	b.WriteString("| S | W | heartbeat W | liveness R | scans R | takes R | takes W | LM R | LM W | kcl LM µUSD/lease-minute | kcl LM USD/lease-month | Java R | Java W | Java USD/lease-month | kcl/Java | checkpoints W |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		c := r.cost.cats
 		lr, lw := r.management()
 		jr, jw := javaModel(r.shards, r.workers, r.javaScanUnits)
 		kUSD, jUSD := price(r.per(lr), r.per(lw))*minutesPerMonth, price(jr, jw)*minutesPerMonth
-		fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.6f | %.2f | %.2f | %.6f | %.2f | %.2f |\n",
+		fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.3f | %.4f | %.2f | %.2f | %.4f | %.2f | %.2f |\n",
 			r.shards, r.workers, r.per(c[heartbeatWrites].write), r.per(c[livenessReads].read), r.per(c[scans].read),
-			r.per(c[takes].read), r.per(c[takes].write), r.per(lr), r.per(lw), kUSD, jr, jw, jUSD, kUSD/jUSD, r.per(c[checkpoints].write))
+			r.per(c[takes].read), r.per(c[takes].write), r.per(lr), r.per(lw), price(r.per(lr), r.per(lw))*1e6, kUSD,
+			jr, jw, jUSD, kUSD/jUSD, r.per(c[checkpoints].write))
 	}
 	b.WriteString("\nDetails: calls per lease-minute by category (heartbeat writes / liveness reads / scans / takes / checkpoints), scans per worker-second, the Java model's scan (eventually consistent units for the leases alone, mean lease item size), time to settle, window, failed calls, units the meter computed itself, kcl warnings.\n\n")
 	b.WriteString("| S | W | calls hb/live/scan/take/ckpt | scans per worker-s | Java scan units | lease item B | settle s | window s | failed calls | computed units | warnings |\n")

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -364,10 +366,21 @@ type meter struct {
 	seen    map[string]seenLease
 	snap    costSnapshot
 	replies map[string]*replyShape
+	// consistentScan multiplies the units reported for a strongly
+	// consistent Scan: 2 where the emulator charges every scan as
+	// eventually consistent (dynalite 4.0.0 drops ConsistentRead from Scan
+	// requests), so that the figure is DynamoDB's; see scanConsistency.
+	consistentScan float64
 }
 
 func newMeter(db kcl.DynamoDBAPI) *meter {
-	return &meter{DynamoDBAPI: db, seen: map[string]seenLease{}, replies: map[string]*replyShape{}}
+	return &meter{DynamoDBAPI: db, seen: map[string]seenLease{}, replies: map[string]*replyShape{}, consistentScan: 1}
+}
+
+func (m *meter) setConsistentScan(factor float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.consistentScan = factor
 }
 
 func (m *meter) snapshot() costSnapshot {
@@ -494,6 +507,11 @@ func (m *meter) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func
 	size := 0
 	if err == nil {
 		cc = out.ConsumedCapacity
+		if cc != nil && cc.CapacityUnits != nil && in.ConsistentRead != nil && *in.ConsistentRead && m.consistentScan != 1 {
+			corrected := *cc
+			corrected.CapacityUnits = aws.Float64(*cc.CapacityUnits * m.consistentScan)
+			cc = &corrected
+		}
 		for _, item := range out.Items {
 			s := seenOf(item)
 			size += s.size
@@ -609,4 +627,52 @@ func (h *httpOps) unwrapped() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// scanUnits scans the whole table outside the meter and returns the units
+// the replies reported.
+func scanUnits(ctx context.Context, db kcl.DynamoDBAPI, in *dynamodb.ScanInput, page func(items []map[string]types.AttributeValue)) (float64, error) {
+	in.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+	var units float64
+	for {
+		out, err := db.Scan(ctx, in)
+		if err != nil {
+			return 0, err
+		}
+		if out.ConsumedCapacity == nil || out.ConsumedCapacity.CapacityUnits == nil {
+			return 0, errors.New("a Scan reply has no ConsumedCapacity")
+		}
+		units += *out.ConsumedCapacity.CapacityUnits
+		if page != nil {
+			page(out.Items)
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return units, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// scanConsistency scans the table strongly consistent and eventually
+// consistent, and returns the factor that makes the emulator's figure for
+// a consistent scan DynamoDB's: 1 when it charges the consistent scan about
+// twice the other, as DynamoDB does; 2 when it charges both the same, as
+// dynalite 4.0.0 does (its Scan validation drops ConsistentRead). The table
+// must not be empty.
+func scanConsistency(ctx context.Context, db kcl.DynamoDBAPI, table string) (float64, error) {
+	consistent, err := scanUnits(ctx, db, &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)}, nil)
+	if err != nil {
+		return 0, err
+	}
+	eventual, err := scanUnits(ctx, db, &dynamodb.ScanInput{TableName: aws.String(table)}, nil)
+	if err != nil {
+		return 0, err
+	}
+	if eventual <= 0 {
+		return 0, fmt.Errorf("an eventually consistent scan of %s cost %v units", table, eventual)
+	}
+	if consistent/eventual < 1.5 {
+		return 2, nil
+	}
+	return 1, nil
 }
