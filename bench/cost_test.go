@@ -99,7 +99,8 @@ type cellResult struct {
 	javaScanUnits    float64       // eventually consistent units of one scan of the leases alone
 	tableItems       int           // items in the table, leases and kcl-* items
 	leaseBytes       float64       // mean size of a lease item
-	warnings         int64         // kcl logs at Warn or above, over the whole cell
+	settleCost       tally         // every call from the start until the window
+	warnings         [3]int64      // kcl logs at Warn or above: before, in and after the window
 	firstWarnings    []string
 	kinesisCalls     [4]int64 // over the window: ListShards, GetShardIterator, GetRecords, records
 	unwrapped        []string // DynamoDB operations sent that the meter does not count
@@ -181,6 +182,10 @@ func runCell(ctx context.Context, cfg cellConfig) (res cellResult, err error) {
 		HTTPClient:  &http.Client{Transport: ops},
 	}, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(srv.Endpoint) })
 	m := newMeter(ddb)
+	if res.consistentScan, err = scanConsistency(ctx, ddb); err != nil {
+		return res, fmt.Errorf("probing how the emulator charges consistent scans: %w", err)
+	}
+	m.setConsistentScan(res.consistentScan)
 	perCall := 0
 	if cfg.busy {
 		perCall = recordsPerCall
@@ -238,7 +243,7 @@ func runCell(ctx context.Context, cfg cellConfig) (res cellResult, err error) {
 		if serr := shutdown(); serr != nil && err == nil {
 			err = serr
 		}
-		res.warnings = warns.n.Load()
+		res.warnings[2] = warns.n.Load() - res.warnings[0] - res.warnings[1]
 		warns.mu.Lock()
 		res.firstWarnings = slices.Clone(warns.first)
 		warns.mu.Unlock()
@@ -278,12 +283,9 @@ func runCell(ctx context.Context, cfg cellConfig) (res cellResult, err error) {
 		}
 	}
 	res.settled = time.Since(start)
-	if res.consistentScan, err = scanConsistency(ctx, ddb, table); err != nil {
-		return res, fmt.Errorf("probing how the emulator charges consistent scans: %w", err)
-	}
-	m.setConsistentScan(res.consistentScan)
 
-	before, k0 := m.snapshot(), kin.counts()
+	before, k0, w0 := m.snapshot(), kin.counts(), warns.n.Load()
+	res.settleCost = before.total
 	begin := time.Now()
 	maxWindow := max(cfg.window, cfg.maxWindow)
 	for {
@@ -301,6 +303,8 @@ func runCell(ctx context.Context, cfg cellConfig) (res cellResult, err error) {
 		}
 	}
 	res.cost, res.elapsed = m.snapshot().minus(before), time.Since(begin)
+	w1 := warns.n.Load()
+	res.warnings[0], res.warnings[1] = w0, w1-w0
 	k1 := kin.counts()
 	for i := range k1 {
 		res.kinesisCalls[i] = k1[i] - k0[i]
@@ -486,7 +490,7 @@ func rowSummary(r cellResult) string {
 		fmt.Fprintf(&b, " %s %d calls (%d failed) R %.2f W %.2f;", c, x.calls, x.failed, r.per(x.read), r.per(x.write))
 	}
 	lr, lw := r.management()
-	fmt.Fprintf(&b, " per lease-minute; management R %.2f W %.2f; held at end %v; kcl warnings %d", r.per(lr), r.per(lw), r.heldAtEnd, r.warnings)
+	fmt.Fprintf(&b, " per lease-minute; management R %.2f W %.2f; held at end %v; kcl warnings before/in/after the window %v; settling cost R %.1f W %.1f units", r.per(lr), r.per(lw), r.heldAtEnd, r.warnings, r.settleCost.read, r.settleCost.write)
 	for _, w := range r.firstWarnings {
 		fmt.Fprintf(&b, "\n  warning: %s", w)
 	}
@@ -517,7 +521,11 @@ func costReport(results []cellResult, busy bool, window time.Duration) string {
 	if busy {
 		mode = fmt.Sprintf("busy shards (%d records per GetRecords call)", recordsPerCall)
 	}
-	fmt.Fprintf(&b, "\n## Lease-table cost per lease-minute (%s, kcl defaults, %v window after the group settled)\n\n", mode, window)
+	settings := "kcl defaults"
+	if r := results[0]; r.leaseDuration != 0 || r.checkpointInterval != 0 {
+		settings = fmt.Sprintf("LeaseDuration %v, CheckpointInterval %v (0: default), other kcl defaults", r.leaseDuration, r.checkpointInterval)
+	}
+	fmt.Fprintf(&b, "\n## Lease-table cost per lease-minute (%s, %s, %v window after the group settled)\n\n", mode, settings, window)
 	b.WriteString("Capacity units per lease-minute as DynamoDB (dynalite) reported them; LM = lease management, every category but checkpoints. ")
 	fmt.Fprintf(&b, "USD per lease-month on demand (%.3f USD per million read units, %.3f per million write units, 30 days). ", usdPerMillionReads, usdPerMillionWrites)
 	fmt.Fprintf(&b, "Java KCL 2.x model: %.0f renewal write units a lease-minute (failover %v, renewal every failover/3) plus each worker scanning the whole table every %v, eventually consistent, at the size measured for this table's leases.\n\n", javaRenewalsPerMinute, javaFailover, javaTakerInterval)
@@ -537,18 +545,19 @@ func costReport(results []cellResult, busy bool, window time.Duration) string {
 			r.per(c[takes].read), r.per(c[takes].write), r.per(lr), r.per(lw), price(r.per(lr), r.per(lw))*1e6, kUSD,
 			jr, jw, jUSD, kUSD/jUSD, r.per(c[checkpoints].write))
 	}
-	b.WriteString("\nDetails: calls per lease-minute by category (heartbeat writes / liveness reads / scans / takes / checkpoints), scans per worker-second, the Java model's scan (eventually consistent units for the leases alone, mean lease item size), time to settle, window, failed calls, units the meter computed itself, kcl warnings.\n\n")
-	b.WriteString("| S | W | calls hb/live/scan/take/ckpt | scans per worker-s | Java scan units | lease item B | settle s | window s | failed calls | computed units | warnings |\n")
-	b.WriteString("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\nDetails: calls per lease-minute by category (heartbeat writes / liveness reads / scans / takes / checkpoints), scans per worker-second, the Java model's scan (eventually consistent units for the leases alone, mean lease item size), time to settle and the units spent settling (in all, not per lease-minute: lease creation by every worker, takes), window, failed calls and units the meter computed itself (failed conditional writes) in the window, kcl's warnings before, in and after the window.\n\n")
+	b.WriteString("| S | W | calls hb/live/scan/take/ckpt | scans per worker-s | Java scan units | lease item B | settle s | settle R / W units | window s | failed calls | computed units | warnings |\n")
+	b.WriteString("|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|\n")
 	for _, r := range results {
 		c := r.cost.cats
 		calls := make([]string, categories)
 		for i := range categories {
 			calls[i] = fmt.Sprintf("%.1f", r.per(float64(c[i].calls)))
 		}
-		fmt.Fprintf(&b, "| %d | %d | %s | %.2f | %.2f | %.0f | %.1f | %.1f | %d | %.1f | %d |\n",
+		fmt.Fprintf(&b, "| %d | %d | %s | %.2f | %.2f | %.0f | %.1f | %.0f / %.0f | %.1f | %d | %.1f | %d / %d / %d |\n",
 			r.shards, r.workers, strings.Join(calls, " / "), float64(c[scans].calls)/float64(r.workers)/r.elapsed.Seconds(),
-			r.javaScanUnits, r.leaseBytes, r.settled.Seconds(), r.elapsed.Seconds(), r.cost.total.failed, r.cost.total.computed, r.warnings)
+			r.javaScanUnits, r.leaseBytes, r.settled.Seconds(), r.settleCost.read, r.settleCost.write, r.elapsed.Seconds(),
+			r.cost.total.failed, r.cost.total.computed, r.warnings[0], r.warnings[1], r.warnings[2])
 	}
 	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -653,26 +654,58 @@ func scanUnits(ctx context.Context, db kcl.DynamoDBAPI, in *dynamodb.ScanInput, 
 	}
 }
 
-// scanConsistency scans the table strongly consistent and eventually
-// consistent, and returns the factor that makes the emulator's figure for
-// a consistent scan DynamoDB's: 1 when it charges the consistent scan about
-// twice the other, as DynamoDB does; 2 when it charges both the same, as
-// dynalite 4.0.0 does (its Scan validation drops ConsistentRead). The table
-// must not be empty.
-func scanConsistency(ctx context.Context, db kcl.DynamoDBAPI, table string) (float64, error) {
-	consistent, err := scanUnits(ctx, db, &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)}, nil)
+// scanConsistency finds out how the emulator charges a strongly
+// consistent Scan: it creates a probe table holding one item of about 1 KB,
+// scans it strongly consistent and eventually consistent, and returns the
+// factor that makes the emulator's figure for a consistent scan DynamoDB's:
+// 1 when it charges the consistent scan twice the other (1 unit and a
+// half), as DynamoDB does; 2 when it charges both the same, as dynalite
+// 4.0.0 does (its Scan validation drops ConsistentRead).
+func scanConsistency(ctx context.Context, db kcl.DynamoDBAPI) (float64, error) {
+	table := aws.String("kcl-cost-probe")
+	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            table,
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrLeaseKey), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrLeaseKey), KeyType: types.KeyTypeHash}},
+	})
 	if err != nil {
 		return 0, err
 	}
-	eventual, err := scanUnits(ctx, db, &dynamodb.ScanInput{TableName: aws.String(table)}, nil)
+	for {
+		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: table})
+		if err != nil {
+			return 0, err
+		}
+		if out.Table != nil && out.Table.TableStatus == types.TableStatusActive {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: table, Item: map[string]types.AttributeValue{
+		attrLeaseKey: &types.AttributeValueMemberS{Value: "probe"},
+		"padding":    &types.AttributeValueMemberS{Value: strings.Repeat("x", 1000)},
+	}})
 	if err != nil {
 		return 0, err
 	}
-	if eventual <= 0 {
-		return 0, fmt.Errorf("an eventually consistent scan of %s cost %v units", table, eventual)
+	consistent, err := scanUnits(ctx, db, &dynamodb.ScanInput{TableName: table, ConsistentRead: aws.Bool(true)}, nil)
+	if err != nil {
+		return 0, err
 	}
-	if consistent/eventual < 1.5 {
+	eventual, err := scanUnits(ctx, db, &dynamodb.ScanInput{TableName: table}, nil)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case consistent == 1 && eventual == 0.5:
+		return 1, nil
+	case consistent == 0.5 && eventual == 0.5:
 		return 2, nil
 	}
-	return 1, nil
+	return 0, fmt.Errorf("a scan of one 1 KB item cost %v units strongly consistent and %v eventually consistent; want 1 and 0.5 (DynamoDB) or 0.5 and 0.5 (dynalite 4.0.0)", consistent, eventual)
 }
