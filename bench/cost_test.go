@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -391,6 +392,10 @@ func TestLeaseTableCost(t *testing.T) {
 	}
 	if len(results) == 0 {
 		return
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		t.Logf("peak resident memory of this process (the workers and the stub; dynalite is another process): %d MiB", ru.Maxrss>>10)
 	}
 	report := costReport(results, *costBusy, *costWindow) + "\nWhat dynalite's replies carried, over the last cell:\n\n" + shapeReport(results[len(results)-1].shapes)
 	fmt.Print(report)
