@@ -1,8 +1,13 @@
-// Package bench holds kcl's benchmarks that need no emulator: they run
-// against internal/replay, a Kinesis server fast enough not to be the
-// bottleneck.
+// Package bench holds kcl's benchmarks. The throughput and memory ones
+// need no emulator: they run against internal/replay, a Kinesis server fast
+// enough not to be the bottleneck.
 //
 //	go test -run '^$' -bench . -benchtime 10x -count 3 ./bench/
+//
+// The lease-table cost command (cost_test.go) runs kcl consumers against
+// dynalite and a stub Kinesis:
+//
+//	go test -run '^TestLeaseTableCost$' -v -timeout 0 ./bench/ -cost.shards 50,200,500 -cost.workers 4,20,40 -cost.window 60s
 package bench
 
 import (
