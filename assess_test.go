@@ -30,7 +30,6 @@ func TestAssess(t *testing.T) {
 		// listed and now are offsets from t0; now defaults to listed.
 		listed, now time.Duration
 		settled     bool
-		stale       bool // not a judging pass: only published expiry counts
 		claimed     []string
 		// moved: the consistent read of each suspect finds it changed (by
 		// default it finds the counter the pass saw, which confirms it).
@@ -77,7 +76,7 @@ func TestAssess(t *testing.T) {
 			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "s1", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "b", counter: 4, checkpoint: trim}},
 				workers: beats("me", "b"),
-			}, held: []string{"s1", "s2"}, stale: true}},
+			}, held: []string{"s1", "s2"}}},
 			want: decisions{lost: []string{"s1", "s2"}},
 		},
 		{
@@ -89,21 +88,13 @@ func TestAssess(t *testing.T) {
 			want: decisions{live: []string{"b", "me"}, expired: map[string]int64{}},
 		},
 		{
-			name: "a read that may be stale judges nothing itself",
-			passes: []pass{
-				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, stale: true},
-				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: 5 * ld, stale: true},
-			},
-			want: decisions{live: []string{"b", "me"}, expired: map[string]int64{}},
-		},
-		{
-			name: "what a scanner published as expired is expired for a stale read, heartbeat and lease",
+			name: "what a scanner published as expired is expired without watching it, and the dead worker's leases with it",
 			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}},
 				workers: beats("me", "b"),
 				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "b": 1, "s1": 3}},
-			}, stale: true}},
-			want: decisions{take: []string{"s1"}, live: []string{"me"}, expired: map[string]int64{workerKeyPrefix + "b": 1, "s1": 3}},
+			}}},
+			want: decisions{take: []string{"s1"}, live: []string{"me"}, expired: map[string]int64{workerKeyPrefix + "b": 1}},
 		},
 		{
 			name: "a published expiry holds only at the counter judged",
@@ -111,7 +102,7 @@ func TestAssess(t *testing.T) {
 				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, checkpoint: trim}},
 				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 2}},
 				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "b": 1, "s1": 3}},
-			}, stale: true}},
+			}}},
 			want: decisions{live: []string{"b", "me"}, expired: map[string]int64{}},
 		},
 		{
@@ -137,12 +128,11 @@ func TestAssess(t *testing.T) {
 			},
 		},
 		{
-			name: "a Java KCL owner (no heartbeat item) keeps a lease it renews, and counts as a worker",
+			name: "a Java KCL owner (no heartbeat item) keeps a lease it renews, counts as a worker, and is never asked for a hand-off it would not make",
 			passes: []pass{
 				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 3, checkpoint: trim}, {shardID: "s2", owner: "java", counter: 7, checkpoint: trim}}, workers: beats("me")}},
 				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "java", counter: 8, checkpoint: trim}}, workers: beats("me")}, listed: ld + time.Second},
 			},
-			want: decisions{claim: []string{"?"}}, // fair share: one of the two is asked for
 		},
 		{
 			name: "a Java KCL lease not renewed for LeaseDuration is expired",
@@ -261,7 +251,7 @@ func TestAssess(t *testing.T) {
 				for _, id := range p.claimed {
 					claimed[id] = true
 				}
-				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, judge: !p.stale, claimed: claimed, confirmed: map[string]int64{}}
+				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}}
 				d = assess(in, seen)
 				if len(d.suspects) > 0 && !p.moved { // as balance's confirm does
 					for key, n := range d.suspects {

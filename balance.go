@@ -20,10 +20,6 @@ type assessInput struct {
 	// claimed: shards this process asked a hand-off of; one handed to it is
 	// its own, settled or not.
 	claimed map[string]bool
-	// judge: expiry may be judged from the observations in seen (group.go);
-	// otherwise only what a scanner published or this worker confirmed
-	// counts as expired.
-	judge bool
 	// confirmed: heartbeats and leases a consistent read found unchanged
 	// after assess suspected them (decisions.suspects), with their counters.
 	confirmed map[string]int64
@@ -75,16 +71,13 @@ func assess(in assessInput, seen map[string]observation) decisions {
 	me := in.me
 	published := in.snap.group.expired
 	// status says whether the item at key is expired (published or
-	// confirmed at this counter) or, when judging, a suspect.
+	// confirmed at this counter) or a suspect.
 	status := func(key string, counter int64, owner string) (expired, suspect bool) {
 		if n, ok := published[key]; ok && n == counter {
 			return true, false
 		}
 		if n, ok := in.confirmed[key]; ok && n == counter {
 			return true, false
-		}
-		if !in.judge {
-			return false, false
 		}
 		obs, ok := seen[key]
 		if !ok || obs.counter != counter || obs.owner != owner {
@@ -126,30 +119,26 @@ func assess(in assessInput, seen map[string]observation) decisions {
 	}
 	var shares []shareLease
 	for _, l := range in.snap.leases {
-		// A lease is fresh unless expired; a suspect one whose owner beats
-		// and is dead is expired with it (a take is fenced on its counter);
-		// any other suspect waits for a consistent read (an owner without a
-		// heartbeat item, a Java KCL worker, keeps it by renewing it).
+		// A lease whose owner beats is expired when its owner is: the owner
+		// stopped delivering before anyone could judge it dead (pause.go),
+		// and a take is fenced on the lease's counter, so a checkpoint it
+		// still writes makes the take fail. The lease of an owner without a
+		// heartbeat item (a Java KCL worker, which renews its leases) is
+		// expired when its own counter is: seen unchanged for leaseDuration
+		// and confirmed, or published.
 		expired, suspect := status(l.shardID, l.counter, l.owner)
 		_, ownerBeats := in.snap.workers[l.owner]
 		leaseFresh := !expired
-		switch {
-		case suspect && l.owner != "" && ownerBeats && !workerAlive[l.owner]:
-			leaseFresh = false
-		case suspect && (l.owner != "" && l.owner != me && !ownerBeats || l.checkpointOwner != ""):
+		if suspect && (l.owner != "" && l.owner != me && !ownerBeats || l.checkpointOwner != "") {
 			d.suspects[l.shardID] = l.counter
 		}
 		held := in.held[l.shardID]
 		if held && (l.owner != me || l.checkpointOwner != "") { // checkpointOwner: someone began a Java hand-off of it
+			// The read may be stale: balance makes sure before it forgets
+			// the lease; until then it is this worker's, and never one to
+			// take again.
 			d.lost = append(d.lost, l.shardID)
-			if in.judge {
-				held = false
-			} else {
-				// A read that may be stale: balance makes sure before it
-				// forgets the lease; until then it is this worker's, and
-				// never one to take again.
-				l.owner = me
-			}
+			l.owner = me
 		}
 		// A Java KCL 3.x graceful hand-off (checkpointOwner, the old owner,
 		// reads the shard until it passes the lease to owner): left alone
@@ -166,9 +155,11 @@ func assess(in assessInput, seen map[string]observation) decisions {
 			continue // perhaps a live twin's: left alone until settled
 		}
 		owner := l.owner
-		if owner != "" && owner != me && !workerAlive[owner] && !leaseFresh {
+		if owner != "" && owner != me && !workerAlive[owner] && (ownerBeats || !leaseFresh) {
 			owner = "" // expired
-			d.expired[l.shardID] = l.counter
+			if !ownerBeats {
+				d.expired[l.shardID] = l.counter
+			}
 		}
 		if l.handoffTo == me && l.owner != me {
 			d.waiting = true
@@ -200,7 +191,7 @@ func assess(in assessInput, seen map[string]observation) decisions {
 			// nothing of it is delivered here, so it goes to the claimant.
 			d.pass = append(d.pass, l)
 		}
-		shares = append(shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me})
+		shares = append(shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me, claimable: ownerBeats && l.checkpointOwner == ""})
 	}
 	d.take, d.claim = planTakes(me, workers, shares, in.maxLeases)
 	d.digest = digest(d.live, stoppingIDs, d.expired, shares)
@@ -215,6 +206,7 @@ type shareLease struct {
 	claimant  string // live worker a hand-off was asked for, or ""
 	heldByMe  bool   // this worker is reading it
 	ownedByMe bool   // the table names this worker as owner
+	claimable bool   // its owner is a kcl worker, which hands a lease off when asked
 }
 
 // holder is whom the lease counts for: the claimant once a hand-off is asked.
@@ -273,18 +265,18 @@ func planTakes(me string, workers []string, leases []shareLease, max int) (take,
 		load[me]++
 	}
 	for load[me] < high {
+		claimable := func(l shareLease) bool { return l.claimable && l.claimant == "" && !slices.Contains(claim, l.shardID) }
 		victim := ""
 		for _, w := range workers {
-			if w != me && (victim == "" || load[w] > load[victim] || load[w] == load[victim] && w < victim) {
+			asked := slices.ContainsFunc(leases, func(l shareLease) bool { return l.owner == w && claimable(l) })
+			if w != me && asked && (victim == "" || load[w] > load[victim] || load[w] == load[victim] && w < victim) {
 				victim = w
 			}
 		}
 		if victim == "" || load[victim]-load[me] < 2 {
 			break
 		}
-		i := slices.IndexFunc(leases, func(l shareLease) bool {
-			return l.owner == victim && l.claimant == "" && !slices.Contains(claim, l.shardID)
-		})
+		i := slices.IndexFunc(leases, func(l shareLease) bool { return l.owner == victim && claimable(l) })
 		if i < 0 {
 			break
 		}

@@ -31,7 +31,7 @@ func leasesOwned(me string, owners []string, counts []int) []shareLease {
 	var ls []shareLease
 	for i, o := range owners {
 		for range counts[i] {
-			ls = append(ls, shareLease{shardID: fmt.Sprintf("shard-%03d", len(ls)), owner: o, ownedByMe: o == me && o != "", heldByMe: o == me && o != ""})
+			ls = append(ls, shareLease{shardID: fmt.Sprintf("shard-%03d", len(ls)), owner: o, ownedByMe: o == me && o != "", heldByMe: o == me && o != "", claimable: o != ""})
 		}
 	}
 	return ls
@@ -55,10 +55,15 @@ func TestPlanTakes(t *testing.T) {
 		{"a difference of one is fair", []string{"me", "b"}, []string{"me", "b"}, []int{3, 4}, 0, 0, 0},
 		{"free leases before claims", []string{"me", "b"}, []string{"b", ""}, []int{6, 2}, 0, 2, 2},
 		{"one joiner among one holder of all", []string{"me", "b"}, []string{"b"}, []int{9}, 0, 0, 4},
+		{"a Java KCL worker is never asked: it does not hand off", []string{"me", "java"}, []string{"java"}, []int{9}, 0, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			take, claim := planTakes("me", tt.workers, leasesOwned("me", tt.owners, tt.counts), tt.max)
+			leases := leasesOwned("me", tt.owners, tt.counts)
+			for i := range leases {
+				leases[i].claimable = leases[i].claimable && leases[i].owner != "java"
+			}
+			take, claim := planTakes("me", tt.workers, leases, tt.max)
 			assert.Len(t, take, tt.wantTake)
 			assert.Len(t, claim, tt.wantClm)
 		})
@@ -108,7 +113,7 @@ func TestPlanTakesConvergesToFairShareFromAnyStart(t *testing.T) {
 			var ls []shareLease
 			for _, id := range ids {
 				l := table[id]
-				ls = append(ls, shareLease{shardID: id, owner: l.owner, claimant: l.claimant, ownedByMe: l.owner == w, heldByMe: l.owner == w})
+				ls = append(ls, shareLease{shardID: id, owner: l.owner, claimant: l.claimant, ownedByMe: l.owner == w, heldByMe: l.owner == w, claimable: l.owner != ""})
 			}
 			take, claim := planTakes(w, workers, ls, 0)
 			for _, id := range take {

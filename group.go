@@ -14,19 +14,24 @@ import (
 //
 //   - Scanners: the two live workers with the smallest IDs (each worker
 //     decides from its own last read of the table) read the whole table
-//     every takeInterval and judge expiry by the rule in lease.go: what they
-//     see unchanged for LeaseDuration in those reads (which may be stale,
-//     and cost half) they confirm with a consistent read of that one item.
-//     They publish what is expired in the group item (groupKey), each
-//     heartbeat or lease with the counter it was judged at, and whenever
-//     what they see of membership and assignment changes (a digest of it),
-//     which bumps the group's epoch.
+//     every takeInterval, eventually consistent, and judge expiry by the
+//     rule in lease.go: what they see unchanged for LeaseDuration they
+//     confirm with a consistent read of that one item. They publish the
+//     heartbeats found expired (and the leases of workers without one) in
+//     the group item (groupKey), with the counter judged, whenever what
+//     they see of membership and assignment changes (a digest of it), which
+//     bumps the group's epoch. Every heartbeatInterval they also bump the
+//     item's scans counter, which tells the others that scanners are at
+//     work.
 //   - Every other worker reads only the group item every takeInterval (a
-//     small item, eventually consistent), and the whole table when the epoch
-//     moved and while it has business of its own: its first LeaseDuration, a
-//     claim it waits on, a pass that decided anything. Every judgeInterval
-//     it judges expiry itself, as a scanner does, which keeps a group whose
-//     two scanners died together going.
+//     small item, eventually consistent). It reads the whole table, judging
+//     as a scanner does, when the epoch moved (with a consistent read, so
+//     that what moved it is in it), while it has business of its own (its
+//     first LeaseDuration, a claim it waits on, a pass that decided
+//     anything), every judgeInterval, and every pass while the scans
+//     counter has not moved for LeaseDuration: then both scanners are gone
+//     (or none was ever found), and the workers judge them dead themselves
+//     and the next two in line take over.
 //   - A worker that changes what others must act on bumps the epoch itself,
 //     so that they need not wait for a scanner: a claim (the owner hands
 //     off), a release (others take), new leases (others take).
@@ -47,13 +52,15 @@ const maxPublished = 2000
 
 // scanners is how many workers read the whole table every takeInterval.
 // With two, a scanner that dies is judged by the other as fast as any
-// worker; only both dying together leaves the judging to judgeInterval.
+// worker; only both dying together leaves it to the others, once the scans
+// counter stops (about twice LeaseDuration).
 const scanners = 2
 
 // groupItem is the group item.
 type groupItem struct {
 	present bool
 	epoch   int64            // bumped whenever a worker must read the whole table
+	scans   int64            // bumped by the scanners every heartbeatInterval
 	expired map[string]int64 // heartbeat (workerKeyPrefix+ID) or lease key -> counter judged expired at
 	digest  string           // of what the scanner that last published saw
 }
@@ -64,52 +71,61 @@ func (g groupItem) clone() groupItem {
 }
 
 // judgeInterval is how often a worker that is no scanner reads the whole
-// table and judges expiry itself: what keeps a group going whose two
-// scanners died together (their leases are then taken within about
-// judgeInterval plus LeaseDuration).
+// table when nothing told it to: a safety net for an epoch bump that
+// failed.
 func (o *Options) judgeInterval() time.Duration { return 4 * o.LeaseDuration }
 
 // pass is one tick of the lease loop: a read of the whole table when this
-// worker is a scanner, when judgeInterval has passed, when it has business
-// of its own, or when the group's epoch moved; else just the group item.
+// worker is a scanner, has business of its own, has not read it for
+// judgeInterval, sees the group's epoch moved or the scanners silent; else
+// just the group item.
 func (k *leaseKeeper) pass(ctx context.Context) error {
 	c := k.c
-	switch {
-	case k.scanner || time.Since(k.judged) >= c.opts.judgeInterval():
-		return k.balance(ctx, true)
-	case k.busy:
+	if k.scanner || k.busy || time.Since(k.scanned) >= c.opts.judgeInterval() {
 		return k.balance(ctx, false)
 	}
 	g, err := c.table.group(ctx)
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	if !g.present { // none yet, or removed by a worker that took itself for the last
 		if err := c.table.bump(ctx); err != nil {
 			return err
 		}
-		return k.balance(ctx, false)
+		return k.balance(ctx, true)
 	}
-	if g.epoch != k.epoch {
+	if g.scans != k.scans || k.scansSince.IsZero() {
+		k.scans, k.scansSince = g.scans, now
+	}
+	switch {
+	case g.epoch != k.epoch:
+		return k.balance(ctx, true)
+	case now.Sub(k.scansSince) > c.opts.LeaseDuration: // no scanner at work
 		return k.balance(ctx, false)
 	}
 	return nil
 }
 
 // afterPass notes what a read of the whole table tells about the passes to
-// come, and publishes a scanner's judgement when it differs from the
-// group's. Only the lease loop calls it.
-func (k *leaseKeeper) afterPass(ctx context.Context, snap tableSnapshot, d decisions, judged bool, listed time.Time) {
+// come; a scanner publishes its judgement when it differs from the group's,
+// and bumps the scans counter when due. Only the lease loop calls it.
+func (k *leaseKeeper) afterPass(ctx context.Context, snap tableSnapshot, d decisions, listed time.Time) {
 	c := k.c
-	k.epoch = snap.group.epoch
-	if judged {
-		k.judged = listed
-	}
+	k.epoch, k.scanned = snap.group.epoch, listed
 	i := slices.Index(d.live, c.opts.WorkerID)
 	k.scanner = i >= 0 && i < scanners
 	fence, _ := c.pause.fencePending()
 	k.busy = d.acted() || d.waiting || fence || !c.beat.settled()
-	if !judged || !k.scanner || d.digest == snap.group.digest {
+	if !k.scanner {
+		return
+	}
+	if time.Since(k.ticked) >= c.opts.heartbeatInterval() {
+		if err := c.table.tick(ctx); err == nil {
+			k.ticked = time.Now()
+		}
+	}
+	if d.digest == snap.group.digest {
 		return
 	}
 	expired := d.expired

@@ -110,6 +110,8 @@ type leaseTable interface {
 	group(ctx context.Context) (groupItem, error)
 	// bump adds one to its epoch, making it if there is none.
 	bump(ctx context.Context) error
+	// tick bumps its scans counter, making it if there is none.
+	tick(ctx context.Context) error
 	// publish stores a scanner's judgement and bumps the epoch, unless the
 	// item holds digest already (errLeaseLost).
 	publish(ctx context.Context, expired map[string]int64, digest string) error
@@ -160,9 +162,12 @@ type observation struct {
 
 // Timings derived from LeaseDuration.
 //
-// heartbeatInterval is how often a worker beats: twice per LeaseDuration,
-// so that one beat may fail or come late without its worker being taken for
-// dead (a third of the cost per worker of beating three times).
+// heartbeatInterval is how often a worker beats: twice per LeaseDuration, a
+// third fewer writes than three times. A beat that fails is retried with
+// backoff until the next is due, which follows at once; the worker pauses (pause.go) only when none is confirmed within
+// LeaseDuration less a tenth of the last one sent, so it rides out a
+// DynamoDB outage of up to 0.4 LeaseDuration that starts just before a
+// beat is due (0.9 LeaseDuration at best).
 func (o *Options) heartbeatInterval() time.Duration { return o.LeaseDuration / 2 }
 
 // takeInterval is how often the table is read to take, balance and notice
@@ -186,14 +191,17 @@ type leaseKeeper struct {
 	syncNow chan struct{} // a shard sync, then a balance pass
 
 	// Only touched by the lease loop.
-	seen      map[string]observation // others' counters as last seen by a consistent read, for expiry
-	reported  map[string]bool        // lease items already reported as not understood
-	epoch     int64                  // the group's epoch as of the last read of the whole table
-	judged    time.Time              // when the last consistent read of the whole table started
-	scanner   bool                   // this worker reads the whole table every pass (group.go)
-	busy      bool                   // this worker reads the whole table every pass until it has no business
-	claimed   map[string]bool        // shards this process asked a hand-off of and does not read yet
-	confirmed map[string]int64       // suspects a consistent read confirmed expired, with their counters
+	seen       map[string]observation // others' counters as last seen by a consistent read, for expiry
+	reported   map[string]bool        // lease items already reported as not understood
+	epoch      int64                  // the group's epoch as of the last read of the whole table
+	scanned    time.Time              // when the last read of the whole table started
+	ticked     time.Time              // when this worker, a scanner, last bumped the group's scans counter
+	scans      int64                  // the group's scans counter as last polled
+	scansSince time.Time              // when this worker first polled that value
+	scanner    bool                   // this worker reads the whole table every pass (group.go)
+	busy       bool                   // this worker reads the whole table every pass until it has no business
+	claimed    map[string]bool        // shards this process asked a hand-off of and does not read yet
+	confirmed  map[string]int64       // suspects a consistent read confirmed expired, with their counters
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -303,17 +311,17 @@ func (k *leaseKeeper) fence(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// balance reads the lease table, decides (assess, balance.go) what this
-// worker does about it, and does it: forgets leases taken from it, fences
-// the leases it holds after a late heartbeat, hands off, passes on and
-// unclaims, asks for hand-offs and takes its fair share. When judge is set
-// it judges expiry from its own observations, confirming each suspect with
-// a consistent read of the item. This is the one place where a lease is
-// taken.
-func (k *leaseKeeper) balance(ctx context.Context, judge bool) error {
+// balance reads the lease table, with a consistent read when asked,
+// decides (assess, balance.go) what this worker does about it, and does it:
+// forgets leases taken from it, fences the leases it holds after a late
+// heartbeat, hands off, passes on and unclaims, asks for hand-offs and takes
+// its fair share. It judges expiry from its own observations, confirming
+// each suspect with a consistent read of the item. This is the one place
+// where a lease is taken.
+func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 	c := k.c
 	listed := time.Now()
-	snap, err := c.table.list(ctx, false) // may be stale: see assess
+	snap, err := c.table.list(ctx, consistent)
 	if err != nil {
 		return err
 	}
@@ -336,7 +344,7 @@ func (k *leaseKeeper) balance(ctx context.Context, judge bool) error {
 	in := assessInput{
 		me: me, snap: snap, held: held, listed: listed, now: now,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
-		settled: settled, judge: judge, claimed: k.claimed, confirmed: k.confirmed,
+		settled: settled, claimed: k.claimed, confirmed: k.confirmed,
 	}
 	d := assess(in, k.seen)
 	if len(d.suspects) > 0 {
@@ -346,7 +354,7 @@ func (k *leaseKeeper) balance(ctx context.Context, judge bool) error {
 			d = assess(in, k.seen)
 		}
 	}
-	k.pruneConfirmed(snap, d.byShard)
+	k.prune(snap, d.byShard)
 
 	c.mu.Lock()
 	lost := make([]*heldLease, 0, len(d.lost))
@@ -363,7 +371,7 @@ func (k *leaseKeeper) balance(ctx context.Context, judge bool) error {
 	}
 	c.mu.Unlock()
 
-	defer k.afterPass(ctx, snap, d, judge, listed)
+	defer k.afterPass(ctx, snap, d, listed)
 	for id := range k.claimed { // forget claims that came to nothing
 		if l, ok := d.byShard[id]; !ok || l.handoffTo != me && l.owner != me {
 			delete(k.claimed, id)
@@ -446,7 +454,7 @@ func (k *leaseKeeper) balance(ctx context.Context, judge bool) error {
 		c.log.Info("kcl: lease taken", "shard", id, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
 		k.startReader(ctx, taken, storedStart)
 	}
-	if judge && k.scanner {
+	if k.scanner {
 		k.removeDeadWorkers(ctx, snap, now)
 	}
 	return nil
@@ -483,22 +491,25 @@ func (k *leaseKeeper) confirm(ctx context.Context, suspects map[string]int64) (b
 	return any, nil
 }
 
-// pruneConfirmed forgets confirmations of items that changed or are gone.
-func (k *leaseKeeper) pruneConfirmed(snap tableSnapshot, byShard map[string]lease) {
-	for key, n := range k.confirmed {
-		var cur int64
-		var ok bool
+// prune forgets observations and confirmations of items that are gone, and
+// confirmations of items that changed.
+func (k *leaseKeeper) prune(snap tableSnapshot, byShard map[string]lease) {
+	counter := func(key string) (int64, bool) {
 		if id, worker := strings.CutPrefix(key, workerKeyPrefix); worker {
-			var w workerBeat
-			w, ok = snap.workers[id]
-			cur = w.counter
-		} else {
-			var l lease
-			l, ok = byShard[key]
-			cur = l.counter
+			w, ok := snap.workers[id]
+			return w.counter, ok
 		}
-		if !ok || cur != n {
+		l, ok := byShard[key]
+		return l.counter, ok
+	}
+	for key, n := range k.confirmed {
+		if cur, ok := counter(key); !ok || cur != n {
 			delete(k.confirmed, key)
+		}
+	}
+	for key := range k.seen {
+		if _, ok := counter(key); !ok {
+			delete(k.seen, key)
 		}
 	}
 }
@@ -533,8 +544,8 @@ func (k *leaseKeeper) removeDeadWorkers(ctx context.Context, snap tableSnapshot,
 		owners[l.owner] = true
 	}
 	for id, w := range snap.workers {
-		obs := k.seen[workerKeyPrefix+id]
-		if id != c.opts.WorkerID && !owners[id] && now.Sub(obs.since) > 3*c.opts.LeaseDuration {
+		obs, seen := k.seen[workerKeyPrefix+id]
+		if seen && obs.counter == w.counter && id != c.opts.WorkerID && !owners[id] && now.Sub(obs.since) > 3*c.opts.LeaseDuration {
 			if err := c.table.removeWorker(ctx, id, w.counter); err == nil {
 				c.log.Info("kcl: removed the heartbeat of a dead worker", "dead_worker", id)
 			}

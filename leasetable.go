@@ -40,6 +40,7 @@ const (
 	// kcl's own: the group item (groupKey), which tells the workers when to
 	// read the whole table (group.go).
 	attrEpoch   = "kclEpoch"
+	attrScans   = "kclScans"
 	attrExpired = "kclExpired"
 	attrDigest  = "kclDigest"
 )
@@ -245,6 +246,17 @@ func (t *dynamoLeases) bump(ctx context.Context) error {
 	return err
 }
 
+// tick bumps the group's scans counter, making the item if there is none.
+func (t *dynamoLeases) tick(ctx context.Context) error {
+	values := map[string]types.AttributeValue{":one": number(1)}
+	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &t.table, Key: groupItemKey,
+		UpdateExpression:          aws.String("SET " + setEntity(values, entityKCLGroup) + " ADD " + attrScans + " :one"),
+		ExpressionAttributeValues: values,
+	})
+	return err
+}
+
 // publish writes a scanner's judgement and bumps the epoch, unless the group
 // holds digest already (errLeaseLost).
 func (t *dynamoLeases) publish(ctx context.Context, expired map[string]int64, digest string) error {
@@ -288,6 +300,9 @@ func groupFromItem(item map[string]types.AttributeValue) (groupItem, error) {
 	var err error
 	if g.epoch, err = numberAttr(item, attrEpoch, false); err != nil {
 		return bad(attrEpoch, err.Error())
+	}
+	if g.scans, err = numberAttr(item, attrScans, false); err != nil {
+		return bad(attrScans, err.Error())
 	}
 	if v, ok := item[attrDigest]; ok {
 		s, ok := v.(*types.AttributeValueMemberS)

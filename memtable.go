@@ -181,3 +181,11 @@ func (t *memLeases) readBeat(ctx context.Context, worker string) (workerBeat, bo
 	w, ok := t.workers[worker]
 	return w, ok, nil
 }
+
+func (t *memLeases) tick(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.grp.present = true
+	t.grp.scans++
+	return nil
+}

@@ -915,16 +915,38 @@ type simTable struct {
 
 const simStale = 300 * time.Millisecond
 
-// stale returns an earlier read to answer an eventually consistent one
-// with, sometimes, and notes snap as the latest read otherwise.
-func (t *simTable) stale(snap tableSnapshot, fresh bool) (tableSnapshot, bool) {
+// stale answers an eventually consistent read: each item, and the group
+// item, as it is now or, sometimes, as this worker read it before (up to
+// simStale ago), as replicas of different items may lag apart. A
+// consistent read is answered as it is and noted as the latest.
+func (t *simTable) stale(snap tableSnapshot, consistent bool) tableSnapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !fresh && t.faults.Load() && !t.oldAt.IsZero() && time.Since(t.oldAt) < simStale && t.rng.Float64() < 0.5 {
-		return t.old, true
+	if consistent || !t.faults.Load() || t.oldAt.IsZero() || time.Since(t.oldAt) >= simStale {
+		t.old, t.oldAt = snap, time.Now()
+		return snap
 	}
-	t.old, t.oldAt = snap, time.Now()
-	return snap, false
+	old := map[string]lease{}
+	for _, l := range t.old.leases {
+		old[l.shardID] = l
+	}
+	mixed := tableSnapshot{workers: map[string]workerBeat{}, group: snap.group, bad: snap.bad}
+	for _, l := range snap.leases {
+		if o, ok := old[l.shardID]; ok && t.rng.Float64() < 0.3 {
+			l = o
+		}
+		mixed.leases = append(mixed.leases, l)
+	}
+	for id, w := range snap.workers {
+		if o, ok := t.old.workers[id]; ok && t.rng.Float64() < 0.3 {
+			w = o
+		}
+		mixed.workers[id] = w
+	}
+	if t.rng.Float64() < 0.3 {
+		mixed.group = t.old.group
+	}
+	return mixed
 }
 
 func simThrottled() error {
@@ -1022,8 +1044,7 @@ func (t *simTable) list(ctx context.Context, consistent bool) (tableSnapshot, er
 	if err != nil {
 		return snap, err
 	}
-	snap, _ = t.stale(snap, consistent)
-	return snap, nil
+	return t.stale(snap, consistent), nil
 }
 
 func (t *simTable) group(ctx context.Context) (groupItem, error) {
@@ -1049,6 +1070,15 @@ func (t *simTable) readBeat(ctx context.Context, worker string) (workerBeat, boo
 		return workerBeat{}, false, errors.Join(err, lostErr(lost))
 	}
 	return t.inner.readBeat(ctx, worker)
+}
+
+func (t *simTable) tick(ctx context.Context) error {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = t.inner.tick(ctx)
+	return errors.Join(err, lostErr(lost && err == nil))
 }
 
 func (t *simTable) bump(ctx context.Context) error {
