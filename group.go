@@ -20,18 +20,19 @@ import (
 //     heartbeats found expired (and the leases of workers without one) in
 //     the group item (groupKey), with the counter judged, whenever what
 //     they see of membership and assignment changes (a digest of it), which
-//     bumps the group's epoch. Every heartbeatInterval they also bump the
-//     item's scans counter, which tells the others that scanners are at
-//     work.
+//     bumps the group's epoch. Every heartbeatInterval the first of them
+//     also bumps the item's scans counter, which tells the others that a
+//     scanner is at work.
 //   - Every other worker reads only the group item every takeInterval (a
 //     small item, eventually consistent). It reads the whole table, judging
 //     as a scanner does, when the epoch moved (with a consistent read, so
 //     that what moved it is in it), while it has business of its own (its
 //     first LeaseDuration, a claim it waits on, a pass that decided
 //     anything), every judgeInterval, and every pass while the scans
-//     counter has not moved for LeaseDuration: then both scanners are gone
-//     (or none was ever found), and the workers judge them dead themselves
-//     and the next two in line take over.
+//     counter has not moved for LeaseDuration: then the first scanner is
+//     gone (the second soon takes its place) or both are (or none was ever
+//     found), and the workers judge them dead themselves and the next in
+//     line take over.
 //   - A worker that changes what others must act on bumps the epoch itself,
 //     so that they need not wait for a scanner: a claim (the owner hands
 //     off), a release (others take), new leases (others take).
@@ -73,7 +74,7 @@ func (g groupItem) clone() groupItem {
 // judgeInterval is how often a worker that is no scanner reads the whole
 // table when nothing told it to: a safety net for an epoch bump that
 // failed.
-func (o *Options) judgeInterval() time.Duration { return 4 * o.LeaseDuration }
+func (o *Options) judgeInterval() time.Duration { return 10 * o.LeaseDuration }
 
 // pass is one tick of the lease loop: a read of the whole table when this
 // worker is a scanner, has business of its own, has not read it for
@@ -120,7 +121,7 @@ func (k *leaseKeeper) afterPass(ctx context.Context, snap tableSnapshot, d decis
 	if !k.scanner {
 		return
 	}
-	if time.Since(k.ticked) >= c.opts.heartbeatInterval() {
+	if i == 0 && time.Since(k.ticked) >= c.opts.heartbeatInterval() { // the first scanner only: one is enough to be heard
 		if err := c.table.tick(ctx); err == nil {
 			k.ticked = time.Now()
 		}
