@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -161,6 +162,9 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 			read = read || l.counter > 0
 		}
 	}
+	if len(leased) == 0 && s.id != "" {
+		c.warnOtherIncarnation(s, leases)
+	}
 	shards = withChildren(shards, extra, leased)
 	byID := make(map[string]shardInfo, len(shards))
 	for _, sh := range shards {
@@ -198,6 +202,22 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		}
 	}
 	return anyCreated, nil
+}
+
+// warnOtherIncarnation warns when stream s has no lease yet but the table
+// holds leases of a stream of the same account and name with another
+// creation time: a stream deleted and created again, or a Java application
+// that gave the stream another creation epoch. Those leases are another
+// stream's and left alone; s starts at InitialPosition.
+func (c *Consumer) warnOtherIncarnation(s *kstream, leases []lease) {
+	prefix := s.id[:strings.LastIndexByte(s.id, ':')+1] // account:stream:
+	for _, l := range leases {
+		if id, _ := splitLeaseKey(l.shardID); id != s.id && strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":") {
+			c.log.Warn("kcl: lease table holds leases of a stream of this name with another creation time; they are left alone and the stream starts at InitialPosition",
+				"stream_arn", s.arn, "stream_id", s.id, "other_stream_id", id)
+			return
+		}
+	}
 }
 
 // withChildren adds to shards (parents first) the children in extra that

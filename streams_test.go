@@ -1,10 +1,12 @@
 package kcl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -609,4 +611,36 @@ func TestStreamARNIsSetInEveryMode(t *testing.T) {
 			checkStreamDeliveries(t, ds, want)
 		})
 	}
+}
+
+// A stream of Streams with no lease yet, in a table holding the leases of a
+// stream of the same account and name but another creation time (deleted
+// and created again, or given another epoch by a Java application): those
+// leases are another stream's, left alone, and kcl says so; the stream
+// starts at InitialPosition.
+func TestStreamsWarnOfAnotherIncarnationOfAStream(t *testing.T) {
+	kin := kinesisfake.New(kinesisfake.Options{})
+	arn := kin.CreateStream("orders", 1)
+	for i := range 5 {
+		_, _, err := kin.PutRecord("orders", "k", fmt.Appendf(nil, "order %d", i))
+		require.NoError(t, err)
+	}
+	account, _, ok := accountAndName(arn)
+	require.True(t, ok)
+	old := lease{shardID: account + ":orders:1:shardId-000000000000", owner: "java-worker-1", counter: 4, checkpoint: checkpoint{seq: "49590338271490256608559692538361571095921575989136588898"}}
+	var logs bytes.Buffer
+	c, err := New(Options{Streams: []string{"orders"}, Kinesis: kin, InitialPosition: TrimHorizon, PollInterval: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	require.NoError(t, err)
+	table := newMemLeases()
+	table.leases[old.shardID] = old
+	c.table = table
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := c.Consume(ctx)
+	s := &session{t: t, c: c, ch: ch, cancel: cancel}
+	got := s.receive(5, 10*time.Second, ackAll)
+	require.NoError(t, s.stop(nil))
+	assert.Equal(t, []string{"order 0", "order 1", "order 2", "order 3", "order 4"}, dataOf(got))
+	assert.Contains(t, logs.String(), "lease table holds leases of a stream of this name with another creation time")
+	assert.Equal(t, old, table.leases[old.shardID], "the other stream's lease is left alone")
 }
