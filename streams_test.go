@@ -644,3 +644,34 @@ func TestStreamsWarnOfAnotherIncarnationOfAStream(t *testing.T) {
 	assert.Contains(t, logs.String(), "lease table holds leases of a stream of this name with another creation time")
 	assert.Equal(t, old, table.leases[old.shardID], "the other stream's lease is left alone")
 }
+
+// Expired iterators over several streams: each is reopened in its own
+// stream after the last record delivered (shard IDs are the same in both
+// streams), losing and repeating nothing.
+func TestStreamsExpiredIteratorsLoseAndRepeatNothing(t *testing.T) {
+	noLeak(t)
+	fs := streamFixtures(t, 1, 1)
+	var want []string
+	byStream := map[string][]string{}
+	for i, f := range fs {
+		arn, _ := f.javaStreamID()
+		for _, p := range f.putN(40, 3, fmt.Sprintf("x%d-", i)) {
+			want = append(want, p.data)
+			byStream[arn] = append(byStream[arn], p.data)
+		}
+	}
+	faulty := &faultyKinesis{KinesisAPI: fs[0].kin, expireAt: map[int64]bool{2: true, 4: true, 5: true, 7: true, 9: true}}
+	opts := streamsOptions(fs...)
+	opts.Kinesis = faulty
+	opts.MaxRecords = 7
+	s := startConsumer(t, opts)
+	got := s.receive(len(want), 30*time.Second, ackAll)
+	s.quiet(300 * time.Millisecond)
+	require.NoError(t, s.stop(nil))
+	gotByStream := map[string][]string{}
+	for _, r := range got {
+		gotByStream[r.StreamARN] = append(gotByStream[r.StreamARN], string(r.Data))
+	}
+	assert.Equal(t, byStream, gotByStream, "every record once, in order, in its stream")
+	assert.EqualValues(t, 5, faulty.injected.Load())
+}
