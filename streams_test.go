@@ -227,7 +227,7 @@ func checkStreamDeliveries(t *testing.T, got []received, want map[string]string)
 }
 
 // Three streams, two workers: the workers share the shards of all three by
-// fair share; every record of every stream is delivered, with its stream's
+// fair share, the second joining by hand-offs; every record of every stream is delivered, with its stream's
 // ARN, in order per shard; a shard split in one stream has its children
 // read after it; the lease table has the Java KCL's multi-stream layout; and
 // Stats name each shard's stream.
@@ -250,7 +250,8 @@ func TestStreamsThreeStreamsTwoWorkersWithResharding(t *testing.T) {
 	col := newCollector(t)
 	opts := streamsOptions(fs...)
 	col.start("w1", opts)
-	col.start("w2", opts)
+	require.Eventually(t, func() bool { return col.held()["w1"] == 5 }, 30*time.Second, 20*time.Millisecond, "one worker takes the 5 shards of the 3 streams")
+	col.start("w2", opts) // a joiner: shards of any stream are handed over to it
 	require.Eventually(t, func() bool {
 		held := col.held()
 		return held["w1"]+held["w2"] == 5 && held["w1"] >= 2 && held["w2"] >= 2
