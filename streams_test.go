@@ -450,7 +450,9 @@ func TestStreamsResumeFromJavaMultiStreamTable(t *testing.T) {
 		a.putItem(javaMultiStreamItem(idA, l))
 	}
 	a.putItem(javaMultiStreamItem(idB, javaLease{key: bPuts[0].shard, owner: "java-worker-2", counter: 7, switches: 1, checkpoint: bPuts[2].seq}))
-	cItem := javaMultiStreamItem(idC, javaLease{key: cPuts[0].shard, owner: "java-worker-2", counter: 9, checkpoint: cPuts[3].seq})
+	// C's lease names kcl's worker as its owner (an earlier run that read C):
+	// even so, neither taken nor released.
+	cItem := javaMultiStreamItem(idC, javaLease{key: cPuts[0].shard, owner: "kcl-1", counter: 9, checkpoint: cPuts[3].seq})
 	a.putItem(cItem)
 
 	opts := streamsOptions(a, b, d) // not c; d is new
