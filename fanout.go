@@ -34,18 +34,18 @@ func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
 	streamARN := s.arn // from describeStreams
 	name := c.opts.ConsumerName
 	for {
-		out, err := retry(ctx, &c.counters.retryCounters, c.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
 			return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 		})
 		switch {
 		case isNotFound(err):
-			_, err = retry(ctx, &c.counters.retryCounters, c.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
+			_, err = retry(ctx, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
 				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if err != nil && !isInUse(err) { // in use: another worker registered it first
 				return fmt.Errorf("stream %q: registering consumer %q: %w", s.label, name, err)
 			}
-			c.log.Info("kcl: stream consumer registered", "consumer", name, "stream_arn", streamARN)
+			s.log.Info("kcl: stream consumer registered", "consumer", name, "stream_arn", streamARN)
 			continue
 		case err != nil:
 			return fmt.Errorf("stream %q: consumer %q: %w", s.label, name, err)
@@ -56,7 +56,7 @@ func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
 			s.consumerARN = aws.ToString(d.ConsumerARN)
 			return nil
 		case types.ConsumerStatusDeleting:
-			c.log.Warn("kcl: stream consumer is being deleted; waiting to register it again", "consumer", name, "stream_arn", streamARN)
+			s.log.Warn("kcl: stream consumer is being deleted; waiting to register it again", "consumer", name, "stream_arn", streamARN)
 		}
 		if !sleep(ctx, 200*time.Millisecond) {
 			return ctx.Err()
@@ -202,7 +202,7 @@ func (r *shardReader) confirmShardEnd(ctx context.Context, after string) (bool, 
 		}
 	}
 	if err != nil && ctx.Err() == nil {
-		c.log.Warn("kcl: could not confirm the end of a closed shard; still subscribed", "shard", h.shardID, "error", err)
+		r.log.Warn("kcl: could not confirm the end of a closed shard; still subscribed", "error", err)
 	}
 	return false, nil
 }

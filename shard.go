@@ -23,7 +23,7 @@ import (
 type shardReader struct {
 	c   *Consumer    // immutable
 	h   *heldLease   // immutable
-	log *slog.Logger // immutable: c.log with the shard
+	log *slog.Logger // immutable: the stream's log with the shard
 
 	// Only touched by the reader.
 	opened          bool // the shard was opened once (startingPosition)
@@ -31,7 +31,7 @@ type shardReader struct {
 }
 
 func newShardReader(c *Consumer, h *heldLease) *shardReader {
-	return &shardReader{c: c, h: h, log: c.log.With("shard", h.shardID)}
+	return &shardReader{c: c, h: h, log: h.stream.log.With("shard", h.shardID)}
 }
 
 // read reads the shard from the lease's checkpoint and delivers its records
@@ -227,7 +227,7 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 		if c.opts.InitialPosition.kind != positionAtTimestamp {
 			// Neither the lease (a table the Java KCL wrote) nor the options
 			// say when: reading from the oldest record loses nothing.
-			c.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but neither the lease nor InitialPosition has a timestamp; reading from TRIM_HORIZON", "shard", h.shardID)
+			r.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but neither the lease nor InitialPosition has a timestamp; reading from TRIM_HORIZON")
 			return types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
 		}
 		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(c.opts.InitialPosition.timestamp)}
@@ -266,7 +266,7 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 	for _, ch := range children {
 		extra = append(extra, shardInfo{id: aws.ToString(ch.ShardId), parents: ch.ParentShards})
 	}
-	if _, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
+	if _, err := retry(ctx, &c.counters.retryCounters, r.log, "shard sync", nil, func() (struct{}, error) {
 		return struct{}{}, c.syncShards(ctx, h.stream, extra...)
 	}); err != nil {
 		return r.readError(ctx, err)
@@ -274,7 +274,7 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 	if _, _, err := c.writeCheckpoint(ctx, h, "", true); err != nil {
 		return r.readError(ctx, err)
 	}
-	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))
+	r.log.Info("kcl: shard ended", "children", len(children))
 	notify(c.keeper.takeNow)
 	return nil
 }
@@ -299,7 +299,7 @@ func (r *shardReader) shardGone(ctx context.Context, cause error) error {
 			return r.readError(ctx, cause)
 		}
 	}
-	c.log.Warn("kcl: shard no longer in the stream (past retention); treated as ended", "shard", h.shardID)
+	r.log.Warn("kcl: shard no longer in the stream (past retention); treated as ended")
 	return r.endShard(ctx, nil)
 }
 

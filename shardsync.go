@@ -22,7 +22,7 @@ type shardInfo struct {
 // page token that expired between two pages (ExpiredNextTokenException)
 // starts the listing over: retrying it would fail for ever.
 func (c *Consumer) listShards(ctx context.Context, s *kstream) ([]shardInfo, error) {
-	return retry(ctx, &c.counters.retryCounters, c.log, "shard listing from the start (page token expired)", nil, func() ([]shardInfo, error) {
+	return retry(ctx, &c.counters.retryCounters, s.log, "shard listing from the start (page token expired)", nil, func() ([]shardInfo, error) {
 		return c.listShardsOnce(ctx, s)
 	})
 }
@@ -32,7 +32,7 @@ func (c *Consumer) listShardsOnce(ctx context.Context, s *kstream) ([]shardInfo,
 	in := &kinesis.ListShardsInput{}
 	s.setStream(&in.StreamName, &in.StreamARN)
 	for {
-		out, err := retry(ctx, &c.counters.retryCounters, c.log, "ListShards", isExpiredNextToken, func() (*kinesis.ListShardsOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, s.log, "ListShards", isExpiredNextToken, func() (*kinesis.ListShardsOutput, error) {
 			return c.kinesis.ListShards(ctx, in)
 		})
 		if err != nil {
@@ -198,7 +198,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		}
 		if created {
 			anyCreated = true
-			c.log.Info("kcl: lease created", "shard", key, "checkpoint", cp.seq, "parents", sh.parents)
+			s.log.Info("kcl: lease created", "shard", key, "checkpoint", cp.seq, "parents", sh.parents)
 		}
 	}
 	return anyCreated, nil
@@ -213,7 +213,7 @@ func (c *Consumer) warnOtherIncarnation(s *kstream, leases []lease) {
 	prefix := s.id[:strings.LastIndexByte(s.id, ':')+1] // account:stream:
 	for _, l := range leases {
 		if id, _ := splitLeaseKey(l.shardID); id != s.id && strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":") {
-			c.log.Warn("kcl: lease table holds leases of a stream of this name with another creation time; they are left alone and the stream starts at InitialPosition",
+			s.log.Warn("kcl: lease table holds leases of a stream of this name with another creation time; they are left alone and the stream starts at InitialPosition",
 				"stream_arn", s.arn, "stream_id", s.id, "other_stream_id", id)
 			return
 		}

@@ -67,17 +67,19 @@ func New(opts Options) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	streamAttr := "stream"
-	if opts.multiStream() {
-		streamAttr = "streams"
+	// With several streams, what is about one stream is logged with it
+	// (kstream.log), not every line with all of them.
+	log := opts.Logger.With("worker", opts.WorkerID)
+	if !opts.multiStream() {
+		log = opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID)
 	}
 	c := &Consumer{
 		opts:    opts,
-		log:     opts.Logger.With(streamAttr, opts.streamLabel(), "worker", opts.WorkerID),
+		log:     log,
 		kinesis: opts.Kinesis,
 		held:    map[string]*heldLease{},
-		streams: newStreams(opts),
-		pause:   newPauseGate(opts.LeaseDuration, opts.Logger.With(streamAttr, opts.streamLabel(), "worker", opts.WorkerID)),
+		streams: newStreams(opts, log),
+		pause:   newPauseGate(opts.LeaseDuration, log),
 
 		fanOutStall:      defaultFanOutStall,
 		resubscribeAfter: defaultResubscribe,

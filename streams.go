@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 
@@ -37,19 +38,25 @@ type kstream struct {
 	id string
 	// consumerARN is the stream consumer registered for enhanced fan-out.
 	consumerARN string
+	// log is the consumer's logger, naming this stream (the consumer's own
+	// already does with a single stream).
+	log *slog.Logger
 
 	shards map[string]shardInfo // synchronized on Consumer.mu: by shard ID, as last listed
 }
 
-// newStreams returns the streams of opts, as given.
-func newStreams(opts Options) []*kstream {
+// newStreams returns the streams of opts, as given, logging with log.
+func newStreams(opts Options, log *slog.Logger) []*kstream {
 	given := opts.Streams
 	if !opts.multiStream() {
 		given = []string{opts.streamLabel()}
 	}
 	streams := make([]*kstream, 0, len(given))
 	for _, g := range given {
-		s := &kstream{label: g, shards: map[string]shardInfo{}}
+		s := &kstream{label: g, shards: map[string]shardInfo{}, log: log}
+		if opts.multiStream() {
+			s.log = log.With("stream", g)
+		}
 		if streamARNPattern.MatchString(g) {
 			s.arn = g
 		} else {
@@ -105,7 +112,7 @@ func (c *Consumer) describeStreams(ctx context.Context) error {
 	for _, s := range c.streams {
 		in := &kinesis.DescribeStreamSummaryInput{}
 		s.setStream(&in.StreamName, &in.StreamARN)
-		out, err := retry(ctx, &c.counters.retryCounters, c.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, s.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
 			return c.kinesis.DescribeStreamSummary(ctx, in)
 		})
 		if err != nil {
