@@ -124,7 +124,7 @@ func (c *Consumer) describeStreams(ctx context.Context) error {
 		}
 		s.arn = aws.ToString(sum.StreamARN)
 		if other, ok := byARN[s.arn]; ok {
-			return fmt.Errorf("%w: Streams: %q and %q are the same stream, %s", ErrInvalidOptions, other.label, s.label, s.arn)
+			return fmt.Errorf("Options.Streams: %q and %q are the same stream, %s: list each stream once", other.label, s.label, s.arn)
 		}
 		byARN[s.arn] = s
 		if c.opts.multiStream() {

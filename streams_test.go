@@ -678,3 +678,17 @@ func TestStreamsExpiredIteratorsLoseAndRepeatNothing(t *testing.T) {
 	assert.Equal(t, byStream, gotByStream, "every record once, in order, in its stream")
 	assert.EqualValues(t, 5, faulty.injected.Load())
 }
+
+// A stream listed twice in Streams, by name and by ARN, is found at start
+// (New cannot tell without asking Kinesis): Err says so.
+func TestStreamsListingAStreamTwiceIsAnError(t *testing.T) {
+	kin := kinesisfake.New(kinesisfake.Options{})
+	arn := kin.CreateStream("orders", 1)
+	c, err := New(Options{Streams: []string{"orders", arn}, Kinesis: kin, Logger: testLogger(t)})
+	require.NoError(t, err)
+	for range c.Consume(context.Background()) {
+	}
+	require.Error(t, c.Err())
+	assert.Contains(t, c.Err().Error(), "are the same stream")
+	assert.Equal(t, 1, strings.Count(c.Err().Error(), "kcl:"), "%v", c.Err())
+}
