@@ -345,10 +345,13 @@ func TestStreamsKilledWorkersShardsAreReadAgain(t *testing.T) {
 		names = append(names, f.stream)
 	}
 	want := map[string]string{}
+	shardsWritten := map[string]map[string]bool{} // prefix -> stream/shard written to
 	putAll := func(prefix string) {
+		shardsWritten[prefix] = map[string]bool{}
 		for i, f := range fs {
 			for _, p := range f.putN(40, 40, fmt.Sprintf("%s%d-", prefix, i)) {
 				want[p.data] = arns[i]
+				shardsWritten[prefix][arns[i]+"/"+p.shard] = true
 			}
 		}
 	}
@@ -381,6 +384,7 @@ func TestStreamsKilledWorkersShardsAreReadAgain(t *testing.T) {
 	killed := time.Now()
 	<-linesDone
 	putAll("b")
+	require.Len(t, shardsWritten["b"], 4, "records written after the kill reach every shard of every stream")
 	afterKill := map[string]string{}
 	for data, arn := range want {
 		if strings.HasPrefix(data, "b") {
