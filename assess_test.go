@@ -33,7 +33,8 @@ func TestAssess(t *testing.T) {
 		claimed     []string
 		// moved: the consistent read of each suspect finds it changed (by
 		// default it finds the counter the pass saw, which confirms it).
-		moved bool
+		moved   bool
+		streams []string // the streams read (Streams); nil: a single stream
 	}
 	tests := []struct {
 		name   string
@@ -219,11 +220,41 @@ func TestAssess(t *testing.T) {
 			}}},
 		},
 		{
-			name: "a lease of the Java KCL's multi-stream layout is not a shard of this stream: left alone",
+			// Such a table is refused at start (checkLayout, see
+			// TestStreamsAndSingleStreamTablesNeverMix); assess never takes
+			// the lease of a stream it does not read in any case.
+			name: "single stream: a lease of the Java KCL's multi-stream layout is not a shard of this stream: never taken",
 			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "123456789012:orders:1700000000:shardId-000000000000", checkpoint: trim}},
 				workers: beats("me"),
 			}}},
+		},
+		{
+			name: "several streams: leases of every stream read count for the fair share; a stream not read is left alone",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "1:orders:7:s1", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:orders:7:s2", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:payments:8:s1", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:payments:8:s2", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:gone:9:s1", checkpoint: trim},
+					{shardID: "1:gone:9:s2", owner: "me", counter: 1, checkpoint: trim},
+				},
+				workers: beats("me", "b"),
+			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
+			want: decisions{claim: []string{"1:orders:7:s1", "1:orders:7:s2"}},
+		},
+		{
+			name: "several streams: a child waits for its parent of the same stream, not for a shard of that ID in another",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "1:orders:7:s1", checkpoint: trim},
+					{shardID: "1:orders:7:s2", checkpoint: trim, parents: []string{"1:orders:7:s1"}},
+					{shardID: "1:payments:8:s1", checkpoint: at(checkpointShardEnd)},
+				},
+				workers: beats("me"),
+			}, streams: []string{"1:orders:7", "1:payments:8"}}},
+			want: decisions{take: []string{"1:orders:7:s1"}},
 		},
 		{
 			name: "items kcl does not understand change nothing",
@@ -251,7 +282,11 @@ func TestAssess(t *testing.T) {
 				for _, id := range p.claimed {
 					claimed[id] = true
 				}
-				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}}
+				var ours func(string) bool
+				if p.streams != nil {
+					ours = func(key string) bool { id, _ := splitLeaseKey(key); return slices.Contains(p.streams, id) }
+				}
+				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}, ours: ours}
 				d = assess(in, seen)
 				if len(d.suspects) > 0 && !p.moved { // as balance's confirm does
 					for key, n := range d.suspects {

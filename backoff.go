@@ -48,11 +48,12 @@ var fatalCodes = map[string]bool{
 	"MissingAuthenticationToken":  true,
 }
 
-// isFatal reports whether err is an AWS error that no retry can fix, or a
-// second process with this worker's ID. Everything else (throttling,
+// isFatal reports whether err is an AWS error that no retry can fix, a
+// second process with this worker's ID, or a lease table of the other layout
+// (checkLayout). Everything else (throttling,
 // limits, 5xx, network) is transient.
 func isFatal(err error) bool {
-	if errors.Is(err, errDuplicateWorker) {
+	if errors.Is(err, errDuplicateWorker) || errors.Is(err, errTableLayout) {
 		return true
 	}
 	var apiErr smithy.APIError

@@ -3,7 +3,6 @@ package kcl
 import (
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -27,6 +26,10 @@ type assessInput struct {
 	// lease the table gives to its WorkerID that it does not read is an
 	// earlier run's, not a live twin's (heartbeat.settled).
 	settled bool
+	// ours reports whether a lease key is of a stream this worker reads
+	// (Consumer.ours); the others are left alone. Nil: a single stream, whose
+	// lease keys are shard IDs.
+	ours func(key string) bool
 }
 
 // decisions is what assess decides; balance carries them out.
@@ -85,6 +88,10 @@ func assess(in assessInput, seen map[string]observation) decisions {
 			seen[key] = obs
 		}
 		return false, in.listed.Sub(obs.since) > in.leaseDuration
+	}
+	ours := in.ours
+	if ours == nil {
+		ours = func(key string) bool { return !multiStreamKey(key) }
 	}
 	d := decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}, expired: map[string]int64{}, suspects: map[string]int64{}}
 	workerAlive := map[string]bool{me: true}
@@ -148,7 +155,7 @@ func assess(in assessInput, seen map[string]observation) decisions {
 		if l.checkpointOwner != "" && (leaseFresh || l.checkpointOwner != me && workerAlive[l.checkpointOwner]) {
 			continue
 		}
-		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) || multiStreamKey(l.shardID) {
+		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) || !ours(l.shardID) {
 			continue
 		}
 		if l.owner == me && !held && !in.settled && !in.claimed[l.shardID] {
@@ -286,8 +293,3 @@ func planTakes(me string, workers []string, leases []shareLease, max int) (take,
 	}
 	return take, claim
 }
-
-// multiStreamKey reports whether a lease key is one of the Java KCL's
-// multi-stream layout (account:stream:creationEpoch:shardId), not a shard of
-// this stream: such leases are left alone, never taken or ended.
-func multiStreamKey(key string) bool { return strings.Contains(key, ":") }

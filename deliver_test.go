@@ -39,7 +39,7 @@ func BenchmarkDeliver(b *testing.B) {
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for sh := range shards {
-		h := &heldLease{shardID: fmt.Sprintf("shardId-%012d", sh), window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
+		h := &heldLease{shardID: fmt.Sprintf("shardId-%012d", sh), stream: c.streams[0], shard: fmt.Sprintf("shardId-%012d", sh), window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

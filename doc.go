@@ -85,6 +85,20 @@
 // down; a shard that left the stream (retention) is ended, so that its
 // children go on.
 //
+// # Many streams
+//
+// Options.Streams reads several streams as one group with one lease table,
+// in the Java KCL's multi-stream layout (lease keys
+// account:stream:creationEpoch:shardId, with streamName and shardId), so a
+// Java multi-stream application moves to kcl in place and back. Every
+// record carries its Record.StreamARN (with one stream too). Workers share
+// the shards of all the streams; everything above holds per stream. Leases
+// of a stream in the table but not in Streams are left alone; a stream
+// added to Streams starts at InitialPosition. A table holds one layout:
+// Streams on a single-stream table, or StreamName/StreamARN on a
+// multi-stream one, ends the consumer at start with an error naming the
+// table.
+//
 // # Errors
 //
 // Transient errors (throttling, limits, 5xx, network) are retried with

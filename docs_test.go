@@ -73,6 +73,7 @@ func TestREADMEOptionDefaultsAreWhatNewFillsIn(t *testing.T) {
 	want := map[string]func(doc string) bool{
 		"StreamName": func(doc string) bool { _, err := (Options{}).withDefaults(); return doc == "required" && err != nil },
 		"StreamARN":  func(doc string) bool { return doc == "required" },
+		"Streams":    func(doc string) bool { return doc == "none" && o.Streams == nil },
 		"AppName":    func(doc string) bool { return strings.HasPrefix(doc, "empty") && o.AppName == zero.AppName },
 		"LeaseTable": func(doc string) bool { return doc == "AppName" && o.LeaseTable == o.AppName },
 		"WorkerID": func(doc string) bool {

@@ -130,6 +130,35 @@ func ExampleOptions_enhancedFanOut() {
 	}
 }
 
+// Several streams as one group: every worker with this AppName shares the
+// shards of all of them through one lease table (the Java KCL's
+// multi-stream layout), and each record names its stream. Streams may be
+// given by name or by ARN.
+func ExampleOptions_streams() {
+	kin := ordersStream(2, 4)
+	kin.CreateStream("payments", 1)
+	for i := range 2 {
+		if _, _, err := kin.PutRecord("payments", "customer-0", fmt.Appendf(nil, "payment %d", i)); err != nil {
+			panic(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	perStream := map[string]int{}
+	opts := kcl.Options{Streams: []string{"orders", "payments"}, Kinesis: kin, InitialPosition: kcl.TrimHorizon, Logger: slog.New(slog.DiscardHandler)}
+	for rec := range kcl.Consume(ctx, opts) {
+		name := rec.StreamARN[strings.LastIndex(rec.StreamARN, "/")+1:]
+		perStream[name]++
+		rec.Ack()
+		if perStream["orders"] == 4 && perStream["payments"] == 2 {
+			cancel()
+		}
+	}
+	fmt.Println(perStream)
+	// Output:
+	// map[orders:4 payments:2]
+}
+
 // Shut down on SIGTERM: the range loop ends only once what was acked is
 // checkpointed and the leases are released, so another replica takes over
 // at once and the program may exit. (Not run: it waits for a signal.)

@@ -27,44 +27,36 @@ const (
 	defaultResubscribe = 4*time.Minute + 30*time.Second
 )
 
-// registerConsumer registers the stream consumer for fan-out if it is
-// missing, waits until it is ACTIVE, and records its ARN.
-func (c *Consumer) registerConsumer(ctx context.Context) error {
-	streamARN := c.opts.StreamARN
-	if streamARN == "" {
-		out, err := retry(ctx, &c.counters.retryCounters, c.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
-			return c.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(c.opts.StreamName)})
-		})
-		if err != nil {
-			return fmt.Errorf("stream %q: %w", c.opts.streamLabel(), err)
-		}
-		streamARN = aws.ToString(out.StreamDescriptionSummary.StreamARN)
-	}
+// registerConsumer registers the stream consumer for fan-out on stream s if
+// it is missing (ConsumerName, the same on every stream), waits until it is
+// ACTIVE, and records its ARN.
+func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
+	streamARN := s.arn // from describeStreams
 	name := c.opts.ConsumerName
 	for {
-		out, err := retry(ctx, &c.counters.retryCounters, c.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
 			return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 		})
 		switch {
 		case isNotFound(err):
-			_, err = retry(ctx, &c.counters.retryCounters, c.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
+			_, err = retry(ctx, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
 				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if err != nil && !isInUse(err) { // in use: another worker registered it first
-				return fmt.Errorf("stream %q: registering consumer %q: %w", c.opts.streamLabel(), name, err)
+				return fmt.Errorf("stream %q: registering consumer %q: %w", s.label, name, err)
 			}
-			c.log.Info("kcl: stream consumer registered", "consumer", name)
+			s.log.Info("kcl: stream consumer registered", "consumer", name, "stream_arn", streamARN)
 			continue
 		case err != nil:
-			return fmt.Errorf("stream %q: consumer %q: %w", c.opts.streamLabel(), name, err)
+			return fmt.Errorf("stream %q: consumer %q: %w", s.label, name, err)
 		}
 		d := out.ConsumerDescription
 		switch d.ConsumerStatus {
 		case types.ConsumerStatusActive:
-			c.consumerARN = aws.ToString(d.ConsumerARN)
+			s.consumerARN = aws.ToString(d.ConsumerARN)
 			return nil
 		case types.ConsumerStatusDeleting:
-			c.log.Warn("kcl: stream consumer is being deleted; waiting to register it again", "consumer", name)
+			s.log.Warn("kcl: stream consumer is being deleted; waiting to register it again", "consumer", name, "stream_arn", streamARN)
 		}
 		if !sleep(ctx, 200*time.Millisecond) {
 			return ctx.Err()
@@ -113,7 +105,7 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 		// the HTTP/2 stream is torn down and the server frees it.
 		subCtx, cancel := context.WithCancel(ctx)
 		out, err := retry(subCtx, &c.counters.retryCounters, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
-			return c.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &c.consumerARN, ShardId: &h.shardID, StartingPosition: &pos}, ownEventStreamCodec)
+			return c.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &h.stream.consumerARN, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
 		})
 		if err != nil {
 			cancel()
@@ -180,7 +172,7 @@ func (r *shardReader) readSubscription(ctx context.Context, stream *kinesis.Subs
 			// A server that never sends the last event (kinesis-local)
 			// still ends the shard: caught up on a shard the shard list
 			// says is closed, GetRecords confirms nothing follows.
-			if len(e.Value.Records) == 0 && aws.ToInt64(e.Value.MillisBehindLatest) == 0 && c.shardClosed(h.shardID) {
+			if len(e.Value.Records) == 0 && aws.ToInt64(e.Value.MillisBehindLatest) == 0 && c.shardClosed(h) {
 				if ended, children := r.confirmShardEnd(ctx, *continuation); ended {
 					return true, children, nil
 				}
@@ -210,14 +202,14 @@ func (r *shardReader) confirmShardEnd(ctx context.Context, after string) (bool, 
 		}
 	}
 	if err != nil && ctx.Err() == nil {
-		c.log.Warn("kcl: could not confirm the end of a closed shard; still subscribed", "shard", h.shardID, "error", err)
+		r.log.Warn("kcl: could not confirm the end of a closed shard; still subscribed", "error", err)
 	}
 	return false, nil
 }
 
-// shardClosed reports whether the last shard list said the shard is closed.
-func (c *Consumer) shardClosed(shardID string) bool {
+// shardClosed reports whether the last shard list said h's shard is closed.
+func (c *Consumer) shardClosed(h *heldLease) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.shards[shardID].closed
+	return h.stream.shards[h.shard].closed
 }

@@ -69,16 +69,17 @@ func fanOutClient() KinesisAPI {
 type emulatorSubscriptions struct {
 	KinesisAPI
 	mu    sync.Mutex
-	conns map[string]*http.Client // by shard
+	conns map[string]*http.Client // by consumer and shard
 }
 
 func (e *emulatorSubscriptions) SubscribeToShard(ctx context.Context, in *kinesis.SubscribeToShardInput, o ...func(*kinesis.Options)) (*kinesis.SubscribeToShardOutput, error) {
 	conn := emulatorHTTPClient()
+	key := aws.ToString(in.ConsumerARN) + " " + aws.ToString(in.ShardId) // shard IDs repeat across streams
 	e.mu.Lock()
-	if prev := e.conns[*in.ShardId]; prev != nil {
+	if prev := e.conns[key]; prev != nil {
 		prev.CloseIdleConnections()
 	}
-	e.conns[*in.ShardId] = conn
+	e.conns[key] = conn
 	e.mu.Unlock()
 	return e.KinesisAPI.SubscribeToShard(ctx, in, append(o, func(o *kinesis.Options) {
 		o.HTTPClient = conn
@@ -196,7 +197,7 @@ func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
 	c.out = make(chan Record, 10)
 	keepDelivering(c)
 	c.fanOutStall = 200 * time.Millisecond
-	h := &heldLease{shardID: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
+	h := &heldLease{shardID: "shardId-000000000000", stream: c.streams[0], shard: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
 	reader := newShardReader(c, h)
 	event := func(cont *string, children []types.ChildShard, data ...string) types.SubscribeToShardEventStream {
 		var recs []types.Record

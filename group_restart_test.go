@@ -29,6 +29,7 @@ func handDrivenWorker(t *testing.T, tbl leaseTable, id string, ld time.Duration)
 	}
 	c.table = tbl
 	c.readCtx, c.readers = context.Background(), new(errgroup.Group)
+	c.streamByID = map[string]*kstream{"": c.streams[0]} // as start's describeStreams leaves one stream
 	return c
 }
 

@@ -15,7 +15,7 @@ import (
 // are exactly the actions it needs: the policies in docs/ must grant those
 // and nothing more. Fan-out needs the fan-out methods; polling the rest.
 func TestIAMPoliciesGrantExactlyTheActionsKclCalls(t *testing.T) {
-	fanOutOnly := []string{"kinesis:DescribeStreamSummary", "kinesis:DescribeStreamConsumer", "kinesis:RegisterStreamConsumer", "kinesis:SubscribeToShard"}
+	fanOutOnly := []string{"kinesis:DescribeStreamConsumer", "kinesis:RegisterStreamConsumer", "kinesis:SubscribeToShard"}
 	var all []string
 	for prefix, api := range map[string]reflect.Type{
 		"kinesis:":  reflect.TypeFor[KinesisAPI](),

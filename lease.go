@@ -125,7 +125,9 @@ type leaseTable interface {
 // shutdown may each write it, one attempt at a time under mu.
 type heldLease struct {
 	// Immutable.
-	shardID   string
+	shardID   string   // the lease key: the shard ID, or stream:shard ID in a multi-stream table (streams.go)
+	stream    *kstream // the shard's stream
+	shard     string   // the shard ID
 	window    *ackWindow
 	cancel    context.CancelFunc // stops the shard's reader
 	stopFetch context.CancelFunc // stops fetching only, for a hand-off
@@ -273,7 +275,7 @@ func (k *leaseKeeper) loop(ctx context.Context) error {
 }
 
 func (k *leaseKeeper) syncAndBalance(ctx context.Context) error {
-	if err := k.c.syncShards(ctx); err != nil {
+	if err := k.c.syncShards(ctx, nil); err != nil {
 		return err
 	}
 	return k.balance(ctx, false)
@@ -342,7 +344,7 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 		return nil
 	}
 	in := assessInput{
-		me: me, snap: snap, held: held, listed: listed, now: now,
+		me: me, snap: snap, held: held, listed: listed, now: now, ours: c.ours,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
 		settled: settled, claimed: k.claimed, confirmed: k.confirmed,
 	}
@@ -579,7 +581,8 @@ func (k *leaseKeeper) reportBadLeases(bad []error) {
 // startReader starts reading the shard of a lease just taken.
 func (k *leaseKeeper) startReader(leaseCtx context.Context, l lease, storedStart bool) {
 	c := k.c
-	h := &heldLease{shardID: l.shardID, lease: l, window: newAckWindow(l.checkpoint), startAt: l.startAt, storedStart: storedStart}
+	stream, shard, _ := c.streamOf(l.shardID) // assess takes only leases of the streams read
+	h := &heldLease{shardID: l.shardID, stream: stream, shard: shard, lease: l, window: newAckWindow(l.checkpoint), startAt: l.startAt, storedStart: storedStart}
 	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
 	c.mu.Lock()
 	if c.closing {

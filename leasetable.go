@@ -25,6 +25,11 @@ const (
 	attrCheckpointSub = "checkpointSubSequenceNumber"
 	attrOwnerSwitches = "ownerSwitchesSinceCheckpoint"
 	attrParents       = "parentShardId"
+	// The Java KCL's multi-stream layout (DynamoDBMultiStreamLeaseSerializer):
+	// the stream's identifier (account:stream:creationEpoch) and the shard ID
+	// of a lease keyed identifier:shardId (streams.go).
+	attrStreamName = "streamName"
+	attrShardID    = "shardId"
 	// The Java KCL 3.x: the old owner during a graceful hand-off
 	// (lease.checkpointOwner), and the kind of an item (3.5 and later).
 	attrCheckpointOwner = "checkpointOwner"
@@ -329,6 +334,10 @@ func groupFromItem(item map[string]types.AttributeValue) (groupItem, error) {
 }
 
 // create writes a new, unowned lease unless one exists for the shard already.
+// A lease of a multi-stream table is written as the Java KCL writes it
+// (java-kcl-3x.md §1, §5): with streamName and shardId, and its parents'
+// bare shard IDs (the keys of its parents' leases less the stream's
+// identifier).
 func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 	item := map[string]types.AttributeValue{
 		attrLeaseKey:      &types.AttributeValueMemberS{Value: l.shardID},
@@ -337,8 +346,17 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 		attrCheckpointSub: number(l.checkpoint.sub),
 		attrOwnerSwitches: number(0),
 	}
+	stream, shard := splitLeaseKey(l.shardID)
+	if stream != "" {
+		item[attrStreamName] = &types.AttributeValueMemberS{Value: stream}
+		item[attrShardID] = &types.AttributeValueMemberS{Value: shard}
+	}
 	if len(l.parents) > 0 {
-		item[attrParents] = &types.AttributeValueMemberSS{Value: l.parents}
+		parents := make([]string, len(l.parents))
+		for i, p := range l.parents {
+			parents[i] = strings.TrimPrefix(p, stream+":")
+		}
+		item[attrParents] = &types.AttributeValueMemberSS{Value: parents}
 	}
 	if t.entities.Load() {
 		item[attrEntityType] = &types.AttributeValueMemberS{Value: entityLease}
@@ -616,6 +634,16 @@ func leaseFromItem(item map[string]types.AttributeValue) (lease, error) {
 			l.parents = []string{p.Value}
 		default:
 			return bad(attrParents, "not a string set")
+		}
+	}
+	// In a multi-stream table parents are stored as bare shard IDs of the
+	// same stream: read as the keys of their leases.
+	if stream, _ := splitLeaseKey(l.shardID); stream != "" {
+		l.parents = slices.Clone(l.parents) // not the item's own
+		for i, p := range l.parents {
+			if !multiStreamKey(p) {
+				l.parents[i] = leaseKey(stream, p)
+			}
 		}
 	}
 	return l, nil

@@ -29,7 +29,7 @@ func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *shardReader, *page
 		recs[i] = types.Record{Data: []byte(fmt.Sprint(i)), PartitionKey: aws.String("k"),
 			SequenceNumber: aws.String(fmt.Sprintf("%056d", i+1)), ApproximateArrivalTimestamp: &now}
 	}
-	h := &heldLease{shardID: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
+	h := &heldLease{shardID: "shardId-000000000000", stream: c.streams[0], shard: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
 	var skip checkpoint
 	r := newShardReader(c, h)
 	return c, r, newPageRecords(r, recs, &skip)

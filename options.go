@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,12 +21,22 @@ import (
 var ErrInvalidOptions = errors.New("kcl: invalid options")
 
 // Options configures a Consumer. The zero value of every field but
-// StreamName (or StreamARN) is valid and means the documented default.
+// StreamName (or StreamARN, or Streams) is valid and means the documented
+// default.
 type Options struct {
-	// StreamName is the Kinesis stream to read. Required unless StreamARN is set.
+	// StreamName is the Kinesis stream to read. Required unless StreamARN or
+	// Streams is set.
 	StreamName string
 	// StreamARN identifies the stream by ARN; used when StreamName is empty.
 	StreamARN string
+	// Streams names several streams, by name or ARN, consumed as one group
+	// with one lease table (the Java KCL's multi-stream layout: lease keys
+	// account:stream:creationEpoch:shardId). Exclusive with StreamName and
+	// StreamARN. A table holds either layout, never both: Streams on a
+	// single-stream table, or StreamName/StreamARN on a multi-stream one, is
+	// an error. Leases of a stream in the table but not in Streams are left
+	// alone; a stream added to Streams starts at InitialPosition.
+	Streams []string
 
 	// AppName is the consumer group: every worker with the same AppName shares
 	// the stream's shards through one lease table. Empty means leases and
@@ -187,9 +199,12 @@ func invalid(field, format string, args ...any) error {
 // withDefaults validates o and returns a copy with every default filled in.
 // It makes no network call.
 func (o Options) withDefaults() (Options, error) {
+	if err := o.checkStreams(); err != nil {
+		return o, err
+	}
 	switch {
-	case o.StreamName == "" && o.StreamARN == "":
-		return o, invalid("StreamName", "required (or set StreamARN)")
+	case o.StreamName == "" && o.StreamARN == "" && len(o.Streams) == 0:
+		return o, invalid("StreamName", "required (or set StreamARN, or Streams)")
 	case o.StreamName != "" && !streamNamePattern.MatchString(o.StreamName):
 		return o, invalid("StreamName", "%q is not a valid stream name (1-128 of a-z A-Z 0-9 _ . -)", o.StreamName)
 	case o.StreamARN != "" && !streamARNPattern.MatchString(o.StreamARN):
@@ -244,6 +259,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, invalid("LeaseDuration", "%v is shorter than the minimum 300ms", o.LeaseDuration)
 	}
 
+	o.Streams = slices.Clone(o.Streams) // the caller's slice may change later
 	if o.LeaseTable == "" {
 		o.LeaseTable = o.AppName
 	}
@@ -280,9 +296,42 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// streamLabel is how logs and errors name the stream.
+// checkStreams validates Streams: each entry a stream name or ARN, none
+// twice, and not together with StreamName or StreamARN.
+func (o *Options) checkStreams() error {
+	if len(o.Streams) == 0 {
+		if o.Streams != nil {
+			return invalid("Streams", "empty: name at least one stream, or leave it nil and set StreamName or StreamARN")
+		}
+		return nil
+	}
+	if o.StreamName != "" || o.StreamARN != "" {
+		return invalid("Streams", "exclusive with StreamName and StreamARN: set Streams alone, or one stream by StreamName or StreamARN")
+	}
+	seen := make(map[string]bool, len(o.Streams))
+	for i, s := range o.Streams {
+		if !streamNamePattern.MatchString(s) && !streamARNPattern.MatchString(s) {
+			return invalid("Streams", "entry %d, %q, is neither a valid stream name (1-128 of a-z A-Z 0-9 _ . -) nor a Kinesis stream ARN", i, s)
+		}
+		if seen[s] {
+			return invalid("Streams", "%q is listed twice", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+// multiStream reports whether the consumer reads several streams (Streams),
+// with the Java KCL's multi-stream lease table layout.
+func (o *Options) multiStream() bool { return len(o.Streams) > 0 }
+
+// streamLabel is how logs and errors name the stream (in single-stream
+// mode), or the streams.
 func (o *Options) streamLabel() string {
-	if o.StreamName != "" {
+	switch {
+	case o.multiStream():
+		return strings.Join(o.Streams, ",")
+	case o.StreamName != "":
 		return o.StreamName
 	}
 	return o.StreamARN

@@ -42,6 +42,14 @@ func TestNewRejectsBadOptionsNamingTheField(t *testing.T) {
 		// AppName is a valid table name but not a valid consumer name (too
 		// long), and ConsumerName defaults to it.
 		{"ConsumerName", func(o *Options) { o.AppName, o.EnhancedFanOut = strings.Repeat("a", 129), true }},
+		{"Streams", func(o *Options) { o.Streams = []string{"payments"} }}, // with StreamName
+		{"Streams", func(o *Options) {
+			o.StreamName, o.StreamARN, o.Streams = "", "arn:aws:kinesis:us-east-1:123456789012:stream/orders", []string{"payments"}
+		}},
+		{"Streams", func(o *Options) { o.StreamName, o.Streams = "", []string{"orders", "has space"} }},
+		{"Streams", func(o *Options) { o.StreamName, o.Streams = "", []string{"orders", "arn:aws:s3:::bucket"} }},
+		{"Streams", func(o *Options) { o.StreamName, o.Streams = "", []string{"orders", "payments", "orders"} }},
+		{"Streams", func(o *Options) { o.StreamName, o.Streams = "", []string{} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -108,4 +116,15 @@ func TestNewKeepsWhatIsSet(t *testing.T) {
 func TestStreamARNIsAccepted(t *testing.T) {
 	_, err := New(Options{StreamARN: "arn:aws:kinesis:us-east-1:123456789012:stream/orders", AWSConfig: &aws.Config{}})
 	require.NoError(t, err)
+}
+
+func TestStreamsAreAcceptedByNameAndARN(t *testing.T) {
+	given := []string{"orders", "arn:aws:kinesis:us-east-1:123456789012:stream/payments"}
+	c, err := New(Options{Streams: given, AWSConfig: &aws.Config{}})
+	require.NoError(t, err)
+	require.Len(t, c.streams, 2)
+	assert.Equal(t, "orders", c.streams[0].name, "a name is used as a name")
+	assert.Equal(t, given[1], c.streams[1].arn, "an ARN as an ARN")
+	given[0] = "changed"
+	assert.Equal(t, "orders", c.opts.Streams[0], "New keeps a copy of Streams")
 }

@@ -29,7 +29,7 @@ import (
 // Options.OnFailure: nil from OnFailure acks the record and goes on; an
 // error stops Process, which returns that error as it is. Without OnFailure,
 // Process stops with the last error of handle, wrapped with the record's
-// shard and sequence number. The record is not acked then, so the
+// stream ARN, shard and sequence number. The record is not acked then, so the
 // checkpoint stays before it and it is delivered again after a restart.
 // Stopping is the shutdown below; as the refused record is never acked, it
 // takes the whole ShutdownTimeout.
@@ -302,7 +302,7 @@ func (p *processor) attempt(t *task) {
 		t.result, t.err = resultRetry, err
 	case p.c.opts.OnFailure == nil:
 		t.result = resultStop
-		t.err = fmt.Errorf("kcl: Process: shard %q, record %s/%d: handler failed %d times: %w", t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, t.attempts, err)
+		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: handler failed %d times: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, t.attempts, err)
 	default:
 		ferr := p.c.opts.OnFailure(t.ctx, t.rec, err)
 		switch {
@@ -337,7 +337,7 @@ func (p *processor) done(t *task) {
 			// Logged once per record: while it fails, its shard's
 			// checkpoint cannot pass it, and after MaxUnackedPerShard
 			// more records the shard stops fetching.
-			p.c.log.Warn("kcl: Process: handler failed; retrying the record with backoff", "shard", t.rec.ShardID,
+			p.c.log.Warn("kcl: Process: handler failed; retrying the record with backoff", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
 				"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "error", t.err)
 		}
 		t.due = time.Now().Add(t.backoff.NextBackOff())

@@ -28,6 +28,7 @@ type Record struct {
 	SequenceNumber              string
 	SubSequenceNumber           int64
 	ShardID                     string
+	StreamARN                   string // the record's stream (set in every mode)
 	ApproximateArrivalTimestamp time.Time
 
 	chunk *ackChunk // where its ack is marked
@@ -52,12 +53,13 @@ func (r Record) Ack() {
 // skip (the checkpoint a shard resumed from) are left out. It is used by one
 // reader goroutine.
 type pageRecords struct {
-	r     *shardReader
-	shard string         // r.h.shardID, at hand for every record
-	recs  []types.Record // recs[0] is the record being converted
-	users []userRecord   // recs[0]'s user records, once split
-	next  int            // the next of users; -1 until recs[0] is split
-	skip  *checkpoint
+	r      *shardReader
+	shard  string         // r.h.shard, at hand for every record
+	stream string         // r.h.stream.arn, likewise
+	recs   []types.Record // recs[0] is the record being converted
+	users  []userRecord   // recs[0]'s user records, once split
+	next   int            // the next of users; -1 until recs[0] is split
+	skip   *checkpoint
 }
 
 // newPageRecords starts converting recs. The page's last arrival time is
@@ -66,7 +68,7 @@ func newPageRecords(r *shardReader, recs []types.Record, skip *checkpoint) *page
 	if n := len(recs); n > 0 {
 		r.h.counters.lastArrival.Store(aws.ToTime(recs[n-1].ApproximateArrivalTimestamp).UnixNano())
 	}
-	return &pageRecords{r: r, shard: r.h.shardID, recs: recs, next: -1, skip: skip}
+	return &pageRecords{r: r, shard: r.h.shard, stream: r.h.stream.arn, recs: recs, next: -1, skip: skip}
 }
 
 func (p *pageRecords) done() bool { return len(p.recs) == 0 }
@@ -82,6 +84,7 @@ func (p *pageRecords) fill(buf []Record) int {
 			PartitionKey:                aws.ToString(r.PartitionKey),
 			SequenceNumber:              aws.ToString(r.SequenceNumber),
 			ShardID:                     p.shard,
+			StreamARN:                   p.stream,
 			ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
 		}
 		if p.next < 0 {

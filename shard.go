@@ -23,7 +23,7 @@ import (
 type shardReader struct {
 	c   *Consumer    // immutable
 	h   *heldLease   // immutable
-	log *slog.Logger // immutable: c.log with the shard
+	log *slog.Logger // immutable: the stream's log with the shard
 
 	// Only touched by the reader.
 	opened          bool // the shard was opened once (startingPosition)
@@ -31,7 +31,7 @@ type shardReader struct {
 }
 
 func newShardReader(c *Consumer, h *heldLease) *shardReader {
-	return &shardReader{c: c, h: h, log: c.log.With("shard", h.shardID)}
+	return &shardReader{c: c, h: h, log: h.stream.log.With("shard", h.shardID)}
 }
 
 // read reads the shard from the lease's checkpoint and delivers its records
@@ -40,7 +40,7 @@ func newShardReader(c *Consumer, h *heldLease) *shardReader {
 // returns only fatal errors; a lost lease or a cancelled ctx returns nil.
 func (r *shardReader) read(ctx context.Context) error {
 	c, h, log := r.c, r.h, r.log
-	if c.consumerARN != "" {
+	if h.stream.consumerARN != "" {
 		return r.subscribe(ctx)
 	}
 	start, _ := h.window.state() // the checkpoint at take: nothing is delivered yet
@@ -227,7 +227,7 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 		if c.opts.InitialPosition.kind != positionAtTimestamp {
 			// Neither the lease (a table the Java KCL wrote) nor the options
 			// say when: reading from the oldest record loses nothing.
-			c.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but neither the lease nor InitialPosition has a timestamp; reading from TRIM_HORIZON", "shard", h.shardID)
+			r.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but neither the lease nor InitialPosition has a timestamp; reading from TRIM_HORIZON")
 			return types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
 		}
 		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(c.opts.InitialPosition.timestamp)}
@@ -241,9 +241,9 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after string) (*string, error) {
 	c, h := r.c, r.h
 	pos := r.startingPosition(from, after)
-	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(h.shardID), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
-	c.setStream(&in.StreamName, &in.StreamARN)
-	out, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
+	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(h.shard), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
+	h.stream.setStream(&in.StreamName, &in.StreamARN)
+	out, err := retry(ctx, &c.counters.retryCounters, r.log, "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
 		return c.kinesis.GetShardIterator(ctx, in)
 	})
 	if err != nil {
@@ -253,8 +253,8 @@ func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after 
 }
 
 // endShard finishes a shard that GetRecords reported closed: once every
-// record delivered from it is acked, it syncs the shard list, which creates
-// the children's leases (those children names, and any the listing shows),
+// record delivered from it is acked, it syncs its stream's shard list, which
+// creates the children's leases (those children names, and any the listing shows),
 // then checkpoints SHARD_END and releases the lease in one write, which lets
 // the children be taken.
 func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard) error {
@@ -266,15 +266,15 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 	for _, ch := range children {
 		extra = append(extra, shardInfo{id: aws.ToString(ch.ShardId), parents: ch.ParentShards})
 	}
-	if _, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
-		return struct{}{}, c.syncShards(ctx, extra...)
+	if _, err := retry(ctx, &c.counters.retryCounters, r.log, "shard sync", nil, func() (struct{}, error) {
+		return struct{}{}, c.syncShards(ctx, h.stream, extra...)
 	}); err != nil {
 		return r.readError(ctx, err)
 	}
 	if _, _, err := c.writeCheckpoint(ctx, h, "", true); err != nil {
 		return r.readError(ctx, err)
 	}
-	c.log.Info("kcl: shard ended", "shard", h.shardID, "children", len(children))
+	r.log.Info("kcl: shard ended", "children", len(children))
 	notify(c.keeper.takeNow)
 	return nil
 }
@@ -288,18 +288,18 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 func (r *shardReader) shardGone(ctx context.Context, cause error) error {
 	c, h := r.c, r.h
 	for attempt := 0; ; attempt++ {
-		shards, err := c.listShards(ctx)
+		shards, err := c.listShards(ctx, h.stream)
 		if err != nil {
 			return r.readError(ctx, err)
 		}
-		if !slices.ContainsFunc(shards, func(s shardInfo) bool { return s.id == h.shardID }) {
+		if !slices.ContainsFunc(shards, func(s shardInfo) bool { return s.id == h.shard }) {
 			break
 		}
 		if attempt == 2 || !sleep(ctx, time.Second) {
 			return r.readError(ctx, cause)
 		}
 	}
-	c.log.Warn("kcl: shard no longer in the stream (past retention); treated as ended", "shard", h.shardID)
+	r.log.Warn("kcl: shard no longer in the stream (past retention); treated as ended")
 	return r.endShard(ctx, nil)
 }
 
@@ -307,11 +307,11 @@ func (r *shardReader) shardGone(ctx context.Context, cause error) error {
 // the reader was stopped on purpose, otherwise the error naming stream and
 // shard, which ends the whole consumer.
 func (r *shardReader) readError(ctx context.Context, err error) error {
-	c, h := r.c, r.h
+	h := r.h
 	if ctx.Err() != nil || isLeaseLost(err) {
 		return nil
 	}
-	return fmt.Errorf("stream %q: shard %q: %w", c.opts.streamLabel(), h.shardID, err)
+	return fmt.Errorf("stream %q: shard %q: %w", h.stream.label, h.shard, err)
 }
 
 func isExpiredIterator(err error) bool {

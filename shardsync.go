@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -17,21 +18,21 @@ type shardInfo struct {
 	closed  bool // has an ending sequence number: no record will be added
 }
 
-// listShards returns every shard of the stream, parents before children. A
+// listShards returns every shard of stream s, parents before children. A
 // page token that expired between two pages (ExpiredNextTokenException)
 // starts the listing over: retrying it would fail for ever.
-func (c *Consumer) listShards(ctx context.Context) ([]shardInfo, error) {
-	return retry(ctx, &c.counters.retryCounters, c.log, "shard listing from the start (page token expired)", nil, func() ([]shardInfo, error) {
-		return c.listShardsOnce(ctx)
+func (c *Consumer) listShards(ctx context.Context, s *kstream) ([]shardInfo, error) {
+	return retry(ctx, &c.counters.retryCounters, s.log, "shard listing from the start (page token expired)", nil, func() ([]shardInfo, error) {
+		return c.listShardsOnce(ctx, s)
 	})
 }
 
-func (c *Consumer) listShardsOnce(ctx context.Context) ([]shardInfo, error) {
+func (c *Consumer) listShardsOnce(ctx context.Context, s *kstream) ([]shardInfo, error) {
 	var shards []shardInfo
 	in := &kinesis.ListShardsInput{}
-	c.setStream(&in.StreamName, &in.StreamARN)
+	s.setStream(&in.StreamName, &in.StreamARN)
 	for {
-		out, err := retry(ctx, &c.counters.retryCounters, c.log, "ListShards", isExpiredNextToken, func() (*kinesis.ListShardsOutput, error) {
+		out, err := retry(ctx, &c.counters.retryCounters, s.log, "ListShards", isExpiredNextToken, func() (*kinesis.ListShardsOutput, error) {
 			return c.kinesis.ListShards(ctx, in)
 		})
 		if err != nil {
@@ -90,73 +91,133 @@ func parentsFirst(shards []shardInfo) []shardInfo {
 	return out
 }
 
-// syncShards lists the stream's shards and creates a lease for each shard
-// that has none, parents before children; it stops at the first lease it
-// cannot create, so no child ever has a lease while a listed parent lacks
-// one. extra are shards a closed shard's GetRecords named as its children,
-// which the listing may not show yet: each is added only when every parent
-// is listed or leased, so that a parent never counts as trimmed by mistake.
+// syncShards lists the shards of every stream (of only, when not nil) and
+// creates a lease for each shard that has none, parents before children;
+// for each stream it stops at the first lease it cannot create, so no child
+// ever has a lease while a listed parent lacks one. extra are shards a
+// closed shard of only named as its children, which the listing may not
+// show yet: each is added only when every parent is listed or leased, so
+// that a parent never counts as trimmed by mistake. The lease table is read
+// once, after every listing, and refused if it holds leases of the other
+// layout (checkLayout).
 //
 // Where a shard starts: any descendant of a shard that had a lease before
 // this sync, however deep (a consumer down across several reshards), starts
 // at TRIM_HORIZON, so nothing between an ancestor's checkpoint and the
 // shard is missed. Any other shard starts at the InitialPosition; with
 // Latest, a closed one is marked SHARD_END, as nothing new will arrive in
-// it.
-func (c *Consumer) syncShards(ctx context.Context, extra ...shardInfo) error {
-	shards, err := c.listShards(ctx)
-	if err != nil {
-		return fmt.Errorf("stream %q: %w", c.opts.streamLabel(), err)
+// it. All of this is decided per stream: a parent is a shard of the same
+// stream, and a stream without a lease yet (one just added to Streams)
+// starts at InitialPosition.
+func (c *Consumer) syncShards(ctx context.Context, only *kstream, extra ...shardInfo) error {
+	streams := c.streams
+	if only != nil {
+		streams = []*kstream{only}
 	}
-	snap, err := c.table.list(ctx, true) // consistent: where a shard starts rests on which leases exist
+	listed := make([][]shardInfo, len(streams))
+	for i, s := range streams {
+		shards, err := c.listShards(ctx, s)
+		if err != nil {
+			return fmt.Errorf("stream %q: %w", s.label, err)
+		}
+		listed[i] = shards
+	}
+	snap, err := c.table.list(ctx, true) // consistent, and after the listings: where a shard starts rests on which leases exist
 	if err != nil {
 		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
 	}
-	leased := make(map[string]bool, len(snap.leases))
-	for _, l := range snap.leases {
-		leased[l.shardID] = true
+	if err := c.checkLayout(snap.leases); err != nil {
+		return err
 	}
-	shards = withChildren(shards, extra, leased)
-	c.mu.Lock()
-	c.shards = make(map[string]shardInfo, len(shards))
-	for _, s := range shards {
-		c.shards[s.id] = s
-	}
-	c.mu.Unlock()
-
-	// A group has read this stream once a lease of it was ever taken: only
-	// then is a parent gone from the stream one it should have read. (Not
-	// while the first workers of a group create its leases together.)
-	read := false
-	for _, l := range snap.leases {
-		read = read || l.counter > 0 && !multiStreamKey(l.shardID)
-	}
-	descends := descendsFromLeased(shards, leased, read)
 	anyCreated := false
-	for _, s := range shards {
-		if leased[s.id] {
-			continue
+	for i, s := range streams {
+		var more []shardInfo
+		if only != nil {
+			more = extra
 		}
-		cp := checkpoint{seq: c.opts.InitialPosition.String()}
-		switch {
-		case descends[s.id]:
-			cp.seq = checkpointTrimHorizon
-		case cp.seq == checkpointLatest && s.closed:
-			cp.seq = checkpointShardEnd
-		}
-		created, err := c.table.create(ctx, lease{shardID: s.id, checkpoint: cp, parents: s.parents})
+		created, err := c.createLeases(ctx, s, listed[i], snap.leases, more)
+		anyCreated = anyCreated || created
 		if err != nil {
-			return fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), s.id, err)
-		}
-		if created {
-			anyCreated = true
-			c.log.Info("kcl: lease created", "shard", s.id, "checkpoint", cp.seq, "parents", s.parents)
+			return err
 		}
 	}
 	if anyCreated {
 		c.bump(ctx) // the other workers take their share of the new leases
 	}
 	return nil
+}
+
+// createLeases creates the leases stream s lacks (see syncShards), given its
+// shards as just listed and the table's leases as read after, and reports
+// whether it created any.
+func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardInfo, leases []lease, extra []shardInfo) (bool, error) {
+	leased := make(map[string]bool, len(leases)) // by shard ID, of this stream
+	// A group has read this stream once a lease of it was ever taken: only
+	// then is a parent gone from the stream one it should have read. (Not
+	// while the first workers of a group create its leases together.)
+	read := false
+	for _, l := range leases {
+		if id, shard := splitLeaseKey(l.shardID); id == s.id {
+			leased[shard] = true
+			read = read || l.counter > 0
+		}
+	}
+	if len(leased) == 0 && s.id != "" {
+		c.warnOtherIncarnation(s, leases)
+	}
+	shards = withChildren(shards, extra, leased)
+	byID := make(map[string]shardInfo, len(shards))
+	for _, sh := range shards {
+		byID[sh.id] = sh
+	}
+	c.mu.Lock()
+	s.shards = byID
+	c.mu.Unlock()
+
+	descends := descendsFromLeased(shards, leased, read)
+	anyCreated := false
+	for _, sh := range shards {
+		if leased[sh.id] {
+			continue
+		}
+		cp := checkpoint{seq: c.opts.InitialPosition.String()}
+		switch {
+		case descends[sh.id]:
+			cp.seq = checkpointTrimHorizon
+		case cp.seq == checkpointLatest && sh.closed:
+			cp.seq = checkpointShardEnd
+		}
+		key := leaseKey(s.id, sh.id)
+		parents := make([]string, len(sh.parents))
+		for i, p := range sh.parents {
+			parents[i] = leaseKey(s.id, p)
+		}
+		created, err := c.table.create(ctx, lease{shardID: key, checkpoint: cp, parents: parents})
+		if err != nil {
+			return anyCreated, fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), key, err)
+		}
+		if created {
+			anyCreated = true
+			s.log.Info("kcl: lease created", "shard", key, "checkpoint", cp.seq, "parents", sh.parents)
+		}
+	}
+	return anyCreated, nil
+}
+
+// warnOtherIncarnation warns when stream s has no lease yet but the table
+// holds leases of a stream of the same account and name with another
+// creation time: a stream deleted and created again, or a Java application
+// that gave the stream another creation epoch. Those leases are another
+// stream's and left alone; s starts at InitialPosition.
+func (c *Consumer) warnOtherIncarnation(s *kstream, leases []lease) {
+	prefix := s.id[:strings.LastIndexByte(s.id, ':')+1] // account:stream:
+	for _, l := range leases {
+		if id, _ := splitLeaseKey(l.shardID); id != s.id && strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":") {
+			s.log.Warn("kcl: lease table holds leases of a stream of this name with another creation time; they are left alone and the stream starts at InitialPosition",
+				"stream_arn", s.arn, "stream_id", s.id, "other_stream_id", id)
+			return
+		}
+	}
 }
 
 // withChildren adds to shards (parents first) the children in extra that
@@ -208,13 +269,4 @@ func descendsFromLeased(shards []shardInfo, leased map[string]bool, groupRead bo
 		}
 	}
 	return descends
-}
-
-// setStream fills the stream name or ARN of a request.
-func (c *Consumer) setStream(name, arn **string) {
-	if c.opts.StreamName != "" {
-		*name = aws.String(c.opts.StreamName)
-	} else {
-		*arn = aws.String(c.opts.StreamARN)
-	}
 }

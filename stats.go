@@ -14,7 +14,8 @@ type Stats struct {
 	WorkerID   string
 	LeasesHeld int
 	// Shards lists every shard of the lease table as this worker last read
-	// it, by shard ID, with full detail for the shards it holds.
+	// it, by stream ARN and shard ID, with full detail for the shards it
+	// holds.
 	Shards []ShardStats
 	// IteratorRefreshes counts shard iterators reopened after expiring.
 	IteratorRefreshes int64
@@ -23,12 +24,16 @@ type Stats struct {
 	Throttles, Retries int64
 }
 
-// ShardStats describes one shard. Only ShardID, Owner and Checkpoint are set
-// for a shard this worker does not hold.
+// ShardStats describes one shard. Only ShardID, StreamARN, Owner and
+// Checkpoint are set for a shard this worker does not hold.
 type ShardStats struct {
 	ShardID string
-	Owner   string // empty when no worker holds it
-	Held    bool   // held by this worker
+	// StreamARN is the shard's stream. For a stream of a multi-stream lease
+	// table that this worker does not read, it is built from the lease key
+	// (account and stream name) in this worker's partition and region.
+	StreamARN string
+	Owner     string // empty when no worker holds it
+	Held      bool   // held by this worker
 	// MillisBehindLatest is what Kinesis last said of how far the reader is
 	// from the tip of the shard.
 	MillisBehindLatest int64
@@ -72,15 +77,16 @@ func (c *Consumer) Stats() Stats {
 	}
 	leases := c.keeper.leasesRead()
 	byShard := make(map[string]ShardStats, len(leases))
-	for _, l := range leases {
-		byShard[l.shardID] = ShardStats{ShardID: l.shardID, Owner: l.owner, Checkpoint: l.checkpoint.seq, CheckpointSubSequenceNumber: l.checkpoint.sub}
+	for _, l := range leases { // by lease key
+		_, shard := splitLeaseKey(l.shardID)
+		byShard[l.shardID] = ShardStats{ShardID: shard, StreamARN: c.streamARNOf(l.shardID), Owner: l.owner, Checkpoint: l.checkpoint.seq, CheckpointSubSequenceNumber: l.checkpoint.sub}
 	}
 	for _, h := range c.heldLeases() {
 		s.LeasesHeld++
 		_, unacked, records, bytes := h.window.stats()
 		stored := h.stored.Load()
 		st := ShardStats{
-			ShardID: h.shardID, Owner: c.opts.WorkerID, Held: true,
+			ShardID: h.shard, StreamARN: h.stream.arn, Owner: c.opts.WorkerID, Held: true,
 			MillisBehindLatest: h.counters.millisBehind.Load(),
 			RecordsDelivered:   h.counters.delivered.Load(), BytesDelivered: h.counters.deliveredBytes.Load(),
 			RecordsAcked: records, BytesAcked: bytes, Unacked: unacked,
@@ -94,6 +100,11 @@ func (c *Consumer) Stats() Stats {
 	for _, st := range byShard {
 		s.Shards = append(s.Shards, st)
 	}
-	slices.SortFunc(s.Shards, func(a, b ShardStats) int { return strings.Compare(a.ShardID, b.ShardID) })
+	slices.SortFunc(s.Shards, func(a, b ShardStats) int {
+		if n := strings.Compare(a.StreamARN, b.StreamARN); n != 0 {
+			return n
+		}
+		return strings.Compare(a.ShardID, b.ShardID)
+	})
 	return s
 }

@@ -17,8 +17,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// A Consumer reads one Kinesis stream as one worker of a consumer group.
-// Create it with New and run it once with Consume.
+// A Consumer reads one Kinesis stream, or several (Options.Streams), as one
+// worker of a consumer group. Create it with New and run it once with
+// Consume.
 type Consumer struct {
 	opts    Options
 	log     *slog.Logger
@@ -31,8 +32,13 @@ type Consumer struct {
 
 	counters consumerCounters
 
-	// Enhanced fan-out: the registered consumer, and timings tests shorten.
-	consumerARN      string
+	// The streams read, as Options give them (immutable), and by identifier
+	// ("" for a single stream; see streams.go), set by start before any
+	// lease is taken and immutable afterwards.
+	streams    []*kstream
+	streamByID map[string]*kstream
+
+	// Enhanced fan-out: timings tests shorten.
 	fanOutStall      time.Duration
 	resubscribeAfter time.Duration
 
@@ -50,8 +56,7 @@ type Consumer struct {
 	// Synchronized on mu; written by the goroutines named.
 	mu      sync.Mutex
 	closing bool                  // run: shutdown began, no reader starts any more
-	held    map[string]*heldLease // lease loop (takes), readers and run (ends, losses)
-	shards  map[string]shardInfo  // any shard sync: the stream's shards, as last listed
+	held    map[string]*heldLease // by lease key; lease loop (takes), readers and run (ends, losses)
 }
 
 // New validates opts and builds a Consumer. It makes no network call: a
@@ -62,13 +67,19 @@ func New(opts Options) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// With several streams, what is about one stream is logged with it
+	// (kstream.log), not every line with all of them.
+	log := opts.Logger.With("worker", opts.WorkerID)
+	if !opts.multiStream() {
+		log = opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID)
+	}
 	c := &Consumer{
 		opts:    opts,
-		log:     opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID),
+		log:     log,
 		kinesis: opts.Kinesis,
 		held:    map[string]*heldLease{},
-		shards:  map[string]shardInfo{},
-		pause:   newPauseGate(opts.LeaseDuration, opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID)),
+		streams: newStreams(opts, log),
+		pause:   newPauseGate(opts.LeaseDuration, log),
 
 		fanOutStall:      defaultFanOutStall,
 		resubscribeAfter: defaultResubscribe,
@@ -268,20 +279,22 @@ func (c *Consumer) run(ctx context.Context) {
 // another worker takes them at once instead of after LeaseDuration. A
 // lease in a Java KCL hand-off to this worker (checkpointOwner) is not one:
 // its old owner passes it on, or whoever takes it once that one is dead.
+// Nor is a lease of a stream this consumer does not read: left alone.
 func (c *Consumer) ownedNotHeld() []lease {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var mine []lease
 	for _, l := range c.keeper.leasesRead() {
-		if _, held := c.held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() && l.checkpointOwner == "" {
+		if _, held := c.held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() && l.checkpointOwner == "" && c.ours(l.shardID) {
 			mine = append(mine, l)
 		}
 	}
 	return mine
 }
 
-// start checks the lease table, writes the first heartbeat, checks the
-// stream and creates leases for shards that have none. Transient errors are retried until ctx ends.
+// start checks the lease table, writes the first heartbeat, describes the
+// streams (a missing one is an error naming it), and creates leases for
+// shards that have none. Transient errors are retried until ctx ends.
 func (c *Consumer) start(ctx context.Context) error {
 	ctx = whileStarting(ctx)
 	notLeaseTable := func(err error) bool { return errors.Is(err, errNotLeaseTable) }
@@ -293,11 +306,16 @@ func (c *Consumer) start(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
 	}
+	if err := c.describeStreams(ctx); err != nil {
+		return err
+	}
 	_, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
-		return struct{}{}, c.syncShards(ctx)
+		return struct{}{}, c.syncShards(ctx, nil)
 	})
-	if err == nil && c.opts.EnhancedFanOut {
-		err = c.registerConsumer(ctx)
+	for _, s := range c.streams {
+		if err == nil && c.opts.EnhancedFanOut {
+			err = c.registerConsumer(ctx, s)
+		}
 	}
 	return err
 }

@@ -65,6 +65,9 @@ func runWorker() int {
 		ShutdownTimeout:    2 * time.Second,
 		Logger:             slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
+	if streams := os.Getenv("KCL_TEST_STREAMS"); streams != "" { // several streams: shards print as streamARN/shardID
+		opts.StreamName, opts.Streams = "", strings.Split(streams, ",")
+	}
 	delay, _ := time.ParseDuration(os.Getenv("KCL_TEST_DELAY"))
 	if d, err := time.ParseDuration(os.Getenv("KCL_TEST_LEASE")); err == nil {
 		opts.LeaseDuration = d
@@ -83,10 +86,14 @@ func runWorker() int {
 		}
 	}()
 	for r := range c.Consume(ctx) {
-		printf("%s %s %s\n", r.ShardID, r.SequenceNumber, r.Data)
+		shard := r.ShardID
+		if len(opts.Streams) > 0 {
+			shard = r.StreamARN + "/" + r.ShardID
+		}
+		printf("%s %s %s\n", shard, r.SequenceNumber, r.Data)
 		time.Sleep(delay)
 		r.Ack()
-		printf("#ack %d %s %s\n", time.Now().UnixNano(), r.ShardID, r.SequenceNumber)
+		printf("#ack %d %s %s\n", time.Now().UnixNano(), shard, r.SequenceNumber)
 	}
 	if err := c.Err(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

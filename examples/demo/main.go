@@ -1,10 +1,12 @@
 // Command demo shows kcl end to end on local emulators: it starts
 // kinesis-local and dynalite (unless AWS_ENDPOINT_URL_KINESIS is set), creates
-// a stream, produces records, and runs several workers of one application
-// that share the stream's shards through the lease table. Midway one worker
-// stops gracefully and a new one joins; the shards move, nothing is lost.
+// a stream (or several, with -streams), produces records, and runs several
+// workers of one application that share the shards through the lease table.
+// Midway one worker stops gracefully and a new one joins; the shards move,
+// nothing is lost.
 //
 //	go run ./examples/demo -duration 40s -workers 3 -shards 8
+//	go run ./examples/demo -streams 3 -shards 2   # three streams, one group (Options.Streams)
 package main
 
 import (
@@ -34,17 +36,22 @@ import (
 func main() {
 	duration := flag.Duration("duration", 40*time.Second, "how long the demo runs")
 	workers := flag.Int("workers", 3, "workers at the start")
-	shards := flag.Int("shards", 8, "shards of the demo stream")
-	rate := flag.Int("rate", 100, "records produced per second")
+	shards := flag.Int("shards", 8, "shards of each demo stream")
+	streams := flag.Int("streams", 1, "streams, read as one group (Options.Streams) when more than 1")
+	rate := flag.Int("rate", 100, "records produced per second, per stream")
 	verbose := flag.Bool("v", false, "show kcl's own logs")
 	flag.Parse()
-	if err := run(*duration, *workers, *shards, *rate, *verbose); err != nil {
+	if *streams < 1 {
+		fmt.Fprintln(os.Stderr, "demo: -streams must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(*duration, *workers, *shards, *streams, *rate, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) error {
+func run(duration time.Duration, nWorkers, nShards, nStreams, rate int, verbose bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -72,18 +79,30 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 		return err
 	}
 	kc := kinesis.NewFromConfig(cfg)
-	stream := fmt.Sprintf("demo-orders-%d", time.Now().Unix())
-	app := "demo-billing-" + stream
-	fmt.Printf("creating stream %s with %d shards ...\n", stream, nShards)
-	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: &stream, ShardCount: aws.Int32(int32(nShards))}); err != nil {
-		return err
-	}
-	if err := kinesis.NewStreamExistsWaiter(kc, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
-		Wait(ctx, &kinesis.DescribeStreamInput{StreamName: &stream}, time.Minute); err != nil {
-		return err
+	base := fmt.Sprintf("demo-orders-%d", time.Now().Unix())
+	app := "demo-billing-" + base
+	var streams []string
+	for i := 1; i <= nStreams; i++ {
+		stream := base
+		if nStreams > 1 {
+			stream = fmt.Sprintf("%s-%d", base, i)
+		}
+		streams = append(streams, stream)
+		fmt.Printf("creating stream %s with %d shards ...\n", stream, nShards)
+		if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: &stream, ShardCount: aws.Int32(int32(nShards))}); err != nil {
+			return err
+		}
+		if err := kinesis.NewStreamExistsWaiter(kc, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
+			Wait(ctx, &kinesis.DescribeStreamInput{StreamName: &stream}, time.Minute); err != nil {
+			return err
+		}
 	}
 
-	d := &demo{produced: map[string]bool{}, delivered: map[string]int{}, perWorker: map[string]int{}, consumers: map[string]*kcl.Consumer{}, lastCount: map[string]int64{}}
+	d := &demo{produced: map[string]bool{}, delivered: map[string]int{}, perWorker: map[string]int{}, consumers: map[string]*kcl.Consumer{}, lastCount: map[string]int64{},
+		streams: nStreams, width: 22}
+	if nStreams > 1 {
+		d.width = len(streams[0]) + 22
+	}
 	logLevel := slog.LevelWarn
 	if verbose {
 		logLevel = slog.LevelInfo
@@ -92,8 +111,10 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 
 	var wg sync.WaitGroup
 	produceCtx, stopProducing := context.WithCancel(ctx)
-	wg.Add(1)
-	go func() { defer wg.Done(); d.produce(produceCtx, kc, stream, rate) }()
+	for _, stream := range streams {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.produce(produceCtx, kc, stream, rate) }()
+	}
 
 	cancels := map[string]context.CancelFunc{}
 	start := func(id string) {
@@ -101,8 +122,14 @@ func run(duration time.Duration, nWorkers, nShards, rate int, verbose bool) erro
 		defer d.mu.Unlock()
 		wctx, cancel := context.WithCancel(ctx)
 		cancels[id] = cancel
-		c, err := kcl.New(kcl.Options{StreamName: stream, AppName: app, WorkerID: id, InitialPosition: kcl.TrimHorizon,
-			PollInterval: 200 * time.Millisecond, LeaseDuration: 3 * time.Second, CheckpointInterval: time.Second, Logger: logger})
+		opts := kcl.Options{AppName: app, WorkerID: id, InitialPosition: kcl.TrimHorizon,
+			PollInterval: 200 * time.Millisecond, LeaseDuration: 3 * time.Second, CheckpointInterval: time.Second, Logger: logger}
+		if len(streams) == 1 {
+			opts.StreamName = streams[0]
+		} else {
+			opts.Streams = streams // one group, one lease table: the Java KCL's multi-stream layout
+		}
+		c, err := kcl.New(opts)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "demo:", err)
 			return
@@ -173,9 +200,11 @@ type demo struct {
 	delivered map[string]int
 	perWorker map[string]int
 	consumers map[string]*kcl.Consumer
-	lastCount map[string]int64 // records delivered per shard at the last print
+	lastCount map[string]int64 // records delivered per shard (stream/shard) at the last print
 	lastPrint time.Time
 	events    []string
+	streams   int // how many streams
+	width     int // of the shard column
 }
 
 func (d *demo) produce(ctx context.Context, kc *kinesis.Client, stream string, rate int) {
@@ -185,7 +214,7 @@ func (d *demo) produce(ctx context.Context, kc *kinesis.Client, stream string, r
 		for j := range batch {
 			entries = append(entries, types.PutRecordsRequestEntry{
 				PartitionKey: aws.String(fmt.Sprintf("customer-%d", (i*batch+j)%997)),
-				Data:         []byte(fmt.Sprintf(`{"order":%d}`, i*batch+j)),
+				Data:         []byte(fmt.Sprintf(`{"stream":%q,"order":%d}`, stream, i*batch+j)),
 			})
 		}
 		// Not ctx: a batch sent is counted, even if the demo is stopping.
@@ -234,13 +263,17 @@ func (d *demo) print(elapsed time.Duration) {
 		st := c.Stats()
 		held[st.WorkerID] = st.LeasesHeld
 		for _, sh := range st.Shards {
-			if sh.Held || rows[sh.ShardID].ShardID == "" {
-				rows[sh.ShardID] = sh
+			id := sh.ShardID
+			if i := strings.LastIndex(sh.StreamARN, "/"); i >= 0 && d.streams > 1 {
+				id = sh.StreamARN[i+1:] + "/" + sh.ShardID // several streams: shard IDs repeat
+			}
+			if sh.Held || rows[id].ShardID == "" {
+				rows[id] = sh
 			}
 		}
 	}
 	fmt.Printf("\n-- t=%-4s produced %d, delivered %d --\n", elapsed.Round(time.Second), len(d.produced), len(d.delivered))
-	fmt.Printf("%-22s %-10s %9s %8s %10s %9s %10s\n", "shard", "owner", "records", "rec/s", "behind", "unacked", "checkpoint")
+	fmt.Printf("%-*s %-10s %9s %8s %10s %9s %10s\n", d.width, "shard", "owner", "records", "rec/s", "behind", "unacked", "checkpoint")
 	for _, id := range slices.Sorted(maps.Keys(rows)) {
 		sh := rows[id]
 		owner := sh.Owner
@@ -255,7 +288,7 @@ func (d *demo) print(elapsed time.Duration) {
 			rate = fmt.Sprintf("%.0f", float64(max(0, sh.RecordsDelivered-d.lastCount[id]))/secs)
 		}
 		d.lastCount[id] = sh.RecordsDelivered
-		fmt.Printf("%-22s %-10s %9d %8s %8dms %9d %9s\n", id, owner, sh.RecordsDelivered, rate, sh.MillisBehindLatest, sh.Unacked, sh.CheckpointAge.Round(100*time.Millisecond))
+		fmt.Printf("%-*s %-10s %9d %8s %8dms %9d %9s\n", d.width, id, owner, sh.RecordsDelivered, rate, sh.MillisBehindLatest, sh.Unacked, sh.CheckpointAge.Round(100*time.Millisecond))
 	}
 	var parts []string
 	for _, w := range slices.Sorted(maps.Keys(held)) {

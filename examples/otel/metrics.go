@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -69,7 +70,12 @@ type StatsSource interface{ Stats() kcl.Stats }
 // Config names what kcl.Stats does not carry: the stream and the consumer
 // group. Each becomes an attribute of every metric when it is set.
 type Config struct {
-	Stream string // messaging.destination.name: the stream's name (Options.StreamName)
+	// Stream is messaging.destination.name: the stream's name
+	// (Options.StreamName). Per-shard metrics carry their own shard's stream
+	// name (from ShardStats.StreamARN) whatever it is, so that with
+	// Options.Streams, where shard IDs repeat across streams, each shard is a
+	// series of its own; leave it empty then.
+	Stream string
 	Group  string // messaging.consumer.group.name: the application (Options.AppName)
 }
 
@@ -172,6 +178,9 @@ func (in *instruments) observe(o metric.Observer, s kcl.Stats, base []attribute.
 			continue
 		}
 		shard := with(worker, AttrPartition.String(sh.ShardID))
+		if i := strings.LastIndex(sh.StreamARN, ":stream/"); i >= 0 {
+			shard = with(shard, AttrDestination.String(sh.StreamARN[i+len(":stream/"):])) // the last of a key wins in a Set
+		}
 		a := metric.WithAttributeSet(attribute.NewSet(shard...))
 		o.ObserveInt64(in.consumed, sh.RecordsDelivered, metric.WithAttributeSet(attribute.NewSet(with(shard, AttrOperationName.String(OperationConsume))...)))
 		o.ObserveInt64(in.consumedBytes, sh.BytesDelivered, a)

@@ -205,3 +205,18 @@ func TestReadmeTable(t *testing.T) {
 	}
 	assert.Equal(t, collected, documented)
 }
+
+// With Options.Streams shard IDs repeat across streams: each shard's
+// metrics carry its own stream's name, so each is a series of its own.
+func TestRegisterKeepsShardsOfSeveralStreamsApart(t *testing.T) {
+	const shard = "shardId-000000000000"
+	src := &fixedStats{WorkerID: "w1", LeasesHeld: 2, Shards: []kcl.ShardStats{
+		{ShardID: shard, StreamARN: "arn:aws:kinesis:us-east-1:123456789012:stream/orders", Owner: "w1", Held: true, Unacked: 2},
+		{ShardID: shard, StreamARN: "arn:aws:kinesis:us-east-1:123456789012:stream/payments", Owner: "w1", Held: true, Unacked: 5},
+	}}
+	read, _ := collect(t, src, Config{Group: "billing"})
+	got := read()
+	for stream, want := range map[string]float64{"orders": 2, "payments": 5} {
+		assert.Equal(t, want, find(t, got, MetricUnackedRecords, map[string]string{"messaging.destination.name": stream, "messaging.destination.partition.id": shard}))
+	}
+}

@@ -86,7 +86,7 @@ type Collector struct {
 
 // NewCollector describes the metrics of src.
 func NewCollector(src StatsSource) *Collector {
-	shard := []string{"worker", "shard"}
+	shard := []string{"worker", "stream", "shard"} // stream: its ARN (shard IDs repeat across Options.Streams)
 	worker := []string{"worker"}
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc("kcl_"+name, help, labels, nil)
@@ -126,12 +126,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if !sh.Held {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(sh.MillisBehindLatest), w, sh.ShardID)
-		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, sh.LastRecordAge.Seconds(), w, sh.ShardID)
-		ch <- prometheus.MustNewConstMetric(c.delivered, prometheus.CounterValue, float64(sh.RecordsDelivered), w, sh.ShardID)
-		ch <- prometheus.MustNewConstMetric(c.acked, prometheus.CounterValue, float64(sh.RecordsAcked), w, sh.ShardID)
-		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(sh.BytesDelivered), w, sh.ShardID)
-		ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(sh.Unacked), w, sh.ShardID)
-		ch <- prometheus.MustNewConstMetric(c.checkpointAge, prometheus.GaugeValue, sh.CheckpointAge.Seconds(), w, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(sh.MillisBehindLatest), w, sh.StreamARN, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, sh.LastRecordAge.Seconds(), w, sh.StreamARN, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.delivered, prometheus.CounterValue, float64(sh.RecordsDelivered), w, sh.StreamARN, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.acked, prometheus.CounterValue, float64(sh.RecordsAcked), w, sh.StreamARN, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(sh.BytesDelivered), w, sh.StreamARN, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(sh.Unacked), w, sh.StreamARN, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.checkpointAge, prometheus.GaugeValue, sh.CheckpointAge.Seconds(), w, sh.StreamARN, sh.ShardID)
 	}
 }

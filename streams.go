@@ -1,0 +1,212 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+)
+
+// A consumer reads one stream (Options.StreamName or StreamARN) or several
+// (Options.Streams) as one group with one lease table. With several, the
+// table has the Java KCL's multi-stream layout (java-kcl-3x.md §5): each
+// lease key is the stream's identifier, account:stream:creationEpoch, then
+// ":" and the shard ID, and the item also holds that identifier
+// (streamName) and the bare shard ID (shardId). Parent shard IDs are stored
+// bare, as the Java KCL stores them; kcl reads them as the keys of the
+// parents' leases in the same stream (leaseFromItem), so that everything
+// that works on leases (assess, parentsDone, the group item) works on lease
+// keys alone, whatever the layout. With one stream, the lease key is the
+// shard ID (the Java KCL's single-stream layout) and the stream's
+// identifier is "".
+
+// kstream is one stream the consumer reads. New fills in what Options say;
+// start fills in the rest (describeStreams) before any lease is taken, and
+// nothing changes it afterwards but shards.
+type kstream struct {
+	label string // as Options name it: a name or an ARN; for logs and errors
+	name  string // the name given, if given by name: requests then name it so
+	arn   string // given, or from DescribeStreamSummary at start
+	// id is the Java KCL's identifier of the stream in a multi-stream
+	// table, account:stream:creationEpoch (StreamIdentifier.serialize), from
+	// DescribeStreamSummary; "" for the stream of a single-stream consumer.
+	id string
+	// consumerARN is the stream consumer registered for enhanced fan-out.
+	consumerARN string
+	// log is the consumer's logger, naming this stream (the consumer's own
+	// already does with a single stream).
+	log *slog.Logger
+
+	shards map[string]shardInfo // synchronized on Consumer.mu: by shard ID, as last listed
+}
+
+// newStreams returns the streams of opts, as given, logging with log.
+func newStreams(opts Options, log *slog.Logger) []*kstream {
+	given := opts.Streams
+	if !opts.multiStream() {
+		given = []string{opts.streamLabel()}
+	}
+	streams := make([]*kstream, 0, len(given))
+	for _, g := range given {
+		s := &kstream{label: g, shards: map[string]shardInfo{}, log: log}
+		if opts.multiStream() {
+			s.log = log.With("stream", g)
+		}
+		if streamARNPattern.MatchString(g) {
+			s.arn = g
+		} else {
+			s.name = g
+		}
+		streams = append(streams, s)
+	}
+	return streams
+}
+
+// setStream fills the stream name or ARN of a request: the name when the
+// stream was given by name, else its ARN.
+func (s *kstream) setStream(name, arn **string) {
+	if s.name != "" {
+		*name = aws.String(s.name)
+	} else {
+		*arn = aws.String(s.arn)
+	}
+}
+
+// leaseKey is the lease key of a shard of the stream with identifier
+// streamID ("" in a single-stream table: the shard ID itself).
+func leaseKey(streamID, shardID string) string {
+	if streamID == "" {
+		return shardID
+	}
+	return streamID + ":" + shardID
+}
+
+// splitLeaseKey splits a lease key into the stream's identifier ("" for a
+// single-stream key) and the shard ID. Neither stream names nor shard IDs
+// hold a colon, so the shard ID is what follows the last one.
+func splitLeaseKey(key string) (streamID, shardID string) {
+	i := strings.LastIndexByte(key, ':')
+	if i < 0 {
+		return "", key
+	}
+	return key[:i], key[i+1:]
+}
+
+// multiStreamKey reports whether a lease key is one of the Java KCL's
+// multi-stream layout (account:stream:creationEpoch:shardId).
+func multiStreamKey(key string) bool { return strings.Contains(key, ":") }
+
+// describeStreams asks DescribeStreamSummary for each stream's ARN and, in
+// multi-stream mode, its identifier (the account from the ARN, the creation
+// time in seconds), and indexes the streams by identifier. A stream that
+// does not exist is an error naming it; so is a stream listed twice (by name
+// and by ARN).
+func (c *Consumer) describeStreams(ctx context.Context) error {
+	byID := make(map[string]*kstream, len(c.streams))
+	byARN := make(map[string]*kstream, len(c.streams))
+	for _, s := range c.streams {
+		in := &kinesis.DescribeStreamSummaryInput{}
+		s.setStream(&in.StreamName, &in.StreamARN)
+		out, err := retry(ctx, &c.counters.retryCounters, s.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
+			return c.kinesis.DescribeStreamSummary(ctx, in)
+		})
+		if err != nil {
+			return fmt.Errorf("stream %q: %w", s.label, err)
+		}
+		sum := out.StreamDescriptionSummary
+		if sum == nil || aws.ToString(sum.StreamARN) == "" {
+			return fmt.Errorf("stream %q: DescribeStreamSummary gave no stream ARN", s.label)
+		}
+		s.arn = aws.ToString(sum.StreamARN)
+		if other, ok := byARN[s.arn]; ok {
+			return fmt.Errorf("Options.Streams: %q and %q are the same stream, %s: list each stream once", other.label, s.label, s.arn)
+		}
+		byARN[s.arn] = s
+		if c.opts.multiStream() {
+			account, name, ok := accountAndName(s.arn)
+			if !ok || sum.StreamCreationTimestamp == nil {
+				return fmt.Errorf("stream %q: DescribeStreamSummary gave no account (ARN %q) or no creation time, which the multi-stream lease keys need", s.label, s.arn)
+			}
+			s.id = account + ":" + name + ":" + strconv.FormatInt(sum.StreamCreationTimestamp.Unix(), 10)
+		}
+		byID[s.id] = s
+	}
+	c.streamByID = byID
+	return nil
+}
+
+// accountAndName reads the account and stream name of a stream ARN
+// (arn:partition:kinesis:region:account:stream/name).
+func accountAndName(arn string) (account, name string, ok bool) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || !strings.HasPrefix(parts[5], "stream/") || parts[4] == "" {
+		return "", "", false
+	}
+	return parts[4], strings.TrimPrefix(parts[5], "stream/"), true
+}
+
+// streamOf returns the stream a lease key belongs to, if this consumer reads
+// it, and the shard ID.
+func (c *Consumer) streamOf(key string) (*kstream, string, bool) {
+	id, shard := splitLeaseKey(key)
+	s, ok := c.streamByID[id]
+	return s, shard, ok
+}
+
+// ours reports whether a lease is of a stream this consumer reads. Leases
+// of other streams (in a multi-stream table, streams no longer in Streams)
+// are left alone: never taken, ended, released or deleted.
+func (c *Consumer) ours(key string) bool {
+	_, _, ok := c.streamOf(key)
+	return ok
+}
+
+// streamARNOf returns the ARN of the stream a lease key belongs to: that of
+// a stream this consumer reads, or, for another stream of a multi-stream
+// table, one built from its identifier in this consumer's partition and
+// region. "" if neither is known.
+func (c *Consumer) streamARNOf(key string) string {
+	if s, _, ok := c.streamOf(key); ok {
+		return s.arn
+	}
+	id, _ := splitLeaseKey(key)
+	parts := strings.Split(id, ":")
+	if len(parts) != 3 || len(c.streams) == 0 {
+		return ""
+	}
+	own := strings.SplitN(c.streams[0].arn, ":", 6)
+	if len(own) != 6 {
+		return ""
+	}
+	return strings.Join([]string{"arn", own[1], "kinesis", own[3], parts[0], "stream/" + parts[1]}, ":")
+}
+
+// errTableLayout says the lease table holds leases of the other layout
+// (single-stream keys for a multi-stream consumer, or the reverse). No retry
+// can fix it.
+var errTableLayout = errors.New("lease table layout does not match the options")
+
+// checkLayout refuses a lease table that holds leases of the other layout:
+// a single-stream and a multi-stream application never share a table, so
+// that neither takes the other's table for empty and starts over from
+// InitialPosition.
+func (c *Consumer) checkLayout(leases []lease) error {
+	multi := c.opts.multiStream()
+	for _, l := range leases {
+		if multiStreamKey(l.shardID) == multi {
+			continue
+		}
+		if multi {
+			return fmt.Errorf("lease table %q holds single-stream leases (keyed by shard ID, such as %q), and Options.Streams needs the multi-stream layout (account:stream:creationEpoch:shardId): read that table with StreamName or StreamARN, or give Streams another AppName or LeaseTable: %w",
+				c.table.name(), l.shardID, errTableLayout)
+		}
+		return fmt.Errorf("lease table %q holds multi-stream leases (keyed account:stream:creationEpoch:shardId, such as %q), and StreamName/StreamARN need the single-stream layout: read that table with Options.Streams, or give this application another AppName or LeaseTable: %w",
+			c.table.name(), l.shardID, errTableLayout)
+	}
+	return nil
+}
