@@ -9,8 +9,8 @@ import (
 )
 
 // heartbeat is this worker's heartbeat item: it is written every
-// LeaseDuration/2 by a goroutine of its own (run), beside the lease loop, and
-// once more while starting and while stopping. Each write that is confirmed
+// LeaseDuration/2 by a goroutine of its own (run), beside the lease loop,
+// first while starting and once more while stopping. Each write that is confirmed
 // in time extends the delivery deadline (pause.go).
 //
 // Methods are safe for concurrent use: writes are serialised on mu.
@@ -24,25 +24,44 @@ type heartbeat struct {
 	// written once under mu, read without it, so that the lease loop never
 	// waits on a beat's retries.
 	first atomic.Int64
+	// last is when the last beat written was sent (Unix nanoseconds): run
+	// schedules the next from it.
+	last atomic.Int64
 }
 
 func newHeartbeat(c *Consumer, token string) *heartbeat {
 	return &heartbeat{c: c, token: token, counter: -1}
 }
 
-// run writes the heartbeat every LeaseDuration/2 until ctx ends. It returns
-// only fatal errors.
+// run writes the heartbeat until ctx ends: LeaseDuration/2 after the last
+// one written was sent (so a slow start, which beat first, does not push the
+// second beat past the delivery deadline), and at once again after a beat
+// that failed (each beat retries with backoff for up to an interval). It
+// returns only fatal errors.
 func (hb *heartbeat) run(ctx context.Context) error {
-	tick := time.NewTicker(hb.c.opts.heartbeatInterval())
-	defer tick.Stop()
+	interval := hb.c.opts.heartbeatInterval()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var pause time.Duration // after a beat that failed fast: never a busy loop
 	for {
+		wait := interval
+		if last := hb.last.Load(); last != 0 {
+			wait -= time.Since(time.Unix(0, last))
+		}
+		timer.Reset(max(wait, pause))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
-			if err := hb.beat(ctx); err != nil && isFatal(err) {
-				return err
-			}
+		case <-timer.C:
+		}
+		began := time.Now()
+		err := hb.beat(ctx)
+		if err != nil && isFatal(err) {
+			return err
+		}
+		pause = 0
+		if err != nil && time.Since(began) < interval/10 {
+			pause = interval / 10
 		}
 	}
 }
@@ -75,6 +94,7 @@ func (hb *heartbeat) beat(ctx context.Context) error {
 	}
 	hb.counter = counter
 	hb.first.CompareAndSwap(0, sent.UnixNano())
+	hb.last.Store(sent.UnixNano())
 	if c.pause.beat(sent, time.Now()) {
 		notify(c.keeper.takeNow) // late: the next pass fences the leases still held
 	}

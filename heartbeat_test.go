@@ -53,3 +53,44 @@ func TestSettledDoesNotWaitForABeatRetrying(t *testing.T) {
 	cancel()
 	<-beating
 }
+
+// signalledBeats is an in-memory lease table that signals each heartbeat.
+type signalledBeats struct {
+	*memLeases
+	beats chan struct{}
+}
+
+func (t *signalledBeats) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
+	n, err := t.memLeases.heartbeat(ctx, worker, token, stopping, last)
+	select {
+	case t.beats <- struct{}{}:
+	default:
+	}
+	return n, err
+}
+
+// The next beat is due a heartbeat interval after the last one was sent, not
+// after the heartbeat goroutine started: a start that took long after its
+// first beat (listing shards, creating leases) must not push the second past
+// the delivery deadline, which pauses every shard.
+func TestTheNextBeatIsDueAnIntervalAfterTheLastWasSent(t *testing.T) {
+	noLeak(t)
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger(), LeaseDuration: time.Hour})
+	require.NoError(t, err)
+	tbl := &signalledBeats{memLeases: newMemLeases(), beats: make(chan struct{}, 1)}
+	c.table = tbl
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, c.beat.beat(ctx)) // start's beat...
+	<-tbl.beats
+	c.beat.last.Store(time.Now().Add(-c.opts.heartbeatInterval()).UnixNano()) // ...an interval ago
+	done := make(chan error, 1)
+	go func() { done <- c.beat.run(ctx) }()
+	select {
+	case <-tbl.beats:
+	case <-time.After(10 * time.Second): // only stops a hung run; the interval is half an hour
+		t.Fatal("no beat though the last was sent an interval ago")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
