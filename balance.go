@@ -148,11 +148,13 @@ func assess(in assessInput, seen map[string]observation) decisions {
 			l.owner = me
 		}
 		// A Java KCL 3.x graceful hand-off (checkpointOwner, the old owner,
-		// reads the shard until it passes the lease to owner): left alone
-		// while the old owner is alive, by the usual rule (this worker does
-		// not read it, so its own name is no sign of life). Once it is dead,
-		// the lease is the owner's as usual, and a take removes checkpointOwner.
-		if l.checkpointOwner != "" && (leaseFresh || l.checkpointOwner != me && workerAlive[l.checkpointOwner]) {
+		// reads the shard and renews the lease until it passes the lease to
+		// owner): left alone while the lease's counter moves. A heartbeat
+		// under the old owner's name says nothing (a kcl worker of that name
+		// never finishes a Java hand-off). Once the counter stood still for
+		// LeaseDuration, the lease is the owner's as usual, and a take
+		// removes checkpointOwner.
+		if l.checkpointOwner != "" && leaseFresh {
 			continue
 		}
 		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) || !ours(l.shardID) {

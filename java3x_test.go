@@ -312,11 +312,12 @@ func TestJava3xAssessHandoff(t *testing.T) {
 			passes: []pass{{leases: []lease{handoff("me", "javaA", 3)}, workers: beats("me")}},
 		},
 		{
-			name: "the old owner has a live heartbeat: left alone",
+			name: "the old owner's name has a live kcl heartbeat, which says nothing (kcl never finishes a Java hand-off): judged by the lease's counter, taken",
 			passes: []pass{
 				{leases: []lease{handoff("javaB", "b", 3)}, workers: beats("me", "b")},
 				{leases: []lease{handoff("javaB", "b", 3)}, workers: bLater, listed: ld + time.Second},
 			},
+			take: []string{"s1"},
 		},
 		{
 			name: "the old owner is dead and this worker the new owner: taken",

@@ -18,7 +18,9 @@ import (
 // once, over all shards (default 1: one record at a time, in the order
 // delivered). Records with the same PartitionKey never run at once and run
 // in the order their shard delivered them; records of other keys run beside
-// them. Among records ready to run, the oldest delivered starts first, which
+// them. With several streams (Options.Streams), a key is one across them: a
+// record of it that keeps failing in one stream holds it back in the others
+// too. Among records ready to run, the oldest delivered starts first, which
 // also moves checkpoints along soonest. handle and OnFailure are called from
 // several goroutines at once when Concurrency is above 1.
 //

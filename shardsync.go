@@ -175,9 +175,10 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	c.mu.Unlock()
 
 	descends := descendsFromLeased(shards, leased, read)
+	done := ancestorsOfLeased(shards, leased)
 	anyCreated := false
 	for _, sh := range shards {
-		if leased[sh.id] {
+		if leased[sh.id] || done[sh.id] {
 			continue
 		}
 		cp := checkpoint{seq: c.opts.InitialPosition.String()}
@@ -254,6 +255,38 @@ func withChildren(shards, extra []shardInfo, leased map[string]bool) []shardInfo
 // (retention); once the group has read the stream (groupRead), such a
 // parent was one it should have read, so its children count as descendants
 // too: nothing after it is skipped, however long the group was down.
+// ancestorsOfLeased returns the listed shards without a lease of which a
+// descendant has one. Such a shard was read to its end before its child was
+// started, and its lease deleted since: kcl never deletes a lease, but the
+// Java KCL (2.3 and later, and 3.x) deletes a parent's once every child has
+// started. A lease made for it anew would read it all again, and hold its
+// children back meanwhile.
+func ancestorsOfLeased(shards []shardInfo, leased map[string]bool) map[string]bool {
+	parents := make(map[string][]string, len(shards))
+	for _, s := range shards {
+		parents[s.id] = s.parents
+	}
+	done := map[string]bool{}
+	var mark func(id string)
+	mark = func(id string) {
+		for _, p := range parents[id] {
+			if !done[p] {
+				done[p] = true
+				mark(p)
+			}
+		}
+	}
+	for _, s := range shards {
+		if leased[s.id] {
+			mark(s.id)
+		}
+	}
+	for id := range leased {
+		delete(done, id)
+	}
+	return done
+}
+
 func descendsFromLeased(shards []shardInfo, leased map[string]bool, groupRead bool) map[string]bool {
 	listed := make(map[string]bool, len(shards))
 	for _, s := range shards {

@@ -202,9 +202,11 @@ func (c *Consumer) run(ctx context.Context) {
 	c.readers, c.readCtx = errgroup.WithContext(readCtx)
 
 	if err := c.start(readCtx); err != nil {
-		// The first heartbeat may have been written: take it back.
+		// The first heartbeat may have been written, and the group item by
+		// creating leases: take them back.
 		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LeaseDuration)
 		c.beat.remove(final)
+		c.leaveGroup(final)
 		cancel()
 		c.pause.stop()
 		if ctx.Err() == nil {
