@@ -42,6 +42,7 @@ var (
 	costWindow  = flag.Duration("cost.window", 60*time.Second, "how long each cell of TestLeaseTableCost measures, once the group settled")
 	costBusy    = flag.Bool("cost.busy", false, "every GetRecords returns a few records, so that checkpoints move")
 	costSettle  = flag.Duration("cost.settle", 5*time.Minute, "how long a cell may take to settle before it fails")
+	costQuiet   = flag.Duration("cost.quiet", 15*time.Second, "how long to wait once the group is fair before the window opens: the workers' first LeaseDuration (every pass reads the table) and the publications after the last takes end")
 	costOut     = flag.String("cost.out", "", "also write the markdown report to this file")
 )
 
@@ -82,6 +83,7 @@ func javaModel(shards, workers int, scanUnits float64) (reads, writes float64) {
 type cellConfig struct {
 	shards, workers int
 	window, settle  time.Duration
+	quiet           time.Duration // waited between settling and the window
 	busy            bool
 	// LeaseDuration and CheckpointInterval; zero is kcl's default.
 	leaseDuration, checkpointInterval time.Duration
@@ -284,6 +286,11 @@ func runCell(ctx context.Context, cfg cellConfig) (res cellResult, err error) {
 		}
 	}
 	res.settled = time.Since(start)
+	select { // steady state: see -cost.quiet
+	case <-ctx.Done():
+		return res, ctx.Err()
+	case <-time.After(cfg.quiet):
+	}
 
 	before, k0, w0 := m.snapshot(), kin.counts(), warns.n.Load()
 	res.settleCost = before.total
@@ -379,7 +386,7 @@ func TestLeaseTableCost(t *testing.T) {
 	for _, s := range shards {
 		for _, w := range workers {
 			t.Run(fmt.Sprintf("S=%d/W=%d", s, w), func(t *testing.T) {
-				res, err := runCell(context.Background(), cellConfig{shards: s, workers: w, window: *costWindow, settle: *costSettle, busy: *costBusy})
+				res, err := runCell(context.Background(), cellConfig{shards: s, workers: w, window: *costWindow, settle: *costSettle, quiet: *costQuiet, busy: *costBusy})
 				if err != nil {
 					t.Errorf("S=%d W=%d: %v", s, w, err)
 					if res.elapsed == 0 || res.javaScanUnits == 0 {
@@ -532,7 +539,7 @@ func costReport(results []cellResult, busy bool, window time.Duration) string {
 	if r := results[0]; r.leaseDuration != 0 || r.checkpointInterval != 0 {
 		settings = fmt.Sprintf("LeaseDuration %v, CheckpointInterval %v (0: default), other kcl defaults", r.leaseDuration, r.checkpointInterval)
 	}
-	fmt.Fprintf(&b, "\n## Lease-table cost per lease-minute (%s, %s, %v window after the group settled)\n\n", mode, settings, window)
+	fmt.Fprintf(&b, "\n## Lease-table cost per lease-minute (%s, %s, %v window from %v after the group settled)\n\n", mode, settings, window, *costQuiet)
 	b.WriteString("Capacity units per lease-minute as DynamoDB (dynalite) reported them; LM = lease management, every category but checkpoints. ")
 	fmt.Fprintf(&b, "USD per lease-month on demand (%.3f USD per million read units, %.3f per million write units, 30 days). ", usdPerMillionReads, usdPerMillionWrites)
 	fmt.Fprintf(&b, "Java KCL 2.x model: %.0f renewal write units a lease-minute (failover %v, renewal every failover/3) plus each worker scanning the whole table every %v, eventually consistent, at the size measured for this table's leases.\n\n", javaRenewalsPerMinute, javaFailover, javaTakerInterval)
