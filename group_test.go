@@ -2,6 +2,7 @@ package kcl
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -72,4 +73,53 @@ func checkGroupItem(t *testing.T, tbl leaseTable) {
 	again, err := tbl.heartbeat(ctx, "w1", "tok-2", false, -1)
 	require.NoError(t, err)
 	assert.Greater(t, again, first, "the new item's counter starts above every counter of the old one")
+}
+
+// A table of 10,000 leases is more than one Scan page (DynamoDB answers at
+// most 1 MB a page): every page is read, eventually consistent or not.
+func TestListReadsEveryPageOfATenThousandLeaseTable(t *testing.T) {
+	db := dynamoClient(t)
+	tbl := &dynamoLeases{db: db, table: "app-" + uniqueName(t)}
+	ctx := context.Background()
+	require.NoError(t, tbl.ensure(ctx))
+	const n = 10000
+	for start := 0; start < n; start += 25 {
+		var puts []ddbtypes.WriteRequest
+		for i := start; i < start+25; i++ {
+			puts = append(puts, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: map[string]ddbtypes.AttributeValue{
+				attrLeaseKey:      &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("shardId-%012d", i)},
+				attrCounter:       &ddbtypes.AttributeValueMemberN{Value: "3"},
+				attrOwner:         &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("worker-with-a-long-name-%03d", i%40)},
+				attrCheckpoint:    &ddbtypes.AttributeValueMemberS{Value: "49590338271490256608559692538361571095921575989136588898"},
+				attrCheckpointSub: &ddbtypes.AttributeValueMemberN{Value: "0"},
+				attrOwnerSwitches: &ddbtypes.AttributeValueMemberN{Value: "1"},
+			}}})
+		}
+		req := map[string][]ddbtypes.WriteRequest{tbl.table: puts}
+		for len(req) > 0 {
+			out, err := db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: req})
+			require.NoError(t, err)
+			req = out.UnprocessedItems
+		}
+	}
+	pages := 0
+	counted := &countingScans{DynamoDBAPI: db, pages: &pages}
+	for _, consistent := range []bool{false, true} {
+		pages = 0
+		snap, err := (&dynamoLeases{db: counted, table: tbl.table}).list(ctx, consistent)
+		require.NoError(t, err)
+		assert.Len(t, snap.leases, n, "consistent %v", consistent)
+		assert.Empty(t, snap.bad)
+		assert.Greater(t, pages, 1, "more than one page")
+	}
+}
+
+type countingScans struct {
+	DynamoDBAPI
+	pages *int
+}
+
+func (c *countingScans) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	*c.pages++
+	return c.DynamoDBAPI.Scan(ctx, in, o...)
 }
