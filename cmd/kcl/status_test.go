@@ -142,3 +142,36 @@ func TestStatusErrors(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Equal(t, `kcl status: lease table "no-such-table" not found (check -app, -table and the AWS region)`+"\n", stderr)
 }
+
+// TestStatusJavaHandoff: in a Java KCL 3.x graceful hand-off the old owner
+// (checkpointOwner) reads the shard and renews the lease: the counter
+// change is its sign of life, and it is listed among the workers. forget-
+// worker refuses it while it renews, and once it is dead ends the hand-off
+// (the lease stays the new owner's).
+func TestStatusJavaHandoff(t *testing.T) {
+	h := newHarness(t, 1)
+	shard := h.shardIDs()[0]
+	it := leaseItem(shard, "java-B", 7, "49590338271490256608559692538361571095921575989136588898")
+	it[attrCheckpointOwner] = s("java-A")
+	h.put(it)
+	h.during = func() { h.bump(shard) } // A renews, as the Java KCL's lease renewer does while checkpointOwner is A
+	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-json")
+	require.Equal(t, 0, code, stderr)
+	var rep statusReport
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+	assert.Equal(t, []workerRow{{ID: "java-A", Alive: true}, {ID: "java-B", Alive: false, Leases: 1}}, rep.Workers)
+	assert.True(t, rep.Shards[0].OwnerAlive, "the shard is read by a live worker")
+
+	code, _, stderr = h.run("forget-worker", "-app", h.table, "-worker", "java-A")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, `worker "java-A" is alive`)
+
+	h.during = nil // A died
+	code, stdout, stderr = h.run("forget-worker", "-app", h.table, "-worker", "java-A")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "hand-off ended")
+	l := h.lease(shard)
+	assert.Equal(t, "java-B", l.owner)
+	assert.Equal(t, "", l.checkpointOwner)
+	assert.Equal(t, int64(7+2+1), l.counter, "two renewals, then the conditional write")
+}
