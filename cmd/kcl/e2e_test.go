@@ -235,3 +235,42 @@ func TestMultiStreamGroup(t *testing.T) {
 	w2.receive(data...)
 	w2.stop()
 }
+
+// TestResetForceRewritesAnOwnedLeaseAlreadyAtTheTarget: a live worker has
+// delivered records of a shard whose checkpoint is still TRIM_HORIZON
+// (nothing acked yet). reset -force -to trim-horizon must write the lease
+// all the same (its counter moves), or the worker's next checkpoint would
+// succeed and the shard would never be re-read, whatever the warning says.
+func TestResetForceRewritesAnOwnedLeaseAlreadyAtTheTarget(t *testing.T) {
+	h := newHarness(t, 1)
+	shard := h.shardIDs()[0]
+	data := h.putData("a-", 3)
+	w := h.startWorker("live-1")
+	var recs []kcl.Record
+	for range data {
+		select {
+		case r := <-w.records:
+			recs = append(recs, r)
+		case <-time.After(30 * time.Second):
+			t.Fatal("no record")
+		}
+	}
+	before := h.lease(shard)
+	require.Equal(t, trimHorizon, before.checkpoint, "nothing acked yet")
+	h.during = func() {
+		start := classify(h.get(workerKeyPrefix + "live-1"))
+		require.Eventually(t, func() bool {
+			return classify(h.get(workerKeyPrefix+"live-1")).beat.counter != start.beat.counter
+		}, 30*time.Second, 20*time.Millisecond)
+	}
+	code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-lease", "1s", "-force")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "1 reset, 0 unchanged, 0 left alone")
+	assert.GreaterOrEqual(t, h.lease(shard).counter, before.counter+resetCounterStep, "the lease was written")
+	for _, r := range recs {
+		r.Ack()
+	}
+	// The ack's checkpoint write fails; the shard is read again.
+	w.receive(data...)
+	w.stop()
+}

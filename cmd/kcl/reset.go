@@ -144,7 +144,7 @@ func reset(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	rep, err := planReset(*stream, table, tgt, shards, streamLeases{streamID: streamID, byShard: mine, others: others}, only)
+	rep, err := planReset(*stream, table, tgt, shards, streamLeases{streamID: streamID, byShard: mine, others: others}, only, *force)
 	if err != nil {
 		return err
 	}
@@ -206,8 +206,12 @@ func describeWorkers(ids []string, w watch) string {
 // lists, or those of -shard. It is pure. With latest, ended shards stay
 // ended (nothing new will arrive in them). An ended shard re-read while a
 // child goes on would break per-key order: resetting one without its
-// children is refused.
-func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLeases, only []string) (resetReport, error) {
+// children is refused. A lease already at the target is left unchanged,
+// unless force and it has an owner (or a Java hand-off's old owner): then
+// it is written all the same, so that its counter moves and the owner, if
+// alive, fails its next write and drops what it holds in memory instead of
+// checkpointing past the target.
+func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLeases, only []string, force bool) (resetReport, error) {
 	rep := resetReport{table: table, stream: stream, to: tgt}
 	leases := sl.byShard
 	listed := map[string]bool{}
@@ -281,7 +285,7 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 			}
 		}
 		row := resetRow{shard: s.id, key: l.key, owner: l.owner, from: describeCheckpoint(l), to: tgt.String(), counter: l.counter}
-		row.unchanged = l.checkpoint == tgt.checkpoint && l.sub == 0 && l.startAt == tgt.startAt()
+		row.unchanged = l.checkpoint == tgt.checkpoint && l.sub == 0 && l.startAt == tgt.startAt() && !(force && l.reader() != "")
 		row.result = "would reset"
 		if row.unchanged {
 			row.result = "unchanged"
