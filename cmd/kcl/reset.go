@@ -144,7 +144,7 @@ func reset(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	rep, err := planReset(*stream, table, tgt, shards, streamLeases{streamID: streamID, byShard: mine, others: others}, only, *force)
+	rep, err := planReset(*stream, table, tgt, shards, streamLeases{streamID: streamID, byShard: mine, others: others}, w.after.unread, only, *force)
 	if err != nil {
 		return err
 	}
@@ -210,13 +210,21 @@ func describeWorkers(ids []string, w watch) string {
 // unless force and it has an owner (or a Java hand-off's old owner): then
 // it is written all the same, so that its counter moves and the owner, if
 // alive, fails its next write and drops what it holds in memory instead of
-// checkpointing past the target.
-func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLeases, only []string, force bool) (resetReport, error) {
+// checkpointing past the target. A listed shard whose lease item cannot be
+// read (unread, by key) is refused, naming the item.
+func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLeases, unread map[string]string, only []string, force bool) (resetReport, error) {
 	rep := resetReport{table: table, stream: stream, to: tgt}
 	leases := sl.byShard
 	listed := map[string]bool{}
 	for _, s := range shards {
 		listed[s.id] = true
+	}
+	unreadable := func(id string) error {
+		key := leaseKey(sl.streamID, id)
+		if why, ok := unread[key]; ok {
+			return fmt.Errorf("lease table %q: the lease item %q of shard %q is not understood (%s): fix or delete it by hand, then reset again", table, key, id, why)
+		}
+		return nil
 	}
 	selected := map[string]bool{}
 	if len(only) > 0 {
@@ -225,6 +233,9 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 				return rep, fmt.Errorf("stream %q does not list shard %q", stream, id)
 			}
 			if _, ok := leases[id]; !ok {
+				if err := unreadable(id); err != nil {
+					return rep, err
+				}
 				return rep, fmt.Errorf("lease table %q has no lease for shard %q yet (a worker's shard sync creates it)", table, id)
 			}
 			selected[id] = true
@@ -235,6 +246,9 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 			if _, ok := leases[s.id]; ok {
 				selected[s.id] = true
 				continue
+			}
+			if err := unreadable(s.id); err != nil {
+				return rep, err
 			}
 			unleased = append(unleased, s.id)
 		}

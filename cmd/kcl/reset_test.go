@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -252,4 +254,22 @@ func TestResetRefusesWhileAJavaWorkerTakes(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "workers of the group are alive: java-new (1 leases)")
 	assert.Equal(t, seq, h.lease(shard).checkpoint, "nothing written")
+}
+
+// TestResetOfAShardWhoseLeaseIsNotUnderstood: reset names the lease item it
+// cannot read and refuses, instead of taking the shard for one without a
+// lease (which it would leave where it is).
+func TestResetOfAShardWhoseLeaseIsNotUnderstood(t *testing.T) {
+	h := newHarness(t, 2)
+	ids := h.shardIDs()
+	h.put(leaseItem(ids[0], "", 1, trimHorizon))
+	h.put(leaseItem(ids[1], "", 1, "yesterday"))
+	for _, args := range [][]string{{"-shard", ids[1]}, nil} {
+		code, stdout, stderr := h.run(append([]string{"reset", "-app", h.table, "-stream", h.stream, "-to", "latest"}, args...)...)
+		assert.Equal(t, 1, code, "%v", args)
+		assert.Empty(t, stdout)
+		assert.Contains(t, stderr, fmt.Sprintf(`the lease item %q of shard %q is not understood (checkpoint: "yesterday" is neither a sequence number nor a sentinel)`, ids[1], ids[1]), "%v", args)
+		assert.Equal(t, 1, strings.Count(stderr, "\n"))
+	}
+	assert.Equal(t, trimHorizon, h.lease(ids[0]).checkpoint, "nothing written")
 }
