@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -38,7 +40,8 @@ func TestStatus(t *testing.T) {
 	h.put(beatItem("w1", 100))
 	h.put(beatItem("w2", 7))
 	h.put(item{attrLeaseKey: s("Leader"), attrEntityType: s("LEADER"), "ownerName": s("java-1")})
-	h.put(item{attrLeaseKey: s("kcl-group")})
+	h.put(item{attrLeaseKey: s("kcl-group")}) // kcl's own bookkeeping: not noted
+	h.put(item{attrLeaseKey: s("kcl-something-new")})
 	h.put(leaseItem("shardId-000000000098", "", 1, "yesterday"))
 	h.during = func() { // w1 beats; the Java worker renews its lease; w2 is dead
 		h.bump("kcl-worker:w1")
@@ -98,7 +101,7 @@ func TestStatus(t *testing.T) {
 		ids[0] + "  open   w1     yes    TRIM_HORIZON",
 		"w2      no     1",
 		"problems (2):",
-		"note: other kcl items: kcl-group",
+		"note: other kcl items: kcl-something-new\n",
 		"note: Java KCL items that are not leases: Leader (LEADER)",
 	} {
 		assert.Contains(t, stdout, want)
@@ -141,6 +144,22 @@ func TestStatusErrors(t *testing.T) {
 	code, _, stderr = h.run("status", "-app", "no-such-table", "-stream", h.stream)
 	assert.Equal(t, 1, code)
 	assert.Equal(t, `kcl status: lease table "no-such-table" not found (check -app, -table and the AWS region)`+"\n", stderr)
+}
+
+// TestStatusOfARunningGroupNotesNothing: the group item (kcl-group) is
+// kcl's own bookkeeping, not a note; the outputs in README and
+// docs/operating.md end "problems: none".
+func TestStatusOfARunningGroupNotesNothing(t *testing.T) {
+	h := newHarness(t, 2)
+	data := h.putData("a-", 2)
+	w := h.startWorker("worker-1")
+	w.receive(data...)
+	require.Eventually(t, func() bool { return h.get("kcl-group") != nil }, 30*time.Second, 20*time.Millisecond, "the group item")
+	h.during = func() { time.Sleep(1200 * time.Millisecond) }
+	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-lease", "1s")
+	require.Equal(t, 0, code, stderr)
+	assert.True(t, strings.HasSuffix(stdout, "\nproblems: none\n"), "no note after the problems:\n%s", stdout)
+	w.stop()
 }
 
 // TestStatusJavaHandoff: in a Java KCL 3.x graceful hand-off the old owner

@@ -330,7 +330,9 @@ func readTable(ctx context.Context, db DynamoDB, table string) (snapshot, error)
 			case kindHeartbeat:
 				snap.beats[it.beat.worker] = it.beat
 			case kindKCL:
-				snap.kcl = append(snap.kcl, it.key)
+				if it.key != groupKey { // the group item is kcl's own bookkeeping: nothing to note
+					snap.kcl = append(snap.kcl, it.key)
+				}
 			case kindJava:
 				snap.java = append(snap.java, fmt.Sprintf("%s (%s)", it.key, it.entityType))
 			default:
