@@ -170,3 +170,107 @@ func TestResetForceWithALiveWorker(t *testing.T) {
 	assert.Subset(t, got[1:], first, "then the shard again from the reset checkpoint")
 	w.stop()
 }
+
+// TestMultiStreamGroup: a group read with Options.Streams keys its leases
+// account:stream:creationEpoch:shardId. status shows the stream's shards by
+// bare shard ID with their leases, and no problem; reset writes the full
+// keys; a lease of another stream of the group is left alone.
+func TestMultiStreamGroup(t *testing.T) {
+	h := newHarness(t, 2)
+	data := h.putData("x-", 4)
+	c, err := kcl.New(kcl.Options{
+		Streams: []string{h.stream}, AppName: h.table, WorkerID: "multi-1", Kinesis: h.kin, DynamoDB: h.db,
+		InitialPosition: kcl.TrimHorizon, PollInterval: 50 * time.Millisecond, LeaseDuration: time.Second,
+		CheckpointInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &worker{t: t, id: "multi-1", records: c.Consume(ctx), c: c, cancel: cancel}
+	t.Cleanup(w.stop)
+	w.receive(data...)
+	w.stop()
+	id, err := streamIdentifier(context.Background(), h.kin, h.stream)
+	require.NoError(t, err)
+	ids := h.shardIDs()
+	require.NotNil(t, h.get(leaseKey(id, ids[0])), "the workers' key is the command's: %s:%s", id, ids[0])
+	other := "000000000000:another-stream:1700000000:" + ids[0] // same shard ID, another stream of the group
+	h.put(leaseItem(other, "", 3, "49590338271490256608559692538361571095921575989136588898"))
+
+	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-json")
+	require.Equal(t, 0, code, stderr)
+	var rep statusReport
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+	require.Len(t, rep.Shards, 2)
+	for i, sh := range rep.Shards {
+		assert.Equal(t, ids[i], sh.Shard, "bare shard IDs")
+		assert.True(t, isSequenceNumber(sh.Checkpoint), "shard %s: its lease's checkpoint, got %q", sh.Shard, sh.Checkpoint)
+	}
+	assert.Empty(t, rep.Problems, "kcl's own multi-stream table is no problem")
+	code, stdout, stderr = h.run("status", "-app", h.table, "-stream", h.stream)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "note: multi-stream table (Options.Streams): stream "+h.stream+" is "+id)
+	assert.Contains(t, stdout, "note: leases of other streams of the group (or of an earlier stream of the same name), not shown: 000000000000:another-stream:1700000000 (1)")
+	assert.NotContains(t, stdout, "leaves it alone")
+
+	code, stdout, stderr = h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "2 reset, 0 unchanged, 0 left alone")
+	assert.Contains(t, stdout, "note: left alone: 1 leases of other streams")
+	for _, shard := range ids {
+		assert.Equal(t, trimHorizon, h.lease(leaseKey(id, shard)).checkpoint, shard)
+		assert.Nil(t, h.get(shard), "no single-stream item written")
+	}
+	assert.NotEqual(t, trimHorizon, h.lease(other).checkpoint, "the other stream's lease is left alone")
+
+	// The group reads the shards again from TRIM_HORIZON.
+	c, err = kcl.New(kcl.Options{
+		Streams: []string{h.stream}, AppName: h.table, WorkerID: "multi-2", Kinesis: h.kin, DynamoDB: h.db,
+		InitialPosition: kcl.Latest, PollInterval: 50 * time.Millisecond, LeaseDuration: time.Second,
+		CheckpointInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	ctx, cancel = context.WithCancel(context.Background())
+	w2 := &worker{t: t, id: "multi-2", records: c.Consume(ctx), c: c, cancel: cancel}
+	t.Cleanup(w2.stop)
+	w2.receive(data...)
+	w2.stop()
+}
+
+// TestResetForceRewritesAnOwnedLeaseAlreadyAtTheTarget: a live worker has
+// delivered records of a shard whose checkpoint is still TRIM_HORIZON
+// (nothing acked yet). reset -force -to trim-horizon must write the lease
+// all the same (its counter moves), or the worker's next checkpoint would
+// succeed and the shard would never be re-read, whatever the warning says.
+func TestResetForceRewritesAnOwnedLeaseAlreadyAtTheTarget(t *testing.T) {
+	h := newHarness(t, 1)
+	shard := h.shardIDs()[0]
+	data := h.putData("a-", 3)
+	w := h.startWorker("live-1")
+	var recs []kcl.Record
+	for range data {
+		select {
+		case r := <-w.records:
+			recs = append(recs, r)
+		case <-time.After(30 * time.Second):
+			t.Fatal("no record")
+		}
+	}
+	before := h.lease(shard)
+	require.Equal(t, trimHorizon, before.checkpoint, "nothing acked yet")
+	h.during = func() {
+		start := classify(h.get(workerKeyPrefix + "live-1"))
+		require.Eventually(t, func() bool {
+			return classify(h.get(workerKeyPrefix+"live-1")).beat.counter != start.beat.counter
+		}, 30*time.Second, 20*time.Millisecond)
+	}
+	code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-lease", "1s", "-force")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "1 reset, 0 unchanged, 0 left alone")
+	assert.GreaterOrEqual(t, h.lease(shard).counter, before.counter+resetCounterStep, "the lease was written")
+	for _, r := range recs {
+		r.Ack()
+	}
+	// The ack's checkpoint write fails; the shard is read again.
+	w.receive(data...)
+	w.stop()
+}

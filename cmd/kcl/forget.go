@@ -17,6 +17,7 @@ type forgetRow struct {
 	key, action, result string
 	counter             int64 // leaseCounter as read: the write's condition
 	heartbeat           bool  // the heartbeat item, not a lease
+	handoff             bool  // a lease the worker reads as a Java KCL 3.x hand-off's old owner
 }
 
 type forgetReport struct {
@@ -66,9 +67,12 @@ func forgetWorker(ctx context.Context, args []string, e *env) error {
 		for i := range rep.rows {
 			row := &rep.rows[i]
 			var err error
-			if row.heartbeat {
+			switch {
+			case row.heartbeat:
 				err = deleteHeartbeat(ctx, db, table, row.key, row.counter)
-			} else {
+			case row.handoff:
+				err = endHandoff(ctx, db, table, row.key, *worker, row.counter)
+			default:
 				err = releaseLease(ctx, db, table, row.key, *worker, row.counter)
 			}
 			switch {
@@ -84,6 +88,8 @@ func forgetWorker(ctx context.Context, args []string, e *env) error {
 				return fmt.Errorf("lease table %q: item %q: %w", table, row.key, err)
 			case row.heartbeat:
 				row.result = "deleted"
+			case row.handoff:
+				row.result = "hand-off ended"
 			default:
 				row.result = "released"
 			}
@@ -100,12 +106,16 @@ func forgetWorker(ctx context.Context, args []string, e *env) error {
 }
 
 // planForget lists the writes that forget a worker: release each lease it
-// owns, then delete its heartbeat item. It is pure.
+// owns, end each Java KCL 3.x hand-off it is the old owner of (the lease
+// is then its new owner's), then delete its heartbeat item. It is pure.
 func planForget(table, worker string, snap snapshot) forgetReport {
 	rep := forgetReport{table: table, worker: worker}
 	for _, l := range snap.sortedLeases() {
-		if l.owner == worker {
-			rep.rows = append(rep.rows, forgetRow{key: l.shard, action: "release lease (remove its owner and hand-off claims)", result: "would release", counter: l.counter})
+		switch {
+		case l.owner == worker:
+			rep.rows = append(rep.rows, forgetRow{key: l.key, action: "release lease (remove its owner and hand-off claims)", result: "would release", counter: l.counter})
+		case l.checkpointOwner == worker:
+			rep.rows = append(rep.rows, forgetRow{key: l.key, action: "end Java hand-off (remove checkpointOwner; the lease stays " + l.owner + "'s)", result: "would end hand-off", counter: l.counter, handoff: true})
 		}
 	}
 	if b, ok := snap.beats[worker]; ok {
@@ -127,6 +137,23 @@ func releaseLease(ctx context.Context, db DynamoDB, table, shard, owner string, 
 		UpdateExpression:    aws.String("SET " + attrCounter + " = :n REMOVE " + attrOwner + ", " + attrHandoff + ", " + attrCheckpointOwner),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":c": number(counter), ":n": number(counter + 1), ":owner": &types.AttributeValueMemberS{Value: owner},
+		},
+	})
+	return err
+}
+
+// endHandoff ends a Java KCL 3.x graceful hand-off whose old owner
+// (checkpointOwner) is dead, as a kcl worker's take of such a lease does:
+// it removes checkpointOwner, leaving the lease to its owner, and bumps the counter,
+// conditional on the counter and old owner read.
+func endHandoff(ctx context.Context, db DynamoDB, table, key, oldOwner string, counter int64) error {
+	_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(table),
+		Key:                 map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: key}},
+		ConditionExpression: aws.String(attrCounter + " = :c AND " + attrCheckpointOwner + " = :old"),
+		UpdateExpression:    aws.String("SET " + attrCounter + " = :n REMOVE " + attrCheckpointOwner),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":c": number(counter), ":n": number(counter + 1), ":old": &types.AttributeValueMemberS{Value: oldOwner},
 		},
 	})
 	return err

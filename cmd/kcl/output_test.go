@@ -45,12 +45,15 @@ func exampleWatch() ([]shardInfo, watch) {
 		"w1": {worker: "w1", counter: 103, stopping: true}, "w2": {worker: "w2", counter: 50},
 	}}
 	for k, l := range before.leases {
+		l.key = k
+		l.streamID, l.shard = splitLeaseKey(k)
+		before.leases[k] = l
 		after.leases[k] = l
 	}
 	l := after.leases["shardId-000000000003"]
 	l.counter += 3 // the Java worker renews
-	after.leases[l.shard] = l
-	after.kcl = []string{"kcl-group"}
+	after.leases[l.key] = l
+	after.kcl = []string{"kcl-something-new"} // the group item (kcl-group) is not listed: readTable drops it
 	after.java = []string{"Leader (LEADER)", "Migration3.0 (CLIENT_VERSION_MIGRATION)"}
 	after.unknown = []string{`item "shardId-000000000099" not understood: checkpoint: "yesterday" is neither a sequence number nor a sentinel`}
 	return shards, watch{before: before, after: after, watched: 10 * time.Second}
@@ -58,7 +61,7 @@ func exampleWatch() ([]shardInfo, watch) {
 
 func TestStatusOutput(t *testing.T) {
 	shards, w := exampleWatch()
-	rep := buildStatus("orders", "billing", shards, w)
+	rep := buildStatus("orders", "billing", shards, w, singleStream(w.after))
 
 	byShard := map[string]shardRow{}
 	for _, r := range rep.Shards {
@@ -117,10 +120,17 @@ func TestStatusOutput(t *testing.T) {
 }
 
 func TestStatusJSONWithoutLagHasNoMillisBehind(t *testing.T) {
-	rep := buildStatus("orders", "billing", []shardInfo{{id: "shardId-000000000000"}}, watch{})
+	rep := buildStatus("orders", "billing", []shardInfo{{id: "shardId-000000000000"}}, watch{}, streamLeases{})
 	out, err := json.Marshal(rep)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"stream":"orders","table":"billing","shards":[{"shard":"shardId-000000000000","state":"open","owner":"","owner_alive":false,"checkpoint":"","sub_sequence":0,"parents":[]}],"workers":[],"problems":[]}`, string(out))
+}
+
+// singleStream is the single-stream view of a snapshot, as leasesOf makes
+// it for a table with no multi-stream lease of the stream.
+func singleStream(snap snapshot) streamLeases {
+	byShard, others := snap.streamLeases("")
+	return streamLeases{byShard: byShard, others: others}
 }
 
 func keys(m map[string]any) []string {
@@ -135,7 +145,7 @@ func TestPlanReset(t *testing.T) {
 	shards, w := exampleWatch()
 	at := time.Date(2026, 11, 27, 8, 15, 0, 0, time.UTC)
 
-	rep, err := planReset("orders", "billing", target{checkpoint: atTimestamp, at: at}, shards, w.after, nil)
+	rep, err := planReset("orders", "billing", target{checkpoint: atTimestamp, at: at}, shards, singleStream(w.after), w.after.unread, nil, false)
 	require.NoError(t, err)
 	var got []string
 	for _, r := range rep.rows {
@@ -152,7 +162,7 @@ func TestPlanReset(t *testing.T) {
 
 	// A written reset, with -force over a live worker and a shard a worker
 	// wrote in between.
-	rep, err = planReset("orders", "billing", target{checkpoint: latest}, shards, w.after, nil)
+	rep, err = planReset("orders", "billing", target{checkpoint: latest}, shards, singleStream(w.after), w.after.unread, nil, false)
 	require.NoError(t, err)
 	for i := range rep.rows {
 		if rep.rows[i].shard == "shardId-000000000004" {
@@ -168,22 +178,25 @@ func TestPlanReset(t *testing.T) {
 	golden(t, "reset-force", out.String())
 
 	// Refusals and choices.
-	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-000000000000"})
+	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"}, false)
 	assert.ErrorContains(t, err, `shard "shardId-000000000000" is ended and its child "shardId-000000000002" would not be reset`)
-	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-000000000000", "shardId-000000000002", "shardId-000000000003"})
+	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000", "shardId-000000000002", "shardId-000000000003"}, false)
 	require.NoError(t, err, "a parent with all its children")
 	assert.Len(t, rep.rows, 3)
-	rep, err = planReset("orders", "billing", target{checkpoint: latest}, shards, w.after, []string{"shardId-000000000000"})
+	rep, err = planReset("orders", "billing", target{checkpoint: latest}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"}, false)
 	require.NoError(t, err, "latest leaves ended shards ended, so the children go on")
 	assert.Empty(t, rep.rows)
-	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-00000000000b"})
+	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-00000000000b"}, false)
 	assert.ErrorContains(t, err, `stream "orders" does not list shard "shardId-00000000000b"`)
-	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-000000000005"})
+	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000005"}, false)
 	assert.ErrorContains(t, err, `no lease for shard "shardId-000000000005"`)
-	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, w.after, []string{"shardId-000000000002"})
+	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"}, false)
 	require.NoError(t, err)
 	assert.Equal(t, "unchanged", rep.rows[0].result, "already at TRIM_HORIZON")
-	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, []shardInfo{{id: "shardId-000000000009"}}, w.after, nil)
+	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"}, true)
+	require.NoError(t, err)
+	assert.Equal(t, "would reset", rep.rows[0].result, "with -force, an owned lease is written even at the target: its owner's next write must fail")
+	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, []shardInfo{{id: "shardId-000000000009"}}, singleStream(w.after), w.after.unread, nil, false)
 	assert.ErrorContains(t, err, "nothing to reset")
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +77,7 @@ func parseTarget(s string, now time.Time) (target, error) {
 // resetRow is one lease reset considered.
 type resetRow struct {
 	shard, owner string
+	key          string // leaseKey: the item written
 	from         string // checkpoint as read, with sub-sequence and kclStartTimestamp
 	to           string
 	result       string
@@ -138,7 +140,11 @@ func reset(ctx context.Context, args []string, e *env) error {
 	if len(live) > 0 && !*force {
 		return fmt.Errorf("lease table %q: workers of the group are alive: %s; stop them (or wait until their heartbeats stop), or pass -force", table, describeWorkers(live, w))
 	}
-	rep, err := planReset(*stream, table, tgt, shards, w.after, only)
+	mine, others, streamID, err := leasesOf(ctx, kin, *stream, w.after)
+	if err != nil {
+		return err
+	}
+	rep, err := planReset(*stream, table, tgt, shards, streamLeases{streamID: streamID, byShard: mine, others: others}, w.after.unread, only, *force)
 	if err != nil {
 		return err
 	}
@@ -152,7 +158,7 @@ func reset(ctx context.Context, args []string, e *env) error {
 			if row.unchanged {
 				continue
 			}
-			err := writeReset(ctx, db, table, row.shard, row.counter, tgt)
+			err := writeReset(ctx, db, table, row.key, row.counter, tgt)
 			switch {
 			case isConditionFailed(err):
 				row.result = "left alone: written since it was read (a worker wrote it)"
@@ -200,12 +206,25 @@ func describeWorkers(ids []string, w watch) string {
 // lists, or those of -shard. It is pure. With latest, ended shards stay
 // ended (nothing new will arrive in them). An ended shard re-read while a
 // child goes on would break per-key order: resetting one without its
-// children is refused.
-func planReset(stream, table string, tgt target, shards []shardInfo, snap snapshot, only []string) (resetReport, error) {
+// children is refused. A lease already at the target is left unchanged,
+// unless force and it has an owner (or a Java hand-off's old owner): then
+// it is written all the same, so that its counter moves and the owner, if
+// alive, fails its next write and drops what it holds in memory instead of
+// checkpointing past the target. A listed shard whose lease item cannot be
+// read (unread, by key) is refused, naming the item.
+func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLeases, unread map[string]string, only []string, force bool) (resetReport, error) {
 	rep := resetReport{table: table, stream: stream, to: tgt}
+	leases := sl.byShard
 	listed := map[string]bool{}
 	for _, s := range shards {
 		listed[s.id] = true
+	}
+	unreadable := func(id string) error {
+		key := leaseKey(sl.streamID, id)
+		if why, ok := unread[key]; ok {
+			return fmt.Errorf("lease table %q: the lease item %q of shard %q is not understood (%s): fix or delete it by hand, then reset again", table, key, id, why)
+		}
+		return nil
 	}
 	selected := map[string]bool{}
 	if len(only) > 0 {
@@ -213,7 +232,10 @@ func planReset(stream, table string, tgt target, shards []shardInfo, snap snapsh
 			if !listed[id] {
 				return rep, fmt.Errorf("stream %q does not list shard %q", stream, id)
 			}
-			if _, ok := snap.leases[id]; !ok {
+			if _, ok := leases[id]; !ok {
+				if err := unreadable(id); err != nil {
+					return rep, err
+				}
 				return rep, fmt.Errorf("lease table %q has no lease for shard %q yet (a worker's shard sync creates it)", table, id)
 			}
 			selected[id] = true
@@ -221,15 +243,18 @@ func planReset(stream, table string, tgt target, shards []shardInfo, snap snapsh
 	} else {
 		var unleased, unlisted []string
 		for _, s := range shards {
-			if _, ok := snap.leases[s.id]; ok {
+			if _, ok := leases[s.id]; ok {
 				selected[s.id] = true
-			} else {
-				unleased = append(unleased, s.id)
+				continue
 			}
+			if err := unreadable(s.id); err != nil {
+				return rep, err
+			}
+			unleased = append(unleased, s.id)
 		}
-		for _, l := range snap.sortedLeases() {
-			if !listed[l.shard] {
-				unlisted = append(unlisted, l.shard)
+		for _, id := range slices.Sorted(maps.Keys(leases)) {
+			if !listed[id] {
+				unlisted = append(unlisted, id)
 			}
 		}
 		if len(unleased) > 0 {
@@ -238,6 +263,9 @@ func planReset(stream, table string, tgt target, shards []shardInfo, snap snapsh
 		if len(unlisted) > 0 {
 			rep.notes = append(rep.notes, fmt.Sprintf("left alone, not in the stream: %s", strings.Join(unlisted, ", ")))
 		}
+	}
+	if len(sl.others) > 0 {
+		rep.notes = append(rep.notes, fmt.Sprintf("left alone: %d leases of other streams, or keyed in the other layout (kcl status lists them)", len(sl.others)))
 	}
 	if len(selected) == 0 {
 		return rep, fmt.Errorf("lease table %q has no lease for any shard of stream %q: nothing to reset", table, stream)
@@ -248,7 +276,7 @@ func planReset(stream, table string, tgt target, shards []shardInfo, snap snapsh
 			children[p] = append(children[p], s.id)
 		}
 	}
-	for _, l := range snap.leases {
+	for _, l := range leases {
 		for _, p := range l.parents {
 			if !slices.Contains(children[p], l.shard) {
 				children[p] = append(children[p], l.shard)
@@ -259,19 +287,19 @@ func planReset(stream, table string, tgt target, shards []shardInfo, snap snapsh
 		if !selected[s.id] {
 			continue
 		}
-		l := snap.leases[s.id]
+		l := leases[s.id]
 		if l.checkpoint == shardEnd && tgt.checkpoint == latest {
 			continue
 		}
 		if l.checkpoint == shardEnd {
 			for _, c := range children[s.id] {
-				if _, leased := snap.leases[c]; leased && !selected[c] {
+				if _, leased := leases[c]; leased && !selected[c] {
 					return rep, fmt.Errorf("shard %q is ended and its child %q would not be reset: re-reading a parent while its child goes on breaks per-key order; add -shard %s, or reset every shard", s.id, c, c)
 				}
 			}
 		}
-		row := resetRow{shard: s.id, owner: l.owner, from: describeCheckpoint(l), to: tgt.String(), counter: l.counter}
-		row.unchanged = l.checkpoint == tgt.checkpoint && l.sub == 0 && l.startAt == tgt.startAt()
+		row := resetRow{shard: s.id, key: l.key, owner: l.owner, from: describeCheckpoint(l), to: tgt.String(), counter: l.counter}
+		row.unchanged = l.checkpoint == tgt.checkpoint && l.sub == 0 && l.startAt == tgt.startAt() && !(force && l.reader() != "")
 		row.result = "would reset"
 		if row.unchanged {
 			row.result = "unchanged"
@@ -281,7 +309,7 @@ func planReset(stream, table string, tgt target, shards []shardInfo, snap snapsh
 	if tgt.checkpoint == latest {
 		var ended []string
 		for _, s := range shards {
-			if selected[s.id] && snap.leases[s.id].checkpoint == shardEnd {
+			if selected[s.id] && leases[s.id].checkpoint == shardEnd {
 				ended = append(ended, s.id)
 			}
 		}
@@ -307,7 +335,7 @@ func describeCheckpoint(l lease) string {
 // itself), ownerSwitchesSinceCheckpoint 0 and the Java KCL's pending
 // checkpoint removed, as a checkpoint write does; the owner is left as it
 // is. The counter goes up by resetCounterStep.
-func writeReset(ctx context.Context, db DynamoDB, table, shard string, counter int64, tgt target) error {
+func writeReset(ctx context.Context, db DynamoDB, table, key string, counter int64, tgt target) error {
 	values := map[string]types.AttributeValue{
 		":c": number(counter), ":n": number(counter + resetCounterStep),
 		":cp": &types.AttributeValueMemberS{Value: tgt.checkpoint}, ":zero": number(0),
@@ -323,7 +351,7 @@ func writeReset(ctx context.Context, db DynamoDB, table, shard string, counter i
 	update += " REMOVE " + strings.Join(remove, ", ")
 	_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(table),
-		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shard}},
+		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: key}},
 		ConditionExpression:       aws.String(attrCounter + " = :c"),
 		UpdateExpression:          aws.String(update),
 		ExpressionAttributeValues: values,

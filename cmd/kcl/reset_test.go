@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,10 +93,10 @@ func TestReset(t *testing.T) {
 		require.Equal(t, 0, code, stderr)
 		assert.Contains(t, stdout, "2 reset, 0 unchanged, 0 left alone")
 		l := h.lease(ids[0])
-		assert.Equal(t, lease{shard: ids[0], owner: "w1", counter: 5 + resetCounterStep, checkpoint: atTimestamp, startAt: at.UnixMilli()}, l, "the owner kept")
+		assert.Equal(t, lease{key: ids[0], shard: ids[0], owner: "w1", counter: 5 + resetCounterStep, checkpoint: atTimestamp, startAt: at.UnixMilli()}, l, "the owner kept")
 		assert.NotContains(t, h.get(ids[0]), attrPending, "the Java KCL's pending checkpoint goes, as with any checkpoint")
 		assert.Equal(t, "0", h.get(ids[0])[attrOwnerSwitches].(*types.AttributeValueMemberN).Value)
-		assert.Equal(t, lease{shard: ids[1], counter: 2 + resetCounterStep, checkpoint: atTimestamp, startAt: at.UnixMilli()}, h.lease(ids[1]))
+		assert.Equal(t, lease{key: ids[1], shard: ids[1], counter: 2 + resetCounterStep, checkpoint: atTimestamp, startAt: at.UnixMilli()}, h.lease(ids[1]))
 
 		code, stdout, _ = h.run("reset", "-app", h.table, "-stream", h.stream, "-to", at.Format(time.RFC3339Nano))
 		require.Equal(t, 0, code)
@@ -103,7 +105,7 @@ func TestReset(t *testing.T) {
 	t.Run("to trim-horizon removes the start time", func(t *testing.T) {
 		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-shard", ids[1])
 		require.Equal(t, 0, code, stderr)
-		assert.Equal(t, lease{shard: ids[1], counter: 2 + 2*resetCounterStep, checkpoint: trimHorizon}, h.lease(ids[1]))
+		assert.Equal(t, lease{key: ids[1], shard: ids[1], counter: 2 + 2*resetCounterStep, checkpoint: trimHorizon}, h.lease(ids[1]))
 		assert.NotContains(t, h.get(ids[1]), attrStartAt)
 		assert.Equal(t, atTimestamp, h.lease(ids[0]).checkpoint, "-shard: only that shard")
 	})
@@ -206,7 +208,7 @@ func TestForgetWorker(t *testing.T) {
 		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead")
 		require.Equal(t, 0, code, stderr)
 		assert.Contains(t, stdout, "2 written, 0 left alone")
-		assert.Equal(t, lease{shard: "shardId-000000000000", counter: 7, checkpoint: trimHorizon}, h.lease("shardId-000000000000"), "released: no owner, no hand-off claims, counter bumped")
+		assert.Equal(t, lease{key: "shardId-000000000000", shard: "shardId-000000000000", counter: 7, checkpoint: trimHorizon}, h.lease("shardId-000000000000"), "released: no owner, no hand-off claims, counter bumped")
 		assert.Nil(t, h.get("kcl-worker:dead"))
 		assert.Equal(t, "other", h.lease("shardId-000000000001").owner, "other workers' leases untouched")
 		assert.NotNil(t, h.get("kcl-worker:other"))
@@ -236,4 +238,38 @@ func TestForgetWorker(t *testing.T) {
 		assert.Equal(t, "", h.lease("shardId-000000000002").owner)
 		assert.Equal(t, "java-9", h.lease("shardId-000000000003").owner)
 	})
+}
+
+// TestResetRefusesWhileAJavaWorkerTakes: a Java worker (no heartbeat item)
+// takes the lease of a dead one during the watch. kcl's workers see a
+// fresh lease (a new owner or counter restarts their clock), so the taker
+// is alive and reset refuses.
+func TestResetRefusesWhileAJavaWorkerTakes(t *testing.T) {
+	h := newHarness(t, 1)
+	shard := h.shardIDs()[0]
+	seq := "49590338271490256608559692538361571095921575989136588898"
+	h.put(leaseItem(shard, "java-old", 5, seq))
+	h.during = func() { h.put(leaseItem(shard, "java-new", 6, seq)) } // the Java taker: new owner, counter + 1
+	code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "workers of the group are alive: java-new (1 leases)")
+	assert.Equal(t, seq, h.lease(shard).checkpoint, "nothing written")
+}
+
+// TestResetOfAShardWhoseLeaseIsNotUnderstood: reset names the lease item it
+// cannot read and refuses, instead of taking the shard for one without a
+// lease (which it would leave where it is).
+func TestResetOfAShardWhoseLeaseIsNotUnderstood(t *testing.T) {
+	h := newHarness(t, 2)
+	ids := h.shardIDs()
+	h.put(leaseItem(ids[0], "", 1, trimHorizon))
+	h.put(leaseItem(ids[1], "", 1, "yesterday"))
+	for _, args := range [][]string{{"-shard", ids[1]}, nil} {
+		code, stdout, stderr := h.run(append([]string{"reset", "-app", h.table, "-stream", h.stream, "-to", "latest"}, args...)...)
+		assert.Equal(t, 1, code, "%v", args)
+		assert.Empty(t, stdout)
+		assert.Contains(t, stderr, fmt.Sprintf(`the lease item %q of shard %q is not understood (checkpoint: "yesterday" is neither a sequence number nor a sentinel)`, ids[1], ids[1]), "%v", args)
+		assert.Equal(t, 1, strings.Count(stderr, "\n"))
+	}
+	assert.Equal(t, trimHorizon, h.lease(ids[0]).checkpoint, "nothing written")
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -92,7 +94,11 @@ func status(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	rep := buildStatus(*stream, table, shards, w)
+	mine, others, streamID, err := leasesOf(ctx, kin, *stream, w.after)
+	if err != nil {
+		return err
+	}
+	rep := buildStatus(*stream, table, shards, w, streamLeases{streamID: streamID, byShard: mine, others: others})
 	if *lag {
 		problems, err := measureLag(ctx, kin, *stream, rep.Shards)
 		if err != nil {
@@ -142,9 +148,16 @@ func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, e
 	}
 }
 
-// buildStatus puts the stream's shards, the table as last read and the
-// liveness watch together. It is pure.
-func buildStatus(stream, table string, shards []shardInfo, w watch) statusReport {
+// streamLeases are the leases of one stream in the table as last read.
+type streamLeases struct {
+	streamID string           // account:stream:creationEpoch in a multi-stream table; "" otherwise
+	byShard  map[string]lease // by bare shard ID
+	others   []lease          // the table's other leases, in key order
+}
+
+// buildStatus puts the stream's shards, its leases, the table as last read
+// and the liveness watch together. It is pure.
+func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLeases) statusReport {
 	rep := statusReport{Stream: stream, Table: table, Shards: []shardRow{}, Workers: []workerRow{}, Problems: []string{}, Watched: w.watched}
 	alive := map[string]bool{}
 	for _, id := range w.live() {
@@ -161,14 +174,16 @@ func buildStatus(stream, table string, shards []shardInfo, w watch) statusReport
 		if row.Parents == nil {
 			row.Parents = []string{}
 		}
-		l, ok := w.after.leases[s.id]
+		l, ok := sl.byShard[s.id]
 		if !ok {
-			unleased = append(unleased, s.id)
+			if _, unread := w.after.unread[leaseKey(sl.streamID, s.id)]; !unread { // else a problem, below
+				unleased = append(unleased, s.id)
+			}
 			rep.Shards = append(rep.Shards, row)
 			continue
 		}
 		row.leased, row.startAt = true, l.startAt
-		row.Owner, row.OwnerAlive, row.handoff, row.javaFrom = l.owner, l.owner != "" && alive[l.owner], l.handoffTo, l.checkpointOwner
+		row.Owner, row.OwnerAlive, row.handoff, row.javaFrom = l.owner, l.reader() != "" && alive[l.reader()], l.handoffTo, l.checkpointOwner
 		row.Checkpoint, row.SubSequence = l.checkpoint, l.sub
 		if l.checkpoint == shardEnd {
 			row.State = "ended"
@@ -186,15 +201,26 @@ func buildStatus(stream, table string, shards []shardInfo, w watch) statusReport
 		rep.Workers = append(rep.Workers, row)
 	}
 	var gone []string
-	for _, l := range w.after.sortedLeases() {
+	for _, l := range sl.byShard {
 		switch {
 		case listed[l.shard]:
-		case l.multiStream():
-			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a multi-stream key (the Java KCL's account:stream:epoch:shardId); kcl reads single-stream tables and leaves it alone", l.shard))
 		case l.checkpoint == shardEnd:
 			gone = append(gone, l.shard)
 		default:
-			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q is for a shard stream %s does not list (past retention, or a lease of another stream), at checkpoint %s; a kcl worker that takes it finds it gone and ends it", l.shard, stream, l.checkpoint))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q is for a shard stream %s does not list (past retention, or a lease of another stream), at checkpoint %s; a kcl worker that takes it finds it gone and ends it", l.key, stream, l.checkpoint))
+		}
+	}
+	slices.Sort(gone)
+	slices.Sort(rep.Problems)
+	otherStreams := map[string]int{}
+	for _, l := range sl.others {
+		switch {
+		case sl.streamID == "":
+			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a multi-stream key (account:stream:creationEpoch:shardId, Options.Streams) in a single-stream table; kcl workers refuse a table with both layouts", l.key))
+		case l.streamID == "":
+			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a single-stream key in a multi-stream table (Options.Streams: keys account:stream:creationEpoch:shardId); kcl workers refuse a table with both layouts", l.key))
+		default:
+			otherStreams[l.streamID]++
 		}
 	}
 	rep.Problems = append(rep.Problems, w.after.unknown...)
@@ -203,6 +229,16 @@ func buildStatus(stream, table string, shards []shardInfo, w watch) statusReport
 	}
 	if len(gone) > 0 {
 		rep.Notes = append(rep.Notes, "ended leases of shards no longer in the stream (as expected after retention; kcl keeps them): "+strings.Join(gone, ", "))
+	}
+	if sl.streamID != "" {
+		rep.Notes = append(rep.Notes, "multi-stream table (Options.Streams): stream "+stream+" is "+sl.streamID)
+	}
+	if len(otherStreams) > 0 {
+		var parts []string
+		for _, id := range slices.Sorted(maps.Keys(otherStreams)) {
+			parts = append(parts, fmt.Sprintf("%s (%d)", id, otherStreams[id]))
+		}
+		rep.Notes = append(rep.Notes, "leases of other streams of the group (or of an earlier stream of the same name), not shown: "+strings.Join(parts, ", "))
 	}
 	if len(w.after.kcl) > 0 {
 		rep.Notes = append(rep.Notes, "other kcl items: "+strings.Join(w.after.kcl, ", "))

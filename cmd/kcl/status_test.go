@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -38,7 +40,8 @@ func TestStatus(t *testing.T) {
 	h.put(beatItem("w1", 100))
 	h.put(beatItem("w2", 7))
 	h.put(item{attrLeaseKey: s("Leader"), attrEntityType: s("LEADER"), "ownerName": s("java-1")})
-	h.put(item{attrLeaseKey: s("kcl-group")})
+	h.put(item{attrLeaseKey: s("kcl-group")}) // kcl's own bookkeeping: not noted
+	h.put(item{attrLeaseKey: s("kcl-something-new")})
 	h.put(leaseItem("shardId-000000000098", "", 1, "yesterday"))
 	h.during = func() { // w1 beats; the Java worker renews its lease; w2 is dead
 		h.bump("kcl-worker:w1")
@@ -98,7 +101,7 @@ func TestStatus(t *testing.T) {
 		ids[0] + "  open   w1     yes    TRIM_HORIZON",
 		"w2      no     1",
 		"problems (2):",
-		"note: other kcl items: kcl-group",
+		"note: other kcl items: kcl-something-new\n",
 		"note: Java KCL items that are not leases: Leader (LEADER)",
 	} {
 		assert.Contains(t, stdout, want)
@@ -141,4 +144,53 @@ func TestStatusErrors(t *testing.T) {
 	code, _, stderr = h.run("status", "-app", "no-such-table", "-stream", h.stream)
 	assert.Equal(t, 1, code)
 	assert.Equal(t, `kcl status: lease table "no-such-table" not found (check -app, -table and the AWS region)`+"\n", stderr)
+}
+
+// TestStatusOfARunningGroupNotesNothing: the group item (kcl-group) is
+// kcl's own bookkeeping, not a note; the outputs in README and
+// docs/operating.md end "problems: none".
+func TestStatusOfARunningGroupNotesNothing(t *testing.T) {
+	h := newHarness(t, 2)
+	data := h.putData("a-", 2)
+	w := h.startWorker("worker-1")
+	w.receive(data...)
+	require.Eventually(t, func() bool { return h.get("kcl-group") != nil }, 30*time.Second, 20*time.Millisecond, "the group item")
+	h.during = func() { time.Sleep(1200 * time.Millisecond) }
+	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-lease", "1s")
+	require.Equal(t, 0, code, stderr)
+	assert.True(t, strings.HasSuffix(stdout, "\nproblems: none\n"), "no note after the problems:\n%s", stdout)
+	w.stop()
+}
+
+// TestStatusJavaHandoff: in a Java KCL 3.x graceful hand-off the old owner
+// (checkpointOwner) reads the shard and renews the lease: the counter
+// change is its sign of life, and it is listed among the workers. forget-
+// worker refuses it while it renews, and once it is dead ends the hand-off
+// (the lease stays the new owner's).
+func TestStatusJavaHandoff(t *testing.T) {
+	h := newHarness(t, 1)
+	shard := h.shardIDs()[0]
+	it := leaseItem(shard, "java-B", 7, "49590338271490256608559692538361571095921575989136588898")
+	it[attrCheckpointOwner] = s("java-A")
+	h.put(it)
+	h.during = func() { h.bump(shard) } // A renews, as the Java KCL's lease renewer does while checkpointOwner is A
+	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-json")
+	require.Equal(t, 0, code, stderr)
+	var rep statusReport
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+	assert.Equal(t, []workerRow{{ID: "java-A", Alive: true}, {ID: "java-B", Alive: false, Leases: 1}}, rep.Workers)
+	assert.True(t, rep.Shards[0].OwnerAlive, "the shard is read by a live worker")
+
+	code, _, stderr = h.run("forget-worker", "-app", h.table, "-worker", "java-A")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, `worker "java-A" is alive`)
+
+	h.during = nil // A died
+	code, stdout, stderr = h.run("forget-worker", "-app", h.table, "-worker", "java-A")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "hand-off ended")
+	l := h.lease(shard)
+	assert.Equal(t, "java-B", l.owner)
+	assert.Equal(t, "", l.checkpointOwner)
+	assert.Equal(t, int64(7+2+1), l.counter, "two renewals, then the conditional write")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 )
 
 // The lease table's layout, as kcl writes it (leasetable.go of the kcl
@@ -47,6 +48,7 @@ const (
 const (
 	kclKeyPrefix    = "kcl-"
 	workerKeyPrefix = "kcl-worker:"
+	groupKey        = "kcl-group" // the group item: the workers' shared epoch and verdicts
 	entityLease     = "LEASE"
 	// kcl marks its own items with entityType KCL_WORKER, KCL_GROUP, ...
 	kclEntityPrefix = "KCL_"
@@ -66,7 +68,9 @@ const defaultLeaseDuration = 10 * time.Second
 
 // lease is one lease item, as the command reads it.
 type lease struct {
-	shard      string
+	key        string // leaseKey: the shard ID, or account:stream:creationEpoch:shardId
+	streamID   string // account:stream:creationEpoch in a multi-stream table; "" otherwise
+	shard      string // the bare shard ID
 	owner      string // "" when unowned
 	counter    int64
 	checkpoint string // a sequence number or a sentinel
@@ -79,9 +83,35 @@ type lease struct {
 	checkpointOwner string
 }
 
-// multiStream reports whether the lease key is one of the Java KCL's
-// multi-stream layout (account:stream:epoch:shardId), which kcl leaves alone.
-func (l lease) multiStream() bool { return strings.Contains(l.shard, ":") }
+// reader is the worker reading the lease's shard: in a Java KCL 3.x
+// graceful hand-off the old owner (checkpointOwner), which reads and renews
+// it until it passes it on; otherwise its owner.
+func (l lease) reader() string {
+	if l.checkpointOwner != "" {
+		return l.checkpointOwner
+	}
+	return l.owner
+}
+
+// splitLeaseKey splits a lease key into the stream's identifier ("" for a
+// single-stream key) and the shard ID, as splitLeaseKey in the kcl
+// package's streams.go: neither stream names nor shard IDs hold a colon.
+func splitLeaseKey(key string) (streamID, shardID string) {
+	i := strings.LastIndexByte(key, ':')
+	if i < 0 {
+		return "", key
+	}
+	return key[:i], key[i+1:]
+}
+
+// leaseKey is the lease key of a shard of the stream with identifier
+// streamID ("" in a single-stream table: the shard ID itself).
+func leaseKey(streamID, shardID string) string {
+	if streamID == "" {
+		return shardID
+	}
+	return streamID + ":" + shardID
+}
 
 // beat is one worker's heartbeat item.
 type beat struct {
@@ -172,7 +202,8 @@ func beatFromItem(key string, item map[string]types.AttributeValue) (beat, error
 // leaseFromItem reads a lease as kcl's leaseFromItem does: what kcl cannot
 // read is an error naming the attribute.
 func leaseFromItem(key string, item map[string]types.AttributeValue) (lease, error) {
-	l := lease{shard: key}
+	l := lease{key: key}
+	l.streamID, l.shard = splitLeaseKey(key)
 	if v, present := item[attrOwner]; present {
 		s, ok := v.(*types.AttributeValueMemberS)
 		if !ok {
@@ -272,11 +303,15 @@ type snapshot struct {
 	kcl     []string         // keys of kcl's other items
 	java    []string         // "key (entityType)" of the Java KCL's non-lease items
 	unknown []string         // items not understood, each with why
+	// unread are the keys of the items not understood, with why: reset
+	// names one that is a listed shard's lease instead of taking it for
+	// none.
+	unread map[string]string
 }
 
 // readTable scans the whole table with consistent reads.
 func readTable(ctx context.Context, db DynamoDB, table string) (snapshot, error) {
-	snap := snapshot{leases: map[string]lease{}, beats: map[string]beat{}}
+	snap := snapshot{leases: map[string]lease{}, beats: map[string]beat{}, unread: map[string]string{}}
 	in := &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)}
 	for {
 		out, err := db.Scan(ctx, in)
@@ -295,7 +330,9 @@ func readTable(ctx context.Context, db DynamoDB, table string) (snapshot, error)
 			case kindHeartbeat:
 				snap.beats[it.beat.worker] = it.beat
 			case kindKCL:
-				snap.kcl = append(snap.kcl, it.key)
+				if it.key != groupKey { // the group item is kcl's own bookkeeping: nothing to note
+					snap.kcl = append(snap.kcl, it.key)
+				}
 			case kindJava:
 				snap.java = append(snap.java, fmt.Sprintf("%s (%s)", it.key, it.entityType))
 			default:
@@ -304,6 +341,9 @@ func readTable(ctx context.Context, db DynamoDB, table string) (snapshot, error)
 					name = "without a key"
 				}
 				snap.unknown = append(snap.unknown, fmt.Sprintf("item %s not understood: %s", name, it.why))
+				if it.key != "" {
+					snap.unread[it.key] = it.why
+				}
 			}
 		}
 		if len(out.LastEvaluatedKey) == 0 {
@@ -316,11 +356,17 @@ func readTable(ctx context.Context, db DynamoDB, table string) (snapshot, error)
 	}
 }
 
-// watch is the liveness rule of kcl's workers, made cheap: two reads of the
-// table, a lease duration apart. A worker is alive when its heartbeat
-// counter changed between them (or its heartbeat item appeared), or when it
-// owns a lease in both reads whose counter changed (a checkpoint, or a Java
-// KCL worker's renewal: Java workers have no heartbeat item).
+// watch is the liveness rule of kcl's workers (assess in the kcl
+// package's balance.go), made cheap: two reads of the table, a lease
+// duration apart. A worker with a heartbeat item is alive when its counter
+// changed between them (or the item appeared), or when it read a lease in
+// both reads whose counter changed (a checkpoint). A worker without one (a
+// Java KCL worker, which renews its leases instead) is alive when a lease
+// it reads now changed at all between the reads: a new counter or a new
+// owner restarts the workers' clock, so whoever took or renewed it then is
+// alive, whoever owned it before. The reader of a lease is its owner, or in
+// a Java KCL 3.x graceful hand-off the old owner (checkpointOwner), which
+// reads and renews it until it passes it on.
 type watch struct {
 	before, after snapshot
 	watched       time.Duration
@@ -344,16 +390,23 @@ func observe(ctx context.Context, e *env, db DynamoDB, table string, d time.Dura
 
 // alive reports whether worker id showed a sign of life during the watch.
 func (w watch) alive(id string) bool {
-	if b, ok := w.after.beats[id]; ok {
+	b, beats := w.after.beats[id]
+	if beats {
 		if a, seen := w.before.beats[id]; !seen || a.counter != b.counter {
 			return true
 		}
 	}
 	for key, l := range w.after.leases {
-		if l.owner != id {
+		if l.reader() != id {
 			continue
 		}
-		if prev, ok := w.before.leases[key]; ok && prev.owner == id && prev.counter != l.counter {
+		prev, ok := w.before.leases[key]
+		switch {
+		case beats:
+			if ok && prev.reader() == id && prev.counter != l.counter {
+				return true
+			}
+		case !ok || prev.counter != l.counter || prev.owner != l.owner:
 			return true
 		}
 	}
@@ -361,15 +414,18 @@ func (w watch) alive(id string) bool {
 }
 
 // workers returns every worker the second read names, sorted: those with a
-// heartbeat item and the owners of leases.
+// heartbeat item, the owners of leases and the old owners of Java KCL 3.x
+// hand-offs (checkpointOwner), which still read them.
 func (w watch) workers() []string {
 	var ids []string
 	for id := range w.after.beats {
 		ids = append(ids, id)
 	}
 	for _, l := range w.after.leases {
-		if l.owner != "" {
-			ids = append(ids, l.owner)
+		for _, id := range []string{l.owner, l.checkpointOwner} {
+			if id != "" {
+				ids = append(ids, id)
+			}
 		}
 	}
 	slices.Sort(ids)
@@ -393,7 +449,7 @@ func (s snapshot) sortedLeases() []lease {
 	for _, l := range s.leases {
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b lease) int { return strings.Compare(a.shard, b.shard) })
+	slices.SortFunc(out, func(a, b lease) int { return strings.Compare(a.key, b.key) })
 	return out
 }
 
@@ -414,9 +470,81 @@ func isConditionFailed(err error) bool {
 func bumpGroup(ctx context.Context, db DynamoDB, table string) {
 	_, _ = db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &table,
-		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: "kcl-group"}},
+		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: groupKey}},
 		ConditionExpression:       aws.String("attribute_exists(" + attrLeaseKey + ")"),
 		UpdateExpression:          aws.String("ADD kclEpoch :one"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":one": &types.AttributeValueMemberN{Value: "1"}},
 	})
+}
+
+// multiStream reports whether the table holds leases of the multi-stream
+// layout (Options.Streams, or the Java KCL's multi-stream mode): keys
+// account:stream:creationEpoch:shardId.
+func (s snapshot) multiStream() bool {
+	for _, l := range s.leases {
+		if l.streamID != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// streamLeases returns the leases of the stream with identifier streamID
+// ("" for the single-stream layout) by bare shard ID, and the table's other
+// leases in key order.
+func (s snapshot) streamLeases(streamID string) (map[string]lease, []lease) {
+	mine := map[string]lease{}
+	var others []lease
+	for _, l := range s.sortedLeases() {
+		if l.streamID == streamID {
+			mine[l.shard] = l
+		} else {
+			others = append(others, l)
+		}
+	}
+	return mine, others
+}
+
+// streamIdentifier returns the identifier of stream in a multi-stream lease
+// table, as kcl's workers build it (describeStreams in the kcl package's
+// streams.go): account:name:creationEpoch, the account and name from the
+// stream's ARN and the creation time in seconds, from DescribeStreamSummary.
+func streamIdentifier(ctx context.Context, kin Kinesis, stream string) (string, error) {
+	out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+	if err != nil {
+		return "", fmt.Errorf("stream %q: DescribeStreamSummary: %w", stream, err)
+	}
+	sum := out.StreamDescriptionSummary
+	if sum == nil || sum.StreamCreationTimestamp == nil {
+		return "", fmt.Errorf("stream %q: DescribeStreamSummary gave no creation time, which the multi-stream lease keys need", stream)
+	}
+	arn := aws.ToString(sum.StreamARN)
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[4] == "" || !strings.HasPrefix(parts[5], "stream/") {
+		return "", fmt.Errorf("stream %q: DescribeStreamSummary gave no account in its ARN %q, which the multi-stream lease keys need", stream, arn)
+	}
+	return parts[4] + ":" + strings.TrimPrefix(parts[5], "stream/") + ":" + strconv.FormatInt(sum.StreamCreationTimestamp.Unix(), 10), nil
+}
+
+// leasesOf returns the leases of stream in the table as last read, by bare
+// shard ID, the table's other leases, and the stream's identifier ("" in a
+// single-stream table). A table with multi-stream leases costs one
+// DescribeStreamSummary; it is taken for a single-stream table (its
+// multi-stream keys strays, each a problem) if none of them is the
+// stream's and it holds single-stream leases.
+func leasesOf(ctx context.Context, kin Kinesis, stream string, snap snapshot) (map[string]lease, []lease, string, error) {
+	var id string
+	if snap.multiStream() {
+		var err error
+		if id, err = streamIdentifier(ctx, kin, stream); err != nil {
+			return nil, nil, "", err
+		}
+	}
+	mine, others := snap.streamLeases(id)
+	if id != "" && len(mine) == 0 {
+		if single, rest := snap.streamLeases(""); len(single) > 0 {
+			return single, rest, "", nil
+		}
+	}
+	return mine, others, id, nil
 }

@@ -36,16 +36,16 @@ func TestClassify(t *testing.T) {
 		why  string    // substring, for kindUnknown
 	}{
 		{name: "lease", item: full, kind: kindLease, want: tableItem{key: "shardId-000000000001", lease: lease{
-			shard: "shardId-000000000001", owner: "w1", counter: 7, checkpoint: seq, sub: 3,
+			key: "shardId-000000000001", shard: "shardId-000000000001", owner: "w1", counter: 7, checkpoint: seq, sub: 3,
 			parents: []string{"shardId-000000000000"}, handoffTo: "w2", startAt: 1700000000000}}},
 		{name: "unowned sentinel lease", item: leaseItem("shardId-000000000002", "", 0, trimHorizon), kind: kindLease,
-			want: tableItem{key: "shardId-000000000002", lease: lease{shard: "shardId-000000000002", checkpoint: trimHorizon}}},
+			want: tableItem{key: "shardId-000000000002", lease: lease{key: "shardId-000000000002", shard: "shardId-000000000002", checkpoint: trimHorizon}}},
 		{name: "Java 3.5 lease with entityType LEASE", item: with(leaseItem("shardId-000000000003", "java-1", 2, latest), attrEntityType, s("LEASE")), kind: kindLease,
-			want: tableItem{key: "shardId-000000000003", entityType: "LEASE", lease: lease{shard: "shardId-000000000003", owner: "java-1", counter: 2, checkpoint: latest}}},
+			want: tableItem{key: "shardId-000000000003", entityType: "LEASE", lease: lease{key: "shardId-000000000003", shard: "shardId-000000000003", owner: "java-1", counter: 2, checkpoint: latest}}},
 		{name: "a single parent as a string", item: with(leaseItem("shardId-000000000004", "", 1, shardEnd), attrParents, s("shardId-000000000000")), kind: kindLease,
-			want: tableItem{key: "shardId-000000000004", lease: lease{shard: "shardId-000000000004", counter: 1, checkpoint: shardEnd, parents: []string{"shardId-000000000000"}}}},
+			want: tableItem{key: "shardId-000000000004", lease: lease{key: "shardId-000000000004", shard: "shardId-000000000004", counter: 1, checkpoint: shardEnd, parents: []string{"shardId-000000000000"}}}},
 		{name: "multi-stream lease", item: leaseItem("123:orders:1700000000:shardId-000000000000", "", 1, trimHorizon), kind: kindLease,
-			want: tableItem{key: "123:orders:1700000000:shardId-000000000000", lease: lease{shard: "123:orders:1700000000:shardId-000000000000", counter: 1, checkpoint: trimHorizon}}},
+			want: tableItem{key: "123:orders:1700000000:shardId-000000000000", lease: lease{key: "123:orders:1700000000:shardId-000000000000", streamID: "123:orders:1700000000", shard: "shardId-000000000000", counter: 1, checkpoint: trimHorizon}}},
 		{name: "heartbeat", item: beatItem("w1", 41), kind: kindHeartbeat,
 			want: tableItem{key: "kcl-worker:w1", beat: beat{worker: "w1", counter: 41}}},
 		{name: "stopping heartbeat with an entityType", item: with(with(beatItem("w2", 1), attrStopping, &types.AttributeValueMemberBOOL{Value: true}), attrEntityType, s("KCL_WORKER")), kind: kindHeartbeat,
@@ -58,9 +58,9 @@ func TestClassify(t *testing.T) {
 		{name: "no key", item: item{attrCounter: n(1)}, kind: kindUnknown, why: "no string leaseKey"},
 		{name: "numeric key", item: item{attrLeaseKey: n(1)}, kind: kindUnknown, why: "no string leaseKey"},
 		{name: "entityType not a string: a lease, as kcl and the Java KCL read it", item: with(leaseItem("shardId-000000000005", "", 0, latest), attrEntityType, n(1)), kind: kindLease,
-			want: tableItem{key: "shardId-000000000005", lease: lease{shard: "shardId-000000000005", checkpoint: latest}}},
+			want: tableItem{key: "shardId-000000000005", lease: lease{key: "shardId-000000000005", shard: "shardId-000000000005", checkpoint: latest}}},
 		{name: "Java KCL 3.x hand-off", item: with(leaseItem("shardId-000000000012", "java-2", 4, seq), attrCheckpointOwner, s("java-1")), kind: kindLease,
-			want: tableItem{key: "shardId-000000000012", lease: lease{shard: "shardId-000000000012", owner: "java-2", counter: 4, checkpoint: seq, checkpointOwner: "java-1"}}},
+			want: tableItem{key: "shardId-000000000012", lease: lease{key: "shardId-000000000012", shard: "shardId-000000000012", owner: "java-2", counter: 4, checkpoint: seq, checkpointOwner: "java-1"}}},
 		{name: "kcl entityType under another key", item: item{attrLeaseKey: s("some-future-item"), attrEntityType: s("KCL_SOMETHING")}, kind: kindKCL},
 		{name: "bad checkpoint", item: leaseItem("shardId-000000000006", "w1", 1, "yesterday"), kind: kindUnknown, why: `checkpoint: "yesterday" is neither`},
 		{name: "no checkpoint", item: with(leaseItem("shardId-000000000007", "w1", 1, latest), attrCheckpoint, nil), kind: kindUnknown, why: "checkpoint: missing"},
@@ -87,6 +87,8 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestWatchAlive checks the liveness rule against the workers' (assess in
+// balance.go).
 func TestWatchAlive(t *testing.T) {
 	snap := func(beats map[string]int64, leases ...lease) snapshot {
 		s := snapshot{leases: map[string]lease{}, beats: map[string]beat{}}
@@ -94,31 +96,48 @@ func TestWatchAlive(t *testing.T) {
 			s.beats[id] = beat{worker: id, counter: c}
 		}
 		for _, l := range leases {
-			s.leases[l.shard] = l
+			l.key = l.shard
+			s.leases[l.key] = l
 		}
 		return s
 	}
-	before := snap(map[string]int64{"beating": 5, "still": 9, "gone": 3},
+	before := snap(map[string]int64{"beating": 5, "still": 9, "gone": 3, "kclTaker": 2},
 		lease{shard: "a", owner: "java", counter: 10}, lease{shard: "b", owner: "still", counter: 4},
-		lease{shard: "c", owner: "javaDead", counter: 2}, lease{shard: "d", owner: "old", counter: 6})
-	after := snap(map[string]int64{"beating": 6, "still": 9, "new": 1},
+		lease{shard: "c", owner: "javaDead", counter: 2}, lease{shard: "d", owner: "old", counter: 6},
+		lease{shard: "e", owner: "javaNew", counter: 3, checkpointOwner: "javaOld"},
+		lease{shard: "f", owner: "still", counter: 8})
+	after := snap(map[string]int64{"beating": 6, "still": 9, "new": 1, "kclTaker": 2},
 		lease{shard: "a", owner: "java", counter: 11}, lease{shard: "b", owner: "still", counter: 4},
-		lease{shard: "c", owner: "javaDead", counter: 2}, lease{shard: "d", owner: "taker", counter: 7})
+		lease{shard: "c", owner: "javaDead", counter: 2}, lease{shard: "d", owner: "taker", counter: 7},
+		lease{shard: "e", owner: "javaNew", counter: 4, checkpointOwner: "javaOld"},
+		lease{shard: "f", owner: "kclTaker", counter: 9},
+		lease{shard: "g", owner: "javaCreator", counter: 1})
 	w := watch{before: before, after: after}
 	for id, want := range map[string]bool{
 		"beating":  true,  // heartbeat changed
 		"new":      true,  // heartbeat item appeared
 		"java":     true,  // no heartbeat item; its lease's counter changed
-		"still":    false, // heartbeat and lease unchanged
+		"still":    false, // heartbeat and lease unchanged; a lease taken from it is no sign of its life
 		"javaDead": false,
 		"gone":     false, // heartbeat item deleted (a graceful stop)
-		"taker":    false, // took a lease: a change of owner is not a renewal of its own
+		// No heartbeat item: it took a lease during the watch (a new owner
+		// and counter restart the workers' clock, assess in balance.go).
+		"taker":       true,
+		"javaCreator": true, // no heartbeat item; a lease it owns appeared
+		// A Java KCL 3.x hand-off: the old owner reads and renews the lease,
+		// so the change is its sign of life, not the waiting new owner's.
+		"javaOld": true,
+		"javaNew": false,
+		// A kcl worker is judged by its heartbeat: a lease it took while
+		// its heartbeat stood still does not make it alive (kcl's workers
+		// judge it by its heartbeat item too).
+		"kclTaker": false,
 		"nobody":   false,
 	} {
 		assert.Equal(t, want, w.alive(id), id)
 	}
-	assert.Equal(t, []string{"beating", "java", "javaDead", "new", "still", "taker"}, w.workers())
-	assert.Equal(t, []string{"beating", "java", "new"}, w.live())
+	assert.Equal(t, []string{"beating", "java", "javaCreator", "javaDead", "javaNew", "javaOld", "kclTaker", "new", "still", "taker"}, w.workers())
+	assert.Equal(t, []string{"beating", "java", "javaCreator", "javaOld", "new", "taker"}, w.live())
 }
 
 func TestParseTarget(t *testing.T) {

@@ -176,7 +176,7 @@ func TestRegisterMapsStats(t *testing.T) {
 	src.Shards[0].Held = false
 	got = read()
 	ps, _ := points(t, got[MetricConsumedMessages])
-	assert.Len(t, ps, 1, "a shard no longer held is still reported")
+	assert.Len(t, ps, 1, "only the shard still held is reported: a shard no longer held must not be")
 }
 
 func TestRegisterWithoutStreamOrGroup(t *testing.T) {

@@ -21,16 +21,136 @@ import (
 // per-shard family has a sample.
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
-	reg, err := newRegistry(fixedStats{WorkerID: "w1", LeasesHeld: 1, Shards: []kcl.ShardStats{{ShardID: "shardId-000000000000", Owner: "w1", Held: true}}})
-	require.NoError(t, err)
-	families, err := reg.Gather()
-	require.NoError(t, err)
 	names := map[string]bool{}
-	for _, f := range families {
-		names[f.GetName()] = true
+	for name := range exportedLabels(t) {
+		names[name] = true
 	}
 	require.NotEmpty(t, names)
 	return names
+}
+
+// exportedLabels returns the label names of each metric the example
+// serves, as exportedNames gathers them.
+func exportedLabels(t *testing.T) map[string][]string {
+	t.Helper()
+	reg, err := newRegistry(fixedStats{WorkerID: "w1", LeasesHeld: 1, Shards: []kcl.ShardStats{{ShardID: "shardId-000000000000", StreamARN: "arn:aws:kinesis:us-east-1:123456789012:stream/orders", Owner: "w1", Held: true}}})
+	require.NoError(t, err)
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	labels := map[string][]string{}
+	for _, f := range families {
+		labels[f.GetName()] = nil
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if !slices.Contains(labels[f.GetName()], lp.GetName()) {
+					labels[f.GetName()] = append(labels[f.GetName()], lp.GetName())
+				}
+			}
+		}
+	}
+	return labels
+}
+
+// TestDashboardPerShardPanelsKeepEveryLabel: a per-shard query (of a
+// metric with a shard label, keeping shard) must keep every label the
+// metric carries in its by clauses, and name each in its legend, or series
+// of different shards merge into one: shard IDs repeat across the streams
+// of Options.Streams, so stream is one of them. Queries summed per worker
+// are not per-shard.
+func TestDashboardPerShardPanelsKeepEveryLabel(t *testing.T) {
+	raw, err := os.ReadFile("grafana-dashboard.json")
+	require.NoError(t, err)
+	labels := exportedLabels(t)
+	require.Contains(t, labels["kcl_millis_behind_latest"], "stream", "the fixture has a per-shard sample with its stream")
+	problems, err := perShardGrouping(raw, labels)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+
+	// The check can fail: the grouping (or legend) of before, without stream.
+	bad := strings.ReplaceAll(string(raw), "by (stream, shard, worker)", "by (shard, worker)")
+	require.NotEqual(t, string(raw), bad)
+	problems, err = perShardGrouping([]byte(bad), labels)
+	require.NoError(t, err)
+	assert.NotEmpty(t, problems)
+	bad = strings.ReplaceAll(string(raw), "{{stream}} ", "")
+	require.NotEqual(t, string(raw), bad)
+	problems, err = perShardGrouping([]byte(bad), labels)
+	require.NoError(t, err)
+	assert.NotEmpty(t, problems)
+}
+
+var byClause = regexp.MustCompile(`\b(by|without)\s*\(([^)]*)\)`)
+
+func clauseLabels(list string) []string {
+	var out []string
+	for _, l := range strings.Split(list, ",") {
+		out = append(out, strings.TrimSpace(l))
+	}
+	return out
+}
+
+// perShardGrouping returns what is wrong with the per-shard targets of a
+// dashboard: those that query a per-shard metric (labels gives each
+// metric's labels) and keep its shard label (a by clause with shard, or no
+// by clause). Each must keep every label of the metric: a by clause
+// without one, a without clause dropping one, or a legend not naming one,
+// is a problem.
+func perShardGrouping(raw []byte, labels map[string][]string) ([]string, error) {
+	var doc struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr   string `json:"expr"`
+				Legend string `json:"legendFormat"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
+	var problems []string
+	for _, p := range doc.Panels {
+		for _, tg := range p.Targets {
+			names, err := metricNames(tg.Expr)
+			if err != nil {
+				return nil, fmt.Errorf("panel %q: %w", p.Title, err)
+			}
+			var want []string
+			for _, n := range names {
+				if slices.Contains(labels[n], "shard") {
+					for _, l := range labels[n] {
+						if !slices.Contains(want, l) {
+							want = append(want, l)
+						}
+					}
+				}
+			}
+			clauses := byClause.FindAllStringSubmatch(tg.Expr, -1)
+			perShard := len(want) > 0 // a per-shard panel: shard kept
+			for _, m := range clauses {
+				if m[1] == "by" && !slices.Contains(clauseLabels(m[2]), "shard") {
+					perShard = false // summed over shards, per worker: a worker panel
+				}
+			}
+			if !perShard {
+				continue
+			}
+			for _, m := range clauses {
+				got := clauseLabels(m[2])
+				for _, l := range want {
+					if (m[1] == "by") != slices.Contains(got, l) {
+						problems = append(problems, fmt.Sprintf("panel %q: %s (%s) loses label %s of a per-shard metric: %s", p.Title, m[1], m[2], l, tg.Expr))
+					}
+				}
+			}
+			for _, l := range want {
+				if !strings.Contains(tg.Legend, "{{"+l+"}}") {
+					problems = append(problems, fmt.Sprintf("panel %q: legend %q does not name %s", p.Title, tg.Legend, l))
+				}
+			}
+		}
+	}
+	return problems, nil
 }
 
 // TestDashboardQueriesExportedMetrics reads grafana-dashboard.json: every
