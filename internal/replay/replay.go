@@ -89,6 +89,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		b.WriteString(`]}`)
 		io.WriteString(w, b.String())
+	case "DescribeStreamSummary": // every consumer asks it at start, for the stream's ARN
+		var in struct{ StreamName, StreamARN string }
+		_ = json.Unmarshal(body, &in)
+		name := in.StreamName
+		if name == "" {
+			_, name, _ = strings.Cut(in.StreamARN, ":stream/")
+		}
+		fmt.Fprintf(w, `{"StreamDescriptionSummary":{"StreamName":%q,"StreamARN":"arn:aws:kinesis:us-east-1:000000000000:stream/%s","StreamStatus":"ACTIVE","StreamCreationTimestamp":1700000000,"OpenShardCount":%d,"RetentionPeriodHours":24,"EnhancedMonitoring":[]}}`, name, name, len(s.shards))
 	case "GetShardIterator":
 		var in struct{ ShardId string }
 		_ = json.Unmarshal(body, &in)
