@@ -56,11 +56,12 @@
 //
 // Each worker writes a heartbeat item every LeaseDuration/2; a worker whose
 // heartbeat has not changed for LeaseDuration, as seen on the observer's own
-// clock, is dead and its leases are taken. Two workers of the group (the
-// live ones with the smallest IDs) read the whole table every second and
-// publish what they judge dead in a small group item; the others read that
-// item every second and the whole table only when it says something changed,
-// so the table's cost grows with shards plus workers, not their product. A worker stops delivering before
+// clock and confirmed by a consistent read, is dead and its leases are
+// taken. Two workers of the group (the live ones with the smallest IDs)
+// read the whole table every second and publish what they judge dead in a
+// small group item; the others read that item every second and the whole
+// table only when it says something changed, so the table's cost grows with
+// shards plus workers, not their product. A worker stops delivering before
 // anyone can judge it dead: once no heartbeat was confirmed within
 // LeaseDuration less a tenth of the time the last one was sent (DynamoDB
 // unreachable or throttled, or the process frozen) it pauses, delivering
