@@ -1,6 +1,7 @@
 package kcl
 
 import (
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -287,12 +288,10 @@ func TestAssess(t *testing.T) {
 					ours = func(key string) bool { id, _ := splitLeaseKey(key); return slices.Contains(p.streams, id) }
 				}
 				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}, ours: ours}
-				d = assess(in, seen)
-				if len(d.suspects) > 0 && !p.moved { // as balance's confirm does
-					for key, n := range d.suspects {
-						in.confirmed[key] = n
-					}
+				if p.moved {
 					d = assess(in, seen)
+				} else {
+					d = assessConfirming(in, seen)
 				}
 			}
 			sameOrOneOf := func(want, got []string, what string) {
@@ -339,4 +338,16 @@ func TestDigest(t *testing.T) {
 	} {
 		assert.NotEqual(t, base, other, name)
 	}
+}
+
+// assessConfirming runs assess as balance does when a consistent read of
+// every suspect finds its counter unchanged: once more, with the suspects
+// confirmed. in.confirmed must not be nil.
+func assessConfirming(in assessInput, seen map[string]observation) decisions {
+	d := assess(in, seen)
+	if len(d.suspects) > 0 {
+		maps.Copy(in.confirmed, d.suspects)
+		d = assess(in, seen)
+	}
+	return d
 }

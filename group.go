@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -190,15 +191,7 @@ func digest(live, stopping []string, expired map[string]int64, shares []shareLea
 	for _, key := range slices.Sorted(maps.Keys(expired)) {
 		fmt.Fprintf(h, "x%s\x00%d\x00", key, expired[key])
 	}
-	sorted := slices.SortedFunc(slices.Values(shares), func(a, b shareLease) int {
-		switch {
-		case a.shardID < b.shardID:
-			return -1
-		case a.shardID > b.shardID:
-			return 1
-		}
-		return 0
-	})
+	sorted := slices.SortedFunc(slices.Values(shares), func(a, b shareLease) int { return strings.Compare(a.shardID, b.shardID) })
 	for _, l := range sorted {
 		fmt.Fprintf(h, "l%s\x00%s\x00%s\x00", l.shardID, l.owner, l.claimant)
 	}

@@ -37,44 +37,25 @@ func releasedLeaseTakenAfter(t *testing.T, stale bool) time.Duration {
 		tbl.take(ctx, l, o)
 	}
 	sc := &staleLeases{memLeases: tbl}
-	cs := map[string]*Consumer{}
+	g := newHandDrivenGroup(t, ld)
 	for _, id := range ids {
 		if id == "c" {
-			cs[id] = handDrivenWorker(t, sc, id, ld)
+			g.add(sc, id)
 		} else {
-			cs[id] = handDrivenWorker(t, tbl, id, ld)
+			g.add(tbl, id)
 		}
-	}
-	lastBeat := map[string]time.Time{}
-	step := func(run ...string) {
-		for _, id := range run {
-			c := cs[id]
-			if time.Since(lastBeat[id]) >= ld/2 {
-				if err := c.beat.beat(ctx); err != nil {
-					t.Fatal(err)
-				}
-				lastBeat[id] = time.Now()
-			}
-			if err := c.keeper.pass(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(ld / 10)
 	}
 	for end := time.Now().Add(ld + ld/5); time.Now().Before(end); { // settle first: no claims from unsettled processes
 		for _, id := range ids {
-			if time.Since(lastBeat[id]) >= ld/2 {
-				cs[id].beat.beat(ctx)
-				lastBeat[id] = time.Now()
-			}
+			g.beat(ctx, id)
 		}
 		time.Sleep(ld / 10)
 	}
 	for end := time.Now().Add(ld); time.Now().Before(end); {
-		step(ids...)
+		g.step(ctx, ids...)
 	}
 	for _, id := range ids {
-		if n := len(cs[id].heldLeases()); n != map[string]int{"a": 2, "b": 2, "c": 1, "d": 1}[id] {
+		if n := len(g.cs[id].heldLeases()); n != map[string]int{"a": 2, "b": 2, "c": 1, "d": 1}[id] {
 			snap, _ := tbl.list(ctx, true)
 			t.Logf("%+v", snap.leases)
 			t.Fatalf("%s holds %d", id, n)
@@ -90,11 +71,11 @@ func releasedLeaseTakenAfter(t *testing.T, stale bool) time.Duration {
 	tbl.removeWorker(ctx, "d", -1)
 	released := time.Now()
 	for range 3 { // the scanners see it and publish
-		step("a", "b")
+		g.step(ctx, "a", "b")
 	}
 	sc.armed.Store(stale)
 	for time.Since(released) < 6*ld {
-		step("a", "b", "c")
+		g.step(ctx, "a", "b", "c")
 		if l, _, _ := tbl.read(ctx, "s5"); l.owner != "" {
 			return time.Since(released)
 		}

@@ -28,9 +28,50 @@ func handDrivenWorker(t *testing.T, tbl leaseTable, id string, ld time.Duration)
 		t.Fatal(err)
 	}
 	c.table = tbl
-	c.readCtx, c.readers = context.Background(), new(errgroup.Group)
-	c.streamByID = map[string]*kstream{"": c.streams[0]} // as start's describeStreams leaves one stream
+	readCtx, stopReading := context.WithCancel(context.Background())
+	c.readCtx, c.readers = readCtx, new(errgroup.Group)
+	t.Cleanup(func() { stopReading(); _ = c.readers.Wait() }) // the readers of leases it took
+	c.streamByID = map[string]*kstream{"": c.streams[0]}      // as start's describeStreams leaves one stream
 	return c
+}
+
+// handDrivenGroup steps hand-driven workers as their goroutines would: each
+// beats every LeaseDuration/2 and makes one pass of its lease loop a step,
+// and a step ends with LeaseDuration/10 of sleep (the pass interval).
+type handDrivenGroup struct {
+	t        *testing.T
+	ld       time.Duration
+	cs       map[string]*Consumer
+	lastBeat map[string]time.Time
+}
+
+func newHandDrivenGroup(t *testing.T, ld time.Duration) *handDrivenGroup {
+	return &handDrivenGroup{t: t, ld: ld, cs: map[string]*Consumer{}, lastBeat: map[string]time.Time{}}
+}
+
+func (g *handDrivenGroup) add(tbl leaseTable, id string) {
+	g.cs[id] = handDrivenWorker(g.t, tbl, id, g.ld)
+}
+
+// beat writes id's heartbeat if one is due.
+func (g *handDrivenGroup) beat(ctx context.Context, id string) {
+	if time.Since(g.lastBeat[id]) >= g.ld/2 {
+		if err := g.cs[id].beat.beat(ctx); err != nil {
+			g.t.Fatal(err)
+		}
+		g.lastBeat[id] = time.Now()
+	}
+}
+
+// step beats (when due) and passes once for each of ids, then sleeps.
+func (g *handDrivenGroup) step(ctx context.Context, ids ...string) {
+	for _, id := range ids {
+		g.beat(ctx, id)
+		if err := g.cs[id].keeper.pass(ctx); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	time.Sleep(g.ld / 10)
 }
 
 // A worker that died after its first beat is published expired at that

@@ -14,49 +14,30 @@ func TestBothScannersDyingTogether(t *testing.T) {
 	ctx := context.Background()
 	tbl := newMemLeases()
 	ids := []string{"a", "b", "c", "d"}
-	cs := map[string]*Consumer{}
+	g := newHandDrivenGroup(t, ld)
 	for _, id := range ids {
-		cs[id] = handDrivenWorker(t, tbl, id, ld)
+		g.add(tbl, id)
 	}
 	for i := range 8 {
 		tbl.create(ctx, lease{shardID: "s" + string(rune('0'+i)), checkpoint: checkpoint{seq: checkpointTrimHorizon}})
 	}
-	lastBeat := map[string]time.Time{}
-	dead := map[string]bool{}
-	step := func() {
-		for _, id := range ids {
-			if dead[id] {
-				continue
-			}
-			c := cs[id]
-			if time.Since(lastBeat[id]) >= ld/2 {
-				if err := c.beat.beat(ctx); err != nil {
-					t.Fatal(err)
-				}
-				lastBeat[id] = time.Now()
-			}
-			if err := c.keeper.pass(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(ld / 10)
-	}
+	alive := ids
 	for end := time.Now().Add(5 * ld); time.Now().Before(end); {
-		step()
+		g.step(ctx, alive...)
 	}
 	snap, _ := tbl.list(ctx, true)
 	own := map[string]int{}
 	for _, l := range snap.leases {
 		own[l.owner]++
 	}
-	t.Logf("before the crash: %v; scanners: a=%v b=%v c=%v d=%v", own, cs["a"].keeper.scanner, cs["b"].keeper.scanner, cs["c"].keeper.scanner, cs["d"].keeper.scanner)
-	dead["a"], dead["b"] = true, true
+	t.Logf("before the crash: %v; scanners: a=%v b=%v c=%v d=%v", own, g.cs["a"].keeper.scanner, g.cs["b"].keeper.scanner, g.cs["c"].keeper.scanner, g.cs["d"].keeper.scanner)
+	alive = []string{"c", "d"} // a and b, the scanners, die
 	crash := time.Now()
 	// About 2 LeaseDuration by design (the scans counter seen still for one,
 	// then the scanners' heartbeats for one); the bound only tells that
-	// apart from judgeInterval (4 LeaseDuration) doing the work.
+	// apart from the others' periodic read (judgeInterval) doing the work.
 	for time.Since(crash) < 3*ld {
-		step()
+		g.step(ctx, alive...)
 		snap, _ := tbl.list(ctx, true)
 		left := 0
 		for _, l := range snap.leases {

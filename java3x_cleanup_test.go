@@ -91,13 +91,7 @@ func TestAFrozenJavaHandoffBetweenTwoLiveKclWorkersIsTaken(t *testing.T) {
 			at := t0.Add(listed)
 			in := assessInput{me: me, snap: tableSnapshot{leases: []lease{l}, workers: workers}, held: map[string]bool{},
 				listed: at, now: at, leaseDuration: ld, settled: true, confirmed: map[string]int64{}}
-			d = assess(in, seen)
-			if len(d.suspects) > 0 {
-				for k, v := range d.suspects {
-					in.confirmed[k] = v
-				}
-				d = assess(in, seen)
-			}
+			d = assessConfirming(in, seen)
 		}
 		t.Logf("%s: take %v claim %v", me, d.take, d.claim)
 		takes = append(takes, d.take...)

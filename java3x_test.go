@@ -368,11 +368,7 @@ func TestJava3xAssessHandoff(t *testing.T) {
 				at := t0.Add(p.listed)
 				in := assessInput{me: "me", snap: tableSnapshot{leases: p.leases, workers: p.workers}, held: held,
 					listed: at, now: at, leaseDuration: ld, settled: true, confirmed: map[string]int64{}}
-				d = assess(in, seen)
-				if len(d.suspects) > 0 { // confirmed, as a consistent read of an unchanged item does
-					maps.Copy(in.confirmed, d.suspects)
-					d = assess(in, seen)
-				}
+				d = assessConfirming(in, seen)
 			}
 			assert.Equal(t, tc.take, d.take, "take")
 			assert.Equal(t, tc.lost, d.lost, "lost")

@@ -43,9 +43,6 @@ func forgetWorker(ctx context.Context, args []string, e *env) error {
 	if *worker == "" {
 		return usagef("-worker is required")
 	}
-	if *leaseDur <= 0 {
-		return usagef("-lease must be positive")
-	}
 	db, _, err := e.clients(ctx)
 	if err != nil {
 		return err

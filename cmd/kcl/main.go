@@ -228,7 +228,25 @@ func tableFlags(fs *flag.FlagSet) func() (string, error) {
 
 // leaseFlag adds -lease, the liveness watch.
 func leaseFlag(fs *flag.FlagSet) *time.Duration {
-	return fs.Duration("lease", defaultLeaseDuration, "the group's LeaseDuration: how long to watch the table to tell live workers from dead ones")
+	d := positiveDuration(defaultLeaseDuration)
+	fs.Var(&d, "lease", "the group's LeaseDuration: how long to watch the table to tell live workers from dead ones")
+	return (*time.Duration)(&d)
+}
+
+// positiveDuration is a duration flag that refuses zero and negative values.
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+func (d *positiveDuration) Set(v string) error {
+	p, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	if p <= 0 {
+		return errors.New("must be positive")
+	}
+	*d = positiveDuration(p)
+	return nil
 }
 
 // stringList is a repeatable flag.

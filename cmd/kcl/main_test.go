@@ -267,7 +267,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"nope"}, 2, `kcl: unknown command "nope"`},
 		{[]string{"status", "-stream", "s"}, 2, "kcl status: -app is required (or -table) (kcl status -h for help)\n"},
 		{[]string{"status", "-app", "a"}, 2, "kcl status: -stream is required"},
-		{[]string{"status", "-app", "a", "-stream", "s", "-lease", "0s"}, 2, "-lease must be positive"},
+		{[]string{"status", "-app", "a", "-stream", "s", "-lease", "0s"}, 2, `invalid value "0s" for flag -lease: must be positive`},
 		{[]string{"status", "-app", "a", "-stream", "s", "-bogus"}, 2, "kcl status: flag provided but not defined: -bogus"},
 		{[]string{"status", "-app", "a", "-stream", "s", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"reset", "-app", "a", "-stream", "s"}, 2, "-to is required"},

@@ -116,9 +116,6 @@ func reset(ctx context.Context, args []string, e *env) error {
 	if *stream == "" {
 		return usagef("-stream is required")
 	}
-	if *leaseDur <= 0 {
-		return usagef("-lease must be positive")
-	}
 	tgt, err := parseTarget(*to, e.now())
 	if err != nil {
 		return err

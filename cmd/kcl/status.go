@@ -76,9 +76,6 @@ func status(ctx context.Context, args []string, e *env) error {
 	if *stream == "" {
 		return usagef("-stream is required")
 	}
-	if *leaseDur <= 0 {
-		return usagef("-lease must be positive")
-	}
 	db, kin, err := e.clients(ctx)
 	if err != nil {
 		return err
