@@ -4,7 +4,8 @@ package kcl
 // against the in-process Kinesis (internal/kinesisfake) and one shared
 // in-memory lease table behind per-worker fault injectors, with an
 // adversary (producers, resharding, shard removal, crashes, freezes,
-// partitions, restarts, graceful stops, Kinesis and lease-table faults)
+// partitions, restarts, graceful stops, Kinesis and lease-table faults,
+// finished parents' leases deleted as the Java KCL deletes them)
 // drawn from a seed, and kcl's delivery guarantees checked as invariants
 // over the whole log at the end of each seed (sim_check_test.go).
 //
@@ -399,6 +400,8 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 		on := !s.tableFaults.Load()
 		s.event("lease table faults %v", on)
 		s.setTableFaults(on)
+	case kind < 96:
+		s.deleteFinishedParent(rng)
 	default: // restart: a graceful stop, then the same WorkerID again
 		if len(live) > 0 {
 			if w := pick(); !w.isFrozen() {
@@ -503,6 +506,57 @@ func (s *simRun) removeShard(rng *rand.Rand) {
 			}
 			return
 		}
+	}
+}
+
+// deleteFinishedParent deletes the lease of a shard read to its end, as the
+// Java KCL (2.3 and later, and 3.x) does in a group that shares the table or
+// that the table comes back to: once the lease is at SHARD_END and every
+// child has a lease that has started (its checkpoint past TRIM_HORIZON).
+// Sometimes it goes as soon as every child has a lease, started or not,
+// which an operator tidying the table could do and which is just as safe:
+// a parent at SHARD_END has nothing left to deliver. The shard may still be
+// listed, and its lease may still be held by the worker that finished it.
+func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
+	s.mu.Lock()
+	children := map[string][]string{}
+	for child, ps := range s.parents {
+		for _, p := range ps {
+			children[p] = append(children[p], child)
+		}
+	}
+	s.mu.Unlock()
+	eager := rng.IntN(3) == 0
+	t := s.leases
+	s.tableMu.Lock() // no logged write in between: the write log stays in table order
+	t.mu.Lock()
+	var done []string
+	for key, l := range t.leases {
+		kids := children[key]
+		if l.checkpoint.seq != checkpointShardEnd || len(kids) == 0 {
+			continue
+		}
+		ok := true
+		for _, k := range kids {
+			kl, leased := t.leases[k]
+			started := !slices.Contains([]string{checkpointTrimHorizon, checkpointLatest, checkpointAtTimestamp}, kl.checkpoint.seq)
+			ok = ok && leased && (started || eager)
+		}
+		if ok {
+			done = append(done, key)
+		}
+	}
+	var key, owner string
+	if len(done) > 0 {
+		slices.Sort(done)
+		key = done[rng.IntN(len(done))]
+		owner = t.leases[key].owner
+		delete(t.leases, key)
+	}
+	t.mu.Unlock()
+	s.tableMu.Unlock()
+	if key != "" {
+		s.event("delete finished lease %s (owner %q, children started: %v)", key, owner, !eager)
 	}
 }
 
