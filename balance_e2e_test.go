@@ -314,20 +314,40 @@ func TestJoinerAfterACrashTakesWhatAScannerPublished(t *testing.T) {
 
 	require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
 	killed := time.Now()
+	// When the scanner publishes the dead worker, as this test sees it (a
+	// consistent read every 50 ms).
+	published := make(chan time.Time, 1)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go func() {
+		for watchCtx.Err() == nil {
+			out, err := f.ddb.GetItem(watchCtx, &dynamodb.GetItemInput{
+				TableName: &f.app, Key: map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: groupKey}}, ConsistentRead: aws.Bool(true),
+			})
+			if err == nil && out.Item != nil {
+				if grp, err := groupFromItem(out.Item); err == nil {
+					if _, ok := grp.expired[workerKeyPrefix+"a-doomed"]; ok {
+						published <- time.Now()
+						return
+					}
+				}
+			}
+			sleep(watchCtx, 50*time.Millisecond)
+		}
+	}()
 	time.Sleep(ld / 2)
 	g.start("c", func(o *Options) { o.LeaseDuration = ld })
 	joined := time.Now()
 	require.Eventually(t, func() bool { return g.held()["c"] == 4 }, 4*ld, 20*time.Millisecond, "the joiner takes the dead worker's four shards: %v", g.held())
 	fair := time.Now()
 
-	out, err := f.ddb.GetItem(context.Background(), &dynamodb.GetItemInput{
-		TableName: &f.app, Key: map[string]ddbtypes.AttributeValue{attrLeaseKey: &ddbtypes.AttributeValueMemberS{Value: groupKey}}, ConsistentRead: aws.Bool(true),
-	})
-	require.NoError(t, err)
-	require.NotNil(t, out.Item, "the group item")
-	expired, err := groupFromItem(out.Item)
-	require.NoError(t, err)
-	assert.Contains(t, expired.expired, workerKeyPrefix+"a-doomed", "the scanner published the dead worker")
+	var at time.Time
+	select {
+	case at = <-published:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the scanner never published the dead worker in the group item")
+	}
 	assert.Less(t, fair.Sub(joined), ld, "the joiner took the leases before it could have judged the dead worker itself")
-	t.Logf("joiner at its fair share %v after the kill, %v after joining (LeaseDuration %v)", fair.Sub(killed).Round(10*time.Millisecond), fair.Sub(joined).Round(10*time.Millisecond), ld)
+	t.Logf("joiner at its fair share %v after the kill, %v after joining, %v after the scanner published the dead worker (LeaseDuration %v)",
+		fair.Sub(killed).Round(10*time.Millisecond), fair.Sub(joined).Round(10*time.Millisecond), fair.Sub(at).Round(10*time.Millisecond), ld)
 }
