@@ -14,7 +14,10 @@ import (
 )
 
 // simPut is one record written, from the fake's ledger, in write order
-// (sequence numbers are stream-wide, so ledger order is write order).
+// within its stream (sequence numbers are stream-wide, so ledger order is
+// write order). With several streams, Shard and Key (and so Data) are
+// qualified by the stream (simStreams): no key spans two streams, so
+// per-key order is checked within a stream.
 type simPut struct {
 	Data, Key, Shard, Seq string
 	Arrival               time.Time
@@ -32,7 +35,7 @@ type simDelivery struct {
 	ID      string // its WorkerID, as the lease table names owners
 	Window  int    // the lease acquisition (ack window) it came from, unique per run
 	Index   int    // its place in the incarnation's deliveries
-	Shard   string
+	Shard   string // named as simPut.Shard: from Record.StreamARN and ShardID
 	Seq     string
 	Sub     int64
 	Data    string
@@ -44,7 +47,7 @@ type simDelivery struct {
 // simWrite is one lease-table write that took effect (reply lost or not).
 type simWrite struct {
 	At    time.Time
-	Shard string
+	Shard string // named as simPut.Shard: from the lease key
 	Op    string // "take" or "checkpoint"
 	By    string // the WorkerID that wrote it
 	Prev  string // owner before

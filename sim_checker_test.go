@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kclgo/kcl/internal/kinesisfake"
 )
 
 // TestSimChecker feeds the simulation's invariant checker hand-made logs:
@@ -71,11 +73,7 @@ func TestSimChecker(t *testing.T) {
 		}
 	}
 
-	cases := []struct {
-		name string
-		edit func(l *simLog)
-		want string
-	}{
+	checkerCases(t, clean, []checkerCase{
 		{"lost record", func(l *simLog) {
 			l.Puts = append(l.Puts, put(12, "k9", "B"))
 		}, "lost:"},
@@ -127,7 +125,19 @@ func TestSimChecker(t *testing.T) {
 		{"error on a graceful stop", func(l *simLog) {
 			l.Stops[0].Err = fmt.Errorf("kcl: boom")
 		}, "err:"},
-	}
+	})
+}
+
+// checkerCase edits a copy of a clean log; the checker must then report a
+// violation starting with want, or none if want is "".
+type checkerCase struct {
+	name string
+	edit func(l *simLog)
+	want string
+}
+
+func checkerCases(t *testing.T, clean simLog, cases []checkerCase) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			l := clean
@@ -153,4 +163,92 @@ func TestSimChecker(t *testing.T) {
 			t.Fatalf("no %q violation; got %q", c.want, rep.Violations)
 		})
 	}
+}
+
+// TestSimCheckerStreams feeds the checker hand-made logs of a multi-stream
+// run, named as the simulation names them (simStreams): streams A and B
+// each have shardId-000000000000 and number their records alike, so only
+// the stream in every name keeps them apart. Collapsing the names (qualify
+// returning x) makes the clean log fail and the violations go unreported.
+func TestSimCheckerStreams(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	seq := func(n int) string { return fmt.Sprintf("49%054d", n) }
+	const shard = "shardId-000000000000"
+	streamID := func(stream string) string { return kinesisfake.Account + ":" + stream + ":1700000000" }
+	sts := &simStreams{
+		names: []string{"A", "B"},
+		byARN: map[string]string{kinesisfake.StreamARN("A"): "A", kinesisfake.StreamARN("B"): "B"},
+		byID:  map[string]string{streamID("A"): "A", streamID("B"): "B"},
+	}
+	// put: the nth record of stream, of key key, as the sim's puts name it.
+	put := func(stream string, n int, key string) simPut {
+		k := sts.qualify(stream, key)
+		return simPut{Data: fmt.Sprintf("%s:%d", k, n), Key: k, Shard: sts.qualify(stream, shard), Seq: seq(n), Arrival: at(n), Owed: true}
+	}
+	// del: its delivery, named from the Record's StreamARN and ShardID.
+	del := func(worker string, window, index int, stream string, p simPut, atMs, ackMs int) simDelivery {
+		d := simDelivery{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Index: index,
+			Shard: sts.ofRecord(kinesisfake.StreamARN(stream), shard), Seq: p.Seq, Data: p.Data, Key: p.Key, At: at(atMs)}
+		if ackMs >= 0 {
+			d.AckedAt = at(ackMs)
+		}
+		return d
+	}
+	// take and cp: lease-table writes, named from the lease key.
+	take := func(ms int, key, by string) simWrite {
+		return simWrite{At: at(ms), Shard: sts.ofLeaseKey(key), Op: "take", By: by, Owner: by}
+	}
+	cp := func(ms int, key, by string, n int) simWrite {
+		return simWrite{At: at(ms), Shard: sts.ofLeaseKey(key), Op: "checkpoint", By: by, Owner: by, CP: checkpoint{seq: seq(n)}}
+	}
+	keyA, keyB := streamID("A")+":"+shard, streamID("B")+":"+shard
+
+	// A clean log: w1 reads A's shard and checkpoints past 2. w2 takes B's
+	// shard, delivers 1 and 2 unacked and crashes; w1 takes B's shard and
+	// delivers them again (class a). A's checkpoint at 2, before w1's take
+	// of B, covers B's 1 and 2 by number but is another shard's: no rewind.
+	a1, a2 := put("A", 1, "k1"), put("A", 2, "k1")
+	b1, b2 := put("B", 1, "k1"), put("B", 2, "k1")
+	clean := simLog{
+		Puts: []simPut{a1, a2, b1, b2},
+		Deliveries: []simDelivery{
+			del("w1#1", 1, 0, "A", a1, 100, 110),
+			del("w1#1", 1, 1, "A", a2, 120, 130),
+			del("w2#1", 2, 0, "B", b1, 250, -1),
+			del("w2#1", 2, 1, "B", b2, 260, -1),
+			del("w1#1", 3, 2, "B", b1, 1100, 1105),
+			del("w1#1", 3, 3, "B", b2, 1110, 1115),
+		},
+		Writes: []simWrite{
+			take(50, keyA, "w1"), cp(150, keyA, "w1", 2), take(200, keyB, "w2"),
+			take(1000, keyB, "w1"), cp(1150, keyB, "w1", 2),
+		},
+		Outages:  []simOutage{{Worker: "w2#1", From: at(300)}},
+		Bound:    4,
+		LagBound: 300 * time.Millisecond,
+	}
+	rep := checkSim(&clean)
+	if len(rep.Violations) != 0 {
+		t.Fatalf("clean log: violations %q", rep.Violations)
+	}
+	if rep.Dups[dupUnacked] != 2 || len(rep.Dups) != 1 {
+		t.Errorf("duplicates %v, want 2 of class a", rep.Dups)
+	}
+
+	checkerCases(t, clean, []checkerCase{
+		{"a record of B lost while A's shard of the same ID delivered its twin", func(l *simLog) {
+			a3, b3 := put("A", 3, "k1"), put("B", 3, "k1") // same shard ID, number and key in each stream
+			l.Puts = append(l.Puts, a3, b3)
+			l.Deliveries = append(l.Deliveries, del("w1#1", 1, 4, "A", a3, 140, 145))
+		}, "lost:"},
+		{"B's shard delivered by the holder of A's lease of the same shard ID", func(l *simLog) {
+			b4 := put("B", 4, "k2")
+			l.Puts = append(l.Puts, b4)
+			l.Deliveries = append(l.Deliveries, del("w1#1", 4, 5, "B", b4, 500, 510))
+		}, "lease:"},
+		{"a take of another incarnation of A (another creation time) is not A's", func(l *simLog) {
+			l.Writes[0] = take(50, kinesisfake.Account+":A:1600000000:"+shard, "w1")
+		}, "lease:"},
+	})
 }

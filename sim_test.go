@@ -9,6 +9,15 @@ package kcl
 // drawn from a seed, and kcl's delivery guarantees checked as invariants
 // over the whole log at the end of each seed (sim_check_test.go).
 //
+// The seed also draws the mode: one stream (Options.StreamName, a
+// single-stream lease table keyed by shard ID), or two or three streams of
+// the same fake consumed as one group (Options.Streams, lease keys
+// account:stream:creationEpoch:shardId). With several, producers put to
+// any stream, each reshard or removal picks one, and the log names every
+// shard and key by its stream (simStreams), since shard IDs and sequence
+// numbers repeat across streams; the invariants are checked over all of
+// them at once.
+//
 // Determinism: the schedule (what happens, when, with which parameters,
 // and the fault draws) comes from the seed; goroutine timing does not, so a
 // failing seed reruns the same adversary but not necessarily the same
@@ -40,6 +49,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,7 +69,11 @@ var (
 	simDuration = flag.Duration("sim.duration", 4*time.Second, "TestSimulation: how long the adversary acts per seed (a quiet phase follows)")
 )
 
+// simStream is the stream of a single-stream run; a multi-stream run reads
+// simMultiStreams (as many as it drew).
 const simStream = "sim"
+
+var simMultiStreams = []string{"sim-a", "sim-b", "sim-c"}
 
 func TestSimulation(t *testing.T) {
 	var seeds []uint64
@@ -98,7 +112,8 @@ func TestSimulation(t *testing.T) {
 
 // simConfig is a seed's set-up, drawn from the seed.
 type simConfig struct {
-	shards, workers, keys, producers int
+	streams                          int // 1: StreamName; more: Options.Streams
+	shards, workers, keys, producers int // shards: per stream
 	position                         Position
 	leaseDuration                    time.Duration
 	maxRecords, bufferSize           int
@@ -142,12 +157,20 @@ func drawConfig(rng *rand.Rand, chaos time.Duration) simConfig {
 	if rng.IntN(4) == 0 {
 		c.position = Latest
 	}
+	c.streams = 1
+	if rng.IntN(2) == 0 {
+		c.streams = 2 + rng.IntN(2)
+	}
 	return c
 }
 
 func (c simConfig) String() string {
-	return fmt.Sprintf("shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
-		c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.table, c.neverAck, c.lateAck, c.events)
+	mode := "single-stream (StreamName)"
+	if c.streams > 1 {
+		mode = fmt.Sprintf("multi-stream (Streams, %d streams)", c.streams)
+	}
+	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
+		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.table, c.neverAck, c.lateAck, c.events)
 }
 
 // simRun is one seed's world.
@@ -156,6 +179,7 @@ type simRun struct {
 	seed   uint64
 	cfg    simConfig
 	kin    *kinesisfake.Server
+	sts    *simStreams
 	opens  *simKinesis
 	leases *memLeases
 	logs   *simLogBuffer
@@ -170,7 +194,7 @@ type simRun struct {
 	writes     []simWrite
 	outages    []simOutage
 	stops      []simStop
-	parents    map[string][]string // every shard ever seen, with its parents
+	parents    map[string][]string // every shard ever seen, with its parents (named by simStreams)
 	workers    []*simWorker        // every incarnation
 	nextName   map[string]int
 	events     []string // what the adversary did, for the failure report
@@ -189,14 +213,19 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 		windows: map[*ackWindow]int{}, parents: map[string][]string{}, nextName: map[string]int{},
 	}
 	s.kin = kinesisfake.New(kinesisfake.Options{IteratorTTL: cfg.iteratorTTL})
-	s.kin.CreateStream(simStream, cfg.shards)
-	s.opens = &simKinesis{Server: s.kin, first: map[string]time.Time{}}
+	names := []string{simStream}
+	if cfg.streams > 1 {
+		names = simMultiStreams[:cfg.streams]
+	}
+	s.sts = newSimStreams(t, s.kin, cfg.shards, names...)
+	s.opens = &simKinesis{Server: s.kin, sts: s.sts, first: map[string]time.Time{}}
 	s.noteShards()
 	kinFaults := kinesisfake.RandomFaults(rng.Uint64(), cfg.kinesis)
 
 	ctx, stopAdversary := context.WithCancel(context.Background())
 	defer stopAdversary()
-	// Producers: disjoint key sets, data "key:counter".
+	// Producers: disjoint key sets, data "key:counter"; with several
+	// streams, each record goes to a random stream, its key qualified by it.
 	prodCtx, stopProducers := context.WithCancel(ctx)
 	defer stopProducers()
 	for p := range cfg.producers {
@@ -274,6 +303,13 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for _, k := range slices.Sorted(maps.Keys(rep.Dups)) {
 		t.Logf("  duplicates %5d  %s", rep.Dups[k], k)
 	}
+	if s.sts.multi() {
+		var per []string
+		for _, stream := range s.sts.names {
+			per = append(per, fmt.Sprintf("%s %d", stream, len(s.kin.Records(stream))))
+		}
+		t.Logf("records per stream: %s", strings.Join(per, ", "))
+	}
 	s.mu.Lock()
 	kinds := map[string]int{}
 	for _, e := range s.events {
@@ -309,9 +345,10 @@ func (s *simRun) event(format string, args ...any) {
 func (s *simRun) produce(ctx context.Context, rng *rand.Rand, p int) {
 	counters := map[string]int{}
 	for ctx.Err() == nil {
-		key := fmt.Sprintf("p%dk%d", p, rng.IntN(s.cfg.keys))
+		stream := s.sts.pick(rng)
+		key := s.sts.qualify(stream, fmt.Sprintf("p%dk%d", p, rng.IntN(s.cfg.keys)))
 		counters[key]++
-		if _, _, err := s.kin.PutRecord(simStream, key, fmt.Appendf(nil, "%s:%d", key, counters[key])); err != nil {
+		if _, _, err := s.kin.PutRecord(stream, key, fmt.Appendf(nil, "%s:%d", key, counters[key])); err != nil {
 			s.t.Errorf("PutRecord: %v", err)
 			return
 		}
@@ -380,9 +417,14 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 	case kind < 64:
 		s.merge(rng)
 	case kind < 70:
+		stream := s.sts.pick(rng)
 		n := 1 + rng.IntN(6)
-		s.event("UpdateShardCount %d", n)
-		if err := s.kin.UpdateShardCount(simStream, n); err != nil {
+		named := ""
+		if s.sts.multi() {
+			named = " " + stream
+		}
+		s.event("UpdateShardCount%s %d", named, n)
+		if err := s.kin.UpdateShardCount(stream, n); err != nil {
 			s.t.Errorf("UpdateShardCount: %v", err)
 		}
 		s.noteShards()
@@ -413,8 +455,8 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 	}
 }
 
-func (s *simRun) openShards() []kinesisTypesShard {
-	shards, err := s.kin.Shards(simStream)
+func (s *simRun) openShards(stream string) []kinesisTypesShard {
+	shards, err := s.kin.Shards(stream)
 	if err != nil {
 		s.t.Fatalf("Shards: %v", err)
 	}
@@ -436,7 +478,8 @@ type kinesisTypesShard struct {
 }
 
 func (s *simRun) split(rng *rand.Rand) {
-	open := s.openShards()
+	stream := s.sts.pick(rng)
+	open := s.openShards(stream)
 	if len(open) >= 8 {
 		return
 	}
@@ -444,21 +487,22 @@ func (s *simRun) split(rng *rand.Rand) {
 	mid := new(big.Int).Add(sh.first, sh.last)
 	mid.Rsh(mid, 1)
 	mid.Add(mid, big.NewInt(1))
-	s.event("split %s", sh.id)
-	if err := s.kin.SplitShard(simStream, sh.id, mid.String()); err != nil {
+	s.event("split %s", s.sts.qualify(stream, sh.id))
+	if err := s.kin.SplitShard(stream, sh.id, mid.String()); err != nil {
 		s.t.Errorf("SplitShard: %v", err)
 	}
 	s.noteShards()
 }
 
 func (s *simRun) merge(rng *rand.Rand) {
-	open := s.openShards()
+	stream := s.sts.pick(rng)
+	open := s.openShards(stream)
 	if len(open) < 2 {
 		return
 	}
 	i := rng.IntN(len(open) - 1)
-	s.event("merge %s %s", open[i].id, open[i+1].id)
-	if err := s.kin.MergeShards(simStream, open[i].id, open[i+1].id); err != nil {
+	s.event("merge %s %s", s.sts.qualify(stream, open[i].id), s.sts.qualify(stream, open[i+1].id))
+	if err := s.kin.MergeShards(stream, open[i].id, open[i+1].id); err != nil {
 		s.t.Errorf("MergeShards: %v", err)
 	}
 	s.noteShards()
@@ -473,7 +517,8 @@ func (s *simRun) merge(rng *rand.Rand) {
 // ancestor is still there. (Removing an intermediate shard before its parent
 // let a grandchild be read before the grandparent ended: seed 957489490.)
 func (s *simRun) removeShard(rng *rand.Rand) {
-	shards, _ := s.kin.Shards(simStream)
+	stream := s.sts.pick(rng)
+	shards, _ := s.kin.Shards(stream)
 	listed := map[string]bool{}
 	for _, sh := range shards {
 		listed[*sh.ShardId] = true
@@ -493,15 +538,15 @@ func (s *simRun) removeShard(rng *rand.Rand) {
 	delivered := s.deliveredSet()
 	for _, id := range closed {
 		ok := true
-		for _, r := range s.kin.Records(simStream) {
+		for _, r := range s.kin.Records(stream) {
 			if r.ShardID == id && !r.Trimmed && !delivered[string(r.Data)] {
 				ok = false
 				break
 			}
 		}
 		if ok || anyway {
-			s.event("remove %s (all delivered: %v)", id, ok)
-			if err := s.kin.RemoveShard(simStream, id); err != nil {
+			s.event("remove %s (all delivered: %v)", s.sts.qualify(stream, id), ok)
+			if err := s.kin.RemoveShard(stream, id); err != nil {
 				s.t.Errorf("RemoveShard: %v", err)
 			}
 			return
@@ -530,15 +575,19 @@ func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
 	t := s.leases
 	s.tableMu.Lock() // no logged write in between: the write log stays in table order
 	t.mu.Lock()
+	byName := make(map[string]string, len(t.leases)) // the log's shard name -> lease key
+	for key := range t.leases {
+		byName[s.sts.ofLeaseKey(key)] = key
+	}
 	var done []string
 	for key, l := range t.leases {
-		kids := children[key]
+		kids := children[s.sts.ofLeaseKey(key)]
 		if l.checkpoint.seq != checkpointShardEnd || len(kids) == 0 {
 			continue
 		}
 		ok := true
 		for _, k := range kids {
-			kl, leased := t.leases[k]
+			kl, leased := t.leases[byName[k]]
 			started := !slices.Contains([]string{checkpointTrimHorizon, checkpointLatest, checkpointAtTimestamp}, kl.checkpoint.seq)
 			ok = ok && leased && (started || eager)
 		}
@@ -560,19 +609,22 @@ func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
 	}
 }
 
-// noteShards keeps the lineage of every shard, removed ones included.
+// noteShards keeps the lineage of every shard of every stream, removed ones
+// included.
 func (s *simRun) noteShards() {
-	shards, _ := s.kin.Shards(simStream)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, sh := range shards {
-		var ps []string
-		for _, p := range []*string{sh.ParentShardId, sh.AdjacentParentShardId} {
-			if aws.ToString(p) != "" {
-				ps = append(ps, *p)
+	for _, stream := range s.sts.names {
+		shards, _ := s.kin.Shards(stream)
+		for _, sh := range shards {
+			var ps []string
+			for _, p := range []*string{sh.ParentShardId, sh.AdjacentParentShardId} {
+				if aws.ToString(p) != "" {
+					ps = append(ps, s.sts.qualify(stream, *p))
+				}
 			}
+			s.parents[s.sts.qualify(stream, *sh.ShardId)] = ps
 		}
-		s.parents[*sh.ShardId] = ps
 	}
 }
 
@@ -620,15 +672,19 @@ func (s *simRun) owedSince() func(shard string) time.Time {
 	return since
 }
 
+// puts returns every record written, stream after stream, each stream's in
+// write order.
 func (s *simRun) puts() []simPut {
 	since := s.owedSince()
 	var out []simPut
-	for _, r := range s.kin.Records(simStream) {
-		data := string(r.Data)
-		out = append(out, simPut{
-			Data: data, Key: r.PartitionKey, Shard: r.ShardID, Seq: r.SequenceNumber, Arrival: r.Arrival,
-			Trimmed: r.Trimmed, Reads: r.Reads, Owed: r.Arrival.After(since(r.ShardID)),
-		})
+	for _, stream := range s.sts.names {
+		for _, r := range s.kin.Records(stream) {
+			shard := s.sts.qualify(stream, r.ShardID)
+			out = append(out, simPut{
+				Data: string(r.Data), Key: r.PartitionKey, Shard: shard, Seq: r.SequenceNumber, Arrival: r.Arrival,
+				Trimmed: r.Trimmed, Reads: r.Reads, Owed: r.Arrival.After(since(shard)),
+			})
+		}
 	}
 	return out
 }
@@ -711,8 +767,7 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 	s.event("start %s", name)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	table := &simTable{inner: s.leases, run: s, worker: name, id: id, rng: rand.New(rand.NewPCG(rng.Uint64(), 11)), p: s.cfg.table}
-	c, err := New(Options{
-		StreamName:         simStream,
+	opts := Options{
 		WorkerID:           id,
 		Kinesis:            s.opens,
 		InitialPosition:    s.cfg.position,
@@ -725,7 +780,13 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 		ShardSyncInterval:  300 * time.Millisecond,
 		ShutdownTimeout:    300 * time.Millisecond,
 		Logger:             slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	}
+	if s.sts.multi() {
+		opts.Streams = s.sts.names
+	} else {
+		opts.StreamName = s.sts.names[0]
+	}
+	c, err := New(opts)
 	if err != nil {
 		s.t.Fatalf("New: %v", err)
 	}
@@ -752,11 +813,14 @@ func (s *simRun) deliver(w *simWorker, r Record, index int) int {
 	}
 	key, _, _ := strings.Cut(string(r.Data), ":")
 	s.deliveries = append(s.deliveries, simDelivery{
-		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: r.ShardID, Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
+		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: s.sts.ofRecord(r.StreamARN, r.ShardID), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
 		Data: string(r.Data), Key: key, At: time.Now(),
 	})
 	if key != r.PartitionKey {
 		s.t.Errorf("record %q has partition key %q", r.Data, r.PartitionKey)
+	}
+	if _, ok := s.sts.byARN[r.StreamARN]; !ok {
+		s.t.Errorf("record %q has StreamARN %q, of no stream of the run", r.Data, r.StreamARN)
 	}
 	return len(s.deliveries) - 1
 }
@@ -1190,7 +1254,7 @@ func (t *simTable) create(ctx context.Context, l lease) (bool, error) {
 }
 
 // logged applies a write that may change the owner and logs it if it took
-// effect.
+// effect, naming the shard of the lease key shardID as the log does.
 func (t *simTable) logged(ctx context.Context, op, shardID string, write func() (lease, error)) (lease, error) {
 	lost, err := t.gate(ctx, false)
 	if err != nil {
@@ -1201,7 +1265,7 @@ func (t *simTable) logged(ctx context.Context, op, shardID string, write func() 
 	l, err := write()
 	if err == nil {
 		t.run.mu.Lock()
-		t.run.writes = append(t.run.writes, simWrite{At: time.Now(), Shard: shardID, Op: op, By: t.id, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint})
+		t.run.writes = append(t.run.writes, simWrite{At: time.Now(), Shard: t.run.sts.ofLeaseKey(shardID), Op: op, By: t.id, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint})
 		t.run.mu.Unlock()
 	}
 	t.run.tableMu.Unlock()
@@ -1259,9 +1323,11 @@ func (t *simTable) removeWorker(ctx context.Context, worker string, counter int6
 }
 
 // simKinesis notes when each shard was first opened (a GetShardIterator
-// reply), for what the group owes with InitialPosition Latest.
+// reply), for what the group owes with InitialPosition Latest; shards are
+// named as the log names them (simStreams).
 type simKinesis struct {
 	*kinesisfake.Server
+	sts   *simStreams
 	mu    sync.Mutex
 	first map[string]time.Time
 }
@@ -1270,9 +1336,14 @@ func (k *simKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardI
 	out, err := k.Server.GetShardIterator(ctx, in, opts...)
 	if err == nil {
 		now := time.Now()
+		stream := aws.ToString(in.StreamName)
+		if stream == "" {
+			stream = k.sts.byARN[aws.ToString(in.StreamARN)]
+		}
+		shard := k.sts.qualify(stream, aws.ToString(in.ShardId))
 		k.mu.Lock()
-		if _, ok := k.first[aws.ToString(in.ShardId)]; !ok {
-			k.first[aws.ToString(in.ShardId)] = now
+		if _, ok := k.first[shard]; !ok {
+			k.first[shard] = now
 		}
 		k.mu.Unlock()
 	}
@@ -1360,4 +1431,84 @@ func (s *simRun) dumpShards(violations []string) {
 			s.t.Logf("  window %d %s: %d records, %s %s .. %s %s", id, w.worker, w.n, w.first.At.Format("15:04:05.000000"), w.first.Seq, w.last.At.Format("15:04:05.000000"), w.last.Seq)
 		}
 	}
+}
+
+// simStreams are a run's streams and how its log names their shards and
+// keys. With one stream (Options.StreamName) a shard is named by its ID, as
+// the lease table keys it, and a key is the producer's. With several
+// (Options.Streams) shard IDs repeat across streams (each has its
+// shardId-000000000000), and so do sequence numbers (the fake numbers each
+// stream apart), so the log names every shard, and every producer key (so
+// every record's data), "stream/x": a delivery (Record.StreamARN and
+// ShardID), a lease-table write (lease key
+// account:stream:creationEpoch:shardId) and a put (the fake's ledger of the
+// stream) of one shard then carry one name, and the checker's
+// cross-references never mix two streams.
+type simStreams struct {
+	names []string
+	byARN map[string]string // stream ARN -> name
+	byID  map[string]string // multi-stream identifier, account:stream:creationEpoch -> name
+}
+
+// newSimStreams creates the streams, of shards shards each, in kin.
+func newSimStreams(t testing.TB, kin *kinesisfake.Server, shards int, names ...string) *simStreams {
+	sts := &simStreams{names: names, byARN: map[string]string{}, byID: map[string]string{}}
+	for _, name := range names {
+		arn := kin.CreateStream(name, shards)
+		out, err := kin.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		if err != nil {
+			t.Fatalf("DescribeStreamSummary: %v", err)
+		}
+		sts.byARN[arn] = name
+		// The Java KCL's identifier (StreamIdentifier.serialize), built
+		// here apart from kcl's own code.
+		sts.byID[kinesisfake.Account+":"+name+":"+strconv.FormatInt(out.StreamDescriptionSummary.StreamCreationTimestamp.Unix(), 10)] = name
+	}
+	return sts
+}
+
+func (n *simStreams) multi() bool { return len(n.names) > 1 }
+
+// pick draws a stream; with one, it draws nothing.
+func (n *simStreams) pick(rng *rand.Rand) string {
+	if !n.multi() {
+		return n.names[0]
+	}
+	return n.names[rng.IntN(len(n.names))]
+}
+
+// qualify names x, a shard ID or a producer key of stream, as the log does.
+func (n *simStreams) qualify(stream, x string) string {
+	if !n.multi() {
+		return x
+	}
+	return stream + "/" + x
+}
+
+// ofRecord names the shard of a delivered record.
+func (n *simStreams) ofRecord(streamARN, shardID string) string {
+	name, ok := n.byARN[streamARN]
+	if !ok {
+		name = "unknown-stream(" + streamARN + ")"
+	}
+	return n.qualify(name, shardID)
+}
+
+// ofLeaseKey names the shard of a lease key: the shard ID with one stream;
+// with several, account:stream:creationEpoch:shardId, whose identifier must
+// be one of the run's streams (an unknown one stays apart, so that a
+// delivery under it has no take).
+func (n *simStreams) ofLeaseKey(key string) string {
+	if !n.multi() {
+		return key
+	}
+	i := strings.LastIndexByte(key, ':')
+	if i < 0 {
+		return "unknown-lease-key(" + key + ")"
+	}
+	name, ok := n.byID[key[:i]]
+	if !ok {
+		return "unknown-lease-key(" + key + ")"
+	}
+	return n.qualify(name, key[i+1:])
 }
