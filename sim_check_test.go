@@ -97,6 +97,7 @@ type simReport struct {
 	Owed           int            // records owed
 	Excused        int            // owed but trimmed before any delivery
 	ExcusedRead    int            // of those, read by some GetRecords reply (never received)
+	StaleTrimmed   int            // owed, trimmed, delivered only after its lease moved (class c): exempt from key order
 	Dups           map[string]int // duplicate deliveries per class
 	Stale          int            // deliveries after the lease moved
 	MaxStale       int            // most stale deliveries of one lease acquisition
@@ -294,6 +295,20 @@ func checkSim(l *simLog) simReport {
 		}
 		return ds[best], true
 	}
+	// A trimmed record delivered only after its lease moved (class c): the
+	// old owner's user loop took it from the channel buffer late (a freeze),
+	// while the new owner found the shard gone (removed) and went on with
+	// its children (seed 1009). kcl had no copy left to deliver in order,
+	// as with a trimmed record never delivered, so it is exempt from key
+	// order; a record that was not trimmed is not.
+	staleOnly := func(data string) bool {
+		for _, i := range byData[data] {
+			if !stale[i] {
+				return false
+			}
+		}
+		return true
+	}
 	written := map[string]bool{}
 	lastByKey := map[string]simDelivery{}
 	lastPutByKey := map[string]simPut{}
@@ -317,6 +332,10 @@ func checkSim(l *simLog) simReport {
 		}
 		if d.Shard != p.Shard || d.Seq != p.Seq {
 			rep.violate("identity: %q written to %s/%s, delivered as %s/%s", p.Data, p.Shard, p.Seq, d.Shard, d.Seq)
+		}
+		if p.Trimmed && staleOnly(p.Data) {
+			rep.StaleTrimmed++
+			continue
 		}
 		if prev, ok := lastByKey[p.Key]; ok {
 			rep.KeyOrderChecks++
