@@ -309,11 +309,11 @@ func checkSim(l *simLog) simReport {
 		}
 		return true
 	}
-	written := map[string]bool{}
+	written := map[string]simPut{}
 	lastByKey := map[string]simDelivery{}
 	lastPutByKey := map[string]simPut{}
 	for _, p := range l.Puts {
-		written[p.Data] = true
+		written[p.Data] = p
 		if !p.Owed {
 			continue
 		}
@@ -330,9 +330,6 @@ func checkSim(l *simLog) simReport {
 			rep.violate("lost: %q (shard %s, seq %s) never delivered", p.Data, p.Shard, p.Seq)
 			continue
 		}
-		if d.Shard != p.Shard || d.Seq != p.Seq {
-			rep.violate("identity: %q written to %s/%s, delivered as %s/%s", p.Data, p.Shard, p.Seq, d.Shard, d.Seq)
-		}
 		if p.Trimmed && staleOnly(p.Data) {
 			rep.StaleTrimmed++
 			continue
@@ -348,8 +345,19 @@ func checkSim(l *simLog) simReport {
 		lastByKey[p.Key], lastPutByKey[p.Key] = d, p
 	}
 	for data, idx := range byData {
-		if !written[data] {
+		p, ok := written[data]
+		if !ok {
 			rep.violate("phantom: %q delivered %d times, never written", data, len(idx))
+			continue
+		}
+		// Every delivery, not only the first, names the shard (and so the
+		// stream) and sequence number the record was written with: a
+		// redelivery under another stream's name would otherwise pass
+		// wherever the worker also held that stream's lease of the same ID.
+		for _, i := range idx {
+			if d := ds[i]; d.Shard != p.Shard || d.Seq != p.Seq {
+				rep.violate("identity: %q written to %s/%s, delivered by %s as %s/%s", p.Data, p.Shard, p.Seq, d.Worker, d.Shard, d.Seq)
+			}
 		}
 	}
 

@@ -265,6 +265,13 @@ func TestSimCheckerStreams(t *testing.T) {
 			l.Puts = append(l.Puts, b4)
 			l.Deliveries = append(l.Deliveries, del("w1#1", 4, 5, "B", b4, 500, 510))
 		}, "lease:"},
+		{"a redelivery of B's record named as A's shard of the same ID", func(l *simLog) {
+			// w1 holds A's lease and B's, of one shard ID; its redelivery of
+			// b1 comes named as A's, in an acquisition of A's lease of its
+			// own: only the record's identity tells.
+			l.Deliveries[4].Shard = sts.ofRecord(kinesisfake.StreamARN("A"), shard)
+			l.Deliveries[4].Window = 5
+		}, "identity:"},
 		{"a take of another incarnation of A (another creation time) is not A's", func(l *simLog) {
 			l.Writes[0] = take(50, kinesisfake.Account+":A:1600000000:"+shard, "w1")
 		}, "lease:"},
