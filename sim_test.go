@@ -123,6 +123,12 @@ type simConfig struct {
 	kinesis                          kinesisfake.Probabilities
 	neverAck, lateAck                float64
 	events                           int
+
+	// shardSync is ShardSyncInterval: short, or so long that only shard
+	// ends find new shards (each syncs its own stream, creating its
+	// children's leases), as with the default 30 s against a stream
+	// resharded faster than that.
+	shardSync time.Duration
 }
 
 type simTableFaults struct {
@@ -130,7 +136,9 @@ type simTableFaults struct {
 	maxDelay         time.Duration
 }
 
-func drawConfig(rng *rand.Rand, chaos time.Duration) simConfig {
+// drawConfig draws a seed's set-up from rng; what was added later draws
+// from more, so that the seeds drawn before keep their set-up and schedule.
+func drawConfig(rng, more *rand.Rand, chaos time.Duration) simConfig {
 	c := simConfig{
 		shards:        2 + rng.IntN(3),
 		workers:       2 + rng.IntN(3),
@@ -161,6 +169,10 @@ func drawConfig(rng *rand.Rand, chaos time.Duration) simConfig {
 	if rng.IntN(2) == 0 {
 		c.streams = 2 + rng.IntN(2)
 	}
+	c.shardSync = 300 * time.Millisecond
+	if more.IntN(2) == 0 {
+		c.shardSync = time.Hour
+	}
 	return c
 }
 
@@ -169,8 +181,8 @@ func (c simConfig) String() string {
 	if c.streams > 1 {
 		mode = fmt.Sprintf("multi-stream (Streams, %d streams)", c.streams)
 	}
-	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
-		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.table, c.neverAck, c.lateAck, c.events)
+	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v shardSync=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
+		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.shardSync, c.table, c.neverAck, c.lateAck, c.events)
 }
 
 // simRun is one seed's world.
@@ -206,7 +218,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	noLeak(t)
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed5eed5eed5eed))
-	cfg := drawConfig(rng, chaos)
+	cfg := drawConfig(rng, rand.New(rand.NewPCG(seed^0x0dd5eed5, seed)), chaos)
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
@@ -777,7 +789,7 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 		MaxUnackedPerShard: s.cfg.maxUnacked,
 		LeaseDuration:      s.cfg.leaseDuration,
 		CheckpointInterval: defaultSimCheckpointInterval,
-		ShardSyncInterval:  300 * time.Millisecond,
+		ShardSyncInterval:  s.cfg.shardSync,
 		ShutdownTimeout:    300 * time.Millisecond,
 		Logger:             slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
