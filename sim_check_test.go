@@ -81,6 +81,11 @@ type simLog struct {
 	// LagBound is the longest an ack may wait for its checkpoint while the
 	// worker can reach the table and holds the lease.
 	LagBound time.Duration
+	// Unread are the shards still open at the end that no worker ever
+	// opened (GetShardIterator). With InitialPosition Latest a record is
+	// owed only once its shard (or an ancestor) was opened, so a shard, or
+	// a whole stream, that kcl never reads owes nothing: only this tells.
+	Unread []string
 }
 
 // Duplicate classes.
@@ -463,6 +468,12 @@ func checkSim(l *simLog) simReport {
 				rep.MaxLag = max(rep.MaxLag, lag)
 			}
 		}
+	}
+
+	// Every shard is read: after the quiet phase, none still open is left
+	// unopened (records or not).
+	for _, shard := range l.Unread {
+		rep.violate("starved: shard %s, open at the end, was never read", shard)
 	}
 
 	// Graceful stops end without error.

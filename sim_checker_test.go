@@ -137,6 +137,9 @@ func TestSimChecker(t *testing.T) {
 		{"delivery without a take", func(l *simLog) {
 			l.Writes = l.Writes[1:]
 		}, "lease:"},
+		{"a shard never read (a stream starved with Latest owes nothing)", func(l *simLog) {
+			l.Unread = []string{"D"}
+		}, "starved:"},
 		{"phantom record", func(l *simLog) {
 			l.Puts = l.Puts[:4]
 		}, "phantom:"},

@@ -701,9 +701,28 @@ func (s *simRun) puts() []simPut {
 	return out
 }
 
-// drained reports whether every owed record was delivered (or trimmed) and
-// the live workers have acked all they received.
+// unread returns the shards, of every stream, open now and never opened
+// by a worker, as the log names them.
+func (s *simRun) unread() []string {
+	opened := s.opens.snapshot()
+	var out []string
+	for _, stream := range s.sts.names {
+		for _, sh := range s.openShards(stream) {
+			if name := s.sts.qualify(stream, sh.id); opened[name].IsZero() {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+// drained reports whether every owed record was delivered (or trimmed),
+// every open shard was opened, and the live workers have acked all they
+// received.
 func (s *simRun) drained(live []*simWorker) bool {
+	if len(s.unread()) > 0 {
+		return false
+	}
 	delivered := s.deliveredSet()
 	for _, p := range s.puts() {
 		if p.Owed && !p.Trimmed && !delivered[p.Data] {
@@ -726,6 +745,7 @@ func (s *simRun) drained(live []*simWorker) bool {
 
 func (s *simRun) log() *simLog {
 	puts := s.puts()
+	unread := s.unread()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	bound := 64
@@ -734,7 +754,7 @@ func (s *simRun) log() *simLog {
 	}
 	return &simLog{
 		Puts: puts, Deliveries: slices.Clone(s.deliveries), Writes: slices.Clone(s.writes),
-		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound,
+		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound, Unread: unread,
 		// A flush every CheckpointInterval, each write given up to
 		// LeaseDuration/3 with retries; the lease loop may be busy with a
 		// balance pass of several slow calls first.
