@@ -16,7 +16,11 @@ package kcl
 // any stream, each reshard or removal picks one, and the log names every
 // shard and key by its stream (simStreams), since shard IDs and sequence
 // numbers repeat across streams; the invariants are checked over all of
-// them at once.
+// them at once. Some seeds give every stream reshards before the group
+// starts (history), keep the last of several streams out of Streams until
+// a rolling deploy adds it (late), run a Java KCL cleaner that deletes
+// every finished parent's lease, or set ShardSyncInterval so long that
+// only shard ends find new shards.
 //
 // Determinism: the schedule (what happens, when, with which parameters,
 // and the fault draws) comes from the seed; goroutine timing does not, so a
@@ -129,6 +133,19 @@ type simConfig struct {
 	// children's leases), as with the default 30 s against a stream
 	// resharded faster than that.
 	shardSync time.Duration
+	// history is how many reshards each stream has before the group first
+	// starts: closed shards, and parents, from the first sync on.
+	history int
+	// late: the last stream of several is not in Streams at first; at
+	// joinAt a rolling deploy adds it (Streams documents that a stream
+	// added starts at InitialPosition, and that while a deploy changes the
+	// list a stream is read by the workers that list it), history and all.
+	late   bool
+	joinAt time.Duration
+	// cleaner, when not zero, is how often a Java KCL cleaner deletes every
+	// finished parent's lease whose children all started, as the Java
+	// KCL's LeaseCleanupManager does in a table it shares.
+	cleaner time.Duration
 }
 
 type simTableFaults struct {
@@ -173,6 +190,15 @@ func drawConfig(rng, more *rand.Rand, chaos time.Duration) simConfig {
 	if more.IntN(2) == 0 {
 		c.shardSync = time.Hour
 	}
+	if more.IntN(2) == 0 {
+		c.history = 1 + more.IntN(2)
+	}
+	if c.streams > 1 && more.IntN(2) == 0 {
+		c.late, c.joinAt = true, chaos/5+time.Duration(more.Int64N(int64(chaos/2)))
+	}
+	if more.IntN(3) == 0 {
+		c.cleaner = time.Duration(100+more.IntN(300)) * time.Millisecond
+	}
 	return c
 }
 
@@ -180,6 +206,15 @@ func (c simConfig) String() string {
 	mode := "single-stream (StreamName)"
 	if c.streams > 1 {
 		mode = fmt.Sprintf("multi-stream (Streams, %d streams)", c.streams)
+	}
+	if c.late {
+		mode += fmt.Sprintf(" late=%v", c.joinAt.Round(time.Millisecond))
+	}
+	if c.history > 0 {
+		mode += fmt.Sprintf(" history=%d", c.history)
+	}
+	if c.cleaner > 0 {
+		mode += fmt.Sprintf(" cleaner=%v", c.cleaner)
 	}
 	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v shardSync=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
 		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.shardSync, c.table, c.neverAck, c.lateAck, c.events)
@@ -208,6 +243,7 @@ type simRun struct {
 	stops      []simStop
 	parents    map[string][]string // every shard ever seen, with its parents (named by simStreams)
 	workers    []*simWorker        // every incarnation
+	reading    []string            // the streams a worker started now lists (a multi-stream run)
 	nextName   map[string]int
 	events     []string // what the adversary did, for the failure report
 
@@ -218,7 +254,8 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	noLeak(t)
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed5eed5eed5eed))
-	cfg := drawConfig(rng, rand.New(rand.NewPCG(seed^0x0dd5eed5, seed)), chaos)
+	more := rand.New(rand.NewPCG(seed^0x0dd5eed5, seed))
+	cfg := drawConfig(rng, more, chaos)
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
@@ -230,6 +267,10 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 		names = simMultiStreams[:cfg.streams]
 	}
 	s.sts = newSimStreams(t, s.kin, cfg.shards, names...)
+	s.reading = names
+	if cfg.late {
+		s.reading = names[:len(names)-1]
+	}
 	s.opens = &simKinesis{Server: s.kin, sts: s.sts, first: map[string]time.Time{}}
 	s.noteShards()
 	kinFaults := kinesisfake.RandomFaults(rng.Uint64(), cfg.kinesis)
@@ -243,6 +284,19 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for p := range cfg.producers {
 		prng := rand.New(rand.NewPCG(rng.Uint64(), uint64(p)))
 		simGo(&s.wg, func() { s.produce(prodCtx, prng, p) })
+	}
+	for range cfg.history { // reshards before the group starts, records in each generation
+		for _, stream := range names {
+			time.Sleep(30 * time.Millisecond)
+			if more.IntN(2) == 0 {
+				s.splitIn(stream, more)
+			} else {
+				s.mergeIn(stream, more)
+			}
+		}
+	}
+	if cfg.history > 0 {
+		time.Sleep(30 * time.Millisecond)
 	}
 	if cfg.position == Latest {
 		time.Sleep(200 * time.Millisecond) // records the group does not owe
@@ -261,7 +315,17 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for i := range evs {
 		evs[i] = event{at: time.Duration(rng.Int64N(int64(chaos))), kind: rng.IntN(100), r: rng.Uint64()}
 	}
+	if cfg.late {
+		evs = append(evs, event{at: cfg.joinAt, kind: -1, r: more.Uint64()})
+	}
 	slices.SortFunc(evs, func(a, b event) int { return int(a.at - b.at) })
+	if cfg.cleaner > 0 {
+		simGo(&s.wg, func() {
+			for sleep(ctx, cfg.cleaner) {
+				s.deleteFinished(false, func(done []string) []string { return done }, "Java cleanup: delete")
+			}
+		})
+	}
 	s.setTableFaults(rng.IntN(3) > 0)
 	if rng.IntN(3) > 0 {
 		s.kin.SetFault(kinFaults)
@@ -376,6 +440,8 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 		return time.Duration(float64(s.cfg.leaseDuration) * (0.2 + 2.3*rng.Float64()))
 	}
 	switch {
+	case kind < 0:
+		s.deploy(ctx, rng)
 	case kind < 10: // a worker joins
 		if len(live) < 5 {
 			s.startWorker(rng.Uint64(), "")
@@ -489,8 +555,9 @@ type kinesisTypesShard struct {
 	first, last *big.Int
 }
 
-func (s *simRun) split(rng *rand.Rand) {
-	stream := s.sts.pick(rng)
+func (s *simRun) split(rng *rand.Rand) { s.splitIn(s.sts.pick(rng), rng) }
+
+func (s *simRun) splitIn(stream string, rng *rand.Rand) {
 	open := s.openShards(stream)
 	if len(open) >= 8 {
 		return
@@ -506,8 +573,9 @@ func (s *simRun) split(rng *rand.Rand) {
 	s.noteShards()
 }
 
-func (s *simRun) merge(rng *rand.Rand) {
-	stream := s.sts.pick(rng)
+func (s *simRun) merge(rng *rand.Rand) { s.mergeIn(s.sts.pick(rng), rng) }
+
+func (s *simRun) mergeIn(stream string, rng *rand.Rand) {
 	open := s.openShards(stream)
 	if len(open) < 2 {
 		return
@@ -575,6 +643,13 @@ func (s *simRun) removeShard(rng *rand.Rand) {
 // a parent at SHARD_END has nothing left to deliver. The shard may still be
 // listed, and its lease may still be held by the worker that finished it.
 func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
+	eager := rng.IntN(3) == 0
+	s.deleteFinished(eager, func(done []string) []string { return done[rng.IntN(len(done)):][:1] }, "delete")
+}
+
+// deleteFinished deletes the leases pick chooses among the finished
+// parents' (eager: children leased, started or not), and logs each as what.
+func (s *simRun) deleteFinished(eager bool, pick func(done []string) []string, what string) {
 	s.mu.Lock()
 	children := map[string][]string{}
 	for child, ps := range s.parents {
@@ -583,7 +658,6 @@ func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
 		}
 	}
 	s.mu.Unlock()
-	eager := rng.IntN(3) == 0
 	t := s.leases
 	s.tableMu.Lock() // no logged write in between: the write log stays in table order
 	t.mu.Lock()
@@ -607,17 +681,42 @@ func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
 			done = append(done, key)
 		}
 	}
-	var key, owner string
+	var keys, owners []string
 	if len(done) > 0 {
 		slices.Sort(done)
-		key = done[rng.IntN(len(done))]
-		owner = t.leases[key].owner
-		delete(t.leases, key)
+		keys = pick(done)
+		for _, key := range keys {
+			owners = append(owners, t.leases[key].owner)
+			delete(t.leases, key)
+		}
 	}
 	t.mu.Unlock()
 	s.tableMu.Unlock()
-	if key != "" {
-		s.event("delete finished lease %s (owner %q, children started: %v)", key, owner, !eager)
+	for i, key := range keys {
+		s.event("%s finished lease %s (owner %q, children started: %v)", what, key, owners[i], !eager)
+	}
+}
+
+// deploy is a rolling deploy that adds the late stream to Streams: each
+// live worker in turn stops (a frozen one is killed) and a new one, with a
+// new WorkerID and every stream, starts. Workers started from now on list
+// every stream.
+func (s *simRun) deploy(ctx context.Context, rng *rand.Rand) {
+	s.mu.Lock()
+	s.reading = s.sts.names
+	s.mu.Unlock()
+	s.event("deploy: Streams %v", s.sts.names)
+	for _, w := range s.live() {
+		if w.isFrozen() {
+			s.event("deploy: kill %s (frozen)", w.name)
+			w.crash(false)
+			simGo(&s.wg, w.kill)
+		} else {
+			s.event("deploy: stop %s", w.name)
+			w.stop(false)
+		}
+		s.startWorker(rng.Uint64(), "")
+		sleep(ctx, time.Duration(rng.IntN(200))*time.Millisecond)
 	}
 }
 
@@ -814,7 +913,9 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 		Logger:             slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	if s.sts.multi() {
-		opts.Streams = s.sts.names
+		s.mu.Lock()
+		opts.Streams = s.reading
+		s.mu.Unlock()
 	} else {
 		opts.StreamName = s.sts.names[0]
 	}
