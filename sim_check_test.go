@@ -66,7 +66,13 @@ type simOutage struct {
 type simStop struct {
 	Worker   string
 	Graceful bool // ctx cancelled with the table reachable: Err must be nil
-	Err      error
+	// Died: the channel closed before anyone stopped the worker and it had
+	// not crashed: the Consumer gave up on its own (a fatal error). Nothing
+	// in the simulation is fatal (the streams and the table stay, no two
+	// processes share a WorkerID), and a group whose workers die one by one
+	// starves its streams.
+	Died bool
+	Err  error
 }
 
 type simLog struct {
@@ -480,6 +486,9 @@ func checkSim(l *simLog) simReport {
 	for _, s := range l.Stops {
 		if s.Graceful && s.Err != nil {
 			rep.violate("err: %s stopped gracefully with Err %v", s.Worker, s.Err)
+		}
+		if s.Died {
+			rep.violate("died: %s ended on its own, not stopped or crashed: Err %v", s.Worker, s.Err)
 		}
 	}
 	return rep

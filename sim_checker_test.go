@@ -146,6 +146,9 @@ func TestSimChecker(t *testing.T) {
 		{"error on a graceful stop", func(l *simLog) {
 			l.Stops[0].Err = fmt.Errorf("kcl: boom")
 		}, "err:"},
+		{"a worker that ended on its own", func(l *simLog) {
+			l.Stops = append(l.Stops, simStop{Worker: "w2#1", Died: true, Err: fmt.Errorf("kcl: boom")})
+		}, "died:"},
 	})
 }
 

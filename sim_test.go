@@ -20,7 +20,8 @@ package kcl
 // starts (history), keep the last of several streams out of Streams until
 // a rolling deploy adds it (late), run a Java KCL cleaner that deletes
 // every finished parent's lease, or set ShardSyncInterval so long that
-// only shard ends find new shards.
+// only shard ends find new shards; and retention may overtake a reader
+// (a shard being read is closed and removed at once).
 //
 // Determinism: the schedule (what happens, when, with which parameters,
 // and the fault draws) comes from the seed; goroutine timing does not, so a
@@ -142,6 +143,9 @@ type simConfig struct {
 	// list a stream is read by the workers that list it), history and all.
 	late   bool
 	joinAt time.Duration
+	// overtakes is how many times retention overtakes a reader: a shard
+	// being read is closed and removed at once (overtake).
+	overtakes int
 	// cleaner, when not zero, is how often a Java KCL cleaner deletes every
 	// finished parent's lease whose children all started, as the Java
 	// KCL's LeaseCleanupManager does in a table it shares.
@@ -199,6 +203,7 @@ func drawConfig(rng, more *rand.Rand, chaos time.Duration) simConfig {
 	if more.IntN(3) == 0 {
 		c.cleaner = time.Duration(100+more.IntN(300)) * time.Millisecond
 	}
+	c.overtakes = more.IntN(3)
 	return c
 }
 
@@ -215,6 +220,9 @@ func (c simConfig) String() string {
 	}
 	if c.cleaner > 0 {
 		mode += fmt.Sprintf(" cleaner=%v", c.cleaner)
+	}
+	if c.overtakes > 0 {
+		mode += fmt.Sprintf(" overtakes=%d", c.overtakes)
 	}
 	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v shardSync=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
 		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.shardSync, c.table, c.neverAck, c.lateAck, c.events)
@@ -317,6 +325,9 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	}
 	if cfg.late {
 		evs = append(evs, event{at: cfg.joinAt, kind: -1, r: more.Uint64()})
+	}
+	for range cfg.overtakes {
+		evs = append(evs, event{at: time.Duration(more.Int64N(int64(chaos))), kind: -2, r: more.Uint64()})
 	}
 	slices.SortFunc(evs, func(a, b event) int { return int(a.at - b.at) })
 	if cfg.cleaner > 0 {
@@ -440,6 +451,8 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 		return time.Duration(float64(s.cfg.leaseDuration) * (0.2 + 2.3*rng.Float64()))
 	}
 	switch {
+	case kind == -2:
+		s.overtake(rng)
 	case kind < 0:
 		s.deploy(ctx, rng)
 	case kind < 10: // a worker joins
@@ -630,6 +643,58 @@ func (s *simRun) removeShard(rng *rand.Rand) {
 				s.t.Errorf("RemoveShard: %v", err)
 			}
 			return
+		}
+	}
+}
+
+// overtake is retention overtaking a reader: a shard being read (its lease
+// held, not at SHARD_END) is split and removed at once, the records it
+// still held trimmed, so that its reader, or whoever takes its lease, finds
+// it gone (shardGone) and must tell so from its own stream's listing, not
+// from its mere end. Removals by removeShard seldom meet a reader: a closed
+// shard is read to its end within a poll or two.
+func (s *simRun) overtake(rng *rand.Rand) {
+	stream := s.sts.pick(rng)
+	shards, _ := s.kin.Shards(stream)
+	listed := map[string]bool{}
+	for _, sh := range shards {
+		listed[*sh.ShardId] = true
+	}
+	held := map[string]bool{}
+	t := s.leases
+	t.mu.Lock()
+	for key, l := range t.leases {
+		if l.owner != "" && !l.checkpoint.shardEnd() {
+			held[s.sts.ofLeaseKey(key)] = true
+		}
+	}
+	t.mu.Unlock()
+	var read []string // open, parents gone (retention removes the oldest first), held
+	for _, sh := range shards {
+		parentListed := listed[aws.ToString(sh.ParentShardId)] || listed[aws.ToString(sh.AdjacentParentShardId)]
+		if sh.SequenceNumberRange.EndingSequenceNumber == nil && !parentListed && held[s.sts.qualify(stream, *sh.ShardId)] {
+			read = append(read, *sh.ShardId)
+		}
+	}
+	if len(read) == 0 || len(s.openShards(stream)) >= 8 {
+		return
+	}
+	slices.Sort(read)
+	id := read[rng.IntN(len(read))]
+	for _, sh := range s.openShards(stream) {
+		if sh.id != id {
+			continue
+		}
+		mid := new(big.Int).Add(sh.first, sh.last)
+		mid.Rsh(mid, 1)
+		mid.Add(mid, big.NewInt(1))
+		s.event("overtake %s: split and removed while read", s.sts.qualify(stream, id))
+		if err := s.kin.SplitShard(stream, id, mid.String()); err != nil {
+			s.t.Errorf("SplitShard: %v", err)
+		}
+		s.noteShards()
+		if err := s.kin.RemoveShard(stream, id); err != nil {
+			s.t.Errorf("RemoveShard: %v", err)
 		}
 	}
 }
@@ -1056,7 +1121,7 @@ func (w *simWorker) loop() {
 		w.run.event("%s ended: %v", w.name, err)
 	}
 	w.mu.Lock()
-	stop := simStop{Worker: w.name, Graceful: w.graceful && !w.crashed, Err: err}
+	stop := simStop{Worker: w.name, Graceful: w.graceful && !w.crashed, Died: !w.stopping && !w.crashed, Err: err}
 	w.mu.Unlock()
 	w.run.mu.Lock()
 	w.run.stops = append(w.run.stops, stop)
@@ -1527,6 +1592,10 @@ func (s *simRun) dumpShards(violations []string) {
 	l := s.log()
 	named := map[string]bool{}
 	for _, v := range violations {
+		if _, after, ok := strings.Cut(v, "(shard "); ok && strings.HasPrefix(v, "lost:") { // no delivery names it
+			shard, _, _ := strings.Cut(after, ",")
+			named[shard] = true
+		}
 		for _, d := range l.Deliveries {
 			if strings.Contains(v, fmt.Sprintf("%q", d.Data)) || strings.Contains(v, " "+d.Shard+" ") {
 				named[d.Shard] = true
