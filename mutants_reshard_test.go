@@ -21,7 +21,23 @@ func TestMutantChildrenOfAParentGoneFromTheStreamDescend(t *testing.T) {
 		{id: "child", parents: []string{"gone"}},
 		{id: "grandchild", parents: []string{"child"}},
 	}
-	assert.Equal(t, map[string]bool{"child": true, "grandchild": true}, descendsFromLeased(shards, map[string]bool{"other": true}, true))
-	assert.Empty(t, descendsFromLeased(shards, map[string]bool{}, false))
-	assert.Empty(t, descendsFromLeased(shards, map[string]bool{"other": true}, false), "leases created, none taken yet")
+	assert.Equal(t, map[string]bool{"child": true, "grandchild": true}, descendsFromLeased(shards, map[string]bool{"other": true}, nil, true))
+	assert.Empty(t, descendsFromLeased(shards, map[string]bool{}, nil, false))
+	assert.Empty(t, descendsFromLeased(shards, map[string]bool{"other": true}, nil, false), "leases created, none taken yet")
+}
+
+// A lease created at SHARD_END (a closed shard at Latest) and never taken
+// was never read: its children start at InitialPosition. One created at
+// Latest, or one read to its end, is followed: its children start at
+// TRIM_HORIZON (TestLatestShardAfterEndedLeasesIsNotReplayed).
+func TestMutantChildrenOfALeaseCreatedEndedDoNotDescend(t *testing.T) {
+	shards := []shardInfo{
+		{id: "ended"},
+		{id: "child", parents: []string{"ended"}},
+		{id: "grandchild", parents: []string{"child"}},
+	}
+	leased := map[string]bool{"ended": true}
+	assert.Empty(t, descendsFromLeased(shards, leased, map[string]bool{"ended": true}, false))
+	assert.Empty(t, descendsFromLeased(shards, leased, map[string]bool{"ended": true}, true))
+	assert.Equal(t, map[string]bool{"child": true, "grandchild": true}, descendsFromLeased(shards, leased, map[string]bool{"ended": false}, false))
 }

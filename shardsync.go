@@ -106,9 +106,12 @@ func parentsFirst(shards []shardInfo) []shardInfo {
 // at TRIM_HORIZON, so nothing between an ancestor's checkpoint and the
 // shard is missed. Any other shard starts at the InitialPosition; with
 // Latest, a closed one is marked SHARD_END, as nothing new will arrive in
-// it. All of this is decided per stream: a parent is a shard of the same
-// stream, and a stream without a lease yet (one just added to Streams)
-// starts at InitialPosition.
+// it. Such a lease, created ended and never taken, was never read: its
+// descendants start at InitialPosition too, as they do for the worker that
+// created it (the first workers of a group sync together, each from its
+// own read of the table). All of this is decided per stream: a parent is a
+// shard of the same stream, and a stream without a lease yet (one just
+// added to Streams) starts at InitialPosition.
 func (c *Consumer) syncShards(ctx context.Context, only *kstream, extra ...shardInfo) error {
 	streams := c.streams
 	if only != nil {
@@ -156,10 +159,16 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	// then is a parent gone from the stream one it should have read. (Not
 	// while the first workers of a group create its leases together.)
 	read := false
+	// Leases created ended (a closed shard at Latest) and never taken:
+	// nothing was read of their shards, so their children have nothing to go
+	// on from and start at InitialPosition, as the worker that created them
+	// decided for the children it created.
+	unread := map[string]bool{}
 	for _, l := range leases {
 		if id, shard := splitLeaseKey(l.shardID); id == s.id {
 			leased[shard] = true
 			read = read || l.counter > 0
+			unread[shard] = l.checkpoint.shardEnd() && l.counter == 0
 		}
 	}
 	if len(leased) == 0 && s.id != "" {
@@ -174,7 +183,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	s.shards = byID
 	c.mu.Unlock()
 
-	descends := descendsFromLeased(shards, leased, read)
+	descends := descendsFromLeased(shards, leased, unread, read)
 	done := ancestorsOfLeased(shards, leased)
 	anyCreated := false
 	for _, sh := range shards {
@@ -249,12 +258,6 @@ func withChildren(shards, extra []shardInfo, leased map[string]bool) []shardInfo
 	return shards
 }
 
-// descendsFromLeased reports, for each shard, whether one of its ancestors
-// (parents, their parents, and so on) has a lease. shards are in
-// parents-first order. A parent neither listed nor leased left the stream
-// (retention); once the group has read the stream (groupRead), such a
-// parent was one it should have read, so its children count as descendants
-// too: nothing after it is skipped, however long the group was down.
 // ancestorsOfLeased returns the listed shards without a lease of which a
 // descendant has one. Such a shard was read to its end before its child was
 // started, and its lease deleted since: kcl never deletes a lease, but the
@@ -287,7 +290,15 @@ func ancestorsOfLeased(shards []shardInfo, leased map[string]bool) map[string]bo
 	return done
 }
 
-func descendsFromLeased(shards []shardInfo, leased map[string]bool, groupRead bool) map[string]bool {
+// descendsFromLeased reports, for each shard, whether one of its ancestors
+// (parents, their parents, and so on) has a lease that is or was to be
+// read: not one of unread, created at SHARD_END and never taken. shards are
+// in parents-first order. A parent neither listed nor leased left the
+// stream (retention); once the group has read the stream (groupRead), such
+// a parent was one it should have read, so its children count as
+// descendants too: nothing after it is skipped, however long the group was
+// down.
+func descendsFromLeased(shards []shardInfo, leased, unread map[string]bool, groupRead bool) map[string]bool {
 	listed := make(map[string]bool, len(shards))
 	for _, s := range shards {
 		listed[s.id] = true
@@ -296,7 +307,7 @@ func descendsFromLeased(shards []shardInfo, leased map[string]bool, groupRead bo
 	for _, s := range shards { // parents first: a parent's answer is known
 		for _, p := range s.parents {
 			gone := !listed[p] && !leased[p] && groupRead
-			if leased[p] || descends[p] || gone {
+			if leased[p] && !unread[p] || descends[p] || gone {
 				descends[s.id] = true
 			}
 		}

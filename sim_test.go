@@ -16,7 +16,12 @@ package kcl
 // any stream, each reshard or removal picks one, and the log names every
 // shard and key by its stream (simStreams), since shard IDs and sequence
 // numbers repeat across streams; the invariants are checked over all of
-// them at once.
+// them at once. Some seeds give every stream reshards before the group
+// starts (history), keep the last of several streams out of Streams until
+// a rolling deploy adds it (late), run a Java KCL cleaner that deletes
+// every finished parent's lease, or set ShardSyncInterval so long that
+// only shard ends find new shards; and retention may overtake a reader
+// (a shard being read is closed and removed at once).
 //
 // Determinism: the schedule (what happens, when, with which parameters,
 // and the fault draws) comes from the seed; goroutine timing does not, so a
@@ -123,6 +128,28 @@ type simConfig struct {
 	kinesis                          kinesisfake.Probabilities
 	neverAck, lateAck                float64
 	events                           int
+
+	// shardSync is ShardSyncInterval: short, or so long that only shard
+	// ends find new shards (each syncs its own stream, creating its
+	// children's leases), as with the default 30 s against a stream
+	// resharded faster than that.
+	shardSync time.Duration
+	// history is how many reshards each stream has before the group first
+	// starts: closed shards, and parents, from the first sync on.
+	history int
+	// late: the last stream of several is not in Streams at first; at
+	// joinAt a rolling deploy adds it (Streams documents that a stream
+	// added starts at InitialPosition, and that while a deploy changes the
+	// list a stream is read by the workers that list it), history and all.
+	late   bool
+	joinAt time.Duration
+	// overtakes is how many times retention overtakes a reader: a shard
+	// being read is closed and removed at once (overtake).
+	overtakes int
+	// cleaner, when not zero, is how often a Java KCL cleaner deletes every
+	// finished parent's lease whose children all started, as the Java
+	// KCL's LeaseCleanupManager does in a table it shares.
+	cleaner time.Duration
 }
 
 type simTableFaults struct {
@@ -130,7 +157,9 @@ type simTableFaults struct {
 	maxDelay         time.Duration
 }
 
-func drawConfig(rng *rand.Rand, chaos time.Duration) simConfig {
+// drawConfig draws a seed's set-up from rng; what was added later draws
+// from more, so that the seeds drawn before keep their set-up and schedule.
+func drawConfig(rng, more *rand.Rand, chaos time.Duration) simConfig {
 	c := simConfig{
 		shards:        2 + rng.IntN(3),
 		workers:       2 + rng.IntN(3),
@@ -161,6 +190,20 @@ func drawConfig(rng *rand.Rand, chaos time.Duration) simConfig {
 	if rng.IntN(2) == 0 {
 		c.streams = 2 + rng.IntN(2)
 	}
+	c.shardSync = 300 * time.Millisecond
+	if more.IntN(2) == 0 {
+		c.shardSync = time.Hour
+	}
+	if more.IntN(2) == 0 {
+		c.history = 1 + more.IntN(2)
+	}
+	if c.streams > 1 && more.IntN(2) == 0 {
+		c.late, c.joinAt = true, chaos/5+time.Duration(more.Int64N(int64(chaos/2)))
+	}
+	if more.IntN(3) == 0 {
+		c.cleaner = time.Duration(100+more.IntN(300)) * time.Millisecond
+	}
+	c.overtakes = more.IntN(3)
 	return c
 }
 
@@ -169,8 +212,20 @@ func (c simConfig) String() string {
 	if c.streams > 1 {
 		mode = fmt.Sprintf("multi-stream (Streams, %d streams)", c.streams)
 	}
-	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
-		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.table, c.neverAck, c.lateAck, c.events)
+	if c.late {
+		mode += fmt.Sprintf(" late=%v", c.joinAt.Round(time.Millisecond))
+	}
+	if c.history > 0 {
+		mode += fmt.Sprintf(" history=%d", c.history)
+	}
+	if c.cleaner > 0 {
+		mode += fmt.Sprintf(" cleaner=%v", c.cleaner)
+	}
+	if c.overtakes > 0 {
+		mode += fmt.Sprintf(" overtakes=%d", c.overtakes)
+	}
+	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v shardSync=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
+		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.shardSync, c.table, c.neverAck, c.lateAck, c.events)
 }
 
 // simRun is one seed's world.
@@ -196,6 +251,7 @@ type simRun struct {
 	stops      []simStop
 	parents    map[string][]string // every shard ever seen, with its parents (named by simStreams)
 	workers    []*simWorker        // every incarnation
+	reading    []string            // the streams a worker started now lists (a multi-stream run)
 	nextName   map[string]int
 	events     []string // what the adversary did, for the failure report
 
@@ -206,7 +262,8 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	noLeak(t)
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed5eed5eed5eed))
-	cfg := drawConfig(rng, chaos)
+	more := rand.New(rand.NewPCG(seed^0x0dd5eed5, seed))
+	cfg := drawConfig(rng, more, chaos)
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
@@ -218,6 +275,10 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 		names = simMultiStreams[:cfg.streams]
 	}
 	s.sts = newSimStreams(t, s.kin, cfg.shards, names...)
+	s.reading = names
+	if cfg.late {
+		s.reading = names[:len(names)-1]
+	}
 	s.opens = &simKinesis{Server: s.kin, sts: s.sts, first: map[string]time.Time{}}
 	s.noteShards()
 	kinFaults := kinesisfake.RandomFaults(rng.Uint64(), cfg.kinesis)
@@ -231,6 +292,19 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for p := range cfg.producers {
 		prng := rand.New(rand.NewPCG(rng.Uint64(), uint64(p)))
 		simGo(&s.wg, func() { s.produce(prodCtx, prng, p) })
+	}
+	for range cfg.history { // reshards before the group starts, records in each generation
+		for _, stream := range names {
+			time.Sleep(30 * time.Millisecond)
+			if more.IntN(2) == 0 {
+				s.splitIn(stream, more)
+			} else {
+				s.mergeIn(stream, more)
+			}
+		}
+	}
+	if cfg.history > 0 {
+		time.Sleep(30 * time.Millisecond)
 	}
 	if cfg.position == Latest {
 		time.Sleep(200 * time.Millisecond) // records the group does not owe
@@ -249,7 +323,20 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for i := range evs {
 		evs[i] = event{at: time.Duration(rng.Int64N(int64(chaos))), kind: rng.IntN(100), r: rng.Uint64()}
 	}
+	if cfg.late {
+		evs = append(evs, event{at: cfg.joinAt, kind: -1, r: more.Uint64()})
+	}
+	for range cfg.overtakes {
+		evs = append(evs, event{at: time.Duration(more.Int64N(int64(chaos))), kind: -2, r: more.Uint64()})
+	}
 	slices.SortFunc(evs, func(a, b event) int { return int(a.at - b.at) })
+	if cfg.cleaner > 0 {
+		simGo(&s.wg, func() {
+			for sleep(ctx, cfg.cleaner) {
+				s.deleteFinished(false, func(done []string) []string { return done }, "Java cleanup: delete")
+			}
+		})
+	}
 	s.setTableFaults(rng.IntN(3) > 0)
 	if rng.IntN(3) > 0 {
 		s.kin.SetFault(kinFaults)
@@ -298,8 +385,8 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	}
 
 	rep := checkSim(s.log())
-	t.Logf("%d records (%d owed, %d trimmed unread, %d of those read by a worker that never handed them over), %d deliveries from %d lease acquisitions, %d stale, %d key-order checks",
-		rep.Records, rep.Owed, rep.Excused, rep.ExcusedRead, rep.Delivered, rep.Windows, rep.Stale, rep.KeyOrderChecks)
+	t.Logf("%d records (%d owed, %d trimmed unread, %d of those read by a worker that never handed them over, %d trimmed and delivered only after their lease moved), %d deliveries from %d lease acquisitions, %d stale, %d key-order checks",
+		rep.Records, rep.Owed, rep.Excused, rep.ExcusedRead, rep.StaleTrimmed, rep.Delivered, rep.Windows, rep.Stale, rep.KeyOrderChecks)
 	for _, k := range slices.Sorted(maps.Keys(rep.Dups)) {
 		t.Logf("  duplicates %5d  %s", rep.Dups[k], k)
 	}
@@ -364,6 +451,10 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 		return time.Duration(float64(s.cfg.leaseDuration) * (0.2 + 2.3*rng.Float64()))
 	}
 	switch {
+	case kind == -2:
+		s.overtake(rng)
+	case kind < 0:
+		s.deploy(ctx, rng)
 	case kind < 10: // a worker joins
 		if len(live) < 5 {
 			s.startWorker(rng.Uint64(), "")
@@ -477,8 +568,9 @@ type kinesisTypesShard struct {
 	first, last *big.Int
 }
 
-func (s *simRun) split(rng *rand.Rand) {
-	stream := s.sts.pick(rng)
+func (s *simRun) split(rng *rand.Rand) { s.splitIn(s.sts.pick(rng), rng) }
+
+func (s *simRun) splitIn(stream string, rng *rand.Rand) {
 	open := s.openShards(stream)
 	if len(open) >= 8 {
 		return
@@ -494,8 +586,9 @@ func (s *simRun) split(rng *rand.Rand) {
 	s.noteShards()
 }
 
-func (s *simRun) merge(rng *rand.Rand) {
-	stream := s.sts.pick(rng)
+func (s *simRun) merge(rng *rand.Rand) { s.mergeIn(s.sts.pick(rng), rng) }
+
+func (s *simRun) mergeIn(stream string, rng *rand.Rand) {
 	open := s.openShards(stream)
 	if len(open) < 2 {
 		return
@@ -554,6 +647,58 @@ func (s *simRun) removeShard(rng *rand.Rand) {
 	}
 }
 
+// overtake is retention overtaking a reader: a shard being read (its lease
+// held, not at SHARD_END) is split and removed at once, the records it
+// still held trimmed, so that its reader, or whoever takes its lease, finds
+// it gone (shardGone) and must tell so from its own stream's listing, not
+// from its mere end. Removals by removeShard seldom meet a reader: a closed
+// shard is read to its end within a poll or two.
+func (s *simRun) overtake(rng *rand.Rand) {
+	stream := s.sts.pick(rng)
+	shards, _ := s.kin.Shards(stream)
+	listed := map[string]bool{}
+	for _, sh := range shards {
+		listed[*sh.ShardId] = true
+	}
+	held := map[string]bool{}
+	t := s.leases
+	t.mu.Lock()
+	for key, l := range t.leases {
+		if l.owner != "" && !l.checkpoint.shardEnd() {
+			held[s.sts.ofLeaseKey(key)] = true
+		}
+	}
+	t.mu.Unlock()
+	var read []string // open, parents gone (retention removes the oldest first), held
+	for _, sh := range shards {
+		parentListed := listed[aws.ToString(sh.ParentShardId)] || listed[aws.ToString(sh.AdjacentParentShardId)]
+		if sh.SequenceNumberRange.EndingSequenceNumber == nil && !parentListed && held[s.sts.qualify(stream, *sh.ShardId)] {
+			read = append(read, *sh.ShardId)
+		}
+	}
+	if len(read) == 0 || len(s.openShards(stream)) >= 8 {
+		return
+	}
+	slices.Sort(read)
+	id := read[rng.IntN(len(read))]
+	for _, sh := range s.openShards(stream) {
+		if sh.id != id {
+			continue
+		}
+		mid := new(big.Int).Add(sh.first, sh.last)
+		mid.Rsh(mid, 1)
+		mid.Add(mid, big.NewInt(1))
+		s.event("overtake %s: split and removed while read", s.sts.qualify(stream, id))
+		if err := s.kin.SplitShard(stream, id, mid.String()); err != nil {
+			s.t.Errorf("SplitShard: %v", err)
+		}
+		s.noteShards()
+		if err := s.kin.RemoveShard(stream, id); err != nil {
+			s.t.Errorf("RemoveShard: %v", err)
+		}
+	}
+}
+
 // deleteFinishedParent deletes the lease of a shard read to its end, as the
 // Java KCL (2.3 and later, and 3.x) does in a group that shares the table or
 // that the table comes back to: once the lease is at SHARD_END and every
@@ -563,6 +708,13 @@ func (s *simRun) removeShard(rng *rand.Rand) {
 // a parent at SHARD_END has nothing left to deliver. The shard may still be
 // listed, and its lease may still be held by the worker that finished it.
 func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
+	eager := rng.IntN(3) == 0
+	s.deleteFinished(eager, func(done []string) []string { return done[rng.IntN(len(done)):][:1] }, "delete")
+}
+
+// deleteFinished deletes the leases pick chooses among the finished
+// parents' (eager: children leased, started or not), and logs each as what.
+func (s *simRun) deleteFinished(eager bool, pick func(done []string) []string, what string) {
 	s.mu.Lock()
 	children := map[string][]string{}
 	for child, ps := range s.parents {
@@ -571,7 +723,6 @@ func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
 		}
 	}
 	s.mu.Unlock()
-	eager := rng.IntN(3) == 0
 	t := s.leases
 	s.tableMu.Lock() // no logged write in between: the write log stays in table order
 	t.mu.Lock()
@@ -595,17 +746,42 @@ func (s *simRun) deleteFinishedParent(rng *rand.Rand) {
 			done = append(done, key)
 		}
 	}
-	var key, owner string
+	var keys, owners []string
 	if len(done) > 0 {
 		slices.Sort(done)
-		key = done[rng.IntN(len(done))]
-		owner = t.leases[key].owner
-		delete(t.leases, key)
+		keys = pick(done)
+		for _, key := range keys {
+			owners = append(owners, t.leases[key].owner)
+			delete(t.leases, key)
+		}
 	}
 	t.mu.Unlock()
 	s.tableMu.Unlock()
-	if key != "" {
-		s.event("delete finished lease %s (owner %q, children started: %v)", key, owner, !eager)
+	for i, key := range keys {
+		s.event("%s finished lease %s (owner %q, children started: %v)", what, key, owners[i], !eager)
+	}
+}
+
+// deploy is a rolling deploy that adds the late stream to Streams: each
+// live worker in turn stops (a frozen one is killed) and a new one, with a
+// new WorkerID and every stream, starts. Workers started from now on list
+// every stream.
+func (s *simRun) deploy(ctx context.Context, rng *rand.Rand) {
+	s.mu.Lock()
+	s.reading = s.sts.names
+	s.mu.Unlock()
+	s.event("deploy: Streams %v", s.sts.names)
+	for _, w := range s.live() {
+		if w.isFrozen() {
+			s.event("deploy: kill %s (frozen)", w.name)
+			w.crash(false)
+			simGo(&s.wg, w.kill)
+		} else {
+			s.event("deploy: stop %s", w.name)
+			w.stop(false)
+		}
+		s.startWorker(rng.Uint64(), "")
+		sleep(ctx, time.Duration(rng.IntN(200))*time.Millisecond)
 	}
 }
 
@@ -689,9 +865,28 @@ func (s *simRun) puts() []simPut {
 	return out
 }
 
-// drained reports whether every owed record was delivered (or trimmed) and
-// the live workers have acked all they received.
+// unread returns the shards, of every stream, open now and never opened
+// by a worker, as the log names them.
+func (s *simRun) unread() []string {
+	opened := s.opens.snapshot()
+	var out []string
+	for _, stream := range s.sts.names {
+		for _, sh := range s.openShards(stream) {
+			if name := s.sts.qualify(stream, sh.id); opened[name].IsZero() {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+// drained reports whether every owed record was delivered (or trimmed),
+// every open shard was opened, and the live workers have acked all they
+// received.
 func (s *simRun) drained(live []*simWorker) bool {
+	if len(s.unread()) > 0 {
+		return false
+	}
 	delivered := s.deliveredSet()
 	for _, p := range s.puts() {
 		if p.Owed && !p.Trimmed && !delivered[p.Data] {
@@ -714,6 +909,7 @@ func (s *simRun) drained(live []*simWorker) bool {
 
 func (s *simRun) log() *simLog {
 	puts := s.puts()
+	unread := s.unread()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	bound := 64
@@ -722,7 +918,7 @@ func (s *simRun) log() *simLog {
 	}
 	return &simLog{
 		Puts: puts, Deliveries: slices.Clone(s.deliveries), Writes: slices.Clone(s.writes),
-		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound,
+		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound, Unread: unread,
 		// A flush every CheckpointInterval, each write given up to
 		// LeaseDuration/3 with retries; the lease loop may be busy with a
 		// balance pass of several slow calls first.
@@ -777,12 +973,14 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 		MaxUnackedPerShard: s.cfg.maxUnacked,
 		LeaseDuration:      s.cfg.leaseDuration,
 		CheckpointInterval: defaultSimCheckpointInterval,
-		ShardSyncInterval:  300 * time.Millisecond,
+		ShardSyncInterval:  s.cfg.shardSync,
 		ShutdownTimeout:    300 * time.Millisecond,
 		Logger:             slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	if s.sts.multi() {
-		opts.Streams = s.sts.names
+		s.mu.Lock()
+		opts.Streams = s.reading
+		s.mu.Unlock()
 	} else {
 		opts.StreamName = s.sts.names[0]
 	}
@@ -923,7 +1121,7 @@ func (w *simWorker) loop() {
 		w.run.event("%s ended: %v", w.name, err)
 	}
 	w.mu.Lock()
-	stop := simStop{Worker: w.name, Graceful: w.graceful && !w.crashed, Err: err}
+	stop := simStop{Worker: w.name, Graceful: w.graceful && !w.crashed, Died: !w.stopping && !w.crashed, Err: err}
 	w.mu.Unlock()
 	w.run.mu.Lock()
 	w.run.stops = append(w.run.stops, stop)
@@ -1394,6 +1592,10 @@ func (s *simRun) dumpShards(violations []string) {
 	l := s.log()
 	named := map[string]bool{}
 	for _, v := range violations {
+		if _, after, ok := strings.Cut(v, "(shard "); ok && strings.HasPrefix(v, "lost:") { // no delivery names it
+			shard, _, _ := strings.Cut(after, ",")
+			named[shard] = true
+		}
 		for _, d := range l.Deliveries {
 			if strings.Contains(v, fmt.Sprintf("%q", d.Data)) || strings.Contains(v, " "+d.Shard+" ") {
 				named[d.Shard] = true
