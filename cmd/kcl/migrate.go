@@ -83,8 +83,12 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 			continue
 		}
 		item := map[string]types.AttributeValue{
-			"leaseKey":                     &types.AttributeValueMemberS{Value: s.id},
-			"leaseCounter":                 &types.AttributeValueMemberN{Value: "0"},
+			"leaseKey": &types.AttributeValueMemberS{Value: s.id},
+			// 1, not 0: vmware-go-kcl read these shards. A lease kcl finds
+			// at SHARD_END with counter 0 was created ended and never read
+			// (a closed shard at Latest), and its children would start at
+			// InitialPosition instead of TRIM_HORIZON.
+			"leaseCounter":                 &types.AttributeValueMemberN{Value: "1"},
 			"checkpoint":                   &types.AttributeValueMemberS{Value: s.checkpoint},
 			"checkpointSubSequenceNumber":  &types.AttributeValueMemberN{Value: "0"},
 			"ownerSwitchesSinceCheckpoint": &types.AttributeValueMemberN{Value: "0"},

@@ -126,3 +126,94 @@ func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
 	require.NoError(t, c.Err())
 	assert.ElementsMatch(t, want, got)
 }
+
+// TestMigratedParentAtShardEndLeadsItsChildren: vmware-go-kcl read a parent
+// to its end (SHARD_END) and never checkpointed its child, whose records
+// then wait in the stream. migrate-vmware skips the child (no checkpoint);
+// kcl, even at Latest, must read the child from TRIM_HORIZON, since its
+// parent was read. (kcl takes a lease created at SHARD_END and never taken,
+// counter 0, for one nothing was read of, whose children start at
+// InitialPosition: a migrated lease must not look like one.)
+func TestMigratedParentAtShardEndLeadsItsChildren(t *testing.T) {
+	needEmulators(t)
+	ctx := context.Background()
+	ddb, kin := ddbClient(), kinClient()
+	stream, from, to := uniqueName(t), "vmware-"+uniqueName(t), "kcl-"+uniqueName(t)
+	var out, stderr bytes.Buffer
+
+	_, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: &stream, ShardCount: aws.Int32(1)})
+	require.NoError(t, err)
+	waitActive := func() {
+		require.NoError(t, kinesis.NewStreamExistsWaiter(kin, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
+			Wait(ctx, &kinesis.DescribeStreamInput{StreamName: &stream}, time.Minute))
+		require.Eventually(t, func() bool {
+			d, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: &stream})
+			return err == nil && d.StreamDescriptionSummary.StreamStatus == "ACTIVE"
+		}, time.Minute, 100*time.Millisecond)
+	}
+	waitActive()
+	const parent = "shardId-000000000000"
+	_, err = kin.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: &stream, ShardToSplit: aws.String(parent), NewStartingHashKey: aws.String("170141183460469231731687303715884105728")})
+	require.NoError(t, err)
+	waitActive()
+	listed, err := kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: &stream})
+	require.NoError(t, err)
+	require.Len(t, listed.Shards, 3)
+	var want []string // written to the children before the migration
+	for i := range 20 {
+		data := fmt.Sprintf("c%02d", i)
+		_, err := kin.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: &stream, PartitionKey: aws.String(fmt.Sprint(i)), Data: []byte(data)})
+		require.NoError(t, err)
+		want = append(want, data)
+	}
+
+	// vmware-go-kcl's table: the parent read to its end, its children
+	// without a checkpoint.
+	_, err = ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: &from, BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("ShardID"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("ShardID"), KeyType: types.KeyTypeHash}},
+	})
+	require.NoError(t, err)
+	require.NoError(t, dynamodb.NewTableExistsWaiter(ddb, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
+		Wait(ctx, &dynamodb.DescribeTableInput{TableName: &from}, time.Minute))
+	for _, sh := range listed.Shards {
+		item := map[string]types.AttributeValue{"ShardID": &types.AttributeValueMemberS{Value: *sh.ShardId}}
+		if *sh.ShardId == parent {
+			item["Checkpoint"] = &types.AttributeValueMemberS{Value: "SHARD_END"}
+		} else {
+			item["ParentShardId"] = &types.AttributeValueMemberS{Value: parent}
+		}
+		_, err := ddb.PutItem(ctx, &dynamodb.PutItemInput{TableName: &from, Item: item})
+		require.NoError(t, err)
+	}
+	code := run(ctx, []string{"migrate-vmware", "-from", from, "-to", to}, &env{
+		stdout: &out, stderr: &stderr, progress: &stderr, now: time.Now, wait: sleep,
+		clients: func(context.Context) (DynamoDB, Kinesis, error) { return ddb, kin, nil },
+	})
+	require.Equal(t, 0, code, stderr.String())
+	assert.Contains(t, out.String(), "1 leases written")
+
+	c, err := kcl.New(kcl.Options{StreamName: stream, AppName: to, Kinesis: kin, DynamoDB: ddb, InitialPosition: kcl.Latest,
+		PollInterval: 50 * time.Millisecond, LeaseDuration: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var got []string
+	timeout := time.After(30 * time.Second)
+	records := c.Consume(cctx)
+	for len(got) < len(want) {
+		select {
+		case r := <-records:
+			got = append(got, string(r.Data))
+			r.Ack()
+		case <-timeout:
+			t.Fatalf("got %d of the %d records written to the children before the migration: %v", len(got), len(want), got)
+		}
+	}
+	cancel()
+	for range records {
+	}
+	require.NoError(t, c.Err())
+	assert.ElementsMatch(t, want, got)
+}
