@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -185,16 +186,39 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 
 	descends := descendsFromLeased(shards, leased, unread, read)
 	done := ancestorsOfLeased(shards, leased)
+	hasChild := map[string]bool{} // listed shards with a listed child
+	for _, sh := range shards {
+		for _, p := range sh.parents {
+			hasChild[p] = true
+		}
+	}
+	// toRead: shards whose lease this pass made, or found made meanwhile by
+	// another worker, at a position to be read (not created ended).
+	toRead := map[string]bool{}
 	anyCreated := false
 	for _, sh := range shards {
 		if leased[sh.id] || done[sh.id] {
 			continue
 		}
+		latest := c.opts.InitialPosition == Latest
 		cp := checkpoint{seq: c.opts.InitialPosition.String()}
 		switch {
 		case descends[sh.id]:
 			cp.seq = checkpointTrimHorizon
-		case cp.seq == checkpointLatest && sh.closed:
+		case latest && slices.ContainsFunc(sh.parents, func(p string) bool { return toRead[p] }):
+			// A listing caught mid-reshard shows a parent still open beside
+			// its children: the parent is read first, so a child at LATEST
+			// would be opened only once the parent ends, skipping what came
+			// in meanwhile. It goes on from its parent instead.
+			cp.seq = checkpointTrimHorizon
+		case latest && sh.closed && hasChild[sh.id]:
+			// Closed: nothing new will come in. One listed before its
+			// children (a listing caught mid-reshard, as the Java KCL has
+			// met) stays at LATEST: it is taken, ends at once, and its
+			// children, learnt from the shard end, go on from it at
+			// TRIM_HORIZON. Ended and never read, it would leave them to
+			// start at LATEST whenever a later listing shows them, skipping
+			// what came in until then.
 			cp.seq = checkpointShardEnd
 		}
 		key := leaseKey(s.id, sh.id)
@@ -206,9 +230,19 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		if err != nil {
 			return anyCreated, fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), key, err)
 		}
-		if created {
+		switch {
+		case created:
 			anyCreated = true
+			toRead[sh.id] = cp.seq != checkpointShardEnd
 			s.log.Info("kcl: lease created", "shard", key, "checkpoint", cp.seq, "parents", sh.parents)
+		case latest && hasChild[sh.id]:
+			// Another worker made it meanwhile: where it starts decides
+			// where its children do.
+			l, ok, err := c.table.read(ctx, key)
+			if err != nil {
+				return anyCreated, fmt.Errorf("lease table %q: reading lease %q: %w", c.table.name(), key, err)
+			}
+			toRead[sh.id] = ok && !(l.checkpoint.shardEnd() && l.counter == 0)
 		}
 	}
 	return anyCreated, nil

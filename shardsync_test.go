@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,4 +130,116 @@ func TestLatestShardAfterEndedLeasesIsNotReplayed(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, checkpointShardEnd, l.checkpoint.seq, "shard 3, closed, after ended leases only")
+}
+
+// listingMidReshard answers ListShards as Kinesis may while a reshard is in
+// progress (amazon-kinesis-client issue 164): with hide, without the
+// children of parent; with open, with parent still open.
+type listingMidReshard struct {
+	KinesisAPI
+	parent     string
+	hide, open atomic.Bool
+}
+
+func (m *listingMidReshard) ListShards(ctx context.Context, in *kinesis.ListShardsInput, opts ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
+	out, err := m.KinesisAPI.ListShards(ctx, in, opts...)
+	if err != nil {
+		return out, err
+	}
+	cp := *out
+	cp.Shards = nil
+	for _, s := range out.Shards {
+		if m.hide.Load() && (aws.ToString(s.ParentShardId) == m.parent || aws.ToString(s.AdjacentParentShardId) == m.parent) {
+			continue
+		}
+		if m.open.Load() && aws.ToString(s.ShardId) == m.parent {
+			r := *s.SequenceNumberRange
+			r.EndingSequenceNumber = nil
+			s.SequenceNumberRange = &r
+		}
+		cp.Shards = append(cp.Shards, s)
+	}
+	return &cp, nil
+}
+
+// A group starting at Latest lists a closed shard without its children
+// (caught mid-reshard). Created ended, the shard would never be read, and
+// the children, listed later, would start at LATEST then: all written to
+// them since the group started skipped (0 of 20 before the fix; found by a
+// cold review). The shard is created at LATEST instead, taken, ends at once,
+// and its children go on from it.
+func TestAClosedShardListedBeforeItsChildrenLeadsToThem(t *testing.T) {
+	noLeak(t)
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 2)
+	for i := range 10 {
+		_, _, err := kin.PutRecord("s", fmt.Sprintf("k%d", i), fmt.Appendf(nil, "old %d", i))
+		require.NoError(t, err)
+	}
+	require.NoError(t, kin.MergeShards("s", "shardId-000000000000", "shardId-000000000001"))
+	m := &listingMidReshard{KinesisAPI: kin, parent: "shardId-000000000000"}
+	m.hide.Store(true)
+	table := newMemLeases()
+	c, err := New(Options{StreamName: "s", Kinesis: m, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: time.Hour, Logger: testLogger(t)})
+	require.NoError(t, err)
+	c.table = table
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+	defer s.stop(ackAll)
+	require.Eventually(t, func() bool {
+		_, ok, _ := table.read(ctx, "shardId-000000000000")
+		return ok
+	}, 5*time.Second, 10*time.Millisecond, "the first sync")
+	for i := range 20 { // after the group started: owed
+		_, _, err := kin.PutRecord("s", fmt.Sprintf("k%d", i), fmt.Appendf(nil, "new %d", i))
+		require.NoError(t, err)
+	}
+	m.hide.Store(false)
+	var got []Record
+	deadline := time.After(10 * time.Second)
+	for len(got) < 20 {
+		select {
+		case r := <-s.ch:
+			got = append(got, r)
+			r.Ack()
+		case <-deadline:
+			t.Fatalf("%d of the 20 records written after the group started delivered within 10s: %q", len(got), dataOf(got))
+		}
+	}
+	for _, r := range got {
+		assert.True(t, strings.HasPrefix(string(r.Data), "new "), "%q was written before the group started, at Latest", r.Data)
+	}
+}
+
+// A group starting at Latest lists a shard still open beside its children
+// (caught mid-reshard). The children wait for their parent, which is read
+// first; made at LATEST, they would be opened only once it ends, skipping
+// what came in meanwhile (found by a cold review). They go on from it, at
+// TRIM_HORIZON.
+func TestAChildListedBesideItsOpenParentGoesOnFromIt(t *testing.T) {
+	noLeak(t)
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	listed, err := kin.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: aws.String("s")})
+	require.NoError(t, err)
+	require.NoError(t, kin.SplitShard("s", "shardId-000000000000", "170141183460469231731687303715884105728"))
+	m := &listingMidReshard{KinesisAPI: kin, parent: *listed.Shards[0].ShardId}
+	m.open.Store(true)
+	table := newMemLeases()
+	c, err := New(Options{StreamName: "s", Kinesis: m, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: time.Hour, Logger: testLogger(t)})
+	require.NoError(t, err)
+	c.table = table
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+	defer s.stop(ackAll)
+	require.Eventually(t, func() bool {
+		snap, _ := table.list(ctx, true)
+		return len(snap.leases) == 3
+	}, 5*time.Second, 10*time.Millisecond, "the first sync")
+	for _, child := range []string{"shardId-000000000001", "shardId-000000000002"} {
+		l, ok, err := table.read(ctx, child)
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "child %s of a parent to be read", child)
+	}
 }
