@@ -243,3 +243,39 @@ func TestAChildListedBesideItsOpenParentGoesOnFromIt(t *testing.T) {
 		assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "child %s of a parent to be read", child)
 	}
 }
+
+// Where a child starts when another worker made its parent's lease first:
+// at LATEST if that lease was made ended (nothing of it is read), at
+// TRIM_HORIZON if it is to be read (the other worker's listing showed the
+// parent still open), so that the child is not opened late.
+func TestAChildFollowsTheParentLeaseAnotherWorkerMade(t *testing.T) {
+	for _, tc := range []struct {
+		parent, child string // the other worker's position for shard 1; shard 2's
+	}{
+		{checkpointShardEnd, checkpointLatest},
+		{checkpointLatest, checkpointTrimHorizon},
+	} {
+		t.Run(tc.parent, func(t *testing.T) {
+			noLeak(t)
+			kin := kinesisfake.New(kinesisfake.Options{})
+			kin.CreateStream("s", 2)
+			require.NoError(t, kin.MergeShards("s", "shardId-000000000000", "shardId-000000000001"))
+			// Right after this worker creates 0, the other's create of 1 lands.
+			table := &racingTable{memLeases: newMemLeases(), after: "shardId-000000000000",
+				l: lease{shardID: "shardId-000000000001", checkpoint: checkpoint{seq: tc.parent}}}
+			c, err := New(Options{StreamName: "s", Kinesis: kin, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: time.Hour, Logger: testLogger(t)})
+			require.NoError(t, err)
+			c.table = table
+			ctx, cancel := context.WithCancel(context.Background())
+			s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+			defer s.stop(ackAll)
+			var child lease
+			require.Eventually(t, func() bool {
+				var ok bool
+				child, ok, _ = table.read(ctx, "shardId-000000000002")
+				return ok
+			}, 5*time.Second, 10*time.Millisecond, "the first sync")
+			assert.Equal(t, tc.child, child.checkpoint.seq)
+		})
+	}
+}
