@@ -106,13 +106,18 @@ func parentsFirst(shards []shardInfo) []shardInfo {
 // this sync, however deep (a consumer down across several reshards), starts
 // at TRIM_HORIZON, so nothing between an ancestor's checkpoint and the
 // shard is missed. Any other shard starts at the InitialPosition; with
-// Latest, a closed one is marked SHARD_END, as nothing new will arrive in
-// it. Such a lease, created ended and never taken, was never read: its
-// descendants start at InitialPosition too, as they do for the worker that
-// created it (the first workers of a group sync together, each from its
-// own read of the table). All of this is decided per stream: a parent is a
-// shard of the same stream, and a stream without a lease yet (one just
-// added to Streams) starts at InitialPosition.
+// Latest, a closed one whose children are listed is marked SHARD_END, as
+// nothing new will arrive in it. Such a lease, created ended and never
+// taken, was never read: its descendants start at InitialPosition too, as
+// they do for the worker that created it (the first workers of a group
+// sync together, each from its own read of the table). A listing caught
+// mid-reshard is met thus, with Latest: a closed shard listed without its
+// children starts at LATEST (it is read, ends at once, and its children go
+// on from it), and a child listed beside a parent this sync made (or found
+// made) at a position to be read starts at TRIM_HORIZON, not at a LATEST
+// taken only once the parent ends. All of this is decided per stream: a
+// parent is a shard of the same stream, and a stream without a lease yet
+// (one just added to Streams) starts at InitialPosition.
 func (c *Consumer) syncShards(ctx context.Context, only *kstream, extra ...shardInfo) error {
 	streams := c.streams
 	if only != nil {
