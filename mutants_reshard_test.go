@@ -41,3 +41,18 @@ func TestMutantChildrenOfALeaseCreatedEndedDoNotDescend(t *testing.T) {
 	assert.Empty(t, descendsFromLeased(shards, leased, map[string]bool{"ended": true}, true))
 	assert.Equal(t, map[string]bool{"child": true, "grandchild": true}, descendsFromLeased(shards, leased, map[string]bool{"ended": false}, false))
 }
+
+// Every descendant of a leased shard descends, however deep: a consumer down
+// across two reshards reads its grandchildren from TRIM_HORIZON (with
+// AT_TIMESTAMP nothing else would start them there:
+// TestGrandchildrenStartAtTrimHorizonAfterTwoReshardsWhileDown runs at
+// Latest, where a child made in the same sync leads its own children too).
+func TestMutantGrandchildrenOfALeasedShardDescend(t *testing.T) {
+	shards := []shardInfo{
+		{id: "leased"},
+		{id: "child", parents: []string{"leased"}},
+		{id: "grandchild", parents: []string{"child"}},
+		{id: "other"},
+	}
+	assert.Equal(t, map[string]bool{"child": true, "grandchild": true}, descendsFromLeased(shards, map[string]bool{"leased": true}, nil, true))
+}
