@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 
@@ -17,6 +18,9 @@ type shardInfo struct {
 	id      string
 	parents []string
 	closed  bool // has an ending sequence number: no record will be added
+	// first and last are its hash-key range; nil when not known (a child
+	// learnt from a shard end).
+	first, last *big.Int
 }
 
 // listShards returns every shard of stream s, parents before children. A
@@ -62,7 +66,48 @@ func infoOf(s types.Shard) shardInfo {
 		}
 	}
 	info.closed = s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil
+	if r := s.HashKeyRange; r != nil {
+		first, ok1 := new(big.Int).SetString(aws.ToString(r.StartingHashKey), 10)
+		last, ok2 := new(big.Int).SetString(aws.ToString(r.EndingHashKey), 10)
+		if ok1 && ok2 {
+			info.first, info.last = first, last
+		}
+	}
 	return info
+}
+
+// coveredByChildren returns the shards whose whole hash-key range the
+// listed children cover: the two halves of a split, or the child of a
+// merge. A listing caught mid-reshard may show only some children, or none
+// (the Java KCL checks the same, assertClosedShardsAreCoveredOrAbsent).
+func coveredByChildren(shards []shardInfo) map[string]bool {
+	children := map[string][]shardInfo{}
+	for _, s := range shards {
+		for _, p := range s.parents {
+			if s.first != nil {
+				children[p] = append(children[p], s)
+			}
+		}
+	}
+	covered := map[string]bool{}
+	for _, s := range shards {
+		kids := children[s.id]
+		if s.first == nil || len(kids) == 0 {
+			continue
+		}
+		slices.SortFunc(kids, func(a, b shardInfo) int { return a.first.Cmp(b.first) })
+		next := new(big.Int).Set(s.first) // the first hash key not yet covered
+		for _, k := range kids {
+			if k.first.Cmp(next) > 0 {
+				break // a gap
+			}
+			if k.last.Cmp(next) >= 0 {
+				next.Add(k.last, big.NewInt(1))
+			}
+		}
+		covered[s.id] = next.Cmp(s.last) > 0
+	}
+	return covered
 }
 
 // parentsFirst orders shards so that each comes after its parents.
@@ -106,13 +151,13 @@ func parentsFirst(shards []shardInfo) []shardInfo {
 // this sync, however deep (a consumer down across several reshards), starts
 // at TRIM_HORIZON, so nothing between an ancestor's checkpoint and the
 // shard is missed. Any other shard starts at the InitialPosition; with
-// Latest, a closed one whose children are listed is marked SHARD_END, as
-// nothing new will arrive in it. Such a lease, created ended and never
+// Latest, a closed one whose listed children cover its hash-key range is
+// marked SHARD_END, as nothing new will arrive in it. Such a lease, created ended and never
 // taken, was never read: its descendants start at InitialPosition too, as
 // they do for the worker that created it (the first workers of a group
 // sync together, each from its own read of the table). A listing caught
-// mid-reshard is met thus, with Latest: a closed shard listed without its
-// children starts at LATEST (it is read, ends at once, and its children go
+// mid-reshard is met thus, with Latest: a closed shard listed without all
+// its children starts at LATEST (it is read, ends at once, and its children go
 // on from it), and a child listed beside a parent this sync made (or found
 // made) at a position to be read starts at TRIM_HORIZON, not at a LATEST
 // taken only once the parent ends. All of this is decided per stream: a
@@ -197,6 +242,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 			hasChild[p] = true
 		}
 	}
+	covered := coveredByChildren(shards)
 	// toRead: shards whose lease this pass made, or found made meanwhile by
 	// another worker, at a position to be read (not created ended).
 	toRead := map[string]bool{}
@@ -216,14 +262,15 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 			// would be opened only once the parent ends, skipping what came
 			// in meanwhile. It goes on from its parent instead.
 			cp.seq = checkpointTrimHorizon
-		case latest && sh.closed && hasChild[sh.id]:
-			// Closed: nothing new will come in. One listed before its
-			// children (a listing caught mid-reshard, as the Java KCL has
-			// met) stays at LATEST: it is taken, ends at once, and its
+		case latest && sh.closed && covered[sh.id]:
+			// Closed, and its listed children cover it: nothing new will
+			// come in, and they start at LATEST. (One listed without all
+			// its children, a listing caught mid-reshard as the Java KCL
+			// has met, stays at LATEST: it is taken, ends at once, and its
 			// children, learnt from the shard end, go on from it at
-			// TRIM_HORIZON. Ended and never read, it would leave them to
-			// start at LATEST whenever a later listing shows them, skipping
-			// what came in until then.
+			// TRIM_HORIZON. Ended and never read, it would leave a child
+			// listed later to start at LATEST then, skipping what came in
+			// until then.)
 			cp.seq = checkpointShardEnd
 		}
 		key := leaseKey(s.id, sh.id)

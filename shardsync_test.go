@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,10 +135,12 @@ func TestLatestShardAfterEndedLeasesIsNotReplayed(t *testing.T) {
 
 // listingMidReshard answers ListShards as Kinesis may while a reshard is in
 // progress (amazon-kinesis-client issue 164): with hide, without the
-// children of parent; with open, with parent still open.
+// children of parent (and without hidden); with open, with parent still
+// open.
 type listingMidReshard struct {
 	KinesisAPI
 	parent     string
+	hidden     string // with hide, this shard too
 	hide, open atomic.Bool
 }
 
@@ -149,7 +152,7 @@ func (m *listingMidReshard) ListShards(ctx context.Context, in *kinesis.ListShar
 	cp := *out
 	cp.Shards = nil
 	for _, s := range out.Shards {
-		if m.hide.Load() && (aws.ToString(s.ParentShardId) == m.parent || aws.ToString(s.AdjacentParentShardId) == m.parent) {
+		if m.hide.Load() && (m.parent != "" && (aws.ToString(s.ParentShardId) == m.parent || aws.ToString(s.AdjacentParentShardId) == m.parent) || aws.ToString(s.ShardId) == m.hidden) {
 			continue
 		}
 		if m.open.Load() && aws.ToString(s.ShardId) == m.parent {
@@ -277,5 +280,69 @@ func TestAChildFollowsTheParentLeaseAnotherWorkerMade(t *testing.T) {
 			}, 5*time.Second, 10*time.Millisecond, "the first sync")
 			assert.Equal(t, tc.child, child.checkpoint.seq)
 		})
+	}
+}
+
+func TestCoveredByChildren(t *testing.T) {
+	r := func(id string, first, last int64, parents ...string) shardInfo {
+		return shardInfo{id: id, parents: parents, first: big.NewInt(first), last: big.NewInt(last)}
+	}
+	for _, tc := range []struct {
+		name   string
+		shards []shardInfo
+		want   map[string]bool
+	}{
+		{"a split, both halves listed", []shardInfo{r("p", 0, 99), r("a", 0, 49, "p"), r("b", 50, 99, "p")}, map[string]bool{"p": true}},
+		{"a split, the upper half only", []shardInfo{r("p", 0, 99), r("b", 50, 99, "p")}, map[string]bool{"p": false}},
+		{"a split, the lower half only", []shardInfo{r("p", 0, 99), r("a", 0, 49, "p")}, map[string]bool{"p": false}},
+		{"a merge", []shardInfo{r("p", 0, 49), r("q", 50, 99), r("m", 0, 99, "p", "q")}, map[string]bool{"p": true, "q": true}},
+		{"no child listed", []shardInfo{r("p", 0, 99)}, map[string]bool{}},
+		{"a child of unknown range", []shardInfo{r("p", 0, 99), {id: "a", parents: []string{"p"}}}, map[string]bool{}},
+		{"a split of a split", []shardInfo{r("p", 0, 99), r("a", 0, 49, "p"), r("b", 50, 99, "p"), r("c", 50, 74, "b"), r("d", 75, 99, "b")}, map[string]bool{"p": true, "b": true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, coveredByChildren(tc.shards))
+		})
+	}
+}
+
+// A group starting at Latest lists a closed shard with one of its two
+// children (caught mid-reshard). Created ended, the shard would leave the
+// other child, listed later, to start at LATEST then, skipping what came
+// in until then (21 of 40 records; found by a cold review). It stays at
+// LATEST until its children cover it.
+func TestAClosedShardListedWithHalfItsChildrenLeadsToBoth(t *testing.T) {
+	noLeak(t)
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	require.NoError(t, kin.SplitShard("s", "shardId-000000000000", "170141183460469231731687303715884105728"))
+	m := &listingMidReshard{KinesisAPI: kin, hidden: "shardId-000000000002"}
+	m.hide.Store(true)
+	table := newMemLeases()
+	c, err := New(Options{StreamName: "s", Kinesis: m, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: 300 * time.Millisecond, Logger: testLogger(t)})
+	require.NoError(t, err)
+	c.table = table
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+	defer s.stop(ackAll)
+	require.Eventually(t, func() bool {
+		_, ok, _ := table.read(ctx, "shardId-000000000001")
+		return ok
+	}, 5*time.Second, 10*time.Millisecond, "the first sync")
+	for i := range 40 { // after the group started: owed
+		_, _, err := kin.PutRecord("s", fmt.Sprintf("k%d", i), fmt.Appendf(nil, "new %d", i))
+		require.NoError(t, err)
+	}
+	m.hide.Store(false)
+	var got []Record
+	deadline := time.After(10 * time.Second)
+	for len(got) < 40 {
+		select {
+		case r := <-s.ch:
+			got = append(got, r)
+			r.Ack()
+		case <-deadline:
+			t.Fatalf("%d of the 40 records written after the group started delivered within 10s: %q", len(got), dataOf(got))
+		}
 	}
 }
