@@ -183,12 +183,9 @@ func TestAClosedShardListedBeforeItsChildrenLeadsToThem(t *testing.T) {
 	m := &listingMidReshard{KinesisAPI: kin, parent: "shardId-000000000000"}
 	m.hide.Store(true)
 	table := newMemLeases()
-	c, err := New(Options{StreamName: "s", Kinesis: m, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: time.Hour, Logger: testLogger(t)})
-	require.NoError(t, err)
-	c.table = table
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+	s := consumeAtLatest(t, m, table, time.Hour)
 	defer s.stop(ackAll)
+	ctx := context.Background()
 	require.Eventually(t, func() bool {
 		_, ok, _ := table.read(ctx, "shardId-000000000000")
 		return ok
@@ -198,17 +195,7 @@ func TestAClosedShardListedBeforeItsChildrenLeadsToThem(t *testing.T) {
 		require.NoError(t, err)
 	}
 	m.hide.Store(false)
-	var got []Record
-	deadline := time.After(10 * time.Second)
-	for len(got) < 20 {
-		select {
-		case r := <-s.ch:
-			got = append(got, r)
-			r.Ack()
-		case <-deadline:
-			t.Fatalf("%d of the 20 records written after the group started delivered within 10s: %q", len(got), dataOf(got))
-		}
-	}
+	got := s.receive(20, 10*time.Second, ackAll) // those written after the group started
 	for _, r := range got {
 		assert.True(t, strings.HasPrefix(string(r.Data), "new "), "%q was written before the group started, at Latest", r.Data)
 	}
@@ -229,12 +216,9 @@ func TestAChildListedBesideItsOpenParentGoesOnFromIt(t *testing.T) {
 	m := &listingMidReshard{KinesisAPI: kin, parent: *listed.Shards[0].ShardId}
 	m.open.Store(true)
 	table := newMemLeases()
-	c, err := New(Options{StreamName: "s", Kinesis: m, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: time.Hour, Logger: testLogger(t)})
-	require.NoError(t, err)
-	c.table = table
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+	s := consumeAtLatest(t, m, table, time.Hour)
 	defer s.stop(ackAll)
+	ctx := context.Background()
 	require.Eventually(t, func() bool {
 		snap, _ := table.list(ctx, true)
 		return len(snap.leases) == 3
@@ -266,12 +250,9 @@ func TestAChildFollowsTheParentLeaseAnotherWorkerMade(t *testing.T) {
 			// Right after this worker creates 0, the other's create of 1 lands.
 			table := &racingTable{memLeases: newMemLeases(), after: "shardId-000000000000",
 				l: lease{shardID: "shardId-000000000001", checkpoint: checkpoint{seq: tc.parent}}}
-			c, err := New(Options{StreamName: "s", Kinesis: kin, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: time.Hour, Logger: testLogger(t)})
-			require.NoError(t, err)
-			c.table = table
-			ctx, cancel := context.WithCancel(context.Background())
-			s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+			s := consumeAtLatest(t, kin, table, time.Hour)
 			defer s.stop(ackAll)
+			ctx := context.Background()
 			var child lease
 			require.Eventually(t, func() bool {
 				var ok bool
@@ -319,12 +300,9 @@ func TestAClosedShardListedWithHalfItsChildrenLeadsToBoth(t *testing.T) {
 	m := &listingMidReshard{KinesisAPI: kin, hidden: "shardId-000000000002"}
 	m.hide.Store(true)
 	table := newMemLeases()
-	c, err := New(Options{StreamName: "s", Kinesis: m, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: 300 * time.Millisecond, Logger: testLogger(t)})
-	require.NoError(t, err)
-	c.table = table
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
+	s := consumeAtLatest(t, m, table, 300*time.Millisecond)
 	defer s.stop(ackAll)
+	ctx := context.Background()
 	require.Eventually(t, func() bool {
 		_, ok, _ := table.read(ctx, "shardId-000000000001")
 		return ok
@@ -334,15 +312,16 @@ func TestAClosedShardListedWithHalfItsChildrenLeadsToBoth(t *testing.T) {
 		require.NoError(t, err)
 	}
 	m.hide.Store(false)
-	var got []Record
-	deadline := time.After(10 * time.Second)
-	for len(got) < 40 {
-		select {
-		case r := <-s.ch:
-			got = append(got, r)
-			r.Ack()
-		case <-deadline:
-			t.Fatalf("%d of the 40 records written after the group started delivered within 10s: %q", len(got), dataOf(got))
-		}
-	}
+	s.receive(40, 10*time.Second, ackAll) // those written after the group started
+}
+
+// consumeAtLatest starts a consumer of stream "s" of kin at Latest, on
+// table.
+func consumeAtLatest(t *testing.T, kin KinesisAPI, table leaseTable, shardSync time.Duration) *session {
+	t.Helper()
+	c, err := New(Options{StreamName: "s", Kinesis: kin, InitialPosition: Latest, PollInterval: 10 * time.Millisecond, ShardSyncInterval: shardSync, Logger: testLogger(t)})
+	require.NoError(t, err)
+	c.table = table
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{t: t, c: c, ch: c.Consume(ctx), cancel: cancel}
 }
