@@ -52,14 +52,7 @@ func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
 	require.Len(t, byShard, 2)
 
 	// vmware-go-kcl's table: checkpoints at the 5th and 3rd records.
-	_, err = ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: &from, BillingMode: types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("ShardID"), AttributeType: types.ScalarAttributeTypeS}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("ShardID"), KeyType: types.KeyTypeHash}},
-	})
-	require.NoError(t, err)
-	require.NoError(t, dynamodb.NewTableExistsWaiter(ddb, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
-		Wait(ctx, &dynamodb.DescribeTableInput{TableName: &from}, time.Minute))
+	createVMwareTable(t, ddb, from)
 	at := map[string]int{"shardId-000000000000": 4, "shardId-000000000001": 2}
 	put := func(shard string, timeout time.Time) {
 		_, err := ddb.PutItem(ctx, &dynamodb.PutItemInput{TableName: &from, Item: map[string]types.AttributeValue{
@@ -98,33 +91,7 @@ func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
 	for shard, data := range byShard {
 		want = append(want, data[at[shard]+1:]...)
 	}
-	c, err := kcl.New(kcl.Options{StreamName: stream, AppName: to, Kinesis: kin, DynamoDB: ddb, InitialPosition: kcl.TrimHorizon,
-		PollInterval: 50 * time.Millisecond, LeaseDuration: time.Second, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var got []string
-	timeout := time.After(30 * time.Second)
-	records := c.Consume(cctx)
-	for len(got) < len(want) {
-		select {
-		case r := <-records:
-			got = append(got, string(r.Data))
-			r.Ack()
-		case <-timeout:
-			t.Fatalf("got %d of %d records", len(got), len(want))
-		}
-	}
-	select {
-	case r := <-records:
-		t.Fatalf("unexpected record %q", r.Data)
-	case <-time.After(500 * time.Millisecond):
-	}
-	cancel()
-	for range records {
-	}
-	require.NoError(t, c.Err())
-	assert.ElementsMatch(t, want, got)
+	assert.ElementsMatch(t, want, consumeMigrated(t, kin, ddb, stream, to, kcl.TrimHorizon, len(want)))
 }
 
 // TestMigratedParentAtShardEndLeadsItsChildren: vmware-go-kcl read a parent
@@ -169,14 +136,7 @@ func TestMigratedParentAtShardEndLeadsItsChildren(t *testing.T) {
 
 	// vmware-go-kcl's table: the parent read to its end, its children
 	// without a checkpoint.
-	_, err = ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: &from, BillingMode: types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("ShardID"), AttributeType: types.ScalarAttributeTypeS}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("ShardID"), KeyType: types.KeyTypeHash}},
-	})
-	require.NoError(t, err)
-	require.NoError(t, dynamodb.NewTableExistsWaiter(ddb, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
-		Wait(ctx, &dynamodb.DescribeTableInput{TableName: &from}, time.Minute))
+	createVMwareTable(t, ddb, from)
 	for _, sh := range listed.Shards {
 		item := map[string]types.AttributeValue{"ShardID": &types.AttributeValueMemberS{Value: *sh.ShardId}}
 		if *sh.ShardId == parent {
@@ -194,26 +154,53 @@ func TestMigratedParentAtShardEndLeadsItsChildren(t *testing.T) {
 	require.Equal(t, 0, code, stderr.String())
 	assert.Contains(t, out.String(), "1 leases written")
 
-	c, err := kcl.New(kcl.Options{StreamName: stream, AppName: to, Kinesis: kin, DynamoDB: ddb, InitialPosition: kcl.Latest,
+	assert.ElementsMatch(t, want, consumeMigrated(t, kin, ddb, stream, to, kcl.Latest, len(want)), "the records written to the children before the migration")
+}
+
+// createVMwareTable creates an empty table of vmware-go-kcl's schema.
+func createVMwareTable(t *testing.T, ddb *dynamodb.Client, name string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: &name, BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("ShardID"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("ShardID"), KeyType: types.KeyTypeHash}},
+	})
+	require.NoError(t, err)
+	require.NoError(t, dynamodb.NewTableExistsWaiter(ddb, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
+		Wait(ctx, &dynamodb.DescribeTableInput{TableName: &name}, time.Minute))
+}
+
+// consumeMigrated runs kcl on stream with lease table app from pos until it
+// has n records, acking each, checks that no more arrive, and returns their
+// data.
+func consumeMigrated(t *testing.T, kin *kinesis.Client, ddb *dynamodb.Client, stream, app string, pos kcl.Position, n int) []string {
+	t.Helper()
+	c, err := kcl.New(kcl.Options{StreamName: stream, AppName: app, Kinesis: kin, DynamoDB: ddb, InitialPosition: pos,
 		PollInterval: 50 * time.Millisecond, LeaseDuration: time.Second, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	cctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var got []string
 	timeout := time.After(30 * time.Second)
-	records := c.Consume(cctx)
-	for len(got) < len(want) {
+	records := c.Consume(ctx)
+	for len(got) < n {
 		select {
 		case r := <-records:
 			got = append(got, string(r.Data))
 			r.Ack()
 		case <-timeout:
-			t.Fatalf("got %d of the %d records written to the children before the migration: %v", len(got), len(want), got)
+			t.Fatalf("got %d of %d records: %v", len(got), n, got)
 		}
+	}
+	select {
+	case r := <-records:
+		t.Fatalf("unexpected record %q", r.Data)
+	case <-time.After(500 * time.Millisecond):
 	}
 	cancel()
 	for range records {
 	}
 	require.NoError(t, c.Err())
-	assert.ElementsMatch(t, want, got)
+	return got
 }
