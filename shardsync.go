@@ -219,7 +219,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		if id, shard := splitLeaseKey(l.shardID); id == s.id {
 			leased[shard] = true
 			read = read || l.counter > 0
-			unread[shard] = l.checkpoint.shardEnd() && l.counter == 0
+			unread[shard] = l.createdEnded()
 		}
 	}
 	if len(leased) == 0 && s.id != "" {
@@ -294,7 +294,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 			if err != nil {
 				return anyCreated, fmt.Errorf("lease table %q: reading lease %q: %w", c.table.name(), key, err)
 			}
-			toRead[sh.id] = ok && !(l.checkpoint.shardEnd() && l.counter == 0)
+			toRead[sh.id] = ok && !l.createdEnded()
 		}
 	}
 	return anyCreated, nil
@@ -400,3 +400,8 @@ func descendsFromLeased(shards []shardInfo, leased, unread map[string]bool, grou
 	}
 	return descends
 }
+
+// createdEnded reports whether l was created at SHARD_END (a closed shard at
+// Latest) and never taken: nothing of its shard was read, so its children
+// do not go on from it. Every take and checkpoint bumps the counter.
+func (l lease) createdEnded() bool { return l.checkpoint.shardEnd() && l.counter == 0 }
