@@ -633,8 +633,8 @@ func TestARetriedCheckpointWriteNeverMovesTheCheckpointBack(t *testing.T) {
 	require.NoError(t, err)
 	l, err := c.table.take(ctx, lease{shardID: "s1", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, "me")
 	require.NoError(t, err)
-	h := &heldLease{shardID: "s1", lease: l, window: newAckWindow(l.checkpoint), cancel: func() {}}
-	h.stored.Store(&storedCheckpoint{cp: l.checkpoint})
+	h := newHeldLease(l, nil, "s1")
+	h.cancel = func() {}
 	recs := []Record{{SequenceNumber: "100"}, {SequenceNumber: "200"}}
 	require.True(t, h.window.push(recs))
 	recs[0].Ack()

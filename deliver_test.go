@@ -39,7 +39,8 @@ func BenchmarkDeliver(b *testing.B) {
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for sh := range shards {
-		h := &heldLease{shardID: fmt.Sprintf("shardId-%012d", sh), stream: c.streams[0], shard: fmt.Sprintf("shardId-%012d", sh), window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
+		id := fmt.Sprintf("shardId-%012d", sh)
+		h := newHeldLease(lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], id)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -3,7 +3,6 @@ package kcl
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -18,8 +17,8 @@ type heartbeat struct {
 	c     *Consumer // immutable
 	token string    // immutable: tells this process's writes from another's with the same WorkerID
 
-	mu      sync.Mutex // held across a beat's retries; never held together with Consumer.mu
-	counter int64      // synchronized on mu: the counter this process last wrote, -1 before the first
+	mu      chanLock // held across a beat's retries; never held together with Consumer.mu
+	counter int64    // synchronized on mu: the counter this process last wrote, -1 before the first
 	// first is when the first beat was sent (Unix nanoseconds, 0 before):
 	// written once under mu, read without it, so that the lease loop never
 	// waits on a beat's retries.
@@ -30,7 +29,7 @@ type heartbeat struct {
 }
 
 func newHeartbeat(c *Consumer, token string) *heartbeat {
-	return &heartbeat{c: c, token: token, counter: -1}
+	return &heartbeat{c: c, token: token, counter: -1, mu: newChanLock()}
 }
 
 // run writes the heartbeat until ctx ends: LeaseDuration/2 after the last

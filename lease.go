@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -142,11 +141,19 @@ type heldLease struct {
 	// wrote it (or took the lease): written under mu, read without it.
 	stored atomic.Pointer[storedCheckpoint]
 
-	mu      sync.Mutex  // held across each attempt at a write of the lease: each is conditional on the counter
+	mu      chanLock    // held across each attempt at a write of the lease (each is conditional on the counter); newHeldLease makes it
 	lease   lease       // synchronized on mu
 	unsure  *leaseWrite // synchronized on mu: the last write failed without an answer; it may have taken effect
 	handoff string      // synchronized on mu: worker to hand the lease to, once asked
 	gone    bool        // synchronized on mu: released, ended, handed off or lost; no more writes
+}
+
+// newHeldLease returns the held lease of l, a lease just taken, whose shard
+// is shard of stream.
+func newHeldLease(l lease, stream *kstream, shard string) *heldLease {
+	h := &heldLease{shardID: l.shardID, stream: stream, shard: shard, lease: l, window: newAckWindow(l.checkpoint), mu: newChanLock()}
+	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
+	return h
 }
 
 type storedCheckpoint struct {
@@ -582,8 +589,8 @@ func (k *leaseKeeper) reportBadLeases(bad []error) {
 func (k *leaseKeeper) startReader(leaseCtx context.Context, l lease, storedStart bool) {
 	c := k.c
 	stream, shard, _ := c.streamOf(l.shardID) // assess takes only leases of the streams read
-	h := &heldLease{shardID: l.shardID, stream: stream, shard: shard, lease: l, window: newAckWindow(l.checkpoint), startAt: l.startAt, storedStart: storedStart}
-	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
+	h := newHeldLease(l, stream, shard)
+	h.startAt, h.storedStart = l.startAt, storedStart
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()

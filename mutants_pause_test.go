@@ -29,7 +29,7 @@ func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *shardReader, *page
 		recs[i] = types.Record{Data: []byte(fmt.Sprint(i)), PartitionKey: aws.String("k"),
 			SequenceNumber: aws.String(fmt.Sprintf("%056d", i+1)), ApproximateArrivalTimestamp: &now}
 	}
-	h := &heldLease{shardID: "shardId-000000000000", stream: c.streams[0], shard: "shardId-000000000000", window: newAckWindow(checkpoint{seq: checkpointTrimHorizon})}
+	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], "shardId-000000000000")
 	var skip checkpoint
 	r := newShardReader(c, h)
 	return c, r, newPageRecords(r, recs, &skip)
@@ -95,8 +95,7 @@ func TestMutantLateBeatFencesEveryHeldLeaseBeforeReopening(t *testing.T) {
 	free, _, _ := c.table.read(ctx, "s")
 	mine, err := c.table.take(ctx, free, c.opts.WorkerID)
 	require.NoError(t, err)
-	h := &heldLease{shardID: "s", lease: mine, window: newAckWindow(mine.checkpoint)}
-	h.stored.Store(&storedCheckpoint{cp: mine.checkpoint, at: time.Now()})
+	h := newHeldLease(mine, nil, "s")
 	c.held["s"] = h
 
 	c.pause.stop() // no timers: the beats below say when
