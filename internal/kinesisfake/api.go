@@ -131,7 +131,7 @@ func (s *Server) GetShardIterator(ctx context.Context, in *kinesis.GetShardItera
 		if err != nil {
 			return nil, err
 		}
-		it := iterator{stream: st.name, shardID: sh.id, pos: pos, issued: now}
+		it := iterator{stream: st.name, shardID: sh.id, created: st.created, pos: pos, issued: now}
 		return &kinesis.GetShardIteratorOutput{ShardIterator: aws.String(it.encode())}, nil
 	})
 }
@@ -166,6 +166,9 @@ func (s *Server) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ 
 		if err != nil {
 			return nil, err
 		}
+		if !st.created.Equal(it.created) { // an iterator of a deleted incarnation
+			return nil, &types.ResourceNotFoundException{Message: aws.String(fmt.Sprintf("Stream %s under account %s not found.", it.stream, Account))}
+		}
 		sh := st.byID[it.shardID]
 		if sh == nil {
 			return nil, shardNotFound(st, it.shardID)
@@ -187,7 +190,7 @@ func (s *Server) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ 
 			out.ChildShards = cloneChildren(sh.children)
 			return out, nil
 		}
-		next := iterator{stream: st.name, shardID: sh.id, pos: sh.trimmed + j, issued: now}
+		next := iterator{stream: st.name, shardID: sh.id, created: st.created, pos: sh.trimmed + j, issued: now}
 		out.NextShardIterator = aws.String(next.encode())
 		return out, nil
 	})

@@ -12,20 +12,22 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 )
 
-// iterator is what a shard iterator encodes: a position in a shard and when
-// the iterator was issued, for its expiry.
+// iterator is what a shard iterator encodes: a position in a shard of one
+// incarnation of a stream (its creation time), and when the iterator was
+// issued, for its expiry.
 type iterator struct {
 	stream, shardID string
-	pos             int // see shard.end
+	created         time.Time // the stream's
+	pos             int       // see shard.end
 	issued          time.Time
 }
 
 func (it iterator) encode() string {
-	return encodeFields("it1", it.stream, it.shardID, strconv.Itoa(it.pos), formatTime(it.issued))
+	return encodeFields("it2", it.stream, it.shardID, strconv.Itoa(it.pos), formatTime(it.issued), formatTime(it.created))
 }
 
 func decodeIterator(s string) (iterator, error) {
-	f, ok := decodeFields(s, "it1", 5)
+	f, ok := decodeFields(s, "it2", 6)
 	if !ok {
 		return iterator{}, invalidArgument("invalid ShardIterator")
 	}
@@ -34,7 +36,10 @@ func decodeIterator(s string) (iterator, error) {
 	if it.pos, err = strconv.Atoi(f[3]); err != nil || it.pos < 0 {
 		return iterator{}, invalidArgument("invalid ShardIterator")
 	}
-	if it.issued, ok = parseTime(f[4]); !ok {
+	var ok2 bool
+	it.issued, ok = parseTime(f[4])
+	it.created, ok2 = parseTime(f[5])
+	if !ok || !ok2 {
 		return iterator{}, invalidArgument("invalid ShardIterator")
 	}
 	return it, nil

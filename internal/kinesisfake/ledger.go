@@ -51,16 +51,23 @@ type Record struct {
 }
 
 // Records returns every record ever put in the stream, trimmed ones
-// included, in sequence number order; nil when there is no such stream.
+// included, in sequence number order, those of its deleted incarnations
+// first (DeleteStream); nil when there is none.
 func (s *Server) Records(stream string) []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.streams[stream]
-	if st == nil {
+	var ledger []*record
+	for _, st := range s.deleted[stream] {
+		ledger = append(ledger, st.ledger...)
+	}
+	if st := s.streams[stream]; st != nil {
+		ledger = append(ledger, st.ledger...)
+	}
+	if ledger == nil {
 		return nil
 	}
-	out := make([]Record, len(st.ledger))
-	for i, r := range st.ledger {
+	out := make([]Record, len(ledger))
+	for i, r := range ledger {
 		out[i] = Record{
 			Stream:         r.stream,
 			ShardID:        r.shardID,

@@ -77,6 +77,9 @@ type Server struct {
 	fault     FaultFunc
 	streams   map[string]*stream
 	calls     map[string]int64
+	// deleted are the earlier incarnations of each stream name, oldest
+	// first: their records stay in the ledger (Records).
+	deleted map[string][]*stream
 }
 
 // New returns a server with no stream.
@@ -90,6 +93,7 @@ func New(opts Options) *Server {
 		fault:        opts.Fault,
 		streams:      make(map[string]*stream),
 		calls:        make(map[string]int64),
+		deleted:      make(map[string][]*stream),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -165,12 +169,42 @@ func (s *Server) CreateStream(name string, shards int) (arn string) {
 	}
 	now := s.now()
 	st := &stream{name: name, arn: StreamARN(name), created: now, byID: make(map[string]*shard)}
+	if old := s.deleted[name]; len(old) > 0 {
+		// Sequence numbers grow with time on AWS: a new incarnation's are
+		// above every one the name had.
+		st.seq = old[len(old)-1].seq
+	}
 	starts := evenStarts(shards)
 	for i := range starts {
 		st.newShard(starts[i], rangeLast(starts, i), "", "", now)
 	}
 	s.streams[name] = st
 	return st.arn
+}
+
+// DeleteStream deletes a stream at once (AWS keeps it DELETING for a
+// while first). Its records stay in the ledger (Records), marked trimmed:
+// nobody can read them any more. A stream created again under the name is
+// a new incarnation: a new creation time, shard IDs from
+// shardId-000000000000 again, sequence numbers above every one the name
+// had, and an iterator of the old incarnation fails with
+// ResourceNotFoundException (AWS's answer to it is not documented).
+func (s *Server) DeleteStream(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	st, err := s.lookup(name, "", now)
+	if err != nil {
+		return err
+	}
+	for _, sh := range st.shards {
+		for _, r := range sh.records {
+			r.trimmedAt = now
+		}
+	}
+	delete(s.streams, name)
+	s.deleted[name] = append(s.deleted[name], st)
+	return nil
 }
 
 // PutRecord adds a record to the open shard whose hash key range holds the
