@@ -1,0 +1,589 @@
+//go:build go1.25
+
+package kcl
+
+// Regression tests for the schedules of issue 21 that broke kcl's
+// guarantees, each built step by step in virtual time (schedule_test.go).
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/kinesisfake"
+)
+
+const shard0 = "shardId-000000000000"
+
+// waitFor polls cond every 10ms of virtual time, for at most limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+	}
+}
+
+// A take may succeed only if its owner's delivery deadline had passed when
+// it was written, whatever mix of item ages the taker's reads returned.
+//
+// W is cut off from the table for longer than LeaseDuration: its gate
+// shuts. Y confirms W dead with a consistent read of W's heartbeat (counter
+// n), and its take is throttled. W comes back: its late beat (n+1) makes it
+// fence its lease (a write that bumps the lease's counter), and its gate
+// reopens. Y's next read of the table returns W's heartbeat still at n (an
+// eventually consistent read, or a page read before the beat) but the
+// lease as the fence left it: a take fenced only on that counter succeeds,
+// and two live workers deliver one shard.
+func TestATakeDecidedOnAnOldHeartbeatFailsAfterTheFence(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		ctx, stopProducing := context.WithCancel(context.Background())
+		defer stopProducing()
+		g.produce(ctx, "s", 4, 5*time.Millisecond)
+		w := g.consume(g.newWorker("w", nil))
+		waitFor(t, 5*time.Second, "w takes the lease", func() bool { return g.owner(shard0) == "w" })
+
+		y := g.newWorker("y", nil)
+		var mu sync.Mutex
+		confirmed := int64(-1) // w's heartbeat counter as y's consistent read found it
+		throttleTakes := true
+		takes, badTakes := 0, 0
+		y.table.set(func(h *hookTable) {
+			h.onBeat = func(worker string, b workerBeat, ok bool) {
+				mu.Lock()
+				defer mu.Unlock()
+				if worker == "w" && ok && confirmed < 0 {
+					confirmed = b.counter
+				}
+			}
+			// From the confirmation on, every read of the whole table
+			// returns w's heartbeat as the confirmation found it.
+			h.onList = func(s *tableSnapshot) {
+				mu.Lock()
+				defer mu.Unlock()
+				if b, ok := s.workers["w"]; ok && confirmed >= 0 {
+					b.counter = confirmed
+					s.workers["w"] = b
+				}
+			}
+			h.before = func(op, key string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if op == "take" && key == shard0 {
+					takes++
+					if throttleTakes {
+						return throttled()
+					}
+				}
+				return nil
+			}
+			h.after = func(op, key string, err error) {
+				if op == "take" && key == shard0 && err == nil && w.c.pause.check() {
+					mu.Lock()
+					badTakes++
+					mu.Unlock()
+				}
+			}
+		})
+		g.consume(y)
+		time.Sleep(time.Second)
+		require.Equal(t, "w", g.owner(shard0), "y took nothing from a live w")
+
+		before, _, _ := g.table.read(context.Background(), shard0)
+		w.table.cutOff()
+		waitFor(t, 5*time.Second, "y confirms w dead and tries to take", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return confirmed >= 0 && takes > 0
+		})
+		require.True(t, w.c.pause.isShut(), "w's gate shut before anyone could judge it dead")
+		w.table.heal()
+		waitFor(t, 5*time.Second, "w fences its lease after its late heartbeat", func() bool {
+			l, _, _ := g.table.read(context.Background(), shard0)
+			return l.owner == "w" && l.counter > before.counter && w.c.pause.check()
+		})
+		mu.Lock()
+		throttleTakes = false
+		mu.Unlock()
+		time.Sleep(2 * time.Second)
+
+		stopProducing()
+		g.stop()
+		mu.Lock()
+		defer mu.Unlock()
+		require.Zero(t, badTakes, "y took w's lease while w's gate was open (records delivered by both: %v)", both(g.deliveries(), "w", "y"))
+	})
+}
+
+// A take's read-back tells this process's write from a twin's: two
+// processes with one WorkerID race for a free lease, the first's take
+// lands, the second's fails its condition and reads the lease back. The
+// lease names their common WorkerID with the counter the second's take
+// would have written, but the second must not take it for its own lost
+// reply and read the shard beside the first.
+func TestATwinsTakeIsNotMistakenForOnesOwnLostReply(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		ctx, stopProducing := context.WithCancel(context.Background())
+		defer stopProducing()
+		g.produce(ctx, "s", 4, 5*time.Millisecond)
+
+		// p1's take of the lease waits until p2 tries too; p2's until p1's
+		// landed.
+		p2Tries, p1Took := make(chan struct{}), make(chan struct{})
+		p1 := g.newWorker("p1", func(o *Options) { o.WorkerID = "w" })
+		p1.table.set(func(h *hookTable) {
+			h.before = func(op, key string) error {
+				if op == "take" && key == shard0 {
+					<-p2Tries
+				}
+				return nil
+			}
+			h.after = func(op, key string, err error) {
+				if op == "take" && key == shard0 {
+					close(p1Took)
+				}
+			}
+		})
+		p1 = g.consume(p1)
+		time.Sleep(200 * time.Millisecond)
+		p2 := g.newWorker("p2", func(o *Options) { o.WorkerID = "w" })
+		var once sync.Once
+		p2.table.set(func(h *hookTable) {
+			h.before = func(op, key string) error {
+				if op == "take" && key == shard0 {
+					once.Do(func() {
+						close(p2Tries)
+						<-p1Took
+					})
+				}
+				return nil
+			}
+		})
+		p2 = g.consume(p2)
+		<-p1.done // p1's next heartbeat finds p2's and stops it
+		time.Sleep(time.Second)
+		stopProducing()
+		g.stop()
+
+		var p1Last, p2First int64 = 0, -1
+		for _, d := range g.deliveries() {
+			switch d.worker {
+			case "p1":
+				p1Last = d.n
+			case "p2":
+				if p2First < 0 {
+					p2First = d.n
+				}
+			}
+		}
+		require.True(t, p2First < 0 || p2First > p1Last, "p2 delivered the shard (first at event %d) while p1 still did (last at %d)", p2First, p1Last)
+		require.ErrorIs(t, p1.c.Err(), errDuplicateWorker, "p1 stops with an error naming the WorkerID")
+	})
+}
+
+// writeLog notes the lease-table writes of one worker that took effect.
+type writeLog struct {
+	mu     sync.Mutex
+	writes []tableWrite
+}
+
+type tableWrite struct{ op, key string }
+
+func (l *writeLog) note(op, key string, err error) {
+	switch op {
+	case "take", "checkpoint", "shard-end", "release", "hand-off":
+	default:
+		return
+	}
+	if err == nil {
+		l.mu.Lock()
+		l.writes = append(l.writes, tableWrite{op, key})
+		l.mu.Unlock()
+	}
+}
+
+// after returns the writes to key that followed its first write of op.
+func (l *writeLog) after(op, key string) (found bool, later []tableWrite) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, w := range l.writes {
+		switch {
+		case w.key != key:
+		case found:
+			later = append(later, w)
+		case w.op == op:
+			found = true
+		}
+	}
+	return found, later
+}
+
+// Once a lease has ended for a worker (shard end, hand-off), no later write
+// of that worker touches it. A checkpoint flush that finds the acked prefix
+// ahead of the checkpoint written waits for the lease's write lock while a
+// slow shard-end or hand-off write holds it; it must not then write its
+// older checkpoint on the lease as that write left it (with the in-memory
+// table, the SHARD_END checkpoint moved back and the closed parent was read
+// again; with DynamoDB, the hand-off was undone).
+func TestNoWriteFollowsTheWriteThatEndedALease(t *testing.T) {
+	// A 300 ms table: every lease write takes that long to land.
+	slowWrites := func(log *writeLog) func(h *hookTable) {
+		return func(h *hookTable) {
+			h.before = func(op, key string) error {
+				switch op {
+				case "take", "checkpoint", "shard-end", "release", "hand-off":
+					time.Sleep(300 * time.Millisecond)
+				}
+				return nil
+			}
+			if log != nil {
+				h.after = log.note
+			}
+		}
+	}
+	t.Run("shard end", func(t *testing.T) {
+		noLeak(t)
+		synctest.Test(t, func(t *testing.T) {
+			kin := kinesisfake.New(kinesisfake.Options{})
+			kin.CreateStream("s", 1)
+			g := newSchedGroup(t, kin)
+			var log writeLog
+			w := g.newWorker("w", nil)
+			w.table.set(slowWrites(&log))
+			g.consumeAckingAfter(w, 7*time.Millisecond)
+			ctx, stopProducing := context.WithCancel(context.Background())
+			defer stopProducing()
+			g.produce(ctx, "s", 4, 5*time.Millisecond)
+			time.Sleep(time.Second)
+			if err := kin.SplitShard("s", shard0, "170141183460469231731687303715884105728"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * time.Second)
+			stopProducing()
+			g.stop()
+			ended, later := log.after("shard-end", shard0)
+			require.True(t, ended, "the parent was ended")
+			require.Empty(t, later, "writes to the parent's lease after its SHARD_END write")
+		})
+	})
+	t.Run("hand-off", func(t *testing.T) {
+		noLeak(t)
+		synctest.Test(t, func(t *testing.T) {
+			kin := kinesisfake.New(kinesisfake.Options{})
+			kin.CreateStream("s", 2)
+			g := newSchedGroup(t, kin)
+			var log writeLog
+			w := g.newWorker("w", nil)
+			w.table.set(slowWrites(&log))
+			g.consumeAckingAfter(w, 7*time.Millisecond)
+			ctx, stopProducing := context.WithCancel(context.Background())
+			defer stopProducing()
+			g.produce(ctx, "s", 8, 5*time.Millisecond)
+			time.Sleep(time.Second)
+			y := g.newWorker("y", nil)
+			y.table.set(slowWrites(nil))
+			g.consume(y)
+			time.Sleep(3 * time.Second)
+			stopProducing()
+			g.stop()
+			var handed []string
+			for _, key := range []string{shard0, "shardId-000000000001"} {
+				if ok, later := log.after("hand-off", key); ok {
+					handed = append(handed, key)
+					require.Empty(t, later, "w's writes to %s after it handed it off", key)
+				}
+			}
+			require.Len(t, handed, 1, "w handed one lease to y")
+		})
+	})
+}
+
+// While a rolling deploy changes Options.Streams, workers of one group list
+// different streams. A worker's fair share counts, per stream, only the
+// workers that read it: otherwise a worker that reads a stream stops short
+// of its shards because it counts a worker that does not read them, and a
+// shard stays unread for as long as that worker runs.
+func TestEveryShardIsReadWhileWorkersListDifferentStreams(t *testing.T) {
+	streams := func(names ...string) func(*Options) {
+		return func(o *Options) { o.StreamName, o.Streams = "", names }
+	}
+	check := func(t *testing.T, g *schedGroup, reader string) {
+		t.Helper()
+		for key, owner := range g.owners(":s2:") {
+			require.Equal(t, reader, owner, "the lease of %s", key)
+		}
+		require.Empty(t, g.undelivered("s2"), "records of s2 never delivered")
+	}
+	t.Run("a deploy adds a stream", func(t *testing.T) {
+		noLeak(t)
+		synctest.Test(t, func(t *testing.T) {
+			kin := kinesisfake.New(kinesisfake.Options{})
+			kin.CreateStream("s1", 2)
+			kin.CreateStream("s2", 4)
+			g := newSchedGroup(t, kin)
+			g.consume(g.newWorker("old", streams("s1")))
+			time.Sleep(time.Second)
+			g.consume(g.newWorker("new", streams("s1", "s2")))
+			ctx, stopProducing := context.WithCancel(context.Background())
+			g.produce(ctx, "s2", 16, 5*time.Millisecond)
+			time.Sleep(5 * time.Second)
+			stopProducing()
+			time.Sleep(time.Second)
+			check(t, g, "new")
+			g.stop()
+		})
+	})
+	t.Run("a deploy removes a stream", func(t *testing.T) {
+		noLeak(t)
+		synctest.Test(t, func(t *testing.T) {
+			kin := kinesisfake.New(kinesisfake.Options{})
+			kin.CreateStream("s1", 2)
+			kin.CreateStream("s2", 4)
+			g := newSchedGroup(t, kin)
+			a := g.consume(g.newWorker("a", streams("s1", "s2")))
+			g.consume(g.newWorker("b", streams("s1", "s2")))
+			time.Sleep(2 * time.Second)
+			a.cancel()
+			<-a.done
+			g.consume(g.newWorker("a2", streams("s1")))
+			ctx, stopProducing := context.WithCancel(context.Background())
+			g.produce(ctx, "s2", 16, 5*time.Millisecond)
+			time.Sleep(5 * time.Second)
+			stopProducing()
+			time.Sleep(time.Second)
+			check(t, g, "b")
+			g.stop()
+		})
+	})
+}
+
+// Process starts no handler call once the worker's pause gate is shut (its
+// delivery deadline passed: another worker may rightly take its leases),
+// and a running call's context ends at that deadline. A worker cut off from
+// the table cannot learn that its lease moved, so its ack windows stay
+// open: the gate is all that stops it.
+func TestProcessRunsNoHandlerPastTheDeliveryDeadline(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		for i := range 400 {
+			if _, _, err := kin.PutRecord("s", "k", fmt.Appendf(nil, "s/k:%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g := newSchedGroup(t, kin)
+		var mu sync.Mutex
+		var startedShut, ranPast int
+		handler := func(w **schedWorker) func(context.Context, Record) error {
+			return func(ctx context.Context, r Record) error {
+				gate := (*w).c.pause
+				shutAtStart := gate.isShut()
+				var err error
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if shutAtStart {
+					startedShut++
+				} else if gate.isShut() && ctx.Err() == nil {
+					ranPast++
+				}
+				return err
+			}
+		}
+		var w1, w2 *schedWorker
+		w1 = g.newWorker("w1", nil)
+		g.process(w1, handler(&w1))
+		waitFor(t, 5*time.Second, "w1 takes the lease", func() bool { return g.owner(shard0) == "w1" })
+		w2 = g.newWorker("w2", nil)
+		g.process(w2, handler(&w2))
+		time.Sleep(500 * time.Millisecond)
+		w1.table.cutOff()
+		waitFor(t, 5*time.Second, "w2 takes the lease", func() bool { return g.owner(shard0) == "w2" })
+		time.Sleep(time.Second)
+		g.stop()
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("startedShut %d ranPast %d deliveries %d", startedShut, ranPast, len(g.deliveries()))
+		require.Zero(t, startedShut, "handler calls w1 started after its gate shut (records handled by both: %d)", len(both(g.deliveries(), "w1", "w2")))
+		require.Zero(t, ranPast, "handler calls whose context outlived w1's delivery deadline")
+	})
+}
+
+// The gate's timer shuts it at the deadline by itself, for a reader
+// blocked on a full channel that checks nothing: also when the timer fires
+// at the very instant of the deadline, as it always does in virtual time
+// (deliveries stop AT the deadline, not after it).
+func TestTheGateShutsByItsTimerAtTheDeadlineInstant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newPauseGate(time.Second, discardLogger())
+		defer g.stop()
+		now := time.Now()
+		g.beat(now, now)
+		shutting := g.closing()
+		time.Sleep(900 * time.Millisecond) // LeaseDuration less the tenth
+		synctest.Wait()
+		select {
+		case <-shutting:
+		default:
+			t.Fatal("the gate did not shut at its deadline")
+		}
+		require.True(t, g.isShut())
+	})
+}
+
+// A stream deleted and created again under its name is read as a new
+// stream, from TRIM_HORIZON whatever InitialPosition says (the group was
+// reading that name, so nothing written to the new one may be skipped),
+// while running and after a restart, and the consumer goes on. The old
+// incarnation's leases never block or mislead the new one: its
+// shardId-000000000000 at SHARD_END, or at a checkpoint of another
+// incarnation's sequence numbers.
+func TestAStreamCreatedAgainUnderItsNameIsRead(t *testing.T) {
+	multi := func(o *Options) { o.StreamName, o.Streams = "", []string{"s"} }
+	latest := func(o *Options) { o.InitialPosition = Latest }
+	for _, tc := range []struct {
+		name    string
+		edit    func(*Options)
+		restart bool // the stream is created again while the worker is down
+	}{
+		{"multi-stream, while running", multi, false},
+		{"multi-stream, while down, at Latest", func(o *Options) { multi(o); latest(o) }, true},
+		{"single stream, while running", nil, false},
+		{"single stream, while down", nil, true},
+		{"single stream, while down, at Latest", latest, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			noLeak(t)
+			synctest.Test(t, func(t *testing.T) {
+				kin := kinesisfake.New(kinesisfake.Options{})
+				kin.CreateStream("s", 2)
+				g := newSchedGroup(t, kin)
+				w := g.consume(g.newWorker("w", tc.edit))
+				ctx, stopProducing := context.WithCancel(context.Background())
+				g.produce(ctx, "s", 8, 5*time.Millisecond)
+				time.Sleep(2 * time.Second)
+				stopProducing()
+				time.Sleep(time.Second)
+				if tc.restart {
+					w.cancel()
+					<-w.done
+				}
+				if err := kin.DeleteStream("s"); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * time.Second)
+				kin.CreateStream("s", 1)
+				ctx, stopProducing = context.WithCancel(context.Background())
+				g.produce(ctx, "s", 8, 5*time.Millisecond)
+				time.Sleep(time.Second)
+				if tc.restart {
+					w = g.consume(g.newWorker("w", tc.edit))
+				}
+				time.Sleep(2 * time.Second)
+				stopProducing()
+				time.Sleep(3 * time.Second)
+				require.Empty(t, g.undelivered("s"), "records of the new stream never delivered")
+				select {
+				case <-w.done:
+					t.Fatalf("the consumer stopped: %v", w.c.Err())
+				default:
+				}
+			})
+		})
+	}
+}
+
+// A fan-out subscription's stall timer measures the server's silence only:
+// time spent handing records to a slow receiver (or waiting for room under
+// MaxUnackedPerShard) is not silence, and must not end the subscription.
+func TestFanOutStallTimerStopsWhileDelivering(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger()})
+		require.NoError(t, err)
+		c.out = make(chan Record)
+		keepDelivering(c)
+		c.fanOutStall = 200 * time.Millisecond
+		h := newHeldLease(lease{shardID: shard0, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], shard0)
+		reader := newShardReader(c, h)
+		event := func(cont string, first int) types.SubscribeToShardEventStream {
+			var recs []types.Record
+			for i := first; i < first+3; i++ {
+				recs = append(recs, types.Record{Data: fmt.Appendf(nil, "%d", i), PartitionKey: aws.String("k"), SequenceNumber: aws.String(fmt.Sprint(100 + i))})
+			}
+			return &types.SubscribeToShardEventStreamMemberSubscribeToShardEvent{Value: types.SubscribeToShardEvent{
+				Records: recs, ContinuationSequenceNumber: aws.String(cont), MillisBehindLatest: aws.Int64(0)}}
+		}
+		events := make(chan types.SubscribeToShardEventStream)
+		received := make(chan int, 16)
+		ctx, cancel := context.WithCancel(context.Background())
+		receiverDone := make(chan struct{})
+		go func() { // a receiver that takes 150ms a record
+			defer close(receiverDone)
+			for r := range c.out {
+				time.Sleep(150 * time.Millisecond)
+				received <- len(r.Data) // room for all
+				r.Ack()
+			}
+		}()
+		go func() { // the server: the next event 100ms after the last record of one was handled
+			for e := range 3 {
+				select {
+				case events <- event(fmt.Sprint(102+3*e), 3*e):
+				case <-ctx.Done():
+					return
+				}
+				for range 3 {
+					select {
+					case <-received:
+					case <-ctx.Done():
+						return
+					}
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		stream := kinesis.NewSubscribeToShardEventStream(func(es *kinesis.SubscribeToShardEventStream) { es.Reader = eventReader{events: events} })
+		var skip checkpoint
+		cont := ""
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := reader.readSubscription(ctx, stream, &skip, &cont)
+			done <- err
+		}()
+		defer func() {
+			cancel()
+			<-done
+			close(c.out)
+			<-receiverDone
+		}()
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("the subscription ended with events to come (continuation %q): %v", cont, err)
+		case <-time.After(3 * time.Second):
+		}
+		require.Equal(t, "108", cont, "all three events read")
+	})
+}
