@@ -71,7 +71,7 @@ func (g *pauseGate) beat(sent, returned time.Time) (late bool) {
 	defer g.mu.Unlock()
 	// Late: after the deadline, or after the gate shut (a check that ran
 	// between the reply and this call saw the deadline pass).
-	if g.started && (g.fence || g.shut.Load() != nil || g.since(returned) > g.deadline.Load()) {
+	if g.started && (g.fence || g.shut.Load() != nil || g.since(returned) >= g.deadline.Load()) {
 		g.fence, g.fenceAt = true, sent
 		g.closeLocked()
 		return true
@@ -98,7 +98,7 @@ func (g *pauseGate) fenced() bool {
 	}
 	g.fence = false
 	g.extendLocked(g.fenceAt)
-	if time.Since(g.epoch) > time.Duration(g.deadline.Load()) {
+	if g.passed() {
 		g.closeLocked()
 		return false
 	}
@@ -130,15 +130,22 @@ func (g *pauseGate) extendLocked(sent time.Time) {
 // check shuts the gate if the deadline has passed, and reports whether the
 // gate is open. Readers call it before each chunk they send.
 func (g *pauseGate) check() bool {
-	if time.Since(g.epoch) <= time.Duration(g.deadline.Load()) {
+	if !g.passed() {
 		return g.shut.Load() == nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if time.Since(g.epoch) > time.Duration(g.deadline.Load()) {
+	if g.passed() {
 		g.closeLocked()
 	}
 	return g.shut.Load() == nil
+}
+
+// passed reports whether the deadline has come: deliveries stop AT it. (The
+// timer set for the deadline may fire at that very instant, as it always
+// does in virtual time; a gate open until after it would then stay open.)
+func (g *pauseGate) passed() bool {
+	return time.Since(g.epoch) >= time.Duration(g.deadline.Load())
 }
 
 // stop disarms the timer for good.
