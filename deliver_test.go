@@ -45,7 +45,7 @@ func BenchmarkDeliver(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			var skip checkpoint
-			r := newShardReader(c, h)
+			r := newShardReader(c.readerEnv(), h)
 			for n := 0; n < perShard; n += pageSize {
 				recs := page[:min(pageSize, perShard-n)]
 				if !r.deliver(ctx, newPageRecords(r, recs, &skip)) {

@@ -31,7 +31,7 @@ func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *shardReader, *page
 	}
 	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], "shardId-000000000000")
 	var skip checkpoint
-	r := newShardReader(c, h)
+	r := newShardReader(c.readerEnv(), h)
 	return c, r, newPageRecords(r, recs, &skip)
 }
 
@@ -96,7 +96,7 @@ func TestMutantLateBeatFencesEveryHeldLeaseBeforeReopening(t *testing.T) {
 	mine, err := c.table.take(ctx, free, c.opts.WorkerID)
 	require.NoError(t, err)
 	h := newHeldLease(mine, nil, "s")
-	c.held["s"] = h
+	c.held.held["s"] = h
 
 	c.pause.stop() // no timers: the beats below say when
 	sent := time.Now()

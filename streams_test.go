@@ -177,7 +177,7 @@ func (col *collector) held() map[string]int {
 	defer col.mu.Unlock()
 	out := map[string]int{}
 	for id := range col.stops {
-		out[id] = len(col.consumers[id].heldLeases())
+		out[id] = len(col.consumers[id].held.list())
 	}
 	return out
 }
