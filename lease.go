@@ -126,4 +126,3 @@ type leaseTable interface {
 	// removeGroup deletes it if its epoch is still epoch (errLeaseLost if not).
 	removeGroup(ctx context.Context, epoch int64) error
 }
-

@@ -278,27 +278,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 			continue
 		}
 		latest := c.opts.InitialPosition == Latest
-		cp := checkpoint{seq: c.opts.InitialPosition.String()}
-		switch {
-		case descends[sh.id]:
-			cp.seq = checkpointTrimHorizon
-		case latest && slices.ContainsFunc(sh.parents, func(p string) bool { return toRead[p] }):
-			// A listing caught mid-reshard shows a parent still open beside
-			// its children: the parent is read first, so a child at LATEST
-			// would be opened only once the parent ends, skipping what came
-			// in meanwhile. It goes on from its parent instead.
-			cp.seq = checkpointTrimHorizon
-		case latest && sh.closed && covered[sh.id]:
-			// Closed, and its listed children cover it: nothing new will
-			// come in, and they start at LATEST. (One listed without all
-			// its children, a listing caught mid-reshard as the Java KCL
-			// has met, stays at LATEST: it is taken, ends at once, and its
-			// children, learnt from the shard end, go on from it at
-			// TRIM_HORIZON. Ended and never read, it would leave a child
-			// listed later to start at LATEST then, skipping what came in
-			// until then.)
-			cp.seq = checkpointShardEnd
-		}
+		cp := checkpoint{seq: startSeq(sh, c.opts.InitialPosition, descends[sh.id], toRead, covered[sh.id])}
 		key := leaseKey(s.id, sh.id)
 		parents := make([]string, len(sh.parents))
 		for i, p := range sh.parents {
@@ -324,6 +304,34 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		}
 	}
 	return anyCreated, nil
+}
+
+// startSeq returns where the new lease of sh starts (syncShards): the
+// initial position, unless sh descends from a leased shard (descends), its
+// parent is one this sync made to be read (toRead), or, with Latest, it is
+// closed and its listed children cover it (covered).
+func startSeq(sh shardInfo, initial Position, descends bool, toRead map[string]bool, covered bool) string {
+	latest := initial == Latest
+	switch {
+	case descends:
+		return checkpointTrimHorizon
+	case latest && slices.ContainsFunc(sh.parents, func(p string) bool { return toRead[p] }):
+		// A listing caught mid-reshard shows a parent still open beside its
+		// children: the parent is read first, so a child at LATEST would be
+		// opened only once the parent ends, skipping what came in
+		// meanwhile. It goes on from its parent instead.
+		return checkpointTrimHorizon
+	case latest && sh.closed && covered:
+		// Closed, and its listed children cover it: nothing new will come
+		// in, and they start at LATEST. (One listed without all its
+		// children, a listing caught mid-reshard as the Java KCL has met,
+		// stays at LATEST: it is taken, ends at once, and its children,
+		// learnt from the shard end, go on from it at TRIM_HORIZON. Ended
+		// and never read, it would leave a child listed later to start at
+		// LATEST then, skipping what came in until then.)
+		return checkpointShardEnd
+	}
+	return initial.String()
 }
 
 // warnOtherIncarnation warns when stream s has no lease yet but the table
