@@ -134,16 +134,14 @@ func (s *heldSet) has(key string) bool {
 	return ok
 }
 
-// lookup returns the held leases of keys, in their order, leaving out those
-// not held, from one look.
+// lookup returns the held lease of each of keys, in their order, nil for
+// one not held, from one look.
 func (s *heldSet) lookup(keys []string) []*heldLease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	hs := make([]*heldLease, 0, len(keys))
-	for _, id := range keys {
-		if h := s.held[id]; h != nil {
-			hs = append(hs, h)
-		}
+	hs := make([]*heldLease, len(keys))
+	for i, id := range keys {
+		hs[i] = s.held[id]
 	}
 	return hs
 }
