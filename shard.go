@@ -305,7 +305,7 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 	for _, ch := range children {
 		extra = append(extra, shardInfo{id: aws.ToString(ch.ShardId), parents: ch.ParentShards})
 	}
-	if err := r.env.endShard(ctx, r.h, extra); err != nil {
+	if err := r.env.endShard(ctx, r.h, extra); err != nil { // on this goroutine; it then signals the lease loop
 		return r.readError(ctx, err)
 	}
 	return nil
