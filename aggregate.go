@@ -55,13 +55,7 @@ func deaggregate(data []byte) (records []userRecord, isAggregate bool, err error
 		return nil, true, errors.New("aggregate MD5 does not match")
 	}
 	var pkTable, ehkTable []string
-	type rawRecord struct {
-		pk, ehk       uint64
-		hasPK, hasEHK bool
-		hasData       bool
-		data          []byte
-	}
-	var raws []rawRecord
+	var raws []kplRecord
 	for len(body) > 0 {
 		num, typ, n := protowire.ConsumeTag(body)
 		if n < 0 {
@@ -87,30 +81,9 @@ func deaggregate(data []byte) (records []userRecord, isAggregate bool, err error
 		case 2:
 			ehkTable = append(ehkTable, string(v))
 		case 3:
-			var r rawRecord
-			for len(v) > 0 {
-				rnum, rtyp, n := protowire.ConsumeTag(v)
-				if n < 0 {
-					return nil, true, fmt.Errorf("aggregate record %d: %w", len(raws), protowire.ParseError(n))
-				}
-				v = v[n:]
-				switch {
-				case rnum == 1 && rtyp == protowire.VarintType:
-					r.pk, n = protowire.ConsumeVarint(v)
-					r.hasPK = true
-				case rnum == 2 && rtyp == protowire.VarintType:
-					r.ehk, n = protowire.ConsumeVarint(v)
-					r.hasEHK = true
-				case rnum == 3 && rtyp == protowire.BytesType:
-					r.data, n = protowire.ConsumeBytes(v)
-					r.hasData = true
-				default:
-					n = protowire.ConsumeFieldValue(rnum, rtyp, v)
-				}
-				if n < 0 {
-					return nil, true, fmt.Errorf("aggregate record %d field %d: %w", len(raws), rnum, protowire.ParseError(n))
-				}
-				v = v[n:]
+			r, err := parseRawRecord(v, len(raws))
+			if err != nil {
+				return nil, true, err
 			}
 			raws = append(raws, r)
 		}
@@ -135,4 +108,43 @@ func deaggregate(data []byte) (records []userRecord, isAggregate bool, err error
 		return nil, true, errors.New("aggregate holds no record")
 	}
 	return records, true, nil
+}
+
+// kplRecord is one record of an aggregate as encoded: indexes into the
+// aggregate's key tables, and the data.
+type kplRecord struct {
+	pk, ehk       uint64
+	hasPK, hasEHK bool
+	hasData       bool
+	data          []byte
+}
+
+// parseRawRecord parses v, the encoding of the aggregate's record number i.
+func parseRawRecord(v []byte, i int) (kplRecord, error) {
+	var r kplRecord
+	for len(v) > 0 {
+		rnum, rtyp, n := protowire.ConsumeTag(v)
+		if n < 0 {
+			return r, fmt.Errorf("aggregate record %d: %w", i, protowire.ParseError(n))
+		}
+		v = v[n:]
+		switch {
+		case rnum == 1 && rtyp == protowire.VarintType:
+			r.pk, n = protowire.ConsumeVarint(v)
+			r.hasPK = true
+		case rnum == 2 && rtyp == protowire.VarintType:
+			r.ehk, n = protowire.ConsumeVarint(v)
+			r.hasEHK = true
+		case rnum == 3 && rtyp == protowire.BytesType:
+			r.data, n = protowire.ConsumeBytes(v)
+			r.hasData = true
+		default:
+			n = protowire.ConsumeFieldValue(rnum, rtyp, v)
+		}
+		if n < 0 {
+			return r, fmt.Errorf("aggregate record %d field %d: %w", i, rnum, protowire.ParseError(n))
+		}
+		v = v[n:]
+	}
+	return r, nil
 }

@@ -72,15 +72,18 @@ func isConfigError(err error) bool {
 		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
-type startingKey struct{}
+// stage says whether a call is made while a consumer starts or once it
+// runs: retry gives up at once on an AWS configuration error only at start.
+type stage bool
 
-// whileStarting marks ctx as a consumer's start: retry then gives up on
-// config errors at once.
-func whileStarting(ctx context.Context) context.Context {
-	return context.WithValue(ctx, startingKey{}, true)
-}
-
-func starting(ctx context.Context) bool { return ctx.Value(startingKey{}) != nil }
+const (
+	// running: configuration errors are retried, as a credentials provider
+	// may fail for a while and recover.
+	running stage = false
+	// starting: no retry fixes a configuration error before any request was
+	// sent (isConfigError).
+	starting stage = true
+)
 
 func errorCode(err error) string {
 	var apiErr smithy.APIError
@@ -105,13 +108,17 @@ type retryCounters struct {
 	retries, throttles atomic.Int64
 }
 
-// retry calls op until it succeeds, returns an error that isFatal or that
-// permanent says to stop on, or ctx ends. Transient errors are counted,
-// logged at Warn and waited out with exponential backoff and jitter.
-func retry[T any](ctx context.Context, n *retryCounters, log *slog.Logger, what string, permanent func(error) bool, op func() (T, error)) (T, error) {
+// retry calls op until it succeeds, or until it returns an error that no
+// retry fixes, or ctx ends; it returns op's last result.
+//
+//   - An error stops it at once if isFatal, if permanent says so, or, while
+//     the consumer is starting (st), if it is a configuration error.
+//   - Transient errors are counted in n, logged at Warn, and waited out
+//     with exponential backoff and jitter.
+func retry[T any](ctx context.Context, st stage, n *retryCounters, log *slog.Logger, what string, permanent func(error) bool, op func() (T, error)) (T, error) {
 	return backoff.RetryNotifyWithData(func() (T, error) {
 		v, err := op()
-		if err != nil && (isFatal(err) || (permanent != nil && permanent(err)) || ctx.Err() != nil || starting(ctx) && isConfigError(err)) {
+		if err != nil && (isFatal(err) || (permanent != nil && permanent(err)) || ctx.Err() != nil || st == starting && isConfigError(err)) {
 			return v, backoff.Permanent(err)
 		}
 		return v, err
@@ -122,6 +129,12 @@ func retry[T any](ctx context.Context, n *retryCounters, log *slog.Logger, what 
 		}
 		log.Warn("kcl: retrying "+what, "error", err, "code", errorCode(err), "wait", wait)
 	})
+}
+
+// retryErr is retry for an op that returns only an error.
+func retryErr(ctx context.Context, st stage, n *retryCounters, log *slog.Logger, what string, permanent func(error) bool, op func() error) error {
+	_, err := retry(ctx, st, n, log, what, permanent, func() (struct{}, error) { return struct{}{}, op() })
+	return err
 }
 
 // sleep waits for d or until ctx ends, and reports whether the full time passed.

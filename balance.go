@@ -32,7 +32,7 @@ type assessInput struct {
 	ours func(key string) bool
 }
 
-// decisions is what assess decides; balance carries them out.
+// decisions is what one pass decides (decide); apply carries them out.
 type decisions struct {
 	byShard  map[string]lease
 	lost     []string          // held leases the table gives to another worker
@@ -41,6 +41,9 @@ type decisions struct {
 	unclaim  []lease           // owned by this worker, claimed by a worker that is gone, stopping or the owner
 	take     []string
 	claim    []string
+
+	staleClaims []string         // hand-offs this process asked for that came to nothing: forget them
+	deadWorkers map[string]int64 // heartbeats a scanner removes, with their counters (deadWorkers)
 
 	// For the group (group.go).
 	live    []string         // live workers that are not stopping, this one included, sorted
@@ -58,153 +61,327 @@ func (d decisions) acted() bool {
 	return len(d.lost)+len(d.handoffs)+len(d.pass)+len(d.unclaim)+len(d.take)+len(d.claim) > 0
 }
 
+// decide is what one pass does about one read of the lease table: assess's
+// decisions, the claims to forget (staleClaims) and the heartbeat items a
+// scanner removes (deadWorkers). It is pure but for seen (assess).
+func decide(in assessInput, seen map[string]observation) decisions {
+	d := assess(in, seen)
+	d.staleClaims = staleClaims(in.me, in.claimed, d.byShard)
+	d.deadWorkers = deadWorkers(in, seen)
+	return d
+}
+
+// staleClaims returns the shards me asked a hand-off of (claimed) whose
+// lease is gone, or neither names me as the claimant nor as the owner: the
+// claim came to nothing.
+func staleClaims(me string, claimed map[string]bool, byShard map[string]lease) []string {
+	var stale []string
+	for id := range claimed {
+		if l, ok := byShard[id]; !ok || l.handoffTo != me && l.owner != me {
+			stale = append(stale, id)
+		}
+	}
+	return stale
+}
+
+// deadWorkers returns the workers, with their counters, whose heartbeat in
+// has seen unchanged for three LeaseDurations and that own no lease: a
+// scanner removes their items, so that crashed workers do not pile up in
+// the table.
+func deadWorkers(in assessInput, seen map[string]observation) map[string]int64 {
+	owners := map[string]bool{}
+	for _, l := range in.snap.leases {
+		owners[l.owner] = true
+	}
+	dead := map[string]int64{}
+	for id, w := range in.snap.workers {
+		obs, ok := seen[workerKeyPrefix+id]
+		if ok && obs.counter == w.counter && id != in.me && !owners[id] && in.now.Sub(obs.since) > 3*in.leaseDuration {
+			dead[id] = w.counter
+		}
+	}
+	return dead
+}
+
+// stillOwned reports whether a consistent read of a held lease (found: it
+// exists) shows it still this worker's, me: no other owner, and no Java
+// hand-off of it begun.
+func stillOwned(l lease, found bool, me string) bool {
+	return found && l.owner == me && l.checkpointOwner == ""
+}
+
+// tookEffect reports whether stored, read back after a take of l by me
+// failed its condition, is what that take wrote: its reply was lost.
+func tookEffect(stored, l lease, me string) bool {
+	return stored.owner == me && stored.counter == l.counter+1
+}
+
+// latestSkew is how far before its first take a lease at LATEST starts for
+// its later owners: records arrive with the server's clock, the start time
+// is taken on this worker's, and a clock ahead of the server's by less than
+// this loses nothing. Records written up to this long before the group first
+// read the shard may be delivered when such a lease moves before its first
+// checkpoint.
+const latestSkew = time.Minute
+
+// startTime returns the start to store in a lease still at cp when it is
+// first taken, now: a little before now for LATEST, the initial position's
+// time for AT_TIMESTAMP, zero otherwise.
+func startTime(cp checkpoint, now time.Time, initial Position) time.Time {
+	switch {
+	case cp.seq == checkpointLatest:
+		return now.Add(-latestSkew)
+	case cp.seq == checkpointAtTimestamp && initial.kind == positionAtTimestamp:
+		return initial.timestamp
+	}
+	return time.Time{}
+}
+
+// observation is what this worker last saw of an item's counter, on its own
+// clock.
+type observation struct {
+	counter int64
+	owner   string
+	since   time.Time
+}
+
 // assess decides what this worker does about one read of the lease table.
 // It is pure but for seen, the observations of counters it keeps across
-// passes (updated here when judge is set): a worker's heartbeat or a lease's
-// counter seen unchanged for leaseDuration is expired. The clock of an
-// observation starts when this worker first sees the value (after the read,
-// so no earlier than the write). A read of the whole table may be stale, so
-// what it finds unchanged is only a suspect; a consistent read of the item
-// that still finds its counter confirms it (balance). That read starts after
-// the observation is leaseDuration old, so the owner's own delivery deadline
-// (pause.go), counted from before its last beat was sent, always comes
-// first. What a scanner published as expired, with the counter the item
-// still has, is expired too.
+// passes.
+//
+//   - A worker's heartbeat or a lease's counter seen unchanged for
+//     leaseDuration is a suspect. The clock of an observation starts when
+//     this worker first sees the value (after the read, so no earlier than
+//     the write).
+//   - A read of the whole table may be stale, so a suspect is expired only
+//     once a consistent read of the item still finds its counter
+//     (leaseKeeper.confirm). That read starts after the observation is
+//     leaseDuration old, so the owner's own delivery deadline (pause.go),
+//     counted from before its last beat was sent, always comes first.
+//   - What a scanner published as expired, with the counter the item still
+//     has, is expired too.
 func assess(in assessInput, seen map[string]observation) decisions {
-	me := in.me
-	published := in.snap.group.expired
-	// status says whether the item at key is expired (published or
-	// confirmed at this counter) or a suspect.
-	status := func(key string, counter int64, owner string) (expired, suspect bool) {
-		if n, ok := published[key]; ok && n == counter {
-			return true, false
-		}
-		if n, ok := in.confirmed[key]; ok && n == counter {
-			return true, false
-		}
-		obs, ok := seen[key]
-		if !ok || obs.counter != counter || obs.owner != owner {
-			obs = observation{counter: counter, owner: owner, since: in.now}
-			seen[key] = obs
-		}
-		return false, in.listed.Sub(obs.since) > in.leaseDuration
+	a := newAssessment(in, seen)
+	a.judgeWorkers()
+	for _, l := range in.snap.leases {
+		a.d.byShard[l.shardID] = l
 	}
+	for _, l := range in.snap.leases {
+		a.judgeLease(l)
+	}
+	a.d.take, a.d.claim = planTakes(in.me, a.workers, a.shares, in.maxLeases)
+	a.d.digest = digest(a.d.live, a.stoppingIDs, a.d.expired, a.shares)
+	return a.d
+}
+
+// assessment is assess's work on one read.
+type assessment struct {
+	in   assessInput
+	seen map[string]observation
+	ours func(key string) bool
+	d    decisions
+
+	alive       map[string]bool // live workers, stopping or not, this one included
+	stopping    map[string]bool // live workers by whether they stop
+	stoppingIDs []string        // the live workers that stop, sorted
+	// workers are those the leases are shared by: the live workers that do
+	// not stop (this one first, the others sorted), then owners without a
+	// heartbeat item (Java KCL workers) as their leases are met.
+	workers []string
+	shares  []shareLease // the leases that may be read now
+}
+
+func newAssessment(in assessInput, seen map[string]observation) *assessment {
 	ours := in.ours
 	if ours == nil {
 		ours = func(key string) bool { return !multiStreamKey(key) }
 	}
-	d := decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}, expired: map[string]int64{}, suspects: map[string]int64{}}
-	workerAlive := map[string]bool{me: true}
-	stopping := map[string]bool{}
-	var stoppingIDs []string
-	workers := []string{me}
-	for id, w := range in.snap.workers {
-		if id == me {
+	return &assessment{
+		in: in, seen: seen, ours: ours,
+		d:     decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}, expired: map[string]int64{}, suspects: map[string]int64{}},
+		alive: map[string]bool{in.me: true}, stopping: map[string]bool{}, workers: []string{in.me},
+	}
+}
+
+// status says whether the item at key is expired (published or confirmed
+// at this counter) or a suspect, and notes what it sees in seen.
+func (a *assessment) status(key string, counter int64, owner string) (expired, suspect bool) {
+	in := a.in
+	if n, ok := in.snap.group.expired[key]; ok && n == counter {
+		return true, false
+	}
+	if n, ok := in.confirmed[key]; ok && n == counter {
+		return true, false
+	}
+	obs, ok := a.seen[key]
+	if !ok || obs.counter != counter || obs.owner != owner {
+		obs = observation{counter: counter, owner: owner, since: in.now}
+		a.seen[key] = obs
+	}
+	return false, in.listed.Sub(obs.since) > in.leaseDuration
+}
+
+// judgeWorkers sorts the other workers' heartbeats into expired, live and
+// stopping.
+func (a *assessment) judgeWorkers() {
+	for id, w := range a.in.snap.workers {
+		if id == a.in.me {
 			continue
 		}
-		expired, suspect := status(workerKeyPrefix+id, w.counter, "")
+		expired, suspect := a.status(workerKeyPrefix+id, w.counter, "")
 		if expired {
-			d.expired[workerKeyPrefix+id] = w.counter
+			a.d.expired[workerKeyPrefix+id] = w.counter
 			continue
 		}
 		if suspect {
-			d.suspects[workerKeyPrefix+id] = w.counter // alive until confirmed
+			a.d.suspects[workerKeyPrefix+id] = w.counter // alive until confirmed
 		}
-		workerAlive[id] = true
-		stopping[id] = w.stopping
+		a.alive[id] = true
+		a.stopping[id] = w.stopping
 		if w.stopping {
-			stoppingIDs = append(stoppingIDs, id)
+			a.stoppingIDs = append(a.stoppingIDs, id)
 		} else {
-			workers = append(workers, id)
+			a.workers = append(a.workers, id)
 		}
 	}
-	slices.Sort(workers[1:]) // map order must not decide anything
-	slices.Sort(stoppingIDs)
-	d.live = slices.Sorted(slices.Values(workers))
-	for _, l := range in.snap.leases {
-		d.byShard[l.shardID] = l
+	slices.Sort(a.workers[1:]) // map order must not decide anything
+	slices.Sort(a.stoppingIDs)
+	a.d.live = slices.Sorted(slices.Values(a.workers))
+}
+
+// judgeLease decides about one lease: lost, a suspect, expired, to hand
+// off, pass on or unclaim; and, if it may be read now, its share.
+//
+//   - A lease whose owner beats is expired when its owner is: the owner
+//     stopped delivering before anyone could judge it dead (pause.go), and
+//     a take is fenced on the lease's counter, so a checkpoint it still
+//     writes makes the take fail.
+//   - The lease of an owner without a heartbeat item (a Java KCL worker,
+//     which renews its leases) is expired when its own counter is: seen
+//     unchanged for leaseDuration and confirmed, or published.
+func (a *assessment) judgeLease(l lease) {
+	in, me := a.in, a.in.me
+	expired, suspect := a.status(l.shardID, l.counter, l.owner)
+	_, ownerBeats := in.snap.workers[l.owner]
+	if suspect && judgedOnItsCounter(l, me, ownerBeats) {
+		a.d.suspects[l.shardID] = l.counter
 	}
-	var shares []shareLease
-	for _, l := range in.snap.leases {
-		// A lease whose owner beats is expired when its owner is: the owner
-		// stopped delivering before anyone could judge it dead (pause.go),
-		// and a take is fenced on the lease's counter, so a checkpoint it
-		// still writes makes the take fail. The lease of an owner without a
-		// heartbeat item (a Java KCL worker, which renews its leases) is
-		// expired when its own counter is: seen unchanged for leaseDuration
-		// and confirmed, or published.
-		expired, suspect := status(l.shardID, l.counter, l.owner)
-		_, ownerBeats := in.snap.workers[l.owner]
-		leaseFresh := !expired
-		if suspect && (l.owner != "" && l.owner != me && !ownerBeats || l.checkpointOwner != "") {
-			d.suspects[l.shardID] = l.counter
-		}
-		held := in.held[l.shardID]
-		if held && (l.owner != me || l.checkpointOwner != "") { // checkpointOwner: someone began a Java hand-off of it
-			// The read may be stale: balance makes sure before it forgets
-			// the lease; until then it is this worker's, and never one to
-			// take again.
-			d.lost = append(d.lost, l.shardID)
-			l.owner = me
-		}
-		// A Java KCL 3.x graceful hand-off (checkpointOwner, the old owner,
-		// reads the shard and renews the lease until it passes the lease to
-		// owner): left alone while the lease's counter moves. A heartbeat
-		// under the old owner's name says nothing (a kcl worker of that name
-		// never finishes a Java hand-off). Once the counter stood still for
-		// LeaseDuration, the lease is the owner's as usual, and a take
-		// removes checkpointOwner.
-		if l.checkpointOwner != "" && leaseFresh {
-			continue
-		}
-		if l.checkpoint.shardEnd() || !parentsDone(l, d.byShard) || !ours(l.shardID) {
-			continue
-		}
-		if l.owner == me && !held && !in.settled && !in.claimed[l.shardID] {
-			continue // perhaps a live twin's: left alone until settled
-		}
-		owner := l.owner
-		if owner != "" && owner != me && !workerAlive[owner] && (ownerBeats || !leaseFresh) {
-			owner = "" // expired
-			if !ownerBeats {
-				d.expired[l.shardID] = l.counter
-			}
-		}
-		if l.handoffTo == me && l.owner != me {
-			d.waiting = true
-		}
-		if !slices.Contains(workers, owner) && owner != "" {
-			// A live owner that is stopping, or one without a heartbeat
-			// item (a Java KCL worker): counted as a worker of its own.
-			if _, beats := in.snap.workers[owner]; !beats {
-				workers = append(workers, owner)
-			}
-		}
-		claimant := l.handoffTo
-		if owner == "" || l.checkpointOwner != "" {
-			// Nobody to hand it over: it is free for any worker to take; or
-			// a Java hand-off whose old owner died: its owner takes it.
-			claimant = ""
-		} else if claimant != "" && (!workerAlive[claimant] || stopping[claimant] || claimant == owner) {
-			// Gone, stopping (it would not read the shard), or the owner.
-			if owner == me {
-				d.unclaim = append(d.unclaim, l)
-			}
-			claimant = ""
-		}
-		switch {
-		case held && claimant != "":
-			d.handoffs[l.shardID] = claimant
-		case l.owner == me && !held && claimant != "":
-			// Owned by an earlier run of this worker ID, and asked for:
-			// nothing of it is delivered here, so it goes to the claimant.
-			d.pass = append(d.pass, l)
-		}
-		shares = append(shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me, claimable: ownerBeats && l.checkpointOwner == ""})
+	held := in.held[l.shardID]
+	if held && notMineToRead(l, me) {
+		// The read may be stale: balance makes sure before it forgets the
+		// lease; until then it is this worker's, and never one to take
+		// again.
+		a.d.lost = append(a.d.lost, l.shardID)
+		l.owner = me
 	}
-	d.take, d.claim = planTakes(me, workers, shares, in.maxLeases)
-	d.digest = digest(d.live, stoppingIDs, d.expired, shares)
-	return d
+	// A Java KCL 3.x graceful hand-off (checkpointOwner, the old owner,
+	// reads the shard and renews the lease until it passes the lease to
+	// owner): left alone while the lease's counter moves. A heartbeat under
+	// the old owner's name says nothing (a kcl worker of that name never
+	// finishes a Java hand-off). Once the counter stood still for
+	// LeaseDuration, the lease is the owner's as usual, and a take removes
+	// checkpointOwner.
+	if l.checkpointOwner != "" && !expired {
+		return
+	}
+	if !a.readableNow(l) || in.mayBeTwins(l, held) {
+		return
+	}
+	owner := l.owner
+	if a.ownerExpired(l, ownerBeats, !expired) {
+		owner = ""
+		if !ownerBeats {
+			a.d.expired[l.shardID] = l.counter
+		}
+	}
+	if l.handoffTo == me && l.owner != me {
+		a.d.waiting = true
+	}
+	if !slices.Contains(a.workers, owner) && owner != "" {
+		// A live owner that is stopping, or one without a heartbeat item (a
+		// Java KCL worker): counted as a worker of its own.
+		if _, beats := in.snap.workers[owner]; !beats {
+			a.workers = append(a.workers, owner)
+		}
+	}
+	claimant := a.claimant(l, owner)
+	switch {
+	case held && claimant != "":
+		a.d.handoffs[l.shardID] = claimant
+	case l.owner == me && !held && claimant != "":
+		// Owned by an earlier run of this worker ID, and asked for: nothing
+		// of it is delivered here, so it goes to the claimant.
+		a.d.pass = append(a.d.pass, l)
+	}
+	a.shares = append(a.shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me, claimable: ownerBeats && l.checkpointOwner == ""})
+}
+
+// judgedOnItsCounter reports whether l's expiry rests on its own counter,
+// not on its owner's heartbeat: another owner without a heartbeat item (a
+// Java KCL worker), or a Java hand-off in progress.
+func judgedOnItsCounter(l lease, me string, ownerBeats bool) bool {
+	return l.owner != "" && l.owner != me && !ownerBeats || l.checkpointOwner != ""
+}
+
+// notMineToRead reports whether the table no longer lets me read l: it names
+// another owner, or a Java hand-off of it began.
+func notMineToRead(l lease, me string) bool {
+	return l.owner != me || l.checkpointOwner != ""
+}
+
+// readableNow reports whether l's shard may be read now: not ended, every
+// parent done, and of a stream this worker reads.
+func (a *assessment) readableNow(l lease) bool {
+	return !l.checkpoint.shardEnd() && parentsDone(l, a.d.byShard) && a.ours(l.shardID)
+}
+
+// mayBeTwins reports whether l, which the table gives to this WorkerID but
+// this process does not read, may be a live twin's (another process with
+// this WorkerID): this process has not settled, and did not claim it.
+func (in assessInput) mayBeTwins(l lease, held bool) bool {
+	return l.owner == in.me && !held && !in.settled && !in.claimed[l.shardID]
+}
+
+// ownerExpired reports whether l's owner, another worker, is dead: its
+// heartbeat expired, or, without a heartbeat item, the lease's own counter
+// did (leaseFresh false).
+func (a *assessment) ownerExpired(l lease, ownerBeats, leaseFresh bool) bool {
+	return l.owner != "" && l.owner != a.in.me && !a.alive[l.owner] && (ownerBeats || !leaseFresh)
+}
+
+// claimant returns the live worker l is to be handed to, or "". A claim
+// made by a worker that can receive nothing is dropped, and cleared from
+// the table when l is this worker's (decisions.unclaim).
+func (a *assessment) claimant(l lease, owner string) string {
+	switch {
+	case owner == "" || l.checkpointOwner != "":
+		// Nobody to hand it over: it is free for any worker to take; or a
+		// Java hand-off whose old owner died: its owner takes it.
+		return ""
+	case l.handoffTo != "" && a.cannotReceive(l.handoffTo, owner):
+		if owner == a.in.me {
+			a.d.unclaim = append(a.d.unclaim, l)
+		}
+		return ""
+	}
+	return l.handoffTo
+}
+
+// cannotReceive reports whether claimant can receive no hand-off from
+// owner: it is gone, stopping (it would not read the shard), or the owner.
+func (a *assessment) cannotReceive(claimant, owner string) bool {
+	return !a.alive[claimant] || a.stopping[claimant] || claimant == owner
+}
+
+// parentsDone reports whether every parent of l has been read to its end. A
+// parent with no lease is taken as done: it was trimmed from the stream.
+func parentsDone(l lease, byShard map[string]lease) bool {
+	for _, p := range l.parents {
+		if pl, ok := byShard[p]; ok && !pl.checkpoint.shardEnd() {
+			return false
+		}
+	}
+	return true
 }
 
 // shareLease is what the balancer needs to know of one lease that may be

@@ -88,7 +88,7 @@ func (g *group) held() map[string]int {
 	defer g.mu.Unlock()
 	out := map[string]int{}
 	for id, w := range g.workers {
-		out[id] = len(w.c.heldLeases())
+		out[id] = len(w.c.held.list())
 	}
 	return out
 }

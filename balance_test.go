@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -147,4 +148,513 @@ func TestPlanTakesConvergesToFairShareFromAnyStart(t *testing.T) {
 	}
 	assert.Equal(t, 23-kept, claims, "each hand-off moves a lease off the loaded worker once: no churn")
 	t.Logf("fair share after %d rounds, %d hand-offs", fairAt, claims)
+}
+
+// assess decides on one read of the lease table; these cases drive each
+// branch with hand-made tables and clocks. Each case runs one or two passes:
+// the first (at t0) lets the observer see the counters, the second (at
+// t0+after) is the one checked.
+func TestAssess(t *testing.T) {
+	const ld = 10 * time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(seq string) checkpoint { return checkpoint{seq: seq} }
+	trim := at(checkpointTrimHorizon)
+	beats := func(ws ...string) map[string]workerBeat {
+		m := map[string]workerBeat{}
+		for _, w := range ws {
+			m[w] = workerBeat{counter: 1}
+		}
+		return m
+	}
+	type pass struct {
+		snap tableSnapshot
+		held []string
+		// listed and now are offsets from t0; now defaults to listed.
+		listed, now time.Duration
+		settled     bool
+		claimed     []string
+		// moved: the consistent read of each suspect finds it changed (by
+		// default it finds the counter the pass saw, which confirms it).
+		moved   bool
+		streams []string // the streams read (Streams); nil: a single stream
+	}
+	tests := []struct {
+		name   string
+		passes []pass
+		want   decisions // byShard is not compared
+	}{
+		{
+			name: "free leases are taken, up to the fair share",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", checkpoint: trim}, {shardID: "s2", checkpoint: trim}},
+				workers: beats("me", "b"),
+			}}},
+			want: decisions{take: []string{"?"}}, // one of the two
+		},
+		{
+			name: "a live worker's lease is left alone",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}}},
+		},
+		{
+			name: "a worker whose heartbeat is unchanged for LeaseDuration, judged at the read's start, is dead",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: ld + time.Millisecond},
+			},
+			want: decisions{take: []string{"s1"}},
+		},
+		{
+			name: "a lease handed to this process at its claim is taken before it settles",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "me", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "me", counter: 4, checkpoint: trim}, {shardID: "s3", owner: "b", counter: 4, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}, claimed: []string{"s1"}}},
+			want: decisions{take: []string{"s1"}},
+		},
+		{
+			name: "a stale read showing a held lease free or another's: make sure it is lost, never take it again",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "b", counter: 4, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}, held: []string{"s1", "s2"}}},
+			want: decisions{lost: []string{"s1", "s2"}},
+		},
+		{
+			name: "a suspect a consistent read finds changed is not expired",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: ld + time.Millisecond, moved: true},
+			},
+			want: decisions{live: []string{"b", "me"}, expired: map[string]int64{}},
+		},
+		{
+			name: "what a scanner published as expired is expired without watching it, and the dead worker's leases with it",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}},
+				workers: beats("me", "b"),
+				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "b": 1, "s1": 3}},
+			}}},
+			want: decisions{take: []string{"s1"}, live: []string{"me"}, expired: map[string]int64{workerKeyPrefix + "b": 1}},
+		},
+		{
+			name: "a published expiry holds only at the counter judged",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, checkpoint: trim}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 2}},
+				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "b": 1, "s1": 3}},
+			}}},
+			want: decisions{live: []string{"b", "me"}, expired: map[string]int64{}},
+		},
+		{
+			name: "a worker that asked for a hand-off waits for it; stopping workers are not live",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", handoffTo: "me", counter: 3, checkpoint: trim}, {shardID: "s2", owner: "b", counter: 3, checkpoint: trim}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1}, "c": {counter: 1, stopping: true}},
+			}}},
+			want: decisions{live: []string{"b", "me"}, waiting: true},
+		},
+		{
+			name: "a read that started within LeaseDuration keeps the owner alive, however late it returned",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}, listed: ld - time.Millisecond, now: 3 * ld},
+			},
+		},
+		{
+			name: "a heartbeat that changed restarts the observer's clock",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: beats("me", "b")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: trim}}, workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 2}}}, listed: ld + time.Second},
+			},
+		},
+		{
+			name: "a Java KCL owner (no heartbeat item) keeps a lease it renews, counts as a worker, and is never asked for a hand-off it would not make",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 3, checkpoint: trim}, {shardID: "s2", owner: "java", counter: 7, checkpoint: trim}}, workers: beats("me")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "java", counter: 8, checkpoint: trim}}, workers: beats("me")}, listed: ld + time.Second},
+			},
+		},
+		{
+			name: "a Java KCL lease not renewed for LeaseDuration is expired",
+			passes: []pass{
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 3, checkpoint: trim}}, workers: beats("me")}},
+				{snap: tableSnapshot{leases: []lease{{shardID: "s1", owner: "java", counter: 3, checkpoint: trim}}, workers: beats("me")}, listed: ld + time.Second},
+			},
+			want: decisions{take: []string{"s1"}},
+		},
+		{
+			name: "a held lease the table gives to another worker is lost",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, checkpoint: trim}, {shardID: "s2", owner: "me", counter: 1, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}, held: []string{"s1", "s2"}}},
+			want: decisions{lost: []string{"s1"}},
+		},
+		{
+			name: "a live claimant of a held lease gets it handed off",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "me", counter: 1, checkpoint: trim, handoffTo: "b"}, {shardID: "s2", owner: "me", counter: 1, checkpoint: trim}},
+				workers: beats("me", "b"),
+			}, held: []string{"s1", "s2"}}},
+			want: decisions{handoffs: map[string]string{"s1": "b"}},
+		},
+		{
+			name: "a claim by a worker with no heartbeat, a stopping one, or the owner itself is cleared",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "s1", owner: "me", counter: 1, checkpoint: trim, handoffTo: "gone"},
+					{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "stopping"},
+					{shardID: "s3", owner: "me", counter: 1, checkpoint: trim, handoffTo: "me"},
+				},
+				workers: map[string]workerBeat{"me": {counter: 1}, "stopping": {counter: 1, stopping: true}},
+			}, held: []string{"s1", "s2", "s3"}}},
+			want: decisions{unclaim: []lease{
+				{shardID: "s1", owner: "me", counter: 1, checkpoint: trim, handoffTo: "gone"},
+				{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "stopping"},
+				{shardID: "s3", owner: "me", counter: 1, checkpoint: trim, handoffTo: "me"},
+			}},
+		},
+		{
+			name: "a lease an earlier run of this worker ID owns is taken back, or passed on when asked for",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "s1", owner: "me", counter: 1, checkpoint: trim},
+					{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "b"},
+				},
+				workers: beats("me", "b"),
+			}, settled: true}},
+			want: decisions{take: []string{"s1"}, pass: []lease{{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "b"}}},
+		},
+		{
+			name: "until this process has beaten for LeaseDuration, leases of its WorkerID it does not read may be a live twin's: left alone",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "s1", owner: "me", counter: 1, checkpoint: trim},
+					{shardID: "s2", owner: "me", counter: 1, checkpoint: trim, handoffTo: "b"},
+				},
+				workers: beats("me", "b"),
+			}}},
+		},
+		{
+			name: "a child waits for every parent to end; a parent with no lease left the stream",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "p1", owner: "b", counter: 1, checkpoint: at("123")},
+					{shardID: "p2", checkpoint: at(checkpointShardEnd)},
+					{shardID: "c1", checkpoint: trim, parents: []string{"p1", "p2"}},
+					{shardID: "c2", checkpoint: trim, parents: []string{"p2", "trimmed"}},
+				},
+				workers: beats("me", "b"),
+			}}},
+			want: decisions{take: []string{"c2"}},
+		},
+		{
+			name: "a stopping worker is not counted, and its leases are not asked for",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "s1", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "s2", owner: "b", counter: 1, checkpoint: trim},
+				},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, stopping: true}},
+			}}},
+		},
+		{
+			// Such a table is refused at start (checkLayout, see
+			// TestStreamsAndSingleStreamTablesNeverMix); assess never takes
+			// the lease of a stream it does not read in any case.
+			name: "single stream: a lease of the Java KCL's multi-stream layout is not a shard of this stream: never taken",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "123456789012:orders:1700000000:shardId-000000000000", checkpoint: trim}},
+				workers: beats("me"),
+			}}},
+		},
+		{
+			name: "several streams: leases of every stream read count for the fair share; a stream not read is left alone",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "1:orders:7:s1", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:orders:7:s2", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:payments:8:s1", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:payments:8:s2", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:gone:9:s1", checkpoint: trim},
+					{shardID: "1:gone:9:s2", owner: "me", counter: 1, checkpoint: trim},
+				},
+				workers: beats("me", "b"),
+			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
+			want: decisions{claim: []string{"1:orders:7:s1", "1:orders:7:s2"}},
+		},
+		{
+			name: "several streams: a child waits for its parent of the same stream, not for a shard of that ID in another",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "1:orders:7:s1", checkpoint: trim},
+					{shardID: "1:orders:7:s2", checkpoint: trim, parents: []string{"1:orders:7:s1"}},
+					{shardID: "1:payments:8:s1", checkpoint: at(checkpointShardEnd)},
+				},
+				workers: beats("me"),
+			}, streams: []string{"1:orders:7", "1:payments:8"}}},
+			want: decisions{take: []string{"1:orders:7:s1"}},
+		},
+		{
+			name: "items kcl does not understand change nothing",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "me", counter: 1, checkpoint: trim}},
+				workers: beats("me"),
+				bad:     []error{assert.AnError},
+			}, held: []string{"s1"}}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := map[string]observation{}
+			var d decisions
+			for _, p := range tc.passes {
+				held := map[string]bool{}
+				for _, id := range p.held {
+					held[id] = true
+				}
+				now := p.now
+				if now == 0 {
+					now = p.listed
+				}
+				claimed := map[string]bool{}
+				for _, id := range p.claimed {
+					claimed[id] = true
+				}
+				var ours func(string) bool
+				if p.streams != nil {
+					ours = func(key string) bool { id, _ := splitLeaseKey(key); return slices.Contains(p.streams, id) }
+				}
+				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}, ours: ours}
+				if p.moved {
+					d = assess(in, seen)
+				} else {
+					d = assessConfirming(in, seen)
+				}
+			}
+			sameOrOneOf := func(want, got []string, what string) {
+				if len(want) == 1 && want[0] == "?" {
+					assert.Len(t, got, 1, what)
+					return
+				}
+				slices.Sort(got)
+				assert.Equal(t, want, got, what)
+			}
+			sameOrOneOf(tc.want.take, d.take, "take")
+			sameOrOneOf(tc.want.claim, d.claim, "claim")
+			assert.Equal(t, tc.want.lost, d.lost, "lost")
+			if tc.want.handoffs == nil {
+				tc.want.handoffs = map[string]string{}
+			}
+			assert.Equal(t, tc.want.handoffs, d.handoffs, "handoffs")
+			assert.Equal(t, tc.want.pass, d.pass, "pass")
+			assert.Equal(t, tc.want.unclaim, d.unclaim, "unclaim")
+			if tc.want.expired != nil {
+				assert.Equal(t, tc.want.expired, d.expired, "expired")
+			}
+			if tc.want.live != nil {
+				assert.Equal(t, tc.want.live, d.live, "live")
+			}
+			assert.Equal(t, tc.want.waiting, d.waiting, "waiting")
+		})
+	}
+}
+
+// The digest is what scanners compare to decide whether to publish: the same
+// view gives the same digest whatever the order, and any change other
+// workers act on changes it.
+func TestDigest(t *testing.T) {
+	shares := []shareLease{{shardID: "s1", owner: "a"}, {shardID: "s2", owner: "b", claimant: "c"}}
+	base := digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 3}, shares)
+	assert.Equal(t, base, digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 3}, []shareLease{shares[1], shares[0]}), "order of leases")
+	for name, other := range map[string]string{
+		"a worker joins":       digest([]string{"a", "b", "c"}, nil, map[string]int64{"kcl-worker:x": 3}, shares),
+		"a worker stops":       digest([]string{"a"}, []string{"b"}, map[string]int64{"kcl-worker:x": 3}, shares),
+		"another expiry":       digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 4}, shares),
+		"a lease changes hand": digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 3}, []shareLease{{shardID: "s1", owner: "b"}, shares[1]}),
+		"a claim":              digest([]string{"a", "b"}, nil, map[string]int64{"kcl-worker:x": 3}, []shareLease{{shardID: "s1", owner: "a", claimant: "b"}, shares[1]}),
+	} {
+		assert.NotEqual(t, base, other, name)
+	}
+}
+
+// assessConfirming runs assess as balance does when a consistent read of
+// every suspect finds its counter unchanged: once more, with the suspects
+// confirmed. in.confirmed must not be nil.
+func assessConfirming(in assessInput, seen map[string]observation) decisions {
+	d := assess(in, seen)
+	if len(d.suspects) > 0 {
+		maps.Copy(in.confirmed, d.suspects)
+		d = assess(in, seen)
+	}
+	return d
+}
+
+// decide adds to assess what a pass decides after it: which hand-off claims
+// to forget and which dead workers' heartbeat items a scanner removes. Each
+// case makes two passes over the same table, the second after `after`.
+func TestDecide(t *testing.T) {
+	const ld = 10 * time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	trim := checkpoint{seq: checkpointTrimHorizon}
+	beats := map[string]workerBeat{"me": {counter: 1}, "b": {counter: 5}, "dead": {counter: 7}}
+	tests := []struct {
+		name      string
+		leases    []lease
+		claimed   []string
+		after     time.Duration
+		wantStale []string
+		wantDead  map[string]int64
+	}{
+		{
+			name:      "a claim whose lease is gone comes to nothing",
+			claimed:   []string{"s1"},
+			wantStale: []string{"s1"},
+		},
+		{
+			name:      "a claim the owner cleared, or passed to another worker, comes to nothing",
+			leases:    []lease{{shardID: "s1", owner: "b", counter: 2, checkpoint: trim}, {shardID: "s2", owner: "b", handoffTo: "c", checkpoint: trim}},
+			claimed:   []string{"s1", "s2"},
+			wantStale: []string{"s1", "s2"},
+		},
+		{
+			name:    "a claim still asked, or already handed to this worker, stands",
+			leases:  []lease{{shardID: "s1", owner: "b", handoffTo: "me", checkpoint: trim}, {shardID: "s2", owner: "me", counter: 3, checkpoint: trim}},
+			claimed: []string{"s1", "s2"},
+		},
+		{
+			name:     "a worker seen unchanged for three LeaseDurations that owns no lease is removed",
+			leases:   []lease{{shardID: "s1", owner: "b", checkpoint: trim}},
+			after:    3*ld + time.Millisecond,
+			wantDead: map[string]int64{"dead": 7},
+		},
+		{
+			name:   "a dead worker that still owns a lease is kept: its lease names it",
+			leases: []lease{{shardID: "s1", owner: "b", checkpoint: trim}, {shardID: "s2", owner: "dead", checkpoint: trim}},
+			after:  3*ld + time.Millisecond,
+		},
+		{
+			name:  "a worker unchanged for three LeaseDurations or less is kept",
+			after: 3 * ld,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			claimed := map[string]bool{}
+			for _, id := range tc.claimed {
+				claimed[id] = true
+			}
+			seen := map[string]observation{}
+			in := assessInput{me: "me", snap: tableSnapshot{leases: tc.leases, workers: beats}, held: map[string]bool{},
+				listed: t0, now: t0, leaseDuration: ld, settled: true, claimed: claimed, confirmed: map[string]int64{}}
+			decide(in, seen)
+			in.listed, in.now = t0.Add(tc.after), t0.Add(tc.after)
+			d := decide(in, seen)
+			slices.Sort(d.staleClaims)
+			assert.Equal(t, tc.wantStale, d.staleClaims, "stale claims")
+			if tc.wantDead == nil {
+				tc.wantDead = map[string]int64{}
+			}
+			assert.Equal(t, tc.wantDead, d.deadWorkers, "dead workers")
+		})
+	}
+}
+
+// A consistent read of a lease the table gave away decides whether the
+// lease loop forgets it (dropLost): only a lease still named this worker's,
+// with no Java hand-off begun, is kept.
+func TestStillOwned(t *testing.T) {
+	tests := []struct {
+		name  string
+		l     lease
+		found bool
+		want  bool
+	}{
+		{"still mine: the first read was stale", lease{owner: "me"}, true, true},
+		{"another owner", lease{owner: "b"}, true, false},
+		{"released", lease{}, true, false},
+		{"a Java hand-off of it began", lease{owner: "me", checkpointOwner: "me"}, true, false},
+		{"deleted", lease{}, false, false},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, stillOwned(tc.l, tc.found, "me"), tc.name)
+	}
+}
+
+// A take whose condition failed took effect, its reply lost, only if the
+// lease read back names this worker at the next counter.
+func TestTookEffect(t *testing.T) {
+	asRead := lease{shardID: "s1", owner: "b", counter: 4}
+	tests := []struct {
+		name   string
+		stored lease
+		want   bool
+	}{
+		{"this take's write", lease{owner: "me", counter: 5}, true},
+		{"another worker's take", lease{owner: "c", counter: 5}, false},
+		{"taken by this worker later again", lease{owner: "me", counter: 7}, false},
+		{"unchanged: the condition failed on another field", lease{owner: "b", counter: 4}, false},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, tookEffect(tc.stored, asRead, "me"), tc.name)
+	}
+}
+
+// A lease still at LATEST or AT_TIMESTAMP stores, at its first take, where
+// its later owners open it.
+func TestStartTime(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	then := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		seq     string
+		initial Position
+		want    time.Time
+	}{
+		{"LATEST: now, less the clock skew allowed", checkpointLatest, Latest, now.Add(-latestSkew)},
+		{"AT_TIMESTAMP: the initial position's time", checkpointAtTimestamp, AtTimestamp(then), then},
+		{"AT_TIMESTAMP with no time in the options: none", checkpointAtTimestamp, Latest, time.Time{}},
+		{"TRIM_HORIZON: none", checkpointTrimHorizon, TrimHorizon, time.Time{}},
+		{"a sequence number: none", "4955", Latest, time.Time{}},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, startTime(checkpoint{seq: tc.seq}, now, tc.initial), tc.name)
+	}
+}
+
+// The named conditions of assess, one case per way each can turn.
+func TestAssessPredicates(t *testing.T) {
+	a := &assessment{in: assessInput{me: "me"}, alive: map[string]bool{"me": true, "b": true, "s": true}, stopping: map[string]bool{"s": true}}
+	assert.True(t, judgedOnItsCounter(lease{owner: "java"}, "me", false), "an owner without a heartbeat item")
+	assert.False(t, judgedOnItsCounter(lease{owner: "b"}, "me", true), "an owner that beats")
+	assert.False(t, judgedOnItsCounter(lease{owner: "me"}, "me", false), "this worker's")
+	assert.False(t, judgedOnItsCounter(lease{}, "me", false), "free")
+	assert.True(t, judgedOnItsCounter(lease{owner: "b", checkpointOwner: "a"}, "me", true), "a Java hand-off")
+
+	assert.False(t, notMineToRead(lease{owner: "me"}, "me"))
+	assert.True(t, notMineToRead(lease{owner: "b"}, "me"))
+	assert.True(t, notMineToRead(lease{owner: "me", checkpointOwner: "a"}, "me"))
+
+	in := assessInput{me: "me", claimed: map[string]bool{"s2": true}}
+	assert.True(t, in.mayBeTwins(lease{shardID: "s1", owner: "me"}, false), "unsettled, not read, not claimed")
+	assert.False(t, in.mayBeTwins(lease{shardID: "s1", owner: "me"}, true), "read here")
+	assert.False(t, in.mayBeTwins(lease{shardID: "s2", owner: "me"}, false), "claimed")
+	assert.False(t, in.mayBeTwins(lease{shardID: "s1", owner: "b"}, false), "another's")
+	in.settled = true
+	assert.False(t, in.mayBeTwins(lease{shardID: "s1", owner: "me"}, false), "settled")
+
+	assert.True(t, a.ownerExpired(lease{owner: "dead"}, true, true), "its heartbeat expired")
+	assert.False(t, a.ownerExpired(lease{owner: "java"}, false, true), "no heartbeat item, the lease renewed")
+	assert.True(t, a.ownerExpired(lease{owner: "java"}, false, false), "no heartbeat item, the lease expired")
+	assert.False(t, a.ownerExpired(lease{owner: "b"}, true, false), "alive")
+	assert.False(t, a.ownerExpired(lease{owner: "me"}, true, false), "this worker")
+	assert.False(t, a.ownerExpired(lease{}, true, false), "free")
+
+	assert.True(t, a.cannotReceive("gone", "b"))
+	assert.True(t, a.cannotReceive("s", "b"), "stopping")
+	assert.True(t, a.cannotReceive("b", "b"), "the owner")
+	assert.False(t, a.cannotReceive("me", "b"))
 }

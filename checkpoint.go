@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -36,50 +37,136 @@ func (c checkpoint) shardEnd() bool { return c.seq == checkpointShardEnd }
 
 // writeCheckpoint stores the acked prefix of h (SHARD_END when shardEnd) as
 // its checkpoint, fenced by the lease owner and counter, and passes the
-// lease to next in the same write: this worker keeps it when next is its own
-// ID, "" releases it, another worker's ID hands it over. This is the one
-// place a checkpoint of a held lease is written: by the periodic flush, the
-// fence after a late heartbeat, at shard end, on hand-off and on shutdown.
-// Transient errors are retried until ctx ends; each attempt writes the
-// prefix as it is then, read under the lease's lock, so no write ever moves
-// the checkpoint back behind one written before it. It returns what it wrote,
-// and how many delivered records were not acked then.
+// lease to next in the same write. It runs on the caller's goroutine.
+//
+//   - next is this worker's ID: it keeps the lease; "" releases it; another
+//     worker's ID hands it over. Once passed on, h is forgotten.
+//   - This is the one place a checkpoint of a held lease is written: by the
+//     periodic flush, the fence after a late heartbeat, at shard end, on
+//     hand-off and on shutdown.
+//   - Transient errors are retried until ctx ends. Each attempt
+//     (checkpointOnce) writes the prefix as it is then, read under the
+//     lease's lock, so no write ever moves the checkpoint back behind one
+//     written before it.
+//   - A lost lease is forgotten (heldSet.forgetLost).
+//
+// It returns what it wrote, and how many delivered records were not acked
+// then.
 func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next string, shardEnd bool) (checkpoint, int, error) {
 	var cp checkpoint
 	var unacked int
-	_, err := retry(ctx, &c.counters.retryCounters, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() (struct{}, error) {
+	err := retryErr(ctx, running, &c.counters.retryCounters, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() error {
 		var err error
 		cp, unacked, err = c.checkpointOnce(ctx, h, shardEnd, next)
-		return struct{}{}, err
+		return err
 	})
 	if isLeaseLost(err) {
-		c.forgetLost(h, "")
+		c.held.forgetLost(h, "")
 	}
 	if err != nil {
 		return cp, unacked, err
 	}
 	c.log.Debug("kcl: checkpoint written", "shard", h.shardID, "checkpoint", cp.seq, "sub", cp.sub, "owner", next)
 	if next != c.opts.WorkerID {
-		h.mu.Lock()
-		h.gone = true
-		h.mu.Unlock()
-		c.forget(h)
+		h.markGone()
+		c.held.forget(h)
 	}
 	return cp, unacked, nil
 }
 
-func isLeaseLost(err error) bool { return errors.Is(err, errLeaseLost) }
+// checkpointOnce makes one attempt at writing the acked prefix of h
+// (SHARD_END when shardEnd) and passing the lease to next. It returns what
+// it wrote and how many delivered records were not acked then.
+//
+//   - It holds h.mu for one bounded attempt: writes of one lease never
+//     interleave, the prefix it reads is never behind one already written,
+//     and the lock is never held across a retry's wait.
+//   - A write that failed without an answer may still have taken effect: it
+//     is remembered (h.unsure).
+//   - When a write's condition fails, the lease is read back (readBack). If
+//     it holds exactly what this write, or the unsure one, wrote (the next
+//     counter, the checkpoint, the owner), the write took effect and only
+//     its reply was lost. In the unsure case the lease moves on from what
+//     the table holds and this write is made again (errWriteAgain,
+//     retried). Anything else is a lost lease.
+func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bool, next string) (checkpoint, int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cp, unacked := h.window.state()
+	if shardEnd {
+		cp = checkpoint{seq: checkpointShardEnd}
+	}
+	if h.gone {
+		return cp, unacked, errLeaseLost
+	}
+	// One attempt, bounded: a call that never answers must not hold the
+	// lock, and with it every other writer of this lease, for ever.
+	ctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
+	defer cancel()
+	before := h.lease
+	l, err := c.table.checkpoint(ctx, before, cp, next)
+	if ignoreLost(err) != nil {
+		h.unsure = &leaseWrite{cp: cp, next: next}
+		return cp, unacked, err
+	}
+	if isLeaseLost(err) {
+		wrote := func(s lease, w leaseWrite) bool {
+			return s.counter == before.counter+1 && s.checkpoint == w.cp && s.owner == w.next
+		}
+		this := leaseWrite{cp: cp, next: next}
+		earlier := func(s lease) bool { // the unsure write, which kept the lease
+			return h.unsure != nil && wrote(s, *h.unsure) && s.owner == c.opts.WorkerID
+		}
+		stored, ok, rerr := c.readBack(ctx, h.shardID, func(s lease) bool { return wrote(s, this) || earlier(s) })
+		switch {
+		case rerr != nil:
+			return cp, unacked, rerr
+		case !ok:
+			return cp, unacked, errLeaseLost
+		case !wrote(stored, this):
+			h.lease, h.unsure = stored, nil
+			h.stored.Store(&storedCheckpoint{cp: stored.checkpoint, at: time.Now()})
+			return cp, unacked, errWriteAgain
+		}
+		l, err = stored, nil
+	}
+	h.lease, h.unsure = l, nil
+	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
+	return cp, unacked, nil
+}
 
-// flush writes the acked prefix of every held shard whose
-// checkpoint moved since it was last written, up to 8 at a time. Each write
-// gets at most a heartbeat interval: a write that keeps failing is retried
-// by the next flush, and never holds up the other shards or the lease loop
-// for longer. A write that no retry can fix is returned.
+// leaseWrite is what a checkpoint write writes.
+type leaseWrite struct {
+	cp   checkpoint
+	next string
+}
+
+// errWriteAgain says a write must be made again on the lease as now known.
+var errWriteAgain = errors.New("an earlier lease write took effect; writing again")
+
+// readBack reads a lease after a conditional write of it failed, and
+// reports whether it holds what the write would have written (wrote).
+func (c *Consumer) readBack(ctx context.Context, shardID string, wrote func(lease) bool) (lease, bool, error) {
+	l, found, err := c.table.read(ctx, shardID)
+	if err != nil || !found || !wrote(l) {
+		return lease{}, false, err
+	}
+	c.log.Debug("kcl: a lease write took effect though its reply was lost", "shard", shardID)
+	return l, true, nil
+}
+
+// flush writes the acked prefix of every held shard whose checkpoint moved
+// since it was last written, up to 8 at a time. It runs on the lease loop.
+//
+//   - Each write gets at most a heartbeat interval: a write that keeps
+//     failing is retried by the next flush, and never holds up the other
+//     shards or the lease loop for longer.
+//   - A write that no retry can fix is returned.
 func (k *leaseKeeper) flush(ctx context.Context) error {
 	c := k.c
 	var g errgroup.Group
 	g.SetLimit(8)
-	for _, h := range c.heldLeases() {
+	for _, h := range c.held.list() {
 		acked, _ := h.window.state()
 		if acked == h.stored.Load().cp {
 			continue
@@ -91,7 +178,7 @@ func (k *leaseKeeper) flush(ctx context.Context) error {
 			if isFatal(err) {
 				return fmt.Errorf("lease table %q: checkpoint of shard %q: %w", c.table.name(), h.shardID, err)
 			}
-			if err != nil && !isLeaseLost(err) && ctx.Err() == nil {
+			if ignoreLost(err) != nil && ctx.Err() == nil {
 				c.log.Warn("kcl: checkpoint write failed; retrying next flush", "shard", h.shardID, "error", err)
 			}
 			return nil
@@ -101,10 +188,11 @@ func (k *leaseKeeper) flush(ctx context.Context) error {
 }
 
 // releaseLease writes the acked prefix of h and gives the lease up, so that
-// another worker can start the shard at once, right after it.
+// another worker can start the shard at once, right after it. It runs on
+// the caller's goroutine (run's shutdown, or the lease loop).
 func (c *Consumer) releaseLease(ctx context.Context, h *heldLease) {
 	acked, unacked, err := c.writeCheckpoint(ctx, h, "", false)
-	if err != nil && !isLeaseLost(err) {
+	if ignoreLost(err) != nil {
 		c.log.Warn("kcl: lease not released; it expires after LeaseDuration", "shard", h.shardID, "error", err)
 		return
 	}

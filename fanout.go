@@ -29,17 +29,17 @@ const (
 
 // registerConsumer registers the stream consumer for fan-out on stream s if
 // it is missing (ConsumerName, the same on every stream), waits until it is
-// ACTIVE, and records its ARN.
+// ACTIVE, and records its ARN. It runs at start (run's goroutine).
 func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
 	streamARN := s.arn // from describeStreams
 	name := c.opts.ConsumerName
 	for {
-		out, err := retry(ctx, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
+		out, err := retry(ctx, starting, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
 			return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 		})
 		switch {
 		case isNotFound(err):
-			_, err = retry(ctx, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
+			_, err = retry(ctx, starting, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
 				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if err != nil && !isInUse(err) { // in use: another worker registered it first
@@ -91,7 +91,7 @@ func isInUse(err error) bool {
 // (ResourceInUse while a previous subscription closes, LimitExceeded), and only
 // those no retry can fix end the consumer.
 func (r *shardReader) subscribe(ctx context.Context) error {
-	c, h, log := r.c, r.h, r.log
+	env, h, log := r.env, r.h, r.log
 	start, _ := h.window.state()
 	var skip checkpoint
 	if !start.isSentinel() {
@@ -104,8 +104,8 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 		// Each subscription has its own context, cancelled when it ends, so
 		// the HTTP/2 stream is torn down and the server frees it.
 		subCtx, cancel := context.WithCancel(ctx)
-		out, err := retry(subCtx, &c.counters.retryCounters, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
-			return c.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &h.stream.consumerARN, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
+		out, err := retry(subCtx, running, &env.counters.retryCounters, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
+			return env.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &h.stream.consumerARN, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
 		})
 		if err != nil {
 			cancel()
@@ -138,10 +138,10 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 // stalls, is due for renewal, or ctx ends. ended reports the shard's end.
 func (r *shardReader) readSubscription(ctx context.Context, stream *kinesis.SubscribeToShardEventStream, skip *checkpoint, continuation *string) (ended bool, children []types.ChildShard, err error) {
 	defer stream.Close()
-	c, h, log := r.c, r.h, r.log
-	renew := time.NewTimer(c.resubscribeAfter)
+	h, log, opts := r.h, r.log, r.env.opts
+	renew := time.NewTimer(opts.resubscribeAfter)
 	defer renew.Stop()
-	stall := time.NewTimer(c.fanOutStall)
+	stall := time.NewTimer(opts.fanOutStall)
 	defer stall.Stop()
 	for {
 		select {
@@ -151,12 +151,12 @@ func (r *shardReader) readSubscription(ctx context.Context, stream *kinesis.Subs
 			log.Debug("kcl: renewing subscription")
 			return false, nil, nil
 		case <-stall.C:
-			return false, nil, fmt.Errorf("no event for %v", c.fanOutStall)
+			return false, nil, fmt.Errorf("no event for %v", opts.fanOutStall)
 		case ev, ok := <-stream.Events():
 			if !ok {
 				return false, nil, stream.Err()
 			}
-			stall.Reset(c.fanOutStall)
+			stall.Reset(opts.fanOutStall)
 			e, ok := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
 			if !ok {
 				continue
@@ -172,7 +172,7 @@ func (r *shardReader) readSubscription(ctx context.Context, stream *kinesis.Subs
 			// A server that never sends the last event (kinesis-local)
 			// still ends the shard: caught up on a shard the shard list
 			// says is closed, GetRecords confirms nothing follows.
-			if len(e.Value.Records) == 0 && aws.ToInt64(e.Value.MillisBehindLatest) == 0 && c.shardClosed(h) {
+			if len(e.Value.Records) == 0 && aws.ToInt64(e.Value.MillisBehindLatest) == 0 && h.stream.closed(h.shard) {
 				if ended, children := r.confirmShardEnd(ctx, *continuation); ended {
 					return true, children, nil
 				}
@@ -185,12 +185,11 @@ func (r *shardReader) readSubscription(ctx context.Context, stream *kinesis.Subs
 // sequence number: it has ended when nothing follows and no next iterator is
 // given. The children come with that answer.
 func (r *shardReader) confirmShardEnd(ctx context.Context, after string) (bool, []types.ChildShard) {
-	c, h := r.c, r.h
-	start, _ := h.window.state()
+	start, _ := r.h.window.state()
 	iterator, err := r.shardIterator(ctx, start, after)
 	for i := 0; err == nil && i < 3; i++ {
 		var out *kinesis.GetRecordsOutput
-		out, err = c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1)})
+		out, err = r.env.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1)})
 		switch {
 		case err != nil:
 		case len(out.Records) > 0:
@@ -205,11 +204,4 @@ func (r *shardReader) confirmShardEnd(ctx context.Context, after string) (bool, 
 		r.log.Warn("kcl: could not confirm the end of a closed shard; still subscribed", "error", err)
 	}
 	return false, nil
-}
-
-// shardClosed reports whether the last shard list said h's shard is closed.
-func (c *Consumer) shardClosed(h *heldLease) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return h.stream.shards[h.shard].closed
 }

@@ -198,7 +198,7 @@ func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
 	keepDelivering(c)
 	c.fanOutStall = 200 * time.Millisecond
 	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], "shardId-000000000000")
-	reader := newShardReader(c, h)
+	reader := newShardReader(c.readerEnv(), h)
 	event := func(cont *string, children []types.ChildShard, data ...string) types.SubscribeToShardEventStream {
 		var recs []types.Record
 		for i, d := range data {

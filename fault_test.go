@@ -170,14 +170,14 @@ func TestLostLeaseStopsDeliveryAndLateAcksNeverMoveTheNewOwnersCheckpoint(t *tes
 	require.Eventually(t, func() bool { return ddb.lastOwner(shard) == s.c.opts.WorkerID }, 10*time.Second, 10*time.Millisecond, "a scan showing the take")
 	ddb.stale.Store(true)
 	f.steal(shard, "thief", puts[2].seq)
-	require.Len(t, s.c.heldLeases(), 1, "the worker still believes it holds the lease")
+	require.Len(t, s.c.held.list(), 1, "the worker still believes it holds the lease")
 
 	// Late acks of the old owner: its checkpoint write is attempted against
 	// the lease the thief now holds, is refused, and the worker drops it.
 	for _, r := range got {
 		r.Ack()
 	}
-	require.Eventually(t, func() bool { return len(s.c.heldLeases()) == 0 }, 10*time.Second, 10*time.Millisecond, "the refused write tells the worker it lost the lease")
+	require.Eventually(t, func() bool { return len(s.c.held.list()) == 0 }, 10*time.Second, 10*time.Millisecond, "the refused write tells the worker it lost the lease")
 	assert.Positive(t, ddb.checkpointWrites.Load(), "the stale worker attempted a checkpoint write after the steal")
 	item := f.leaseItems()[shard]
 	assert.Equal(t, "thief", str(item, attrOwner))
@@ -364,7 +364,7 @@ func TestFailingCheckpointWritesDoNotStopHeartbeats(t *testing.T) {
 	before := heartbeat()
 	time.Sleep(3 * opts.LeaseDuration) // many refused flushes
 	assert.NotEqual(t, before, heartbeat(), "heartbeats go on while checkpoint writes fail")
-	assert.Len(t, s.c.heldLeases(), 1, "the lease is kept")
+	assert.Len(t, s.c.held.list(), 1, "the lease is kept")
 
 	ddb.refuse.Store(false)
 	require.Eventually(t, func() bool {

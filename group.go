@@ -16,12 +16,12 @@ import (
 //   - Scanners: the two live workers with the smallest IDs (each worker
 //     decides from its own last read of the table) read the whole table
 //     every takeInterval, eventually consistent, and judge expiry by the
-//     rule in lease.go: what they see unchanged for LeaseDuration they
-//     confirm with a consistent read of that one item. They publish the
-//     heartbeats found expired (and the leases of workers without one) in
-//     the group item (groupKey), with the counter judged, whenever what
-//     they see of membership and assignment changes (a digest of it), which
-//     bumps the group's epoch. Every heartbeatInterval the first of them
+//     rule of assess (balance.go): what they see unchanged for
+//     LeaseDuration they confirm with a consistent read of that one item.
+//     They publish the heartbeats found expired (and the leases of workers
+//     without one) in the group item (groupKey), with the counter judged,
+//     whenever what they see of membership and assignment changes (a digest
+//     of it), which bumps the group's epoch. Every heartbeatInterval the first of them
 //     also bumps the item's scans counter, which tells the others that a
 //     scanner is at work.
 //   - Every other worker reads only the group item every takeInterval (a

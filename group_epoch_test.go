@@ -55,7 +55,7 @@ func releasedLeaseTakenAfter(t *testing.T, stale bool) time.Duration {
 		g.step(ctx, ids...)
 	}
 	for _, id := range ids {
-		if n := len(g.cs[id].heldLeases()); n != map[string]int{"a": 2, "b": 2, "c": 1, "d": 1}[id] {
+		if n := len(g.cs[id].held.list()); n != map[string]int{"a": 2, "b": 2, "c": 1, "d": 1}[id] {
 			snap, _ := tbl.list(ctx, true)
 			t.Logf("%+v", snap.leases)
 			t.Fatalf("%s holds %d", id, n)

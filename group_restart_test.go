@@ -56,7 +56,7 @@ func (g *handDrivenGroup) add(tbl leaseTable, id string) {
 // beat writes id's heartbeat if one is due.
 func (g *handDrivenGroup) beat(ctx context.Context, id string) {
 	if time.Since(g.lastBeat[id]) >= g.ld/2 {
-		if err := g.cs[id].beat.beat(ctx); err != nil {
+		if err := g.cs[id].beat.beat(ctx, running); err != nil {
 			g.t.Fatal(err)
 		}
 		g.lastBeat[id] = time.Now()
@@ -95,7 +95,7 @@ func TestARestartedWorkerIsNotTakenForItsEarlierSelf(t *testing.T) {
 		lastBeat := time.Time{}
 		for time.Now().Before(end) {
 			if time.Since(lastBeat) > ld/2 {
-				if err := a.beat.beat(ctx); err != nil {
+				if err := a.beat.beat(ctx, running); err != nil {
 					t.Fatal(err)
 				}
 				lastBeat = time.Now()
@@ -186,7 +186,7 @@ func TestARestartedWorkerGetsItsShare(t *testing.T) {
 	var aBeat time.Time
 	pass := func() {
 		if time.Since(aBeat) > ld/2 {
-			if err := a.beat.beat(ctx); err != nil {
+			if err := a.beat.beat(ctx, running); err != nil {
 				t.Fatal(err)
 			}
 			aBeat = time.Now()

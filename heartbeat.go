@@ -2,22 +2,26 @@ package kcl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 )
 
-// heartbeat is this worker's heartbeat item: it is written every
-// LeaseDuration/2 by a goroutine of its own (run), beside the lease loop,
-// first while starting and once more while stopping. Each write that is confirmed
-// in time extends the delivery deadline (pause.go).
+// heartbeat is this worker's heartbeat item, and the goroutine that writes
+// it (run), beside the lease loop.
 //
-// Methods are safe for concurrent use: writes are serialised on mu.
+//   - It is written every LeaseDuration/2, first while starting and once
+//     more while stopping.
+//   - Each write confirmed in time extends the delivery deadline (pause.go).
+//   - Methods are safe for concurrent use: writes are serialised on mu.
+//   - It holds *Consumer, not a narrower set, because tests and the
+//     simulation replace Consumer.table after New.
 type heartbeat struct {
 	c     *Consumer // immutable
 	token string    // immutable: tells this process's writes from another's with the same WorkerID
 
-	mu      chanLock // held across a beat's retries; never held together with Consumer.mu
+	mu      chanLock // held across a beat's retries; the held set's lock is never taken under it
 	counter int64    // synchronized on mu: the counter this process last wrote, -1 before the first
 	// first is when the first beat was sent (Unix nanoseconds, 0 before):
 	// written once under mu, read without it, so that the lease loop never
@@ -27,6 +31,19 @@ type heartbeat struct {
 	// schedules the next from it.
 	last atomic.Int64
 }
+
+// heartbeatInterval is how often a worker beats: twice per LeaseDuration,
+// a third fewer writes than three times.
+//
+//   - A beat that fails is retried with backoff until the next is due,
+//     which follows at once.
+//   - The worker pauses (pause.go) only when none is confirmed within
+//     LeaseDuration less a tenth of the last one sent. So it rides out a
+//     DynamoDB outage of up to 0.4 LeaseDuration that starts just before a
+//     beat is due (0.9 LeaseDuration at best).
+func (o *Options) heartbeatInterval() time.Duration { return o.LeaseDuration / 2 }
+
+func isDuplicateWorker(err error) bool { return errors.Is(err, errDuplicateWorker) }
 
 func newHeartbeat(c *Consumer, token string) *heartbeat {
 	return &heartbeat{c: c, token: token, counter: -1, mu: newChanLock()}
@@ -54,7 +71,7 @@ func (hb *heartbeat) run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		began := time.Now()
-		err := hb.beat(ctx)
+		err := hb.beat(ctx, running)
 		if err != nil && isFatal(err) {
 			return err
 		}
@@ -66,22 +83,24 @@ func (hb *heartbeat) run(ctx context.Context) error {
 }
 
 // beat writes the heartbeat from the counter this process last wrote, with
-// the stopping flag once shutdown began, and extends the delivery deadline
-// when the reply came in time; a reply that came late has the lease loop
-// fence the leases still held first. Transient errors are retried within
-// one heartbeat interval. Another process writing this worker's heartbeat is
-// a fatal error naming the WorkerID.
-func (hb *heartbeat) beat(ctx context.Context) error {
+// the stopping flag once shutdown began. It runs on the caller's goroutine:
+// run's at start (st is starting) and at shutdown, the heartbeat's own
+// otherwise.
+//
+//   - A reply that came in time extends the delivery deadline. One that
+//     came late has the lease loop fence the leases still held first.
+//   - Transient errors are retried within one heartbeat interval.
+//   - Another process writing this worker's heartbeat is a fatal error
+//     naming the WorkerID.
+func (hb *heartbeat) beat(ctx context.Context, st stage) error {
 	c := hb.c
-	c.mu.Lock()
-	stopping := c.closing
-	c.mu.Unlock()
-	hb.mu.Lock() // c.mu is never taken under hb.mu, nor hb.mu under c.mu
+	stopping := c.held.isClosing()
+	hb.mu.Lock()
 	defer hb.mu.Unlock()
 	bctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 	defer cancel()
 	var sent time.Time // the write takes effect no earlier than this
-	counter, err := retry(bctx, &c.counters.retryCounters, c.log, "heartbeat", isDuplicateWorker, func() (int64, error) {
+	counter, err := retry(bctx, st, &c.counters.retryCounters, c.log, "heartbeat", isDuplicateWorker, func() (int64, error) {
 		sent = time.Now()
 		return c.table.heartbeat(bctx, c.opts.WorkerID, hb.token, stopping, hb.counter)
 	})
@@ -95,7 +114,7 @@ func (hb *heartbeat) beat(ctx context.Context) error {
 	hb.first.CompareAndSwap(0, sent.UnixNano())
 	hb.last.Store(sent.UnixNano())
 	if c.pause.beat(sent, time.Now()) {
-		notify(c.keeper.takeNow) // late: the next pass fences the leases still held
+		notify(c.keeper.takeNow) // late: the lease loop's next pass fences the leases still held
 	}
 	return nil
 }

@@ -37,9 +37,9 @@ func TestSettledDoesNotWaitForABeatRetrying(t *testing.T) {
 	c.table = tbl
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	require.NoError(t, c.beat.beat(ctx)) // the first beat
+	require.NoError(t, c.beat.beat(ctx, running)) // the first beat
 	beating := make(chan error, 1)
-	go func() { beating <- c.beat.beat(ctx) }() // hangs, holding the heartbeat's lock
+	go func() { beating <- c.beat.beat(ctx, running) }() // hangs, holding the heartbeat's lock
 	<-tbl.started
 
 	answered := make(chan bool, 1)
@@ -81,7 +81,7 @@ func TestTheNextBeatIsDueAnIntervalAfterTheLastWasSent(t *testing.T) {
 	c.table = tbl
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	require.NoError(t, c.beat.beat(ctx)) // start's beat...
+	require.NoError(t, c.beat.beat(ctx, running)) // start's beat...
 	<-tbl.beats
 	c.beat.last.Store(time.Now().Add(-c.opts.heartbeatInterval()).UnixNano()) // ...an interval ago
 	done := make(chan error, 1)

@@ -90,7 +90,7 @@ type Options struct {
 
 	// LeaseDuration is how long a worker whose heartbeat does not change, as
 	// seen on the observer's own clock, keeps its leases. Heartbeats are
-	// written every third of it; the lease table is read every tenth of it,
+	// written every half of it; the lease table is read every tenth of it,
 	// and at least every second. A crashed worker's shards are read again
 	// within about 1.2 LeaseDuration. Minimum 300ms; default 10s.
 	LeaseDuration time.Duration
@@ -199,66 +199,9 @@ func invalid(field, format string, args ...any) error {
 // withDefaults validates o and returns a copy with every default filled in.
 // It makes no network call.
 func (o Options) withDefaults() (Options, error) {
-	if err := o.checkStreams(); err != nil {
+	if err := o.validate(); err != nil {
 		return o, err
 	}
-	switch {
-	case o.StreamName == "" && o.StreamARN == "" && len(o.Streams) == 0:
-		return o, invalid("StreamName", "required (or set StreamARN, or Streams)")
-	case o.StreamName != "" && !streamNamePattern.MatchString(o.StreamName):
-		return o, invalid("StreamName", "%q is not a valid stream name (1-128 of a-z A-Z 0-9 _ . -)", o.StreamName)
-	case o.StreamARN != "" && !streamARNPattern.MatchString(o.StreamARN):
-		return o, invalid("StreamARN", "%q is not a Kinesis stream ARN", o.StreamARN)
-	case o.AppName != "" && !tableNamePattern.MatchString(o.AppName) && o.LeaseTable == "":
-		return o, invalid("AppName", "%q cannot name a DynamoDB table (3-255 of a-z A-Z 0-9 _ . -); set LeaseTable", o.AppName)
-	case o.LeaseTable != "" && o.AppName == "":
-		return o, invalid("LeaseTable", "needs AppName (an empty AppName keeps leases in memory)")
-	case o.LeaseTable != "" && !tableNamePattern.MatchString(o.LeaseTable):
-		return o, invalid("LeaseTable", "%q is not a valid DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -)", o.LeaseTable)
-	case o.InitialPosition.kind == positionAtTimestamp && o.InitialPosition.timestamp.IsZero():
-		return o, invalid("InitialPosition", "AtTimestamp needs a non-zero time")
-	case o.EnhancedFanOut && o.ConsumerName == "" && o.AppName == "":
-		return o, invalid("ConsumerName", "required for EnhancedFanOut without AppName")
-	case o.EnhancedFanOut && o.ConsumerName == "" && !consumerNamePattern.MatchString(o.AppName):
-		return o, invalid("ConsumerName", "defaults to AppName %q, which is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -); set ConsumerName", o.AppName)
-	case o.ConsumerName != "" && !consumerNamePattern.MatchString(o.ConsumerName):
-		return o, invalid("ConsumerName", "%q is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -)", o.ConsumerName)
-	case o.MaxRecords < 0 || o.MaxRecords > 10000:
-		return o, invalid("MaxRecords", "%d is out of range 1..10000", o.MaxRecords)
-	case o.MaxLeasesPerWorker < 0:
-		return o, invalid("MaxLeasesPerWorker", "%d is negative", o.MaxLeasesPerWorker)
-	case o.BufferSize < -1:
-		return o, invalid("BufferSize", "%d is below -1", o.BufferSize)
-	case o.MaxUnackedPerShard < 0:
-		return o, invalid("MaxUnackedPerShard", "%d is negative", o.MaxUnackedPerShard)
-	case o.Concurrency < 0:
-		return o, invalid("Concurrency", "%d is negative", o.Concurrency)
-	case o.MaxAttempts < 0:
-		return o, invalid("MaxAttempts", "%d is negative", o.MaxAttempts)
-	}
-	// A shard never has more than MaxUnackedPerShard records delivered and
-	// unacked, so more handlers than that could never all run for one shard.
-	if maxUnacked := orDefault(o.MaxUnackedPerShard, defaultMaxUnacked); o.Concurrency > maxUnacked {
-		return o, invalid("Concurrency", "%d is above MaxUnackedPerShard (%d): more handlers than records a shard may have in flight makes no sense; raise MaxUnackedPerShard too", o.Concurrency, maxUnacked)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"PollInterval", o.PollInterval},
-		{"LeaseDuration", o.LeaseDuration},
-		{"CheckpointInterval", o.CheckpointInterval},
-		{"ShardSyncInterval", o.ShardSyncInterval},
-		{"ShutdownTimeout", o.ShutdownTimeout},
-	} {
-		if d.v < 0 {
-			return o, invalid(d.name, "%v is negative", d.v)
-		}
-	}
-	if o.LeaseDuration != 0 && o.LeaseDuration < 300*time.Millisecond {
-		return o, invalid("LeaseDuration", "%v is shorter than the minimum 300ms", o.LeaseDuration)
-	}
-
 	o.Streams = slices.Clone(o.Streams) // the caller's slice may change later
 	if o.LeaseTable == "" {
 		o.LeaseTable = o.AppName
@@ -286,6 +229,71 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.Default()
 	}
 	return o, nil
+}
+
+// validate checks o as given, before defaults: an error wraps
+// ErrInvalidOptions and names the field.
+func (o Options) validate() error {
+	if err := o.checkStreams(); err != nil {
+		return err
+	}
+	switch {
+	case o.StreamName == "" && o.StreamARN == "" && len(o.Streams) == 0:
+		return invalid("StreamName", "required (or set StreamARN, or Streams)")
+	case o.StreamName != "" && !streamNamePattern.MatchString(o.StreamName):
+		return invalid("StreamName", "%q is not a valid stream name (1-128 of a-z A-Z 0-9 _ . -)", o.StreamName)
+	case o.StreamARN != "" && !streamARNPattern.MatchString(o.StreamARN):
+		return invalid("StreamARN", "%q is not a Kinesis stream ARN", o.StreamARN)
+	case o.AppName != "" && !tableNamePattern.MatchString(o.AppName) && o.LeaseTable == "":
+		return invalid("AppName", "%q cannot name a DynamoDB table (3-255 of a-z A-Z 0-9 _ . -); set LeaseTable", o.AppName)
+	case o.LeaseTable != "" && o.AppName == "":
+		return invalid("LeaseTable", "needs AppName (an empty AppName keeps leases in memory)")
+	case o.LeaseTable != "" && !tableNamePattern.MatchString(o.LeaseTable):
+		return invalid("LeaseTable", "%q is not a valid DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -)", o.LeaseTable)
+	case o.InitialPosition.kind == positionAtTimestamp && o.InitialPosition.timestamp.IsZero():
+		return invalid("InitialPosition", "AtTimestamp needs a non-zero time")
+	case o.EnhancedFanOut && o.ConsumerName == "" && o.AppName == "":
+		return invalid("ConsumerName", "required for EnhancedFanOut without AppName")
+	case o.EnhancedFanOut && o.ConsumerName == "" && !consumerNamePattern.MatchString(o.AppName):
+		return invalid("ConsumerName", "defaults to AppName %q, which is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -); set ConsumerName", o.AppName)
+	case o.ConsumerName != "" && !consumerNamePattern.MatchString(o.ConsumerName):
+		return invalid("ConsumerName", "%q is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -)", o.ConsumerName)
+	case o.MaxRecords < 0 || o.MaxRecords > 10000:
+		return invalid("MaxRecords", "%d is out of range 1..10000", o.MaxRecords)
+	case o.MaxLeasesPerWorker < 0:
+		return invalid("MaxLeasesPerWorker", "%d is negative", o.MaxLeasesPerWorker)
+	case o.BufferSize < -1:
+		return invalid("BufferSize", "%d is below -1", o.BufferSize)
+	case o.MaxUnackedPerShard < 0:
+		return invalid("MaxUnackedPerShard", "%d is negative", o.MaxUnackedPerShard)
+	case o.Concurrency < 0:
+		return invalid("Concurrency", "%d is negative", o.Concurrency)
+	case o.MaxAttempts < 0:
+		return invalid("MaxAttempts", "%d is negative", o.MaxAttempts)
+	}
+	// A shard never has more than MaxUnackedPerShard records delivered and
+	// unacked, so more handlers than that could never all run for one shard.
+	if maxUnacked := orDefault(o.MaxUnackedPerShard, defaultMaxUnacked); o.Concurrency > maxUnacked {
+		return invalid("Concurrency", "%d is above MaxUnackedPerShard (%d): more handlers than records a shard may have in flight makes no sense; raise MaxUnackedPerShard too", o.Concurrency, maxUnacked)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"PollInterval", o.PollInterval},
+		{"LeaseDuration", o.LeaseDuration},
+		{"CheckpointInterval", o.CheckpointInterval},
+		{"ShardSyncInterval", o.ShardSyncInterval},
+		{"ShutdownTimeout", o.ShutdownTimeout},
+	} {
+		if d.v < 0 {
+			return invalid(d.name, "%v is negative", d.v)
+		}
+	}
+	if o.LeaseDuration != 0 && o.LeaseDuration < 300*time.Millisecond {
+		return invalid("LeaseDuration", "%v is shorter than the minimum 300ms", o.LeaseDuration)
+	}
+	return nil
 }
 
 func orDefault[T comparable](v, def T) T {

@@ -335,7 +335,7 @@ func TestProcessHandlerContextEndsWhenTheShardIsHandedOff(t *testing.T) {
 	}
 	t.Logf("shard %s handed off; its handler's context ended at %v", moved, endedAt)
 	require.Eventually(t, func() bool {
-		held := s.c.heldLeases()
+		held := s.c.held.list()
 		return len(held) == 1 && held[0].shardID == moved
 	}, 10*time.Second, 10*time.Millisecond, "the handler whose shard moved saw its context end")
 	for shard, b := range blockedOn {

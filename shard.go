@@ -14,14 +14,17 @@ import (
 )
 
 // shardReader reads one shard for one held lease, and is the goroutine that
-// does so: the lease loop starts it when it takes the lease (startReader),
-// and it ends when the shard ends, the lease is lost or handed off, or
-// shutdown stops reading. It delivers the shard's records (deliver, the one
-// place a record is handed to the user), ends the shard, and writes the
-// hand-off. Its own fields are only touched by that goroutine; h's are
-// shared as heldLease says.
+// does so.
+//
+//   - The lease loop starts it when it takes the lease (startReader). It
+//     ends when the shard ends, the lease is lost or handed off, or shutdown
+//     stops reading.
+//   - It delivers the shard's records (deliver, the one place a record is
+//     handed to the user), ends the shard, and writes the hand-off.
+//   - Its own fields are only touched by its goroutine; h's are shared as
+//     heldLease says; env is what it reaches of the rest of the consumer.
 type shardReader struct {
-	c   *Consumer    // immutable
+	env *readerEnv   // immutable
 	h   *heldLease   // immutable
 	log *slog.Logger // immutable: the stream's log with the shard
 
@@ -30,8 +33,44 @@ type shardReader struct {
 	warnedMalformed bool // a malformed aggregate was logged at Warn once
 }
 
-func newShardReader(c *Consumer, h *heldLease) *shardReader {
-	return &shardReader{c: c, h: h, log: h.stream.log.With("shard", h.shardID)}
+// readerEnv is what a shardReader reaches besides its own lease: the
+// consumer builds it (Consumer.readerEnv) when it starts a reader. It is
+// immutable.
+type readerEnv struct {
+	kinesis  KinesisAPI
+	out      chan<- Record
+	gate     *pauseGate
+	counters *consumerCounters
+	log      *slog.Logger // the consumer's
+	opts     readerOptions
+
+	// Callbacks into the rest of the consumer. Each runs on the calling
+	// reader's goroutine.
+	//
+	// listShards lists the shards of s (ListShards, retried).
+	listShards func(ctx context.Context, s *kstream) ([]shardInfo, error)
+	// endShard finishes h's shard once every record delivered from it is
+	// acked: it creates the children's leases, writes SHARD_END and
+	// releases the lease, then asks the lease loop for a pass.
+	endShard func(ctx context.Context, h *heldLease, children []shardInfo) error
+	// handOff checkpoints the acked prefix of h and makes worker to the
+	// owner, in one write (Consumer.writeCheckpoint).
+	handOff func(ctx context.Context, h *heldLease, to string) (checkpoint, int, error)
+}
+
+// readerOptions are the Options a reader uses.
+type readerOptions struct {
+	maxRecords       int
+	maxUnacked       int // MaxUnackedPerShard
+	pollInterval     time.Duration
+	shutdownTimeout  time.Duration
+	initialPosition  Position
+	fanOutStall      time.Duration // a subscription with no event for this long is renewed
+	resubscribeAfter time.Duration // a subscription is renewed after this long
+}
+
+func newShardReader(env *readerEnv, h *heldLease) *shardReader {
+	return &shardReader{env: env, h: h, log: h.stream.log.With("shard", h.shardID)}
 }
 
 // read reads the shard from the lease's checkpoint and delivers its records
@@ -39,7 +78,7 @@ func newShardReader(c *Consumer, h *heldLease) *shardReader {
 // ends: by polling GetRecords, or with enhanced fan-out (fanout.go). It
 // returns only fatal errors; a lost lease or a cancelled ctx returns nil.
 func (r *shardReader) read(ctx context.Context) error {
-	c, h, log := r.c, r.h, r.log
+	env, h, log := r.env, r.h, r.log
 	if h.stream.consumerARN != "" {
 		return r.subscribe(ctx)
 	}
@@ -64,12 +103,12 @@ func (r *shardReader) read(ctx context.Context) error {
 		if room == 0 {
 			return nil
 		}
-		limit := min(c.opts.MaxRecords, room)
-		out, err := retry(ctx, &c.counters.retryCounters, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
-			return c.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit))})
+		limit := min(env.opts.maxRecords, room)
+		out, err := retry(ctx, running, &env.counters.retryCounters, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
+			return env.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit))})
 		})
 		if isExpiredIterator(err) {
-			c.counters.iteratorRefreshes.Add(1)
+			env.counters.iteratorRefreshes.Add(1)
 			log.Info("kcl: shard iterator expired; reopening after the last record delivered")
 			if last == "" {
 				iterator, err = r.shardIterator(ctx, start, "")
@@ -102,7 +141,7 @@ func (r *shardReader) read(ctx context.Context) error {
 		}
 		iterator = out.NextShardIterator
 		if len(out.Records) == 0 || aws.ToInt64(out.MillisBehindLatest) == 0 {
-			if !sleep(ctx, c.opts.PollInterval) {
+			if !sleep(ctx, env.opts.pollInterval) {
 				return nil
 			}
 		}
@@ -113,17 +152,17 @@ func (r *shardReader) read(ctx context.Context) error {
 // are unacked, logging when the shard pauses and resumes. It returns how many
 // more records may be delivered, 0 when ctx ended or the lease was lost.
 func (r *shardReader) waitForRoom(ctx context.Context) int {
-	c, h, log := r.c, r.h, r.log
+	h, log, maxUnacked := r.h, r.log, r.env.opts.maxUnacked
 	_, unacked := h.window.state()
-	if unacked >= c.opts.MaxUnackedPerShard {
-		log.Warn("kcl: shard paused: too many delivered records are not acked", "max_unacked", c.opts.MaxUnackedPerShard)
-		if !h.window.waitBelow(ctx, c.opts.MaxUnackedPerShard) {
+	if unacked >= maxUnacked {
+		log.Warn("kcl: shard paused: too many delivered records are not acked", "max_unacked", maxUnacked)
+		if !h.window.waitBelow(ctx, maxUnacked) {
 			return 0
 		}
 		log.Info("kcl: shard resumed")
 		_, unacked = h.window.state()
 	}
-	return max(1, c.opts.MaxUnackedPerShard-unacked)
+	return max(1, maxUnacked-unacked)
 }
 
 // deliverChunk is how many records deliver converts, registers and sends
@@ -137,9 +176,9 @@ const deliverChunk = 64
 // no ack can come first. It reports false when ctx ended or the lease was
 // lost.
 func (r *shardReader) deliver(ctx context.Context, page *pageRecords) bool {
-	c, h := r.c, r.h
+	h := r.h
 	var buf [deliverChunk]Record
-	done, out, gate := ctx.Done(), c.out, c.pause // read once: the per-record path
+	done, out, gate := ctx.Done(), r.env.out, r.env.gate // read once: the per-record path
 	for !page.done() {
 		room := r.waitForRoom(ctx)
 		if room == 0 {
@@ -149,7 +188,7 @@ func (r *shardReader) deliver(ctx context.Context, page *pageRecords) bool {
 		if !h.window.push(chunk) {
 			return false
 		}
-		c.pause.check() // shuts the gate if the delivery deadline passed (pause.go)
+		gate.check() // shuts the gate if the delivery deadline passed (pause.go)
 		sent, bytes := len(chunk), int64(0)
 		for i := range chunk {
 			if !r.send(ctx, done, out, gate, &chunk[i]) {
@@ -211,7 +250,7 @@ func (r *shardReader) send(ctx context.Context, done <-chan struct{}, out chan<-
 // first open of a LATEST lease, by the worker that stored the time, opens at
 // LATEST.
 func (r *shardReader) startingPosition(from checkpoint, after string) types.StartingPosition {
-	c, h := r.c, r.h
+	h := r.h
 	first := !r.opened
 	r.opened = true
 	switch {
@@ -224,13 +263,14 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 	case from.seq == checkpointLatest || from.seq == checkpointAtTimestamp && !h.startAt.IsZero():
 		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(h.startAt)}
 	case from.seq == checkpointAtTimestamp:
-		if c.opts.InitialPosition.kind != positionAtTimestamp {
+		initial := r.env.opts.initialPosition
+		if initial.kind != positionAtTimestamp {
 			// Neither the lease (a table the Java KCL wrote) nor the options
 			// say when: reading from the oldest record loses nothing.
 			r.log.Warn("kcl: lease checkpoint is AT_TIMESTAMP but neither the lease nor InitialPosition has a timestamp; reading from TRIM_HORIZON")
 			return types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
 		}
-		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(c.opts.InitialPosition.timestamp)}
+		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(initial.timestamp)}
 	default:
 		return types.StartingPosition{Type: types.ShardIteratorTypeAtSequenceNumber, SequenceNumber: aws.String(from.seq)}
 	}
@@ -239,12 +279,12 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 // shardIterator opens the shard at a checkpoint, or just after the
 // sequence number after when it is set.
 func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after string) (*string, error) {
-	c, h := r.c, r.h
+	env, h := r.env, r.h
 	pos := r.startingPosition(from, after)
 	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(h.shard), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
 	h.stream.setStream(&in.StreamName, &in.StreamARN)
-	out, err := retry(ctx, &c.counters.retryCounters, r.log, "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
-		return c.kinesis.GetShardIterator(ctx, in)
+	out, err := retry(ctx, running, &env.counters.retryCounters, r.log, "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
+		return env.kinesis.GetShardIterator(ctx, in)
 	})
 	if err != nil {
 		return nil, err
@@ -253,29 +293,21 @@ func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after 
 }
 
 // endShard finishes a shard that GetRecords reported closed: once every
-// record delivered from it is acked, it syncs its stream's shard list, which
-// creates the children's leases (those children names, and any the listing shows),
-// then checkpoints SHARD_END and releases the lease in one write, which lets
-// the children be taken.
+// record delivered from it is acked, it has the consumer create the
+// children's leases (those children names, and any the listing shows),
+// then checkpoint SHARD_END and release the lease in one write, which lets
+// the children be taken (readerEnv.endShard).
 func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard) error {
-	c, h := r.c, r.h
-	if !h.window.waitBelow(ctx, 1) {
+	if !r.h.window.waitBelow(ctx, 1) {
 		return nil // shutdown or lease lost: the final checkpoint is the acked prefix
 	}
 	extra := make([]shardInfo, 0, len(children))
 	for _, ch := range children {
 		extra = append(extra, shardInfo{id: aws.ToString(ch.ShardId), parents: ch.ParentShards})
 	}
-	if _, err := retry(ctx, &c.counters.retryCounters, r.log, "shard sync", nil, func() (struct{}, error) {
-		return struct{}{}, c.syncShards(ctx, h.stream, extra...)
-	}); err != nil {
+	if err := r.env.endShard(ctx, r.h, extra); err != nil { // on this goroutine; it then signals the lease loop
 		return r.readError(ctx, err)
 	}
-	if _, _, err := c.writeCheckpoint(ctx, h, "", true); err != nil {
-		return r.readError(ctx, err)
-	}
-	r.log.Info("kcl: shard ended", "children", len(children))
-	notify(c.keeper.takeNow)
 	return nil
 }
 
@@ -286,9 +318,9 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 // times (the shard may be leaving right now) before the error stands; a
 // missing stream is fatal.
 func (r *shardReader) shardGone(ctx context.Context, cause error) error {
-	c, h := r.c, r.h
+	h := r.h
 	for attempt := 0; ; attempt++ {
-		shards, err := c.listShards(ctx, h.stream)
+		shards, err := r.env.listShards(ctx, h.stream)
 		if err != nil {
 			return r.readError(ctx, err)
 		}
@@ -312,6 +344,27 @@ func (r *shardReader) readError(ctx context.Context, err error) error {
 		return nil
 	}
 	return fmt.Errorf("stream %q: shard %q: %w", h.stream.label, h.shard, err)
+}
+
+// finishHandoff completes a hand-off after the reader stopped fetching
+// (leaseKeeper.requestHandoff): it waits up to ShutdownTimeout for the
+// delivered records to be acked, then checkpoints the acked prefix and
+// makes the claimant the owner, in one write. The new owner reads on from
+// exactly there.
+func (r *shardReader) finishHandoff(ctx context.Context) {
+	h := r.h
+	h.mu.Lock()
+	to := h.handoff
+	h.mu.Unlock()
+	if to == "" || ctx.Err() != nil {
+		return
+	}
+	wait, cancel := context.WithTimeout(ctx, r.env.opts.shutdownTimeout)
+	h.window.waitBelow(wait, 1)
+	cancel()
+	if acked, unacked, err := r.env.handOff(ctx, h, to); err == nil {
+		r.env.log.Info("kcl: lease handed off", "shard", h.shardID, "to", to, "checkpoint", acked.seq, "unacked_dropped", unacked)
+	}
 }
 
 func isExpiredIterator(err error) bool {

@@ -25,19 +25,20 @@ type shardInfo struct {
 
 // listShards returns every shard of stream s, parents before children. A
 // page token that expired between two pages (ExpiredNextTokenException)
-// starts the listing over: retrying it would fail for ever.
-func (c *Consumer) listShards(ctx context.Context, s *kstream) ([]shardInfo, error) {
-	return retry(ctx, &c.counters.retryCounters, s.log, "shard listing from the start (page token expired)", nil, func() ([]shardInfo, error) {
-		return c.listShardsOnce(ctx, s)
+// starts the listing over: retrying it would fail for ever. It runs on the
+// caller's goroutine.
+func (c *Consumer) listShards(ctx context.Context, st stage, s *kstream) ([]shardInfo, error) {
+	return retry(ctx, st, &c.counters.retryCounters, s.log, "shard listing from the start (page token expired)", nil, func() ([]shardInfo, error) {
+		return c.listShardsOnce(ctx, st, s)
 	})
 }
 
-func (c *Consumer) listShardsOnce(ctx context.Context, s *kstream) ([]shardInfo, error) {
+func (c *Consumer) listShardsOnce(ctx context.Context, st stage, s *kstream) ([]shardInfo, error) {
 	var shards []shardInfo
 	in := &kinesis.ListShardsInput{}
 	s.setStream(&in.StreamName, &in.StreamARN)
 	for {
-		out, err := retry(ctx, &c.counters.retryCounters, s.log, "ListShards", isExpiredNextToken, func() (*kinesis.ListShardsOutput, error) {
+		out, err := retry(ctx, st, &c.counters.retryCounters, s.log, "ListShards", isExpiredNextToken, func() (*kinesis.ListShardsOutput, error) {
 			return c.kinesis.ListShards(ctx, in)
 		})
 		if err != nil {
@@ -163,14 +164,17 @@ func parentsFirst(shards []shardInfo) []shardInfo {
 // taken only once the parent ends. All of this is decided per stream: a
 // parent is a shard of the same stream, and a stream without a lease yet
 // (one just added to Streams) starts at InitialPosition.
-func (c *Consumer) syncShards(ctx context.Context, only *kstream, extra ...shardInfo) error {
+//
+// It runs on the caller's goroutine: run at start, the lease loop, or a
+// reader whose shard ended (endShard).
+func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extra ...shardInfo) error {
 	streams := c.streams
 	if only != nil {
 		streams = []*kstream{only}
 	}
 	listed := make([][]shardInfo, len(streams))
 	for i, s := range streams {
-		shards, err := c.listShards(ctx, s)
+		shards, err := c.listShards(ctx, st, s)
 		if err != nil {
 			return fmt.Errorf("stream %q: %w", s.label, err)
 		}
@@ -198,6 +202,30 @@ func (c *Consumer) syncShards(ctx context.Context, only *kstream, extra ...shard
 	if anyCreated {
 		c.bump(ctx) // the other workers take their share of the new leases
 	}
+	return nil
+}
+
+// endShard finishes the shard of h, which its reader found closed with
+// every record delivered from it acked. It runs on that reader's goroutine.
+//
+//  1. It syncs h's stream's shard list, which creates the children's
+//     leases: children are those the shard's end named, which the listing
+//     may not show yet.
+//  2. It checkpoints SHARD_END and releases the lease in one write, which
+//     lets the children be taken.
+//  3. It asks the lease loop for a pass, which takes them.
+func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []shardInfo) error {
+	log := h.stream.log.With("shard", h.shardID)
+	if err := retryErr(ctx, running, &c.counters.retryCounters, log, "shard sync", nil, func() error {
+		return c.syncShards(ctx, running, h.stream, children...)
+	}); err != nil {
+		return err
+	}
+	if _, _, err := c.writeCheckpoint(ctx, h, "", true); err != nil {
+		return err
+	}
+	log.Info("kcl: shard ended", "children", len(children))
+	notify(c.keeper.takeNow) // to the lease loop
 	return nil
 }
 
@@ -230,9 +258,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	for _, sh := range shards {
 		byID[sh.id] = sh
 	}
-	c.mu.Lock()
-	s.shards = byID
-	c.mu.Unlock()
+	s.setShards(byID)
 
 	descends := descendsFromLeased(shards, leased, unread, read)
 	done := ancestorsOfLeased(shards, leased)
@@ -252,27 +278,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 			continue
 		}
 		latest := c.opts.InitialPosition == Latest
-		cp := checkpoint{seq: c.opts.InitialPosition.String()}
-		switch {
-		case descends[sh.id]:
-			cp.seq = checkpointTrimHorizon
-		case latest && slices.ContainsFunc(sh.parents, func(p string) bool { return toRead[p] }):
-			// A listing caught mid-reshard shows a parent still open beside
-			// its children: the parent is read first, so a child at LATEST
-			// would be opened only once the parent ends, skipping what came
-			// in meanwhile. It goes on from its parent instead.
-			cp.seq = checkpointTrimHorizon
-		case latest && sh.closed && covered[sh.id]:
-			// Closed, and its listed children cover it: nothing new will
-			// come in, and they start at LATEST. (One listed without all
-			// its children, a listing caught mid-reshard as the Java KCL
-			// has met, stays at LATEST: it is taken, ends at once, and its
-			// children, learnt from the shard end, go on from it at
-			// TRIM_HORIZON. Ended and never read, it would leave a child
-			// listed later to start at LATEST then, skipping what came in
-			// until then.)
-			cp.seq = checkpointShardEnd
-		}
+		cp := checkpoint{seq: startSeq(sh, c.opts.InitialPosition, descends[sh.id], toRead, covered[sh.id])}
 		key := leaseKey(s.id, sh.id)
 		parents := make([]string, len(sh.parents))
 		for i, p := range sh.parents {
@@ -298,6 +304,34 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		}
 	}
 	return anyCreated, nil
+}
+
+// startSeq returns where the new lease of sh starts (syncShards): the
+// initial position, unless sh descends from a leased shard (descends), its
+// parent is one this sync made to be read (toRead), or, with Latest, it is
+// closed and its listed children cover it (covered).
+func startSeq(sh shardInfo, initial Position, descends bool, toRead map[string]bool, covered bool) string {
+	latest := initial == Latest
+	switch {
+	case descends:
+		return checkpointTrimHorizon
+	case latest && slices.ContainsFunc(sh.parents, func(p string) bool { return toRead[p] }):
+		// A listing caught mid-reshard shows a parent still open beside its
+		// children: the parent is read first, so a child at LATEST would be
+		// opened only once the parent ends, skipping what came in
+		// meanwhile. It goes on from its parent instead.
+		return checkpointTrimHorizon
+	case latest && sh.closed && covered:
+		// Closed, and its listed children cover it: nothing new will come
+		// in, and they start at LATEST. (One listed without all its
+		// children, a listing caught mid-reshard as the Java KCL has met,
+		// stays at LATEST: it is taken, ends at once, and its children,
+		// learnt from the shard end, go on from it at TRIM_HORIZON. Ended
+		// and never read, it would leave a child listed later to start at
+		// LATEST then, skipping what came in until then.)
+		return checkpointShardEnd
+	}
+	return initial.String()
 }
 
 // warnOtherIncarnation warns when stream s has no lease yet but the table

@@ -81,7 +81,7 @@ func (c *Consumer) Stats() Stats {
 		_, shard := splitLeaseKey(l.shardID)
 		byShard[l.shardID] = ShardStats{ShardID: shard, StreamARN: c.streamARNOf(l.shardID), Owner: l.owner, Checkpoint: l.checkpoint.seq, CheckpointSubSequenceNumber: l.checkpoint.sub}
 	}
-	for _, h := range c.heldLeases() {
+	for _, h := range c.held.list() {
 		s.LeasesHeld++
 		_, unacked, records, bytes := h.window.stats()
 		stored := h.stored.Load()

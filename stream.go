@@ -47,16 +47,11 @@ type Consumer struct {
 	readCtx context.Context
 	readers *errgroup.Group
 
-	// The pause gate: shut while this worker may be taken for dead.
-	pause *pauseGate
-	// The heartbeat item, and the lease loop. Set by New.
-	beat   *heartbeat
-	keeper *leaseKeeper
-
-	// Synchronized on mu; written by the goroutines named.
-	mu      sync.Mutex
-	closing bool                  // run: shutdown began, no reader starts any more
-	held    map[string]*heldLease // by lease key; lease loop (takes), readers and run (ends, losses)
+	// Set by New.
+	pause  *pauseGate   // shut while this worker may be taken for dead
+	held   *heldSet     // the leases held: the lease loop adds, readers, the lease loop and run remove
+	beat   *heartbeat   // the heartbeat item
+	keeper *leaseKeeper // the lease loop
 }
 
 // New validates opts and builds a Consumer. It makes no network call: a
@@ -77,7 +72,7 @@ func New(opts Options) (*Consumer, error) {
 		opts:    opts,
 		log:     log,
 		kinesis: opts.Kinesis,
-		held:    map[string]*heldLease{},
+		held:    newHeldSet(log),
 		streams: newStreams(opts, log),
 		pause:   newPauseGate(opts.LeaseDuration, log),
 
@@ -230,14 +225,12 @@ func (c *Consumer) run(ctx context.Context) {
 
 	// 1. Stop fetching and delivering, and tell the other workers, so that
 	// they neither count on nor claim from this one.
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
+	c.held.close()
 	stopReading()
 	if err := c.readers.Wait(); err != nil {
 		c.setErr(err)
 	}
-	_ = c.beat.beat(leaseCtx)
+	_ = c.beat.beat(leaseCtx, running)
 	// 2. Give what was delivered time to be acked.
 	c.waitAcked(c.opts.ShutdownTimeout)
 	// 3. Stop the lease loop, then checkpoint the acked prefix and release.
@@ -256,7 +249,7 @@ func (c *Consumer) run(ctx context.Context) {
 	}
 	var g errgroup.Group
 	g.SetLimit(8)
-	for _, h := range c.heldLeases() {
+	for _, h := range c.held.list() {
 		g.Go(func() error { c.releaseLease(final, h); return nil })
 	}
 	_ = g.Wait()
@@ -283,11 +276,10 @@ func (c *Consumer) run(ctx context.Context) {
 // its old owner passes it on, or whoever takes it once that one is dead.
 // Nor is a lease of a stream this consumer does not read: left alone.
 func (c *Consumer) ownedNotHeld() []lease {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	held, _ := c.held.snapshot()
 	var mine []lease
 	for _, l := range c.keeper.leasesRead() {
-		if _, held := c.held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() && l.checkpointOwner == "" && c.ours(l.shardID) {
+		if held := held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() && l.checkpointOwner == "" && c.ours(l.shardID) {
 			mine = append(mine, l)
 		}
 	}
@@ -296,23 +288,23 @@ func (c *Consumer) ownedNotHeld() []lease {
 
 // start checks the lease table, writes the first heartbeat, describes the
 // streams (a missing one is an error naming it), and creates leases for
-// shards that have none. Transient errors are retried until ctx ends.
+// shards that have none. Transient errors are retried until ctx ends;
+// configuration errors are not (starting).
 func (c *Consumer) start(ctx context.Context) error {
-	ctx = whileStarting(ctx)
 	notLeaseTable := func(err error) bool { return errors.Is(err, errNotLeaseTable) }
-	if _, err := retry(ctx, &c.counters.retryCounters, c.log, "lease table setup", notLeaseTable, func() (struct{}, error) {
+	if err := retryErr(ctx, starting, &c.counters.retryCounters, c.log, "lease table setup", notLeaseTable, func() error {
 		if err := c.table.ensure(ctx); err != nil {
-			return struct{}{}, err
+			return err
 		}
-		return struct{}{}, c.beat.beat(ctx)
+		return c.beat.beat(ctx, starting)
 	}); err != nil {
 		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
 	}
 	if err := c.describeStreams(ctx); err != nil {
 		return err
 	}
-	_, err := retry(ctx, &c.counters.retryCounters, c.log, "shard sync", nil, func() (struct{}, error) {
-		return struct{}{}, c.syncShards(ctx, nil)
+	err := retryErr(ctx, starting, &c.counters.retryCounters, c.log, "shard sync", nil, func() error {
+		return c.syncShards(ctx, starting, nil)
 	})
 	for _, s := range c.streams {
 		if err == nil && c.opts.EnhancedFanOut {
@@ -322,6 +314,25 @@ func (c *Consumer) start(ctx context.Context) error {
 	return err
 }
 
+// readerEnv returns what a shard reader reaches of c: the lease loop
+// builds one for each reader it starts.
+func (c *Consumer) readerEnv() *readerEnv {
+	return &readerEnv{
+		kinesis: c.kinesis, out: c.out, gate: c.pause, counters: &c.counters, log: c.log,
+		opts: readerOptions{
+			maxRecords: c.opts.MaxRecords, maxUnacked: c.opts.MaxUnackedPerShard,
+			pollInterval: c.opts.PollInterval, shutdownTimeout: c.opts.ShutdownTimeout,
+			initialPosition: c.opts.InitialPosition,
+			fanOutStall:     c.fanOutStall, resubscribeAfter: c.resubscribeAfter,
+		},
+		listShards: func(ctx context.Context, s *kstream) ([]shardInfo, error) { return c.listShards(ctx, running, s) },
+		endShard:   c.endShard,
+		handOff: func(ctx context.Context, h *heldLease, to string) (checkpoint, int, error) {
+			return c.writeCheckpoint(ctx, h, to, false)
+		},
+	}
+}
+
 // waitAcked waits until every record delivered is acked, or for timeout.
 func (c *Consumer) waitAcked(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
@@ -329,7 +340,7 @@ func (c *Consumer) waitAcked(timeout time.Duration) {
 	defer tick.Stop()
 	for {
 		pending := 0
-		for _, h := range c.heldLeases() {
+		for _, h := range c.held.list() {
 			_, n := h.window.state()
 			pending += n
 		}

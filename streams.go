@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -14,9 +15,9 @@ import (
 
 // A consumer reads one stream (Options.StreamName or StreamARN) or several
 // (Options.Streams) as one group with one lease table. With several, the
-// table has the Java KCL's multi-stream layout (java-kcl-3x.md §5): each
-// lease key is the stream's identifier, account:stream:creationEpoch, then
-// ":" and the shard ID, and the item also holds that identifier
+// table has the Java KCL's multi-stream layout (its StreamIdentifier and
+// MultiStreamLease classes): each lease key is the stream's
+// identifier, account:stream:creationEpoch, then ":" and the shard ID, and the item also holds that identifier
 // (streamName) and the bare shard ID (shardId). Parent shard IDs are stored
 // bare, as the Java KCL stores them; kcl reads them as the keys of the
 // parents' leases in the same stream (leaseFromItem), so that everything
@@ -42,7 +43,8 @@ type kstream struct {
 	// already does with a single stream).
 	log *slog.Logger
 
-	shards map[string]shardInfo // synchronized on Consumer.mu: by shard ID, as last listed
+	shardsMu sync.Mutex
+	shards   map[string]shardInfo // synchronized on shardsMu: by shard ID, as last listed (setShards)
 }
 
 // newStreams returns the streams of opts, as given, logging with log.
@@ -77,6 +79,22 @@ func (s *kstream) setStream(name, arn **string) {
 	}
 }
 
+// setShards notes the shards of the stream as just listed, by shard ID.
+// Any goroutine may call it.
+func (s *kstream) setShards(byID map[string]shardInfo) {
+	s.shardsMu.Lock()
+	s.shards = byID
+	s.shardsMu.Unlock()
+}
+
+// closed reports whether the last listing said the shard is closed. Any
+// goroutine may call it.
+func (s *kstream) closed(shard string) bool {
+	s.shardsMu.Lock()
+	defer s.shardsMu.Unlock()
+	return s.shards[shard].closed
+}
+
 // leaseKey is the lease key of a shard of the stream with identifier
 // streamID ("" in a single-stream table: the shard ID itself).
 func leaseKey(streamID, shardID string) string {
@@ -105,14 +123,14 @@ func multiStreamKey(key string) bool { return strings.Contains(key, ":") }
 // multi-stream mode, its identifier (the account from the ARN, the creation
 // time in seconds), and indexes the streams by identifier. A stream that
 // does not exist is an error naming it; so is a stream listed twice (by name
-// and by ARN).
+// and by ARN). It runs at start (run's goroutine).
 func (c *Consumer) describeStreams(ctx context.Context) error {
 	byID := make(map[string]*kstream, len(c.streams))
 	byARN := make(map[string]*kstream, len(c.streams))
 	for _, s := range c.streams {
 		in := &kinesis.DescribeStreamSummaryInput{}
 		s.setStream(&in.StreamName, &in.StreamARN)
-		out, err := retry(ctx, &c.counters.retryCounters, s.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
+		out, err := retry(ctx, starting, &c.counters.retryCounters, s.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
 			return c.kinesis.DescribeStreamSummary(ctx, in)
 		})
 		if err != nil {

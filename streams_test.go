@@ -55,7 +55,7 @@ func streamsOptions(fs ...*fixture) Options {
 
 // javaStreamID returns the stream's ARN and the identifier the Java KCL's
 // multi-stream mode gives it: account:stream:creationEpoch, the epoch in
-// seconds (common/StreamIdentifier.java:84-120,141-159; java-kcl-3x.md §5).
+// seconds (the Java KCL's StreamIdentifier.serialize).
 func (f *fixture) javaStreamID() (arn, id string) {
 	f.t.Helper()
 	out, err := f.kin.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: &f.stream})
@@ -71,8 +71,8 @@ func (f *fixture) javaStreamID() (arn, id string) {
 // streamIdentifier:shardId (leases/MultiStreamLease.java:55-59;
 // leases/HierarchicalShardSyncer.java:771-787), plus streamName (the
 // identifier) and shardId (the bare shard ID)
-// (leases/dynamodb/DynamoDBMultiStreamLeaseSerializer.java:33-42); the
-// parents stay bare shard IDs (java-kcl-3x.md §1, §5).
+// (the Java KCL's DynamoDBMultiStreamLeaseSerializer); the parents stay
+// bare shard IDs (its DynamoDBLeaseSerializer).
 func javaMultiStreamItem(streamID string, l javaLease) map[string]ddbtypes.AttributeValue {
 	shard := l.key
 	it := l.item()
@@ -177,7 +177,7 @@ func (col *collector) held() map[string]int {
 	defer col.mu.Unlock()
 	out := map[string]int{}
 	for id := range col.stops {
-		out[id] = len(col.consumers[id].heldLeases())
+		out[id] = len(col.consumers[id].held.list())
 	}
 	return out
 }

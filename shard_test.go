@@ -1,12 +1,11 @@
 package kcl
 
-// Tests written for scripts/mutants: each kills a planted bug in the pause
-// gate's use by deliver and send that no other test catches. They need no
-// emulator.
-
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +30,7 @@ func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *shardReader, *page
 	}
 	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], "shardId-000000000000")
 	var skip checkpoint
-	r := newShardReader(c, h)
+	r := newShardReader(c.readerEnv(), h)
 	return c, r, newPageRecords(r, recs, &skip)
 }
 
@@ -82,33 +81,63 @@ func TestMutantBlockedSendGivesUpWhenTheGateShuts(t *testing.T) {
 	assert.False(t, <-result)
 }
 
-// A heartbeat confirmed after the delivery deadline reopens the gate only
-// once every lease still held was written again: a take another worker
-// decided on the older heartbeat (from a read of the lease before) fails.
-func TestMutantLateBeatFencesEveryHeldLeaseBeforeReopening(t *testing.T) {
-	noLeak(t)
-	ctx := context.Background()
-	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger(), LeaseDuration: time.Minute})
-	require.NoError(t, err)
-	_, err = c.table.create(ctx, lease{shardID: "s", checkpoint: checkpoint{seq: checkpointTrimHorizon}})
-	require.NoError(t, err)
-	free, _, _ := c.table.read(ctx, "s")
-	mine, err := c.table.take(ctx, free, c.opts.WorkerID)
-	require.NoError(t, err)
-	h := newHeldLease(mine, nil, "s")
-	c.held["s"] = h
+// BenchmarkDeliver is kcl's own cost per record, with no Kinesis call: 8
+// shard readers deliver decoded pages of 10,000 records of 100 bytes
+// through the channel to one consumer that acks each, as a user does. The
+// throughput benchmark (bench/) sets it against the SDK's cost of reading
+// the same records.
+func BenchmarkDeliver(b *testing.B) {
+	const shards, pageSize = 8, 10000
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.out = make(chan Record, c.opts.BufferSize)
+	keepDelivering(c)
+	page := make([]types.Record, pageSize)
+	now := time.Now()
+	for i := range page {
+		page[i] = types.Record{Data: make([]byte, 100), PartitionKey: aws.String(fmt.Sprint(i)),
+			SequenceNumber: aws.String(fmt.Sprintf("%056d", i)), ApproximateArrivalTimestamp: &now}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	perShard := b.N/shards + 1
+	cpu := cpuTime()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for sh := range shards {
+		id := fmt.Sprintf("shardId-%012d", sh)
+		h := newHeldLease(lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], id)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var skip checkpoint
+			r := newShardReader(c.readerEnv(), h)
+			for n := 0; n < perShard; n += pageSize {
+				recs := page[:min(pageSize, perShard-n)]
+				if !r.deliver(ctx, newPageRecords(r, recs, &skip)) {
+					b.Error("deliver stopped")
+					return
+				}
+			}
+		}()
+	}
+	for range shards * perShard {
+		r := <-c.out
+		r.Ack()
+	}
+	wg.Wait()
+	n := float64(shards * perShard)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/record")
+	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/n, "cpu-ns/record")
+}
 
-	c.pause.stop() // no timers: the beats below say when
-	sent := time.Now()
-	require.False(t, c.pause.beat(sent, sent))
-	require.True(t, c.pause.beat(sent, sent.Add(time.Hour)), "confirmed after the deadline: late")
-	require.True(t, c.pause.isShut())
-	seenByOther, _, _ := c.table.read(ctx, "s") // another worker's read, while the old heartbeat stands
-
-	fenced, err := c.keeper.fence(ctx)
-	require.NoError(t, err)
-	require.True(t, fenced)
-	assert.False(t, c.pause.isShut(), "fenced: reopened")
-	_, err = c.table.take(ctx, seenByOther, "other")
-	assert.ErrorIs(t, err, errLeaseLost, "a take decided before the fence")
+// cpuTime is the CPU time (user and system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

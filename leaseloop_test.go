@@ -1,0 +1,68 @@
+package kcl
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A heartbeat confirmed after the delivery deadline reopens the gate only
+// once every lease still held was written again: a take another worker
+// decided on the older heartbeat (from a read of the lease before) fails.
+func TestMutantLateBeatFencesEveryHeldLeaseBeforeReopening(t *testing.T) {
+	noLeak(t)
+	ctx := context.Background()
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger(), LeaseDuration: time.Minute})
+	require.NoError(t, err)
+	_, err = c.table.create(ctx, lease{shardID: "s", checkpoint: checkpoint{seq: checkpointTrimHorizon}})
+	require.NoError(t, err)
+	free, _, _ := c.table.read(ctx, "s")
+	mine, err := c.table.take(ctx, free, c.opts.WorkerID)
+	require.NoError(t, err)
+	h := newHeldLease(mine, nil, "s")
+	c.held.held["s"] = h
+
+	c.pause.stop() // no timers: the beats below say when
+	sent := time.Now()
+	require.False(t, c.pause.beat(sent, sent))
+	require.True(t, c.pause.beat(sent, sent.Add(time.Hour)), "confirmed after the deadline: late")
+	require.True(t, c.pause.isShut())
+	seenByOther, _, _ := c.table.read(ctx, "s") // another worker's read, while the old heartbeat stands
+
+	fenced, err := c.keeper.fence(ctx)
+	require.NoError(t, err)
+	require.True(t, fenced)
+	assert.False(t, c.pause.isShut(), "fenced: reopened")
+	_, err = c.table.take(ctx, seenByOther, "other")
+	assert.ErrorIs(t, err, errLeaseLost, "a take decided before the fence")
+}
+
+// A take of a lease this worker reads already (a stale read showed it free)
+// is skipped: taking it again would start a second reader of the shard.
+func TestTakeSkipsALeaseReadAlready(t *testing.T) {
+	noLeak(t)
+	ctx := context.Background()
+	tbl := newMemLeases()
+	c := handDrivenWorker(t, tbl, "me", time.Minute)
+	_, err := tbl.create(ctx, lease{shardID: "shardId-0", checkpoint: checkpoint{seq: checkpointTrimHorizon}})
+	require.NoError(t, err)
+	free, _, err := tbl.read(ctx, "shardId-0")
+	require.NoError(t, err)
+	c.held.held["shardId-0"] = newHeldLease(free, c.streams[0], "shardId-0")
+
+	require.NoError(t, c.keeper.take(ctx, free))
+	stored, _, err := tbl.read(ctx, "shardId-0")
+	require.NoError(t, err)
+	assert.Equal(t, free, stored, "no take was written")
+
+	delete(c.held.held, "shardId-0")
+	require.NoError(t, c.keeper.take(ctx, free))
+	stored, _, err = tbl.read(ctx, "shardId-0")
+	require.NoError(t, err)
+	assert.Equal(t, "me", stored.owner, "taken once not read")
+	assert.True(t, c.held.has("shardId-0"), "and read")
+}
