@@ -526,7 +526,7 @@ func TestFanOutStallTimerStopsWhileDelivering(t *testing.T) {
 		keepDelivering(c)
 		c.fanOutStall = 200 * time.Millisecond
 		h := newHeldLease(lease{shardID: shard0, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], shard0)
-		reader := newShardReader(c, h)
+		reader := newShardReader(c.readerEnv(), h)
 		event := func(cont string, first int) types.SubscribeToShardEventStream {
 			var recs []types.Record
 			for i := first; i < first+3; i++ {
