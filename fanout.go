@@ -138,7 +138,7 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 // stalls, is due for renewal, or ctx ends. ended reports the shard's end.
 func (r *shardReader) readSubscription(ctx context.Context, stream *kinesis.SubscribeToShardEventStream, skip *checkpoint, continuation *string) (ended bool, children []types.ChildShard, err error) {
 	defer stream.Close()
-	h, log, opts := r.h, r.log, r.env.opts
+	log, opts := r.log, r.env.opts
 	renew := time.NewTimer(opts.resubscribeAfter)
 	defer renew.Stop()
 	stall := time.NewTimer(opts.fanOutStall)
@@ -156,29 +156,43 @@ func (r *shardReader) readSubscription(ctx context.Context, stream *kinesis.Subs
 			if !ok {
 				return false, nil, stream.Err()
 			}
+			// Handing the records over (to a slow receiver, or waiting for
+			// room under MaxUnackedPerShard) is no silence of the server's.
+			stall.Stop()
+			if done, ended, children := r.handleEvent(ctx, ev, skip, continuation); done {
+				return ended, children, nil
+			}
 			stall.Reset(opts.fanOutStall)
-			e, ok := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
-			if !ok {
-				continue
-			}
-			h.counters.millisBehind.Store(aws.ToInt64(e.Value.MillisBehindLatest))
-			if !r.deliver(ctx, newPageRecords(r, e.Value.Records, skip)) {
-				return false, nil, nil
-			}
-			if len(e.Value.ChildShards) > 0 || e.Value.ContinuationSequenceNumber == nil {
-				return true, e.Value.ChildShards, nil // the shard's last event
-			}
-			*continuation = *e.Value.ContinuationSequenceNumber
-			// A server that never sends the last event (kinesis-local)
-			// still ends the shard: caught up on a shard the shard list
-			// says is closed, GetRecords confirms nothing follows.
-			if len(e.Value.Records) == 0 && aws.ToInt64(e.Value.MillisBehindLatest) == 0 && h.stream.closed(h.shard) {
-				if ended, children := r.confirmShardEnd(ctx, *continuation); ended {
-					return true, children, nil
-				}
-			}
 		}
 	}
+}
+
+// handleEvent delivers the records of one subscription event and notes its
+// continuation. done reports that the subscription is over: ctx ended, the
+// lease is gone, or the shard ended (ended, with its children).
+func (r *shardReader) handleEvent(ctx context.Context, ev types.SubscribeToShardEventStream, skip *checkpoint, continuation *string) (done, ended bool, children []types.ChildShard) {
+	h := r.h
+	e, ok := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
+	if !ok {
+		return false, false, nil
+	}
+	h.counters.millisBehind.Store(aws.ToInt64(e.Value.MillisBehindLatest))
+	if !r.deliver(ctx, newPageRecords(r, e.Value.Records, skip)) {
+		return true, false, nil
+	}
+	if len(e.Value.ChildShards) > 0 || e.Value.ContinuationSequenceNumber == nil {
+		return true, true, e.Value.ChildShards // the shard's last event
+	}
+	*continuation = *e.Value.ContinuationSequenceNumber
+	// A server that never sends the last event (kinesis-local) still ends
+	// the shard: caught up on a shard the shard list says is closed,
+	// GetRecords confirms nothing follows.
+	if len(e.Value.Records) == 0 && aws.ToInt64(e.Value.MillisBehindLatest) == 0 && h.stream.closed(h.shard) {
+		if ended, children := r.confirmShardEnd(ctx, *continuation); ended {
+			return true, true, children
+		}
+	}
+	return false, false, nil
 }
 
 // confirmShardEnd reads the shard by GetRecords after the continuation
