@@ -201,6 +201,15 @@ func (g *pauseGate) closing() <-chan struct{} {
 	return g.shutting
 }
 
+// opened returns a channel closed when the gate reopens, or nil while it is
+// open.
+func (g *pauseGate) opened() <-chan struct{} {
+	if ch := g.shut.Load(); ch != nil {
+		return *ch
+	}
+	return nil
+}
+
 // wait blocks while the gate is shut. It reports false if ctx ended first.
 func (g *pauseGate) wait(ctx context.Context) bool {
 	ch := g.shut.Load()

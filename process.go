@@ -120,6 +120,13 @@ type processor struct {
 	windows      map[*ackWindow]context.Context
 	windowClosed chan *ackWindow
 	watchers     sync.WaitGroup
+
+	// The pause gate (pause.go): no attempt starts while it is shut, and
+	// each attempt's context also ends when it shuts. open ends when the
+	// gate shuts (a watcher cancels it), and is made anew once it reopens.
+	gate *pauseGate         // immutable
+	open context.Context    // the dispatcher's
+	shut context.CancelFunc // ends open
 }
 
 // newProcessor prepares a run of Process for c. The handlers' contexts
@@ -141,6 +148,7 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 		newBackOff:   newBackOff,
 		windows:      map[*ackWindow]context.Context{},
 		windowClosed: make(chan *ackWindow),
+		gate:         c.pause,
 	}
 }
 
@@ -163,6 +171,7 @@ const (
 	resultAcked   attemptResult = iota // handle returned nil, or OnFailure accepted it
 	resultRetry                        // failed; try again after a backoff
 	resultDropped                      // its context ended: not ours any more
+	resultPaused                       // the pause gate shut: run it again once it reopens
 	resultStop                         // Process must stop with task.err
 )
 
@@ -179,6 +188,7 @@ func (p *processor) run(in <-chan Record) error {
 	for in != nil {
 		p.startReady()
 		select {
+		case <-p.gate.opened(): // nil, never ready, while the gate is open
 		case rec, ok := <-in:
 			if !ok {
 				in = nil
@@ -272,9 +282,10 @@ func (p *processor) recordContext(rec Record) context.Context {
 }
 
 // startReady starts the oldest ready records while fewer than Concurrency
-// attempts run. A record whose context ended is dropped instead.
+// attempts run and the pause gate is open. A record whose context ended is
+// dropped instead.
 func (p *processor) startReady() {
-	for p.running < p.c.opts.Concurrency && p.ready.len() > 0 {
+	for p.running < p.c.opts.Concurrency && p.ready.len() > 0 && p.gateOpen() {
 		t := p.ready.pop()
 		// The window is asked directly: its watcher may not have cancelled
 		// the context yet, and a closed window's record must not start.
@@ -283,41 +294,84 @@ func (p *processor) startReady() {
 			continue
 		}
 		p.running++
-		go p.attempt(t)
+		go p.attempt(t, p.open)
 	}
+}
+
+// gateOpen reports whether the pause gate is open (checking its deadline,
+// as a reader does before it sends), and makes p.open anew if the gate
+// reopened since the last one ended. While the gate is shut, another worker
+// may rightly take this worker's leases: no handler call may start.
+func (p *processor) gateOpen() bool {
+	if !p.gate.check() {
+		return false
+	}
+	if p.open == nil || p.open.Err() != nil {
+		p.open, p.shut = context.WithCancel(p.base)
+		closing, open, shut := p.gate.closing(), p.open, p.shut
+		p.watchers.Add(1)
+		go func() { // ends open at the deadline, as the gate shuts
+			defer p.watchers.Done()
+			select {
+			case <-closing:
+			case <-open.Done():
+			}
+			shut()
+		}()
+	}
+	return true
 }
 
 // attempt calls handle once for t, and OnFailure if that was the last
 // attempt allowed, acks t if either accepted it, and sends t back to the
-// dispatcher with the outcome.
-func (p *processor) attempt(t *task) {
-	err := p.handle(t.ctx, t.rec)
-	t.attempts++
+// dispatcher with the outcome. The context they get ends with t's, and
+// when open ends (the pause gate shut).
+func (p *processor) attempt(t *task, open context.Context) {
+	ctx, cancel := context.WithCancel(t.ctx)
+	stop := context.AfterFunc(open, cancel)
+	defer func() {
+		stop()
+		cancel()
+		p.results <- t
+	}()
+	err := p.handle(ctx, t.rec)
 	maxAttempts := p.c.opts.MaxAttempts
 	switch {
 	case err == nil:
 		t.rec.Ack()
 		t.result = resultAcked
+		return
 	case t.ctx.Err() != nil:
 		t.result = resultDropped
+		return
+	case open.Err() != nil:
+		// Cut short by the gate: not a failure of the record's. It runs
+		// again, as it stands, once the gate reopens.
+		t.result = resultPaused
+		return
+	}
+	t.attempts++
+	switch {
 	case maxAttempts == 0 || t.attempts < maxAttempts:
 		t.result, t.err = resultRetry, err
 	case p.c.opts.OnFailure == nil:
 		t.result = resultStop
 		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: handler failed %d times: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, t.attempts, err)
 	default:
-		ferr := p.c.opts.OnFailure(t.ctx, t.rec, err)
+		ferr := p.c.opts.OnFailure(ctx, t.rec, err)
 		switch {
 		case ferr == nil:
 			t.rec.Ack()
 			t.result = resultAcked
 		case t.ctx.Err() != nil:
 			t.result = resultDropped
+		case open.Err() != nil:
+			t.attempts--
+			t.result = resultPaused
 		default:
 			t.result, t.err = resultStop, ferr
 		}
 	}
-	p.results <- t
 }
 
 // done takes an attempt's outcome: the key goes on to its next record, or
@@ -327,6 +381,8 @@ func (p *processor) done(t *task) {
 	switch t.result {
 	case resultAcked, resultDropped:
 		p.advance(t.key)
+	case resultPaused:
+		p.ready.push(t) // still its key's first: startReady starts it once the gate reopens
 	case resultRetry:
 		if t.ctx.Err() != nil || t.rec.chunk != nil && windowClosed(t.rec.chunk.window) {
 			// The lease went while this attempt ran, perhaps after its

@@ -518,6 +518,7 @@ func TestProcessDropsTheRecordsOfALostLease(t *testing.T) {
 	noLeak(t)
 	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 2, Logger: discardLogger()})
 	require.NoError(t, err)
+	keepDelivering(c) // no heartbeat here: the pause gate would start nothing
 	lost := newAckWindow(checkpoint{seq: checkpointTrimHorizon})
 	recs := []Record{
 		{PartitionKey: "a", SequenceNumber: "1", Data: []byte("a1")},
@@ -602,6 +603,7 @@ func TestProcessNeverStartsARecordOfALeaseAlreadyLost(t *testing.T) {
 	noLeak(t)
 	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 4, Logger: discardLogger()})
 	require.NoError(t, err)
+	keepDelivering(c) // no heartbeat here: the pause gate would start nothing
 	var called atomic.Int32
 	handle := func(ctx context.Context, r Record) error { called.Add(1); return nil }
 	ctx, cancel := context.WithCancel(context.Background())
