@@ -185,8 +185,6 @@ func (o *Options) heartbeatInterval() time.Duration { return o.LeaseDuration / 2
 // a second (released leases are taken within about a second).
 func (o *Options) takeInterval() time.Duration { return min(o.LeaseDuration/10, time.Second) }
 
-const workerKeyPrefix = "kcl-worker:"
-
 // leaseKeeper is the lease loop: one goroutine, from the end of start to
 // just before the final release, that balances (the one place a lease is
 // taken), flushes checkpoints, syncs the shard list and starts readers. The
