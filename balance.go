@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // assessInput is what one pass of the lease loop knows: the table as just
@@ -164,7 +166,7 @@ func assess(in assessInput, seen map[string]observation) decisions {
 			continue // perhaps a live twin's: left alone until settled
 		}
 		owner := l.owner
-		if owner != "" && owner != me && !workerAlive[owner] && (ownerBeats || !leaseFresh) {
+		if owner != "" && owner != me && (leaseitem.Liveness{Owner: owner, CheckpointOwner: l.checkpointOwner, OwnerBeats: ownerBeats, OwnerLive: workerAlive[owner], LeaseLive: leaseFresh}).Alive() != owner {
 			owner = "" // expired
 			if !ownerBeats {
 				d.expired[l.shardID] = l.counter

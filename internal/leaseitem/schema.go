@@ -1,7 +1,8 @@
 // Package leaseitem is the lease table's item format, in one place for the
 // kcl package and the kcl command: attribute names, kinds of items, lease
-// keys, and the reading and writing of leases, heartbeats and the group
-// item. Its functions are pure and safe for concurrent use.
+// keys, the reading and writing of leases, heartbeats and the group item,
+// and the rule that tells from them who is alive (Liveness). Its functions
+// are pure and safe for concurrent use.
 //
 // The layout is the Java KCL 2.x's, so a table the Java KCL wrote is resumed
 // in place, and the other way round. kcl adds attributes and items of its
