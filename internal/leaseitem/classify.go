@@ -1,14 +1,11 @@
 package leaseitem
 
 import (
-	"errors"
 	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
-
-var errNotString = errors.New("not a string")
 
 // Kind is what an item of a lease table is to kcl.
 type Kind int

@@ -28,8 +28,11 @@ func (e *Error) Error() string {
 // wrong with it.
 func (e *Error) Reason() string { return e.Attr + ": " + e.Why }
 
-// errMissing is why a required attribute cannot be read.
-var errMissing = errors.New("missing")
+// Why an attribute cannot be read.
+var (
+	errMissing   = errors.New("missing")
+	errNotString = errors.New("not a string")
+)
 
 // number reads a non-negative integer attribute, 0 when absent and not
 // required.
