@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // assessInput is what one pass of the lease loop knows: the table as just
@@ -346,7 +348,8 @@ func (in assessInput) mayBeTwins(l lease, held bool) bool {
 // heartbeat expired, or, without a heartbeat item, the lease's own counter
 // did (leaseFresh false).
 func (a *assessment) ownerExpired(l lease, ownerBeats, leaseFresh bool) bool {
-	return l.owner != "" && l.owner != a.in.me && !a.alive[l.owner] && (ownerBeats || !leaseFresh)
+	return l.owner != "" && l.owner != a.in.me &&
+		leaseitem.Liveness{Owner: l.owner, CheckpointOwner: l.checkpointOwner, OwnerBeats: ownerBeats, OwnerLive: a.alive[l.owner], LeaseLive: leaseFresh}.Alive() != l.owner
 }
 
 // claimant returns the live worker l is to be handed to, or "". A claim

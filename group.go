@@ -44,9 +44,6 @@ import (
 // A published expiry is as sound as the scanner's own judgement: it holds
 // only while the item still has the counter judged.
 
-// groupKey is the lease key of the group item.
-const groupKey = "kcl-group"
-
 // maxPublished caps the entries a scanner publishes, to keep the group item
 // far below DynamoDB's 400 KB: entries left out are judged by each worker
 // itself, or published once earlier ones are taken.

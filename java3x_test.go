@@ -25,6 +25,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // javaLease is a lease item as DynamoDBLeaseSerializer.toDynamoRecord writes
@@ -163,43 +165,6 @@ func (f *fixture) allItems(table, hashKey string) map[string]map[string]ddbtypes
 			return items
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
-	}
-}
-
-func TestJava3xClassifyItem(t *testing.T) {
-	key := func(k string, attrs ...string) map[string]ddbtypes.AttributeValue {
-		it := map[string]ddbtypes.AttributeValue{"leaseKey": s(k)}
-		for i := 0; i+1 < len(attrs); i += 2 {
-			it[attrs[i]] = s(attrs[i+1])
-		}
-		return it
-	}
-	numericEntity := key("shardId-000000000001")
-	numericEntity["entityType"] = n("1")
-	for _, tc := range []struct {
-		name    string
-		item    map[string]ddbtypes.AttributeValue
-		want    itemKind
-		entites bool // marksEntities
-	}{
-		{"a 2.x lease", key("shardId-000000000000"), itemLease, false},
-		{"a 3.5 lease", key("shardId-000000000000", "entityType", "LEASE"), itemLease, true},
-		{"an entityType that is not a string is none, as the Java serializer reads it (DynamoUtils.safeGetString)", numericEntity, itemLease, false},
-		{"the leader's lock", key("Leader", "entityType", "LEADER"), itemJava, true},
-		{"the client version", key("Migration3.0", "entityType", "CLIENT_VERSION_MIGRATION"), itemJava, true},
-		{"the table migration", key("TableMigration3.5", "entityType", "TABLE_MIGRATION"), itemJava, true},
-		{"a worker's metrics", key("java-worker-1", "entityType", "WORKER_METRIC_STATS"), itemJava, true},
-		{"a stream", key("123456789012:orders:1700000000", "entityType", "STREAM"), itemJava, true},
-		{"an entity of a later Java KCL", key("Something", "entityType", "SOMETHING_NEW"), itemJava, true},
-		{"a kcl heartbeat", key(workerKeyPrefix+"w1", "entityType", entityKCLWorker), itemWorker, false},
-		{"a heartbeat of an older kcl, without entityType", key(workerKeyPrefix + "w1"), itemWorker, false},
-		{"kcl's group item", key(groupKey, "entityType", entityKCLGroup), itemGroup, false},
-		{"another item of kcl's own", key("kcl-something", "entityType", entityKCLGroup), itemKCL, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, classifyItem(tc.item))
-			assert.Equal(t, tc.entites, marksEntities(tc.item))
-		})
 	}
 }
 
@@ -505,7 +470,7 @@ func checkJavaReadable(t *testing.T, items map[string]map[string]ddbtypes.Attrib
 		}
 		require.True(t, isString(it["checkpoint"]), why("checkpoint", "is a string"))
 		cp := checkpoint{seq: it["checkpoint"].(*ddbtypes.AttributeValueMemberS).Value}
-		assert.True(t, cp.isSentinel() || isSequenceNumber(cp.seq), why("checkpoint", "is a sequence number or a sentinel"))
+		assert.True(t, cp.isSentinel() || leaseitem.IsSequenceNumber(cp.seq), why("checkpoint", "is a sequence number or a sentinel"))
 		for attr, v := range it {
 			switch attr {
 			case "checkpointSubSequenceNumber", "pendingCheckpointSubSequenceNumber":

@@ -76,9 +76,6 @@ func ignoreLost(err error) error {
 	return err
 }
 
-// workerKeyPrefix starts the lease key of a worker's heartbeat item.
-const workerKeyPrefix = "kcl-worker:"
-
 // leaseTable stores leases and heartbeats. Lease writes succeed only while
 // the stored lease still has the owner and counter of the lease passed in,
 // and return errLeaseLost otherwise. Implementations are safe for concurrent

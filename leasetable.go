@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -13,111 +11,58 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
-// Lease table attribute names, those of the Java KCL 2.x, so that a table the
-// Java KCL wrote is resumed in place and the other way round.
+// The lease table's attributes, keys and entity types, as this package
+// names them. internal/leaseitem spells them, and holds every rule of the
+// item format: what an item is, how a lease, a heartbeat and the group item
+// are read, and how a new lease is written. This file holds the writes:
+// which attributes each one sets, and on what condition.
 const (
-	attrLeaseKey      = "leaseKey"
-	attrOwner         = "leaseOwner"
-	attrCounter       = "leaseCounter"
-	attrCheckpoint    = "checkpoint"
-	attrCheckpointSub = "checkpointSubSequenceNumber"
-	attrOwnerSwitches = "ownerSwitchesSinceCheckpoint"
-	attrParents       = "parentShardId"
-	// The Java KCL's multi-stream layout (DynamoDBMultiStreamLeaseSerializer):
-	// the stream's identifier (account:stream:creationEpoch) and the shard ID
-	// of a lease keyed identifier:shardId (streams.go).
-	attrStreamName = "streamName"
-	attrShardID    = "shardId"
-	// The Java KCL 3.x: the old owner during a graceful hand-off
-	// (lease.checkpointOwner), and the kind of an item (3.5 and later).
-	attrCheckpointOwner = "checkpointOwner"
-	attrEntityType      = "entityType"
-	// kcl's own: a worker asking the owner to hand the lease over, and the
-	// stopping flag of a worker's heartbeat item.
-	attrHandoff  = "handoffTo"
-	attrStopping = "workerStopping"
-	attrToken    = "workerToken" // the process that writes a heartbeat item
-	// kcl's own: where a lease still at LATEST or AT_TIMESTAMP starts for
-	// later owners (lease.startAt), in Unix milliseconds.
-	attrStartAt = "kclStartTimestamp"
-	// kcl's own: the group item (groupKey), which tells the workers when to
-	// read the whole table (group.go).
-	attrEpoch   = "kclEpoch"
-	attrScans   = "kclScans"
-	attrExpired = "kclExpired"
-	attrDigest  = "kclDigest"
+	attrLeaseKey        = leaseitem.AttrLeaseKey
+	attrOwner           = leaseitem.AttrOwner
+	attrCounter         = leaseitem.AttrCounter
+	attrCheckpoint      = leaseitem.AttrCheckpoint
+	attrCheckpointSub   = leaseitem.AttrCheckpointSub
+	attrOwnerSwitches   = leaseitem.AttrOwnerSwitches
+	attrCheckpointOwner = leaseitem.AttrCheckpointOwner
+	attrEntityType      = leaseitem.AttrEntityType
+	attrHandoff         = leaseitem.AttrHandoff
+	attrStartAt         = leaseitem.AttrStartAt
+	attrStopping        = leaseitem.AttrStopping
+	attrToken           = leaseitem.AttrToken
+	attrEpoch           = leaseitem.AttrEpoch
+	attrScans           = leaseitem.AttrScans
+	attrExpired         = leaseitem.AttrExpired
+	attrDigest          = leaseitem.AttrDigest
+
+	workerKeyPrefix = leaseitem.WorkerKeyPrefix // then the WorkerID: a worker's heartbeat item
+	groupKey        = leaseitem.GroupKey        // the group item (group.go)
+
+	entityKCLWorker = leaseitem.EntityKCLWorker
+	entityKCLGroup  = leaseitem.EntityKCLGroup
 )
 
-// entityType values. The Java KCL 3.5 marks every item of its lease table
-// with an entityType: LEASE for leases (absent also means a lease), others for
-// its own records (Leader, Migration3.0, TableMigration3.5, worker metrics;
-// java-kcl-3x.md §4). kcl marks its own items with values of its own, so that
-// the Java KCL's lease listing skips them. Items of any other entityType are
-// the Java KCL's: kcl leaves them alone.
-const (
-	entityLease     = "LEASE"
-	entityKCLWorker = "KCL_WORKER" // heartbeat items (workerKeyPrefix)
-	entityKCLGroup  = "KCL_GROUP"  // the group item
-)
-
-// kclEntities are the entityType values of kcl's own items.
-//
-// The Java KCL 3.5's lease listing skips them, but its leader's lease
-// assignment scan (3.5.0, 3.5.1: DynamoDBLeaseTableDao.resolveEntityType)
-// reads an entityType it does not know as a lease. kcl's own items must
-// therefore never carry ownerSwitchesSinceCheckpoint: without it the Java
-// serializer fails on the item (a @NonNull setter) and logs it, where with it
-// the item would pass for a lease and be assigned to a Java worker.
-var kclEntities = []string{entityKCLWorker, entityKCLGroup}
-
-// setEntity returns the clause "entityType = :entityType" for the SET of an
-// update that writes one of kcl's own items, and adds its value (entity, one
-// of kclEntities) to values. Every write of a kcl item goes through it, so
-// that the item carries its entityType from its first write on.
+// setEntity returns the clause that sets entityType, for the SET of an
+// update that writes one of kcl's own items, and adds its value (entity,
+// entityKCLWorker or entityKCLGroup) to values. Every write of a kcl item
+// goes through it, so that the item carries its entityType from its first
+// write on.
 func setEntity(values map[string]types.AttributeValue, entity string) string {
 	values[":entityType"] = &types.AttributeValueMemberS{Value: entity}
-	return attrEntityType + " = :entityType"
+	return eq(attrEntityType, ":entityType")
 }
 
-// itemKind is what an item of the lease table is to kcl.
-type itemKind int
-
-const (
-	itemLease  itemKind = iota // a lease: entityType absent, not a string, or LEASE, as the Java KCL reads it
-	itemWorker                 // a kcl heartbeat (key workerKeyPrefix+WorkerID)
-	itemGroup                  // kcl's group item (key groupKey)
-	itemKCL                    // another item of kcl's own (entityType in kclEntities)
-	itemJava                   // a Java KCL item that is not a lease: never read as a lease, reported or written
-)
-
-// classifyItem tells what an item is. Like the Java KCL's serializer
-// (DynamoDBLeaseSerializer.fromDynamoRecord), it takes an item for a lease
-// unless it has a string entityType other than LEASE.
-func classifyItem(item map[string]types.AttributeValue) itemKind {
-	if key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS); ok && strings.HasPrefix(key.Value, workerKeyPrefix) {
-		return itemWorker
-	} else if ok && key.Value == groupKey {
-		return itemGroup
-	}
-	entity, ok := item[attrEntityType].(*types.AttributeValueMemberS)
-	switch {
-	case !ok || entity.Value == entityLease:
-		return itemLease
-	case slices.Contains(kclEntities, entity.Value):
-		return itemKCL
-	}
-	return itemJava
-}
-
-// marksEntities reports whether an item shows that the table marks items
-// with entityType (the Java KCL 3.5 wrote in it): an entityType that is not
-// one of kcl's own.
-func marksEntities(item map[string]types.AttributeValue) bool {
-	entity, ok := item[attrEntityType].(*types.AttributeValueMemberS)
-	return ok && !slices.Contains(kclEntities, entity.Value)
-}
+// Expressions of the writes, built from the attribute names.
+func eq(attr, value string) string     { return attr + " = " + value } // a condition, or an assignment
+func absent(attr string) string        { return "attribute_not_exists(" + attr + ")" }
+func and(conds ...string) string       { return strings.Join(conds, " AND ") }
+func setting(assigns ...string) string { return "SET " + strings.Join(assigns, ", ") }
+func removing(attrs ...string) string  { return "REMOVE " + strings.Join(attrs, ", ") }
+func adding(attr, value string) string { return "ADD " + attr + " " + value }
+func clauses(cls ...string) string     { return strings.Join(cls, " ") }
 
 // dynamoLeases is the lease table in DynamoDB. Every write but create is
 // conditional on the lease counter read before it, so two workers can never
@@ -125,9 +70,10 @@ func marksEntities(item map[string]types.AttributeValue) bool {
 type dynamoLeases struct {
 	db    DynamoDBAPI
 	table string
-	// entities: a read of the table found items marked with entityType (see
-	// marksEntities), so leases created carry entityType LEASE, as the Java
-	// KCL 3.5 writes them. Every create follows a list (syncShards).
+	// entities: a read of the table found items marked with entityType
+	// (leaseitem.MarksEntities), so leases created carry entityType LEASE,
+	// as the Java KCL 3.5 writes them. Every create follows a list
+	// (syncShards).
 	entities atomic.Bool
 }
 
@@ -139,12 +85,7 @@ func (t *dynamoLeases) ensure(ctx context.Context) error {
 	out, err := t.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &t.table})
 	var notFound *types.ResourceNotFoundException
 	if errors.As(err, &notFound) {
-		_, err = t.db.CreateTable(ctx, &dynamodb.CreateTableInput{
-			TableName:            &t.table,
-			BillingMode:          types.BillingModePayPerRequest,
-			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrLeaseKey), AttributeType: types.ScalarAttributeTypeS}},
-			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrLeaseKey), KeyType: types.KeyTypeHash}},
-		})
+		_, err = t.db.CreateTable(ctx, leaseitem.CreateTable(t.table))
 		var inUse *types.ResourceInUseException
 		if err != nil && !errors.As(err, &inUse) { // in use: another worker is creating it
 			return err
@@ -159,8 +100,7 @@ func (t *dynamoLeases) ensure(ctx context.Context) error {
 			return err
 		}
 	}
-	ks := out.Table.KeySchema
-	if len(ks) != 1 || aws.ToString(ks[0].AttributeName) != attrLeaseKey {
+	if !leaseitem.IsLeaseTable(out.Table.KeySchema) {
 		return errNotLeaseTable
 	}
 	return nil
@@ -179,8 +119,8 @@ func (t *dynamoLeases) waitActive(ctx context.Context) (*dynamodb.DescribeTableO
 
 // list reads every item, with a consistent read when asked. Items that are
 // neither leases nor items of kcl's own it understands are returned as
-// errors in bad, never rewritten; the Java KCL's items
-// that are not leases (classifyItem) are skipped.
+// errors in bad, never rewritten; the Java KCL's items that are not leases
+// (leaseitem.KindJava) are skipped.
 func (t *dynamoLeases) list(ctx context.Context, consistent bool) (tableSnapshot, error) {
 	snap := tableSnapshot{workers: map[string]workerBeat{}}
 	in := &dynamodb.ScanInput{TableName: &t.table, ConsistentRead: aws.Bool(consistent)}
@@ -190,35 +130,20 @@ func (t *dynamoLeases) list(ctx context.Context, consistent bool) (tableSnapshot
 			return tableSnapshot{}, err
 		}
 		for _, item := range out.Items {
-			if marksEntities(item) {
+			if leaseitem.MarksEntities(item) {
 				t.entities.Store(true)
 			}
-			switch classifyItem(item) {
-			case itemJava, itemKCL:
-				continue
-			case itemGroup:
-				g, err := groupFromItem(item)
-				if err != nil {
-					snap.bad = append(snap.bad, err)
-					continue
-				}
-				snap.group = g
-			case itemWorker:
-				key := item[attrLeaseKey].(*types.AttributeValueMemberS)
-				counter, err := numberAttr(item, attrCounter, true)
-				if err != nil {
-					snap.bad = append(snap.bad, fmt.Errorf("heartbeat %q: %s: %w", key.Value, attrCounter, err))
-					continue
-				}
-				stopping, _ := item[attrStopping].(*types.AttributeValueMemberBOOL)
-				snap.workers[strings.TrimPrefix(key.Value, workerKeyPrefix)] = workerBeat{counter: counter, stopping: stopping != nil && stopping.Value}
+			it := leaseitem.Read(item)
+			switch {
+			case it.Kind == leaseitem.KindJava || it.Kind == leaseitem.KindKCL:
+			case it.Err != nil:
+				snap.bad = append(snap.bad, it.Err)
+			case it.Kind == leaseitem.KindGroup:
+				snap.group = groupOf(it.Group)
+			case it.Kind == leaseitem.KindBeat:
+				snap.workers[it.Beat.Worker] = workerBeat{counter: it.Beat.Counter, stopping: it.Beat.Stopping}
 			default:
-				l, err := leaseFromItem(item)
-				if err != nil {
-					snap.bad = append(snap.bad, err)
-					continue
-				}
-				snap.leases = append(snap.leases, l)
+				snap.leases = append(snap.leases, leaseOf(it.Lease))
 			}
 		}
 		if len(out.LastEvaluatedKey) == 0 {
@@ -228,7 +153,7 @@ func (t *dynamoLeases) list(ctx context.Context, consistent bool) (tableSnapshot
 	}
 }
 
-var groupItemKey = map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: groupKey}}
+var groupItemKey = leaseitem.ItemKey(groupKey)
 
 // group reads the group item with an eventually consistent read: a stale
 // answer only delays a pass.
@@ -242,10 +167,10 @@ func (t *dynamoLeases) group(ctx context.Context) (groupItem, error) {
 
 // bump adds one to the group's epoch, making the item if there is none.
 func (t *dynamoLeases) bump(ctx context.Context) error {
-	values := map[string]types.AttributeValue{":one": number(1)}
+	values := map[string]types.AttributeValue{":one": leaseitem.Number(1)}
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &t.table, Key: groupItemKey,
-		UpdateExpression:          aws.String("SET " + setEntity(values, entityKCLGroup) + " ADD " + attrEpoch + " :one"),
+		UpdateExpression:          aws.String(clauses(setting(setEntity(values, entityKCLGroup)), adding(attrEpoch, ":one"))),
 		ExpressionAttributeValues: values,
 	})
 	return err
@@ -253,10 +178,10 @@ func (t *dynamoLeases) bump(ctx context.Context) error {
 
 // tick bumps the group's scans counter, making the item if there is none.
 func (t *dynamoLeases) tick(ctx context.Context) error {
-	values := map[string]types.AttributeValue{":one": number(1)}
+	values := map[string]types.AttributeValue{":one": leaseitem.Number(1)}
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &t.table, Key: groupItemKey,
-		UpdateExpression:          aws.String("SET " + setEntity(values, entityKCLGroup) + " ADD " + attrScans + " :one"),
+		UpdateExpression:          aws.String(clauses(setting(setEntity(values, entityKCLGroup)), adding(attrScans, ":one"))),
 		ExpressionAttributeValues: values,
 	})
 	return err
@@ -267,15 +192,15 @@ func (t *dynamoLeases) tick(ctx context.Context) error {
 func (t *dynamoLeases) publish(ctx context.Context, expired map[string]int64, digest string) error {
 	m := make(map[string]types.AttributeValue, len(expired))
 	for k, c := range expired {
-		m[k] = number(c)
+		m[k] = leaseitem.Number(c)
 	}
 	values := map[string]types.AttributeValue{
-		":m": &types.AttributeValueMemberM{Value: m}, ":d": &types.AttributeValueMemberS{Value: digest}, ":one": number(1),
+		":m": &types.AttributeValueMemberM{Value: m}, ":d": &types.AttributeValueMemberS{Value: digest}, ":one": leaseitem.Number(1),
 	}
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &t.table, Key: groupItemKey,
-		ConditionExpression:       aws.String("attribute_not_exists(" + attrDigest + ") OR " + attrDigest + " <> :d"),
-		UpdateExpression:          aws.String("SET " + attrExpired + " = :m, " + attrDigest + " = :d, " + setEntity(values, entityKCLGroup) + " ADD " + attrEpoch + " :one"),
+		ConditionExpression:       aws.String(absent(attrDigest) + " OR " + attrDigest + " <> :d"),
+		UpdateExpression:          aws.String(clauses(setting(eq(attrExpired, ":m"), eq(attrDigest, ":d"), setEntity(values, entityKCLGroup)), adding(attrEpoch, ":one"))),
 		ExpressionAttributeValues: values,
 	})
 	if isConditionFailed(err) {
@@ -288,8 +213,8 @@ func (t *dynamoLeases) publish(ctx context.Context, expired map[string]int64, di
 func (t *dynamoLeases) removeGroup(ctx context.Context, epoch int64) error {
 	_, err := t.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName: &t.table, Key: groupItemKey,
-		ConditionExpression:       aws.String(attrEpoch + " = :e"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":e": number(epoch)},
+		ConditionExpression:       aws.String(eq(attrEpoch, ":e")),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":e": leaseitem.Number(epoch)},
 	})
 	if isConditionFailed(err) {
 		return errLeaseLost
@@ -297,74 +222,26 @@ func (t *dynamoLeases) removeGroup(ctx context.Context, epoch int64) error {
 	return err
 }
 
+// groupFromItem reads the group item.
 func groupFromItem(item map[string]types.AttributeValue) (groupItem, error) {
-	bad := func(attr, why string) (groupItem, error) {
-		return groupItem{}, fmt.Errorf("group item %q: %s: %s", groupKey, attr, why)
+	g, err := leaseitem.ParseGroup(item)
+	if err != nil {
+		return groupItem{}, err
 	}
-	g := groupItem{present: true}
-	var err error
-	if g.epoch, err = numberAttr(item, attrEpoch, false); err != nil {
-		return bad(attrEpoch, err.Error())
-	}
-	if g.scans, err = numberAttr(item, attrScans, false); err != nil {
-		return bad(attrScans, err.Error())
-	}
-	if v, ok := item[attrDigest]; ok {
-		s, ok := v.(*types.AttributeValueMemberS)
-		if !ok {
-			return bad(attrDigest, "not a string")
-		}
-		g.digest = s.Value
-	}
-	if v, ok := item[attrExpired]; ok {
-		m, ok := v.(*types.AttributeValueMemberM)
-		if !ok {
-			return bad(attrExpired, "not a map")
-		}
-		g.expired = make(map[string]int64, len(m.Value))
-		for k := range m.Value {
-			c, err := numberAttr(m.Value, k, true)
-			if err != nil {
-				return bad(attrExpired+"."+k, err.Error())
-			}
-			g.expired[k] = c
-		}
-	}
-	return g, nil
+	return groupOf(g), nil
 }
 
-// create writes a new, unowned lease unless one exists for the shard already.
-// A lease of a multi-stream table is written as the Java KCL writes it
-// (java-kcl-3x.md §1, §5): with streamName and shardId, and its parents'
-// bare shard IDs (the keys of its parents' leases less the stream's
-// identifier).
+func groupOf(g leaseitem.Group) groupItem {
+	return groupItem{present: true, epoch: g.Epoch, scans: g.Scans, expired: g.Expired, digest: g.Digest}
+}
+
+// create writes a new, unowned lease unless one exists for the shard already
+// (leaseitem.NewItem).
 func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
-	item := map[string]types.AttributeValue{
-		attrLeaseKey:      &types.AttributeValueMemberS{Value: l.shardID},
-		attrCounter:       number(l.counter),
-		attrCheckpoint:    &types.AttributeValueMemberS{Value: l.checkpoint.seq},
-		attrCheckpointSub: number(l.checkpoint.sub),
-		attrOwnerSwitches: number(0),
-	}
-	stream, shard := splitLeaseKey(l.shardID)
-	if stream != "" {
-		item[attrStreamName] = &types.AttributeValueMemberS{Value: stream}
-		item[attrShardID] = &types.AttributeValueMemberS{Value: shard}
-	}
-	if len(l.parents) > 0 {
-		parents := make([]string, len(l.parents))
-		for i, p := range l.parents {
-			parents[i] = strings.TrimPrefix(p, stream+":")
-		}
-		item[attrParents] = &types.AttributeValueMemberSS{Value: parents}
-	}
-	if t.entities.Load() {
-		item[attrEntityType] = &types.AttributeValueMemberS{Value: entityLease}
-	}
 	_, err := t.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:           &t.table,
-		Item:                item,
-		ConditionExpression: aws.String("attribute_not_exists(" + attrLeaseKey + ")"),
+		Item:                leaseitem.NewItem(itemOf(l), t.entities.Load()),
+		ConditionExpression: aws.String(absent(attrLeaseKey)),
 	})
 	if isConditionFailed(err) {
 		return false, nil
@@ -377,21 +254,21 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 // (checkpointOwner: its take removes it too, DynamoDBLeaseSerializer's
 // getDynamoTakeLeaseUpdate).
 func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
-	cond := "leaseCounter = :c AND attribute_not_exists(leaseOwner)"
+	cond := and(eq(attrCounter, ":c"), absent(attrOwner))
 	values := map[string]types.AttributeValue{
-		":c": number(l.counter), ":n": number(l.counter + 1),
-		":me": &types.AttributeValueMemberS{Value: owner}, ":sw": number(l.ownerSwitches + 1),
+		":c": leaseitem.Number(l.counter), ":n": leaseitem.Number(l.counter + 1),
+		":me": &types.AttributeValueMemberS{Value: owner}, ":sw": leaseitem.Number(l.ownerSwitches + 1),
 	}
 	if l.owner != "" {
-		cond = "leaseCounter = :c AND leaseOwner = :old"
+		cond = and(eq(attrCounter, ":c"), eq(attrOwner, ":old"))
 		values[":old"] = &types.AttributeValueMemberS{Value: l.owner}
 	}
-	set := "SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw"
+	assigns := []string{eq(attrOwner, ":me"), eq(attrCounter, ":n"), eq(attrOwnerSwitches, ":sw")}
 	if !l.startAt.IsZero() {
-		set += ", " + attrStartAt + " = :start"
-		values[":start"] = number(l.startAt.UnixMilli())
+		assigns = append(assigns, eq(attrStartAt, ":start"))
+		values[":start"] = leaseitem.Number(l.startAt.UnixMilli())
 	}
-	err := t.update(ctx, l.shardID, cond, set+" REMOVE handoffTo, "+attrCheckpointOwner, values)
+	err := t.update(ctx, l.shardID, cond, clauses(setting(assigns...), removing(attrHandoff, attrCheckpointOwner)), values)
 	if err != nil {
 		return l, err
 	}
@@ -402,14 +279,14 @@ func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, 
 // claim asks the owner of l to hand it to taker. It leaves the counter alone,
 // so the owner's own writes, checkpoints and the hand-off, still succeed.
 func (t *dynamoLeases) claim(ctx context.Context, l lease, taker string) error {
-	return t.update(ctx, l.shardID, "leaseOwner = :owner AND attribute_not_exists(handoffTo)", "SET handoffTo = :taker",
+	return t.update(ctx, l.shardID, and(eq(attrOwner, ":owner"), absent(attrHandoff)), setting(eq(attrHandoff, ":taker")),
 		map[string]types.AttributeValue{
 			":owner": &types.AttributeValueMemberS{Value: l.owner}, ":taker": &types.AttributeValueMemberS{Value: taker},
 		})
 }
 
 func (t *dynamoLeases) unclaim(ctx context.Context, l lease) error {
-	return t.update(ctx, l.shardID, "leaseOwner = :owner AND handoffTo = :taker", "REMOVE handoffTo",
+	return t.update(ctx, l.shardID, and(eq(attrOwner, ":owner"), eq(attrHandoff, ":taker")), removing(attrHandoff),
 		map[string]types.AttributeValue{
 			":owner": &types.AttributeValueMemberS{Value: l.owner}, ":taker": &types.AttributeValueMemberS{Value: l.handoffTo},
 		})
@@ -419,20 +296,27 @@ func (t *dynamoLeases) unclaim(ctx context.Context, l lease) error {
 // A lease in a Java KCL hand-off (checkpointOwner) is never written: its old
 // owner reads it until it passes it on.
 func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
-	update := "SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n"
+	assigns := []string{eq(attrCheckpoint, ":cp"), eq(attrCheckpointSub, ":sub"), eq(attrOwnerSwitches, ":zero"), eq(attrCounter, ":n")}
 	values := map[string]types.AttributeValue{
-		":me": &types.AttributeValueMemberS{Value: l.owner}, ":c": number(l.counter), ":n": number(l.counter + 1),
-		":cp": &types.AttributeValueMemberS{Value: cp.seq}, ":sub": number(cp.sub), ":zero": number(0),
+		":me": &types.AttributeValueMemberS{Value: l.owner}, ":c": leaseitem.Number(l.counter), ":n": leaseitem.Number(l.counter + 1),
+		":cp": &types.AttributeValueMemberS{Value: cp.seq}, ":sub": leaseitem.Number(cp.sub), ":zero": leaseitem.Number(0),
 	}
+	var remove []string
 	switch next {
 	case l.owner:
 	case "":
-		update += " REMOVE leaseOwner, handoffTo"
+		remove = []string{attrOwner, attrHandoff}
 	default:
-		update += ", leaseOwner = :next REMOVE handoffTo"
+		assigns = append(assigns, eq(attrOwner, ":next"))
+		remove = []string{attrHandoff}
 		values[":next"] = &types.AttributeValueMemberS{Value: next}
 	}
-	if err := t.update(ctx, l.shardID, "leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists("+attrCheckpointOwner+")", update, values); err != nil {
+	expr := setting(assigns...)
+	if len(remove) > 0 {
+		expr = clauses(expr, removing(remove...))
+	}
+	cond := and(eq(attrOwner, ":me"), eq(attrCounter, ":c"), absent(attrCheckpointOwner))
+	if err := t.update(ctx, l.shardID, cond, expr, values); err != nil {
 		return l, err
 	}
 	l.counter++
@@ -452,7 +336,7 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 // counter found; another token means another process beats with the same
 // worker ID (errDuplicateWorker).
 func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
-	key := map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: workerKeyPrefix + worker}}
+	key := leaseitem.ItemKey(leaseitem.WorkerKey(worker))
 	values := map[string]types.AttributeValue{
 		":tok": &types.AttributeValueMemberS{Value: token}, ":stopping": &types.AttributeValueMemberBOOL{Value: stopping},
 	}
@@ -462,18 +346,19 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 		// microseconds, not at 0: beats are far rarer than that, so a
 		// counter an earlier item of this worker had, which the group item
 		// may still name as expired, never comes back.
-		values[":one"], values[":base"] = number(1), number(time.Now().UnixMicro())
-		in.UpdateExpression = aws.String("SET leaseCounter = if_not_exists(leaseCounter, :base) + :one, " + attrToken + " = :tok, " + attrStopping + " = :stopping, " + setEntity(values, entityKCLWorker))
+		values[":one"], values[":base"] = leaseitem.Number(1), leaseitem.Number(time.Now().UnixMicro())
+		in.UpdateExpression = aws.String(setting(
+			eq(attrCounter, "if_not_exists("+attrCounter+", :base) + :one"), eq(attrToken, ":tok"), eq(attrStopping, ":stopping"), setEntity(values, entityKCLWorker)))
 		in.ReturnValues = types.ReturnValueUpdatedNew
 		out, err := t.db.UpdateItem(ctx, in)
 		if err != nil {
 			return 0, err
 		}
-		return numberAttr(out.Attributes, attrCounter, true)
+		return leaseitem.Counter(out.Attributes)
 	}
-	values[":c"], values[":n"] = number(last), number(last+1)
-	in.UpdateExpression = aws.String("SET leaseCounter = :n, " + attrStopping + " = :stopping, " + setEntity(values, entityKCLWorker))
-	in.ConditionExpression = aws.String("leaseCounter = :c AND " + attrToken + " = :tok")
+	values[":c"], values[":n"] = leaseitem.Number(last), leaseitem.Number(last+1)
+	in.UpdateExpression = aws.String(setting(eq(attrCounter, ":n"), eq(attrStopping, ":stopping"), setEntity(values, entityKCLWorker)))
+	in.ConditionExpression = aws.String(and(eq(attrCounter, ":c"), eq(attrToken, ":tok")))
 	_, err := t.db.UpdateItem(ctx, in)
 	if !isConditionFailed(err) {
 		return last + 1, err
@@ -488,7 +373,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 	if tok, _ := item[attrToken].(*types.AttributeValueMemberS); tok == nil || tok.Value != token {
 		return 0, errDuplicateWorker
 	}
-	n, err := numberAttr(item, attrCounter, true)
+	n, err := leaseitem.Counter(item)
 	if err != nil || n == last {
 		return 0, fmt.Errorf("heartbeat %q: %s is %d, the write's condition failed", worker, attrCounter, n)
 	}
@@ -509,13 +394,10 @@ func (t *dynamoLeases) get(ctx context.Context, key map[string]types.AttributeVa
 }
 
 func (t *dynamoLeases) removeWorker(ctx context.Context, worker string, counter int64) error {
-	in := &dynamodb.DeleteItemInput{
-		TableName: &t.table,
-		Key:       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: workerKeyPrefix + worker}},
-	}
+	in := &dynamodb.DeleteItemInput{TableName: &t.table, Key: leaseitem.ItemKey(leaseitem.WorkerKey(worker))}
 	if counter >= 0 {
-		in.ConditionExpression = aws.String("leaseCounter = :c")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{":c": number(counter)}
+		in.ConditionExpression = aws.String(eq(attrCounter, ":c"))
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":c": leaseitem.Number(counter)}
 	}
 	_, err := t.db.DeleteItem(ctx, in)
 	if isConditionFailed(err) {
@@ -526,26 +408,25 @@ func (t *dynamoLeases) removeWorker(ctx context.Context, worker string, counter 
 
 // readBeat reads a worker's heartbeat item, with a consistent read.
 func (t *dynamoLeases) readBeat(ctx context.Context, worker string) (workerBeat, bool, error) {
-	item, err := t.get(ctx, map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: workerKeyPrefix + worker}})
+	item, err := t.get(ctx, leaseitem.ItemKey(leaseitem.WorkerKey(worker)))
 	if err != nil || item == nil {
 		return workerBeat{}, false, err
 	}
-	counter, err := numberAttr(item, attrCounter, true)
+	b, err := leaseitem.ParseBeat(item)
 	if err != nil {
-		return workerBeat{}, false, fmt.Errorf("heartbeat %q: %s: %w", worker, attrCounter, err)
+		return workerBeat{}, false, err
 	}
-	stopping, _ := item[attrStopping].(*types.AttributeValueMemberBOOL)
-	return workerBeat{counter: counter, stopping: stopping != nil && stopping.Value}, true, nil
+	return workerBeat{counter: b.Counter, stopping: b.Stopping}, true, nil
 }
 
 // update runs one conditional update of a lease item; a failed condition
 // is errLeaseLost.
-func (t *dynamoLeases) update(ctx context.Context, shardID, cond, update string, values map[string]types.AttributeValue) error {
+func (t *dynamoLeases) update(ctx context.Context, shardID, cond, expr string, values map[string]types.AttributeValue) error {
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &t.table,
-		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shardID}},
+		Key:                       leaseitem.ItemKey(shardID),
 		ConditionExpression:       &cond,
-		UpdateExpression:          &update,
+		UpdateExpression:          &expr,
 		ExpressionAttributeValues: values,
 	})
 	if isConditionFailed(err) {
@@ -556,12 +437,12 @@ func (t *dynamoLeases) update(ctx context.Context, shardID, cond, update string,
 
 // read reads one lease, with a consistent read.
 func (t *dynamoLeases) read(ctx context.Context, shardID string) (lease, bool, error) {
-	item, err := t.get(ctx, map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shardID}})
+	item, err := t.get(ctx, leaseitem.ItemKey(shardID))
 	if err != nil || item == nil {
 		return lease{}, false, err
 	}
-	l, err := leaseFromItem(item)
-	return l, err == nil, err
+	l, err := leaseitem.ParseLease(item)
+	return leaseOf(l), err == nil, err
 }
 
 func isConditionFailed(err error) bool {
@@ -569,115 +450,28 @@ func isConditionFailed(err error) bool {
 	return errors.As(err, &ccf)
 }
 
-func number(n int64) *types.AttributeValueMemberN {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+// leaseOf is the lease an item holds.
+func leaseOf(l leaseitem.Lease) lease {
+	out := lease{
+		shardID: l.Key, owner: l.Owner, counter: l.Counter,
+		checkpoint: checkpoint{seq: l.Checkpoint, sub: l.CheckpointSub}, ownerSwitches: l.OwnerSwitches,
+		parents: l.Parents, handoffTo: l.HandoffTo, checkpointOwner: l.CheckpointOwner,
+	}
+	if l.StartAt > 0 {
+		out.startAt = time.UnixMilli(l.StartAt)
+	}
+	return out
 }
 
-// leaseFromItem reads a lease item. Attributes kcl does not use are ignored
-// (and, since kcl only ever updates the attributes it owns, kept).
-func leaseFromItem(item map[string]types.AttributeValue) (lease, error) {
-	var l lease
-	key, ok := item[attrLeaseKey].(*types.AttributeValueMemberS)
-	if !ok || key.Value == "" {
-		return l, fmt.Errorf("item without a string %s", attrLeaseKey)
+// itemOf is the item of a lease.
+func itemOf(l lease) leaseitem.Lease {
+	out := leaseitem.Lease{
+		Key: l.shardID, Owner: l.owner, Counter: l.counter,
+		Checkpoint: l.checkpoint.seq, CheckpointSub: l.checkpoint.sub, OwnerSwitches: l.ownerSwitches,
+		Parents: l.parents, HandoffTo: l.handoffTo, CheckpointOwner: l.checkpointOwner,
 	}
-	l.shardID = key.Value
-	bad := func(attr, why string) (lease, error) {
-		return lease{}, fmt.Errorf("lease %q: %s: %s", l.shardID, attr, why)
+	if !l.startAt.IsZero() {
+		out.StartAt = l.startAt.UnixMilli()
 	}
-	if v, present := item[attrOwner]; present {
-		s, ok := v.(*types.AttributeValueMemberS)
-		if !ok {
-			return bad(attrOwner, "not a string")
-		}
-		l.owner = s.Value
-	}
-	var err error
-	if l.counter, err = numberAttr(item, attrCounter, true); err != nil {
-		return bad(attrCounter, err.Error())
-	}
-	cp, ok := item[attrCheckpoint].(*types.AttributeValueMemberS)
-	if !ok {
-		return bad(attrCheckpoint, "missing or not a string")
-	}
-	l.checkpoint.seq = cp.Value
-	if !l.checkpoint.isSentinel() && !isSequenceNumber(cp.Value) {
-		return bad(attrCheckpoint, fmt.Sprintf("%q is neither a sequence number nor a sentinel", cp.Value))
-	}
-	if l.checkpoint.sub, err = numberAttr(item, attrCheckpointSub, false); err != nil {
-		return bad(attrCheckpointSub, err.Error())
-	}
-	if l.ownerSwitches, err = numberAttr(item, attrOwnerSwitches, false); err != nil {
-		return bad(attrOwnerSwitches, err.Error())
-	}
-	if v, present := item[attrHandoff]; present {
-		s, ok := v.(*types.AttributeValueMemberS)
-		if !ok {
-			return bad(attrHandoff, "not a string")
-		}
-		l.handoffTo = s.Value
-	}
-	// Read as the Java KCL reads it: a value that is not a string is none.
-	if co, ok := item[attrCheckpointOwner].(*types.AttributeValueMemberS); ok {
-		l.checkpointOwner = co.Value
-	}
-	if start, err := numberAttr(item, attrStartAt, false); err != nil {
-		return bad(attrStartAt, err.Error())
-	} else if start > 0 {
-		l.startAt = time.UnixMilli(start)
-	}
-	if v, present := item[attrParents]; present {
-		switch p := v.(type) {
-		case *types.AttributeValueMemberSS:
-			l.parents = p.Value
-		case *types.AttributeValueMemberS: // tolerated: a single parent written as a string
-			l.parents = []string{p.Value}
-		default:
-			return bad(attrParents, "not a string set")
-		}
-	}
-	// In a multi-stream table parents are stored as bare shard IDs of the
-	// same stream: read as the keys of their leases.
-	if stream, _ := splitLeaseKey(l.shardID); stream != "" {
-		l.parents = slices.Clone(l.parents) // not the item's own
-		for i, p := range l.parents {
-			if !multiStreamKey(p) {
-				l.parents[i] = leaseKey(stream, p)
-			}
-		}
-	}
-	return l, nil
-}
-
-func numberAttr(item map[string]types.AttributeValue, attr string, required bool) (int64, error) {
-	v, present := item[attr]
-	if !present {
-		if required {
-			return 0, errors.New("missing")
-		}
-		return 0, nil
-	}
-	n, ok := v.(*types.AttributeValueMemberN)
-	if !ok {
-		return 0, errors.New("not a number")
-	}
-	i, err := strconv.ParseInt(n.Value, 10, 64)
-	if err != nil || i < 0 {
-		return 0, fmt.Errorf("%q is not a non-negative integer", n.Value)
-	}
-	return i, nil
-}
-
-// isSequenceNumber reports whether s looks like a Kinesis sequence number: up
-// to 128 decimal digits.
-func isSequenceNumber(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return out
 }

@@ -5,26 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // A consumer reads one stream (Options.StreamName or StreamARN) or several
 // (Options.Streams) as one group with one lease table. With several, the
-// table has the Java KCL's multi-stream layout (its StreamIdentifier and
-// MultiStreamLease classes): each lease key is the stream's
-// identifier, account:stream:creationEpoch, then ":" and the shard ID, and the item also holds that identifier
-// (streamName) and the bare shard ID (shardId). Parent shard IDs are stored
-// bare, as the Java KCL stores them; kcl reads them as the keys of the
-// parents' leases in the same stream (leaseFromItem), so that everything
-// that works on leases (assess, parentsDone, the group item) works on lease
-// keys alone, whatever the layout. With one stream, the lease key is the
-// shard ID (the Java KCL's single-stream layout) and the stream's
-// identifier is "".
+// table has the Java KCL's multi-stream layout
+// (DynamoDBMultiStreamLeaseSerializer): each lease key is the stream's
+// identifier, account:stream:creationEpoch, then ":" and the shard ID.
+// Parents are read as the keys of their leases (leaseitem.ParseLease), so
+// everything that works on leases (assess, parentsDone, the group item)
+// works on lease keys alone, whatever the layout. With one stream, the
+// lease key is the shard ID and the stream's identifier is "".
 
 // kstream is one stream the consumer reads. New fills in what Options say;
 // start fills in the rest (describeStreams) before any lease is taken, and
@@ -95,29 +93,14 @@ func (s *kstream) closed(shard string) bool {
 	return s.shards[shard].closed
 }
 
-// leaseKey is the lease key of a shard of the stream with identifier
-// streamID ("" in a single-stream table: the shard ID itself).
-func leaseKey(streamID, shardID string) string {
-	if streamID == "" {
-		return shardID
-	}
-	return streamID + ":" + shardID
-}
+// leaseKey, splitLeaseKey and multiStreamKey build, split and tell lease
+// keys, as leaseitem does: the shard ID in a single-stream table,
+// account:stream:creationEpoch:shardId in a multi-stream one.
+func leaseKey(streamID, shardID string) string { return leaseitem.Key(streamID, shardID) }
 
-// splitLeaseKey splits a lease key into the stream's identifier ("" for a
-// single-stream key) and the shard ID. Neither stream names nor shard IDs
-// hold a colon, so the shard ID is what follows the last one.
-func splitLeaseKey(key string) (streamID, shardID string) {
-	i := strings.LastIndexByte(key, ':')
-	if i < 0 {
-		return "", key
-	}
-	return key[:i], key[i+1:]
-}
+func splitLeaseKey(key string) (streamID, shardID string) { return leaseitem.SplitKey(key) }
 
-// multiStreamKey reports whether a lease key is one of the Java KCL's
-// multi-stream layout (account:stream:creationEpoch:shardId).
-func multiStreamKey(key string) bool { return strings.Contains(key, ":") }
+func multiStreamKey(key string) bool { return leaseitem.MultiStream(key) }
 
 // describeStreams asks DescribeStreamSummary for each stream's ARN and, in
 // multi-stream mode, its identifier (the account from the ARN, the creation
@@ -146,26 +129,18 @@ func (c *Consumer) describeStreams(ctx context.Context) error {
 		}
 		byARN[s.arn] = s
 		if c.opts.multiStream() {
-			account, name, ok := accountAndName(s.arn)
-			if !ok || sum.StreamCreationTimestamp == nil {
+			var ok bool
+			if created := sum.StreamCreationTimestamp; created != nil {
+				s.id, ok = leaseitem.StreamID(s.arn, *created)
+			}
+			if !ok {
 				return fmt.Errorf("stream %q: DescribeStreamSummary gave no account (ARN %q) or no creation time, which the multi-stream lease keys need", s.label, s.arn)
 			}
-			s.id = account + ":" + name + ":" + strconv.FormatInt(sum.StreamCreationTimestamp.Unix(), 10)
 		}
 		byID[s.id] = s
 	}
 	c.streamByID = byID
 	return nil
-}
-
-// accountAndName reads the account and stream name of a stream ARN
-// (arn:partition:kinesis:region:account:stream/name).
-func accountAndName(arn string) (account, name string, ok bool) {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || !strings.HasPrefix(parts[5], "stream/") || parts[4] == "" {
-		return "", "", false
-	}
-	return parts[4], strings.TrimPrefix(parts[5], "stream/"), true
 }
 
 // streamOf returns the stream a lease key belongs to, if this consumer reads

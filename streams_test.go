@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kclgo/kcl/internal/kinesisfake"
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // Options.Streams: several streams read as one group through one lease
@@ -632,9 +633,9 @@ func TestStreamsWarnOfAnotherIncarnationOfAStream(t *testing.T) {
 		_, _, err := kin.PutRecord("orders", "k", fmt.Appendf(nil, "order %d", i))
 		require.NoError(t, err)
 	}
-	account, _, ok := accountAndName(arn)
+	id, ok := leaseitem.StreamID(arn, time.Unix(1, 0))
 	require.True(t, ok)
-	old := lease{shardID: account + ":orders:1:shardId-000000000000", owner: "java-worker-1", counter: 4, checkpoint: checkpoint{seq: "49590338271490256608559692538361571095921575989136588898"}}
+	old := lease{shardID: id + ":shardId-000000000000", owner: "java-worker-1", counter: 4, checkpoint: checkpoint{seq: "49590338271490256608559692538361571095921575989136588898"}}
 	var logs bytes.Buffer
 	c, err := New(Options{Streams: []string{"orders"}, Kinesis: kin, InitialPosition: TrimHorizon, PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})

@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // The test binary doubles as a worker process: with workerEnv set, TestMain
@@ -142,7 +144,7 @@ func (w *workerLog) add(line string) (workerDelivery, bool) {
 		ns, _ := strconv.ParseInt(f[1], 10, 64)
 		w.acked[f[2]+" "+f[3]] = time.Unix(0, ns)
 	case len(f) == 3 && f[0] == "#cp":
-		if cur := w.checkpoint[f[1]]; cur == "" || !isSequenceNumber(cur) || !isSequenceNumber(f[2]) || seqLess(cur, f[2]) {
+		if cur := w.checkpoint[f[1]]; cur == "" || !leaseitem.IsSequenceNumber(cur) || !leaseitem.IsSequenceNumber(f[2]) || seqLess(cur, f[2]) {
 			w.checkpoint[f[1]] = f[2]
 		}
 	case strings.HasPrefix(line, "#"):
@@ -170,7 +172,7 @@ func (w *workerLog) mayDeliverAgain(d workerDelivery, checkpointInterval, slack 
 	if !acked {
 		return true, ""
 	}
-	if cp := w.checkpoint[d.shard]; cp != "" && isSequenceNumber(cp) && !seqLess(cp, d.seq) {
+	if cp := w.checkpoint[d.shard]; cp != "" && leaseitem.IsSequenceNumber(cp) && !seqLess(cp, d.seq) {
 		return false, fmt.Sprintf("it was acked and checkpointed (%s) before the crash", cp)
 	}
 	if age := w.killedAt.Sub(ackedAt); age > checkpointInterval+slack {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kclgo/kcl"
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // worker is one kcl consumer of the harness's stream and table.
@@ -112,7 +113,7 @@ func TestResetToATimeReplaysFromThere(t *testing.T) {
 	assert.Empty(t, rep.Problems, "kcl's own table is understood")
 	require.Len(t, rep.Shards, 2)
 	for _, sh := range rep.Shards {
-		assert.True(t, isSequenceNumber(sh.Checkpoint), "checkpointed: %+v", sh)
+		assert.True(t, leaseitem.IsSequenceNumber(sh.Checkpoint), "checkpointed: %+v", sh)
 		assert.Equal(t, "", sh.Owner, "released on a graceful stop")
 		require.NotNil(t, sh.MillisBehind)
 	}
@@ -142,20 +143,17 @@ func TestResetForceWithALiveWorker(t *testing.T) {
 	first := h.putData("first-", 5)
 	w := h.startWorker("live-1")
 	w.receive(first...)
-	require.Eventually(t, func() bool { return h.lease(shard).checkpoint != trimHorizon }, 30*time.Second, 20*time.Millisecond, "checkpoint written")
+	require.Eventually(t, func() bool { return h.lease(shard).Checkpoint != leaseitem.TrimHorizon }, 30*time.Second, 20*time.Millisecond, "checkpoint written")
 
 	// The watch ends once the worker has beaten: no timing assumed.
 	h.during = func() {
-		start := classify(h.get(workerKeyPrefix + "live-1"))
-		require.Equal(t, kindHeartbeat, start.kind, start.why)
-		require.Eventually(t, func() bool {
-			return classify(h.get(workerKeyPrefix+"live-1")).beat.counter != start.beat.counter
-		}, 30*time.Second, 20*time.Millisecond)
+		start := h.beat("live-1")
+		require.Eventually(t, func() bool { return h.beat("live-1").Counter != start.Counter }, 30*time.Second, 20*time.Millisecond)
 	}
 	code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-lease", "1s")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "workers of the group are alive: live-1 (1 leases)")
-	assert.NotEqual(t, trimHorizon, h.lease(shard).checkpoint)
+	assert.NotEqual(t, leaseitem.TrimHorizon, h.lease(shard).Checkpoint)
 
 	code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-lease", "1s", "-force")
 	require.Equal(t, 0, code, stderr)
@@ -192,7 +190,7 @@ func TestMultiStreamGroup(t *testing.T) {
 	id, err := streamIdentifier(context.Background(), h.kin, h.stream)
 	require.NoError(t, err)
 	ids := h.shardIDs()
-	require.NotNil(t, h.get(leaseKey(id, ids[0])), "the workers' key is the command's: %s:%s", id, ids[0])
+	require.NotNil(t, h.get(leaseitem.Key(id, ids[0])), "the workers' key is the command's: %s:%s", id, ids[0])
 	other := "000000000000:another-stream:1700000000:" + ids[0] // same shard ID, another stream of the group
 	h.put(leaseItem(other, "", 3, "49590338271490256608559692538361571095921575989136588898"))
 
@@ -203,7 +201,7 @@ func TestMultiStreamGroup(t *testing.T) {
 	require.Len(t, rep.Shards, 2)
 	for i, sh := range rep.Shards {
 		assert.Equal(t, ids[i], sh.Shard, "bare shard IDs")
-		assert.True(t, isSequenceNumber(sh.Checkpoint), "shard %s: its lease's checkpoint, got %q", sh.Shard, sh.Checkpoint)
+		assert.True(t, leaseitem.IsSequenceNumber(sh.Checkpoint), "shard %s: its lease's checkpoint, got %q", sh.Shard, sh.Checkpoint)
 	}
 	assert.Empty(t, rep.Problems, "kcl's own multi-stream table is no problem")
 	code, stdout, stderr = h.run("status", "-app", h.table, "-stream", h.stream)
@@ -217,10 +215,10 @@ func TestMultiStreamGroup(t *testing.T) {
 	assert.Contains(t, stdout, "2 reset, 0 unchanged, 0 left alone")
 	assert.Contains(t, stdout, "note: left alone: 1 leases of other streams")
 	for _, shard := range ids {
-		assert.Equal(t, trimHorizon, h.lease(leaseKey(id, shard)).checkpoint, shard)
+		assert.Equal(t, leaseitem.TrimHorizon, h.lease(leaseitem.Key(id, shard)).Checkpoint, shard)
 		assert.Nil(t, h.get(shard), "no single-stream item written")
 	}
-	assert.NotEqual(t, trimHorizon, h.lease(other).checkpoint, "the other stream's lease is left alone")
+	assert.NotEqual(t, leaseitem.TrimHorizon, h.lease(other).Checkpoint, "the other stream's lease is left alone")
 
 	// The group reads the shards again from TRIM_HORIZON.
 	c, err = kcl.New(kcl.Options{
@@ -256,17 +254,15 @@ func TestResetForceRewritesAnOwnedLeaseAlreadyAtTheTarget(t *testing.T) {
 		}
 	}
 	before := h.lease(shard)
-	require.Equal(t, trimHorizon, before.checkpoint, "nothing acked yet")
+	require.Equal(t, leaseitem.TrimHorizon, before.Checkpoint, "nothing acked yet")
 	h.during = func() {
-		start := classify(h.get(workerKeyPrefix + "live-1"))
-		require.Eventually(t, func() bool {
-			return classify(h.get(workerKeyPrefix+"live-1")).beat.counter != start.beat.counter
-		}, 30*time.Second, 20*time.Millisecond)
+		start := h.beat("live-1")
+		require.Eventually(t, func() bool { return h.beat("live-1").Counter != start.Counter }, 30*time.Second, 20*time.Millisecond)
 	}
 	code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-lease", "1s", "-force")
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "1 reset, 0 unchanged, 0 left alone")
-	assert.GreaterOrEqual(t, h.lease(shard).counter, before.counter+resetCounterStep, "the lease was written")
+	assert.GreaterOrEqual(t, h.lease(shard).Counter, before.Counter+resetCounterStep, "the lease was written")
 	for _, r := range recs {
 		r.Ack()
 	}

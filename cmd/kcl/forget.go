@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // forgetRow is one write forget-worker makes.
@@ -109,14 +111,14 @@ func planForget(table, worker string, snap snapshot) forgetReport {
 	rep := forgetReport{table: table, worker: worker}
 	for _, l := range snap.sortedLeases() {
 		switch {
-		case l.owner == worker:
-			rep.rows = append(rep.rows, forgetRow{key: l.key, action: "release lease (remove its owner and hand-off claims)", result: "would release", counter: l.counter})
-		case l.checkpointOwner == worker:
-			rep.rows = append(rep.rows, forgetRow{key: l.key, action: "end Java hand-off (remove checkpointOwner; the lease stays " + l.owner + "'s)", result: "would end hand-off", counter: l.counter, handoff: true})
+		case l.Owner == worker:
+			rep.rows = append(rep.rows, forgetRow{key: l.Key, action: "release lease (remove its owner and hand-off claims)", result: "would release", counter: l.Counter})
+		case l.CheckpointOwner == worker:
+			rep.rows = append(rep.rows, forgetRow{key: l.Key, action: "end Java hand-off (remove checkpointOwner; the lease stays " + l.Owner + "'s)", result: "would end hand-off", counter: l.Counter, handoff: true})
 		}
 	}
 	if b, ok := snap.beats[worker]; ok {
-		rep.rows = append(rep.rows, forgetRow{key: workerKeyPrefix + worker, action: "delete heartbeat item", result: "would delete", counter: b.counter, heartbeat: true})
+		rep.rows = append(rep.rows, forgetRow{key: leaseitem.WorkerKey(worker), action: "delete heartbeat item", result: "would delete", counter: b.Counter, heartbeat: true})
 	}
 	return rep
 }
@@ -129,11 +131,12 @@ func planForget(table, worker string, snap snapshot) forgetReport {
 func releaseLease(ctx context.Context, db DynamoDB, table, shard, owner string, counter int64) error {
 	_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(table),
-		Key:                 map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shard}},
-		ConditionExpression: aws.String(attrCounter + " = :c AND " + attrOwner + " = :owner"),
-		UpdateExpression:    aws.String("SET " + attrCounter + " = :n REMOVE " + attrOwner + ", " + attrHandoff + ", " + attrCheckpointOwner),
+		Key:                 leaseitem.ItemKey(shard),
+		ConditionExpression: aws.String(leaseitem.AttrCounter + " = :c AND " + leaseitem.AttrOwner + " = :owner"),
+		UpdateExpression: aws.String("SET " + leaseitem.AttrCounter + " = :n REMOVE " +
+			leaseitem.AttrOwner + ", " + leaseitem.AttrHandoff + ", " + leaseitem.AttrCheckpointOwner),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":c": number(counter), ":n": number(counter + 1), ":owner": &types.AttributeValueMemberS{Value: owner},
+			":c": leaseitem.Number(counter), ":n": leaseitem.Number(counter + 1), ":owner": &types.AttributeValueMemberS{Value: owner},
 		},
 	})
 	return err
@@ -146,11 +149,11 @@ func releaseLease(ctx context.Context, db DynamoDB, table, shard, owner string, 
 func endHandoff(ctx context.Context, db DynamoDB, table, key, oldOwner string, counter int64) error {
 	_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(table),
-		Key:                 map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: key}},
-		ConditionExpression: aws.String(attrCounter + " = :c AND " + attrCheckpointOwner + " = :old"),
-		UpdateExpression:    aws.String("SET " + attrCounter + " = :n REMOVE " + attrCheckpointOwner),
+		Key:                 leaseitem.ItemKey(key),
+		ConditionExpression: aws.String(leaseitem.AttrCounter + " = :c AND " + leaseitem.AttrCheckpointOwner + " = :old"),
+		UpdateExpression:    aws.String("SET " + leaseitem.AttrCounter + " = :n REMOVE " + leaseitem.AttrCheckpointOwner),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":c": number(counter), ":n": number(counter + 1), ":old": &types.AttributeValueMemberS{Value: oldOwner},
+			":c": leaseitem.Number(counter), ":n": leaseitem.Number(counter + 1), ":old": &types.AttributeValueMemberS{Value: oldOwner},
 		},
 	})
 	return err
@@ -161,9 +164,9 @@ func endHandoff(ctx context.Context, db DynamoDB, table, key, oldOwner string, c
 func deleteHeartbeat(ctx context.Context, db DynamoDB, table, key string, counter int64) error {
 	_, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(table),
-		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: key}},
-		ConditionExpression:       aws.String(attrCounter + " = :c"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":c": number(counter)},
+		Key:                       leaseitem.ItemKey(key),
+		ConditionExpression:       aws.String(leaseitem.AttrCounter + " = :c"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":c": leaseitem.Number(counter)},
 	})
 	return err
 }

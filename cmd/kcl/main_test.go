@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kclgo/kcl/internal/emulator"
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 var update = flag.Bool("update", false, "rewrite the testdata/*.golden files from the output")
@@ -122,11 +123,7 @@ func newHarness(t *testing.T, shards int) *harness {
 	if shards > 0 {
 		require.NoError(t, err)
 	}
-	_, err = h.db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: &h.table, BillingMode: types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrLeaseKey), AttributeType: types.ScalarAttributeTypeS}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrLeaseKey), KeyType: types.KeyTypeHash}},
-	})
+	_, err = h.db.CreateTable(ctx, leaseitem.CreateTable(h.table))
 	require.NoError(t, err)
 	require.NoError(t, dynamodb.NewTableExistsWaiter(h.db, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
 		Wait(ctx, &dynamodb.DescribeTableInput{TableName: &h.table}, time.Minute))
@@ -168,17 +165,17 @@ func (h *harness) put(it item) {
 
 func leaseItem(shard, owner string, counter int64, checkpoint string) item {
 	it := item{
-		attrLeaseKey: s(shard), attrCounter: n(counter), attrCheckpoint: s(checkpoint),
-		attrCheckpointSub: n(0), attrOwnerSwitches: n(0),
+		leaseitem.AttrLeaseKey: s(shard), leaseitem.AttrCounter: n(counter), leaseitem.AttrCheckpoint: s(checkpoint),
+		leaseitem.AttrCheckpointSub: n(0), leaseitem.AttrOwnerSwitches: n(0),
 	}
 	if owner != "" {
-		it[attrOwner] = s(owner)
+		it[leaseitem.AttrOwner] = s(owner)
 	}
 	return it
 }
 
 func beatItem(worker string, counter int64) item {
-	return item{attrLeaseKey: s(workerKeyPrefix + worker), attrCounter: n(counter), attrStopping: &types.AttributeValueMemberBOOL{Value: false}}
+	return item{leaseitem.AttrLeaseKey: s(leaseitem.WorkerKey(worker)), leaseitem.AttrCounter: n(counter), leaseitem.AttrStopping: &types.AttributeValueMemberBOOL{Value: false}}
 }
 
 func s(v string) *types.AttributeValueMemberS { return &types.AttributeValueMemberS{Value: v} }
@@ -190,8 +187,8 @@ func n(v int64) *types.AttributeValueMemberN {
 func (h *harness) bump(key string) {
 	h.t.Helper()
 	_, err := h.db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
-		TableName: &h.table, Key: map[string]types.AttributeValue{attrLeaseKey: s(key)},
-		UpdateExpression:          aws.String("ADD leaseCounter :one"),
+		TableName: &h.table, Key: leaseitem.ItemKey(key),
+		UpdateExpression:          aws.String("ADD " + leaseitem.AttrCounter + " :one"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":one": n(1)},
 	})
 	require.NoError(h.t, err)
@@ -201,18 +198,28 @@ func (h *harness) bump(key string) {
 func (h *harness) get(key string) map[string]types.AttributeValue {
 	h.t.Helper()
 	out, err := h.db.GetItem(context.Background(), &dynamodb.GetItemInput{
-		TableName: &h.table, Key: map[string]types.AttributeValue{attrLeaseKey: s(key)}, ConsistentRead: aws.Bool(true),
+		TableName: &h.table, Key: leaseitem.ItemKey(key), ConsistentRead: aws.Bool(true),
 	})
 	require.NoError(h.t, err)
 	return out.Item
 }
 
 // lease reads one lease item as the command does.
-func (h *harness) lease(key string) lease {
+func (h *harness) lease(key string) leaseitem.Lease {
 	h.t.Helper()
-	it := classify(h.get(key))
-	require.Equal(h.t, kindLease, it.kind, "item %q: %s", key, it.why)
-	return it.lease
+	it := leaseitem.Read(h.get(key))
+	require.NoError(h.t, it.Err)
+	require.Equal(h.t, leaseitem.KindLease, it.Kind, "item %q", key)
+	return it.Lease
+}
+
+// beat reads one heartbeat item as the command does.
+func (h *harness) beat(worker string) leaseitem.Beat {
+	h.t.Helper()
+	it := leaseitem.Read(h.get(leaseitem.WorkerKey(worker)))
+	require.NoError(h.t, it.Err)
+	require.Equal(h.t, leaseitem.KindBeat, it.Kind, "heartbeat of %q", worker)
+	return it.Beat
 }
 
 // items returns every item, to check that nothing was written.

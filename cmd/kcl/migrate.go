@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // vmware-go-kcl's checkpoint table attributes.
@@ -77,31 +79,27 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 			fmt.Fprintf(out, "skip  %s: no checkpoint (kcl starts it from its InitialPosition)\n", s.id)
 			skipped++
 			continue
-		case s.checkpoint != "SHARD_END" && !isSequenceNumber(s.checkpoint):
+		case s.checkpoint != leaseitem.ShardEnd && !leaseitem.IsSequenceNumber(s.checkpoint):
 			fmt.Fprintf(out, "skip  %s: checkpoint %q is neither a sequence number nor SHARD_END\n", s.id, s.checkpoint)
 			skipped++
 			continue
 		}
-		item := map[string]types.AttributeValue{
-			"leaseKey": &types.AttributeValueMemberS{Value: s.id},
-			// 1, not 0: vmware-go-kcl read these shards. A lease kcl finds
-			// at SHARD_END with counter 0 was created ended and never read
-			// (a closed shard at Latest), and its children would start at
-			// InitialPosition instead of TRIM_HORIZON.
-			"leaseCounter":                 &types.AttributeValueMemberN{Value: "1"},
-			"checkpoint":                   &types.AttributeValueMemberS{Value: s.checkpoint},
-			"checkpointSubSequenceNumber":  &types.AttributeValueMemberN{Value: "0"},
-			"ownerSwitchesSinceCheckpoint": &types.AttributeValueMemberN{Value: "0"},
-		}
+		// Counter 1, not 0: vmware-go-kcl read these shards. A lease kcl
+		// finds at SHARD_END with counter 0 was created ended and never read
+		// (a closed shard at Latest), and its children would start at
+		// InitialPosition instead of TRIM_HORIZON.
+		l := leaseitem.Lease{Key: s.id, Counter: 1, Checkpoint: s.checkpoint}
 		if s.parent != "" {
-			item["parentShardId"] = &types.AttributeValueMemberSS{Value: []string{s.parent}}
+			l.Parents = []string{s.parent}
 		}
 		line := fmt.Sprintf("%s checkpoint=%s parents=[%s]", s.id, s.checkpoint, s.parent)
 		if *dryRun {
 			fmt.Fprintln(out, "would write", line)
 			continue
 		}
-		_, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: to, Item: item, ConditionExpression: aws.String("attribute_not_exists(leaseKey)")})
+		_, err := db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: to, Item: leaseitem.NewItem(l, false), ConditionExpression: aws.String("attribute_not_exists(" + leaseitem.AttrLeaseKey + ")"),
+		})
 		var exists *types.ConditionalCheckFailedException
 		switch {
 		case errors.As(err, &exists):
@@ -154,12 +152,7 @@ func ensureTable(ctx context.Context, db DynamoDB, table string) error {
 	if !errors.As(err, &notFound) {
 		return err
 	}
-	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            &table,
-		BillingMode:          types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("leaseKey"), AttributeType: types.ScalarAttributeTypeS}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("leaseKey"), KeyType: types.KeyTypeHash}},
-	})
+	_, err = db.CreateTable(ctx, leaseitem.CreateTable(table))
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 const (
@@ -29,30 +31,29 @@ func exampleWatch() ([]shardInfo, watch) {
 		{id: "shardId-000000000005"},
 	}
 	before := snapshot{
-		leases: map[string]lease{
-			"shardId-000000000000": {shard: "shardId-000000000000", counter: 9, checkpoint: shardEnd},
-			"shardId-000000000001": {shard: "shardId-000000000001", owner: "w1", counter: 4, checkpoint: seqA, sub: 2},
-			"shardId-000000000002": {shard: "shardId-000000000002", owner: "w2", counter: 3, checkpoint: trimHorizon, parents: []string{"shardId-000000000000"}, handoffTo: "w1"},
-			"shardId-000000000003": {shard: "shardId-000000000003", owner: "java-1", counter: 30, checkpoint: seqB, parents: []string{"shardId-000000000000"}, checkpointOwner: "java-0"},
-			"shardId-000000000004": {shard: "shardId-000000000004", counter: 1, checkpoint: latest, startAt: 1795767300000},
-			"shardId-00000000000a": {shard: "shardId-00000000000a", counter: 5, checkpoint: shardEnd},
-			"shardId-00000000000b": {shard: "shardId-00000000000b", owner: "w2", counter: 5, checkpoint: seqA},
-			"1:other:1:shardId-0":  {shard: "1:other:1:shardId-0", counter: 1, checkpoint: latest},
+		leases: map[string]leaseitem.Lease{
+			"shardId-000000000000": {Counter: 9, Checkpoint: leaseitem.ShardEnd},
+			"shardId-000000000001": {Owner: "w1", Counter: 4, Checkpoint: seqA, CheckpointSub: 2},
+			"shardId-000000000002": {Owner: "w2", Counter: 3, Checkpoint: leaseitem.TrimHorizon, Parents: []string{"shardId-000000000000"}, HandoffTo: "w1"},
+			"shardId-000000000003": {Owner: "java-1", Counter: 30, Checkpoint: seqB, Parents: []string{"shardId-000000000000"}, CheckpointOwner: "java-0"},
+			"shardId-000000000004": {Counter: 1, Checkpoint: leaseitem.Latest, StartAt: 1795767300000},
+			"shardId-00000000000a": {Counter: 5, Checkpoint: leaseitem.ShardEnd},
+			"shardId-00000000000b": {Owner: "w2", Counter: 5, Checkpoint: seqA},
+			"1:other:1:shardId-0":  {Counter: 1, Checkpoint: leaseitem.Latest},
 		},
-		beats: map[string]beat{"w1": {worker: "w1", counter: 100}, "w2": {worker: "w2", counter: 50}},
+		beats: map[string]leaseitem.Beat{"w1": {Worker: "w1", Counter: 100}, "w2": {Worker: "w2", Counter: 50}},
 	}
-	after := snapshot{leases: map[string]lease{}, beats: map[string]beat{
-		"w1": {worker: "w1", counter: 103, stopping: true}, "w2": {worker: "w2", counter: 50},
+	after := snapshot{leases: map[string]leaseitem.Lease{}, beats: map[string]leaseitem.Beat{
+		"w1": {Worker: "w1", Counter: 103, Stopping: true}, "w2": {Worker: "w2", Counter: 50},
 	}}
 	for k, l := range before.leases {
-		l.key = k
-		l.streamID, l.shard = splitLeaseKey(k)
+		l.Key = k
 		before.leases[k] = l
 		after.leases[k] = l
 	}
 	l := after.leases["shardId-000000000003"]
-	l.counter += 3 // the Java worker renews
-	after.leases[l.key] = l
+	l.Counter += 3 // the Java worker renews
+	after.leases[l.Key] = l
 	after.kcl = []string{"kcl-something-new"} // the group item (kcl-group) is not listed: readTable drops it
 	after.java = []string{"Leader (LEADER)", "Migration3.0 (CLIENT_VERSION_MIGRATION)"}
 	after.unknown = []string{`item "shardId-000000000099" not understood: checkpoint: "yesterday" is neither a sequence number nor a sentinel`}
@@ -145,7 +146,7 @@ func TestPlanReset(t *testing.T) {
 	shards, w := exampleWatch()
 	at := time.Date(2026, 11, 27, 8, 15, 0, 0, time.UTC)
 
-	rep, err := planReset("orders", "billing", target{checkpoint: atTimestamp, at: at}, shards, singleStream(w.after), w.after.unread, nil, false)
+	rep, err := planReset("orders", "billing", target{checkpoint: leaseitem.AtTimestamp, at: at}, shards, singleStream(w.after), w.after.unread, nil, false)
 	require.NoError(t, err)
 	var got []string
 	for _, r := range rep.rows {
@@ -162,7 +163,7 @@ func TestPlanReset(t *testing.T) {
 
 	// A written reset, with -force over a live worker and a shard a worker
 	// wrote in between.
-	rep, err = planReset("orders", "billing", target{checkpoint: latest}, shards, singleStream(w.after), w.after.unread, nil, false)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.Latest}, shards, singleStream(w.after), w.after.unread, nil, false)
 	require.NoError(t, err)
 	for i := range rep.rows {
 		if rep.rows[i].shard == "shardId-000000000004" {
@@ -178,25 +179,25 @@ func TestPlanReset(t *testing.T) {
 	golden(t, "reset-force", out.String())
 
 	// Refusals and choices.
-	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"}, false)
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"}, false)
 	assert.ErrorContains(t, err, `shard "shardId-000000000000" is ended and its child "shardId-000000000002" would not be reset`)
-	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000", "shardId-000000000002", "shardId-000000000003"}, false)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000", "shardId-000000000002", "shardId-000000000003"}, false)
 	require.NoError(t, err, "a parent with all its children")
 	assert.Len(t, rep.rows, 3)
-	rep, err = planReset("orders", "billing", target{checkpoint: latest}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"}, false)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.Latest}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"}, false)
 	require.NoError(t, err, "latest leaves ended shards ended, so the children go on")
 	assert.Empty(t, rep.rows)
-	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-00000000000b"}, false)
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-00000000000b"}, false)
 	assert.ErrorContains(t, err, `stream "orders" does not list shard "shardId-00000000000b"`)
-	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000005"}, false)
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000005"}, false)
 	assert.ErrorContains(t, err, `no lease for shard "shardId-000000000005"`)
-	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"}, false)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"}, false)
 	require.NoError(t, err)
 	assert.Equal(t, "unchanged", rep.rows[0].result, "already at TRIM_HORIZON")
-	rep, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"}, true)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"}, true)
 	require.NoError(t, err)
 	assert.Equal(t, "would reset", rep.rows[0].result, "with -force, an owned lease is written even at the target: its owner's next write must fail")
-	_, err = planReset("orders", "billing", target{checkpoint: trimHorizon}, []shardInfo{{id: "shardId-000000000009"}}, singleStream(w.after), w.after.unread, nil, false)
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, []shardInfo{{id: "shardId-000000000009"}}, singleStream(w.after), w.after.unread, nil, false)
 	assert.ErrorContains(t, err, "nothing to reset")
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // resetCounterStep is how much reset raises a lease's counter. kcl's own
@@ -35,8 +37,8 @@ type target struct {
 }
 
 func (t target) String() string {
-	if t.checkpoint == atTimestamp {
-		return atTimestamp + " " + t.at.UTC().Format(time.RFC3339Nano)
+	if t.checkpoint == leaseitem.AtTimestamp {
+		return leaseitem.AtTimestamp + " " + t.at.UTC().Format(time.RFC3339Nano)
 	}
 	return t.checkpoint
 }
@@ -44,7 +46,7 @@ func (t target) String() string {
 // startAt is the kclStartTimestamp the reset writes: the time for
 // AT_TIMESTAMP, none (the attribute removed) otherwise.
 func (t target) startAt() int64 {
-	if t.checkpoint == atTimestamp {
+	if t.checkpoint == leaseitem.AtTimestamp {
 		return t.at.UnixMilli()
 	}
 	return 0
@@ -57,9 +59,9 @@ func parseTarget(s string, now time.Time) (target, error) {
 	case "":
 		return target{}, usagef("-to is required: trim-horizon, latest or an RFC 3339 time")
 	case "trim-horizon", "trim_horizon":
-		return target{checkpoint: trimHorizon}, nil
+		return target{checkpoint: leaseitem.TrimHorizon}, nil
 	case "latest":
-		return target{checkpoint: latest}, nil
+		return target{checkpoint: leaseitem.Latest}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
@@ -71,7 +73,7 @@ func parseTarget(s string, now time.Time) (target, error) {
 	if t.UnixMilli() <= 0 {
 		return target{}, usagef("-to %s is not after 1970", s)
 	}
-	return target{checkpoint: atTimestamp, at: t}, nil
+	return target{checkpoint: leaseitem.AtTimestamp, at: t}, nil
 }
 
 // resetRow is one lease reset considered.
@@ -190,7 +192,7 @@ func describeWorkers(ids []string, w watch) string {
 	for _, id := range ids {
 		n := 0
 		for _, l := range w.after.leases {
-			if l.owner == id {
+			if l.Owner == id {
 				n++
 			}
 		}
@@ -217,7 +219,7 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 		listed[s.id] = true
 	}
 	unreadable := func(id string) error {
-		key := leaseKey(sl.streamID, id)
+		key := leaseitem.Key(sl.streamID, id)
 		if why, ok := unread[key]; ok {
 			return fmt.Errorf("lease table %q: the lease item %q of shard %q is not understood (%s): fix or delete it by hand, then reset again", table, key, id, why)
 		}
@@ -274,9 +276,10 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 		}
 	}
 	for _, l := range leases {
-		for _, p := range l.parents {
-			if !slices.Contains(children[p], l.shard) {
-				children[p] = append(children[p], l.shard)
+		for _, key := range l.Parents {
+			_, p := leaseitem.SplitKey(key)
+			if !slices.Contains(children[p], l.ShardID()) {
+				children[p] = append(children[p], l.ShardID())
 			}
 		}
 	}
@@ -285,28 +288,28 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 			continue
 		}
 		l := leases[s.id]
-		if l.checkpoint == shardEnd && tgt.checkpoint == latest {
+		if l.Checkpoint == leaseitem.ShardEnd && tgt.checkpoint == leaseitem.Latest {
 			continue
 		}
-		if l.checkpoint == shardEnd {
+		if l.Checkpoint == leaseitem.ShardEnd {
 			for _, c := range children[s.id] {
 				if _, leased := leases[c]; leased && !selected[c] {
 					return rep, fmt.Errorf("shard %q is ended and its child %q would not be reset: re-reading a parent while its child goes on breaks per-key order; add -shard %s, or reset every shard", s.id, c, c)
 				}
 			}
 		}
-		row := resetRow{shard: s.id, key: l.key, owner: l.owner, from: describeCheckpoint(l), to: tgt.String(), counter: l.counter}
-		row.unchanged = l.checkpoint == tgt.checkpoint && l.sub == 0 && l.startAt == tgt.startAt() && !(force && l.reader() != "")
+		row := resetRow{shard: s.id, key: l.Key, owner: l.Owner, from: describeCheckpoint(l), to: tgt.String(), counter: l.Counter}
+		row.unchanged = l.Checkpoint == tgt.checkpoint && l.CheckpointSub == 0 && l.StartAt == tgt.startAt() && !(force && l.Reader() != "")
 		row.result = "would reset"
 		if row.unchanged {
 			row.result = "unchanged"
 		}
 		rep.rows = append(rep.rows, row)
 	}
-	if tgt.checkpoint == latest {
+	if tgt.checkpoint == leaseitem.Latest {
 		var ended []string
 		for _, s := range shards {
-			if selected[s.id] && leases[s.id].checkpoint == shardEnd {
+			if selected[s.id] && leases[s.id].Checkpoint == leaseitem.ShardEnd {
 				ended = append(ended, s.id)
 			}
 		}
@@ -318,10 +321,10 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 }
 
 // describeCheckpoint shows a lease's checkpoint as reset reads it.
-func describeCheckpoint(l lease) string {
-	s := showCheckpoint(l.checkpoint, l.startAt)
-	if l.sub != 0 {
-		s += " sub " + strconv.FormatInt(l.sub, 10)
+func describeCheckpoint(l leaseitem.Lease) string {
+	s := showCheckpoint(l.Checkpoint, l.StartAt)
+	if l.CheckpointSub != 0 {
+		s += " sub " + strconv.FormatInt(l.CheckpointSub, 10)
 	}
 	return s
 }
@@ -334,22 +337,23 @@ func describeCheckpoint(l lease) string {
 // is. The counter goes up by resetCounterStep.
 func writeReset(ctx context.Context, db DynamoDB, table, key string, counter int64, tgt target) error {
 	values := map[string]types.AttributeValue{
-		":c": number(counter), ":n": number(counter + resetCounterStep),
-		":cp": &types.AttributeValueMemberS{Value: tgt.checkpoint}, ":zero": number(0),
+		":c": leaseitem.Number(counter), ":n": leaseitem.Number(counter + resetCounterStep),
+		":cp": &types.AttributeValueMemberS{Value: tgt.checkpoint}, ":zero": leaseitem.Number(0),
 	}
-	update := "SET " + attrCheckpoint + " = :cp, " + attrCheckpointSub + " = :zero, " + attrOwnerSwitches + " = :zero, " + attrCounter + " = :n"
-	remove := []string{attrPending, attrPendingSub, attrPendingState}
+	update := "SET " + leaseitem.AttrCheckpoint + " = :cp, " + leaseitem.AttrCheckpointSub + " = :zero, " +
+		leaseitem.AttrOwnerSwitches + " = :zero, " + leaseitem.AttrCounter + " = :n"
+	remove := []string{leaseitem.AttrPending, leaseitem.AttrPendingSub, leaseitem.AttrPendingState}
 	if start := tgt.startAt(); start > 0 {
-		update += ", " + attrStartAt + " = :start"
-		values[":start"] = number(start)
+		update += ", " + leaseitem.AttrStartAt + " = :start"
+		values[":start"] = leaseitem.Number(start)
 	} else {
-		remove = append(remove, attrStartAt)
+		remove = append(remove, leaseitem.AttrStartAt)
 	}
 	update += " REMOVE " + strings.Join(remove, ", ")
 	_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(table),
-		Key:                       map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: key}},
-		ConditionExpression:       aws.String(attrCounter + " = :c"),
+		Key:                       leaseitem.ItemKey(key),
+		ConditionExpression:       aws.String(leaseitem.AttrCounter + " = :c"),
 		UpdateExpression:          aws.String(update),
 		ExpressionAttributeValues: values,
 	})

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // racingDB makes a write of a worker's land just before the command's own
@@ -24,7 +26,7 @@ type racingDB struct {
 }
 
 func (r *racingDB) race(key map[string]types.AttributeValue) {
-	if k, ok := key[attrLeaseKey].(*types.AttributeValueMemberS); ok && k.Value == r.key && !r.done {
+	if k, ok := key[leaseitem.AttrLeaseKey].(*types.AttributeValueMemberS); ok && k.Value == r.key && !r.done {
 		r.done = true
 		r.first()
 	}
@@ -47,7 +49,7 @@ type failingDB struct {
 }
 
 func (f *failingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	if k, ok := in.Key[attrLeaseKey].(*types.AttributeValueMemberS); ok && k.Value == f.key {
+	if k, ok := in.Key[leaseitem.AttrLeaseKey].(*types.AttributeValueMemberS); ok && k.Value == f.key {
 		return nil, errors.New("AccessDeniedException: not allowed")
 	}
 	return f.DynamoDB.UpdateItem(ctx, in, o...)
@@ -58,17 +60,17 @@ func TestReset(t *testing.T) {
 	ids := h.shardIDs()
 	seqs := h.putRecords(10)
 	first := leaseItem(ids[0], "w1", 5, seqs[ids[0]][0])
-	first[attrCheckpointSub] = n(3)
-	first[attrPending] = s(seqs[ids[0]][1]) // the Java KCL's two-phase checkpoint
+	first[leaseitem.AttrCheckpointSub] = n(3)
+	first[leaseitem.AttrPending] = s(seqs[ids[0]][1]) // the Java KCL's two-phase checkpoint
 	h.put(first)
-	second := leaseItem(ids[1], "", 2, latest)
-	second[attrStartAt] = n(1)
+	second := leaseItem(ids[1], "", 2, leaseitem.Latest)
+	second[leaseitem.AttrStartAt] = n(1)
 	h.put(second)
 	h.put(beatItem("w1", 40))
-	initial := []lease{h.lease(ids[0]), h.lease(ids[1])}
+	initial := []leaseitem.Lease{h.lease(ids[0]), h.lease(ids[1])}
 	unchanged := func(why string) {
 		t.Helper()
-		assert.Equal(t, initial, []lease{h.lease(ids[0]), h.lease(ids[1])}, why)
+		assert.Equal(t, initial, []leaseitem.Lease{h.lease(ids[0]), h.lease(ids[1])}, why)
 	}
 	at := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
 
@@ -93,10 +95,10 @@ func TestReset(t *testing.T) {
 		require.Equal(t, 0, code, stderr)
 		assert.Contains(t, stdout, "2 reset, 0 unchanged, 0 left alone")
 		l := h.lease(ids[0])
-		assert.Equal(t, lease{key: ids[0], shard: ids[0], owner: "w1", counter: 5 + resetCounterStep, checkpoint: atTimestamp, startAt: at.UnixMilli()}, l, "the owner kept")
-		assert.NotContains(t, h.get(ids[0]), attrPending, "the Java KCL's pending checkpoint goes, as with any checkpoint")
-		assert.Equal(t, "0", h.get(ids[0])[attrOwnerSwitches].(*types.AttributeValueMemberN).Value)
-		assert.Equal(t, lease{key: ids[1], shard: ids[1], counter: 2 + resetCounterStep, checkpoint: atTimestamp, startAt: at.UnixMilli()}, h.lease(ids[1]))
+		assert.Equal(t, leaseitem.Lease{Key: ids[0], Owner: "w1", Counter: 5 + resetCounterStep, Checkpoint: leaseitem.AtTimestamp, StartAt: at.UnixMilli()}, l, "the owner kept")
+		assert.NotContains(t, h.get(ids[0]), leaseitem.AttrPending, "the Java KCL's pending checkpoint goes, as with any checkpoint")
+		assert.Equal(t, "0", h.get(ids[0])[leaseitem.AttrOwnerSwitches].(*types.AttributeValueMemberN).Value)
+		assert.Equal(t, leaseitem.Lease{Key: ids[1], Counter: 2 + resetCounterStep, Checkpoint: leaseitem.AtTimestamp, StartAt: at.UnixMilli()}, h.lease(ids[1]))
 
 		code, stdout, _ = h.run("reset", "-app", h.table, "-stream", h.stream, "-to", at.Format(time.RFC3339Nano))
 		require.Equal(t, 0, code)
@@ -105,9 +107,9 @@ func TestReset(t *testing.T) {
 	t.Run("to trim-horizon removes the start time", func(t *testing.T) {
 		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-shard", ids[1])
 		require.Equal(t, 0, code, stderr)
-		assert.Equal(t, lease{key: ids[1], shard: ids[1], counter: 2 + 2*resetCounterStep, checkpoint: trimHorizon}, h.lease(ids[1]))
-		assert.NotContains(t, h.get(ids[1]), attrStartAt)
-		assert.Equal(t, atTimestamp, h.lease(ids[0]).checkpoint, "-shard: only that shard")
+		assert.Equal(t, leaseitem.Lease{Key: ids[1], Counter: 2 + 2*resetCounterStep, Checkpoint: leaseitem.TrimHorizon}, h.lease(ids[1]))
+		assert.NotContains(t, h.get(ids[1]), leaseitem.AttrStartAt)
+		assert.Equal(t, leaseitem.AtTimestamp, h.lease(ids[0]).Checkpoint, "-shard: only that shard")
 	})
 	t.Run("a worker that writes meanwhile wins", func(t *testing.T) {
 		before := h.lease(ids[0])
@@ -120,9 +122,9 @@ func TestReset(t *testing.T) {
 		assert.Contains(t, stdout, "left alone: written since it was read")
 		assert.Contains(t, stdout, "1 reset, 0 unchanged, 1 left alone")
 		assert.Contains(t, stderr, "kcl reset: lease table \""+h.table+"\": 1 shards left alone, changed since they were read: "+ids[0]+"; run reset again\n")
-		assert.Equal(t, before.counter+1, h.lease(ids[0]).counter, "only the worker's write")
-		assert.Equal(t, atTimestamp, h.lease(ids[0]).checkpoint)
-		assert.Equal(t, latest, h.lease(ids[1]).checkpoint, "the other shard was reset")
+		assert.Equal(t, before.Counter+1, h.lease(ids[0]).Counter, "only the worker's write")
+		assert.Equal(t, leaseitem.AtTimestamp, h.lease(ids[0]).Checkpoint)
+		assert.Equal(t, leaseitem.Latest, h.lease(ids[1]).Checkpoint, "the other shard was reset")
 	})
 	t.Run("a write that fails stops the reset", func(t *testing.T) {
 		failing := &failingDB{DynamoDB: h.ddb, key: ids[0]}
@@ -134,7 +136,7 @@ func TestReset(t *testing.T) {
 		assert.Contains(t, stdout, "failed (below)")
 		assert.Regexp(t, ids[1]+` +- +LATEST +TRIM_HORIZON +not written\n`, stdout)
 		assert.Contains(t, stdout, "0 reset, 0 unchanged, 0 left alone")
-		assert.Equal(t, latest, h.lease(ids[1]).checkpoint)
+		assert.Equal(t, leaseitem.Latest, h.lease(ids[1]).Checkpoint)
 	})
 	t.Run("-force while a worker is alive", func(t *testing.T) {
 		h.during = func() { h.bump("kcl-worker:w1") }
@@ -143,18 +145,18 @@ func TestReset(t *testing.T) {
 		require.Equal(t, 0, code, stderr)
 		assert.Contains(t, stdout, "warning: reset with -force while workers were alive: w1\n")
 		assert.Contains(t, stdout, "fails its\n  counter condition, the worker drops the lease")
-		assert.Equal(t, trimHorizon, h.lease(ids[0]).checkpoint)
+		assert.Equal(t, leaseitem.TrimHorizon, h.lease(ids[0]).Checkpoint)
 	})
 	t.Run("refuses to re-read a parent without its child", func(t *testing.T) {
-		parent := leaseItem(ids[0], "", 30, shardEnd)
+		parent := leaseItem(ids[0], "", 30, leaseitem.ShardEnd)
 		child := leaseItem(ids[1], "", 4, seqs[ids[1]][0])
-		child[attrParents] = &types.AttributeValueMemberSS{Value: []string{ids[0]}}
+		child[leaseitem.AttrParents] = &types.AttributeValueMemberSS{Value: []string{ids[0]}}
 		h.put(parent)
 		h.put(child)
 		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-shard", ids[0])
 		assert.Equal(t, 1, code)
 		assert.Contains(t, stderr, `kcl reset: shard "`+ids[0]+`" is ended and its child "`+ids[1]+`" would not be reset: re-reading a parent while its child goes on breaks per-key order`)
-		assert.Equal(t, shardEnd, h.lease(ids[0]).checkpoint)
+		assert.Equal(t, leaseitem.ShardEnd, h.lease(ids[0]).Checkpoint)
 	})
 	t.Run("refuses a shard the stream does not list", func(t *testing.T) {
 		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "latest", "-shard", "shardId-000000000077")
@@ -165,15 +167,15 @@ func TestReset(t *testing.T) {
 
 func TestForgetWorker(t *testing.T) {
 	h := newHarness(t, 0)
-	dead := leaseItem("shardId-000000000000", "dead", 6, trimHorizon)
-	dead[attrHandoff] = s("w9")
-	dead[attrCheckpointOwner] = s("dead-before") // as if in a Java KCL 3.x hand-off
+	dead := leaseItem("shardId-000000000000", "dead", 6, leaseitem.TrimHorizon)
+	dead[leaseitem.AttrHandoff] = s("w9")
+	dead[leaseitem.AttrCheckpointOwner] = s("dead-before") // as if in a Java KCL 3.x hand-off
 	h.put(dead)
-	h.put(leaseItem("shardId-000000000001", "other", 3, trimHorizon))
-	h.put(leaseItem("shardId-000000000002", "java-9", 12, latest))
+	h.put(leaseItem("shardId-000000000001", "other", 3, leaseitem.TrimHorizon))
+	h.put(leaseItem("shardId-000000000002", "java-9", 12, leaseitem.Latest))
 	h.put(beatItem("dead", 70))
 	h.put(beatItem("other", 4))
-	h.put(item{attrLeaseKey: s("kcl-group"), attrEntityType: s("KCL_GROUP"), "kclEpoch": &types.AttributeValueMemberN{Value: "5"}})
+	h.put(item{leaseitem.AttrLeaseKey: s("kcl-group"), leaseitem.AttrEntityType: s("KCL_GROUP"), "kclEpoch": &types.AttributeValueMemberN{Value: "5"}})
 	items := len(h.items())
 
 	t.Run("refuses while the worker is alive", func(t *testing.T) {
@@ -182,7 +184,7 @@ func TestForgetWorker(t *testing.T) {
 		code, _, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead")
 		assert.Equal(t, 1, code)
 		assert.Equal(t, `kcl forget-worker: lease table "`+h.table+`": worker "dead" is alive (its heartbeat or a lease of its changed within 10s); stop it first`+"\n", stderr)
-		assert.Equal(t, "dead", h.lease("shardId-000000000000").owner)
+		assert.Equal(t, "dead", h.lease("shardId-000000000000").Owner)
 	})
 	t.Run("refuses a Java worker that renews", func(t *testing.T) {
 		h.during = func() { h.bump("shardId-000000000002") }
@@ -201,21 +203,21 @@ func TestForgetWorker(t *testing.T) {
 		require.Equal(t, 0, code, stderr)
 		assert.Regexp(t, `shardId-000000000000 +release lease \(remove its owner and hand-off claims\) +would release\n`, stdout)
 		assert.Regexp(t, `kcl-worker:dead +delete heartbeat item +would delete\n`, stdout)
-		assert.Equal(t, "dead", h.lease("shardId-000000000000").owner)
+		assert.Equal(t, "dead", h.lease("shardId-000000000000").Owner)
 		assert.Len(t, h.items(), items)
 	})
 	t.Run("forgets a dead worker", func(t *testing.T) {
 		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead")
 		require.Equal(t, 0, code, stderr)
 		assert.Contains(t, stdout, "2 written, 0 left alone")
-		assert.Equal(t, lease{key: "shardId-000000000000", shard: "shardId-000000000000", counter: 7, checkpoint: trimHorizon}, h.lease("shardId-000000000000"), "released: no owner, no hand-off claims, counter bumped")
+		assert.Equal(t, leaseitem.Lease{Key: "shardId-000000000000", Counter: 7, Checkpoint: leaseitem.TrimHorizon}, h.lease("shardId-000000000000"), "released: no owner, no hand-off claims, counter bumped")
 		assert.Nil(t, h.get("kcl-worker:dead"))
-		assert.Equal(t, "other", h.lease("shardId-000000000001").owner, "other workers' leases untouched")
+		assert.Equal(t, "other", h.lease("shardId-000000000001").Owner, "other workers' leases untouched")
 		assert.NotNil(t, h.get("kcl-worker:other"))
 		assert.Equal(t, &types.AttributeValueMemberN{Value: "6"}, h.get("kcl-group")["kclEpoch"], "the group told to read the table")
 	})
 	t.Run("a write that fails stops it", func(t *testing.T) {
-		h.put(leaseItem("shardId-000000000004", "crashed", 2, latest))
+		h.put(leaseItem("shardId-000000000004", "crashed", 2, leaseitem.Latest))
 		h.put(beatItem("crashed", 9))
 		failing := &failingDB{DynamoDB: h.ddb, key: "shardId-000000000004"}
 		h.ddb = failing
@@ -227,7 +229,7 @@ func TestForgetWorker(t *testing.T) {
 		assert.NotNil(t, h.get("kcl-worker:crashed"), "the heartbeat item stays while a lease could not be released")
 	})
 	t.Run("a dead Java worker, and a write meanwhile", func(t *testing.T) {
-		h.put(leaseItem("shardId-000000000003", "java-9", 1, latest))
+		h.put(leaseItem("shardId-000000000003", "java-9", 1, leaseitem.Latest))
 		racing := &racingDB{DynamoDB: h.ddb, key: "shardId-000000000003", first: func() { h.bump("shardId-000000000003") }}
 		h.ddb = racing
 		defer func() { h.ddb = racing.DynamoDB }()
@@ -235,8 +237,8 @@ func TestForgetWorker(t *testing.T) {
 		assert.Equal(t, 1, code)
 		assert.Contains(t, stdout, "1 written, 1 left alone")
 		assert.Equal(t, `kcl forget-worker: lease table "`+h.table+`": 1 items left alone, changed since they were read (is java-9 back?): shardId-000000000003`+"\n", stderr)
-		assert.Equal(t, "", h.lease("shardId-000000000002").owner)
-		assert.Equal(t, "java-9", h.lease("shardId-000000000003").owner)
+		assert.Equal(t, "", h.lease("shardId-000000000002").Owner)
+		assert.Equal(t, "java-9", h.lease("shardId-000000000003").Owner)
 	})
 }
 
@@ -253,7 +255,7 @@ func TestResetRefusesWhileAJavaWorkerTakes(t *testing.T) {
 	code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "workers of the group are alive: java-new (1 leases)")
-	assert.Equal(t, seq, h.lease(shard).checkpoint, "nothing written")
+	assert.Equal(t, seq, h.lease(shard).Checkpoint, "nothing written")
 }
 
 // TestResetOfAShardWhoseLeaseIsNotUnderstood: reset names the lease item it
@@ -262,7 +264,7 @@ func TestResetRefusesWhileAJavaWorkerTakes(t *testing.T) {
 func TestResetOfAShardWhoseLeaseIsNotUnderstood(t *testing.T) {
 	h := newHarness(t, 2)
 	ids := h.shardIDs()
-	h.put(leaseItem(ids[0], "", 1, trimHorizon))
+	h.put(leaseItem(ids[0], "", 1, leaseitem.TrimHorizon))
 	h.put(leaseItem(ids[1], "", 1, "yesterday"))
 	for _, args := range [][]string{{"-shard", ids[1]}, nil} {
 		code, stdout, stderr := h.run(append([]string{"reset", "-app", h.table, "-stream", h.stream, "-to", "latest"}, args...)...)
@@ -271,5 +273,5 @@ func TestResetOfAShardWhoseLeaseIsNotUnderstood(t *testing.T) {
 		assert.Contains(t, stderr, fmt.Sprintf(`the lease item %q of shard %q is not understood (checkpoint: "yesterday" is neither a sequence number nor a sentinel)`, ids[1], ids[1]), "%v", args)
 		assert.Equal(t, 1, strings.Count(stderr, "\n"))
 	}
-	assert.Equal(t, trimHorizon, h.lease(ids[0]).checkpoint, "nothing written")
+	assert.Equal(t, leaseitem.TrimHorizon, h.lease(ids[0]).Checkpoint, "nothing written")
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // statusReport is what status prints. Its JSON encoding is the documented
@@ -147,9 +149,9 @@ func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, e
 
 // streamLeases are the leases of one stream in the table as last read.
 type streamLeases struct {
-	streamID string           // account:stream:creationEpoch in a multi-stream table; "" otherwise
-	byShard  map[string]lease // by bare shard ID
-	others   []lease          // the table's other leases, in key order
+	streamID string                     // account:stream:creationEpoch in a multi-stream table; "" otherwise
+	byShard  map[string]leaseitem.Lease // by bare shard ID
+	others   []leaseitem.Lease          // the table's other leases, in key order
 }
 
 // buildStatus puts the stream's shards, its leases, the table as last read
@@ -173,25 +175,25 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 		}
 		l, ok := sl.byShard[s.id]
 		if !ok {
-			if _, unread := w.after.unread[leaseKey(sl.streamID, s.id)]; !unread { // else a problem, below
+			if _, unread := w.after.unread[leaseitem.Key(sl.streamID, s.id)]; !unread { // else a problem, below
 				unleased = append(unleased, s.id)
 			}
 			rep.Shards = append(rep.Shards, row)
 			continue
 		}
-		row.leased, row.startAt = true, l.startAt
-		row.Owner, row.OwnerAlive, row.handoff, row.javaFrom = l.owner, l.reader() != "" && alive[l.reader()], l.handoffTo, l.checkpointOwner
-		row.Checkpoint, row.SubSequence = l.checkpoint, l.sub
-		if l.checkpoint == shardEnd {
+		row.leased, row.startAt = true, l.StartAt
+		row.Owner, row.OwnerAlive, row.handoff, row.javaFrom = l.Owner, l.Reader() != "" && alive[l.Reader()], l.HandoffTo, l.CheckpointOwner
+		row.Checkpoint, row.SubSequence = l.Checkpoint, l.CheckpointSub
+		if l.Checkpoint == leaseitem.ShardEnd {
 			row.State = "ended"
 		}
 		row.lagFrom, row.lagAt, row.lagStart = openAt(l)
 		rep.Shards = append(rep.Shards, row)
 	}
 	for _, id := range w.workers() {
-		row := workerRow{ID: id, Alive: alive[id], stopping: w.after.beats[id].stopping}
+		row := workerRow{ID: id, Alive: alive[id], stopping: w.after.beats[id].Stopping}
 		for _, l := range w.after.leases {
-			if l.owner == id {
+			if l.Owner == id {
 				row.Leases++
 			}
 		}
@@ -200,11 +202,11 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 	var gone []string
 	for _, l := range sl.byShard {
 		switch {
-		case listed[l.shard]:
-		case l.checkpoint == shardEnd:
-			gone = append(gone, l.shard)
+		case listed[l.ShardID()]:
+		case l.Checkpoint == leaseitem.ShardEnd:
+			gone = append(gone, l.ShardID())
 		default:
-			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q is for a shard stream %s does not list (past retention, or a lease of another stream), at checkpoint %s; a kcl worker that takes it finds it gone and ends it", l.key, stream, l.checkpoint))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q is for a shard stream %s does not list (past retention, or a lease of another stream), at checkpoint %s; a kcl worker that takes it finds it gone and ends it", l.Key, stream, l.Checkpoint))
 		}
 	}
 	slices.Sort(gone)
@@ -213,11 +215,11 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 	for _, l := range sl.others {
 		switch {
 		case sl.streamID == "":
-			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a multi-stream key (account:stream:creationEpoch:shardId, Options.Streams) in a single-stream table; kcl workers refuse a table with both layouts", l.key))
-		case l.streamID == "":
-			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a single-stream key in a multi-stream table (Options.Streams: keys account:stream:creationEpoch:shardId); kcl workers refuse a table with both layouts", l.key))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a multi-stream key (account:stream:creationEpoch:shardId, Options.Streams) in a single-stream table; kcl workers refuse a table with both layouts", l.Key))
+		case l.StreamID() == "":
+			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a single-stream key in a multi-stream table (Options.Streams: keys account:stream:creationEpoch:shardId); kcl workers refuse a table with both layouts", l.Key))
 		default:
-			otherStreams[l.streamID]++
+			otherStreams[l.StreamID()]++
 		}
 	}
 	rep.Problems = append(rep.Problems, w.after.unknown...)
@@ -250,17 +252,17 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 // startingPosition decides (for AT_TIMESTAMP without kclStartTimestamp, kcl
 // uses the worker's InitialPosition, which the table does not hold: the
 // oldest record, TRIM_HORIZON, is what kcl falls back to).
-func openAt(l lease) (ktypes.ShardIteratorType, string, time.Time) {
+func openAt(l leaseitem.Lease) (ktypes.ShardIteratorType, string, time.Time) {
 	switch {
-	case isSequenceNumber(l.checkpoint):
-		return ktypes.ShardIteratorTypeAfterSequenceNumber, l.checkpoint, time.Time{}
-	case l.checkpoint == trimHorizon:
+	case leaseitem.IsSequenceNumber(l.Checkpoint):
+		return ktypes.ShardIteratorTypeAfterSequenceNumber, l.Checkpoint, time.Time{}
+	case l.Checkpoint == leaseitem.TrimHorizon:
 		return ktypes.ShardIteratorTypeTrimHorizon, "", time.Time{}
-	case (l.checkpoint == latest || l.checkpoint == atTimestamp) && l.startAt > 0:
-		return ktypes.ShardIteratorTypeAtTimestamp, "", time.UnixMilli(l.startAt)
-	case l.checkpoint == latest:
+	case (l.Checkpoint == leaseitem.Latest || l.Checkpoint == leaseitem.AtTimestamp) && l.StartAt > 0:
+		return ktypes.ShardIteratorTypeAtTimestamp, "", time.UnixMilli(l.StartAt)
+	case l.Checkpoint == leaseitem.Latest:
 		return ktypes.ShardIteratorTypeLatest, "", time.Time{}
-	case l.checkpoint == atTimestamp:
+	case l.Checkpoint == leaseitem.AtTimestamp:
 		return ktypes.ShardIteratorTypeTrimHorizon, "", time.Time{}
 	}
 	return "", "", time.Time{} // SHARD_END: nothing left to read
@@ -408,10 +410,10 @@ func showCheckpoint(cp string, startAt int64) string {
 	}
 	at := time.UnixMilli(startAt).UTC().Format(time.RFC3339Nano)
 	switch cp {
-	case atTimestamp:
-		return atTimestamp + " " + at
-	case latest:
-		return latest + " (later owners open at " + at + ")"
+	case leaseitem.AtTimestamp:
+		return leaseitem.AtTimestamp + " " + at
+	case leaseitem.Latest:
+		return leaseitem.Latest + " (later owners open at " + at + ")"
 	}
 	return cp
 }

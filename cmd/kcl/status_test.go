@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 // putRecords writes n records and returns their sequence numbers by shard.
@@ -34,14 +36,14 @@ func TestStatus(t *testing.T) {
 	ids := h.shardIDs()
 	seqs := h.putRecords(30)
 	require.NotEmpty(t, seqs[ids[1]])
-	h.put(leaseItem(ids[0], "w1", 3, trimHorizon))
+	h.put(leaseItem(ids[0], "w1", 3, leaseitem.TrimHorizon))
 	h.put(leaseItem(ids[1], "w2", 8, seqs[ids[1]][0]))
 	h.put(leaseItem("shardId-000000000099", "java-1", 20, seqs[ids[1]][0]))
 	h.put(beatItem("w1", 100))
 	h.put(beatItem("w2", 7))
-	h.put(item{attrLeaseKey: s("Leader"), attrEntityType: s("LEADER"), "ownerName": s("java-1")})
-	h.put(item{attrLeaseKey: s("kcl-group")}) // kcl's own bookkeeping: not noted
-	h.put(item{attrLeaseKey: s("kcl-something-new")})
+	h.put(item{leaseitem.AttrLeaseKey: s("Leader"), leaseitem.AttrEntityType: s("LEADER"), "ownerName": s("java-1")})
+	h.put(item{leaseitem.AttrLeaseKey: s("kcl-group")}) // kcl's own bookkeeping: not noted
+	h.put(item{leaseitem.AttrLeaseKey: s("kcl-something-new"), leaseitem.AttrEntityType: s(leaseitem.EntityKCLWorker)})
 	h.put(leaseItem("shardId-000000000098", "", 1, "yesterday"))
 	h.during = func() { // w1 beats; the Java worker renews its lease; w2 is dead
 		h.bump("kcl-worker:w1")
@@ -75,7 +77,7 @@ func TestStatus(t *testing.T) {
 	assert.Equal(t, "open", rep.Shards[0].State)
 	assert.Equal(t, "w1", rep.Shards[0].Owner)
 	assert.True(t, rep.Shards[0].OwnerAlive)
-	assert.Equal(t, trimHorizon, rep.Shards[0].Checkpoint)
+	assert.Equal(t, leaseitem.TrimHorizon, rep.Shards[0].Checkpoint)
 	assert.Equal(t, "w2", rep.Shards[1].Owner)
 	assert.False(t, rep.Shards[1].OwnerAlive)
 	assert.Equal(t, seqs[ids[1]][0], rep.Shards[1].Checkpoint)
@@ -125,8 +127,8 @@ func (f failingKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetSha
 func TestStatusLagOfAShardThatFails(t *testing.T) {
 	h := newHarness(t, 2)
 	ids := h.shardIDs()
-	h.put(leaseItem(ids[0], "", 1, trimHorizon))
-	h.put(leaseItem(ids[1], "", 1, trimHorizon))
+	h.put(leaseItem(ids[0], "", 1, leaseitem.TrimHorizon))
+	h.put(leaseItem(ids[1], "", 1, leaseitem.TrimHorizon))
 	h.kinAPI = failingKinesis{Kinesis: h.kin, shard: ids[1]}
 	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-lag")
 	require.Equal(t, 0, code, stderr)
@@ -171,7 +173,7 @@ func TestStatusJavaHandoff(t *testing.T) {
 	h := newHarness(t, 1)
 	shard := h.shardIDs()[0]
 	it := leaseItem(shard, "java-B", 7, "49590338271490256608559692538361571095921575989136588898")
-	it[attrCheckpointOwner] = s("java-A")
+	it[leaseitem.AttrCheckpointOwner] = s("java-A")
 	h.put(it)
 	h.during = func() { h.bump(shard) } // A renews, as the Java KCL's lease renewer does while checkpointOwner is A
 	code, stdout, stderr := h.run("status", "-app", h.table, "-stream", h.stream, "-json")
@@ -190,7 +192,7 @@ func TestStatusJavaHandoff(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "hand-off ended")
 	l := h.lease(shard)
-	assert.Equal(t, "java-B", l.owner)
-	assert.Equal(t, "", l.checkpointOwner)
-	assert.Equal(t, int64(7+2+1), l.counter, "two renewals, then the conditional write")
+	assert.Equal(t, "java-B", l.Owner)
+	assert.Equal(t, "", l.CheckpointOwner)
+	assert.Equal(t, int64(7+2+1), l.Counter, "two renewals, then the conditional write")
 }

@@ -1,117 +1,77 @@
 package main
 
 import (
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/assert"
+
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
-func TestClassify(t *testing.T) {
-	seq := "49590338271490256608559692538361571095921575989136588898"
-	with := func(it item, attr string, v types.AttributeValue) item {
-		out := item{}
-		for k, x := range it {
-			out[k] = x
-		}
-		if v == nil {
-			delete(out, attr)
-		} else {
-			out[attr] = v
-		}
-		return out
-	}
-	full := leaseItem("shardId-000000000001", "w1", 7, seq)
-	full[attrCheckpointSub] = n(3)
-	full[attrParents] = &types.AttributeValueMemberSS{Value: []string{"shardId-000000000000"}}
-	full[attrHandoff] = s("w2")
-	full[attrStartAt] = n(1700000000000)
-	full["throughputKBps"] = n(12) // a Java attribute kcl ignores
-	for _, tc := range []struct {
-		name string
-		item item
-		kind itemKind
-		want tableItem // checked for leases and heartbeats
-		why  string    // substring, for kindUnknown
-	}{
-		{name: "lease", item: full, kind: kindLease, want: tableItem{key: "shardId-000000000001", lease: lease{
-			key: "shardId-000000000001", shard: "shardId-000000000001", owner: "w1", counter: 7, checkpoint: seq, sub: 3,
-			parents: []string{"shardId-000000000000"}, handoffTo: "w2", startAt: 1700000000000}}},
-		{name: "unowned sentinel lease", item: leaseItem("shardId-000000000002", "", 0, trimHorizon), kind: kindLease,
-			want: tableItem{key: "shardId-000000000002", lease: lease{key: "shardId-000000000002", shard: "shardId-000000000002", checkpoint: trimHorizon}}},
-		{name: "Java 3.5 lease with entityType LEASE", item: with(leaseItem("shardId-000000000003", "java-1", 2, latest), attrEntityType, s("LEASE")), kind: kindLease,
-			want: tableItem{key: "shardId-000000000003", entityType: "LEASE", lease: lease{key: "shardId-000000000003", shard: "shardId-000000000003", owner: "java-1", counter: 2, checkpoint: latest}}},
-		{name: "a single parent as a string", item: with(leaseItem("shardId-000000000004", "", 1, shardEnd), attrParents, s("shardId-000000000000")), kind: kindLease,
-			want: tableItem{key: "shardId-000000000004", lease: lease{key: "shardId-000000000004", shard: "shardId-000000000004", counter: 1, checkpoint: shardEnd, parents: []string{"shardId-000000000000"}}}},
-		{name: "multi-stream lease", item: leaseItem("123:orders:1700000000:shardId-000000000000", "", 1, trimHorizon), kind: kindLease,
-			want: tableItem{key: "123:orders:1700000000:shardId-000000000000", lease: lease{key: "123:orders:1700000000:shardId-000000000000", streamID: "123:orders:1700000000", shard: "shardId-000000000000", counter: 1, checkpoint: trimHorizon}}},
-		{name: "heartbeat", item: beatItem("w1", 41), kind: kindHeartbeat,
-			want: tableItem{key: "kcl-worker:w1", beat: beat{worker: "w1", counter: 41}}},
-		{name: "stopping heartbeat with an entityType", item: with(with(beatItem("w2", 1), attrStopping, &types.AttributeValueMemberBOOL{Value: true}), attrEntityType, s("KCL_WORKER")), kind: kindHeartbeat,
-			want: tableItem{key: "kcl-worker:w2", entityType: "KCL_WORKER", beat: beat{worker: "w2", counter: 1, stopping: true}}},
-		{name: "kcl group item", item: item{attrLeaseKey: s("kcl-group"), attrEntityType: s("KCL_GROUP"), "members": &types.AttributeValueMemberM{}}, kind: kindKCL},
-		{name: "kcl item without entityType", item: item{attrLeaseKey: s("kcl-something-new")}, kind: kindKCL},
-		{name: "Java leader", item: item{attrLeaseKey: s("Leader"), attrEntityType: s("LEADER"), "ownerName": s("java-1")}, kind: kindJava},
-		{name: "Java migration state", item: item{attrLeaseKey: s("Migration3.0"), attrEntityType: s("CLIENT_VERSION_MIGRATION"), "cv": s("CLIENT_VERSION_3X")}, kind: kindJava},
-		{name: "Java worker metrics", item: item{attrLeaseKey: s("java-worker-1"), attrEntityType: s("WORKER_METRIC_STATS"), "lut": n(1700000000)}, kind: kindJava},
-		{name: "no key", item: item{attrCounter: n(1)}, kind: kindUnknown, why: "no string leaseKey"},
-		{name: "numeric key", item: item{attrLeaseKey: n(1)}, kind: kindUnknown, why: "no string leaseKey"},
-		{name: "entityType not a string: a lease, as kcl and the Java KCL read it", item: with(leaseItem("shardId-000000000005", "", 0, latest), attrEntityType, n(1)), kind: kindLease,
-			want: tableItem{key: "shardId-000000000005", lease: lease{key: "shardId-000000000005", shard: "shardId-000000000005", checkpoint: latest}}},
-		{name: "Java KCL 3.x hand-off", item: with(leaseItem("shardId-000000000012", "java-2", 4, seq), attrCheckpointOwner, s("java-1")), kind: kindLease,
-			want: tableItem{key: "shardId-000000000012", lease: lease{key: "shardId-000000000012", shard: "shardId-000000000012", owner: "java-2", counter: 4, checkpoint: seq, checkpointOwner: "java-1"}}},
-		{name: "kcl entityType under another key", item: item{attrLeaseKey: s("some-future-item"), attrEntityType: s("KCL_SOMETHING")}, kind: kindKCL},
-		{name: "bad checkpoint", item: leaseItem("shardId-000000000006", "w1", 1, "yesterday"), kind: kindUnknown, why: `checkpoint: "yesterday" is neither`},
-		{name: "no checkpoint", item: with(leaseItem("shardId-000000000007", "w1", 1, latest), attrCheckpoint, nil), kind: kindUnknown, why: "checkpoint: missing"},
-		{name: "no counter", item: with(leaseItem("shardId-000000000008", "w1", 1, latest), attrCounter, nil), kind: kindUnknown, why: "leaseCounter: missing"},
-		{name: "negative counter", item: with(leaseItem("shardId-000000000008", "w1", 1, latest), attrCounter, n(-1)), kind: kindUnknown, why: "not a non-negative integer"},
-		{name: "owner not a string", item: with(leaseItem("shardId-000000000009", "", 1, latest), attrOwner, n(3)), kind: kindUnknown, why: "leaseOwner: not a string"},
-		{name: "parents not a set", item: with(leaseItem("shardId-000000000010", "", 1, latest), attrParents, n(3)), kind: kindUnknown, why: "parentShardId: not a string set"},
-		{name: "start time not a number", item: with(leaseItem("shardId-000000000011", "", 1, latest), attrStartAt, s("now")), kind: kindUnknown, why: "kclStartTimestamp: not a number"},
-		{name: "heartbeat without counter", item: item{attrLeaseKey: s("kcl-worker:w3")}, kind: kindUnknown, why: "leaseCounter: missing"},
-		{name: "heartbeat without worker ID", item: item{attrLeaseKey: s("kcl-worker:"), attrCounter: n(1)}, kind: kindUnknown, why: "without a worker ID"},
+// TestReadTableFilesItems: each item, read as the workers read it
+// (leaseitem.Read), lands where status and reset look for it.
+func TestReadTableFilesItems(t *testing.T) {
+	bad := leaseItem("shardId-000000000006", "w1", 1, "yesterday")
+	badGroup := item{leaseitem.AttrLeaseKey: s(leaseitem.GroupKey), leaseitem.AttrEpoch: s("three")}
+	var snap snapshot
+	snap.leases, snap.beats, snap.unread = map[string]leaseitem.Lease{}, map[string]leaseitem.Beat{}, map[string]string{}
+	for _, it := range []item{
+		leaseItem("shardId-000000000001", "w1", 7, leaseitem.TrimHorizon),
+		beatItem("w1", 41),
+		{leaseitem.AttrLeaseKey: s(leaseitem.GroupKey), leaseitem.AttrEntityType: s(leaseitem.EntityKCLGroup), leaseitem.AttrEpoch: n(3)},
+		{leaseitem.AttrLeaseKey: s("kcl-something"), leaseitem.AttrEntityType: s(leaseitem.EntityKCLWorker)},
+		{leaseitem.AttrLeaseKey: s("Leader"), leaseitem.AttrEntityType: s("LEADER")},
+		bad, badGroup,
+		{leaseitem.AttrCounter: n(1)},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := classify(tc.item)
-			assert.Equal(t, tc.kind, got.kind, "why: %s", got.why)
-			switch tc.kind {
-			case kindLease, kindHeartbeat:
-				want := tc.want
-				want.kind = tc.kind
-				assert.Equal(t, want, got)
-			case kindUnknown:
-				assert.Contains(t, got.why, tc.why)
-			}
-		})
+		snap.add(leaseitem.Read(it))
 	}
+	assert.Equal(t, []string{"shardId-000000000001"}, slices.Collect(maps.Keys(snap.leases)))
+	assert.Equal(t, map[string]leaseitem.Beat{"w1": {Worker: "w1", Counter: 41}}, snap.beats)
+	assert.Equal(t, []string{"kcl-something"}, snap.kcl, "the group item is known and not noted")
+	assert.Equal(t, []string{"Leader (LEADER)"}, snap.java)
+	assert.Equal(t, []string{
+		`item "shardId-000000000006" not understood: checkpoint: "yesterday" is neither a sequence number nor a sentinel`,
+		`item "kcl-group" not understood: kclEpoch: not a number`,
+		`item without a key not understood: leaseKey: missing or not a string`,
+	}, snap.unknown)
+	assert.Equal(t, map[string]string{
+		"shardId-000000000006": `checkpoint: "yesterday" is neither a sequence number nor a sentinel`,
+		"kcl-group":            "kclEpoch: not a number",
+	}, snap.unread)
 }
 
-// TestWatchAlive checks the liveness rule against the workers' (assess in
-// balance.go).
+// TestWatchAlive: the watch applies the workers' rule (leaseitem.Liveness,
+// which assess in balance.go calls too) to what changed between two reads.
 func TestWatchAlive(t *testing.T) {
-	snap := func(beats map[string]int64, leases ...lease) snapshot {
-		s := snapshot{leases: map[string]lease{}, beats: map[string]beat{}}
+	snap := func(beats map[string]int64, leases ...leaseitem.Lease) snapshot {
+		s := snapshot{leases: map[string]leaseitem.Lease{}, beats: map[string]leaseitem.Beat{}}
 		for id, c := range beats {
-			s.beats[id] = beat{worker: id, counter: c}
+			s.beats[id] = leaseitem.Beat{Worker: id, Counter: c}
 		}
 		for _, l := range leases {
-			l.key = l.shard
-			s.leases[l.key] = l
+			s.leases[l.Key] = l
 		}
 		return s
 	}
-	before := snap(map[string]int64{"beating": 5, "still": 9, "gone": 3, "kclTaker": 2},
-		lease{shard: "a", owner: "java", counter: 10}, lease{shard: "b", owner: "still", counter: 4},
-		lease{shard: "c", owner: "javaDead", counter: 2}, lease{shard: "d", owner: "old", counter: 6},
-		lease{shard: "e", owner: "javaNew", counter: 3, checkpointOwner: "javaOld"},
-		lease{shard: "f", owner: "still", counter: 8})
-	after := snap(map[string]int64{"beating": 6, "still": 9, "new": 1, "kclTaker": 2},
-		lease{shard: "a", owner: "java", counter: 11}, lease{shard: "b", owner: "still", counter: 4},
-		lease{shard: "c", owner: "javaDead", counter: 2}, lease{shard: "d", owner: "taker", counter: 7},
-		lease{shard: "e", owner: "javaNew", counter: 4, checkpointOwner: "javaOld"},
-		lease{shard: "f", owner: "kclTaker", counter: 9},
-		lease{shard: "g", owner: "javaCreator", counter: 1})
+	before := snap(map[string]int64{"beating": 5, "still": 9, "gone": 3, "kclTaker": 2, "stuck": 4},
+		leaseitem.Lease{Key: "a", Owner: "java", Counter: 10}, leaseitem.Lease{Key: "b", Owner: "still", Counter: 4},
+		leaseitem.Lease{Key: "c", Owner: "javaDead", Counter: 2}, leaseitem.Lease{Key: "d", Owner: "old", Counter: 6},
+		leaseitem.Lease{Key: "e", Owner: "javaNew", Counter: 3, CheckpointOwner: "javaOld"},
+		leaseitem.Lease{Key: "f", Owner: "still", Counter: 8},
+		leaseitem.Lease{Key: "h", Owner: "stuck", Counter: 1},
+		leaseitem.Lease{Key: "i", Owner: "javaNewer", Counter: 5, CheckpointOwner: "javaGone"})
+	after := snap(map[string]int64{"beating": 6, "still": 9, "new": 1, "kclTaker": 2, "stuck": 4},
+		leaseitem.Lease{Key: "a", Owner: "java", Counter: 11}, leaseitem.Lease{Key: "b", Owner: "still", Counter: 4},
+		leaseitem.Lease{Key: "c", Owner: "javaDead", Counter: 2}, leaseitem.Lease{Key: "d", Owner: "taker", Counter: 7},
+		leaseitem.Lease{Key: "e", Owner: "javaNew", Counter: 4, CheckpointOwner: "javaOld"},
+		leaseitem.Lease{Key: "f", Owner: "kclTaker", Counter: 9},
+		leaseitem.Lease{Key: "g", Owner: "javaCreator", Counter: 1},
+		leaseitem.Lease{Key: "h", Owner: "stuck", Counter: 2},
+		leaseitem.Lease{Key: "i", Owner: "javaNewer", Counter: 5, CheckpointOwner: "javaGone"})
 	w := watch{before: before, after: after}
 	for id, want := range map[string]bool{
 		"beating":  true,  // heartbeat changed
@@ -132,11 +92,19 @@ func TestWatchAlive(t *testing.T) {
 		// its heartbeat stood still does not make it alive (kcl's workers
 		// judge it by its heartbeat item too).
 		"kclTaker": false,
-		"nobody":   false,
+		// Nor does a checkpoint of a lease it reads: the workers take the
+		// leases of a worker whose heartbeat stood still for a lease
+		// duration, and fence the take on the lease's counter.
+		"stuck": false,
+		// A Java hand-off whose lease stood still: the old owner is dead,
+		// and the new one, without a heartbeat item, shows no life either.
+		"javaGone":  false,
+		"javaNewer": false,
+		"nobody":    false,
 	} {
 		assert.Equal(t, want, w.alive(id), id)
 	}
-	assert.Equal(t, []string{"beating", "java", "javaCreator", "javaDead", "javaNew", "javaOld", "kclTaker", "new", "still", "taker"}, w.workers())
+	assert.Equal(t, []string{"beating", "java", "javaCreator", "javaDead", "javaGone", "javaNew", "javaNewer", "javaOld", "kclTaker", "new", "still", "stuck", "taker"}, w.workers())
 	assert.Equal(t, []string{"beating", "java", "javaCreator", "javaOld", "new", "taker"}, w.live())
 }
 
@@ -148,11 +116,11 @@ func TestParseTarget(t *testing.T) {
 		startAt int64
 		err     string
 	}{
-		{in: "trim-horizon", want: target{checkpoint: trimHorizon}},
-		{in: "TRIM_HORIZON", want: target{checkpoint: trimHorizon}},
-		{in: "latest", want: target{checkpoint: latest}},
-		{in: "2026-11-27T08:15:00Z", want: target{checkpoint: atTimestamp, at: time.Date(2026, 11, 27, 8, 15, 0, 0, time.UTC)}, startAt: 1795767300000},
-		{in: "2026-11-27T09:15:00.250+01:00", want: target{checkpoint: atTimestamp, at: time.Date(2026, 11, 27, 8, 15, 0, 250e6, time.UTC)}, startAt: 1795767300250},
+		{in: "trim-horizon", want: target{checkpoint: leaseitem.TrimHorizon}},
+		{in: "TRIM_HORIZON", want: target{checkpoint: leaseitem.TrimHorizon}},
+		{in: "latest", want: target{checkpoint: leaseitem.Latest}},
+		{in: "2026-11-27T08:15:00Z", want: target{checkpoint: leaseitem.AtTimestamp, at: time.Date(2026, 11, 27, 8, 15, 0, 0, time.UTC)}, startAt: 1795767300000},
+		{in: "2026-11-27T09:15:00.250+01:00", want: target{checkpoint: leaseitem.AtTimestamp, at: time.Date(2026, 11, 27, 8, 15, 0, 250e6, time.UTC)}, startAt: 1795767300250},
 		{in: "", err: "-to is required"},
 		{in: "2026-11-27 08:15", err: "want trim-horizon, latest or an RFC 3339 time"},
 		{in: "2026-11-27T09:00:01Z", err: "in the future"},

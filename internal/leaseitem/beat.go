@@ -1,0 +1,30 @@
+package leaseitem
+
+import (
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Beat is a kcl worker's heartbeat item (key WorkerKey(Worker)), which the
+// worker writes every LeaseDuration/2 instead of renewing each lease.
+type Beat struct {
+	Worker   string // the WorkerID
+	Counter  int64  // bumped by every beat
+	Stopping bool   // the worker is shutting down: it releases its leases and takes none
+}
+
+// ParseBeat reads a heartbeat item. A workerStopping that is not a boolean
+// is read as false; a leaseCounter kcl cannot read is an *Error.
+func ParseBeat(item map[string]types.AttributeValue) (Beat, error) {
+	key, _ := item[AttrLeaseKey].(*types.AttributeValueMemberS)
+	if key == nil {
+		return Beat{}, &Error{Item: "heartbeat", Attr: AttrLeaseKey, Why: "missing or not a string"}
+	}
+	counter, err := Counter(item)
+	if err != nil {
+		return Beat{}, &Error{Item: "heartbeat", Key: key.Value, Attr: AttrCounter, Why: err.Error()}
+	}
+	stopping, _ := item[AttrStopping].(*types.AttributeValueMemberBOOL)
+	return Beat{Worker: strings.TrimPrefix(key.Value, WorkerKeyPrefix), Counter: counter, Stopping: stopping != nil && stopping.Value}, nil
+}
