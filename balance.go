@@ -112,10 +112,12 @@ func stillOwned(l lease, found bool, me string) bool {
 	return found && l.owner == me && l.checkpointOwner == ""
 }
 
-// tookEffect reports whether stored, read back after a take of l by me
-// failed its condition, is what that take wrote: its reply was lost.
-func tookEffect(stored, l lease, me string) bool {
-	return stored.owner == me && stored.counter == l.counter+1
+// tookEffect reports whether stored, read back after a take of l by w
+// failed its condition, is what that take wrote: its reply was lost. The
+// writer's token tells it from a take of another process with the same
+// WorkerID (a twin), which wrote the same owner and counter.
+func tookEffect(stored, l lease, w writer) bool {
+	return stored.owner == w.id && stored.counter == l.counter+1 && stored.writer == w.token
 }
 
 // latestSkew is how far before its first take a lease at LATEST starts for
@@ -345,11 +347,15 @@ func (in assessInput) mayBeTwins(l lease, held bool) bool {
 }
 
 // ownerExpired reports whether l's owner, another worker, is dead: its
-// heartbeat expired, or, without a heartbeat item, the lease's own counter
-// did (leaseFresh false).
+// heartbeat expired, at a counter no later than the beat l says its last
+// write followed (a take may succeed only once its owner's deadline had
+// passed, whatever mix of item ages the read returned); or, without a
+// heartbeat item, the lease's own counter did (leaseFresh false).
 func (a *assessment) ownerExpired(l lease, ownerBeats, leaseFresh bool) bool {
-	return l.owner != "" && l.owner != a.in.me &&
-		leaseitem.Liveness{Owner: l.owner, CheckpointOwner: l.checkpointOwner, OwnerBeats: ownerBeats, OwnerLive: a.alive[l.owner], LeaseLive: leaseFresh}.Alive() != l.owner
+	return l.owner != "" && l.owner != a.in.me && leaseitem.Liveness{
+		Owner: l.owner, CheckpointOwner: l.checkpointOwner, OwnerBeats: ownerBeats, OwnerLive: a.alive[l.owner], LeaseLive: leaseFresh,
+		OwnerBeat: l.ownerBeat, JudgedBeat: a.in.snap.workers[l.owner].counter,
+	}.Alive() != l.owner
 }
 
 // claimant returns the live worker l is to be handed to, or "". A claim

@@ -240,6 +240,15 @@ func TestAssess(t *testing.T) {
 			want: decisions{take: []string{"s1"}, live: []string{"me"}, expired: map[string]int64{workerKeyPrefix + "b": 1}},
 		},
 		{
+			name: "an expiry judged at a heartbeat older than the one the lease's last write followed frees nothing (the fence after a late beat)",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, writer: "pb", ownerBeat: 2, checkpoint: trim}, {shardID: "s2", owner: "b", counter: 4, writer: "pb", ownerBeat: 1, checkpoint: trim}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1}}, // b's beat 2 is not in this read yet
+				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "b": 1}},
+			}}},
+			want: decisions{take: []string{"s2"}, live: []string{"me"}, expired: map[string]int64{workerKeyPrefix + "b": 1}},
+		},
+		{
 			name: "a published expiry holds only at the counter judged",
 			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, checkpoint: trim}},
@@ -585,21 +594,24 @@ func TestStillOwned(t *testing.T) {
 }
 
 // A take whose condition failed took effect, its reply lost, only if the
-// lease read back names this worker at the next counter.
+// lease read back names this worker at the next counter, written by this
+// process (its token).
 func TestTookEffect(t *testing.T) {
 	asRead := lease{shardID: "s1", owner: "b", counter: 4}
+	me := writer{id: "me", token: "p1", beat: 9}
 	tests := []struct {
 		name   string
 		stored lease
 		want   bool
 	}{
-		{"this take's write", lease{owner: "me", counter: 5}, true},
-		{"another worker's take", lease{owner: "c", counter: 5}, false},
-		{"taken by this worker later again", lease{owner: "me", counter: 7}, false},
+		{"this take's write", lease{owner: "me", counter: 5, writer: "p1", ownerBeat: 9}, true},
+		{"another worker's take", lease{owner: "c", counter: 5, writer: "p3"}, false},
+		{"a twin's take: the same WorkerID, another process", lease{owner: "me", counter: 5, writer: "p2", ownerBeat: 9}, false},
+		{"taken by this worker later again", lease{owner: "me", counter: 7, writer: "p1"}, false},
 		{"unchanged: the condition failed on another field", lease{owner: "b", counter: 4}, false},
 	}
 	for _, tc := range tests {
-		assert.Equal(t, tc.want, tookEffect(tc.stored, asRead, "me"), tc.name)
+		assert.Equal(t, tc.want, tookEffect(tc.stored, asRead, me), tc.name)
 	}
 }
 

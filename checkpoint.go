@@ -107,7 +107,7 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bo
 	ctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 	defer cancel()
 	before := h.lease
-	l, err := c.table.checkpoint(ctx, before, cp, next)
+	l, err := c.table.checkpoint(ctx, before, cp, next, c.beat.writer())
 	if ignoreLost(err) != nil {
 		h.unsure = &leaseWrite{cp: cp, next: next}
 		return cp, unacked, err

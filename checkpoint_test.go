@@ -20,12 +20,12 @@ type failingOnce struct {
 	failed    atomic.Bool
 }
 
-func (t *failingOnce) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
+func (t *failingOnce) checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (lease, error) {
 	if next != l.owner && next != "" && t.failed.CompareAndSwap(false, true) {
 		t.meanwhile()
 		return l, &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled (test)")}
 	}
-	return t.leaseTable.checkpoint(ctx, l, cp, next)
+	return t.leaseTable.checkpoint(ctx, l, cp, next, w)
 }
 
 // A checkpoint write retried after an error writes the acked prefix as it
@@ -39,7 +39,7 @@ func TestARetriedCheckpointWriteNeverMovesTheCheckpointBack(t *testing.T) {
 	ctx := context.Background()
 	_, err = c.table.create(ctx, lease{shardID: "s1", checkpoint: checkpoint{seq: checkpointTrimHorizon}})
 	require.NoError(t, err)
-	l, err := c.table.take(ctx, lease{shardID: "s1", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, "me")
+	l, err := c.table.take(ctx, lease{shardID: "s1", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, writer{id: "me"})
 	require.NoError(t, err)
 	h := newHeldLease(l, nil, "s1")
 	h.cancel = func() {}

@@ -34,7 +34,7 @@ func releasedLeaseTakenAfter(t *testing.T, stale bool) time.Duration {
 		id := "s" + string(rune('0'+i))
 		tbl.create(ctx, lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}})
 		l, _, _ := tbl.read(ctx, id)
-		tbl.take(ctx, l, o)
+		tbl.take(ctx, l, writer{id: o})
 	}
 	sc := &staleLeases{memLeases: tbl}
 	g := newHandDrivenGroup(t, ld)
@@ -64,7 +64,7 @@ func releasedLeaseTakenAfter(t *testing.T, stale bool) time.Duration {
 	sc.old, _ = tbl.list(ctx, true)
 	// d stops gracefully: releases s5, bumps, removes its heartbeat.
 	l, _, _ := tbl.read(ctx, "s5")
-	if _, err := tbl.checkpoint(ctx, l, l.checkpoint, ""); err != nil {
+	if _, err := tbl.checkpoint(ctx, l, l.checkpoint, "", writer{}); err != nil {
 		t.Fatal(err)
 	}
 	tbl.bump(ctx)

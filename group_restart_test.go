@@ -129,7 +129,7 @@ func TestARestartedWorkerIsNotTakenForItsEarlierSelf(t *testing.T) {
 		last, lastBeat = n, time.Now()
 	}
 	if l, _, _ := tbl.read(ctx, "s1"); true {
-		if _, err := tbl.take(ctx, l, "b"); err != nil {
+		if _, err := tbl.take(ctx, l, writer{id: "b"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -149,7 +149,7 @@ func TestARestartedWorkerIsNotTakenForItsEarlierSelf(t *testing.T) {
 		snap, _ := tbl.list(ctx, true)
 		for _, l := range snap.leases {
 			if l.shardID == "s1" && l.owner == "" && last > 0 {
-				if _, err := tbl.take(ctx, l, "b"); err == nil {
+				if _, err := tbl.take(ctx, l, writer{id: "b"}); err == nil {
 					t.Logf("b took s1")
 				}
 			}

@@ -30,6 +30,10 @@ type heartbeat struct {
 	// last is when the last beat written was sent (Unix nanoseconds): run
 	// schedules the next from it.
 	last atomic.Int64
+	// confirmed is the counter of the last beat written (0 before the
+	// first), which this process's lease writes carry (writer.beat): set
+	// under mu before the beat counts for the pause gate, read without it.
+	confirmed atomic.Int64
 }
 
 // heartbeatInterval is how often a worker beats: twice per LeaseDuration,
@@ -44,6 +48,13 @@ type heartbeat struct {
 func (o *Options) heartbeatInterval() time.Duration { return o.LeaseDuration / 2 }
 
 func isDuplicateWorker(err error) bool { return errors.Is(err, errDuplicateWorker) }
+
+// writer returns who this process's lease writes say wrote them: its
+// WorkerID, its token, and its last heartbeat confirmed. Any goroutine may
+// call it.
+func (hb *heartbeat) writer() writer {
+	return writer{id: hb.c.opts.WorkerID, token: hb.token, beat: hb.confirmed.Load()}
+}
 
 func newHeartbeat(c *Consumer, token string) *heartbeat {
 	return &heartbeat{c: c, token: token, counter: -1, mu: newChanLock()}
@@ -111,6 +122,7 @@ func (hb *heartbeat) beat(ctx context.Context, st stage) error {
 		return err
 	}
 	hb.counter = counter
+	hb.confirmed.Store(counter)
 	hb.first.CompareAndSwap(0, sent.UnixNano())
 	hb.last.Store(sent.UnixNano())
 	if c.pause.beat(sent, time.Now()) {

@@ -357,21 +357,21 @@ func checkJavaHandoffWrites(t *testing.T, tbl leaseTable, plant func(lease)) {
 	require.True(t, ok)
 	assert.Equal(t, "javaA", l.checkpointOwner)
 	for _, next := range []string{"me", "", "b"} {
-		_, err := tbl.checkpoint(ctx, l, checkpoint{seq: "49590338271490256608559692538361571095921575989136588999"}, next)
+		_, err := tbl.checkpoint(ctx, l, checkpoint{seq: "49590338271490256608559692538361571095921575989136588999"}, next, writer{})
 		require.ErrorIs(t, err, errLeaseLost, "a checkpoint write passing it to %q", next)
 	}
 	after, _, err := tbl.read(ctx, "s")
 	require.NoError(t, err)
 	assert.Equal(t, l, after, "nothing written")
 
-	taken, err := tbl.take(ctx, l, "me")
+	taken, err := tbl.take(ctx, l, writer{id: "me"})
 	require.NoError(t, err)
 	assert.Empty(t, taken.checkpointOwner)
 	stored, _, err := tbl.read(ctx, "s")
 	require.NoError(t, err)
 	assert.Equal(t, taken, stored)
 	assert.Equal(t, lease{shardID: "s", owner: "me", counter: 6, ownerSwitches: 1, checkpoint: cp}, stored, "checkpointOwner removed, the counter bumped")
-	_, err = tbl.checkpoint(ctx, stored, checkpoint{seq: checkpointShardEnd}, "")
+	_, err = tbl.checkpoint(ctx, stored, checkpoint{seq: checkpointShardEnd}, "", writer{})
 	require.NoError(t, err, "once taken, the lease is kcl's")
 }
 

@@ -40,6 +40,26 @@ type lease struct {
 	// its later owners: set by the first take of such a lease (kcl's own
 	// attribute; the Java KCL ignores it). Zero: not set.
 	startAt time.Time
+	// writer and ownerBeat say which process of the owner wrote the lease
+	// last (its token) and its last heartbeat counter confirmed then (kcl's
+	// own attributes). Every take and checkpoint that keeps the lease sets
+	// them; a release or hand-off removes them. "" and 0: unknown.
+	//   - A take's read-back tells its own write from a twin's (another
+	//     process with the same WorkerID) by writer.
+	//   - A judgement that the owner died at heartbeat counter n holds for
+	//     the lease only while ownerBeat <= n: a write after a later beat
+	//     (the fence after a late heartbeat) proves the owner outlived it,
+	//     whatever older copy of its heartbeat a read returned (assess).
+	writer    string
+	ownerBeat int64
+}
+
+// writer is who writes a lease: this worker's ID, its process's token, and
+// the counter of its last heartbeat confirmed (0 before the first).
+type writer struct {
+	id    string
+	token string
+	beat  int64
 }
 
 // workerBeat is a worker's heartbeat item.
@@ -88,15 +108,17 @@ type leaseTable interface {
 	// read reads one lease (ok false: no such lease), with a consistent read.
 	read(ctx context.Context, shardID string) (l lease, ok bool, err error)
 	create(ctx context.Context, l lease) (created bool, err error)
-	// take makes owner the owner, clearing any hand-off claim.
-	take(ctx context.Context, l lease, owner string) (lease, error)
+	// take makes w.id the owner, clearing any hand-off claim, and marks the
+	// lease written by w (lease.writer, lease.ownerBeat).
+	take(ctx context.Context, l lease, w writer) (lease, error)
 	// claim asks l's owner to hand l over to taker (no counter change).
 	claim(ctx context.Context, l lease, taker string) error
 	// unclaim clears a claim whose claimant is gone.
 	unclaim(ctx context.Context, l lease) error
-	// checkpoint writes cp and passes the lease to next: l.owner keeps it,
-	// "" releases it, another worker receives it (a hand-off).
-	checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error)
+	// checkpoint writes cp and passes the lease to next: l.owner keeps it
+	// (marked written by w), "" releases it, another worker receives it (a
+	// hand-off); a lease passed on loses its writer mark.
+	checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (lease, error)
 	// heartbeat bumps the worker's heartbeat counter from last, the counter
 	// this process wrote before (< 0: none yet, create or take the item over),
 	// and returns the new counter. It fails with errDuplicateWorker when the

@@ -316,7 +316,7 @@ func (k *leaseKeeper) requestHandoff(h *heldLease, to string) {
 func (k *leaseKeeper) passOn(ctx context.Context, pass []lease) error {
 	c := k.c
 	for _, l := range pass {
-		_, err := c.table.checkpoint(ctx, l, l.checkpoint, l.handoffTo)
+		_, err := c.table.checkpoint(ctx, l, l.checkpoint, l.handoffTo, c.beat.writer())
 		if err := ignoreLost(err); err != nil {
 			return err
 		}
@@ -366,7 +366,6 @@ func (k *leaseKeeper) claim(ctx context.Context, ids []string, byShard map[strin
 // read showed it free, and taking it again would start a second reader.
 func (k *leaseKeeper) take(ctx context.Context, l lease) error {
 	c := k.c
-	me := c.opts.WorkerID
 	if c.held.has(l.shardID) {
 		return nil
 	}
@@ -375,12 +374,13 @@ func (k *leaseKeeper) take(ctx context.Context, l lease) error {
 		l.startAt = startTime(l.checkpoint, time.Now(), c.opts.InitialPosition)
 		storedStart = !l.startAt.IsZero()
 	}
-	taken, err := c.table.take(ctx, l, me)
+	w := c.beat.writer()
+	taken, err := c.table.take(ctx, l, w)
 	if isLeaseLost(err) {
 		// Another worker was faster, or this take took effect and only its
 		// reply was lost. A failed read-back counts as the former.
 		var ok bool
-		taken, ok, err = c.readBack(ctx, l.shardID, func(s lease) bool { return tookEffect(s, l, me) })
+		taken, ok, err = c.readBack(ctx, l.shardID, func(s lease) bool { return tookEffect(s, l, w) })
 		if !ok {
 			return nil
 		}

@@ -21,7 +21,7 @@ func TestMutantLateBeatFencesEveryHeldLeaseBeforeReopening(t *testing.T) {
 	_, err = c.table.create(ctx, lease{shardID: "s", checkpoint: checkpoint{seq: checkpointTrimHorizon}})
 	require.NoError(t, err)
 	free, _, _ := c.table.read(ctx, "s")
-	mine, err := c.table.take(ctx, free, c.opts.WorkerID)
+	mine, err := c.table.take(ctx, free, writer{id: c.opts.WorkerID})
 	require.NoError(t, err)
 	h := newHeldLease(mine, nil, "s")
 	c.held.held["s"] = h
@@ -37,7 +37,7 @@ func TestMutantLateBeatFencesEveryHeldLeaseBeforeReopening(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, fenced)
 	assert.False(t, c.pause.isShut(), "fenced: reopened")
-	_, err = c.table.take(ctx, seenByOther, "other")
+	_, err = c.table.take(ctx, seenByOther, writer{id: "other"})
 	assert.ErrorIs(t, err, errLeaseLost, "a take decided before the fence")
 }
 

@@ -31,6 +31,8 @@ const (
 	attrEntityType      = leaseitem.AttrEntityType
 	attrHandoff         = leaseitem.AttrHandoff
 	attrStartAt         = leaseitem.AttrStartAt
+	attrWriter          = leaseitem.AttrWriter
+	attrOwnerBeat       = leaseitem.AttrOwnerBeat
 	attrStopping        = leaseitem.AttrStopping
 	attrToken           = leaseitem.AttrToken
 	attrEpoch           = leaseitem.AttrEpoch
@@ -249,21 +251,21 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 	return err == nil, err
 }
 
-// take makes owner the owner of l, provided nobody wrote l since it was
-// read, and clears any hand-off claim, kcl's or the Java KCL's
-// (checkpointOwner: its take removes it too, DynamoDBLeaseSerializer's
-// getDynamoTakeLeaseUpdate).
-func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
+// take makes w.id the owner of l, provided nobody wrote l since it was
+// read, marks it written by w, and clears any hand-off claim, kcl's or the
+// Java KCL's (checkpointOwner: its take removes it too,
+// DynamoDBLeaseSerializer's getDynamoTakeLeaseUpdate).
+func (t *dynamoLeases) take(ctx context.Context, l lease, w writer) (lease, error) {
 	cond := and(eq(attrCounter, ":c"), absent(attrOwner))
 	values := map[string]types.AttributeValue{
 		":c": leaseitem.Number(l.counter), ":n": leaseitem.Number(l.counter + 1),
-		":me": &types.AttributeValueMemberS{Value: owner}, ":sw": leaseitem.Number(l.ownerSwitches + 1),
+		":me": &types.AttributeValueMemberS{Value: w.id}, ":sw": leaseitem.Number(l.ownerSwitches + 1),
 	}
 	if l.owner != "" {
 		cond = and(eq(attrCounter, ":c"), eq(attrOwner, ":old"))
 		values[":old"] = &types.AttributeValueMemberS{Value: l.owner}
 	}
-	assigns := []string{eq(attrOwner, ":me"), eq(attrCounter, ":n"), eq(attrOwnerSwitches, ":sw")}
+	assigns := append([]string{eq(attrOwner, ":me"), eq(attrCounter, ":n"), eq(attrOwnerSwitches, ":sw")}, writtenBy(values, w)...)
 	if !l.startAt.IsZero() {
 		assigns = append(assigns, eq(attrStartAt, ":start"))
 		values[":start"] = leaseitem.Number(l.startAt.UnixMilli())
@@ -272,8 +274,16 @@ func (t *dynamoLeases) take(ctx context.Context, l lease, owner string) (lease, 
 	if err != nil {
 		return l, err
 	}
-	l.owner, l.counter, l.ownerSwitches, l.handoffTo, l.checkpointOwner = owner, l.counter+1, l.ownerSwitches+1, "", ""
+	l.owner, l.counter, l.ownerSwitches, l.handoffTo, l.checkpointOwner = w.id, l.counter+1, l.ownerSwitches+1, "", ""
+	l.writer, l.ownerBeat = w.token, w.beat
 	return l, nil
+}
+
+// writtenBy returns the assignments that mark a lease written by w
+// (lease.writer, lease.ownerBeat), and adds their values to values.
+func writtenBy(values map[string]types.AttributeValue, w writer) []string {
+	values[":writer"], values[":beat"] = &types.AttributeValueMemberS{Value: w.token}, leaseitem.Number(w.beat)
+	return []string{eq(attrWriter, ":writer"), eq(attrOwnerBeat, ":beat")}
 }
 
 // claim asks the owner of l to hand it to taker. It leaves the counter alone,
@@ -292,10 +302,11 @@ func (t *dynamoLeases) unclaim(ctx context.Context, l lease) error {
 		})
 }
 
-// checkpoint writes cp to a lease this worker holds and passes it to next.
-// A lease in a Java KCL hand-off (checkpointOwner) is never written: its old
-// owner reads it until it passes it on.
-func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
+// checkpoint writes cp to a lease this worker holds and passes it to next,
+// marking it written by w if it keeps it. A lease in a Java KCL hand-off
+// (checkpointOwner) is never written: its old owner reads it until it
+// passes it on.
+func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (lease, error) {
 	assigns := []string{eq(attrCheckpoint, ":cp"), eq(attrCheckpointSub, ":sub"), eq(attrOwnerSwitches, ":zero"), eq(attrCounter, ":n")}
 	values := map[string]types.AttributeValue{
 		":me": &types.AttributeValueMemberS{Value: l.owner}, ":c": leaseitem.Number(l.counter), ":n": leaseitem.Number(l.counter + 1),
@@ -304,11 +315,12 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 	var remove []string
 	switch next {
 	case l.owner:
+		assigns = append(assigns, writtenBy(values, w)...)
 	case "":
-		remove = []string{attrOwner, attrHandoff}
+		remove = []string{attrOwner, attrHandoff, attrWriter, attrOwnerBeat}
 	default:
 		assigns = append(assigns, eq(attrOwner, ":next"))
-		remove = []string{attrHandoff}
+		remove = []string{attrHandoff, attrWriter, attrOwnerBeat}
 		values[":next"] = &types.AttributeValueMemberS{Value: next}
 	}
 	expr := setting(assigns...)
@@ -321,8 +333,10 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 	}
 	l.counter++
 	l.checkpoint, l.ownerSwitches = cp, 0
-	if next != l.owner {
-		l.owner, l.handoffTo = next, ""
+	if next == l.owner {
+		l.writer, l.ownerBeat = w.token, w.beat
+	} else {
+		l.owner, l.handoffTo, l.writer, l.ownerBeat = next, "", "", 0
 	}
 	return l, nil
 }
@@ -456,6 +470,7 @@ func leaseOf(l leaseitem.Lease) lease {
 		shardID: l.Key, owner: l.Owner, counter: l.Counter,
 		checkpoint: checkpoint{seq: l.Checkpoint, sub: l.CheckpointSub}, ownerSwitches: l.OwnerSwitches,
 		parents: l.Parents, handoffTo: l.HandoffTo, checkpointOwner: l.CheckpointOwner,
+		writer: l.Writer, ownerBeat: l.OwnerBeat,
 	}
 	if l.StartAt > 0 {
 		out.startAt = time.UnixMilli(l.StartAt)
@@ -469,6 +484,7 @@ func itemOf(l lease) leaseitem.Lease {
 		Key: l.shardID, Owner: l.owner, Counter: l.counter,
 		Checkpoint: l.checkpoint.seq, CheckpointSub: l.checkpoint.sub, OwnerSwitches: l.ownerSwitches,
 		Parents: l.parents, HandoffTo: l.handoffTo, CheckpointOwner: l.checkpointOwner,
+		Writer: l.writer, OwnerBeat: l.ownerBeat,
 	}
 	if !l.startAt.IsZero() {
 		out.StartAt = l.startAt.UnixMilli()

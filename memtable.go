@@ -71,9 +71,10 @@ func (t *memLeases) write(cur lease, counted bool, change func(*lease) bool) (le
 	return stored, nil
 }
 
-func (t *memLeases) take(ctx context.Context, l lease, owner string) (lease, error) {
+func (t *memLeases) take(ctx context.Context, l lease, w writer) (lease, error) {
 	return t.write(l, true, func(s *lease) bool {
-		s.owner, s.handoffTo, s.checkpointOwner, s.startAt = owner, "", "", l.startAt
+		s.owner, s.handoffTo, s.checkpointOwner, s.startAt = w.id, "", "", l.startAt
+		s.writer, s.ownerBeat = w.token, w.beat
 		s.ownerSwitches++
 		return true
 	})
@@ -101,14 +102,16 @@ func (t *memLeases) unclaim(ctx context.Context, l lease) error {
 	return err
 }
 
-func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
+func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (lease, error) {
 	return t.write(l, true, func(s *lease) bool {
 		if s.checkpointOwner != "" { // a Java hand-off: never written
 			return false
 		}
 		s.checkpoint, s.ownerSwitches = cp, 0
-		if next != s.owner {
-			s.owner, s.handoffTo = next, ""
+		if next == s.owner {
+			s.writer, s.ownerBeat = w.token, w.beat
+		} else {
+			s.owner, s.handoffTo, s.writer, s.ownerBeat = next, "", "", 0
 		}
 		return true
 	})

@@ -30,25 +30,25 @@ func checkFencedWrites(t *testing.T, tbl leaseTable) {
 	free, _, err := tbl.read(ctx, "s")
 	require.NoError(t, err)
 
-	a, err := tbl.take(ctx, free, "a")
+	a, err := tbl.take(ctx, free, writer{id: "a"})
 	require.NoError(t, err)
-	_, err = tbl.take(ctx, free, "b")
+	_, err = tbl.take(ctx, free, writer{id: "b"})
 	require.ErrorIs(t, err, errLeaseLost, "a take of a free lease from a read before another take")
 
-	a2, err := tbl.checkpoint(ctx, a, checkpoint{seq: "1"}, "a")
+	a2, err := tbl.checkpoint(ctx, a, checkpoint{seq: "1"}, "a", writer{})
 	require.NoError(t, err)
-	_, err = tbl.checkpoint(ctx, a, checkpoint{seq: "9"}, "a")
+	_, err = tbl.checkpoint(ctx, a, checkpoint{seq: "9"}, "a", writer{})
 	require.ErrorIs(t, err, errLeaseLost, "the owner's write from an old read (counter)")
-	_, err = tbl.take(ctx, a, "b")
+	_, err = tbl.take(ctx, a, writer{id: "b"})
 	require.ErrorIs(t, err, errLeaseLost, "a take of an owned lease from an old read (counter)")
 
-	b, err := tbl.take(ctx, a2, "b") // taken as expired
+	b, err := tbl.take(ctx, a2, writer{id: "b"}) // taken as expired
 	require.NoError(t, err)
-	_, err = tbl.take(ctx, a2, "c")
+	_, err = tbl.take(ctx, a2, writer{id: "c"})
 	require.ErrorIs(t, err, errLeaseLost, "a take of an owned lease from a read before another take")
-	_, err = tbl.checkpoint(ctx, a2, checkpoint{seq: "9"}, "a")
+	_, err = tbl.checkpoint(ctx, a2, checkpoint{seq: "9"}, "a", writer{})
 	require.ErrorIs(t, err, errLeaseLost, "the old owner's late checkpoint")
-	_, err = tbl.checkpoint(ctx, a2, checkpoint{seq: "9"}, "c")
+	_, err = tbl.checkpoint(ctx, a2, checkpoint{seq: "9"}, "c", writer{})
 	require.ErrorIs(t, err, errLeaseLost, "the old owner's late hand-off")
 	require.ErrorIs(t, tbl.claim(ctx, a2, "c"), errLeaseLost, "a claim on an owner that is gone")
 

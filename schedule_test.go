@@ -111,9 +111,9 @@ func (t *hookTable) create(ctx context.Context, l lease) (created bool, err erro
 	return created, err
 }
 
-func (t *hookTable) take(ctx context.Context, l lease, owner string) (out lease, err error) {
+func (t *hookTable) take(ctx context.Context, l lease, w writer) (out lease, err error) {
 	err = t.do("take", l.shardID, func() error {
-		out, err = t.inner.take(ctx, l, owner)
+		out, err = t.inner.take(ctx, l, w)
 		return err
 	})
 	return out, err
@@ -129,7 +129,7 @@ func (t *hookTable) unclaim(ctx context.Context, l lease) error {
 
 // checkpoint's op names what the write does: "checkpoint", "shard-end",
 // "release" or "hand-off".
-func (t *hookTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (out lease, err error) {
+func (t *hookTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (out lease, err error) {
 	op := "checkpoint"
 	switch {
 	case cp.shardEnd():
@@ -140,7 +140,7 @@ func (t *hookTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next
 		op = "hand-off"
 	}
 	err = t.do(op, l.shardID, func() error {
-		out, err = t.inner.checkpoint(ctx, l, cp, next)
+		out, err = t.inner.checkpoint(ctx, l, cp, next, w)
 		return err
 	})
 	return out, err

@@ -1473,12 +1473,12 @@ func (t *simTable) logged(ctx context.Context, op, shardID string, write func() 
 	return l, err
 }
 
-func (t *simTable) take(ctx context.Context, l lease, owner string) (lease, error) {
-	return t.logged(ctx, "take", l.shardID, func() (lease, error) { return t.inner.take(ctx, l, owner) })
+func (t *simTable) take(ctx context.Context, l lease, w writer) (lease, error) {
+	return t.logged(ctx, "take", l.shardID, func() (lease, error) { return t.inner.take(ctx, l, w) })
 }
 
-func (t *simTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next string) (lease, error) {
-	return t.logged(ctx, "checkpoint", l.shardID, func() (lease, error) { return t.inner.checkpoint(ctx, l, cp, next) })
+func (t *simTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (lease, error) {
+	return t.logged(ctx, "checkpoint", l.shardID, func() (lease, error) { return t.inner.checkpoint(ctx, l, cp, next, w) })
 }
 
 func (t *simTable) claim(ctx context.Context, l lease, taker string) error {

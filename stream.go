@@ -254,7 +254,7 @@ func (c *Consumer) run(ctx context.Context) {
 	}
 	_ = g.Wait()
 	for _, l := range notHeld {
-		if _, err := c.table.checkpoint(final, l, l.checkpoint, ""); err == nil {
+		if _, err := c.table.checkpoint(final, l, l.checkpoint, "", c.beat.writer()); err == nil {
 			c.log.Info("kcl: lease released", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
 		}
 	}

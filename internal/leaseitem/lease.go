@@ -28,6 +28,12 @@ type Lease struct {
 	// until it checkpoints and makes Owner (the new one) the owner.
 	CheckpointOwner string
 	StartAt         int64 // kclStartTimestamp, Unix ms; 0 when not set
+	// Writer and OwnerBeat are the token of the owner's process that
+	// wrote the lease last (kclWriter) and its heartbeat counter then
+	// (kclOwnerBeat): "" and 0 when the lease is unowned, handed over, or
+	// written by the Java KCL.
+	Writer    string
+	OwnerBeat int64
 }
 
 // StreamID returns the identifier of the lease's stream: "" in a
@@ -97,6 +103,12 @@ func ParseLease(item map[string]types.AttributeValue) (Lease, error) {
 	}
 	if l.StartAt, err = number(item, AttrStartAt, false); err != nil {
 		return bad(AttrStartAt, err.Error())
+	}
+	if l.Writer, err = optionalString(item, AttrWriter); err != nil {
+		return bad(AttrWriter, err.Error())
+	}
+	if l.OwnerBeat, err = number(item, AttrOwnerBeat, false); err != nil {
+		return bad(AttrOwnerBeat, err.Error())
 	}
 	if v, present := item[AttrParents]; present {
 		switch p := v.(type) {

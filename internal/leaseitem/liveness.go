@@ -31,6 +31,12 @@ type Liveness struct {
 	OwnerBeats      bool   // the owner has a heartbeat item
 	OwnerLive       bool   // that heartbeat item is not expired
 	LeaseLive       bool   // the lease's own sign is not expired
+	// OwnerBeat is the owner's heartbeat counter the lease says its last
+	// writer had (Lease.OwnerBeat), and JudgedBeat the counter of the
+	// heartbeat item the observer judged. A lease written after a later
+	// beat than the one judged expired proves its owner outlived the
+	// judgement, whatever older copy of the heartbeat the read returned.
+	OwnerBeat, JudgedBeat int64
 }
 
 // Alive returns the worker the lease shows alive, or "" if it shows none:
@@ -38,13 +44,14 @@ type Liveness struct {
 //     (CheckpointOwner): it reads the shard and renews the lease until it
 //     passes it on. A heartbeat under its name says nothing.
 //   - Otherwise the owner: by its heartbeat item if it has one (a kcl
-//     worker), else by the lease itself (a Java KCL worker renews its
-//     leases). A hand-off whose lease stood still is judged so too.
+//     worker: alive too if the lease was written after a later beat than
+//     the one judged), else by the lease itself (a Java KCL worker renews
+//     its leases). A hand-off whose lease stood still is judged so too.
 func (v Liveness) Alive() string {
 	switch {
 	case v.CheckpointOwner != "" && v.LeaseLive:
 		return v.CheckpointOwner
-	case v.OwnerBeats && v.OwnerLive, !v.OwnerBeats && v.LeaseLive:
+	case v.OwnerBeats && (v.OwnerLive || v.OwnerBeat > v.JudgedBeat), !v.OwnerBeats && v.LeaseLive:
 		return v.Owner
 	}
 	return ""

@@ -21,6 +21,11 @@ func TestLivenessAlive(t *testing.T) {
 		{"a Java hand-off whose lease stood still, to a Java owner", Liveness{Owner: "java-2", CheckpointOwner: "java-1"}, ""},
 		{"a Java hand-off whose lease stood still, to an owner that beats", Liveness{Owner: "w2", CheckpointOwner: "java-1", OwnerBeats: true, OwnerLive: true}, "w2"},
 		{"an unowned lease", Liveness{LeaseLive: true}, ""},
+		{"a kcl owner judged dead at beat 7, the lease written after beat 8 (a fence after a late beat)",
+			Liveness{Owner: "w1", OwnerBeats: true, OwnerBeat: 8, JudgedBeat: 7}, "w1"},
+		{"a kcl owner judged dead at beat 7, the lease written after beat 7", Liveness{Owner: "w1", OwnerBeats: true, OwnerBeat: 7, JudgedBeat: 7}, ""},
+		{"a kcl owner judged dead, the lease not marked (written before kcl marked leases, or by Java)",
+			Liveness{Owner: "w1", OwnerBeats: true, JudgedBeat: 7}, ""},
 	} {
 		assert.Equal(t, tc.want, tc.v.Alive(), tc.name)
 	}

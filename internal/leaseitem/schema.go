@@ -39,8 +39,10 @@ const (
 	AttrPendingState = "pendingCheckpointState"
 
 	// kcl's own, on a lease.
-	AttrHandoff = "handoffTo"         // a worker asked the owner to hand the lease over
-	AttrStartAt = "kclStartTimestamp" // where a lease at LATEST or AT_TIMESTAMP opens for later owners, Unix ms
+	AttrHandoff   = "handoffTo"         // a worker asked the owner to hand the lease over
+	AttrStartAt   = "kclStartTimestamp" // where a lease at LATEST or AT_TIMESTAMP opens for later owners, Unix ms
+	AttrWriter    = "kclWriter"         // the token of the owner's process that wrote the lease last
+	AttrOwnerBeat = "kclOwnerBeat"      // that process's last heartbeat counter confirmed when it wrote
 
 	// kcl's own, on a heartbeat item.
 	AttrStopping = "workerStopping" // the worker is shutting down
