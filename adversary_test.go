@@ -512,7 +512,7 @@ func TestConfigErrorsEndTheConsumerAtOnce(t *testing.T) {
 	}
 	require.Error(t, c.Err())
 	assert.Contains(t, c.Err().Error(), "Region")
-	assert.Contains(t, c.Err().Error(), `"app-config-error"`)
+	assert.Contains(t, c.Err().Error(), `stream "s"`, "the first call, DescribeStreamSummary, names the stream")
 }
 
 // deniedCheckpoints answers checkpoint writes with AccessDenied.

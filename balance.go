@@ -1,6 +1,7 @@
 package kcl
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -173,7 +174,7 @@ func assess(in assessInput, seen map[string]observation) decisions {
 	for _, l := range in.snap.leases {
 		a.judgeLease(l)
 	}
-	a.d.take, a.d.claim = planTakes(in.me, a.workers, a.shares, in.maxLeases)
+	a.d.take, a.d.claim = planTakes(in.me, a.workers, a.reads, a.shares, in.maxLeases)
 	a.d.digest = digest(a.d.live, a.stoppingIDs, a.d.expired, a.shares)
 	return a.d
 }
@@ -192,7 +193,8 @@ type assessment struct {
 	// not stop (this one first, the others sorted), then owners without a
 	// heartbeat item (Java KCL workers) as their leases are met.
 	workers []string
-	shares  []shareLease // the leases that may be read now
+	shares  []shareLease    // the leases that may be read now, of every stream
+	mine    map[string]bool // the streams of the leases in shares that this worker reads
 }
 
 func newAssessment(in assessInput, seen map[string]observation) *assessment {
@@ -203,7 +205,7 @@ func newAssessment(in assessInput, seen map[string]observation) *assessment {
 	return &assessment{
 		in: in, seen: seen, ours: ours,
 		d:     decisions{byShard: make(map[string]lease, len(in.snap.leases)), handoffs: map[string]string{}, expired: map[string]int64{}, suspects: map[string]int64{}},
-		alive: map[string]bool{in.me: true}, stopping: map[string]bool{}, workers: []string{in.me},
+		alive: map[string]bool{in.me: true}, stopping: map[string]bool{}, workers: []string{in.me}, mine: map[string]bool{},
 	}
 }
 
@@ -288,7 +290,16 @@ func (a *assessment) judgeLease(l lease) {
 	if l.checkpointOwner != "" && !expired {
 		return
 	}
-	if !a.readableNow(l) || in.mayBeTwins(l, held) {
+	if !a.readableNow(l) {
+		return
+	}
+	stream, _ := splitLeaseKey(l.shardID)
+	if !a.ours(l.shardID) {
+		a.shareOthers(l, stream, ownerBeats, !expired)
+		return
+	}
+	a.mine[stream] = true
+	if in.mayBeTwins(l, held) {
 		return
 	}
 	owner := l.owner
@@ -297,6 +308,9 @@ func (a *assessment) judgeLease(l lease) {
 		if !ownerBeats {
 			a.d.expired[l.shardID] = l.counter
 		}
+	}
+	if owner != "" && owner != me && !a.reads(owner, stream) {
+		owner = "" // a live worker that does not read the stream (a deploy removed it): nobody reads the shard
 	}
 	if l.handoffTo == me && l.owner != me {
 		a.d.waiting = true
@@ -317,7 +331,36 @@ func (a *assessment) judgeLease(l lease) {
 		// of it is delivered here, so it goes to the claimant.
 		a.d.pass = append(a.d.pass, l)
 	}
-	a.shares = append(a.shares, shareLease{shardID: l.shardID, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me, claimable: ownerBeats && l.checkpointOwner == ""})
+	a.shares = append(a.shares, shareLease{shardID: l.shardID, stream: stream, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me, claimable: ownerBeats && l.checkpointOwner == ""})
+}
+
+// shareOthers counts l, a lease of a stream this worker does not read, in
+// the share of the worker that holds it (or will, once a hand-off it was
+// asked for is done), so that every worker's fair share counts, per
+// stream, the leases of the streams it reads and only the workers that
+// read them (planTakes).
+func (a *assessment) shareOthers(l lease, stream string, ownerBeats, leaseFresh bool) {
+	owner := l.owner
+	if owner == a.in.me || a.ownerExpired(l, ownerBeats, leaseFresh) || owner != "" && !a.reads(owner, stream) {
+		owner = ""
+	}
+	claimant := l.handoffTo
+	if owner == "" || claimant != "" && a.cannotReceive(claimant, owner) {
+		claimant = ""
+	}
+	a.shares = append(a.shares, shareLease{shardID: l.shardID, stream: stream, owner: owner, claimant: claimant, others: true})
+}
+
+// reads reports whether worker w reads the stream with identifier stream:
+// this worker, the streams of its leases (ours); another, what its
+// heartbeat says (workerBeat.reads); a worker without a heartbeat item (a
+// Java KCL worker), every stream.
+func (a *assessment) reads(w, stream string) bool {
+	if w == a.in.me {
+		return a.mine[stream]
+	}
+	b, beats := a.in.snap.workers[w]
+	return !beats || b.reads(stream)
 }
 
 // judgedOnItsCounter reports whether l's expiry rests on its own counter,
@@ -333,10 +376,10 @@ func notMineToRead(l lease, me string) bool {
 	return l.owner != me || l.checkpointOwner != ""
 }
 
-// readableNow reports whether l's shard may be read now: not ended, every
-// parent done, and of a stream this worker reads.
+// readableNow reports whether l's shard may be read now: not ended, and
+// every parent done.
 func (a *assessment) readableNow(l lease) bool {
-	return !l.checkpoint.shardEnd() && parentsDone(l, a.d.byShard) && a.ours(l.shardID)
+	return !l.checkpoint.shardEnd() && parentsDone(l, a.d.byShard)
 }
 
 // mayBeTwins reports whether l, which the table gives to this WorkerID but
@@ -397,7 +440,9 @@ func parentsDone(l lease, byShard map[string]lease) bool {
 // read now (not ended, parents done).
 type shareLease struct {
 	shardID   string
-	owner     string // live owner, or "" when unowned or its owner is dead
+	stream    string // the identifier of its stream ("" in a single-stream table)
+	others    bool   // of a stream this worker does not read: counted, never taken or claimed
+	owner     string // live owner that reads its stream, or "" when unowned, its owner is dead or does not read it
 	claimant  string // live worker a hand-off was asked for, or ""
 	heldByMe  bool   // this worker is reading it
 	ownedByMe bool   // the table names this worker as owner
@@ -428,56 +473,106 @@ func fairShare(shards, workers, max int) (low, high int) {
 // planTakes decides, for worker me among the live workers, which leases to
 // take now (free ones, and its own that it does not read yet) and from which
 // it asks a hand-off (held by the most loaded workers), so that every worker
-// ends with its fair share. A worker takes all it needs in one pass. Workers
-// never move a lease between two workers whose loads differ by less than 2,
-// so a fair assignment is stable.
-func planTakes(me string, workers []string, leases []shareLease, max int) (take, claim []string) {
-	_, high := fairShare(len(leases), len(workers), max)
+// ends with its fair share. reads says which worker reads which stream (nil:
+// each reads all). A worker takes all it needs in one pass.
+//
+//   - A worker's fair share is, over the streams it reads, its part of each
+//     stream's leases split evenly among the workers that read that stream
+//     (shares): with one stream, or every worker reading every stream, the
+//     leases over the workers. So a rolling deploy that adds or removes a
+//     stream leaves no shard unread: a worker that does not read a stream
+//     counts in nobody's share of it.
+//   - A free lease is taken up to the fair share (capped by max), and beyond
+//     it when no other worker that reads its stream has room.
+//   - A lease moves by a hand-off only from a worker whose excess over its
+//     share is at least two more than the taker's: with one stream, loads
+//     that differ by less than 2 are fair, so a fair assignment is stable.
+func planTakes(me string, workers []string, reads func(w, stream string) bool, leases []shareLease, max int) (take, claim []string) {
+	if reads == nil {
+		reads = func(string, string) bool { return true }
+	}
+	share := shares(workers, reads, leases)
+	high := func(w string) int { return int(math.Ceil(share[w] - 1e-9)) }
+	mine := high(me)
+	if max > 0 {
+		mine = min(mine, max)
+	}
 	load := map[string]int{}
 	for _, w := range workers {
 		load[w] = 0
 	}
-	var free []string
+	var free []shareLease
 	for _, l := range leases {
 		switch {
-		case l.ownedByMe && !l.heldByMe && l.claimant == "":
+		case !l.others && l.ownedByMe && !l.heldByMe && l.claimant == "":
 			take = append(take, l.shardID)
 			load[me]++
 		case l.holder() == "":
-			free = append(free, l.shardID)
+			if !l.others {
+				free = append(free, l)
+			}
 		default:
 			load[l.holder()]++
 		}
 	}
+	// roomElsewhere reports whether another worker that reads stream is
+	// below its share: it will take a free lease of it.
+	roomElsewhere := func(stream string) bool {
+		return slices.ContainsFunc(workers, func(w string) bool { return w != me && reads(w, stream) && load[w] < high(w) })
+	}
 	// Free leases are taken in random order, so that workers starting
 	// together rarely race for the same ones.
 	rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
-	for _, id := range free {
-		if load[me] >= high {
-			break
+	for _, l := range free {
+		if load[me] >= mine && (max > 0 && load[me] >= max || roomElsewhere(l.stream)) {
+			continue
 		}
-		take = append(take, id)
+		take = append(take, l.shardID)
 		load[me]++
 	}
-	for load[me] < high {
-		claimable := func(l shareLease) bool { return l.claimable && l.claimant == "" && !slices.Contains(claim, l.shardID) }
+	excess := func(w string) float64 { return float64(load[w]) - share[w] }
+	for load[me] < mine {
+		claimable := func(l shareLease) bool {
+			return !l.others && l.claimable && l.claimant == "" && !slices.Contains(claim, l.shardID)
+		}
 		victim := ""
 		for _, w := range workers {
 			asked := slices.ContainsFunc(leases, func(l shareLease) bool { return l.owner == w && claimable(l) })
-			if w != me && asked && (victim == "" || load[w] > load[victim] || load[w] == load[victim] && w < victim) {
+			if w != me && asked && (victim == "" || excess(w) > excess(victim) || excess(w) == excess(victim) && w < victim) {
 				victim = w
 			}
 		}
-		if victim == "" || load[victim]-load[me] < 2 {
+		if victim == "" || excess(victim)-excess(me) < 2-1e-9 {
 			break
 		}
 		i := slices.IndexFunc(leases, func(l shareLease) bool { return l.owner == victim && claimable(l) })
-		if i < 0 {
-			break
-		}
 		claim = append(claim, leases[i].shardID)
 		load[victim]--
 		load[me]++
 	}
 	return take, claim
+}
+
+// shares returns each worker's fair share of leases: over the streams it
+// reads, each stream's leases divided by the number of workers that read it.
+func shares(workers []string, reads func(w, stream string) bool, leases []shareLease) map[string]float64 {
+	perStream := map[string]int{}
+	for _, l := range leases {
+		perStream[l.stream]++
+	}
+	share := make(map[string]float64, len(workers))
+	for stream, n := range perStream {
+		readers := 0
+		for _, w := range workers {
+			if reads(w, stream) {
+				readers++
+			}
+		}
+		for _, w := range workers {
+			if reads(w, stream) {
+				share[w] += float64(n) / float64(readers)
+			}
+		}
+	}
+	return share
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,11 +65,69 @@ func TestPlanTakes(t *testing.T) {
 			for i := range leases {
 				leases[i].claimable = leases[i].claimable && leases[i].owner != "java"
 			}
-			take, claim := planTakes("me", tt.workers, leases, tt.max)
+			take, claim := planTakes("me", tt.workers, nil, leases, tt.max)
 			assert.Len(t, take, tt.wantTake)
 			assert.Len(t, claim, tt.wantClm)
 		})
 	}
+}
+
+// Workers that read different streams (a rolling deploy that adds or
+// removes one): each worker's share counts, per stream, only the workers
+// that read it, and a free lease of a stream nobody else reads is taken
+// whatever the share.
+func TestPlanTakesPerStream(t *testing.T) {
+	readsOf := map[string][]string{"me": {"s1", "s2"}, "b": {"s1"}}
+	reads := func(w, stream string) bool { return slices.Contains(readsOf[w], stream) }
+	leases := func(spec ...string) []shareLease { // "stream/owner" each
+		var ls []shareLease
+		for i, x := range spec {
+			stream, owner, _ := strings.Cut(x, "/")
+			ls = append(ls, shareLease{shardID: fmt.Sprintf("%s-%d", stream, i), stream: stream, owner: owner, ownedByMe: owner == "me", heldByMe: owner == "me", claimable: owner != ""})
+		}
+		return ls
+	}
+	count := func(ids []string, prefix string) int {
+		n := 0
+		for _, id := range ids {
+			if strings.HasPrefix(id, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	t.Run("a worker that reads a stream nobody else does takes all of it, and its share of the rest", func(t *testing.T) {
+		take, claim := planTakes("me", []string{"me", "b"}, reads, leases("s1/b", "s1/b", "s2/", "s2/", "s2/", "s2/"), 0)
+		assert.Equal(t, 4, count(take, "s2-"), "every lease of s2")
+		assert.Equal(t, []string{"s1-0"}, claim, "its part of s1: one of two")
+	})
+	t.Run("free leases of a stream only this worker reads are taken past its share", func(t *testing.T) {
+		for range 20 { // the free leases are taken in random order
+			take, _ := planTakes("me", []string{"me", "b"}, reads, leases("s1/", "s1/", "s2/", "s2/", "s2/", "s2/"), 0)
+			assert.Equal(t, 4, count(take, "s2-"), "every lease of s2: %v", take)
+		}
+	})
+	t.Run("the other worker keeps its share of the stream both read", func(t *testing.T) {
+		take, claim := planTakes("b", []string{"me", "b"}, reads, leases("s1/me", "s1/me", "s2/me", "s2/me", "s2/me", "s2/me"), 0)
+		assert.Empty(t, take)
+		assert.Equal(t, []string{"s1-0"}, claim)
+	})
+	t.Run("a stream this worker does not read is counted, never taken", func(t *testing.T) {
+		ls := leases("s1/", "s2/", "s2/")
+		for i := range ls {
+			ls[i].others = ls[i].stream == "s2"
+		}
+		take, claim := planTakes("b", []string{"me", "b"}, reads, ls, 0)
+		assert.Equal(t, []string{"s1-0"}, take)
+		assert.Empty(t, claim)
+	})
+	t.Run("a settled assignment is left alone", func(t *testing.T) {
+		for _, w := range []string{"me", "b"} {
+			take, claim := planTakes(w, []string{"me", "b"}, reads, leases("s1/b", "s1/me", "s2/me", "s2/me", "s2/me", "s2/me"), 0)
+			assert.Empty(t, take, w)
+			assert.Empty(t, claim, w)
+		}
+	})
 }
 
 func TestPlanTakesConvergesToFairShareFromAnyStart(t *testing.T) {
@@ -116,7 +175,7 @@ func TestPlanTakesConvergesToFairShareFromAnyStart(t *testing.T) {
 				l := table[id]
 				ls = append(ls, shareLease{shardID: id, owner: l.owner, claimant: l.claimant, ownedByMe: l.owner == w, heldByMe: l.owner == w, claimable: l.owner != ""})
 			}
-			take, claim := planTakes(w, workers, ls, 0)
+			take, claim := planTakes(w, workers, nil, ls, 0)
 			for _, id := range take {
 				l := table[id]
 				assert.True(t, l.owner == "" || l.owner == w, "round %d: %s takes %s owned by %s", round, w, id, l.owner)
@@ -391,9 +450,20 @@ func TestAssess(t *testing.T) {
 					{shardID: "1:gone:9:s1", checkpoint: trim},
 					{shardID: "1:gone:9:s2", owner: "me", counter: 1, checkpoint: trim},
 				},
-				workers: beats("me", "b"),
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:orders:7", "1:payments:8"}}},
 			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
 			want: decisions{claim: []string{"1:orders:7:s1", "1:orders:7:s2"}},
+		},
+		{
+			name: "several streams: a lease whose live owner does not read its stream (a deploy removed it) is free for a worker that does",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "1:orders:7:s1", owner: "b", counter: 1, checkpoint: trim},
+					{shardID: "1:payments:8:s1", owner: "b", counter: 1, checkpoint: trim},
+				},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:orders:7"}}},
+			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
+			want: decisions{take: []string{"1:payments:8:s1"}},
 		},
 		{
 			name: "several streams: a child waits for its parent of the same stream, not for a shard of that ID in another",

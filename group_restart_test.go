@@ -87,7 +87,7 @@ func TestARestartedWorkerIsNotTakenForItsEarlierSelf(t *testing.T) {
 	a := handDrivenWorker(t, tbl, "a", ld)
 	tick := ld / 10
 	// b's first incarnation: one beat, then a crash.
-	if _, err := tbl.heartbeat(ctx, "b", "tok1", false, -1); err != nil {
+	if _, err := tbl.heartbeat(ctx, "b", "tok1", false, -1, nil); err != nil {
 		t.Fatal(err)
 	}
 	passes := func(d time.Duration, each func()) {
@@ -123,7 +123,7 @@ func TestARestartedWorkerIsNotTakenForItsEarlierSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 	tookFromB := false
-	if n, err := tbl.heartbeat(ctx, "b", "tok2", false, -1); err != nil {
+	if n, err := tbl.heartbeat(ctx, "b", "tok2", false, -1, nil); err != nil {
 		t.Fatal(err)
 	} else {
 		last, lastBeat = n, time.Now()
@@ -137,7 +137,7 @@ func TestARestartedWorkerIsNotTakenForItsEarlierSelf(t *testing.T) {
 	judgedDead := 0
 	passes(4*ld, func() {
 		if time.Since(lastBeat) >= ld/2 {
-			n, err := tbl.heartbeat(ctx, "b", "tok2", false, last)
+			n, err := tbl.heartbeat(ctx, "b", "tok2", false, last, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,7 +180,7 @@ func TestARestartedWorkerGetsItsShare(t *testing.T) {
 	for _, id := range []string{"s1", "s2"} {
 		tbl.create(ctx, lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}})
 	}
-	if _, err := tbl.heartbeat(ctx, "b", "tok1", false, -1); err != nil {
+	if _, err := tbl.heartbeat(ctx, "b", "tok1", false, -1, nil); err != nil {
 		t.Fatal(err)
 	}
 	var aBeat time.Time
@@ -211,7 +211,7 @@ func TestARestartedWorkerGetsItsShare(t *testing.T) {
 	got := false
 	for end := time.Now().Add(10 * ld); time.Now().Before(end) && !got; {
 		if time.Since(bBeat) >= ld/2 {
-			n, err := tbl.heartbeat(ctx, "b", "tok2", false, last)
+			n, err := tbl.heartbeat(ctx, "b", "tok2", false, last, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

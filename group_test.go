@@ -60,7 +60,7 @@ func checkGroupItem(t *testing.T, tbl leaseTable) {
 
 	// A heartbeat item made anew never repeats a counter an earlier item of
 	// the worker had, which the group item may name as expired.
-	first, err := tbl.heartbeat(ctx, "w1", "tok-1", false, -1)
+	first, err := tbl.heartbeat(ctx, "w1", "tok-1", false, -1, nil)
 	require.NoError(t, err)
 	w, ok, err := tbl.readBeat(ctx, "w1")
 	require.NoError(t, err)
@@ -70,7 +70,7 @@ func checkGroupItem(t *testing.T, tbl leaseTable) {
 	_, ok, err = tbl.readBeat(ctx, "w1")
 	require.NoError(t, err)
 	assert.False(t, ok)
-	again, err := tbl.heartbeat(ctx, "w1", "tok-2", false, -1)
+	again, err := tbl.heartbeat(ctx, "w1", "tok-2", false, -1, nil)
 	require.NoError(t, err)
 	assert.Greater(t, again, first, "the new item's counter starts above every counter of the old one")
 }

@@ -326,6 +326,7 @@ func TestEveryShardIsReadWhileWorkersListDifferentStreams(t *testing.T) {
 	}
 	check := func(t *testing.T, g *schedGroup, reader string) {
 		t.Helper()
+
 		for key, owner := range g.owners(":s2:") {
 			require.Equal(t, reader, owner, "the lease of %s", key)
 		}

@@ -113,7 +113,7 @@ func (hb *heartbeat) beat(ctx context.Context, st stage) error {
 	var sent time.Time // the write takes effect no earlier than this
 	counter, err := retry(bctx, st, &c.counters.retryCounters, c.log, "heartbeat", isDuplicateWorker, func() (int64, error) {
 		sent = time.Now()
-		return c.table.heartbeat(bctx, c.opts.WorkerID, hb.token, stopping, hb.counter)
+		return c.table.heartbeat(bctx, c.opts.WorkerID, hb.token, stopping, hb.counter, c.streamIDs())
 	})
 	if isDuplicateWorker(err) {
 		return fmt.Errorf("lease table %q: WorkerID %q: %w", c.table.name(), c.opts.WorkerID, err)

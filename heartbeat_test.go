@@ -16,13 +16,13 @@ type stuckBeats struct {
 	started chan struct{}
 }
 
-func (t *stuckBeats) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
+func (t *stuckBeats) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64, streams []string) (int64, error) {
 	if last >= 0 {
 		close(t.started)
 		<-ctx.Done()
 		return 0, ctx.Err()
 	}
-	return t.memLeases.heartbeat(ctx, worker, token, stopping, last)
+	return t.memLeases.heartbeat(ctx, worker, token, stopping, last, streams)
 }
 
 // The lease loop asks the heartbeat whether this process has settled on
@@ -60,8 +60,8 @@ type signalledBeats struct {
 	beats chan struct{}
 }
 
-func (t *signalledBeats) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
-	n, err := t.memLeases.heartbeat(ctx, worker, token, stopping, last)
+func (t *signalledBeats) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64, streams []string) (int64, error) {
+	n, err := t.memLeases.heartbeat(ctx, worker, token, stopping, last, streams)
 	select {
 	case t.beats <- struct{}{}:
 	default:

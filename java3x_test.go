@@ -193,7 +193,7 @@ func TestJava3xLeaseTableItems(t *testing.T) {
 
 			tbl := &dynamoLeases{db: f.ddb, table: f.app}
 			require.NoError(t, tbl.ensure(ctx), "a table with the Java KCL's index is a lease table")
-			c, err := tbl.heartbeat(ctx, "w1", "token", false, -1)
+			c, err := tbl.heartbeat(ctx, "w1", "token", false, -1, nil)
 			require.NoError(t, err)
 			snap, err := tbl.list(ctx, true)
 			require.NoError(t, err)
@@ -204,7 +204,7 @@ func TestJava3xLeaseTableItems(t *testing.T) {
 
 			_, err = tbl.create(ctx, lease{shardID: "shardId-000000000001", checkpoint: trim})
 			require.NoError(t, err)
-			_, err = tbl.heartbeat(ctx, "w1", "token", true, c)
+			_, err = tbl.heartbeat(ctx, "w1", "token", true, c, nil)
 			require.NoError(t, err)
 
 			items := f.allItems(f.app, "leaseKey")

@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -67,7 +68,14 @@ type workerBeat struct {
 	counter  int64
 	stopping bool   // shutting down: it releases its leases and takes none
 	token    string // the process writing it (memLeases only)
+	// streams are the identifiers of the streams the worker reads, in a
+	// multi-stream table; nil: every stream (a single-stream table, or a
+	// kcl worker from before heartbeats said).
+	streams []string
 }
+
+// reads reports whether the worker reads the stream with identifier id.
+func (w workerBeat) reads(id string) bool { return w.streams == nil || slices.Contains(w.streams, id) }
 
 // tableSnapshot is one read of the whole lease table.
 type tableSnapshot struct {
@@ -123,7 +131,9 @@ type leaseTable interface {
 	// this process wrote before (< 0: none yet, create or take the item over),
 	// and returns the new counter. It fails with errDuplicateWorker when the
 	// item was last written by another process (token) of the same worker.
-	heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error)
+	// It writes streams, the identifiers of the streams the worker reads,
+	// when not nil (a multi-stream table).
+	heartbeat(ctx context.Context, worker, token string, stopping bool, last int64, streams []string) (int64, error)
 	// removeWorker deletes a worker's heartbeat item, if its counter is still
 	// counter (any counter when counter < 0).
 	removeWorker(ctx context.Context, worker string, counter int64) error

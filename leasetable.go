@@ -35,6 +35,7 @@ const (
 	attrOwnerBeat       = leaseitem.AttrOwnerBeat
 	attrStopping        = leaseitem.AttrStopping
 	attrToken           = leaseitem.AttrToken
+	attrStreams         = leaseitem.AttrStreams
 	attrEpoch           = leaseitem.AttrEpoch
 	attrScans           = leaseitem.AttrScans
 	attrExpired         = leaseitem.AttrExpired
@@ -143,7 +144,7 @@ func (t *dynamoLeases) list(ctx context.Context, consistent bool) (tableSnapshot
 			case it.Kind == leaseitem.KindGroup:
 				snap.group = groupOf(it.Group)
 			case it.Kind == leaseitem.KindBeat:
-				snap.workers[it.Beat.Worker] = workerBeat{counter: it.Beat.Counter, stopping: it.Beat.Stopping}
+				snap.workers[it.Beat.Worker] = beatOf(it.Beat)
 			default:
 				snap.leases = append(snap.leases, leaseOf(it.Lease))
 			}
@@ -349,10 +350,15 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 // own took effect with its reply lost, and the write is made again from the
 // counter found; another token means another process beats with the same
 // worker ID (errDuplicateWorker).
-func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
+func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64, streams []string) (int64, error) {
 	key := leaseitem.ItemKey(leaseitem.WorkerKey(worker))
 	values := map[string]types.AttributeValue{
 		":tok": &types.AttributeValueMemberS{Value: token}, ":stopping": &types.AttributeValueMemberBOOL{Value: stopping},
+	}
+	assigns := []string{eq(attrStopping, ":stopping"), setEntity(values, entityKCLWorker)}
+	if len(streams) > 0 {
+		values[":streams"] = &types.AttributeValueMemberSS{Value: streams}
+		assigns = append(assigns, eq(attrStreams, ":streams"))
 	}
 	in := &dynamodb.UpdateItemInput{TableName: &t.table, Key: key, ExpressionAttributeValues: values}
 	if last < 0 {
@@ -361,8 +367,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 		// counter an earlier item of this worker had, which the group item
 		// may still name as expired, never comes back.
 		values[":one"], values[":base"] = leaseitem.Number(1), leaseitem.Number(time.Now().UnixMicro())
-		in.UpdateExpression = aws.String(setting(
-			eq(attrCounter, "if_not_exists("+attrCounter+", :base) + :one"), eq(attrToken, ":tok"), eq(attrStopping, ":stopping"), setEntity(values, entityKCLWorker)))
+		in.UpdateExpression = aws.String(setting(append([]string{eq(attrCounter, "if_not_exists("+attrCounter+", :base) + :one"), eq(attrToken, ":tok")}, assigns...)...))
 		in.ReturnValues = types.ReturnValueUpdatedNew
 		out, err := t.db.UpdateItem(ctx, in)
 		if err != nil {
@@ -371,7 +376,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 		return leaseitem.Counter(out.Attributes)
 	}
 	values[":c"], values[":n"] = leaseitem.Number(last), leaseitem.Number(last+1)
-	in.UpdateExpression = aws.String(setting(eq(attrCounter, ":n"), eq(attrStopping, ":stopping"), setEntity(values, entityKCLWorker)))
+	in.UpdateExpression = aws.String(setting(append([]string{eq(attrCounter, ":n")}, assigns...)...))
 	in.ConditionExpression = aws.String(and(eq(attrCounter, ":c"), eq(attrToken, ":tok")))
 	_, err := t.db.UpdateItem(ctx, in)
 	if !isConditionFailed(err) {
@@ -382,7 +387,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 		return 0, err
 	}
 	if item == nil { // removed by a worker that took this one for dead
-		return t.heartbeat(ctx, worker, token, stopping, -1)
+		return t.heartbeat(ctx, worker, token, stopping, -1, streams)
 	}
 	if tok, _ := item[attrToken].(*types.AttributeValueMemberS); tok == nil || tok.Value != token {
 		return 0, errDuplicateWorker
@@ -395,7 +400,7 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 	// lost (also one that made the item anew after another worker removed
 	// it): write again from there, so that the beat returned is one sent no
 	// earlier than the caller thinks.
-	return t.heartbeat(ctx, worker, token, stopping, n)
+	return t.heartbeat(ctx, worker, token, stopping, n, streams)
 }
 
 // get reads one item, nil when there is none.
@@ -430,7 +435,12 @@ func (t *dynamoLeases) readBeat(ctx context.Context, worker string) (workerBeat,
 	if err != nil {
 		return workerBeat{}, false, err
 	}
-	return workerBeat{counter: b.Counter, stopping: b.Stopping}, true, nil
+	return beatOf(b), true, nil
+}
+
+// beatOf is the heartbeat an item holds.
+func beatOf(b leaseitem.Beat) workerBeat {
+	return workerBeat{counter: b.Counter, stopping: b.Stopping, streams: b.Streams}
 }
 
 // update runs one conditional update of a lease item; a failed condition

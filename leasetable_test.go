@@ -76,10 +76,15 @@ func TestDynamoWrites(t *testing.T) {
 			return err
 		},
 			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n, leaseOwner = :next REMOVE handoffTo, kclWriter, kclOwnerBeat"},
-		{"first heartbeat", func(t *dynamoLeases) error { _, err := t.heartbeat(ctx, "w1", "tok", false, -1); return err },
+		{"first heartbeat", func(t *dynamoLeases) error { _, err := t.heartbeat(ctx, "w1", "tok", false, -1, nil); return err },
 			" | SET leaseCounter = if_not_exists(leaseCounter, :base) + :one, workerToken = :tok, workerStopping = :stopping, entityType = :entityType"},
-		{"heartbeat", func(t *dynamoLeases) error { _, err := t.heartbeat(ctx, "w1", "tok", true, 5); return err },
+		{"heartbeat", func(t *dynamoLeases) error { _, err := t.heartbeat(ctx, "w1", "tok", true, 5, nil); return err },
 			"leaseCounter = :c AND workerToken = :tok | SET leaseCounter = :n, workerStopping = :stopping, entityType = :entityType"},
+		{"heartbeat of a worker of several streams", func(t *dynamoLeases) error {
+			_, err := t.heartbeat(ctx, "w1", "tok", false, 5, []string{"1:a:2", "1:b:3"})
+			return err
+		},
+			"leaseCounter = :c AND workerToken = :tok | SET leaseCounter = :n, workerStopping = :stopping, entityType = :entityType, kclStreams = :streams"},
 		{"remove a heartbeat", func(t *dynamoLeases) error { return t.removeWorker(ctx, "w1", 5) }, "leaseCounter = :c | delete"},
 		{"bump the group's epoch", func(t *dynamoLeases) error { return t.bump(ctx) }, " | SET entityType = :entityType ADD kclEpoch :one"},
 		{"tick the group's scans", func(t *dynamoLeases) error { return t.tick(ctx) }, " | SET entityType = :entityType ADD kclScans :one"},

@@ -117,7 +117,7 @@ func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next
 	})
 }
 
-func (t *memLeases) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
+func (t *memLeases) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64, streams []string) (int64, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w, ok := t.workers[worker]
@@ -128,7 +128,7 @@ func (t *memLeases) heartbeat(ctx context.Context, worker, token string, stoppin
 		t.base = max(time.Now().UnixMicro(), t.base+1)
 		w.counter = t.base
 	}
-	t.workers[worker] = workerBeat{counter: w.counter + 1, stopping: stopping, token: token}
+	t.workers[worker] = workerBeat{counter: w.counter + 1, stopping: stopping, token: token, streams: slices.Clone(streams)}
 	return w.counter + 1, nil
 }
 

@@ -16,15 +16,15 @@ import (
 func TestMutantMemTableHeartbeatRefusesAnotherProcess(t *testing.T) {
 	ctx := context.Background()
 	tbl := newMemLeases()
-	a, err := tbl.heartbeat(ctx, "twin", "token-a", false, -1)
+	a, err := tbl.heartbeat(ctx, "twin", "token-a", false, -1, nil)
 	require.NoError(t, err)
-	a, err = tbl.heartbeat(ctx, "twin", "token-a", false, a)
+	a, err = tbl.heartbeat(ctx, "twin", "token-a", false, a, nil)
 	require.NoError(t, err, "the same process beats on")
-	b, err := tbl.heartbeat(ctx, "twin", "token-b", false, -1)
+	b, err := tbl.heartbeat(ctx, "twin", "token-b", false, -1, nil)
 	require.NoError(t, err, "a new process takes the item over")
-	_, err = tbl.heartbeat(ctx, "twin", "token-a", false, a)
+	_, err = tbl.heartbeat(ctx, "twin", "token-a", false, a, nil)
 	require.ErrorIs(t, err, errDuplicateWorker)
-	_, err = tbl.heartbeat(ctx, "twin", "token-b", false, b)
+	_, err = tbl.heartbeat(ctx, "twin", "token-b", false, b, nil)
 	require.NoError(t, err)
 }
 

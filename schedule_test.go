@@ -146,9 +146,9 @@ func (t *hookTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next
 	return out, err
 }
 
-func (t *hookTable) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (n int64, err error) {
+func (t *hookTable) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64, streams []string) (n int64, err error) {
 	err = t.do("heartbeat", worker, func() error {
-		n, err = t.inner.heartbeat(ctx, worker, token, stopping, last)
+		n, err = t.inner.heartbeat(ctx, worker, token, stopping, last, streams)
 		return err
 	})
 	return n, err

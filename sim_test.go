@@ -1499,12 +1499,12 @@ func (t *simTable) unclaim(ctx context.Context, l lease) error {
 	return errors.Join(err, lostErr(lost && err == nil))
 }
 
-func (t *simTable) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64) (int64, error) {
+func (t *simTable) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64, streams []string) (int64, error) {
 	lost, err := t.gate(ctx, false)
 	if err != nil {
 		return 0, err
 	}
-	n, err := t.inner.heartbeat(ctx, worker, token, stopping, last)
+	n, err := t.inner.heartbeat(ctx, worker, token, stopping, last, streams)
 	if lost && err == nil {
 		return 0, simThrottled()
 	}

@@ -291,6 +291,11 @@ func (c *Consumer) ownedNotHeld() []lease {
 // shards that have none. Transient errors are retried until ctx ends;
 // configuration errors are not (starting).
 func (c *Consumer) start(ctx context.Context) error {
+	// The streams first: a missing stream (a typo) leaves no table behind,
+	// and the first heartbeat says which streams this worker reads.
+	if err := c.describeStreams(ctx); err != nil {
+		return err
+	}
 	notLeaseTable := func(err error) bool { return errors.Is(err, errNotLeaseTable) }
 	if err := retryErr(ctx, starting, &c.counters.retryCounters, c.log, "lease table setup", notLeaseTable, func() error {
 		if err := c.table.ensure(ctx); err != nil {
@@ -299,9 +304,6 @@ func (c *Consumer) start(ctx context.Context) error {
 		return c.beat.beat(ctx, starting)
 	}); err != nil {
 		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
-	}
-	if err := c.describeStreams(ctx); err != nil {
-		return err
 	}
 	err := retryErr(ctx, starting, &c.counters.retryCounters, c.log, "shard sync", nil, func() error {
 		return c.syncShards(ctx, starting, nil)

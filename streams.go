@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -141,6 +142,20 @@ func (c *Consumer) describeStreams(ctx context.Context) error {
 	}
 	c.streamByID = byID
 	return nil
+}
+
+// streamIDs returns the identifiers of the streams read, sorted, in a
+// multi-stream table; nil with one stream (every worker reads it).
+func (c *Consumer) streamIDs() []string {
+	if !c.opts.multiStream() {
+		return nil
+	}
+	ids := make([]string, 0, len(c.streams))
+	for _, s := range c.streams {
+		ids = append(ids, s.id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // streamOf returns the stream a lease key belongs to, if this consumer reads

@@ -12,6 +12,10 @@ type Beat struct {
 	Worker   string // the WorkerID
 	Counter  int64  // bumped by every beat
 	Stopping bool   // the worker is shutting down: it releases its leases and takes none
+	// Streams are the identifiers of the streams the worker reads, in a
+	// multi-stream table; nil when the item does not say (a single-stream
+	// table, or a kcl worker from before it was written): every stream.
+	Streams []string
 }
 
 // ParseBeat reads a heartbeat item. A workerStopping that is not a boolean
@@ -26,5 +30,13 @@ func ParseBeat(item map[string]types.AttributeValue) (Beat, error) {
 		return Beat{}, &Error{Item: "heartbeat", Key: key.Value, Attr: AttrCounter, Why: err.Error()}
 	}
 	stopping, _ := item[AttrStopping].(*types.AttributeValueMemberBOOL)
-	return Beat{Worker: strings.TrimPrefix(key.Value, WorkerKeyPrefix), Counter: counter, Stopping: stopping != nil && stopping.Value}, nil
+	b := Beat{Worker: strings.TrimPrefix(key.Value, WorkerKeyPrefix), Counter: counter, Stopping: stopping != nil && stopping.Value}
+	if v, present := item[AttrStreams]; present {
+		ss, ok := v.(*types.AttributeValueMemberSS)
+		if !ok {
+			return Beat{}, &Error{Item: "heartbeat", Key: key.Value, Attr: AttrStreams, Why: "not a string set"}
+		}
+		b.Streams = ss.Value
+	}
+	return b, nil
 }

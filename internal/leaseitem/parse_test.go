@@ -38,7 +38,7 @@ func TestHandEditedItems(t *testing.T) {
 		attrs []string // those kcl reads, but for leaseKey and entityType, which classify it
 	}{
 		{lease, []string{AttrOwner, AttrCounter, AttrCheckpoint, AttrCheckpointSub, AttrOwnerSwitches, AttrParents, AttrHandoff, AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrOwnerBeat}},
-		{item{AttrLeaseKey: s(WorkerKey("w1")), AttrCounter: n(41), AttrStopping: &types.AttributeValueMemberBOOL{}}, []string{AttrCounter, AttrStopping}},
+		{item{AttrLeaseKey: s(WorkerKey("w1")), AttrCounter: n(41), AttrStopping: &types.AttributeValueMemberBOOL{}, AttrStreams: ss("1:a:2")}, []string{AttrCounter, AttrStopping, AttrStreams}},
 		{item{AttrLeaseKey: s(GroupKey), AttrEpoch: n(3), AttrScans: n(9), AttrDigest: s("d"), AttrExpired: &types.AttributeValueMemberM{Value: item{"k": n(1)}}},
 			[]string{AttrEpoch, AttrScans, AttrDigest, AttrExpired}},
 	}
@@ -73,7 +73,7 @@ func FuzzRead(f *testing.F) {
 	f.Add("kcl-worker:w1", uint8(1), uint8(1), "-3")
 	f.Add("kcl-group", uint8(12), uint8(4), "x")
 	attrs := []string{AttrOwner, AttrCounter, AttrCheckpoint, AttrCheckpointSub, AttrOwnerSwitches, AttrParents, AttrHandoff,
-		AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrOwnerBeat, AttrEntityType, AttrStopping, AttrEpoch, AttrScans, AttrDigest, AttrExpired, AttrLeaseKey}
+		AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrOwnerBeat, AttrEntityType, AttrStopping, AttrStreams, AttrEpoch, AttrScans, AttrDigest, AttrExpired, AttrLeaseKey}
 	f.Fuzz(func(t *testing.T, key string, attr, typ uint8, val string) {
 		it := leaseItem(key, "w1", 7, seq)
 		it[AttrParents] = ss("shardId-000000000000", "1:s:2:shardId-000000000001")

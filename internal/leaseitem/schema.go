@@ -47,6 +47,7 @@ const (
 	// kcl's own, on a heartbeat item.
 	AttrStopping = "workerStopping" // the worker is shutting down
 	AttrToken    = "workerToken"    // the process that writes the item
+	AttrStreams  = "kclStreams"     // the streams the worker reads (their identifiers), in a multi-stream table
 
 	// kcl's own, on the group item: what tells the workers when to read
 	// the whole table.
