@@ -597,7 +597,7 @@ func TestExpiredShardListingTokenStartsOver(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	shards, err := c.listShards(ctx, running, c.streams[0])
+	shards, err := c.listShards(ctx, running, c.streamList()[0])
 	require.NoError(t, err, "a retry of the expired token never succeeds")
 	assert.Len(t, shards, 3)
 	assert.Positive(t, k.refused.Load())

@@ -109,7 +109,7 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 		})
 		if err != nil {
 			cancel()
-			return r.readError(ctx, err)
+			return r.failed(ctx, err)
 		}
 		ended, children, err := r.readSubscription(ctx, out.GetStream(), &skip, &continuation)
 		cancel()

@@ -197,7 +197,7 @@ func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
 	c.out = make(chan Record, 10)
 	keepDelivering(c)
 	c.fanOutStall = 200 * time.Millisecond
-	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], "shardId-000000000000")
+	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streamList()[0], "shardId-000000000000")
 	reader := newShardReader(c.readerEnv(), h)
 	event := func(cont *string, children []types.ChildShard, data ...string) types.SubscribeToShardEventStream {
 		var recs []types.Record

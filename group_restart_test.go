@@ -30,8 +30,8 @@ func handDrivenWorker(t *testing.T, tbl leaseTable, id string, ld time.Duration)
 	c.table = tbl
 	readCtx, stopReading := context.WithCancel(context.Background())
 	c.readCtx, c.readers = readCtx, new(errgroup.Group)
-	t.Cleanup(func() { stopReading(); _ = c.readers.Wait() }) // the readers of leases it took
-	c.streamByID = map[string]*kstream{"": c.streams[0]}      // as start's describeStreams leaves one stream
+	t.Cleanup(func() { stopReading(); _ = c.readers.Wait() })                                           // the readers of leases it took
+	c.streams.Store(&streamSet{list: c.streamList(), byID: map[string]*kstream{"": c.streamList()[0]}}) // as start's describeStreams leaves one stream
 	return c
 }
 

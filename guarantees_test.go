@@ -533,7 +533,7 @@ func TestFanOutStallTimerStopsWhileDelivering(t *testing.T) {
 		c.out = make(chan Record)
 		keepDelivering(c)
 		c.fanOutStall = 200 * time.Millisecond
-		h := newHeldLease(lease{shardID: shard0, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], shard0)
+		h := newHeldLease(lease{shardID: shard0, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streamList()[0], shard0)
 		reader := newShardReader(c.readerEnv(), h)
 		event := func(cont string, first int) types.SubscribeToShardEventStream {
 			var recs []types.Record

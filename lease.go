@@ -53,6 +53,11 @@ type lease struct {
 	//     whatever older copy of its heartbeat a read returned (assess).
 	writer    string
 	ownerBeat int64
+	// streamCreated is when the lease's stream was created (Unix ms), in a
+	// single-stream table, where the leases of a stream deleted and
+	// created again under its name share their keys with the new one's
+	// (incarnation.go). Set when kcl creates the lease; 0: not known.
+	streamCreated int64
 }
 
 // writer is who writes a lease: this worker's ID, its process's token, and
@@ -119,6 +124,13 @@ type leaseTable interface {
 	// take makes w.id the owner, clearing any hand-off claim, and marks the
 	// lease written by w (lease.writer, lease.ownerBeat).
 	take(ctx context.Context, l lease, w writer) (lease, error)
+	// replace writes fresh in place of l, if l's counter is still the one
+	// read (errLeaseLost if not): a lease of a stream created again under
+	// its name replaces the old one's (incarnation.go).
+	replace(ctx context.Context, l, fresh lease) error
+	// remove deletes l if its counter is still the one read (errLeaseLost
+	// if not).
+	remove(ctx context.Context, l lease) error
 	// claim asks l's owner to hand l over to taker (no counter change).
 	claim(ctx context.Context, l lease, taker string) error
 	// unclaim clears a claim whose claimant is gone.

@@ -41,6 +41,7 @@ type leaseKeeper struct {
 	busy       bool                   // this worker reads the whole table every pass until it has no business
 	claimed    map[string]bool        // shards this process asked a hand-off of and does not read yet
 	confirmed  map[string]int64       // suspects a consistent read confirmed expired, with their counters
+	renewed    time.Time              // when a read of the table last showed a newer stream than this worker reads
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -145,6 +146,10 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 	in, closing, err := k.readTable(ctx, consistent)
 	if err != nil || closing {
 		return err
+	}
+	if time.Since(k.renewed) > k.c.opts.LeaseDuration && newerIncarnation(k.c.streamList(), in.snap.leases) {
+		k.renewed = time.Now()
+		notify(k.syncNow) // another worker saw a stream created again first: describe it, then sync
 	}
 	d, err := k.decideConfirming(ctx, in)
 	if err != nil {

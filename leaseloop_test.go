@@ -52,7 +52,7 @@ func TestTakeSkipsALeaseReadAlready(t *testing.T) {
 	require.NoError(t, err)
 	free, _, err := tbl.read(ctx, "shardId-0")
 	require.NoError(t, err)
-	c.held.held["shardId-0"] = newHeldLease(free, c.streams[0], "shardId-0")
+	c.held.held["shardId-0"] = newHeldLease(free, c.streamList()[0], "shardId-0")
 
 	require.NoError(t, c.keeper.take(ctx, free))
 	stored, _, err := tbl.read(ctx, "shardId-0")

@@ -252,6 +252,35 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 	return err == nil, err
 }
 
+// replace writes fresh, a new lease (leaseitem.NewItem), in place of l, if
+// l's counter is still the one read.
+func (t *dynamoLeases) replace(ctx context.Context, l, fresh lease) error {
+	_, err := t.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                 &t.table,
+		Item:                      leaseitem.NewItem(itemOf(fresh), t.entities.Load()),
+		ConditionExpression:       aws.String(eq(attrCounter, ":c")),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":c": leaseitem.Number(l.counter)},
+	})
+	if isConditionFailed(err) {
+		return errLeaseLost
+	}
+	return err
+}
+
+// remove deletes l if its counter is still the one read.
+func (t *dynamoLeases) remove(ctx context.Context, l lease) error {
+	_, err := t.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 &t.table,
+		Key:                       leaseitem.ItemKey(l.shardID),
+		ConditionExpression:       aws.String(eq(attrCounter, ":c")),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":c": leaseitem.Number(l.counter)},
+	})
+	if isConditionFailed(err) {
+		return errLeaseLost
+	}
+	return err
+}
+
 // take makes w.id the owner of l, provided nobody wrote l since it was
 // read, marks it written by w, and clears any hand-off claim, kcl's or the
 // Java KCL's (checkpointOwner: its take removes it too,
@@ -480,7 +509,7 @@ func leaseOf(l leaseitem.Lease) lease {
 		shardID: l.Key, owner: l.Owner, counter: l.Counter,
 		checkpoint: checkpoint{seq: l.Checkpoint, sub: l.CheckpointSub}, ownerSwitches: l.OwnerSwitches,
 		parents: l.Parents, handoffTo: l.HandoffTo, checkpointOwner: l.CheckpointOwner,
-		writer: l.Writer, ownerBeat: l.OwnerBeat,
+		writer: l.Writer, ownerBeat: l.OwnerBeat, streamCreated: l.StreamCreated,
 	}
 	if l.StartAt > 0 {
 		out.startAt = time.UnixMilli(l.StartAt)
@@ -494,7 +523,7 @@ func itemOf(l lease) leaseitem.Lease {
 		Key: l.shardID, Owner: l.owner, Counter: l.counter,
 		Checkpoint: l.checkpoint.seq, CheckpointSub: l.checkpoint.sub, OwnerSwitches: l.ownerSwitches,
 		Parents: l.parents, HandoffTo: l.handoffTo, CheckpointOwner: l.checkpointOwner,
-		Writer: l.writer, OwnerBeat: l.ownerBeat,
+		Writer: l.writer, OwnerBeat: l.ownerBeat, StreamCreated: l.streamCreated,
 	}
 	if !l.startAt.IsZero() {
 		out.StartAt = l.startAt.UnixMilli()

@@ -55,6 +55,27 @@ func (t *memLeases) create(ctx context.Context, l lease) (bool, error) {
 	return true, nil
 }
 
+func (t *memLeases) replace(ctx context.Context, l, fresh lease) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if stored, ok := t.leases[l.shardID]; !ok || stored.counter != l.counter {
+		return errLeaseLost
+	}
+	fresh.owner, fresh.ownerSwitches, fresh.handoffTo, fresh.checkpointOwner, fresh.parents = "", 0, "", "", slices.Clone(fresh.parents)
+	t.leases[l.shardID] = fresh
+	return nil
+}
+
+func (t *memLeases) remove(ctx context.Context, l lease) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if stored, ok := t.leases[l.shardID]; !ok || stored.counter != l.counter {
+		return errLeaseLost
+	}
+	delete(t.leases, l.shardID)
+	return nil
+}
+
 // write applies change to the stored lease if it still has cur's owner and
 // (unless counted is false) counter.
 func (t *memLeases) write(cur lease, counted bool, change func(*lease) bool) (lease, error) {

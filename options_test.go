@@ -122,9 +122,9 @@ func TestStreamsAreAcceptedByNameAndARN(t *testing.T) {
 	given := []string{"orders", "arn:aws:kinesis:us-east-1:123456789012:stream/payments"}
 	c, err := New(Options{Streams: given, AWSConfig: &aws.Config{}})
 	require.NoError(t, err)
-	require.Len(t, c.streams, 2)
-	assert.Equal(t, "orders", c.streams[0].name, "a name is used as a name")
-	assert.Equal(t, given[1], c.streams[1].arn, "an ARN as an ARN")
+	require.Len(t, c.streamList(), 2)
+	assert.Equal(t, "orders", c.streamList()[0].name, "a name is used as a name")
+	assert.Equal(t, given[1], c.streamList()[1].arn, "an ARN as an ARN")
 	given[0] = "changed"
 	assert.Equal(t, "orders", c.opts.Streams[0], "New keeps a copy of Streams")
 }

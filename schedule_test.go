@@ -119,6 +119,14 @@ func (t *hookTable) take(ctx context.Context, l lease, w writer) (out lease, err
 	return out, err
 }
 
+func (t *hookTable) replace(ctx context.Context, l, fresh lease) error {
+	return t.do("replace", l.shardID, func() error { return t.inner.replace(ctx, l, fresh) })
+}
+
+func (t *hookTable) remove(ctx context.Context, l lease) error {
+	return t.do("remove", l.shardID, func() error { return t.inner.remove(ctx, l) })
+}
+
 func (t *hookTable) claim(ctx context.Context, l lease, taker string) error {
 	return t.do("claim", l.shardID, func() error { return t.inner.claim(ctx, l, taker) })
 }

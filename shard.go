@@ -53,6 +53,9 @@ type readerEnv struct {
 	// acked: it creates the children's leases, writes SHARD_END and
 	// releases the lease, then asks the lease loop for a pass.
 	endShard func(ctx context.Context, h *heldLease, children []shardInfo) error
+	// waitForStream waits while s is missing and reports whether it was
+	// created again under its name (Consumer.waitForStream).
+	waitForStream func(ctx context.Context, s *kstream) (bool, error)
 	// handOff checkpoints the acked prefix of h and makes worker to the
 	// owner, in one write (Consumer.writeCheckpoint).
 	handOff func(ctx context.Context, h *heldLease, to string) (checkpoint, int, error)
@@ -84,11 +87,8 @@ func (r *shardReader) read(ctx context.Context) error {
 	}
 	start, _ := h.window.state() // the checkpoint at take: nothing is delivered yet
 	iterator, err := r.shardIterator(ctx, start, "")
-	if isResourceNotFound(err) {
-		return r.shardGone(ctx, err)
-	}
 	if err != nil {
-		return r.readError(ctx, err)
+		return r.failed(ctx, err)
 	}
 	// Resuming from a sequence number opens AT it, so that records of an
 	// aggregate after the checkpoint's sub-sequence number are not skipped;
@@ -115,19 +115,13 @@ func (r *shardReader) read(ctx context.Context) error {
 			} else {
 				iterator, err = r.shardIterator(ctx, checkpoint{}, last)
 			}
-			if isResourceNotFound(err) {
-				return r.shardGone(ctx, err)
-			}
 			if err != nil {
-				return r.readError(ctx, err)
+				return r.failed(ctx, err)
 			}
 			continue
 		}
-		if isResourceNotFound(err) {
-			return r.shardGone(ctx, err)
-		}
 		if err != nil {
-			return r.readError(ctx, err)
+			return r.failed(ctx, err)
 		}
 		h.counters.millisBehind.Store(aws.ToInt64(out.MillisBehindLatest))
 		if !r.deliver(ctx, newPageRecords(r, out.Records, &skip)) {
@@ -311,12 +305,39 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 	return nil
 }
 
-// shardGone handles a ResourceNotFound answer for the shard. When the
-// stream is there but no longer lists the shard, the shard left it
-// (retention): it is finished, and is ended like a closed shard so that its
-// children go on. A listing that still shows the shard is asked again a few
-// times (the shard may be leaving right now) before the error stands; a
-// missing stream is fatal.
+// failed handles an error that a read of the shard (GetShardIterator,
+// GetRecords, SubscribeToShard) gave up on: the reader's result.
+//
+//   - ResourceNotFound, or a sequence number refused (InvalidArgument): the
+//     stream may have been deleted, and perhaps created again under its
+//     name. The reader waits while it is missing (readerEnv.waitForStream);
+//     if it was created again, the old stream's lease is dropped and the
+//     reader ends.
+//   - Then ResourceNotFound with the stream as it was is the shard leaving
+//     it (shardGone).
+//   - Anything else stops the consumer (readError).
+func (r *shardReader) failed(ctx context.Context, err error) error {
+	if !isResourceNotFound(err) && !isInvalidArgument(err) {
+		return r.readError(ctx, err)
+	}
+	recreated, werr := r.env.waitForStream(ctx, r.h.stream) // on this goroutine; a switch drops this reader's lease
+	switch {
+	case recreated:
+		return nil
+	case werr != nil:
+		return r.readError(ctx, werr)
+	case isResourceNotFound(err):
+		return r.shardGone(ctx, err)
+	}
+	return r.readError(ctx, err)
+}
+
+// shardGone handles a ResourceNotFound answer for the shard, whose stream
+// is there as it was. When the stream no longer lists the shard, the shard
+// left it (retention): it is finished, and is ended like a closed shard so
+// that its children go on. A listing that still shows the shard is asked
+// again a few times (the shard may be leaving right now) before the error
+// stands.
 func (r *shardReader) shardGone(ctx context.Context, cause error) error {
 	h := r.h
 	for attempt := 0; ; attempt++ {
@@ -370,6 +391,11 @@ func (r *shardReader) finishHandoff(ctx context.Context) {
 func isExpiredIterator(err error) bool {
 	var expired *types.ExpiredIteratorException
 	return errors.As(err, &expired)
+}
+
+func isInvalidArgument(err error) bool {
+	var invalid *types.InvalidArgumentException
+	return errors.As(err, &invalid)
 }
 
 func isResourceNotFound(err error) bool {

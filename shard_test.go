@@ -28,7 +28,7 @@ func pausedConsumer(t *testing.T, buffer, n int) (*Consumer, *shardReader, *page
 		recs[i] = types.Record{Data: []byte(fmt.Sprint(i)), PartitionKey: aws.String("k"),
 			SequenceNumber: aws.String(fmt.Sprintf("%056d", i+1)), ApproximateArrivalTimestamp: &now}
 	}
-	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], "shardId-000000000000")
+	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streamList()[0], "shardId-000000000000")
 	var skip checkpoint
 	r := newShardReader(c.readerEnv(), h)
 	return c, r, newPageRecords(r, recs, &skip)
@@ -108,7 +108,7 @@ func BenchmarkDeliver(b *testing.B) {
 	var wg sync.WaitGroup
 	for sh := range shards {
 		id := fmt.Sprintf("shardId-%012d", sh)
-		h := newHeldLease(lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streams[0], id)
+		h := newHeldLease(lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streamList()[0], id)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -21,6 +20,9 @@ type shardInfo struct {
 	// first and last are its hash-key range; nil when not known (a child
 	// learnt from a shard end).
 	first, last *big.Int
+	// startSeq and endSeq are its sequence number range ("" when not
+	// known; endSeq while it is open).
+	startSeq, endSeq string
 }
 
 // listShards returns every shard of stream s, parents before children. A
@@ -66,7 +68,10 @@ func infoOf(s types.Shard) shardInfo {
 			info.parents = append(info.parents, *p)
 		}
 	}
-	info.closed = s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil
+	if r := s.SequenceNumberRange; r != nil {
+		info.startSeq, info.endSeq = aws.ToString(r.StartingSequenceNumber), aws.ToString(r.EndingSequenceNumber)
+		info.closed = r.EndingSequenceNumber != nil
+	}
 	if r := s.HashKeyRange; r != nil {
 		first, ok1 := new(big.Int).SetString(aws.ToString(r.StartingHashKey), 10)
 		last, ok2 := new(big.Int).SetString(aws.ToString(r.EndingHashKey), 10)
@@ -168,17 +173,28 @@ func parentsFirst(shards []shardInfo) []shardInfo {
 // It runs on the caller's goroutine: run at start, the lease loop, or a
 // reader whose shard ended (endShard).
 func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extra ...shardInfo) error {
-	streams := c.streams
+	streams := c.streamList()
 	if only != nil {
 		streams = []*kstream{only}
 	}
-	listed := make([][]shardInfo, len(streams))
-	for i, s := range streams {
+	if st == running { // start described them just now
+		var err error
+		if streams, err = c.renewStreams(ctx, only); err != nil {
+			return err
+		}
+	}
+	listed := make([][]shardInfo, 0, len(streams))
+	for _, s := range slices.Clone(streams) {
 		shards, err := c.listShards(ctx, st, s)
+		if st == running && isResourceNotFound(err) {
+			s.log.Warn("kcl: stream not found; waiting for it to be created again", "error", err)
+			streams = slices.DeleteFunc(streams, func(x *kstream) bool { return x == s })
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("stream %q: %w", s.label, err)
 		}
-		listed[i] = shards
+		listed = append(listed, shards)
 	}
 	snap, err := c.table.list(ctx, true) // consistent, and after the listings: where a shard starts rests on which leases exist
 	if err != nil {
@@ -190,7 +206,7 @@ func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extr
 	anyCreated := false
 	for i, s := range streams {
 		var more []shardInfo
-		if only != nil {
+		if only != nil && s == only {
 			more = extra
 		}
 		created, err := c.createLeases(ctx, s, listed[i], snap.leases, more)
@@ -233,6 +249,14 @@ func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []shardI
 // shards as just listed and the table's leases as read after, and reports
 // whether it created any.
 func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardInfo, leases []lease, extra []shardInfo) (bool, error) {
+	// A stream deleted and created again under its name: the old one's
+	// leases are replaced (a single-stream table) or left alone (a
+	// multi-stream one), and the new one is read from its first record
+	// (incarnation.go).
+	leases, recreated, err := c.renewLeases(ctx, s, shards, leases)
+	if err != nil {
+		return false, err
+	}
 	leased := make(map[string]bool, len(leases)) // by shard ID, of this stream
 	// A group has read this stream once a lease of it was ever taken: only
 	// then is a parent gone from the stream one it should have read. (Not
@@ -250,8 +274,10 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 			unread[shard] = l.createdEnded()
 		}
 	}
-	if len(leased) == 0 && s.id != "" {
-		c.warnOtherIncarnation(s, leases)
+	if other := otherIncarnation(s, leases); other != "" {
+		recreated = true
+		s.log.Warn("kcl: lease table holds leases of an earlier stream of this name; they are left alone and this one is read from its first record",
+			"stream_arn", s.arn, "stream_id", s.id, "other_stream_id", other)
 	}
 	shards = withChildren(shards, extra, leased)
 	byID := make(map[string]shardInfo, len(shards))
@@ -278,13 +304,17 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 			continue
 		}
 		latest := c.opts.InitialPosition == Latest
-		cp := checkpoint{seq: startSeq(sh, c.opts.InitialPosition, descends[sh.id], toRead, covered[sh.id])}
+		cp := checkpoint{seq: startSeq(sh, c.opts.InitialPosition, descends[sh.id] || recreated, toRead, covered[sh.id])}
 		key := leaseKey(s.id, sh.id)
 		parents := make([]string, len(sh.parents))
 		for i, p := range sh.parents {
 			parents[i] = leaseKey(s.id, p)
 		}
-		created, err := c.table.create(ctx, lease{shardID: key, checkpoint: cp, parents: parents})
+		l := lease{shardID: key, checkpoint: cp, parents: parents}
+		if s.id == "" && !s.created.IsZero() {
+			l.streamCreated = s.created.UnixMilli() // keys of a single-stream table outlive the stream
+		}
+		created, err := c.table.create(ctx, l)
 		if err != nil {
 			return anyCreated, fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), key, err)
 		}
@@ -332,22 +362,6 @@ func startSeq(sh shardInfo, initial Position, descends bool, toRead map[string]b
 		return checkpointShardEnd
 	}
 	return initial.String()
-}
-
-// warnOtherIncarnation warns when stream s has no lease yet but the table
-// holds leases of a stream of the same account and name with another
-// creation time: a stream deleted and created again, or a Java application
-// that gave the stream another creation epoch. Those leases are another
-// stream's and left alone; s starts at InitialPosition.
-func (c *Consumer) warnOtherIncarnation(s *kstream, leases []lease) {
-	prefix := s.id[:strings.LastIndexByte(s.id, ':')+1] // account:stream:
-	for _, l := range leases {
-		if id, _ := splitLeaseKey(l.shardID); id != s.id && strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":") {
-			s.log.Warn("kcl: lease table holds leases of a stream of this name with another creation time; they are left alone and the stream starts at InitialPosition",
-				"stream_arn", s.arn, "stream_id", s.id, "other_stream_id", id)
-			return
-		}
-	}
 }
 
 // withChildren adds to shards (parents first) the children in extra that

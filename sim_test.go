@@ -1481,6 +1481,20 @@ func (t *simTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next 
 	return t.logged(ctx, "checkpoint", l.shardID, func() (lease, error) { return t.inner.checkpoint(ctx, l, cp, next, w) })
 }
 
+func (t *simTable) replace(ctx context.Context, l, fresh lease) error {
+	_, err := t.logged(ctx, "replace", l.shardID, func() (lease, error) { return fresh, t.inner.replace(ctx, l, fresh) })
+	return err
+}
+
+func (t *simTable) remove(ctx context.Context, l lease) error {
+	lost, err := t.gate(ctx, false)
+	if err != nil {
+		return err
+	}
+	err = t.inner.remove(ctx, l)
+	return errors.Join(err, lostErr(lost && err == nil))
+}
+
 func (t *simTable) claim(ctx context.Context, l lease, taker string) error {
 	lost, err := t.gate(ctx, false)
 	if err != nil {

@@ -32,11 +32,11 @@ type Consumer struct {
 
 	counters consumerCounters
 
-	// The streams read, as Options give them (immutable), and by identifier
-	// ("" for a single stream; see streams.go), set by start before any
-	// lease is taken and immutable afterwards.
-	streams    []*kstream
-	streamByID map[string]*kstream
+	// The streams read (streams.go): as Options give them until start
+	// describes them, before any lease is taken; a stream created again
+	// under its name replaces the old one (incarnation.go). Any goroutine
+	// may read it.
+	streams atomic.Pointer[streamSet]
 
 	// Enhanced fan-out: timings tests shorten.
 	fanOutStall      time.Duration
@@ -73,12 +73,13 @@ func New(opts Options) (*Consumer, error) {
 		log:     log,
 		kinesis: opts.Kinesis,
 		held:    newHeldSet(log),
-		streams: newStreams(opts, log),
-		pause:   newPauseGate(opts.LeaseDuration, log),
+
+		pause: newPauseGate(opts.LeaseDuration, log),
 
 		fanOutStall:      defaultFanOutStall,
 		resubscribeAfter: defaultResubscribe,
 	}
+	c.streams.Store(&streamSet{list: newStreams(opts, log)})
 	c.beat = newHeartbeat(c, strconv.FormatUint(rand.Uint64(), 36))
 	c.keeper = newLeaseKeeper(c)
 	needAWS := opts.Kinesis == nil || (opts.AppName != "" && opts.DynamoDB == nil)
@@ -308,7 +309,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	err := retryErr(ctx, starting, &c.counters.retryCounters, c.log, "shard sync", nil, func() error {
 		return c.syncShards(ctx, starting, nil)
 	})
-	for _, s := range c.streams {
+	for _, s := range c.streamList() {
 		if err == nil && c.opts.EnhancedFanOut {
 			err = c.registerConsumer(ctx, s)
 		}
@@ -327,8 +328,9 @@ func (c *Consumer) readerEnv() *readerEnv {
 			initialPosition: c.opts.InitialPosition,
 			fanOutStall:     c.fanOutStall, resubscribeAfter: c.resubscribeAfter,
 		},
-		listShards: func(ctx context.Context, s *kstream) ([]shardInfo, error) { return c.listShards(ctx, running, s) },
-		endShard:   c.endShard,
+		listShards:    func(ctx context.Context, s *kstream) ([]shardInfo, error) { return c.listShards(ctx, running, s) },
+		endShard:      c.endShard,
+		waitForStream: c.waitForStream,
 		handOff: func(ctx context.Context, h *heldLease, to string) (checkpoint, int, error) {
 			return c.writeCheckpoint(ctx, h, to, false)
 		},

@@ -8,9 +8,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/kclgo/kcl/internal/leaseitem"
 )
@@ -27,7 +30,8 @@ import (
 
 // kstream is one stream the consumer reads. New fills in what Options say;
 // start fills in the rest (describeStreams) before any lease is taken, and
-// nothing changes it afterwards but shards.
+// nothing changes it afterwards but shards and retired: a stream created
+// again under its name is another kstream (incarnation.go).
 type kstream struct {
 	label string // as Options name it: a name or an ARN; for logs and errors
 	name  string // the name given, if given by name: requests then name it so
@@ -36,6 +40,11 @@ type kstream struct {
 	// table, account:stream:creationEpoch (StreamIdentifier.serialize), from
 	// DescribeStreamSummary; "" for the stream of a single-stream consumer.
 	id string
+	// created is when the stream was created (DescribeStreamSummary).
+	created time.Time
+	// retired says the stream was deleted, and perhaps created again under
+	// its name as another kstream: its readers stop.
+	retired atomic.Bool
 	// consumerARN is the stream consumer registered for enhanced fan-out.
 	consumerARN string
 	// log is the consumer's logger, naming this stream (the consumer's own
@@ -45,6 +54,17 @@ type kstream struct {
 	shardsMu sync.Mutex
 	shards   map[string]shardInfo // synchronized on shardsMu: by shard ID, as last listed (setShards)
 }
+
+// streamSet is the streams a consumer reads, in Options order, and by
+// identifier ("" for the stream of a single-stream consumer; nil until
+// start described them). It is immutable: a change makes a new set.
+type streamSet struct {
+	list []*kstream
+	byID map[string]*kstream
+}
+
+// streamList returns the streams read. Any goroutine may call it.
+func (c *Consumer) streamList() []*kstream { return c.streams.Load().list }
 
 // newStreams returns the streams of opts, as given, logging with log.
 func newStreams(opts Options, log *slog.Logger) []*kstream {
@@ -109,38 +129,55 @@ func multiStreamKey(key string) bool { return leaseitem.MultiStream(key) }
 // does not exist is an error naming it; so is a stream listed twice (by name
 // and by ARN). It runs at start (run's goroutine).
 func (c *Consumer) describeStreams(ctx context.Context) error {
-	byID := make(map[string]*kstream, len(c.streams))
-	byARN := make(map[string]*kstream, len(c.streams))
-	for _, s := range c.streams {
-		in := &kinesis.DescribeStreamSummaryInput{}
-		s.setStream(&in.StreamName, &in.StreamARN)
-		out, err := retry(ctx, starting, &c.counters.retryCounters, s.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
-			return c.kinesis.DescribeStreamSummary(ctx, in)
-		})
+	list := c.streamList()
+	byID := make(map[string]*kstream, len(list))
+	byARN := make(map[string]*kstream, len(list))
+	for _, s := range list {
+		sum, err := c.describe(ctx, starting, s)
 		if err != nil {
-			return fmt.Errorf("stream %q: %w", s.label, err)
+			return err
 		}
-		sum := out.StreamDescriptionSummary
-		if sum == nil || aws.ToString(sum.StreamARN) == "" {
-			return fmt.Errorf("stream %q: DescribeStreamSummary gave no stream ARN", s.label)
+		if err := c.described(s, sum); err != nil {
+			return err
 		}
-		s.arn = aws.ToString(sum.StreamARN)
 		if other, ok := byARN[s.arn]; ok {
 			return fmt.Errorf("Options.Streams: %q and %q are the same stream, %s: list each stream once", other.label, s.label, s.arn)
 		}
 		byARN[s.arn] = s
-		if c.opts.multiStream() {
-			var ok bool
-			if created := sum.StreamCreationTimestamp; created != nil {
-				s.id, ok = leaseitem.StreamID(s.arn, *created)
-			}
-			if !ok {
-				return fmt.Errorf("stream %q: DescribeStreamSummary gave no account (ARN %q) or no creation time, which the multi-stream lease keys need", s.label, s.arn)
-			}
-		}
 		byID[s.id] = s
 	}
-	c.streamByID = byID
+	c.streams.Store(&streamSet{list: list, byID: byID})
+	return nil
+}
+
+// describe asks DescribeStreamSummary about s, retrying transient errors.
+// An error names the stream.
+func (c *Consumer) describe(ctx context.Context, st stage, s *kstream) (*types.StreamDescriptionSummary, error) {
+	in := &kinesis.DescribeStreamSummaryInput{}
+	s.setStream(&in.StreamName, &in.StreamARN)
+	out, err := retry(ctx, st, &c.counters.retryCounters, s.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
+		return c.kinesis.DescribeStreamSummary(ctx, in)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream %q: %w", s.label, err)
+	}
+	if out.StreamDescriptionSummary == nil || aws.ToString(out.StreamDescriptionSummary.StreamARN) == "" {
+		return nil, fmt.Errorf("stream %q: DescribeStreamSummary gave no stream ARN", s.label)
+	}
+	return out.StreamDescriptionSummary, nil
+}
+
+// described fills in what DescribeStreamSummary said of s: its ARN,
+// creation time and, in a multi-stream table, its identifier (the account
+// from the ARN, the creation time in seconds).
+func (c *Consumer) described(s *kstream, sum *types.StreamDescriptionSummary) error {
+	s.arn, s.created = aws.ToString(sum.StreamARN), createdAt(sum)
+	if c.opts.multiStream() {
+		var ok bool
+		if s.id, ok = leaseitem.StreamID(s.arn, s.created); !ok || s.created.IsZero() {
+			return fmt.Errorf("stream %q: DescribeStreamSummary gave no account (ARN %q) or no creation time, which the multi-stream lease keys need", s.label, s.arn)
+		}
+	}
 	return nil
 }
 
@@ -150,8 +187,9 @@ func (c *Consumer) streamIDs() []string {
 	if !c.opts.multiStream() {
 		return nil
 	}
-	ids := make([]string, 0, len(c.streams))
-	for _, s := range c.streams {
+	list := c.streamList()
+	ids := make([]string, 0, len(list))
+	for _, s := range list {
 		ids = append(ids, s.id)
 	}
 	slices.Sort(ids)
@@ -162,7 +200,7 @@ func (c *Consumer) streamIDs() []string {
 // it, and the shard ID.
 func (c *Consumer) streamOf(key string) (*kstream, string, bool) {
 	id, shard := splitLeaseKey(key)
-	s, ok := c.streamByID[id]
+	s, ok := c.streams.Load().byID[id]
 	return s, shard, ok
 }
 
@@ -184,10 +222,11 @@ func (c *Consumer) streamARNOf(key string) string {
 	}
 	id, _ := splitLeaseKey(key)
 	parts := strings.Split(id, ":")
-	if len(parts) != 3 || len(c.streams) == 0 {
+	list := c.streamList()
+	if len(parts) != 3 || len(list) == 0 {
 		return ""
 	}
-	own := strings.SplitN(c.streams[0].arn, ":", 6)
+	own := strings.SplitN(list[0].arn, ":", 6)
 	if len(own) != 6 {
 		return ""
 	}

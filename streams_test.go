@@ -624,8 +624,9 @@ func TestStreamARNIsSetInEveryMode(t *testing.T) {
 // A stream of Streams with no lease yet, in a table holding the leases of a
 // stream of the same account and name but another creation time (deleted
 // and created again, or given another epoch by a Java application): those
-// leases are another stream's, left alone, and kcl says so; the stream
-// starts at InitialPosition.
+// leases are another stream's, left alone, and kcl says so; the stream is
+// read from its first record whatever InitialPosition says (the group was
+// reading that name).
 func TestStreamsWarnOfAnotherIncarnationOfAStream(t *testing.T) {
 	kin := kinesisfake.New(kinesisfake.Options{})
 	arn := kin.CreateStream("orders", 1)
@@ -637,7 +638,7 @@ func TestStreamsWarnOfAnotherIncarnationOfAStream(t *testing.T) {
 	require.True(t, ok)
 	old := lease{shardID: id + ":shardId-000000000000", owner: "java-worker-1", counter: 4, checkpoint: checkpoint{seq: "49590338271490256608559692538361571095921575989136588898"}}
 	var logs bytes.Buffer
-	c, err := New(Options{Streams: []string{"orders"}, Kinesis: kin, InitialPosition: TrimHorizon, PollInterval: 10 * time.Millisecond,
+	c, err := New(Options{Streams: []string{"orders"}, Kinesis: kin, InitialPosition: Latest, PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
 	require.NoError(t, err)
 	table := newMemLeases()
@@ -649,7 +650,7 @@ func TestStreamsWarnOfAnotherIncarnationOfAStream(t *testing.T) {
 	got := s.receive(5, 10*time.Second, ackAll)
 	require.NoError(t, s.stop(nil))
 	assert.Equal(t, []string{"order 0", "order 1", "order 2", "order 3", "order 4"}, dataOf(got))
-	assert.Contains(t, logs.String(), "lease table holds leases of a stream of this name with another creation time")
+	assert.Contains(t, logs.String(), "lease table holds leases of an earlier stream of this name; they are left alone and this one is read from its first record")
 	assert.Equal(t, old, table.leases[old.shardID], "the other stream's lease is left alone")
 }
 

@@ -97,7 +97,11 @@ func status(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	rep := buildStatus(*stream, table, shards, w, streamLeases{streamID: streamID, byShard: mine, others: others})
+	_, created, err := describeStream(ctx, kin, *stream)
+	if err != nil {
+		return err
+	}
+	rep := buildStatus(*stream, table, shards, w, streamLeases{streamID: streamID, created: created, byShard: mine, others: others})
 	if *lag {
 		problems, err := measureLag(ctx, kin, *stream, rep.Shards)
 		if err != nil {
@@ -150,6 +154,7 @@ func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, e
 // streamLeases are the leases of one stream in the table as last read.
 type streamLeases struct {
 	streamID string                     // account:stream:creationEpoch in a multi-stream table; "" otherwise
+	created  time.Time                  // when the stream was created (zero: not known)
 	byShard  map[string]leaseitem.Lease // by bare shard ID
 	others   []leaseitem.Lease          // the table's other leases, in key order
 }
@@ -211,9 +216,12 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 	}
 	slices.Sort(gone)
 	slices.Sort(rep.Problems)
-	otherStreams := map[string]int{}
+	otherStreams, earlier := map[string]int{}, map[string]int{}
+	prefix := sl.streamID[:strings.LastIndexByte(sl.streamID, ':')+1] // account:stream: of a multi-stream key
 	for _, l := range sl.others {
 		switch {
+		case prefix != "" && strings.HasPrefix(l.StreamID(), prefix) && !strings.Contains(l.StreamID()[len(prefix):], ":"):
+			earlier[l.StreamID()]++
 		case sl.streamID == "":
 			rep.Problems = append(rep.Problems, fmt.Sprintf("lease %q has a multi-stream key (account:stream:creationEpoch:shardId, Options.Streams) in a single-stream table; kcl workers refuse a table with both layouts", l.Key))
 		case l.StreamID() == "":
@@ -232,6 +240,7 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 	if sl.streamID != "" {
 		rep.Notes = append(rep.Notes, "multi-stream table (Options.Streams): stream "+stream+" is "+sl.streamID)
 	}
+	rep.Notes = append(rep.Notes, recreatedNotes(stream, sl, earlier)...)
 	if len(otherStreams) > 0 {
 		var parts []string
 		for _, id := range slices.Sorted(maps.Keys(otherStreams)) {
@@ -246,6 +255,35 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 		rep.Notes = append(rep.Notes, "Java KCL items that are not leases: "+strings.Join(w.after.java, ", "))
 	}
 	return rep
+}
+
+// recreatedNotes say what the table holds of earlier streams of this name
+// (deleted and created again): in a multi-stream table, the leases of
+// other identifiers of the stream's account and name (earlier, with their
+// counts), left alone; in a single-stream one, leases stamped with an
+// earlier creation time, which the next shard sync replaces.
+func recreatedNotes(stream string, sl streamLeases, earlier map[string]int) []string {
+	var notes []string
+	for _, id := range slices.Sorted(maps.Keys(earlier)) {
+		notes = append(notes, fmt.Sprintf("stream %s was created again (now %s, created %s): %d leases of %s, an earlier stream of this name, are left alone; the workers read the new one from its first record",
+			stream, sl.streamID, sl.created.UTC().Format(time.RFC3339), earlier[id], id))
+	}
+	if sl.streamID != "" || sl.created.IsZero() {
+		return notes
+	}
+	var old []string
+	created := sl.created.UnixMilli()
+	for _, l := range sl.byShard {
+		if l.StreamCreated != 0 && l.StreamCreated < created {
+			old = append(old, fmt.Sprintf("%s (stream created %s)", l.Key, time.UnixMilli(l.StreamCreated).UTC().Format(time.RFC3339)))
+		}
+	}
+	if len(old) > 0 {
+		slices.Sort(old)
+		notes = append(notes, fmt.Sprintf("stream %s was created again (created %s): leases of the earlier stream of this name, which a worker's next shard sync replaces by the new stream's at TRIM_HORIZON: %s",
+			stream, sl.created.UTC().Format(time.RFC3339), strings.Join(old, ", ")))
+	}
+	return notes
 }
 
 // openAt is where a worker taking l opens its shard, as kcl's

@@ -196,3 +196,27 @@ func TestStatusJavaHandoff(t *testing.T) {
 	assert.Equal(t, "", l.CheckpointOwner)
 	assert.Equal(t, int64(7+2+1), l.Counter, "two renewals, then the conditional write")
 }
+
+// A stream deleted and created again under its name: status says which
+// leases are of the earlier stream, in either table layout.
+func TestRecreatedNotes(t *testing.T) {
+	created := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	before := created.Add(-time.Hour).UnixMilli()
+	single := streamLeases{created: created, byShard: map[string]leaseitem.Lease{
+		"shardId-000000000000": {Key: "shardId-000000000000", StreamCreated: before},
+		"shardId-000000000001": {Key: "shardId-000000000001", StreamCreated: created.UnixMilli()},
+		"shardId-000000000002": {Key: "shardId-000000000002"}, // unstamped: not known
+	}}
+	notes := recreatedNotes("orders", single, nil)
+	require.Len(t, notes, 1)
+	assert.Contains(t, notes[0], "stream orders was created again (created 2026-12-01T10:00:00Z)")
+	assert.Contains(t, notes[0], "shardId-000000000000 (stream created 2026-12-01T09:00:00Z)")
+	assert.NotContains(t, notes[0], "shardId-000000000001")
+	assert.NotContains(t, notes[0], "shardId-000000000002")
+
+	multi := streamLeases{streamID: "123:orders:1764583200", created: created}
+	notes = recreatedNotes("orders", multi, map[string]int{"123:orders:1764579600": 4})
+	require.Len(t, notes, 1)
+	assert.Contains(t, notes[0], "4 leases of 123:orders:1764579600, an earlier stream of this name, are left alone")
+	assert.Empty(t, recreatedNotes("orders", streamLeases{created: created}, nil), "nothing earlier")
+}

@@ -247,20 +247,28 @@ func (s snapshot) streamLeases(streamID string) (map[string]leaseitem.Lease, []l
 // table, as kcl's workers build it (leaseitem.StreamID), from
 // DescribeStreamSummary.
 func streamIdentifier(ctx context.Context, kin Kinesis, stream string) (string, error) {
-	out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+	arn, created, err := describeStream(ctx, kin, stream)
 	if err != nil {
-		return "", fmt.Errorf("stream %q: DescribeStreamSummary: %w", stream, err)
+		return "", err
 	}
-	sum := out.StreamDescriptionSummary
-	if sum == nil || sum.StreamCreationTimestamp == nil {
-		return "", fmt.Errorf("stream %q: DescribeStreamSummary gave no creation time, which the multi-stream lease keys need", stream)
-	}
-	arn := aws.ToString(sum.StreamARN)
-	id, ok := leaseitem.StreamID(arn, *sum.StreamCreationTimestamp)
+	id, ok := leaseitem.StreamID(arn, created)
 	if !ok {
 		return "", fmt.Errorf("stream %q: DescribeStreamSummary gave no account in its ARN %q, which the multi-stream lease keys need", stream, arn)
 	}
 	return id, nil
+}
+
+// describeStream returns the stream's ARN and creation time.
+func describeStream(ctx context.Context, kin Kinesis, stream string) (arn string, created time.Time, err error) {
+	out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("stream %q: DescribeStreamSummary: %w", stream, err)
+	}
+	sum := out.StreamDescriptionSummary
+	if sum == nil || sum.StreamCreationTimestamp == nil {
+		return "", time.Time{}, fmt.Errorf("stream %q: DescribeStreamSummary gave no creation time", stream)
+	}
+	return aws.ToString(sum.StreamARN), *sum.StreamCreationTimestamp, nil
 }
 
 // leasesOf returns the leases of stream in the table as last read, by bare

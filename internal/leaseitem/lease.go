@@ -34,6 +34,11 @@ type Lease struct {
 	// written by the Java KCL.
 	Writer    string
 	OwnerBeat int64
+	// StreamCreated is when the lease's stream was created (Unix ms) as
+	// the worker that created the lease saw it (kclStreamCreated; 0 when
+	// not set): in a single-stream table, leases of a stream deleted and
+	// created again under its name share their keys with the new one's.
+	StreamCreated int64
 }
 
 // StreamID returns the identifier of the lease's stream: "" in a
@@ -110,6 +115,9 @@ func ParseLease(item map[string]types.AttributeValue) (Lease, error) {
 	if l.OwnerBeat, err = number(item, AttrOwnerBeat, false); err != nil {
 		return bad(AttrOwnerBeat, err.Error())
 	}
+	if l.StreamCreated, err = number(item, AttrCreated, false); err != nil {
+		return bad(AttrCreated, err.Error())
+	}
 	if v, present := item[AttrParents]; present {
 		switch p := v.(type) {
 		case *types.AttributeValueMemberSS:
@@ -145,7 +153,7 @@ func optionalString(item map[string]types.AttributeValue, attr string) (string, 
 }
 
 // NewItem returns the item that creates lease l: its key, counter,
-// checkpoint and parents, and no owner. A lease of a multi-stream table is
+// checkpoint, parents and stream's creation time, and no owner. A lease of a multi-stream table is
 // written as the Java KCL writes it: with streamName and shardId, and its
 // parents' bare shard IDs. With entities (the table marks its items, see
 // MarksEntities) it carries entityType LEASE, as the Java KCL 3.5 writes
@@ -169,6 +177,9 @@ func NewItem(l Lease, entities bool) map[string]types.AttributeValue {
 			parents[i] = strings.TrimPrefix(p, stream+":")
 		}
 		item[AttrParents] = &types.AttributeValueMemberSS{Value: parents}
+	}
+	if l.StreamCreated > 0 {
+		item[AttrCreated] = Number(l.StreamCreated)
 	}
 	if entities {
 		item[AttrEntityType] = &types.AttributeValueMemberS{Value: EntityLease}

@@ -1,0 +1,285 @@
+package kcl
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+)
+
+// A stream deleted and created again under its name is another stream: a
+// new creation time, shard IDs from shardId-000000000000 again, sequence
+// numbers of its own. The group was reading that name, so nothing written
+// to the new one may be skipped: it is read from TRIM_HORIZON, whatever
+// InitialPosition says, and the old one's leases never block or mislead it.
+//
+//   - It is found by the stream's creation time (DescribeStreamSummary): at
+//     start (describeStreams), before each shard sync while running
+//     (renewStreams), when a reader finds its shard or stream gone or its
+//     checkpoint refused (waitForStream), and when the lease table shows a
+//     newer incarnation than this worker knows (newerIncarnation).
+//   - The stream's kstream is replaced by a new one (switchIncarnation);
+//     the leases held of the old one are dropped, unwritten.
+//   - In a multi-stream table the new incarnation's lease keys are its own
+//     (the creation epoch is part of them): the old one's leases are left
+//     alone, as another stream's, and the new one's are created at
+//     TRIM_HORIZON while the table holds the old one's (createLeases).
+//   - In a single-stream table leases are keyed by shard ID alone, so kcl
+//     stamps each lease it creates with the stream's creation time
+//     (lease.streamCreated). A lease stamped earlier, or unstamped but at
+//     odds with the listing (oldIncarnation), is the old stream's: it is
+//     replaced, fenced on its counter, by the new stream's lease at
+//     TRIM_HORIZON, or deleted if the new stream has no such shard
+//     (renewLeases).
+//   - While a stream is missing (deleted, not yet created again), kcl
+//     waits for it, logging, instead of ending: a group of several streams
+//     goes on with the others.
+
+// renewStreams describes the streams a sync lists (only, or all) and
+// returns those to list now. A stream created again under its name is
+// switched to its new incarnation; a missing one is left out, with a
+// warning, until it exists again. It runs on the caller's goroutine (the
+// lease loop, or a reader whose shard ended).
+func (c *Consumer) renewStreams(ctx context.Context, only *kstream) ([]*kstream, error) {
+	streams := c.streamList()
+	if only != nil {
+		streams = []*kstream{only}
+	}
+	out := make([]*kstream, 0, len(streams))
+	for _, s := range streams {
+		if s.retired.Load() {
+			continue // switched meanwhile: the new one is synced by a sync of all
+		}
+		sum, err := c.describe(ctx, running, s)
+		switch {
+		case isResourceNotFound(err):
+			s.log.Warn("kcl: stream not found; waiting for it to be created again", "error", err)
+			continue
+		case err != nil:
+			return nil, err
+		case !createdAt(sum).Equal(s.created):
+			if s = c.switchIncarnation(ctx, s, sum); s == nil {
+				continue
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// waitForStream is what a reader of s does when its shard or stream is not
+// found, or its checkpoint is refused: it waits while the stream is
+// missing, and reports whether the stream was created again under its name
+// (s is then retired and the reader's lease dropped). It runs on the
+// reader's goroutine.
+func (c *Consumer) waitForStream(ctx context.Context, s *kstream) (recreated bool, err error) {
+	b := newBackOff()
+	for {
+		if s.retired.Load() {
+			return true, nil
+		}
+		sum, err := c.describe(ctx, running, s)
+		switch {
+		case err == nil && createdAt(sum).Equal(s.created):
+			return false, nil
+		case err == nil:
+			c.switchIncarnation(ctx, s, sum)
+			return true, nil
+		case !isResourceNotFound(err):
+			return false, err
+		}
+		wait := b.NextBackOff()
+		s.log.Warn("kcl: stream not found; waiting for it to be created again", "wait", wait)
+		if !sleep(ctx, wait) {
+			return false, ctx.Err()
+		}
+	}
+}
+
+// switchIncarnation replaces old, a stream DescribeStreamSummary says was
+// created again (sum), by a kstream of the new one, drops the leases held of
+// the old one (their readers stop; nothing is written to them), and returns
+// the new kstream; nil if another goroutine switched it first, or it no
+// longer is read. With enhanced fan-out it registers the consumer on the
+// new stream first (without one, the stream is polled). Any goroutine may
+// call it.
+func (c *Consumer) switchIncarnation(ctx context.Context, old *kstream, sum *types.StreamDescriptionSummary) *kstream {
+	fresh := &kstream{label: old.label, name: old.name, log: old.log, shards: map[string]shardInfo{}}
+	if err := c.described(fresh, sum); err != nil {
+		old.log.Error("kcl: stream created again, but its new description is unusable; it is not read", "error", err)
+		return nil
+	}
+	if c.opts.EnhancedFanOut {
+		if err := c.registerConsumer(ctx, fresh); err != nil {
+			old.log.Warn("kcl: stream created again; registering the fan-out consumer on it failed, so it is polled", "error", err)
+		}
+	}
+	for {
+		cur := c.streams.Load()
+		i := slices.Index(cur.list, old)
+		if i < 0 {
+			return nil
+		}
+		next := &streamSet{list: slices.Clone(cur.list), byID: make(map[string]*kstream, len(cur.byID))}
+		next.list[i] = fresh
+		for id, s := range cur.byID {
+			if s != old {
+				next.byID[id] = s
+			}
+		}
+		next.byID[fresh.id] = fresh
+		if c.streams.CompareAndSwap(cur, next) {
+			break
+		}
+	}
+	old.retired.Store(true)
+	old.log.Warn("kcl: stream deleted and created again under its name; the new one is read from its first record",
+		"stream_arn", fresh.arn, "created", fresh.created, "old_created", old.created, "stream_id", fresh.id, "old_stream_id", old.id)
+	for _, h := range c.held.list() {
+		if h.stream == old {
+			h.markGone() // the old stream's: no write of this worker touches it again
+			c.held.forget(h)
+		}
+	}
+	notify(c.keeper.syncNow) // the lease loop creates the new one's leases, and takes them
+	return fresh
+}
+
+// renewLeases replaces, in a single-stream table, the leases of an earlier
+// incarnation of s (oldIncarnation) by leases of s at TRIM_HORIZON, or
+// deletes them when s has no such shard, each fenced on its counter. It
+// returns the leases as they now stand, and whether it found any of an
+// earlier incarnation.
+func (c *Consumer) renewLeases(ctx context.Context, s *kstream, shards []shardInfo, leases []lease) ([]lease, bool, error) {
+	if s.id != "" {
+		return leases, false, nil // multi-stream: the new incarnation's keys are its own
+	}
+	byID := make(map[string]shardInfo, len(shards))
+	for _, sh := range shards {
+		byID[sh.id] = sh
+	}
+	out := make([]lease, 0, len(leases))
+	found := false
+	for _, l := range leases {
+		sh, listed := byID[l.shardID]
+		if !oldIncarnation(l, s.created, sh, listed) {
+			out = append(out, l)
+			continue
+		}
+		found = true
+		if !listed {
+			if err := ignoreLost(c.table.remove(ctx, l)); err != nil {
+				return nil, true, fmt.Errorf("lease table %q: deleting lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)
+			}
+			s.log.Info("kcl: lease of the earlier stream deleted", "shard", l.shardID)
+			continue
+		}
+		fresh := lease{shardID: l.shardID, counter: l.counter + 1, checkpoint: checkpoint{seq: checkpointTrimHorizon}, parents: sh.parents}
+		if !s.created.IsZero() {
+			fresh.streamCreated = s.created.UnixMilli()
+		}
+		if err := ignoreLost(c.table.replace(ctx, l, fresh)); err != nil {
+			return nil, true, fmt.Errorf("lease table %q: replacing lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)
+		}
+		s.log.Info("kcl: lease of the earlier stream replaced", "shard", l.shardID, "checkpoint", checkpointTrimHorizon, "old_checkpoint", l.checkpoint.seq)
+		out = append(out, fresh)
+	}
+	return out, found, nil
+}
+
+// oldIncarnation reports whether lease l of a single-stream table is of an
+// earlier incarnation of the stream created at created: stamped earlier, or
+// unstamped (a table the Java KCL, or kcl before it stamped leases, wrote)
+// but at odds with its shard as now listed (sh; listed false if not):
+// SHARD_END on a shard still open, or a checkpoint below the shard's first
+// sequence number (Kinesis numbers a new stream above the old one). A
+// closed shard's ending sequence number is not compared: kinesis-local
+// reports it as 2^63-1.
+func oldIncarnation(l lease, created time.Time, sh shardInfo, listed bool) bool {
+	if l.streamCreated != 0 {
+		return !created.IsZero() && l.streamCreated < created.UnixMilli()
+	}
+	if !listed {
+		return false
+	}
+	cp := l.checkpoint
+	switch {
+	case cp.shardEnd():
+		return !sh.closed
+	case cp.isSentinel():
+		return false
+	}
+	return sh.startSeq != "" && seqBefore(cp.seq, sh.startSeq)
+}
+
+// otherIncarnation returns the identifier of another incarnation of
+// multi-stream s (a stream of its account and name created at another
+// time) whose leases the table holds, if it holds none of s's; "" if not.
+func otherIncarnation(s *kstream, leases []lease) (other string) {
+	if s.id == "" {
+		return ""
+	}
+	prefix := s.id[:strings.LastIndexByte(s.id, ':')+1] // account:stream:
+	for _, l := range leases {
+		id, _ := splitLeaseKey(l.shardID)
+		if id == s.id {
+			return ""
+		}
+		if id != s.id && strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":") {
+			other = id
+		}
+	}
+	return other
+}
+
+// newerIncarnation reports whether the table holds a lease of a later
+// incarnation of a stream this worker reads than the one it knows: another
+// worker saw the stream created again first.
+func newerIncarnation(streams []*kstream, leases []lease) bool {
+	for _, s := range streams {
+		if s.id == "" {
+			if s.created.IsZero() {
+				continue
+			}
+			created := s.created.UnixMilli()
+			if slices.ContainsFunc(leases, func(l lease) bool { return l.streamCreated > created }) {
+				return true
+			}
+			continue
+		}
+		i := strings.LastIndexByte(s.id, ':')
+		prefix, epoch := s.id[:i+1], s.id[i+1:]
+		mine, _ := strconv.ParseInt(epoch, 10, 64)
+		for _, l := range leases {
+			id, _ := splitLeaseKey(l.shardID)
+			if rest, ok := strings.CutPrefix(id, prefix); ok {
+				if e, err := strconv.ParseInt(rest, 10, 64); err == nil && e > mine {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// createdAt returns when a stream was created, zero if its description does
+// not say (an emulator).
+func createdAt(sum *types.StreamDescriptionSummary) time.Time {
+	if sum.StreamCreationTimestamp == nil {
+		return time.Time{}
+	}
+	return *sum.StreamCreationTimestamp
+}
+
+// seqBefore reports whether sequence number a comes before b: decimal
+// numbers of up to 128 digits.
+func seqBefore(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
