@@ -23,6 +23,15 @@ import (
 // channel, and by check, which readers call before each chunk they send, for
 // a process that was frozen and whose timer has not fired yet.
 //
+// The deadline is kept on both clocks, and passes when either says so: Go's
+// monotonic clock stands still while a Linux host is suspended, the wall
+// clock does not, so a host that wakes from a suspend finds the deadline
+// passed (a wall clock stepped forward only shuts the gate early, which is
+// safe; one stepped back changes nothing, the monotonic clock still
+// counts). A send blocked on a full channel when the host was suspended is
+// not timed out by the wall clock; it may complete, but the next chunk's
+// check shuts the gate.
+//
 // A heartbeat extends the deadline only if its reply came before the
 // deadline. One that came later (a freeze, a partition, a throttled table)
 // may follow another worker's judgement that this one is dead: the gate then
@@ -36,7 +45,11 @@ type pauseGate struct {
 	epoch    time.Time     // immutable: monotonic origin of deadline
 	lease    time.Duration // immutable: LeaseDuration less the margin
 	log      *slog.Logger  // immutable
-	deadline atomic.Int64  // nanoseconds since epoch; deliveries stop after it
+	deadline atomic.Int64  // nanoseconds since epoch (monotonic); deliveries stop at it
+	wallLine atomic.Int64  // the same deadline on the wall clock, Unix nanoseconds
+	// clock reads the time since epoch on the monotonic clock, and the wall
+	// clock in Unix nanoseconds. Immutable; tests replace it before use.
+	clock func() (mono time.Duration, wall int64)
 
 	shut atomic.Pointer[chan struct{}] // nil while open; else closed on reopening
 
@@ -53,7 +66,12 @@ type pauseGate struct {
 // It is open, with a deadline already passed: nothing is delivered before
 // the first heartbeat.
 func newPauseGate(leaseDuration time.Duration, log *slog.Logger) *pauseGate {
-	return &pauseGate{epoch: time.Now(), lease: leaseDuration - deliveryMargin(leaseDuration), log: log}
+	g := &pauseGate{epoch: time.Now(), lease: leaseDuration - deliveryMargin(leaseDuration), log: log}
+	g.clock = func() (time.Duration, int64) {
+		now := time.Now()
+		return now.Sub(g.epoch), now.UnixNano()
+	}
+	return g
 }
 
 // deliveryMargin is how long before another worker could judge it dead this
@@ -71,7 +89,7 @@ func (g *pauseGate) beat(sent, returned time.Time) (late bool) {
 	defer g.mu.Unlock()
 	// Late: after the deadline, or after the gate shut (a check that ran
 	// between the reply and this call saw the deadline pass).
-	if g.started && (g.fence || g.shut.Load() != nil || g.since(returned) >= g.deadline.Load()) {
+	if g.started && (g.fence || g.shut.Load() != nil || g.since(returned) >= g.deadline.Load() || returned.UnixNano() >= g.wallLine.Load()) {
 		g.fence, g.fenceAt = true, sent
 		g.closeLocked()
 		return true
@@ -116,10 +134,12 @@ func (g *pauseGate) fencePending() (bool, time.Time) {
 func (g *pauseGate) extendLocked(sent time.Time) {
 	d := g.since(sent.Add(g.lease))
 	g.deadline.Store(d)
+	g.wallLine.Store(sent.UnixNano() + int64(g.lease))
 	if g.stopped {
 		return
 	}
-	wait := time.Duration(d) - time.Since(g.epoch)
+	mono, _ := g.clock()
+	wait := time.Duration(d) - mono
 	if g.timer == nil {
 		g.timer = time.AfterFunc(wait, func() { g.check() })
 	} else {
@@ -141,11 +161,13 @@ func (g *pauseGate) check() bool {
 	return g.shut.Load() == nil
 }
 
-// passed reports whether the deadline has come: deliveries stop AT it. (The
-// timer set for the deadline may fire at that very instant, as it always
-// does in virtual time; a gate open until after it would then stay open.)
+// passed reports whether the deadline has come, on either clock:
+// deliveries stop AT it. (The timer set for the deadline may fire at that
+// very instant, as it always does in virtual time; a gate open until after
+// it would then stay open.)
 func (g *pauseGate) passed() bool {
-	return time.Since(g.epoch) >= time.Duration(g.deadline.Load())
+	mono, wall := g.clock()
+	return mono >= time.Duration(g.deadline.Load()) || wall >= g.wallLine.Load()
 }
 
 // stop disarms the timer for good.

@@ -120,3 +120,23 @@ func keepDelivering(c *Consumer) {
 	c.pause.beat(now.Add(time.Hour), now)
 	c.pause.stop()
 }
+
+// Go's monotonic clock stands still while a Linux host is suspended; the
+// wall clock goes on. A host that wakes from a suspend longer than the
+// delivery deadline must find the gate shut, though its monotonic clock
+// says no time passed: another worker may have taken its leases meanwhile.
+func TestTheGateShutsWhenTheHostWakesFromASuspend(t *testing.T) {
+	g := newPauseGate(time.Second, discardLogger())
+	defer g.stop()
+	now := time.Now()
+	g.beat(now, now)
+	require.True(t, g.check(), "just after a beat")
+	mono, wall := g.clock()
+	g.clock = func() (time.Duration, int64) { // suspended for a minute: only the wall clock moved
+		return mono, wall + int64(time.Minute)
+	}
+	assert.False(t, g.check(), "the wall clock says the deadline passed")
+	assert.True(t, g.isShut())
+	late := time.Unix(0, wall+int64(time.Minute))
+	assert.True(t, g.beat(late.Add(-time.Millisecond), late), "a beat confirmed after the wake is late: the leases are fenced first")
+}
