@@ -83,9 +83,9 @@ func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next strin
 //     and the lock is never held across a retry's wait.
 //   - A write that failed without an answer may still have taken effect: it
 //     is remembered (h.unsure).
-//   - A write that passes the lease on (next not this worker) marks h gone
-//     under h.mu: no later write of this worker touches the lease, though
-//     it was queued behind this one.
+//   - A write that passes the lease on (released, ended or handed off)
+//     leaves h.lease naming the next owner: no later write of this worker
+//     touches the lease, though it was queued behind this one (a flush).
 //   - When a write's condition fails, the lease is read back (readBack). If
 //     it holds exactly what this write, or the unsure one, wrote (the next
 //     counter, the checkpoint, the owner), the write took effect and only
@@ -135,10 +135,6 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bo
 	}
 	h.lease, h.unsure = l, nil
 	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
-	// Passed on (released, ended or handed off): gone before the lock is
-	// let go, so that a write queued behind this one (a flush) never
-	// touches the lease as this write left it.
-	h.gone = next != c.opts.WorkerID
 	return cp, unacked, nil
 }
 
