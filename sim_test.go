@@ -241,6 +241,7 @@ type simRun struct {
 
 	tableMu     sync.Mutex // serialises the lease-table writes with their log
 	tableFaults atomic.Bool
+	step        atomic.Int64 // the last step given by now
 
 	mu         sync.Mutex
 	deliveries []simDelivery
@@ -421,6 +422,14 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 }
 
 const defaultSimCheckpointInterval = 100 * time.Millisecond
+
+// now returns the time and the next step for an event of the log (simLog):
+// steps count every logged event of the run in the order they happen. In
+// virtual time the clock cannot move between the two reads, since the
+// caller is running, so steps never contradict times.
+func (s *simRun) now() (time.Time, int64) {
+	return time.Now(), s.step.Add(1)
+}
 
 func (s *simRun) event(format string, args ...any) {
 	s.mu.Lock()
@@ -899,7 +908,7 @@ func (s *simRun) drained(live []*simWorker) bool {
 		names[w.name] = true
 	}
 	for _, d := range s.deliveries {
-		if names[d.Worker] && d.AckedAt.IsZero() {
+		if names[d.Worker] && d.AckedStep == 0 {
 			return false
 		}
 	}
@@ -1009,9 +1018,10 @@ func (s *simRun) deliver(w *simWorker, r Record, index int) int {
 		s.windows[r.chunk.window] = win
 	}
 	key, _, _ := strings.Cut(string(r.Data), ":")
+	at, step := s.now()
 	s.deliveries = append(s.deliveries, simDelivery{
 		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: s.sts.ofRecord(r.StreamARN, r.ShardID), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
-		Data: string(r.Data), Key: key, At: time.Now(),
+		Data: string(r.Data), Key: key, At: at, Step: step,
 	})
 	if key != r.PartitionKey {
 		s.t.Errorf("record %q has partition key %q", r.Data, r.PartitionKey)
@@ -1022,11 +1032,12 @@ func (s *simRun) deliver(w *simWorker, r Record, index int) int {
 	return len(s.deliveries) - 1
 }
 
-func (s *simRun) acked(i int, at time.Time) {
+// acked logs the ack of delivery i, once Ack returned.
+func (s *simRun) acked(i int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.deliveries[i].AckedAt.IsZero() {
-		s.deliveries[i].AckedAt = at
+	if s.deliveries[i].AckedStep == 0 {
+		s.deliveries[i].AckedAt, s.deliveries[i].AckedStep = s.now()
 	}
 }
 
@@ -1112,7 +1123,7 @@ func (w *simWorker) loop() {
 				return
 			}
 			r.Ack()
-			w.run.acked(i, time.Now())
+			w.run.acked(i)
 		})
 	}
 	err := w.c.Err()
@@ -1127,7 +1138,8 @@ func (w *simWorker) loop() {
 	// An incarnation that ended writes nothing more: what it acked and did
 	// not checkpoint by then (its final write failed, a partition) is lost
 	// with it, as with a crash.
-	w.run.outages = append(w.run.outages, simOutage{Worker: w.name, From: time.Now()})
+	from, step := w.run.now()
+	w.run.outages = append(w.run.outages, simOutage{Worker: w.name, From: from, FromStep: step})
 	w.run.mu.Unlock()
 }
 
@@ -1139,7 +1151,7 @@ func (w *simWorker) ackEverything() {
 	w.mu.Unlock()
 	for _, h := range held {
 		h.r.Ack()
-		w.run.acked(h.i, time.Now())
+		w.run.acked(h.i)
 	}
 }
 
@@ -1279,7 +1291,8 @@ func (t *simTable) partition(block, forever bool) {
 	if t.part == nil {
 		t.part = make(chan struct{})
 		t.run.mu.Lock()
-		t.run.outages = append(t.run.outages, simOutage{Worker: t.worker, From: time.Now()})
+		from, step := t.run.now()
+		t.run.outages = append(t.run.outages, simOutage{Worker: t.worker, From: from, FromStep: step})
 		t.outage = len(t.run.outages) - 1
 		t.run.mu.Unlock()
 	}
@@ -1295,7 +1308,8 @@ func (t *simTable) heal() {
 	close(t.part)
 	t.part = nil
 	t.run.mu.Lock()
-	t.run.outages[t.outage].To = time.Now()
+	o := &t.run.outages[t.outage]
+	o.To, o.ToStep = t.run.now()
 	t.run.mu.Unlock()
 }
 
@@ -1462,7 +1476,8 @@ func (t *simTable) logged(ctx context.Context, op, shardID string, write func() 
 	l, err := write()
 	if err == nil {
 		t.run.mu.Lock()
-		t.run.writes = append(t.run.writes, simWrite{At: time.Now(), Shard: t.run.sts.ofLeaseKey(shardID), Op: op, By: t.id, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint})
+		at, step := t.run.now()
+		t.run.writes = append(t.run.writes, simWrite{At: at, Step: step, Shard: t.run.sts.ofLeaseKey(shardID), Op: op, By: t.id, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint})
 		t.run.mu.Unlock()
 	}
 	t.run.tableMu.Unlock()
@@ -1586,7 +1601,8 @@ func simGo(wg *sync.WaitGroup, f func()) {
 }
 
 // dumpShards logs the lease-table writes and the lease acquisitions of the
-// shards that violations name.
+// shards that violations name, and the outages of the workers that
+// delivered from them.
 func (s *simRun) dumpShards(violations []string) {
 	l := s.log()
 	named := map[string]bool{}
@@ -1601,11 +1617,12 @@ func (s *simRun) dumpShards(violations []string) {
 			}
 		}
 	}
+	workers := map[string]bool{} // that delivered from those shards
 	for _, shard := range slices.Sorted(maps.Keys(named)) {
 		s.t.Logf("shard %s, lease-table writes:", shard)
 		for _, w := range l.Writes {
 			if w.Shard == shard {
-				s.t.Logf("  %s %-10s by %-4s owner %-4q -> %-4q checkpoint %s/%d", w.At.Format("15:04:05.000000"), w.Op, w.By, w.Prev, w.Owner, w.CP.seq, w.CP.sub)
+				s.t.Logf("  %s step %-7d %-10s by %-4s owner %-4q -> %-4q checkpoint %s/%d", w.At.Format("15:04:05.000000"), w.Step, w.Op, w.By, w.Prev, w.Owner, w.CP.seq, w.CP.sub)
 			}
 		}
 		s.t.Logf("shard %s, lease acquisitions (first, last delivery):", shard)
@@ -1629,7 +1646,14 @@ func (s *simRun) dumpShards(violations []string) {
 		}
 		for _, id := range slices.Sorted(maps.Keys(wins)) {
 			w := wins[id]
-			s.t.Logf("  window %d %s: %d records, %s %s .. %s %s", id, w.worker, w.n, w.first.At.Format("15:04:05.000000"), w.first.Seq, w.last.At.Format("15:04:05.000000"), w.last.Seq)
+			s.t.Logf("  window %d %s: %d records, %s step %d %s .. %s step %d %s", id, w.worker, w.n,
+				w.first.At.Format("15:04:05.000000"), w.first.Step, w.first.Seq, w.last.At.Format("15:04:05.000000"), w.last.Step, w.last.Seq)
+			workers[w.worker] = true
+		}
+	}
+	for _, o := range l.Outages {
+		if workers[o.Worker] {
+			s.t.Logf("outage %s: %s step %d .. %s step %d", o.Worker, o.From.Format("15:04:05.000000"), o.FromStep, fmtEnd(o.To), o.ToStep)
 		}
 	}
 }
