@@ -255,27 +255,49 @@ func checkSim(l *simLog) simReport {
 			}
 			w.prefixAck = append(w.prefixAck, prefix)
 		}
-		// The take that began it: the last take by its worker ID before
-		// its first delivery; its end, the next change of ownership.
-		ws := writesByShard[w.shard]
-		take := -1
-		for j, x := range ws {
-			if x.moment().after(w.first) {
-				break
+	}
+	// The take that began each acquisition, and its end: the next change of
+	// ownership. The acquisitions of one shard by one worker ID deliver
+	// through one channel in the order of their takes (the records of a
+	// later one never overtake those of an earlier one), so, from the last
+	// delivered to the first, each has the last take by its ID before its
+	// first delivery and before the take of the acquisition after it. An
+	// acquisition whose records all sat in the channel until after its
+	// worker took the lease again (a freeze) thus keeps its own, older take.
+	type idShard struct{ wid, shard string }
+	groups := map[idShard][]*simWindow{}
+	for _, id := range windowIDs {
+		w := wins[id]
+		groups[idShard{w.wid, w.shard}] = append(groups[idShard{w.wid, w.shard}], w)
+	}
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b idShard) int {
+		return cmp.Or(strings.Compare(a.shard, b.shard), strings.Compare(a.wid, b.wid))
+	})
+	for _, k := range keys {
+		list := groups[k]
+		slices.SortFunc(list, func(a, b *simWindow) int { return cmp.Compare(b.first.step, a.first.step) })
+		ws := writesByShard[k.shard]
+		next := simMoment{}.orNever() // the take of the acquisition delivered after
+		for _, w := range list {
+			take := -1
+			for j, x := range ws {
+				if x.moment().after(w.first) || !next.after(x.moment()) {
+					break
+				}
+				if x.Op == "take" && x.Owner == w.wid {
+					take = j
+				}
 			}
-			if x.Op == "take" && x.Owner == w.wid {
-				take = j
+			if take < 0 {
+				rep.violate("lease: %s delivered %s at %s without a take of its lease by %s in the table log", w.worker, w.shard, w.first.at.Format("15:04:05.000"), w.wid)
+				continue
 			}
-		}
-		if take < 0 {
-			rep.violate("lease: %s delivered %s at %s without a take of its lease by %s in the table log", w.worker, w.shard, w.first.at.Format("15:04:05.000"), w.wid)
-			continue
-		}
-		w.take = ws[take].moment()
-		for _, x := range ws[take+1:] {
-			if x.Op == "take" || x.Owner != w.wid {
-				w.end = x.moment()
-				break
+			w.take, next = ws[take].moment(), ws[take].moment()
+			for _, x := range ws[take+1:] {
+				if x.Op == "take" || x.Owner != w.wid {
+					w.end = x.moment()
+					break
+				}
 			}
 		}
 	}
