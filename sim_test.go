@@ -138,7 +138,9 @@ func TestSimulation(t *testing.T) {
 	for range max(1, *simParallel) {
 		wg.Go(func() {
 			for seed, ok := nextSeed(); ok; seed, ok = nextSeed() {
+				ran := false
 				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					ran = true
 					start := time.Now()
 					var rep simReport
 					defer func() { // also when a failed seed ends the subtest (synctest.Test calls FailNow)
@@ -148,6 +150,9 @@ func TestSimulation(t *testing.T) {
 					}()
 					synctest.Test(t, func(t *testing.T) { rep = runSim(t, seed, *simDuration) })
 				})
+				if !ran { // -failfast after a failure, or -run names other subtests: no more
+					return
+				}
 			}
 		})
 	}
