@@ -326,11 +326,12 @@ func checkSim(l *simLog) simReport {
 	}
 	for shard, list := range byShard {
 		for _, w := range list {
-			// The first delivery of any acquisition of the shard that began
-			// delivering after w did.
+			// The first delivery of any later acquisition of the shard: one
+			// whose take came after w's. (An earlier one may deliver after w
+			// began, from a frozen worker's channel: its records are stale.)
 			var next simMoment
 			for _, o := range list {
-				if o != w && o.first.after(w.first) && (next.step == 0 || next.after(o.first)) {
+				if o != w && o.take.after(w.take) && (next.step == 0 || next.after(o.first)) {
 					next = o.first
 				}
 			}

@@ -124,6 +124,25 @@ func TestSimChecker(t *testing.T) {
 	checkerCases(t, clean, []checkerCase{
 		{"records of an earlier acquisition delivered after the worker took the lease again are stale, not a rewind", bufferedOld(0), ""},
 		{"stale beyond the bound: an earlier acquisition's records delivered after the worker took the lease again", bufferedOld(4), "stale:"},
+		{"an earlier acquisition delivering from its buffer after a later one began is stale, not overlap", func(l *simLog) {
+			// Shard D: w4 takes it at 100 and freezes with D's 40 in its
+			// channel; w5 takes it at 300, delivers 40 at 350, and goes on
+			// with 41..45 after w4, thawed, delivered its 40 at 400 (seed
+			// 567489244).
+			l.Writes = append(l.Writes, take(100, "D", "w4"), take(300, "D", "w5"))
+			for i := range 6 {
+				p := put(40+i, fmt.Sprintf("z%d", i), "D")
+				l.Puts = append(l.Puts, p)
+				at := 350
+				if i > 0 {
+					at = 400 + 10*i
+				}
+				l.Deliveries = append(l.Deliveries, del("w5#1", 10, i, p, at, at+5))
+				if i == 0 {
+					l.Deliveries = append(l.Deliveries, del("w4#1", 11, 0, p, 400, 405))
+				}
+			}
+		}, ""},
 		{"lost record", func(l *simLog) {
 			l.Puts = append(l.Puts, put(12, "k9", "B"))
 		}, "lost:"},
