@@ -5,8 +5,10 @@ package kcl
 // shown to reject what it must.
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -41,12 +43,16 @@ type simDelivery struct {
 	Data    string
 	Key     string
 	At      time.Time // received (recorded after the receive)
+	Step    int64     // its place in the run's order of events (simLog)
 	AckedAt time.Time // Ack returned; zero: never acked
+	// AckedStep is the step of AckedAt; 0: never acked.
+	AckedStep int64
 }
 
 // simWrite is one lease-table write that took effect (reply lost or not).
 type simWrite struct {
 	At    time.Time
+	Step  int64  // its place in the run's order of events (simLog)
 	Shard string // named as simPut.Shard: from the lease key
 	Op    string // "take" or "checkpoint"
 	By    string // the WorkerID that wrote it
@@ -60,6 +66,9 @@ type simWrite struct {
 type simOutage struct {
 	Worker   string
 	From, To time.Time
+	// FromStep and ToStep place From and To in the run's order of events
+	// (simLog); ToStep is 0 with To.
+	FromStep, ToStep int64
 }
 
 // simStop is how an incarnation ended.
@@ -75,6 +84,14 @@ type simStop struct {
 	Err  error
 }
 
+// simLog is a finished run's log. Every event in it (a delivery, an ack, a
+// lease-table write, an outage's start and end) carries a Step: its place
+// in one order of all the run's events, counted when it happened, at the
+// moment its time was read. In virtual time (testing/synctest) computation
+// takes no time, so many events share one time: the checker orders events
+// by Step alone, and uses their times only for durations (how long a worker
+// could reach the table) and to print them. A Put has no Step: the fake's
+// ledger keeps write order.
 type simLog struct {
 	Puts       []simPut
 	Deliveries []simDelivery
@@ -146,11 +163,33 @@ type simWindow struct {
 	wid       string
 	shard     string
 	ds        []int       // indexes into Deliveries, in delivery order
-	prefixAck []time.Time // ack time of each delivery's prefix; zero: never
-	takeAt    time.Time   // the take that started it
-	end       time.Time   // the lease moved on; zero: never in the log
-	first     time.Time
+	prefixAck []simMoment // when each delivery's prefix was acked (its last ack); zero: never
+	take      simMoment   // the take that started it
+	end       simMoment   // the lease moved on; zero: never in the log
+	first     simMoment   // its first delivery
 }
+
+// simMoment is when an event of the log happened: its time, for durations
+// and display, and its step, by which the checker orders events.
+type simMoment struct {
+	at   time.Time
+	step int64 // 0: the zero moment, an event that never happened
+}
+
+// after reports whether m came after o in the run's order of events.
+func (m simMoment) after(o simMoment) bool { return m.step > o.step }
+
+// orNever returns m, or a moment after every event if m is zero.
+func (m simMoment) orNever() simMoment {
+	if m.step == 0 {
+		return simMoment{never, math.MaxInt64}
+	}
+	return m
+}
+
+func (d simDelivery) moment() simMoment { return simMoment{d.At, d.Step} }
+func (d simDelivery) acked() simMoment  { return simMoment{d.AckedAt, d.AckedStep} }
+func (w simWrite) moment() simMoment    { return simMoment{w.At, w.Step} }
 
 var never = time.Unix(1<<40, 0)
 
@@ -179,7 +218,7 @@ func checkSim(l *simLog) simReport {
 			d := ds[i]
 			w := wins[d.Window]
 			if w == nil {
-				w = &simWindow{id: d.Window, worker: d.Worker, wid: d.ID, shard: d.Shard, first: d.At}
+				w = &simWindow{id: d.Window, worker: d.Worker, wid: d.ID, shard: d.Shard, first: d.moment()}
 				wins[d.Window] = w
 			}
 			if w.worker != d.Worker || w.shard != d.Shard {
@@ -198,7 +237,7 @@ func checkSim(l *simLog) simReport {
 	for _, id := range windowIDs {
 		w := wins[id]
 		// Per-shard order within one continuous ownership.
-		var prefix time.Time
+		var prefix simMoment
 		for k, i := range w.ds {
 			d := ds[i]
 			if k > 0 {
@@ -207,36 +246,58 @@ func checkSim(l *simLog) simReport {
 					rep.violate("order: %s delivered %s %s/%d (%q) after %s/%d (%q) in one lease acquisition (window %d)", d.Worker, d.Shard, d.Seq, d.Sub, d.Data, p.Seq, p.Sub, p.Data, w.id)
 				}
 			}
-			if k == 0 || !prefix.IsZero() {
-				if d.AckedAt.IsZero() {
-					prefix = time.Time{}
-				} else if d.AckedAt.After(prefix) {
-					prefix = d.AckedAt
+			if k == 0 || prefix.step != 0 {
+				if d.AckedStep == 0 {
+					prefix = simMoment{}
+				} else if d.acked().after(prefix) {
+					prefix = d.acked()
 				}
 			}
 			w.prefixAck = append(w.prefixAck, prefix)
 		}
-		// The take that began it: the last take by its worker ID before
-		// its first delivery; its end, the next change of ownership.
-		ws := writesByShard[w.shard]
-		take := -1
-		for j, x := range ws {
-			if x.At.After(w.first) {
-				break
+	}
+	// The take that began each acquisition, and its end: the next change of
+	// ownership. The acquisitions of one shard by one worker ID deliver
+	// through one channel in the order of their takes (the records of a
+	// later one never overtake those of an earlier one), so, from the last
+	// delivered to the first, each has the last take by its ID before its
+	// first delivery and before the take of the acquisition after it. An
+	// acquisition whose records all sat in the channel until after its
+	// worker took the lease again (a freeze) thus keeps its own, older take.
+	type idShard struct{ wid, shard string }
+	groups := map[idShard][]*simWindow{}
+	for _, id := range windowIDs {
+		w := wins[id]
+		groups[idShard{w.wid, w.shard}] = append(groups[idShard{w.wid, w.shard}], w)
+	}
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b idShard) int {
+		return cmp.Or(strings.Compare(a.shard, b.shard), strings.Compare(a.wid, b.wid))
+	})
+	for _, k := range keys {
+		list := groups[k]
+		slices.SortFunc(list, func(a, b *simWindow) int { return cmp.Compare(b.first.step, a.first.step) })
+		ws := writesByShard[k.shard]
+		next := simMoment{}.orNever() // the take of the acquisition delivered after
+		for _, w := range list {
+			take := -1
+			for j, x := range ws {
+				if x.moment().after(w.first) || !next.after(x.moment()) {
+					break
+				}
+				if x.Op == "take" && x.Owner == w.wid {
+					take = j
+				}
 			}
-			if x.Op == "take" && x.Owner == w.wid {
-				take = j
+			if take < 0 {
+				rep.violate("lease: %s delivered %s at %s without a take of its lease by %s in the table log", w.worker, w.shard, w.first.at.Format("15:04:05.000"), w.wid)
+				continue
 			}
-		}
-		if take < 0 {
-			rep.violate("lease: %s delivered %s at %s without a take of its lease by %s in the table log", w.worker, w.shard, w.first.Format("15:04:05.000"), w.wid)
-			continue
-		}
-		w.takeAt = ws[take].At
-		for _, x := range ws[take+1:] {
-			if x.Op == "take" || x.Owner != w.wid {
-				w.end = x.At
-				break
+			w.take, next = ws[take].moment(), ws[take].moment()
+			for _, x := range ws[take+1:] {
+				if x.Op == "take" || x.Owner != w.wid {
+					w.end = x.moment()
+					break
+				}
 			}
 		}
 	}
@@ -248,7 +309,7 @@ func checkSim(l *simLog) simReport {
 		w := wins[id]
 		n := 0
 		for _, i := range w.ds {
-			if !w.end.IsZero() && ds[i].At.After(w.end) {
+			if ds[i].moment().after(w.end.orNever()) {
 				stale[i] = true
 				n++
 			}
@@ -256,7 +317,7 @@ func checkSim(l *simLog) simReport {
 		rep.Stale += n
 		rep.MaxStale = max(rep.MaxStale, n)
 		if n > l.Bound {
-			rep.violate("stale: %s delivered %d records of %s after its lease moved at %s (bound %d)", w.worker, n, w.shard, w.end.Format("15:04:05.000"), l.Bound)
+			rep.violate("stale: %s delivered %d records of %s after its lease moved at %s (bound %d)", w.worker, n, w.shard, w.end.at.Format("15:04:05.000"), l.Bound)
 		}
 	}
 	byShard := map[string][]*simWindow{}
@@ -265,25 +326,29 @@ func checkSim(l *simLog) simReport {
 	}
 	for shard, list := range byShard {
 		for _, w := range list {
-			// The first delivery of any acquisition of the shard that began
-			// delivering after w did.
-			var next time.Time
+			if w.take.step == 0 {
+				continue // no take: reported above, and no order among the others
+			}
+			// The first delivery of any later acquisition of the shard: one
+			// whose take came after w's. (An earlier one may deliver after w
+			// began, from a frozen worker's channel: its records are stale.)
+			var next simMoment
 			for _, o := range list {
-				if o != w && o.first.After(w.first) && (next.IsZero() || o.first.Before(next)) {
+				if o != w && o.take.after(w.take) && (next.step == 0 || next.after(o.first)) {
 					next = o.first
 				}
 			}
-			if next.IsZero() {
+			if next.step == 0 {
 				continue
 			}
 			n := 0
 			for _, i := range w.ds {
-				if ds[i].At.After(next) {
+				if ds[i].moment().after(next) {
 					n++
 				}
 			}
 			if n > l.Bound {
-				rep.violate("overlap: %s delivered %d records of %s after another acquisition of it began delivering at %s (bound %d)", w.worker, n, shard, next.Format("15:04:05.000"), l.Bound)
+				rep.violate("overlap: %s delivered %d records of %s after another acquisition of it began delivering at %s (bound %d)", w.worker, n, shard, next.at.Format("15:04:05.000"), l.Bound)
 			}
 		}
 	}
@@ -300,7 +365,7 @@ func checkSim(l *simLog) simReport {
 		}
 		best := idx[0]
 		for _, i := range idx[1:] {
-			if ds[i].At.Before(ds[best].At) {
+			if ds[i].Step < ds[best].Step {
 				best = i
 			}
 		}
@@ -347,7 +412,7 @@ func checkSim(l *simLog) simReport {
 		}
 		if prev, ok := lastByKey[p.Key]; ok {
 			rep.KeyOrderChecks++
-			if d.At.Before(prev.At) || d.At.Equal(prev.At) && d.Worker == prev.Worker && d.Index < prev.Index {
+			if d.Step < prev.Step {
 				pp := lastPutByKey[p.Key]
 				rep.violate("key order: key %s: %q (%s, written after %q in %s) first delivered at %s by %s, before %q first delivered at %s by %s",
 					p.Key, p.Data, p.Shard, pp.Data, pp.Shard, d.At.Format("15:04:05.000000"), d.Worker, prev.Data, prev.At.Format("15:04:05.000000"), prev.Worker)
@@ -421,7 +486,7 @@ func checkSim(l *simLog) simReport {
 		if len(idx) < 2 {
 			continue
 		}
-		slices.SortFunc(idx, func(a, b int) int { return ds[a].At.Compare(ds[b].At) })
+		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(ds[a].Step, ds[b].Step) })
 		for n, i := range idx[1:] {
 			di := ds[i]
 			earlier := idx[:n+1]
@@ -430,9 +495,9 @@ func checkSim(l *simLog) simReport {
 			// that began this delivery's acquisition: a rewind.
 			if wi != nil && !stale[i] {
 				for _, x := range writesByShard[di.Shard] {
-					if x.At.Before(wi.takeAt) && x.Op == "checkpoint" && covers(x.CP, di.Seq, di.Sub) {
+					if wi.take.after(x.moment()) && x.Op == "checkpoint" && covers(x.CP, di.Seq, di.Sub) {
 						rep.violate("rewind: %q delivered again by %s at %s though checkpoint %s/%d by %s at %s covered it before its take at %s",
-							data, di.Worker, di.At.Format("15:04:05.000"), x.CP.seq, x.CP.sub, x.By, x.At.Format("15:04:05.000"), wi.takeAt.Format("15:04:05.000"))
+							data, di.Worker, di.At.Format("15:04:05.000"), x.CP.seq, x.CP.sub, x.By, x.At.Format("15:04:05.000"), wi.take.at.Format("15:04:05.000"))
 						break
 					}
 				}
@@ -451,17 +516,17 @@ func checkSim(l *simLog) simReport {
 				if wj == nil {
 					continue
 				}
-				acked := orNever(wj.prefixAck[k])
-				end := orNever(wj.end)
+				acked := wj.prefixAck[k].orNever()
+				end := wj.end.orNever()
 				switch {
-				case acked.After(di.At) || acked.After(end):
+				case acked.after(di.moment()) || acked.after(end):
 					class = dupUnacked
 				default:
-					r := reachable(wj.worker, acked, end)
+					r := reachable(wj.worker, acked.at, end.at)
 					if r <= l.LagBound {
 						class, lag = dupLag, r
 					} else {
-						why = append(why, fmt.Sprintf("%s acked it at %s, lease moved at %s, table reachable %v of that", wj.worker, acked.Format("15:04:05.000"), fmtEnd(wj.end), r.Round(time.Millisecond)))
+						why = append(why, fmt.Sprintf("%s acked it at %s, lease moved at %s, table reachable %v of that", wj.worker, acked.at.Format("15:04:05.000"), fmtEnd(wj.end.at), r.Round(time.Millisecond)))
 					}
 				}
 			}

@@ -2,6 +2,8 @@ package kcl
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,9 +11,16 @@ import (
 	"github.com/kclgo/kcl/internal/kinesisfake"
 )
 
+// The hand-made logs of the checker's tests give each event the step ten
+// times its millisecond (an ack five more, after a delivery of the same
+// millisecond); a case that puts two events at one time sets their steps
+// by hand, as virtual time makes them.
+func simStepAt(ms int) int64 { return int64(ms) * 10 }
+
 // TestSimChecker feeds the simulation's invariant checker hand-made logs:
 // a clean one, whose duplicates it must classify, and one per kind of
-// violation, each of which it must report.
+// violation, each of which it must report; then the same where events
+// share one time and only their steps order them (virtual time).
 func TestSimChecker(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -20,17 +29,22 @@ func TestSimChecker(t *testing.T) {
 		return simPut{Data: fmt.Sprintf("%s:%d", key, n), Key: key, Shard: shard, Seq: seq(n), Arrival: at(n), Owed: true}
 	}
 	del := func(worker string, window, index int, p simPut, atMs, ackMs int) simDelivery {
-		d := simDelivery{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Index: index, Shard: p.Shard, Seq: p.Seq, Data: p.Data, Key: p.Key, At: at(atMs)}
+		d := simDelivery{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Index: index, Shard: p.Shard, Seq: p.Seq, Data: p.Data, Key: p.Key, At: at(atMs), Step: simStepAt(atMs)}
 		if ackMs >= 0 {
-			d.AckedAt = at(ackMs)
+			d.AckedAt, d.AckedStep = at(ackMs), simStepAt(ackMs)+5
 		}
 		return d
 	}
 	take := func(ms int, shard, by string) simWrite {
-		return simWrite{At: at(ms), Shard: shard, Op: "take", By: by, Owner: by}
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: shard, Op: "take", By: by, Owner: by}
 	}
 	cp := func(ms int, shard, by, owner string, n int) simWrite {
-		return simWrite{At: at(ms), Shard: shard, Op: "checkpoint", By: by, Owner: owner, CP: checkpoint{seq: seq(n)}}
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: shard, Op: "checkpoint", By: by, Owner: owner, CP: checkpoint{seq: seq(n)}}
+	}
+	// tie: d at the time of step's event, just after it (delta > 0) or
+	// just before it (delta < 0).
+	tie := func(d *simDelivery, t time.Time, step int64, delta int64) {
+		d.At, d.Step = t, step+delta
 	}
 
 	// A clean log: shard A read by w1, which acks 1 (checkpointed) and 2,
@@ -57,7 +71,7 @@ func TestSimChecker(t *testing.T) {
 			take(50, "A", "w1"), cp(150, "A", "w1", "w1", 1), take(1000, "A", "w2"),
 			take(1200, "B", "w3"), cp(1280, "B", "w3", "w2", 10), take(1290, "B", "w2"),
 		},
-		Outages:  []simOutage{{Worker: "w1#1", From: at(250), To: at(1500)}},
+		Outages:  []simOutage{{Worker: "w1#1", From: at(250), To: at(1500), FromStep: simStepAt(250), ToStep: simStepAt(1500)}},
 		Stops:    []simStop{{Worker: "w1#1", Graceful: true}},
 		Bound:    4,
 		LagBound: 300 * time.Millisecond,
@@ -82,9 +96,53 @@ func TestSimChecker(t *testing.T) {
 		p12.Trimmed = true
 		l.Puts = append(l.Puts, p12, p13)
 		l.Writes = append(l.Writes, take(1340, "C", "w2"))
-		l.Deliveries = append(l.Deliveries, del("w2#1", 5, 3, p13, 1350, 1355), del("w3#1", 4, 2, p12, 1410, 1415))
+		l.Deliveries = append(l.Deliveries, del("w2#1", 5, 3, p13, 1350, 1355), del("w3#1", 4, 2, p12, 1420, 1425))
+	}
+	// bufferedOld: shard C, taken by w4 at 400 ms; w4 is frozen with C's
+	// 20 in its channel, and w2 takes C at 600, delivers 20 and 21,
+	// checkpoints them and hands C back. w4 takes it again at 720 (from
+	// 21) and delivers 22 at 800, but first, at 750, the 20 of its first
+	// acquisition, which waited in the channel (seed 187620604): that
+	// acquisition's take is the one at 400, so 20 is stale (class c), not
+	// read again behind the checkpoint. more adds that many records of the
+	// first acquisition, delivered after the 20.
+	bufferedOld := func(more int) func(l *simLog) {
+		return func(l *simLog) {
+			p20, p21, p22 := put(20, "k20", "C"), put(21, "k21", "C"), put(22, "k22", "C")
+			l.Puts = append(l.Puts, p20, p21, p22)
+			l.Writes = append(l.Writes, take(400, "C", "w4"), take(600, "C", "w2"), cp(700, "C", "w2", "w2", 21),
+				cp(710, "C", "w2", "w4", 21), take(720, "C", "w4"))
+			l.Deliveries = append(l.Deliveries, del("w2#1", 8, 3, p20, 650, 660), del("w2#1", 8, 4, p21, 670, 680),
+				del("w4#1", 7, 0, p20, 750, 760), del("w4#1", 9, 1+more, p22, 800, 810))
+			for i := range more {
+				p := put(30+i, fmt.Sprintf("y%d", i), "C")
+				l.Puts = append(l.Puts, p)
+				l.Deliveries = append(l.Deliveries, del("w4#1", 7, 1+i, p, 751+i, 790))
+			}
+		}
 	}
 	checkerCases(t, clean, []checkerCase{
+		{"records of an earlier acquisition delivered after the worker took the lease again are stale, not a rewind", bufferedOld(0), ""},
+		{"stale beyond the bound: an earlier acquisition's records delivered after the worker took the lease again", bufferedOld(4), "stale:"},
+		{"an earlier acquisition delivering from its buffer after a later one began is stale, not overlap", func(l *simLog) {
+			// Shard D: w4 takes it at 100 and freezes with D's 40 in its
+			// channel; w5 takes it at 300, delivers 40 at 350, and goes on
+			// with 41..45 after w4, thawed, delivered its 40 at 400 (seed
+			// 567489244).
+			l.Writes = append(l.Writes, take(100, "D", "w4"), take(300, "D", "w5"))
+			for i := range 6 {
+				p := put(40+i, fmt.Sprintf("z%d", i), "D")
+				l.Puts = append(l.Puts, p)
+				at := 350
+				if i > 0 {
+					at = 400 + 10*i
+				}
+				l.Deliveries = append(l.Deliveries, del("w5#1", 10, i, p, at, at+5))
+				if i == 0 {
+					l.Deliveries = append(l.Deliveries, del("w4#1", 11, 0, p, 400, 405))
+				}
+			}
+		}, ""},
 		{"lost record", func(l *simLog) {
 			l.Puts = append(l.Puts, put(12, "k9", "B"))
 		}, "lost:"},
@@ -100,8 +158,7 @@ func TestSimChecker(t *testing.T) {
 		}, ""},
 		{"key out of order across a reshard", func(l *simLog) {
 			// k1's second record (in B) first delivered before its first (in A).
-			l.Deliveries[0].At = at(1350)
-			l.Deliveries[0].AckedAt = at(1360)
+			l.Deliveries[0] = del("w1#1", 1, 0, p1, 1350, 1360)
 		}, "key order:"},
 		{"trimmed record delivered only after its lease moved is exempt from key order", func(l *simLog) {
 			staleTrimmed(l)
@@ -150,6 +207,82 @@ func TestSimChecker(t *testing.T) {
 			l.Stops = append(l.Stops, simStop{Worker: "w2#1", Died: true, Err: fmt.Errorf("kcl: boom")})
 		}, "died:"},
 	})
+
+	// Events at one time, ordered by their steps only. Each case with a
+	// violation, or with duplicates classed as below, is one that times
+	// alone would order wrongly.
+	staleAtHandoff := func(after bool) func(l *simLog) {
+		return func(l *simLog) { // w3 delivers 11 and six more records of B at the instant of its hand-off
+			for i := range 6 {
+				p := put(20+i, fmt.Sprintf("x%d", i), "B")
+				l.Puts = append(l.Puts, p)
+				l.Deliveries = append(l.Deliveries, del("w3#1", 4, 2+i, p, 1280, 1290+i))
+			}
+			handoff := l.Writes[4]
+			for i := range 7 { // 11, then the six, all just after the hand-off or all just before it
+				delta := int64(1 + i)
+				if !after {
+					delta = int64(i - 7)
+				}
+				tie(&l.Deliveries[7+i], handoff.At, handoff.Step, delta)
+			}
+		}
+	}
+	keyOrderAtOnce := func(delta int64) func(l *simLog) {
+		return func(l *simLog) { // k1's first record delivered at the instant of its second
+			l.Deliveries[0] = del("w1#1", 1, 0, p1, 1250, 1270)
+			tie(&l.Deliveries[0], l.Deliveries[6].At, l.Deliveries[6].Step, delta)
+		}
+	}
+	ackAtLoss := func(delta int64) func(l *simLog) {
+		return func(l *simLog) { // w1 acks 2 at the instant w2 takes A
+			l.Deliveries[1].AckedAt, l.Deliveries[1].AckedStep = l.Writes[2].At, l.Writes[2].Step+delta
+		}
+	}
+	checkerCases(t, clean, []checkerCase{
+		{"stale beyond the bound, delivered at the instant of the hand-off, after it", staleAtHandoff(true), "stale:"},
+		{"delivered at the instant of the hand-off, before it, is not stale", staleAtHandoff(false), ""},
+		{"overlap: delivered at the instant another acquisition began, after it", func(l *simLog) {
+			first := l.Deliveries[5] // w2's first of B
+			for i := range 6 {
+				p := put(20+i, fmt.Sprintf("x%d", i), "B")
+				d := del("w3#1", 4, 2+i, p, 1300, 1450+i)
+				tie(&d, first.At, first.Step, int64(1+i))
+				l.Puts = append(l.Puts, p)
+				l.Deliveries = append(l.Deliveries, d)
+			}
+		}, "overlap:"},
+		{"key order: delivered at one instant, the first written after", keyOrderAtOnce(1), "key order:"},
+		{"key order: delivered at one instant, the first written before", keyOrderAtOnce(-1), ""},
+		{"a take at the instant of the first delivery, after it", func(l *simLog) {
+			l.Writes[0].At, l.Writes[0].Step = l.Deliveries[0].At, l.Deliveries[0].Step+1
+		}, "lease:"},
+		{"a take at the instant of the first delivery, before it", func(l *simLog) {
+			l.Writes[0].At, l.Writes[0].Step = l.Deliveries[0].At, l.Deliveries[0].Step-1
+		}, ""},
+		{"rewind: a checkpoint covering 3 at the instant of the next take, before it", func(l *simLog) {
+			l.Writes[1] = cp(1000, "A", "w1", "w1", 3)
+			l.Writes[1].Step = l.Writes[2].Step - 1
+		}, "rewind:"},
+	})
+	for _, c := range []struct {
+		name  string
+		delta int64
+		dups  map[string]int
+	}{
+		{"acked at the instant the lease moved, after it: class a", 1, map[string]int{dupUnacked: 2, dupStale: 1}},
+		{"acked at the instant the lease moved, before it: class b", -1, map[string]int{dupUnacked: 1, dupLag: 1, dupStale: 1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := clean
+			l.Deliveries = slices.Clone(clean.Deliveries)
+			ackAtLoss(c.delta)(&l)
+			rep := checkSim(&l)
+			if len(rep.Violations) != 0 || !maps.Equal(rep.Dups, c.dups) {
+				t.Errorf("violations %q, duplicates %v; want none, %v", rep.Violations, rep.Dups, c.dups)
+			}
+		})
+	}
 }
 
 // checkerCase edits a copy of a clean log; the checker must then report a
@@ -213,18 +346,18 @@ func TestSimCheckerStreams(t *testing.T) {
 	// del: its delivery, named from the Record's StreamARN and ShardID.
 	del := func(worker string, window, index int, stream string, p simPut, atMs, ackMs int) simDelivery {
 		d := simDelivery{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Index: index,
-			Shard: sts.ofRecord(kinesisfake.StreamARN(stream), shard), Seq: p.Seq, Data: p.Data, Key: p.Key, At: at(atMs)}
+			Shard: sts.ofRecord(kinesisfake.StreamARN(stream), shard), Seq: p.Seq, Data: p.Data, Key: p.Key, At: at(atMs), Step: simStepAt(atMs)}
 		if ackMs >= 0 {
-			d.AckedAt = at(ackMs)
+			d.AckedAt, d.AckedStep = at(ackMs), simStepAt(ackMs)+5
 		}
 		return d
 	}
 	// take and cp: lease-table writes, named from the lease key.
 	take := func(ms int, key, by string) simWrite {
-		return simWrite{At: at(ms), Shard: sts.ofLeaseKey(key), Op: "take", By: by, Owner: by}
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: sts.ofLeaseKey(key), Op: "take", By: by, Owner: by}
 	}
 	cp := func(ms int, key, by string, n int) simWrite {
-		return simWrite{At: at(ms), Shard: sts.ofLeaseKey(key), Op: "checkpoint", By: by, Owner: by, CP: checkpoint{seq: seq(n)}}
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: sts.ofLeaseKey(key), Op: "checkpoint", By: by, Owner: by, CP: checkpoint{seq: seq(n)}}
 	}
 	keyA, keyB := streamID("A")+":"+shard, streamID("B")+":"+shard
 
@@ -248,7 +381,7 @@ func TestSimCheckerStreams(t *testing.T) {
 			take(50, keyA, "w1"), cp(150, keyA, "w1", 2), take(200, keyB, "w2"),
 			take(1000, keyB, "w1"), cp(1150, keyB, "w1", 2),
 		},
-		Outages:  []simOutage{{Worker: "w2#1", From: at(300)}},
+		Outages:  []simOutage{{Worker: "w2#1", From: at(300), FromStep: simStepAt(300)}},
 		Bound:    4,
 		LagBound: 300 * time.Millisecond,
 	}
