@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -82,15 +83,18 @@ func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next strin
 //     interleave, the prefix it reads is never behind one already written,
 //     and the lock is never held across a retry's wait.
 //   - A write that failed without an answer may still have taken effect: it
-//     is remembered (h.unsure).
+//     is remembered (h.unsure), with every other since the last write
+//     confirmed. All were conditioned on the same counter, so at most one
+//     of them took effect.
 //   - A write that passes the lease on (released, ended or handed off)
 //     leaves h.lease naming the next owner: no later write of this worker
 //     touches the lease, though it was queued behind this one (a flush).
 //   - When a write's condition fails, the lease is read back (readBack). If
-//     it holds exactly what this write, or the unsure one, wrote (the next
-//     counter, the checkpoint, the owner), the write took effect and only
-//     its reply was lost. In the unsure case the lease moves on from what
-//     the table holds and this write is made again (errWriteAgain,
+//     it holds exactly what this write, or an unsure one that kept the
+//     lease, wrote (the next counter, the checkpoint, the owner, and this
+//     process's token if it kept the lease), that write took effect and
+//     only its reply was lost. For an unsure one the lease moves on from
+//     what the table holds and this write is made again (errWriteAgain,
 //     retried). Anything else is a lost lease.
 func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bool, next string) (checkpoint, int, error) {
 	h.mu.Lock()
@@ -106,19 +110,19 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bo
 	// lock, and with it every other writer of this lease, for ever.
 	ctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 	defer cancel()
-	before := h.lease
-	l, err := c.table.checkpoint(ctx, before, cp, next, c.beat.writer())
+	before, w := h.lease, c.beat.writer()
+	this := leaseWrite{cp: cp, next: next}
+	l, err := c.table.checkpoint(ctx, before, cp, next, w)
 	if ignoreLost(err) != nil {
-		h.unsure = &leaseWrite{cp: cp, next: next}
+		h.remember(this)
 		return cp, unacked, err
 	}
 	if isLeaseLost(err) {
-		wrote := func(s lease, w leaseWrite) bool {
-			return s.counter == before.counter+1 && s.checkpoint == w.cp && s.owner == w.next
+		wrote := func(s lease, lw leaseWrite) bool {
+			return s.counter == before.counter+1 && s.checkpoint == lw.cp && s.owner == lw.next && (lw.next != w.id || s.writer == w.token)
 		}
-		this := leaseWrite{cp: cp, next: next}
-		earlier := func(s lease) bool { // the unsure write, which kept the lease
-			return h.unsure != nil && wrote(s, *h.unsure) && s.owner == c.opts.WorkerID
+		earlier := func(s lease) bool { // an unsure write that kept the lease
+			return s.owner == w.id && slices.ContainsFunc(h.unsure, func(u leaseWrite) bool { return wrote(s, u) })
 		}
 		stored, ok, rerr := c.readBack(ctx, h.shardID, func(s lease) bool { return wrote(s, this) || earlier(s) })
 		switch {
@@ -136,6 +140,24 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bo
 	h.lease, h.unsure = l, nil
 	h.stored.Store(&storedCheckpoint{cp: l.checkpoint, at: time.Now()})
 	return cp, unacked, nil
+}
+
+// maxUnsure caps the writes remembered as unsure (heldLease.remember).
+const maxUnsure = 64
+
+// remember notes w, a write that failed without an answer, among those
+// that may have taken effect (h.mu held). Each distinct write is noted
+// once; past maxUnsure the oldest is dropped: should it be the one that
+// took effect, the next write's read-back takes the lease for lost, which
+// only delivers again what was acked since the last write confirmed.
+func (h *heldLease) remember(w leaseWrite) {
+	if slices.Contains(h.unsure, w) {
+		return
+	}
+	if len(h.unsure) == maxUnsure {
+		h.unsure = slices.Delete(h.unsure, 0, 1)
+	}
+	h.unsure = append(h.unsure, w)
 }
 
 // leaseWrite is what a checkpoint write writes.

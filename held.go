@@ -36,11 +36,11 @@ type heldLease struct {
 	// wrote it (or took the lease): written under mu, read without it.
 	stored atomic.Pointer[storedCheckpoint]
 
-	mu      chanLock    // held across each attempt at a write of the lease (each is conditional on the counter); newHeldLease makes it
-	lease   lease       // synchronized on mu
-	unsure  *leaseWrite // synchronized on mu: the last write failed without an answer; it may have taken effect
-	handoff string      // synchronized on mu: worker to hand the lease to, once asked
-	gone    bool        // synchronized on mu: released, ended, handed off or lost; no more writes
+	mu      chanLock     // held across each attempt at a write of the lease (each is conditional on the counter); newHeldLease makes it
+	lease   lease        // synchronized on mu
+	unsure  []leaseWrite // synchronized on mu: writes since the last one confirmed that failed without an answer; one may have taken effect
+	handoff string       // synchronized on mu: worker to hand the lease to, once asked
+	gone    bool         // synchronized on mu: released, ended, handed off or lost; no more writes
 }
 
 // newHeldLease returns the held lease of l, a lease just taken, whose shard
