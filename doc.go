@@ -61,15 +61,22 @@
 // read the whole table every second and publish what they judge dead in a
 // small group item; the others read that item every second and the whole
 // table only when it says something changed, so the table's cost grows with
-// shards plus workers, not their product. A worker stops delivering before
-// anyone can judge it dead: once no heartbeat was confirmed within
-// LeaseDuration less a tenth of the time the last one was sent (DynamoDB
-// unreachable or throttled, or the process frozen) it pauses, delivering
-// nothing more though acks still count. When a heartbeat is written again,
-// it first writes every lease it still holds once more, fenced, so that a
-// take decided meanwhile fails; then the shards still its own go on where
-// they stopped. A second process with the same WorkerID is found by its
-// heartbeat writes: the older one stops with an error naming the ID.
+// shards plus workers, not their product.
+//
+// A worker stops delivering before anyone can judge it dead. Its deadline
+// is LeaseDuration less a tenth after it sent the last heartbeat that was
+// confirmed in time, on the monotonic and on the wall clock (so a host that
+// wakes from a suspend is past it). Past the deadline (DynamoDB unreachable
+// or throttled, the process frozen) it pauses: it delivers nothing more, and
+// Process starts no handler call and ends the context of those running,
+// though acks still count. When a heartbeat is written again, it first
+// writes every lease it still holds once more, fenced, recording that late
+// heartbeat in each, so that a take decided meanwhile fails, and so does one
+// decided later on an older copy of the heartbeat; then the shards still its
+// own go on where they stopped. A second process with the same WorkerID is
+// found by its heartbeat writes: the older one stops with an error naming
+// the ID, and lease writes carry each process's token, so neither takes the
+// other's take for its own.
 //
 // Every write that moves a checkpoint or an owner (take, checkpoint,
 // release, hand-off, shard end) is conditional on the owner and counter read
@@ -93,12 +100,21 @@
 // account:stream:creationEpoch:shardId, with streamName and shardId), so a
 // Java multi-stream application moves to kcl in place and back. Every
 // record carries its Record.StreamARN (with one stream too). Workers share
-// the shards of all the streams; everything above holds per stream. Leases
-// of a stream in the table but not in Streams are left alone; a stream
-// added to Streams starts at InitialPosition. A table holds one layout:
-// Streams on a single-stream table, or StreamName/StreamARN on a
-// multi-stream one, ends the consumer at start with an error naming the
-// table.
+// the shards of all the streams; everything above holds per stream. Workers
+// may list different streams (a rolling deploy): each worker's share counts,
+// per stream, only the workers that read it. Leases of a stream in the table
+// but not in Streams are left alone; a stream added to Streams starts at
+// InitialPosition. A table holds one layout: Streams on a single-stream
+// table, or StreamName/StreamARN on a multi-stream one, ends the consumer at
+// start with an error naming the table.
+//
+// A stream deleted and created again under its name, while running or while
+// the group is down, is read from its first record, whatever
+// InitialPosition says: the group was reading that name. The old stream's
+// leases are left alone (multi-stream: their keys name its creation time) or
+// replaced by the new stream's (single-stream: kcl stamps the leases it
+// creates with the stream's creation time). A stream deleted while running
+// is waited for, with a warning, not fatal.
 //
 // # Errors
 //
