@@ -44,8 +44,13 @@ import (
 // The context given to handle (and to OnFailure) carries ctx's values, but
 // not its cancellation: it ends when the worker no longer holds the record's
 // shard (lease lost, handed off to another worker, or released by the
-// shutdown), so that a long handler can give up work another worker redoes,
-// and at the latest when Process returns. When ctx ends, handlers in flight
+// shutdown), or when its delivery deadline passes (no heartbeat confirmed in
+// time: another worker may take the shard), so that a long handler can give
+// up work another worker redoes, and at the latest when Process returns. No
+// call starts while the deadline is past; a call cut short by it is no
+// failed attempt, and runs again once a heartbeat is written. A handler that
+// ignores its context may still be running when another worker starts the
+// same key. When ctx ends, handlers in flight
 // are not cancelled at once: like Consume, the shutdown gives the records
 // already delivered up to Options.ShutdownTimeout to be handled and acked
 // (records waiting in Process's queues, and retries, included), then
