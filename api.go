@@ -8,7 +8,9 @@ import (
 )
 
 // KinesisAPI is the part of *kinesis.Client that kcl calls. Wrap a client to
-// count, throttle or fault calls in tests.
+// count, throttle or fault calls in tests. kcl may call more methods in a
+// later version (CHANGELOG.md says when): embed the interface, or the
+// client, in a wrapper, so that it has every method it does not override.
 type KinesisAPI interface {
 	ListShards(ctx context.Context, in *kinesis.ListShardsInput, optFns ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
 	GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, optFns ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error)
@@ -21,7 +23,8 @@ type KinesisAPI interface {
 	SubscribeToShard(ctx context.Context, in *kinesis.SubscribeToShardInput, optFns ...func(*kinesis.Options)) (*kinesis.SubscribeToShardOutput, error)
 }
 
-// DynamoDBAPI is the part of *dynamodb.Client that kcl calls on the lease table.
+// DynamoDBAPI is the part of *dynamodb.Client that kcl calls on the lease
+// table. As with KinesisAPI, embed it in a wrapper.
 type DynamoDBAPI interface {
 	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
