@@ -257,23 +257,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	if err != nil {
 		return false, err
 	}
-	leased := make(map[string]bool, len(leases)) // by shard ID, of this stream
-	// A group has read this stream once a lease of it was ever taken: only
-	// then is a parent gone from the stream one it should have read. (Not
-	// while the first workers of a group create its leases together.)
-	read := false
-	// Leases created ended (a closed shard at Latest) and never taken:
-	// nothing was read of their shards, so their children have nothing to go
-	// on from and start at InitialPosition, as the worker that created them
-	// decided for the children it created.
-	unread := map[string]bool{}
-	for _, l := range leases {
-		if id, shard := splitLeaseKey(l.shardID); id == s.id {
-			leased[shard] = true
-			read = read || l.counter > 0
-			unread[shard] = l.createdEnded()
-		}
-	}
+	leased, unread, read := leaseState(s, leases)
 	if other := otherIncarnation(s, leases); other != "" {
 		recreated = true
 		s.log.Warn("kcl: lease table holds leases of an earlier stream of this name; they are left alone and this one is read from its first record",
@@ -306,15 +290,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		latest := c.opts.InitialPosition == Latest
 		cp := checkpoint{seq: startSeq(sh, c.opts.InitialPosition, descends[sh.id] || recreated, toRead, covered[sh.id])}
 		key := leaseKey(s.id, sh.id)
-		parents := make([]string, len(sh.parents))
-		for i, p := range sh.parents {
-			parents[i] = leaseKey(s.id, p)
-		}
-		l := lease{shardID: key, checkpoint: cp, parents: parents}
-		if s.id == "" && !s.created.IsZero() {
-			l.streamCreated = s.created.UnixMilli() // keys of a single-stream table outlive the stream
-		}
-		created, err := c.table.create(ctx, l)
+		created, err := c.table.create(ctx, s.newLease(sh, cp))
 		if err != nil {
 			return anyCreated, fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), key, err)
 		}
@@ -334,6 +310,40 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		}
 	}
 	return anyCreated, nil
+}
+
+// leaseState returns what the table's leases say of stream s's shards:
+// which have a lease (by shard ID); which leases were created ended (a
+// closed shard at Latest) and never taken: nothing was read of their
+// shards, so their children have nothing to go on from and start at
+// InitialPosition, as the worker that created them decided for the
+// children it created; and whether a lease of s was ever taken: only then
+// is a parent gone from the stream one the group should have read (not
+// while the first workers of a group create its leases together).
+func leaseState(s *kstream, leases []lease) (leased, unread map[string]bool, read bool) {
+	leased, unread = make(map[string]bool, len(leases)), map[string]bool{}
+	for _, l := range leases {
+		if id, shard := splitLeaseKey(l.shardID); id == s.id {
+			leased[shard] = true
+			read = read || l.counter > 0
+			unread[shard] = l.createdEnded()
+		}
+	}
+	return leased, unread, read
+}
+
+// newLease returns the new lease of shard sh of s at cp: its parents as
+// lease keys and, in a single-stream table, whose keys outlive the stream,
+// the stream's creation time (incarnation.go).
+func (s *kstream) newLease(sh shardInfo, cp checkpoint) lease {
+	l := lease{shardID: leaseKey(s.id, sh.id), checkpoint: cp, parents: make([]string, len(sh.parents))}
+	for i, p := range sh.parents {
+		l.parents[i] = leaseKey(s.id, p)
+	}
+	if s.id == "" && !s.created.IsZero() {
+		l.streamCreated = s.created.UnixMilli()
+	}
+	return l
 }
 
 // startSeq returns where the new lease of sh starts (syncShards): the
