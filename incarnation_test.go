@@ -1,0 +1,45 @@
+package kcl
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/kinesisfake"
+)
+
+// A shard sync while running finds a stream created again by its creation
+// time alone, though no reader of this worker met it (a worker that holds
+// none of its leases, or a Kinesis that lets an old iterator read on, as
+// kinesalite does): the stream is switched and, in a single-stream table,
+// the old stream's leases replaced by the new one's at TRIM_HORIZON.
+func TestASyncFindsAStreamCreatedAgain(t *testing.T) {
+	ctx := context.Background()
+	clock := kinesisfake.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	kin := kinesisfake.New(kinesisfake.Options{Now: clock.Now})
+	kin.CreateStream("s", 1)
+	c, err := New(Options{StreamName: "s", Kinesis: kin, InitialPosition: TrimHorizon, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	require.NoError(t, c.syncShards(ctx, starting, nil))
+	old, ok, err := c.table.read(ctx, "shardId-000000000000")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, clock.Now().UnixMilli(), old.streamCreated, "kcl stamps the leases of a single-stream table")
+
+	require.NoError(t, kin.DeleteStream("s"))
+	created := clock.Advance(time.Minute)
+	kin.CreateStream("s", 1)
+	require.NoError(t, c.syncShards(ctx, running, nil))
+
+	assert.Equal(t, created, c.streamList()[0].created.UTC(), "the stream read is the new one")
+	l, ok, err := c.table.read(ctx, "shardId-000000000000")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, created.UnixMilli(), l.streamCreated, "the lease is the new stream's")
+	assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq)
+	assert.Greater(t, l.counter, old.counter, "replaced fenced on its counter")
+}
