@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -271,14 +272,21 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 }
 
 // shardIterator opens the shard at a checkpoint, or just after the
-// sequence number after when it is set.
+// sequence number after when it is set. A start time ahead of Kinesis's
+// clock (AtTimestamp of a time to come, a start stored by a worker whose
+// clock runs fast) is refused by Kinesis: it is retried with backoff until
+// Kinesis's clock reaches it, so that nothing at or after it is missed.
 func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after string) (*string, error) {
 	env, h := r.env, r.h
 	pos := r.startingPosition(from, after)
 	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(h.shard), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
 	h.stream.setStream(&in.StreamName, &in.StreamARN)
 	out, err := retry(ctx, running, &env.counters.retryCounters, r.log, "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
-		return env.kinesis.GetShardIterator(ctx, in)
+		out, err := env.kinesis.GetShardIterator(ctx, in)
+		if pos.Type == types.ShardIteratorTypeAtTimestamp && startAhead(err) {
+			return nil, errStartAhead{err}
+		}
+		return out, err
 	})
 	if err != nil {
 		return nil, err
@@ -391,6 +399,21 @@ func (r *shardReader) finishHandoff(ctx context.Context) {
 func isExpiredIterator(err error) bool {
 	var expired *types.ExpiredIteratorException
 	return errors.As(err, &expired)
+}
+
+// startAhead reports whether err is Kinesis refusing an AT_TIMESTAMP
+// start ahead of its clock.
+func startAhead(err error) bool {
+	return isInvalidArgument(err) && strings.Contains(strings.ToLower(err.Error()), "timestampinmillis")
+}
+
+// errStartAhead is an AT_TIMESTAMP start ahead of Kinesis's clock: a
+// transient error (it hides the InvalidArgumentException, which is fatal
+// otherwise), retried until Kinesis's clock reaches the start.
+type errStartAhead struct{ cause error }
+
+func (e errStartAhead) Error() string {
+	return "the start time is ahead of Kinesis's clock (a clock running fast?); waiting: " + e.cause.Error()
 }
 
 func isInvalidArgument(err error) bool {

@@ -127,7 +127,7 @@ func (s *Server) GetShardIterator(ctx context.Context, in *kinesis.GetShardItera
 		if sh == nil {
 			return nil, shardNotFound(st, shardID)
 		}
-		pos, err := sh.position(in)
+		pos, err := sh.position(in, now)
 		if err != nil {
 			return nil, err
 		}

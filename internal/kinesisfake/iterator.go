@@ -123,9 +123,10 @@ func parseTime(s string) (time.Time, bool) {
 	return time.Unix(0, n), err == nil
 }
 
-// position returns where an iterator of the request opens in sh. A sequence
-// number already trimmed opens at the trim horizon, as AWS does.
-func (sh *shard) position(in *kinesis.GetShardIteratorInput) (int, error) {
+// position returns where an iterator of the request opens in sh, at now. A
+// sequence number already trimmed opens at the trim horizon, as AWS does; a
+// timestamp ahead of now is refused, as AWS refuses one ahead of its clock.
+func (sh *shard) position(in *kinesis.GetShardIteratorInput, now time.Time) (int, error) {
 	switch in.ShardIteratorType {
 	case types.ShardIteratorTypeTrimHorizon:
 		return sh.trimmed, nil
@@ -134,6 +135,9 @@ func (sh *shard) position(in *kinesis.GetShardIteratorInput) (int, error) {
 	case types.ShardIteratorTypeAtTimestamp:
 		if in.Timestamp == nil {
 			return 0, invalidArgument("a Timestamp is required for AT_TIMESTAMP")
+		}
+		if in.Timestamp.After(now) {
+			return 0, invalidArgument("The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: %d, currentTimestampInMillis: %d", in.Timestamp.UnixMilli(), now.UnixMilli())
 		}
 		for i, r := range sh.records {
 			if !r.arrival.Before(*in.Timestamp) {
