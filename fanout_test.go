@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -232,4 +233,61 @@ func TestSubscriptionEventsEndTheShardOrStall(t *testing.T) {
 		assert.False(t, ended)
 		assert.ErrorContains(t, err, "no event for 200ms")
 	})
+}
+
+// gonePast pretends that a shard left the stream (retention): ListShards no
+// longer lists it, and SubscribeToShard, GetShardIterator and GetRecords of
+// it answer ResourceNotFound, as AWS answers them.
+type gonePast struct {
+	KinesisAPI
+	shard string
+}
+
+func (k gonePast) notFound() error {
+	return &types.ResourceNotFoundException{Message: aws.String("Shard " + k.shard + " does not exist (test: past retention)")}
+}
+
+func (k gonePast) ListShards(ctx context.Context, in *kinesis.ListShardsInput, o ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
+	out, err := k.KinesisAPI.ListShards(ctx, in, o...)
+	if err == nil {
+		out.Shards = slices.DeleteFunc(slices.Clone(out.Shards), func(s types.Shard) bool { return aws.ToString(s.ShardId) == k.shard })
+	}
+	return out, err
+}
+
+func (k gonePast) SubscribeToShard(ctx context.Context, in *kinesis.SubscribeToShardInput, o ...func(*kinesis.Options)) (*kinesis.SubscribeToShardOutput, error) {
+	if aws.ToString(in.ShardId) == k.shard {
+		return nil, k.notFound()
+	}
+	return k.KinesisAPI.SubscribeToShard(ctx, in, o...)
+}
+
+func (k gonePast) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, o ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
+	if aws.ToString(in.ShardId) == k.shard {
+		return nil, k.notFound()
+	}
+	return k.KinesisAPI.GetShardIterator(ctx, in, o...)
+}
+
+// Fan-out: a lease of a shard that left the stream (retention, after an
+// outage longer than it, or a Java table's stale parent lease) is ended like
+// a closed shard, so that its children are read. SubscribeToShard's
+// ResourceNotFound stopped the consumer, and every worker that took the
+// lease after it: the whole group (issue 27, item 1; the Java KCL fixed the
+// same in its PR 359).
+func TestFanOutEndsAShardThatLeftTheStream(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	first := f.putN(20, 4, "a")
+	s := startConsumer(t, fanOutOptions(f))
+	s.receiveAll(putData(first), 30*time.Second)
+	require.NoError(t, s.stop(ackAll))
+
+	f.splitShard("shardId-000000000000")
+	second := f.putN(20, 4, "b")
+	opts := fanOutOptions(f)
+	opts.Kinesis = gonePast{KinesisAPI: opts.Kinesis, shard: "shardId-000000000000"}
+	s = startConsumer(t, opts)
+	s.receiveAll(putData(second), 30*time.Second)
+	require.NoError(t, s.stop(ackAll))
 }
