@@ -6,6 +6,10 @@ package kcl
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -55,5 +59,78 @@ func TestAStartTimeAheadOfKinesisIsWaitedFor(t *testing.T) {
 		require.Empty(t, missed, "records at or after the start never delivered")
 		require.Empty(t, early, "records before the start delivered")
 		require.NotEmpty(t, got)
+	})
+}
+
+// lineCounter counts the log lines that hold each of its keys.
+type lineCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for key := range l.counts {
+		if strings.Contains(string(p), key) {
+			l.counts[key]++
+		}
+	}
+	return len(p), nil
+}
+
+func (l *lineCounter) get(key string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts[key]
+}
+
+// A shard kept at MaxUnackedPerShard by its receiver is flow control, not a
+// stall: nothing is logged above Debug per record (README), and the shard
+// resumes only once a quarter of the limit is acked, not after each ack. A
+// pause that lasts (LeaseDuration) is a Warn, once, and its end an Info
+// with its length (issue 27, item 6: 96 Warn and Info pairs for 300 records
+// before).
+func TestAShardAtItsUnackedLimitLogsAStallOnce(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		for i := range 300 {
+			if _, _, err := kin.PutRecord("s", "k", fmt.Appendf(nil, "s/k:%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g := newSchedGroup(t, kin)
+		logs := &lineCounter{counts: map[string]int{"level=WARN msg=\"kcl: shard paused": 0, "level=INFO msg=\"kcl: shard resumed": 0}}
+		w := g.newWorker("w", func(o *Options) {
+			o.MaxUnackedPerShard, o.BufferSize = 8, -1
+			o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		w.cancel = cancel
+		ch := w.c.Consume(ctx)
+		hold := make(chan struct{})
+		var release sync.Once
+		t.Cleanup(func() { release.Do(func() { close(hold) }) }) // before the group stops: cleanups run last first
+		go func() {
+			defer close(w.done)
+			n := 0
+			for r := range ch {
+				n++
+				if n == 200 { // a stall: this record is acked only later, so the acked prefix stops at it
+					go func() { <-hold; r.Ack() }()
+					continue
+				}
+				time.AfterFunc(5*time.Millisecond, r.Ack)
+			}
+		}()
+		time.Sleep(30 * time.Second)
+		require.Equal(t, 0, logs.get("level=INFO msg=\"kcl: shard resumed"), "no stall has ended yet")
+		require.Equal(t, 1, logs.get("level=WARN msg=\"kcl: shard paused"), "one stall, one warning")
+		release.Do(func() { close(hold) })
+		time.Sleep(5 * time.Second)
+		require.Equal(t, 1, logs.get("level=INFO msg=\"kcl: shard resumed"), "its end, once")
+		require.Equal(t, 1, logs.get("level=WARN msg=\"kcl: shard paused"))
 	})
 }

@@ -69,6 +69,7 @@ type readerOptions struct {
 	pollInterval     time.Duration
 	shutdownTimeout  time.Duration
 	initialPosition  Position
+	stallAfter       time.Duration // a shard paused for room this long is logged as stalled (LeaseDuration)
 	fanOutStall      time.Duration // a subscription with no event for this long is renewed
 	resubscribeAfter time.Duration // a subscription is renewed after this long
 }
@@ -144,20 +145,38 @@ func (r *shardReader) read(ctx context.Context) error {
 }
 
 // waitForRoom blocks while MaxUnackedPerShard delivered records of the shard
-// are unacked, logging when the shard pauses and resumes. It returns how many
-// more records may be delivered, 0 when ctx ended or the lease was lost.
+// are unacked. It returns how many more records may be delivered, 0 when
+// ctx ended or the lease was lost.
+//
+//   - A paused shard resumes once a quarter of the limit (at least one) is
+//     acked: a receiver kept at the limit lets records through in batches,
+//     not one per ack.
+//   - A pause is flow control, logged at Debug. One that lasts
+//     LeaseDuration is a stall: a Warn, once, and an Info with its length
+//     when it ends.
 func (r *shardReader) waitForRoom(ctx context.Context) int {
-	h, log, maxUnacked := r.h, r.log, r.env.opts.maxUnacked
+	h, log, opts := r.h, r.log, r.env.opts
 	_, unacked := h.window.state()
-	if unacked >= maxUnacked {
-		log.Warn("kcl: shard paused: too many delivered records are not acked", "max_unacked", maxUnacked)
-		if !h.window.waitBelow(ctx, maxUnacked) {
+	if unacked >= opts.maxUnacked {
+		began := time.Now()
+		resume := opts.maxUnacked - max(1, opts.maxUnacked/4) + 1 // waitBelow: fewer than this unacked
+		wctx, cancel := context.WithTimeout(ctx, opts.stallAfter)
+		ok := h.window.waitBelow(wctx, resume)
+		cancel()
+		stalled := !ok && ctx.Err() == nil && !windowClosed(h.window)
+		if stalled {
+			log.Warn("kcl: shard paused: too many delivered records are not acked", "max_unacked", opts.maxUnacked, "paused_for", time.Since(began))
+			ok = h.window.waitBelow(ctx, resume)
+		}
+		if !ok {
 			return 0
 		}
-		log.Info("kcl: shard resumed")
+		if stalled {
+			log.Info("kcl: shard resumed", "paused_for", time.Since(began))
+		}
 		_, unacked = h.window.state()
 	}
-	return max(1, maxUnacked-unacked)
+	return max(1, opts.maxUnacked-unacked)
 }
 
 // deliverChunk is how many records deliver converts, registers and sends

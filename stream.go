@@ -324,7 +324,7 @@ func (c *Consumer) readerEnv() *readerEnv {
 		kinesis: c.kinesis, out: c.out, gate: c.pause, counters: &c.counters, log: c.log,
 		opts: readerOptions{
 			maxRecords: c.opts.MaxRecords, maxUnacked: c.opts.MaxUnackedPerShard,
-			pollInterval: c.opts.PollInterval, shutdownTimeout: c.opts.ShutdownTimeout,
+			pollInterval: c.opts.PollInterval, shutdownTimeout: c.opts.ShutdownTimeout, stallAfter: c.opts.LeaseDuration,
 			initialPosition: c.opts.InitialPosition,
 			fanOutStall:     c.fanOutStall, resubscribeAfter: c.resubscribeAfter,
 		},
