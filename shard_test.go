@@ -141,3 +141,33 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// A paused shard resumes once a quarter of MaxUnackedPerShard is acked (at
+// least one), not at the first ack: a receiver kept at the limit lets
+// records through in batches.
+func TestAPausedShardResumesByAQuarterOfItsLimit(t *testing.T) {
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger(), MaxUnackedPerShard: 8})
+	require.NoError(t, err)
+	h := newHeldLease(lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streamList()[0], "shardId-000000000000")
+	r := newShardReader(c.readerEnv(), h)
+	recs := make([]Record, 8)
+	for i := range recs {
+		recs[i].SequenceNumber = fmt.Sprint(100 + i)
+	}
+	require.True(t, h.window.push(recs))
+	room := make(chan int, 1)
+	go func() { room <- r.waitForRoom(context.Background()) }()
+	recs[0].Ack()
+	select {
+	case n := <-room:
+		t.Fatalf("resumed after one ack of eight, with room for %d", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+	recs[1].Ack()
+	select {
+	case n := <-room:
+		assert.Equal(t, 2, n, "a quarter of the limit")
+	case <-time.After(10 * time.Second):
+		t.Fatal("not resumed after a quarter of the limit was acked")
+	}
+}
