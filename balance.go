@@ -118,7 +118,7 @@ func stillOwned(l lease, found bool, me string) bool {
 // writer's token tells it from a take of another process with the same
 // WorkerID (a twin), which wrote the same owner and counter.
 func tookEffect(stored, l lease, w writer) bool {
-	return stored.owner == w.id && stored.counter == l.counter+1 && stored.writer == w.token
+	return stored.owner == w.id && stored.counter == l.counter+1 && stored.writer.token == w.token
 }
 
 // latestSkew is how far before its first take a lease at LATEST starts for
@@ -397,7 +397,7 @@ func (in assessInput) mayBeTwins(l lease, held bool) bool {
 func (a *assessment) ownerExpired(l lease, ownerBeats, leaseFresh bool) bool {
 	return l.owner != "" && l.owner != a.in.me && leaseitem.Liveness{
 		Owner: l.owner, CheckpointOwner: l.checkpointOwner, OwnerBeats: ownerBeats, OwnerLive: a.alive[l.owner], LeaseLive: leaseFresh,
-		OwnerBeat: l.ownerBeat, JudgedBeat: a.in.snap.workers[l.owner].counter,
+		OwnerBeat: l.ownerBeat(), JudgedBeat: a.in.snap.workers[l.owner].counter,
 	}.Alive() != l.owner
 }
 

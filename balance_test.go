@@ -301,11 +301,20 @@ func TestAssess(t *testing.T) {
 		{
 			name: "an expiry judged at a heartbeat older than the one the lease's last write followed frees nothing (the fence after a late beat)",
 			passes: []pass{{snap: tableSnapshot{
-				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, writer: "pb", ownerBeat: 2, checkpoint: trim}, {shardID: "s2", owner: "b", counter: 4, writer: "pb", ownerBeat: 1, checkpoint: trim}},
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 4, writer: writer{id: "b", token: "pb", beat: 2}, checkpoint: trim}, {shardID: "s2", owner: "b", counter: 4, writer: writer{id: "b", token: "pb", beat: 1}, checkpoint: trim}},
 				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1}}, // b's beat 2 is not in this read yet
 				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "b": 1}},
 			}}},
 			want: decisions{take: []string{"s2"}, live: []string{"me"}, expired: map[string]int64{workerKeyPrefix + "b": 1}},
+		},
+		{
+			name: "a mark another worker left on a lease (taken since by a kcl that does not mark leases) says nothing of its owner",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "old", counter: 4, writer: writer{id: "b", token: "pb", beat: 1 << 50}, checkpoint: trim}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "old": {counter: 7}},
+				group:   groupItem{present: true, expired: map[string]int64{workerKeyPrefix + "old": 7}},
+			}}},
+			want: decisions{take: []string{"s1"}, live: []string{"me"}, expired: map[string]int64{workerKeyPrefix + "old": 7}},
 		},
 		{
 			name: "a published expiry holds only at the counter judged",
@@ -674,10 +683,10 @@ func TestTookEffect(t *testing.T) {
 		stored lease
 		want   bool
 	}{
-		{"this take's write", lease{owner: "me", counter: 5, writer: "p1", ownerBeat: 9}, true},
-		{"another worker's take", lease{owner: "c", counter: 5, writer: "p3"}, false},
-		{"a twin's take: the same WorkerID, another process", lease{owner: "me", counter: 5, writer: "p2", ownerBeat: 9}, false},
-		{"taken by this worker later again", lease{owner: "me", counter: 7, writer: "p1"}, false},
+		{"this take's write", lease{owner: "me", counter: 5, writer: writer{id: "me", token: "p1", beat: 9}}, true},
+		{"another worker's take", lease{owner: "c", counter: 5, writer: writer{id: "c", token: "p3"}}, false},
+		{"a twin's take: the same WorkerID, another process", lease{owner: "me", counter: 5, writer: writer{id: "me", token: "p2", beat: 9}}, false},
+		{"taken by this worker later again", lease{owner: "me", counter: 7, writer: writer{id: "me", token: "p1"}}, false},
 		{"unchanged: the condition failed on another field", lease{owner: "b", counter: 4}, false},
 	}
 	for _, tc := range tests {

@@ -119,7 +119,7 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bo
 	}
 	if isLeaseLost(err) {
 		wrote := func(s lease, lw leaseWrite) bool {
-			return s.counter == before.counter+1 && s.checkpoint == lw.cp && s.owner == lw.next && (lw.next != w.id || s.writer == w.token)
+			return s.counter == before.counter+1 && s.checkpoint == lw.cp && s.owner == lw.next && (lw.next != w.id || s.writer == w)
 		}
 		earlier := func(s lease) bool { // an unsure write that kept the lease
 			return s.owner == w.id && slices.ContainsFunc(h.unsure, func(u leaseWrite) bool { return wrote(s, u) })

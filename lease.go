@@ -41,18 +41,20 @@ type lease struct {
 	// its later owners: set by the first take of such a lease (kcl's own
 	// attribute; the Java KCL ignores it). Zero: not set.
 	startAt time.Time
-	// writer and ownerBeat say which process of the owner wrote the lease
-	// last (its token) and its last heartbeat counter confirmed then (kcl's
-	// own attributes). Every take and checkpoint that keeps the lease sets
-	// them; a release or hand-off removes them. "" and 0: unknown.
+	// writer is who wrote the lease last (kcl's own attribute kclWriter):
+	// the worker, its process's token, and the counter of its last
+	// heartbeat confirmed then. Every take and checkpoint that keeps the
+	// lease sets it; a release or hand-off removes it. Zero: unknown.
 	//   - A take's read-back tells its own write from a twin's (another
-	//     process with the same WorkerID) by writer.
+	//     process with the same WorkerID) by the token.
 	//   - A judgement that the owner died at heartbeat counter n holds for
-	//     the lease only while ownerBeat <= n: a write after a later beat
-	//     (the fence after a late heartbeat) proves the owner outlived it,
-	//     whatever older copy of its heartbeat a read returned (assess).
-	writer    string
-	ownerBeat int64
+	//     the lease only while the owner's mark says a beat <= n (ownerBeat):
+	//     a write after a later beat (the fence after a late heartbeat)
+	//     proves the owner outlived it, whatever older copy of its heartbeat
+	//     a read returned (assess). A mark of another worker than the owner
+	//     (a take by the Java KCL, or by a kcl that does not mark leases)
+	//     says nothing.
+	writer writer
 	// streamCreated is when the lease's stream was created (Unix ms), in a
 	// single-stream table, where the leases of a stream deleted and
 	// created again under its name share their keys with the new one's
@@ -66,6 +68,15 @@ type writer struct {
 	id    string
 	token string
 	beat  int64
+}
+
+// ownerBeat is the heartbeat counter l's mark says its owner had when it
+// last wrote l: 0 when the mark is not the owner's.
+func (l lease) ownerBeat() int64 {
+	if l.writer.id == "" || l.writer.id != l.owner {
+		return 0
+	}
+	return l.writer.beat
 }
 
 // workerBeat is a worker's heartbeat item.
@@ -122,7 +133,7 @@ type leaseTable interface {
 	read(ctx context.Context, shardID string) (l lease, ok bool, err error)
 	create(ctx context.Context, l lease) (created bool, err error)
 	// take makes w.id the owner, clearing any hand-off claim, and marks the
-	// lease written by w (lease.writer, lease.ownerBeat).
+	// lease written by w (lease.writer).
 	take(ctx context.Context, l lease, w writer) (lease, error)
 	// replace writes fresh in place of l, if l's counter is still the one
 	// read (errLeaseLost if not): a lease of a stream created again under

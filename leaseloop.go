@@ -400,12 +400,17 @@ func (k *leaseKeeper) take(ctx context.Context, l lease) error {
 }
 
 // startReader starts reading the shard of a lease just taken, on a
-// goroutine of its own; if shutdown began meanwhile, it gives the lease
-// back instead.
+// goroutine of its own; if shutdown began meanwhile, or its stream is no
+// longer read (created again under its name while the take was in
+// flight), it gives the lease back instead.
 func (k *leaseKeeper) startReader(leaseCtx context.Context, l lease, storedStart bool) {
 	c := k.c
-	stream, shard, _ := c.streamOf(l.shardID) // assess takes only leases of the streams read
+	stream, shard, ok := c.streamOf(l.shardID) // assess takes only leases of the streams read
 	h := newHeldLease(l, stream, shard)
+	if !ok {
+		c.releaseLease(leaseCtx, h)
+		return
+	}
 	h.startAt, h.storedStart = l.startAt, storedStart
 	started := c.held.start(h, func() {
 		ctx, cancel := context.WithCancel(c.readCtx)

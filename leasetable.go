@@ -32,7 +32,6 @@ const (
 	attrHandoff         = leaseitem.AttrHandoff
 	attrStartAt         = leaseitem.AttrStartAt
 	attrWriter          = leaseitem.AttrWriter
-	attrOwnerBeat       = leaseitem.AttrOwnerBeat
 	attrStopping        = leaseitem.AttrStopping
 	attrToken           = leaseitem.AttrToken
 	attrStreams         = leaseitem.AttrStreams
@@ -305,15 +304,15 @@ func (t *dynamoLeases) take(ctx context.Context, l lease, w writer) (lease, erro
 		return l, err
 	}
 	l.owner, l.counter, l.ownerSwitches, l.handoffTo, l.checkpointOwner = w.id, l.counter+1, l.ownerSwitches+1, "", ""
-	l.writer, l.ownerBeat = w.token, w.beat
+	l.writer = w
 	return l, nil
 }
 
 // writtenBy returns the assignments that mark a lease written by w
-// (lease.writer, lease.ownerBeat), and adds their values to values.
+// (lease.writer), and adds its value to values.
 func writtenBy(values map[string]types.AttributeValue, w writer) []string {
-	values[":writer"], values[":beat"] = &types.AttributeValueMemberS{Value: w.token}, leaseitem.Number(w.beat)
-	return []string{eq(attrWriter, ":writer"), eq(attrOwnerBeat, ":beat")}
+	values[":writer"] = leaseitem.Writer{Worker: w.id, Token: w.token, Beat: w.beat}.Item()
+	return []string{eq(attrWriter, ":writer")}
 }
 
 // claim asks the owner of l to hand it to taker. It leaves the counter alone,
@@ -347,10 +346,10 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 	case l.owner:
 		assigns = append(assigns, writtenBy(values, w)...)
 	case "":
-		remove = []string{attrOwner, attrHandoff, attrWriter, attrOwnerBeat}
+		remove = []string{attrOwner, attrHandoff, attrWriter}
 	default:
 		assigns = append(assigns, eq(attrOwner, ":next"))
-		remove = []string{attrHandoff, attrWriter, attrOwnerBeat}
+		remove = []string{attrHandoff, attrWriter}
 		values[":next"] = &types.AttributeValueMemberS{Value: next}
 	}
 	expr := setting(assigns...)
@@ -364,9 +363,9 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 	l.counter++
 	l.checkpoint, l.ownerSwitches = cp, 0
 	if next == l.owner {
-		l.writer, l.ownerBeat = w.token, w.beat
+		l.writer = w
 	} else {
-		l.owner, l.handoffTo, l.writer, l.ownerBeat = next, "", "", 0
+		l.owner, l.handoffTo, l.writer = next, "", writer{}
 	}
 	return l, nil
 }
@@ -509,7 +508,7 @@ func leaseOf(l leaseitem.Lease) lease {
 		shardID: l.Key, owner: l.Owner, counter: l.Counter,
 		checkpoint: checkpoint{seq: l.Checkpoint, sub: l.CheckpointSub}, ownerSwitches: l.OwnerSwitches,
 		parents: l.Parents, handoffTo: l.HandoffTo, checkpointOwner: l.CheckpointOwner,
-		writer: l.Writer, ownerBeat: l.OwnerBeat, streamCreated: l.StreamCreated,
+		writer: writer{id: l.Writer.Worker, token: l.Writer.Token, beat: l.Writer.Beat}, streamCreated: l.StreamCreated,
 	}
 	if l.StartAt > 0 {
 		out.startAt = time.UnixMilli(l.StartAt)
@@ -523,7 +522,7 @@ func itemOf(l lease) leaseitem.Lease {
 		Key: l.shardID, Owner: l.owner, Counter: l.counter,
 		Checkpoint: l.checkpoint.seq, CheckpointSub: l.checkpoint.sub, OwnerSwitches: l.ownerSwitches,
 		Parents: l.parents, HandoffTo: l.handoffTo, CheckpointOwner: l.checkpointOwner,
-		Writer: l.writer, OwnerBeat: l.ownerBeat, StreamCreated: l.streamCreated,
+		Writer: leaseitem.Writer{Worker: l.writer.id, Token: l.writer.token, Beat: l.writer.beat}, StreamCreated: l.streamCreated,
 	}
 	if !l.startAt.IsZero() {
 		out.StartAt = l.startAt.UnixMilli()

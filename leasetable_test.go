@@ -50,13 +50,13 @@ func TestDynamoWrites(t *testing.T) {
 			_, err := t.take(ctx, lease{shardID: "shardId-1", counter: 3}, writer{id: "me"})
 			return err
 		},
-			"leaseCounter = :c AND attribute_not_exists(leaseOwner) | SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw, kclWriter = :writer, kclOwnerBeat = :beat REMOVE handoffTo, checkpointOwner"},
+			"leaseCounter = :c AND attribute_not_exists(leaseOwner) | SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw, kclWriter = :writer REMOVE handoffTo, checkpointOwner"},
 		{"take an owned lease, storing where it starts", func(t *dynamoLeases) error {
 			l := owned
 			l.startAt = time.UnixMilli(1700000000123)
 			_, err := t.take(ctx, l, writer{id: "me"})
 			return err
-		}, "leaseCounter = :c AND leaseOwner = :old | SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw, kclWriter = :writer, kclOwnerBeat = :beat, kclStartTimestamp = :start REMOVE handoffTo, checkpointOwner"},
+		}, "leaseCounter = :c AND leaseOwner = :old | SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw, kclWriter = :writer, kclStartTimestamp = :start REMOVE handoffTo, checkpointOwner"},
 		{"claim", func(t *dynamoLeases) error { return t.claim(ctx, owned, "taker") },
 			"leaseOwner = :owner AND attribute_not_exists(handoffTo) | SET handoffTo = :taker"},
 		{"unclaim", func(t *dynamoLeases) error { return t.unclaim(ctx, owned) },
@@ -65,17 +65,17 @@ func TestDynamoWrites(t *testing.T) {
 			_, err := t.checkpoint(ctx, owned, checkpoint{seq: "5"}, "old", writer{})
 			return err
 		},
-			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n, kclWriter = :writer, kclOwnerBeat = :beat"},
+			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n, kclWriter = :writer"},
 		{"release", func(t *dynamoLeases) error {
 			_, err := t.checkpoint(ctx, owned, checkpoint{seq: "5"}, "", writer{})
 			return err
 		},
-			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n REMOVE leaseOwner, handoffTo, kclWriter, kclOwnerBeat"},
+			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n REMOVE leaseOwner, handoffTo, kclWriter"},
 		{"hand off", func(t *dynamoLeases) error {
 			_, err := t.checkpoint(ctx, owned, checkpoint{seq: "5"}, "taker", writer{})
 			return err
 		},
-			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n, leaseOwner = :next REMOVE handoffTo, kclWriter, kclOwnerBeat"},
+			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n, leaseOwner = :next REMOVE handoffTo, kclWriter"},
 		{"first heartbeat", func(t *dynamoLeases) error { _, err := t.heartbeat(ctx, "w1", "tok", false, -1, nil); return err },
 			" | SET leaseCounter = if_not_exists(leaseCounter, :base) + :one, workerToken = :tok, workerStopping = :stopping, entityType = :entityType"},
 		{"heartbeat", func(t *dynamoLeases) error { _, err := t.heartbeat(ctx, "w1", "tok", true, 5, nil); return err },

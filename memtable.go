@@ -95,7 +95,7 @@ func (t *memLeases) write(cur lease, counted bool, change func(*lease) bool) (le
 func (t *memLeases) take(ctx context.Context, l lease, w writer) (lease, error) {
 	return t.write(l, true, func(s *lease) bool {
 		s.owner, s.handoffTo, s.checkpointOwner, s.startAt = w.id, "", "", l.startAt
-		s.writer, s.ownerBeat = w.token, w.beat
+		s.writer = w
 		s.ownerSwitches++
 		return true
 	})
@@ -130,9 +130,9 @@ func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next
 		}
 		s.checkpoint, s.ownerSwitches = cp, 0
 		if next == s.owner {
-			s.writer, s.ownerBeat = w.token, w.beat
+			s.writer = w
 		} else {
-			s.owner, s.handoffTo, s.writer, s.ownerBeat = next, "", "", 0
+			s.owner, s.handoffTo, s.writer = next, "", writer{}
 		}
 		return true
 	})

@@ -131,12 +131,13 @@ func (w watch) beatMoved(id string) bool {
 // liveness is what the watch saw of the items that tell whether the
 // reader of lease l lives.
 func (w watch) liveness(l leaseitem.Lease) leaseitem.Liveness {
-	_, beats := w.after.beats[l.Owner]
+	b, beats := w.after.beats[l.Owner]
 	prev, seen := w.before.leases[l.Key]
 	return leaseitem.Liveness{
 		Owner: l.Owner, CheckpointOwner: l.CheckpointOwner,
 		OwnerBeats: beats, OwnerLive: w.beatMoved(l.Owner),
 		LeaseLive: !seen || prev.Sign() != l.Sign(),
+		OwnerBeat: l.OwnerBeat(), JudgedBeat: b.Counter,
 	}
 }
 

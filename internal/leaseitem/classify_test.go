@@ -56,8 +56,7 @@ func TestRead(t *testing.T) {
 	full[AttrParents] = ss("shardId-000000000000")
 	full[AttrHandoff] = s("w2")
 	full[AttrStartAt] = n(1700000000000)
-	full[AttrWriter] = s("tok")
-	full[AttrOwnerBeat] = n(1700000000000001)
+	full[AttrWriter] = Writer{Worker: "w1", Token: "tok", Beat: 1700000000000001}.Item()
 	full["throughputKBps"] = n(12) // a Java attribute kcl ignores
 	multi := leaseItem("123:orders:1700000000:shardId-000000000003", "", 1, TrimHorizon)
 	multi[AttrParents] = ss("shardId-000000000001", "123:orders:1700000000:shardId-000000000002")
@@ -69,7 +68,7 @@ func TestRead(t *testing.T) {
 	}{
 		{name: "lease", item: full, want: Item{Kind: KindLease, Key: "shardId-000000000001", Lease: Lease{
 			Key: "shardId-000000000001", Owner: "w1", Counter: 7, Checkpoint: seq, CheckpointSub: 3, OwnerSwitches: 2,
-			Parents: []string{"shardId-000000000000"}, HandoffTo: "w2", StartAt: 1700000000000, Writer: "tok", OwnerBeat: 1700000000000001}}},
+			Parents: []string{"shardId-000000000000"}, HandoffTo: "w2", StartAt: 1700000000000, Writer: Writer{Worker: "w1", Token: "tok", Beat: 1700000000000001}}}},
 		{name: "unowned sentinel lease", item: leaseItem("shardId-000000000002", "", 0, TrimHorizon),
 			want: Item{Kind: KindLease, Key: "shardId-000000000002", Lease: Lease{Key: "shardId-000000000002", Checkpoint: TrimHorizon}}},
 		{name: "Java 3.5 lease with entityType LEASE", item: with(leaseItem("shardId-000000000003", "java-1", 2, Latest), AttrEntityType, s("LEASE")),

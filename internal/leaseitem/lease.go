@@ -28,17 +28,74 @@ type Lease struct {
 	// until it checkpoints and makes Owner (the new one) the owner.
 	CheckpointOwner string
 	StartAt         int64 // kclStartTimestamp, Unix ms; 0 when not set
-	// Writer and OwnerBeat are the token of the owner's process that
-	// wrote the lease last (kclWriter) and its heartbeat counter then
-	// (kclOwnerBeat): "" and 0 when the lease is unowned, handed over, or
-	// written by the Java KCL.
-	Writer    string
-	OwnerBeat int64
+	// Writer is who wrote the lease last (kclWriter): zero when the lease
+	// is unowned, handed over, or was never written by a kcl that marks it.
+	// It speaks for the owner only while Writer.Worker is the owner: a
+	// take by the Java KCL, or by a kcl that does not mark leases, keeps
+	// the mark of the owner before.
+	Writer Writer
 	// StreamCreated is when the lease's stream was created (Unix ms) as
 	// the worker that created the lease saw it (kclStreamCreated; 0 when
 	// not set): in a single-stream table, leases of a stream deleted and
 	// created again under its name share their keys with the new one's.
 	StreamCreated int64
+}
+
+// Writer is a kcl worker's mark on a lease it wrote: its WorkerID, its
+// process's token (which tells it from another process with the same
+// WorkerID), and the counter of the last heartbeat it had confirmed.
+type Writer struct {
+	Worker string
+	Token  string
+	Beat   int64
+}
+
+// Names of the fields of kclWriter.
+const (
+	writerWorker = "worker"
+	writerToken  = "token"
+	writerBeat   = "beat"
+)
+
+// Item returns the attribute value that marks a lease written by w.
+func (w Writer) Item() types.AttributeValue {
+	return &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{
+		writerWorker: &types.AttributeValueMemberS{Value: w.Worker},
+		writerToken:  &types.AttributeValueMemberS{Value: w.Token},
+		writerBeat:   Number(w.Beat),
+	}}
+}
+
+// OwnerBeat returns the heartbeat counter the lease says its owner had
+// when it last wrote the lease: 0 when the mark is not the owner's.
+func (l Lease) OwnerBeat() int64 {
+	if l.Writer.Worker == "" || l.Writer.Worker != l.Owner {
+		return 0
+	}
+	return l.Writer.Beat
+}
+
+func parseWriter(item map[string]types.AttributeValue) (Writer, error) {
+	v, present := item[AttrWriter]
+	if !present {
+		return Writer{}, nil
+	}
+	m, ok := v.(*types.AttributeValueMemberM)
+	if !ok {
+		return Writer{}, errNotMap
+	}
+	var w Writer
+	var err error
+	if w.Worker, err = optionalString(m.Value, writerWorker); err != nil {
+		return Writer{}, fmt.Errorf("%s: %w", writerWorker, err)
+	}
+	if w.Token, err = optionalString(m.Value, writerToken); err != nil {
+		return Writer{}, fmt.Errorf("%s: %w", writerToken, err)
+	}
+	if w.Beat, err = number(m.Value, writerBeat, false); err != nil {
+		return Writer{}, fmt.Errorf("%s: %w", writerBeat, err)
+	}
+	return w, nil
 }
 
 // StreamID returns the identifier of the lease's stream: "" in a
@@ -109,11 +166,8 @@ func ParseLease(item map[string]types.AttributeValue) (Lease, error) {
 	if l.StartAt, err = number(item, AttrStartAt, false); err != nil {
 		return bad(AttrStartAt, err.Error())
 	}
-	if l.Writer, err = optionalString(item, AttrWriter); err != nil {
+	if l.Writer, err = parseWriter(item); err != nil {
 		return bad(AttrWriter, err.Error())
-	}
-	if l.OwnerBeat, err = number(item, AttrOwnerBeat, false); err != nil {
-		return bad(AttrOwnerBeat, err.Error())
 	}
 	if l.StreamCreated, err = number(item, AttrCreated, false); err != nil {
 		return bad(AttrCreated, err.Error())

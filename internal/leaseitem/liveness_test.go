@@ -24,11 +24,21 @@ func TestLivenessAlive(t *testing.T) {
 		{"a kcl owner judged dead at beat 7, the lease written after beat 8 (a fence after a late beat)",
 			Liveness{Owner: "w1", OwnerBeats: true, OwnerBeat: 8, JudgedBeat: 7}, "w1"},
 		{"a kcl owner judged dead at beat 7, the lease written after beat 7", Liveness{Owner: "w1", OwnerBeats: true, OwnerBeat: 7, JudgedBeat: 7}, ""},
-		{"a kcl owner judged dead, the lease not marked (written before kcl marked leases, or by Java)",
+		{"a kcl owner judged dead, the lease not marked (written before kcl marked leases, by Java, or marked by another worker: Lease.OwnerBeat)",
 			Liveness{Owner: "w1", OwnerBeats: true, JudgedBeat: 7}, ""},
 	} {
 		assert.Equal(t, tc.want, tc.v.Alive(), tc.name)
 	}
+}
+
+// A lease's mark speaks for its owner only if the owner wrote it: a take by
+// the Java KCL, or by a kcl that does not mark leases, keeps the mark of the
+// owner before.
+func TestOwnerBeat(t *testing.T) {
+	assert.Equal(t, int64(9), Lease{Owner: "w1", Writer: Writer{Worker: "w1", Token: "t", Beat: 9}}.OwnerBeat())
+	assert.Zero(t, Lease{Owner: "w2", Writer: Writer{Worker: "w1", Token: "t", Beat: 9}}.OwnerBeat(), "another worker's mark")
+	assert.Zero(t, Lease{Owner: "w1"}.OwnerBeat(), "no mark")
+	assert.Zero(t, Lease{Writer: Writer{Beat: 9}}.OwnerBeat(), "unowned")
 }
 
 func TestSign(t *testing.T) {

@@ -32,6 +32,7 @@ func (e *Error) Reason() string { return e.Attr + ": " + e.Why }
 var (
 	errMissing   = errors.New("missing")
 	errNotString = errors.New("not a string")
+	errNotMap    = errors.New("not a map")
 )
 
 // number reads a non-negative integer attribute, 0 when absent and not

@@ -41,9 +41,8 @@ const (
 	// kcl's own, on a lease.
 	AttrHandoff   = "handoffTo"         // a worker asked the owner to hand the lease over
 	AttrStartAt   = "kclStartTimestamp" // where a lease at LATEST or AT_TIMESTAMP opens for later owners, Unix ms
-	AttrWriter    = "kclWriter"         // the token of the owner's process that wrote the lease last
+	AttrWriter    = "kclWriter"         // who wrote the lease last, a map: the worker, its process's token, its last heartbeat (Writer)
 	AttrCreated   = "kclStreamCreated"  // when the lease's stream was created, Unix ms (a single-stream table)
-	AttrOwnerBeat = "kclOwnerBeat"      // that process's last heartbeat counter confirmed when it wrote
 
 	// kcl's own, on a heartbeat item.
 	AttrStopping = "workerStopping" // the worker is shutting down
