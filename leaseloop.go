@@ -288,6 +288,7 @@ func (k *leaseKeeper) fenceIfLate(ctx context.Context) (goOn bool, err error) {
 //     again), and returns an error no retry can fix.
 func (k *leaseKeeper) fence(ctx context.Context) (bool, error) {
 	c := k.c
+	_, round := c.pause.fencePending() // each write below carries a heartbeat no older than this round's
 	for _, h := range c.held.list() {
 		wctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 		_, _, err := c.writeCheckpoint(wctx, h, c.opts.WorkerID, false)
@@ -299,7 +300,7 @@ func (k *leaseKeeper) fence(ctx context.Context) (bool, error) {
 			return false, nil
 		}
 	}
-	c.pause.fenced()
+	c.pause.fenced(round)
 	return true, nil
 }
 

@@ -58,6 +58,7 @@ type pauseGate struct {
 	started  bool          // a heartbeat was trusted once
 	fence    bool          // a heartbeat came after the deadline: fenced must run
 	fenceAt  time.Time     // when that heartbeat was sent
+	fenceGen uint64        // counts late heartbeats: a fence covers the one it began after
 	timer    *time.Timer   // shuts the gate at the deadline
 	stopped  bool          // stop was called: no timer is armed any more
 }
@@ -91,6 +92,7 @@ func (g *pauseGate) beat(sent, returned time.Time) (late bool) {
 	// between the reply and this call saw the deadline pass).
 	if g.started && (g.fence || g.shut.Load() != nil || g.since(returned) >= g.deadline.Load() || returned.UnixNano() >= g.wallLine.Load()) {
 		g.fence, g.fenceAt = true, sent
+		g.fenceGen++
 		g.closeLocked()
 		return true
 	}
@@ -106,12 +108,16 @@ func (g *pauseGate) beat(sent, returned time.Time) (late bool) {
 }
 
 // fenced says that every lease still held was written again after the late
-// heartbeat, so no take decided before it can succeed. The gate reopens if
-// that heartbeat still leaves time; it reports whether it reopened.
-func (g *pauseGate) fenced() bool {
+// heartbeat of fence round gen (fencePending), so no take decided before it
+// can succeed. The gate reopens if that heartbeat still leaves time; it
+// reports whether it reopened. If another late heartbeat came since the
+// round began, the gate stays shut: the leases written before it carry the
+// older heartbeat, so a take decided on that one could still succeed; the
+// next pass fences again.
+func (g *pauseGate) fenced(gen uint64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.fence {
+	if !g.fence || gen != g.fenceGen {
 		return false
 	}
 	g.fence = false
@@ -123,12 +129,12 @@ func (g *pauseGate) fenced() bool {
 	return g.openLocked()
 }
 
-// fencePending reports whether a late heartbeat waits for fenced, and when
-// it was sent.
-func (g *pauseGate) fencePending() (bool, time.Time) {
+// fencePending reports whether a late heartbeat waits for fenced, and the
+// fence round to pass to fenced.
+func (g *pauseGate) fencePending() (bool, uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.fence, g.fenceAt
+	return g.fence, g.fenceGen
 }
 
 func (g *pauseGate) extendLocked(sent time.Time) {

@@ -66,11 +66,13 @@ func TestPauseGateDeadline(t *testing.T) {
 			assert.True(t, g.beat(now, now), "late")
 			assert.True(t, g.isShut())
 			assert.False(t, g.check())
-			pending, _ := g.fencePending()
+			pending, round := g.fencePending()
 			assert.True(t, pending)
 			now = time.Now()
 			assert.True(t, g.beat(now, now), "still late until fenced")
-			assert.True(t, g.fenced(), "fenced: reopened")
+			assert.False(t, g.fenced(round), "a fence begun before the last late beat does not reopen it: its writes carry the older beat")
+			_, round = g.fencePending()
+			assert.True(t, g.fenced(round), "fenced after the last late beat: reopened")
 			assert.True(t, g.check())
 			pending, _ = g.fencePending()
 			assert.False(t, pending)
@@ -83,8 +85,9 @@ func TestPauseGateDeadline(t *testing.T) {
 			g.check()
 			sent := time.Now()
 			g.beat(sent, sent)
+			_, round := g.fencePending()
 			time.Sleep(100 * time.Millisecond) // the fence took longer than the lease
-			assert.False(t, g.fenced())
+			assert.False(t, g.fenced(round))
 			assert.True(t, g.isShut())
 		}},
 		{"a beat confirmed after the deadline with no check since is late too", func(t *testing.T, g *pauseGate) {
