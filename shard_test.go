@@ -157,6 +157,9 @@ func TestAPausedShardResumesByAQuarterOfItsLimit(t *testing.T) {
 	require.True(t, h.window.push(recs))
 	room := make(chan int, 1)
 	go func() { room <- r.waitForRoom(context.Background()) }()
+	// Ack only once the reader waits for room: an ack before it looks
+	// would leave room for one, and no pause to resume from.
+	require.Eventually(t, func() bool { return h.window.waitFor.Load() != 0 }, 10*time.Second, time.Millisecond)
 	recs[0].Ack()
 	select {
 	case n := <-room:
