@@ -33,6 +33,16 @@ type assessInput struct {
 	// (Consumer.ours); the others are left alone. Nil: a single stream, whose
 	// lease keys are shard IDs.
 	ours func(key string) bool
+	// streamCreated is when the stream of a single-stream table was created
+	// (Unix ms; 0: not known): a lease stamped earlier is an earlier
+	// stream's (incarnation.go).
+	streamCreated int64
+}
+
+// staleIncarnation reports whether l is a lease of an earlier stream of
+// this name, in a single-stream table.
+func (in assessInput) staleIncarnation(l lease) bool {
+	return in.streamCreated != 0 && l.streamCreated != 0 && l.streamCreated < in.streamCreated
 }
 
 // decisions is what one pass decides (decide); apply carries them out.
@@ -41,6 +51,8 @@ type decisions struct {
 	lost     []string          // held leases the table gives to another worker
 	handoffs map[string]string // held shard -> live claimant to hand it to
 	pass     []lease           // owned by an earlier run of this worker ID, not read here, asked for: pass to the claimant
+	release  []lease           // owned by an earlier run of this worker ID, of a stream this worker does not read: give back
+	replace  []lease           // of an earlier stream of this name (single-stream), read by nobody: replace by the stream's own
 	unclaim  []lease           // owned by this worker, claimed by a worker that is gone, stopping or the owner
 	take     []string
 	claim    []string
@@ -61,7 +73,7 @@ type decisions struct {
 
 // acted reports whether the pass decided anything to do.
 func (d decisions) acted() bool {
-	return len(d.lost)+len(d.handoffs)+len(d.pass)+len(d.unclaim)+len(d.take)+len(d.claim) > 0
+	return len(d.lost)+len(d.handoffs)+len(d.pass)+len(d.release)+len(d.replace)+len(d.unclaim)+len(d.take)+len(d.claim) > 0
 }
 
 // decide is what one pass does about one read of the lease table: assess's
@@ -294,23 +306,29 @@ func (a *assessment) judgeLease(l lease) {
 		return
 	}
 	stream, _ := splitLeaseKey(l.shardID)
-	if !a.ours(l.shardID) {
+	switch {
+	case !a.ours(l.shardID):
 		a.shareOthers(l, stream, ownerBeats, !expired)
-		return
+	case in.staleIncarnation(l):
+		a.replaceStale(l, held, ownerBeats, !expired)
+	case !in.mayBeTwins(l, held):
+		a.mine[stream] = true
+		a.share(l, stream, held, ownerBeats, expired, suspect)
+	default:
+		a.mine[stream] = true
 	}
-	a.mine[stream] = true
-	if in.mayBeTwins(l, held) {
-		return
-	}
+}
+
+// share decides about l, a lease of a stream this worker reads that may be
+// read now: to hand off or pass on, and its share (planTakes).
+func (a *assessment) share(l lease, stream string, held, ownerBeats, expired, suspect bool) {
+	in, me := a.in, a.in.me
 	owner := l.owner
 	if a.ownerExpired(l, ownerBeats, !expired) {
 		owner = ""
 		if !ownerBeats {
 			a.d.expired[l.shardID] = l.counter
 		}
-	}
-	if owner != "" && owner != me && !a.reads(owner, stream) {
-		owner = "" // a live worker that does not read the stream (a deploy removed it): nobody reads the shard
 	}
 	if l.handoffTo == me && l.owner != me {
 		a.d.waiting = true
@@ -331,7 +349,22 @@ func (a *assessment) judgeLease(l lease) {
 		// of it is delivered here, so it goes to the claimant.
 		a.d.pass = append(a.d.pass, l)
 	}
-	a.shares = append(a.shares, shareLease{shardID: l.shardID, stream: stream, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me, claimable: ownerBeats && l.checkpointOwner == ""})
+	a.shares = append(a.shares, shareLease{shardID: l.shardID, stream: stream, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me,
+		claimable: ownerBeats && l.checkpointOwner == "", longFree: owner == "" && suspect})
+}
+
+// replaceStale decides about l, a lease of an earlier stream of this name in
+// a single-stream table (incarnation.go): never read, and replaced by the
+// stream's own lease once nobody may read it: free, its owner dead, or
+// owned by an earlier run of this worker ID. A worker that reads it ends it
+// itself when it finds the stream created again.
+func (a *assessment) replaceStale(l lease, held, ownerBeats, leaseFresh bool) {
+	if held || l.checkpointOwner != "" {
+		return
+	}
+	if l.owner == "" || l.owner == a.in.me && a.in.settled || a.ownerExpired(l, ownerBeats, leaseFresh) {
+		a.d.replace = append(a.d.replace, l)
+	}
 }
 
 // shareOthers counts l, a lease of a stream this worker does not read, in
@@ -341,7 +374,13 @@ func (a *assessment) judgeLease(l lease) {
 // read them (planTakes).
 func (a *assessment) shareOthers(l lease, stream string, ownerBeats, leaseFresh bool) {
 	owner := l.owner
-	if owner == a.in.me || a.ownerExpired(l, ownerBeats, leaseFresh) || owner != "" && !a.reads(owner, stream) {
+	if owner == a.in.me && a.in.settled && l.checkpointOwner == "" {
+		// Owned by an earlier run of this worker ID, which read the stream:
+		// nobody reads it, and nobody else may take it while this worker
+		// lives. It is given back, fenced on its counter.
+		a.d.release = append(a.d.release, l)
+	}
+	if owner == a.in.me || a.ownerExpired(l, ownerBeats, leaseFresh) {
 		owner = ""
 	}
 	claimant := l.handoffTo
@@ -447,6 +486,7 @@ type shareLease struct {
 	heldByMe  bool   // this worker is reading it
 	ownedByMe bool   // the table names this worker as owner
 	claimable bool   // its owner is a kcl worker, which hands a lease off when asked
+	longFree  bool   // free, and seen unchanged for LeaseDuration: whoever should have taken it did not
 }
 
 // holder is whom the lease counts for: the claimant once a hand-off is asked.
@@ -483,7 +523,10 @@ func fairShare(shards, workers, max int) (low, high int) {
 //     stream leaves no shard unread: a worker that does not read a stream
 //     counts in nobody's share of it.
 //   - A free lease is taken up to the fair share (capped by max), and beyond
-//     it when no other worker that reads its stream has room.
+//     it (up to max) when no other worker that reads its stream has room,
+//     or when it stayed free for LeaseDuration: another worker's room may
+//     be an illusion (its own MaxLeasesPerWorker, which the table does not
+//     say; a worker of another version).
 //   - A lease moves by a hand-off only from a worker whose excess over its
 //     share is at least two more than the taker's: with one stream, loads
 //     that differ by less than 2 are fair, so a fair assignment is stable.
@@ -524,7 +567,7 @@ func planTakes(me string, workers []string, reads func(w, stream string) bool, l
 	// together rarely race for the same ones.
 	rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
 	for _, l := range free {
-		if load[me] >= mine && (max > 0 && load[me] >= max || roomElsewhere(l.stream)) {
+		if load[me] >= mine && (max > 0 && load[me] >= max || roomElsewhere(l.stream) && !l.longFree) {
 			continue
 		}
 		take = append(take, l.shardID)

@@ -236,6 +236,7 @@ func TestAssess(t *testing.T) {
 		// default it finds the counter the pass saw, which confirms it).
 		moved   bool
 		streams []string // the streams read (Streams); nil: a single stream
+		created int64    // assessInput.streamCreated
 	}
 	tests := []struct {
 		name   string
@@ -449,7 +450,7 @@ func TestAssess(t *testing.T) {
 			}}},
 		},
 		{
-			name: "several streams: leases of every stream read count for the fair share; a stream not read is left alone",
+			name: "several streams: leases of every stream read count for the fair share; a stream not read is left alone, but for this worker's own lease of it, which it gives back",
 			passes: []pass{{snap: tableSnapshot{
 				leases: []lease{
 					{shardID: "1:orders:7:s1", owner: "b", counter: 1, checkpoint: trim},
@@ -461,10 +462,12 @@ func TestAssess(t *testing.T) {
 				},
 				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:orders:7", "1:payments:8"}}},
 			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
-			want: decisions{claim: []string{"1:orders:7:s1", "1:orders:7:s2"}},
+			want: decisions{claim: []string{"1:orders:7:s1", "1:orders:7:s2"}, release: []lease{{shardID: "1:gone:9:s2", owner: "me", counter: 1, checkpoint: trim}}},
 		},
 		{
-			name: "several streams: a lease whose live owner does not read its stream (a deploy removed it) is free for a worker that does",
+			// Its heartbeat may lag the streams it reads (a stream created
+			// again, a deploy): the owner gives the lease back itself.
+			name: "several streams: a lease whose live owner does not read its stream (a deploy removed it) is not taken from it",
 			passes: []pass{{snap: tableSnapshot{
 				leases: []lease{
 					{shardID: "1:orders:7:s1", owner: "b", counter: 1, checkpoint: trim},
@@ -472,7 +475,60 @@ func TestAssess(t *testing.T) {
 				},
 				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:orders:7"}}},
 			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
-			want: decisions{take: []string{"1:payments:8:s1"}},
+			want: decisions{claim: []string{"1:orders:7:s1"}},
+		},
+		{
+			name: "several streams: this worker's lease of a stream it does not read (an earlier run's) is released",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5")}},
+				workers: beats("me"),
+			}, settled: true, streams: []string{"1:orders:7"}}},
+			want: decisions{release: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5")}}},
+		},
+		{
+			name: "several streams: ... but not before this worker's heartbeat proves it owns its leases",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5")}},
+				workers: beats("me"),
+			}, streams: []string{"1:orders:7"}}},
+		},
+		{
+			name: "an earlier stream's lease, free, is replaced and never taken",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", counter: 3, checkpoint: at("5"), streamCreated: 100}},
+				workers: beats("me"),
+			}, created: 200}},
+			want: decisions{replace: []lease{{shardID: "s1", counter: 3, checkpoint: at("5"), streamCreated: 100}}},
+		},
+		{
+			name: "an earlier stream's lease an earlier run of this worker owned is replaced, once settled, and never taken",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "me", counter: 3, checkpoint: at("5"), streamCreated: 100}},
+				workers: beats("me"),
+			}, created: 200, settled: true}},
+			want: decisions{replace: []lease{{shardID: "s1", owner: "me", counter: 3, checkpoint: at("5"), streamCreated: 100}}},
+		},
+		{
+			name: "an earlier stream's lease a live worker owns is left to it, and not taken",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "b", counter: 3, checkpoint: at("5"), streamCreated: 100}},
+				workers: beats("me", "b"),
+			}, created: 200, settled: true}},
+		},
+		{
+			name: "an earlier stream's lease this worker reads is left to its reader",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "me", counter: 3, checkpoint: at("5"), streamCreated: 100}},
+				workers: beats("me"),
+			}, created: 200, settled: true, held: []string{"s1"}}},
+		},
+		{
+			name: "a lease of the stream as it is now is read as ever",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", counter: 3, checkpoint: at("5"), streamCreated: 200}},
+				workers: beats("me"),
+			}, created: 200}},
+			want: decisions{take: []string{"s1"}},
 		},
 		{
 			name: "several streams: a child waits for its parent of the same stream, not for a shard of that ID in another",
@@ -516,7 +572,7 @@ func TestAssess(t *testing.T) {
 				if p.streams != nil {
 					ours = func(key string) bool { id, _ := splitLeaseKey(key); return slices.Contains(p.streams, id) }
 				}
-				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}, ours: ours}
+				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}, ours: ours, streamCreated: p.created}
 				if p.moved {
 					d = assess(in, seen)
 				} else {
@@ -540,6 +596,8 @@ func TestAssess(t *testing.T) {
 			assert.Equal(t, tc.want.handoffs, d.handoffs, "handoffs")
 			assert.Equal(t, tc.want.pass, d.pass, "pass")
 			assert.Equal(t, tc.want.unclaim, d.unclaim, "unclaim")
+			assert.Equal(t, tc.want.release, d.release, "release")
+			assert.Equal(t, tc.want.replace, d.replace, "replace")
 			if tc.want.expired != nil {
 				assert.Equal(t, tc.want.expired, d.expired, "expired")
 			}

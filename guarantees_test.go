@@ -176,7 +176,7 @@ func TestATwinsTakeIsNotMistakenForOnesOwnLostReply(t *testing.T) {
 				return nil
 			}
 		})
-		p2 = g.consume(p2)
+		g.consume(p2)
 		<-p1.done // p1's next heartbeat finds p2's and stops it
 		time.Sleep(time.Second)
 		stopProducing()
@@ -593,5 +593,43 @@ func TestFanOutStallTimerStopsWhileDelivering(t *testing.T) {
 		case <-time.After(3 * time.Second):
 			t.Fatal("the subscription did not end once the server fell silent")
 		}
+	})
+}
+
+// A lease of an earlier stream of this name that kcl did not stamp (the
+// Java KCL wrote it), owned by a worker that is gone, is taken once it
+// expires; Kinesis refuses its checkpoint on the stream created since
+// (InvalidArgument). The reader replaces it by the stream's own at
+// TRIM_HORIZON, fenced on its counter, instead of ending the consumer.
+func TestARefusedCheckpointOfAnEarlierStreamIsReplaced(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		_, seq, err := kin.PutRecord("s", "k", []byte("old"))
+		require.NoError(t, err)
+		require.NoError(t, kin.DeleteStream("s"))
+		time.Sleep(time.Second)
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		old := lease{shardID: "shardId-000000000000", counter: 7, checkpoint: checkpoint{seq: seq}}
+		_, err = g.table.create(context.Background(), old)
+		require.NoError(t, err)
+		_, err = g.table.take(context.Background(), old, writer{id: "java-worker"})
+		require.NoError(t, err)
+		w := g.newWorker("w", nil)
+		g.consume(w)
+		ctx, stopProducing := context.WithCancel(context.Background())
+		g.produce(ctx, "s", 4, 10*time.Millisecond)
+		time.Sleep(4 * time.Second)
+		stopProducing()
+		time.Sleep(2 * time.Second)
+		select {
+		case <-w.done:
+			t.Fatalf("the consumer stopped: %v", w.c.Err())
+		default:
+		}
+		require.Empty(t, g.undelivered("s"), "records of the new stream never delivered")
+		g.stop()
 	})
 }

@@ -39,20 +39,16 @@ import (
 //     waits for it, logging, instead of ending: a group of several streams
 //     goes on with the others.
 
-// renewStreams describes the streams a sync lists (only, or all) and
-// returns those to list now. A stream created again under its name is
-// switched to its new incarnation; a missing one is left out, with a
-// warning, until it exists again. It runs on the caller's goroutine (the
-// lease loop, or a reader whose shard ended).
-func (c *Consumer) renewStreams(ctx context.Context, only *kstream) ([]*kstream, error) {
+// renewStreams describes the streams read and returns those to list now. A
+// stream created again under its name is switched to its new incarnation;
+// a missing one is left out, with a warning, until it exists again. It runs
+// on the lease loop.
+func (c *Consumer) renewStreams(ctx context.Context) ([]*kstream, error) {
 	streams := c.streamList()
-	if only != nil {
-		streams = []*kstream{only}
-	}
 	out := make([]*kstream, 0, len(streams))
 	for _, s := range streams {
 		if s.retired.Load() {
-			continue // switched meanwhile: the new one is synced by a sync of all
+			continue // switched meanwhile, by a reader: the list has the new one
 		}
 		sum, err := c.describe(ctx, running, s)
 		switch {
@@ -108,7 +104,7 @@ func (c *Consumer) waitForStream(ctx context.Context, s *kstream) (recreated boo
 // new stream first (without one, the stream is polled). Any goroutine may
 // call it.
 func (c *Consumer) switchIncarnation(ctx context.Context, old *kstream, sum *types.StreamDescriptionSummary) *kstream {
-	fresh := &kstream{label: old.label, name: old.name, log: old.log, shards: map[string]shardInfo{}}
+	fresh := &kstream{label: old.label, name: old.name, log: old.log}
 	if err := c.described(fresh, sum); err != nil {
 		old.log.Error("kcl: stream created again, but its new description is unusable; it is not read", "error", err)
 		return nil
@@ -150,10 +146,14 @@ func (c *Consumer) switchIncarnation(ctx context.Context, old *kstream, sum *typ
 }
 
 // renewLeases replaces, in a single-stream table, the leases of an earlier
-// incarnation of s (oldIncarnation) by leases of s at TRIM_HORIZON, or
-// deletes them when s has no such shard, each fenced on its counter. It
-// returns the leases as they now stand, and whether it found any of an
-// earlier incarnation.
+// incarnation of s (oldIncarnation) that nobody may be reading (free, or
+// this worker's and not held) by leases of s at TRIM_HORIZON, or deletes
+// them when s has no such shard (renewLease). It returns the leases as they
+// now stand, and whether it found any of an earlier incarnation. Another
+// worker's lease is left to that worker, which replaces it itself, or to
+// whoever finds it dead (assessment.replaceStale): a reader of the old
+// stream may still be delivering (kinesalite reads the new stream from an
+// old iterator), and a take must not overlap it.
 func (c *Consumer) renewLeases(ctx context.Context, s *kstream, shards []shardInfo, leases []lease) ([]lease, bool, error) {
 	if s.id != "" {
 		return leases, false, nil // multi-stream: the new incarnation's keys are its own
@@ -171,24 +171,84 @@ func (c *Consumer) renewLeases(ctx context.Context, s *kstream, shards []shardIn
 			continue
 		}
 		found = true
-		if !listed {
-			if err := ignoreLost(c.table.remove(ctx, l)); err != nil {
-				return nil, true, fmt.Errorf("lease table %q: deleting lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)
-			}
-			s.log.Info("kcl: lease of the earlier stream deleted", "shard", l.shardID)
+		if !c.mayRenew(l) {
+			out = append(out, l)
 			continue
 		}
-		fresh := lease{shardID: l.shardID, counter: l.counter + 1, checkpoint: checkpoint{seq: checkpointTrimHorizon}, parents: sh.parents}
-		if !s.created.IsZero() {
-			fresh.streamCreated = s.created.UnixMilli()
+		fresh, ok, err := c.renewLease(ctx, s, l, sh, listed)
+		if err != nil {
+			return nil, true, err
 		}
-		if err := ignoreLost(c.table.replace(ctx, l, fresh)); err != nil {
-			return nil, true, fmt.Errorf("lease table %q: replacing lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)
+		if ok {
+			out = append(out, fresh)
 		}
-		s.log.Info("kcl: lease of the earlier stream replaced", "shard", l.shardID, "checkpoint", checkpointTrimHorizon, "old_checkpoint", l.checkpoint.seq)
-		out = append(out, fresh)
 	}
 	return out, found, nil
+}
+
+// mayRenew reports whether a shard sync may replace l, a lease of an
+// earlier incarnation: free, or this worker's, not held, and with a
+// heartbeat that proves this worker owns its leases.
+func (c *Consumer) mayRenew(l lease) bool {
+	return l.owner == "" || l.owner == c.opts.WorkerID && !c.held.has(l.shardID) && c.beat.settled()
+}
+
+// renewLease replaces l, a lease of an earlier incarnation of s (a
+// single-stream table), fenced on its counter: by the lease of s's shard sh
+// at TRIM_HORIZON when listed, else it deletes it. It returns the new lease
+// and whether there is one. A write that lost its condition is no error:
+// someone else changed the lease first.
+func (c *Consumer) renewLease(ctx context.Context, s *kstream, l lease, sh shardInfo, listed bool) (lease, bool, error) {
+	if !listed {
+		if err := ignoreLost(c.table.remove(ctx, l)); err != nil {
+			return l, false, fmt.Errorf("lease table %q: deleting lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)
+		}
+		s.log.Info("kcl: lease of the earlier stream deleted", "shard", l.shardID)
+		return l, false, nil
+	}
+	fresh := s.newLease(sh, checkpoint{seq: checkpointTrimHorizon})
+	fresh.counter = l.counter + 1
+	if err := ignoreLost(c.table.replace(ctx, l, fresh)); err != nil {
+		return l, false, fmt.Errorf("lease table %q: replacing lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)
+	}
+	s.log.Info("kcl: lease of the earlier stream replaced", "shard", l.shardID, "checkpoint", checkpointTrimHorizon, "old_checkpoint", l.checkpoint.seq)
+	return fresh, true, nil
+}
+
+// renewRefused answers Kinesis refusing h's checkpoint (InvalidArgument)
+// on a stream that is as this worker knows it. When h's lease is of an
+// earlier stream of this name (oldIncarnation: a lease kcl did not stamp,
+// whose checkpoint is below the shard's first sequence number) it is
+// replaced by the stream's own at TRIM_HORIZON, fenced on its counter, and
+// h is dropped; it reports whether it was. It runs on h's reader.
+func (c *Consumer) renewRefused(ctx context.Context, h *heldLease) (bool, error) {
+	s := h.stream
+	if s.id != "" {
+		return false, nil // multi-stream: a new stream's keys are its own
+	}
+	shards, err := c.listShards(ctx, running, s)
+	if err != nil {
+		return false, err
+	}
+	i := slices.IndexFunc(shards, func(sh shardInfo) bool { return sh.id == h.shard })
+	if i < 0 {
+		return false, nil
+	}
+	h.mu.Lock()
+	l, gone := h.lease, h.gone
+	renew := !gone && oldIncarnation(l, s.created, shards[i], true)
+	if renew {
+		_, _, err = c.renewLease(ctx, s, l, shards[i], true)
+		h.gone = err == nil
+	}
+	h.mu.Unlock()
+	if !renew || err != nil {
+		return false, err
+	}
+	c.held.forget(h)
+	s.log.Warn("kcl: Kinesis refused a checkpoint of an earlier stream of this name; the shard is read from its first record",
+		"shard", h.shard, "old_checkpoint", l.checkpoint.seq)
+	return true, nil
 }
 
 // oldIncarnation reports whether lease l of a single-stream table is of an

@@ -174,10 +174,14 @@ func (k *leaseKeeper) readTable(ctx context.Context, consistent bool) (in assess
 	settled := c.beat.settled() // lock-free: never waits on a beat's retries
 	k.lastTable.Store(&snap.leases)
 	held, closing := c.held.snapshot()
+	var created int64 // a single stream's creation, to tell an earlier stream's leases
+	if s := c.streamList(); len(s) == 1 && s[0].id == "" && !s[0].created.IsZero() {
+		created = s[0].created.UnixMilli()
+	}
 	return assessInput{
 		me: c.opts.WorkerID, snap: snap, held: held, listed: listed, now: now, ours: c.ours,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
-		settled: settled, claimed: k.claimed, confirmed: k.confirmed,
+		settled: settled, claimed: k.claimed, confirmed: k.confirmed, streamCreated: created,
 	}, closing, nil
 }
 
@@ -204,7 +208,8 @@ func (k *leaseKeeper) decideConfirming(ctx context.Context, in assessInput) (dec
 //     worker (dropLost);
 //  2. after a late heartbeat, fence the leases still held; while the pause
 //     gate is shut, do nothing more (fenceIfLate);
-//  3. hand off, pass on, unclaim, claim, take;
+//  3. hand off, pass on, release, replace an earlier stream's leases,
+//     unclaim, claim, take;
 //  4. a scanner removes the heartbeat items of long-dead workers.
 func (k *leaseKeeper) apply(ctx context.Context, d decisions) error {
 	handoffKeys := slices.Collect(maps.Keys(d.handoffs))
@@ -225,6 +230,12 @@ func (k *leaseKeeper) apply(ctx context.Context, d decisions) error {
 		}
 	}
 	if err := k.passOn(ctx, d.pass); err != nil {
+		return err
+	}
+	if err := k.release(ctx, d.release); err != nil {
+		return err
+	}
+	if err := k.replaceStale(ctx, d.replace); err != nil {
 		return err
 	}
 	if err := k.unclaim(ctx, d.unclaim); err != nil {
@@ -329,6 +340,46 @@ func (k *leaseKeeper) passOn(ctx context.Context, pass []lease) error {
 		if err == nil {
 			c.log.Info("kcl: lease handed off", "shard", l.shardID, "to", l.handoffTo, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
 		}
+	}
+	return nil
+}
+
+// release gives back leases an earlier run of this worker ID owned, of
+// streams this worker does not read (a deploy removed them), fenced on
+// their counters, so that a worker that reads them takes them.
+func (k *leaseKeeper) release(ctx context.Context, leases []lease) error {
+	c := k.c
+	for _, l := range leases {
+		_, err := c.table.checkpoint(ctx, l, l.checkpoint, "", c.beat.writer())
+		if err := ignoreLost(err); err != nil {
+			return err
+		}
+		if err == nil {
+			c.log.Info("kcl: lease released; its stream is not read here", "lease", l.shardID, "checkpoint", l.checkpoint.seq)
+		}
+	}
+	return nil
+}
+
+// replaceStale replaces leases of an earlier stream of this name that
+// nobody reads (assessment.replaceStale) by the stream's own
+// (Consumer.renewLease), once the stream was listed since it was created
+// again; until then the next pass tries again.
+func (k *leaseKeeper) replaceStale(ctx context.Context, leases []lease) error {
+	c := k.c
+	for _, l := range leases {
+		s := c.streamList()[0]
+		sh, found, listed := s.listedShard(l.shardID)
+		if !listed {
+			notify(k.syncNow)
+			return nil
+		}
+		if _, _, err := c.renewLease(ctx, s, l, sh, found); err != nil {
+			return err
+		}
+	}
+	if len(leases) > 0 {
+		notify(k.syncNow) // children of replaced shards, if the listing grew
 	}
 	return nil
 }

@@ -57,6 +57,10 @@ type readerEnv struct {
 	// waitForStream waits while s is missing and reports whether it was
 	// created again under its name (Consumer.waitForStream).
 	waitForStream func(ctx context.Context, s *kstream) (bool, error)
+	// renewRefused replaces h's lease when Kinesis refused its checkpoint
+	// because it is an earlier stream's, dropping h, and reports whether it
+	// did (Consumer.renewRefused).
+	renewRefused func(ctx context.Context, h *heldLease) (bool, error)
 	// handOff checkpoints the acked prefix of h and makes worker to the
 	// owner, in one write (Consumer.writeCheckpoint).
 	handOff func(ctx context.Context, h *heldLease, to string) (checkpoint, int, error)
@@ -340,8 +344,9 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 //     name. The reader waits while it is missing (readerEnv.waitForStream);
 //     if it was created again, the old stream's lease is dropped and the
 //     reader ends.
-//   - Then ResourceNotFound with the stream as it was is the shard leaving
-//     it (shardGone).
+//   - With the stream as it was, a lease of an earlier stream of this name
+//     that kcl did not stamp is replaced (readerEnv.renewRefused).
+//   - Then ResourceNotFound is the shard leaving the stream (shardGone).
 //   - Anything else stops the consumer (readError).
 func (r *shardReader) failed(ctx context.Context, err error) error {
 	if !isResourceNotFound(err) && !isInvalidArgument(err) {
@@ -353,7 +358,16 @@ func (r *shardReader) failed(ctx context.Context, err error) error {
 		return nil
 	case werr != nil:
 		return r.readError(ctx, werr)
-	case isResourceNotFound(err):
+	}
+	// The stream is as this worker knows it: the lease may be an earlier
+	// stream's, whose checkpoint Kinesis refuses (kinesalite with
+	// InvalidArgument, kinesis-local with ResourceNotFound).
+	if renewed, rerr := r.env.renewRefused(ctx, r.h); renewed {
+		return nil
+	} else if rerr != nil {
+		return r.readError(ctx, rerr)
+	}
+	if isResourceNotFound(err) {
 		return r.shardGone(ctx, err)
 	}
 	return r.readError(ctx, err)

@@ -177,9 +177,13 @@ func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extr
 	if only != nil {
 		streams = []*kstream{only}
 	}
-	if st == running { // start described them just now
+	if st == running && only == nil {
+		// A sync of all the streams (the scanners', every ShardSyncInterval)
+		// describes them, to find one created again; not a shard end's (one
+		// call each, against an account's 20 a second), nor start's, which
+		// described them just now.
 		var err error
-		if streams, err = c.renewStreams(ctx, only); err != nil {
+		if streams, err = c.renewStreams(ctx); err != nil {
 			return err
 		}
 	}

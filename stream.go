@@ -331,6 +331,7 @@ func (c *Consumer) readerEnv() *readerEnv {
 		listShards:    func(ctx context.Context, s *kstream) ([]shardInfo, error) { return c.listShards(ctx, running, s) },
 		endShard:      c.endShard,
 		waitForStream: c.waitForStream,
+		renewRefused:  c.renewRefused,
 		handOff: func(ctx context.Context, h *heldLease, to string) (checkpoint, int, error) {
 			return c.writeCheckpoint(ctx, h, to, false)
 		},

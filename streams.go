@@ -52,7 +52,7 @@ type kstream struct {
 	log *slog.Logger
 
 	shardsMu sync.Mutex
-	shards   map[string]shardInfo // synchronized on shardsMu: by shard ID, as last listed (setShards)
+	shards   map[string]shardInfo // synchronized on shardsMu: by shard ID, as last listed (setShards); nil until listed
 }
 
 // streamSet is the streams a consumer reads, in Options order, and by
@@ -74,7 +74,7 @@ func newStreams(opts Options, log *slog.Logger) []*kstream {
 	}
 	streams := make([]*kstream, 0, len(given))
 	for _, g := range given {
-		s := &kstream{label: g, shards: map[string]shardInfo{}, log: log}
+		s := &kstream{label: g, log: log}
 		if opts.multiStream() {
 			s.log = log.With("stream", g)
 		}
@@ -104,6 +104,15 @@ func (s *kstream) setShards(byID map[string]shardInfo) {
 	s.shardsMu.Lock()
 	s.shards = byID
 	s.shardsMu.Unlock()
+}
+
+// listedShard returns shard id as last listed, whether the listing had it,
+// and whether the stream was listed at all yet. Any goroutine may call it.
+func (s *kstream) listedShard(id string) (sh shardInfo, found, listed bool) {
+	s.shardsMu.Lock()
+	defer s.shardsMu.Unlock()
+	sh, found = s.shards[id]
+	return sh, found, s.shards != nil
 }
 
 // closed reports whether the last listing said the shard is closed. Any

@@ -39,10 +39,10 @@ const (
 	AttrPendingState = "pendingCheckpointState"
 
 	// kcl's own, on a lease.
-	AttrHandoff   = "handoffTo"         // a worker asked the owner to hand the lease over
-	AttrStartAt   = "kclStartTimestamp" // where a lease at LATEST or AT_TIMESTAMP opens for later owners, Unix ms
-	AttrWriter    = "kclWriter"         // who wrote the lease last, a map: the worker, its process's token, its last heartbeat (Writer)
-	AttrCreated   = "kclStreamCreated"  // when the lease's stream was created, Unix ms (a single-stream table)
+	AttrHandoff = "handoffTo"         // a worker asked the owner to hand the lease over
+	AttrStartAt = "kclStartTimestamp" // where a lease at LATEST or AT_TIMESTAMP opens for later owners, Unix ms
+	AttrWriter  = "kclWriter"         // who wrote the lease last, a map: the worker, its process's token, its last heartbeat (Writer)
+	AttrCreated = "kclStreamCreated"  // when the lease's stream was created, Unix ms (a single-stream table)
 
 	// kcl's own, on a heartbeat item.
 	AttrStopping = "workerStopping" // the worker is shutting down
