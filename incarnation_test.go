@@ -43,3 +43,36 @@ func TestASyncFindsAStreamCreatedAgain(t *testing.T) {
 	assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq)
 	assert.Greater(t, l.counter, old.counter, "replaced fenced on its counter")
 }
+
+// The shard sync replaces only the old stream's leases that nobody may be
+// reading: a free one, not another worker's. That one is left to its owner,
+// which may still be reading the old stream (kinesalite lets an old
+// iterator read the new one): it replaces the lease itself once it finds the
+// stream created again, or another worker does once it is dead.
+func TestASyncLeavesAnotherWorkersOldStreamLeaseToIt(t *testing.T) {
+	ctx := context.Background()
+	clock := kinesisfake.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	kin := kinesisfake.New(kinesisfake.Options{Now: clock.Now})
+	kin.CreateStream("s", 2)
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, InitialPosition: TrimHorizon, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	require.NoError(t, c.syncShards(ctx, starting, nil))
+	owned, ok, err := c.table.read(ctx, "shardId-000000000001")
+	require.NoError(t, err)
+	require.True(t, ok)
+	owned, err = c.table.take(ctx, owned, writer{id: "other"})
+	require.NoError(t, err)
+
+	require.NoError(t, kin.DeleteStream("s"))
+	created := clock.Advance(time.Minute)
+	kin.CreateStream("s", 2)
+	require.NoError(t, c.syncShards(ctx, running, nil))
+
+	free, _, err := c.table.read(ctx, "shardId-000000000000")
+	require.NoError(t, err)
+	assert.Equal(t, created.UnixMilli(), free.streamCreated, "the free lease is the new stream's")
+	l, _, err := c.table.read(ctx, "shardId-000000000001")
+	require.NoError(t, err)
+	assert.Equal(t, owned, l, "another worker's lease is left to it")
+}
