@@ -59,6 +59,10 @@ type simWrite struct {
 	Prev  string // owner before
 	Owner string // owner after
 	CP    checkpoint
+	// Open: a take from another worker (Prev), the incarnations of that
+	// worker that still held the lease, could deliver from it, and whose
+	// delivery deadline had not passed when the take landed.
+	Open []string
 }
 
 // simOutage is a time an incarnation could not reach the lease table: a
@@ -538,6 +542,28 @@ func checkSim(l *simLog) simReport {
 			if class == dupLag {
 				rep.MaxLag = max(rep.MaxLag, lag)
 			}
+		}
+	}
+
+	// The lease-table writes themselves:
+	//   - A take from another worker lands only once that worker stopped
+	//     delivering the shard: no incarnation of it that held the lease had
+	//     its delivery deadline still ahead ("No overlap between owners",
+	//     whatever mix of item ages the taker's reads returned). What it
+	//     delivers meanwhile may stay within the class-c bound, so only this
+	//     tells.
+	//   - A checkpoint write is made only by the lease's owner: once a lease
+	//     ended for a worker (shard end, release, hand-off, loss), no later
+	//     write of that worker touches it, though queued behind the write
+	//     that ended it.
+	for _, w := range l.Writes {
+		switch {
+		case w.Op == "take" && len(w.Open) > 0:
+			rep.violate("fence: %s took %s from %s at %s while %s held it with its delivery deadline ahead",
+				w.By, w.Shard, w.Prev, w.At.Format("15:04:05.000000"), strings.Join(w.Open, ", "))
+		case w.Op == "checkpoint" && w.Prev != w.By:
+			rep.violate("ended: %s wrote checkpoint %s/%d of %s at %s, owned by %q then: a write after its lease ended for it",
+				w.By, w.CP.seq, w.CP.sub, w.Shard, w.At.Format("15:04:05.000000"), w.Prev)
 		}
 	}
 

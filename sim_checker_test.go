@@ -39,7 +39,7 @@ func TestSimChecker(t *testing.T) {
 		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: shard, Op: "take", By: by, Owner: by}
 	}
 	cp := func(ms int, shard, by, owner string, n int) simWrite {
-		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: shard, Op: "checkpoint", By: by, Owner: owner, CP: checkpoint{seq: seq(n)}}
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: shard, Op: "checkpoint", By: by, Prev: by, Owner: owner, CP: checkpoint{seq: seq(n)}}
 	}
 	// tie: d at the time of step's event, just after it (delta > 0) or
 	// just before it (delta < 0).
@@ -194,6 +194,23 @@ func TestSimChecker(t *testing.T) {
 		{"delivery without a take", func(l *simLog) {
 			l.Writes = l.Writes[1:]
 		}, "lease:"},
+		{"fence: a take while an incarnation of the owner held the lease with its deadline ahead", func(l *simLog) {
+			// w1's gate still open when w2's take of A landed: w2 judged it
+			// on an old heartbeat (issue 21, schedule 1). Its deliveries
+			// may all fall within the class-c bound.
+			l.Writes[2].Prev, l.Writes[2].Open = "w1", []string{"w1#1"}
+		}, "fence:"},
+		{"a take from a worker whose deadline had passed", func(l *simLog) {
+			l.Writes[2].Prev = "w1"
+		}, ""},
+		{"ended: a flush queued behind a hand-off writes the lease passed on", func(l *simLog) {
+			// w3 hands B to w2 at 1280; its flush, queued behind that
+			// write, lands at 1285 on the lease as the hand-off left it
+			// (issue 21, schedule 6).
+			undo := cp(1285, "B", "w3", "w3", 10)
+			undo.Prev = "w2"
+			l.Writes = slices.Insert(l.Writes, 5, undo)
+		}, "ended:"},
 		{"a shard never read (a stream starved with Latest owes nothing)", func(l *simLog) {
 			l.Unread = []string{"D"}
 		}, "starved:"},
@@ -357,7 +374,7 @@ func TestSimCheckerStreams(t *testing.T) {
 		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: sts.ofLeaseKey(key), Op: "take", By: by, Owner: by}
 	}
 	cp := func(ms int, key, by string, n int) simWrite {
-		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: sts.ofLeaseKey(key), Op: "checkpoint", By: by, Owner: by, CP: checkpoint{seq: seq(n)}}
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: sts.ofLeaseKey(key), Op: "checkpoint", By: by, Prev: by, Owner: by, CP: checkpoint{seq: seq(n)}}
 	}
 	keyA, keyB := streamID("A")+":"+shard, streamID("B")+":"+shard
 

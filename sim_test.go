@@ -4,10 +4,12 @@ package kcl
 
 // TestSimulation: a seeded, randomized simulation of a consumer group
 // against the in-process Kinesis (internal/kinesisfake) and one shared
-// in-memory lease table behind per-worker fault injectors, with an
-// adversary (producers, resharding, shard removal, crashes, freezes,
-// partitions, restarts, graceful stops, Kinesis and lease-table faults,
-// finished parents' leases deleted as the Java KCL deletes them)
+// lease table that answers as DynamoDB documents it (sim_table_test.go:
+// stale and paged reads, slow writes) behind per-worker fault injectors,
+// with an adversary (producers, resharding, shard removal, crashes,
+// freezes, partitions, outages longer than LeaseDuration, throttled takes,
+// restarts, graceful stops, Kinesis and lease-table faults, finished
+// parents' leases deleted as the Java KCL deletes them)
 // drawn from a seed, and kcl's delivery guarantees checked as invariants
 // over the whole log at the end of each seed (sim_check_test.go).
 //
@@ -74,7 +76,6 @@ package kcl
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -91,7 +92,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/kclgo/kcl/internal/kinesisfake"
@@ -101,7 +101,7 @@ var (
 	simSeeds    = flag.Int("sim.seeds", 0, "TestSimulation: how many seeds to run, consecutive from a random one; 0: as many as -sim.budget allows")
 	simBudget   = flag.Duration("sim.budget", 2*time.Minute, "TestSimulation without -sim.seeds: start seeds until this much time has passed (at most half the time left before -timeout)")
 	simParallel = flag.Int("sim.parallel", runtime.GOMAXPROCS(0), "TestSimulation: how many seeds run at once")
-	simSeed     = flag.Uint64("sim.seed", 0, "run TestSimulation with this seed only")
+	simSeed     = flag.Uint64("sim.seed", 0, "run TestSimulation with this seed only (with -sim.seeds N: N seeds from this one)")
 	simDuration = flag.Duration("sim.duration", 4*time.Second, "TestSimulation: how long the adversary acts per seed (a quiet phase follows)")
 )
 
@@ -115,7 +115,7 @@ func TestSimulation(t *testing.T) {
 	noLeak(t) // outside every bubble; synctest.Test itself waits for each seed's goroutines
 	base, count := rand.Uint64N(1_000_000_000)+1, *simSeeds
 	if *simSeed != 0 {
-		base, count = *simSeed, 1
+		base, count = *simSeed, max(1, *simSeeds)
 	}
 	budget := *simBudget
 	if deadline, ok := t.Deadline(); ok {
@@ -241,6 +241,9 @@ type simConfig struct {
 	// finished parent's lease whose children all started, as the Java
 	// KCL's LeaseCleanupManager does in a table it shares.
 	cleaner time.Duration
+	// db is the lease table's DynamoDB: stale reads, paged scans, slow
+	// calls, long outages and throttled takes (sim_table_test.go).
+	db simDBModel
 }
 
 type simTableFaults struct {
@@ -315,6 +318,7 @@ func (c simConfig) String() string {
 	if c.overtakes > 0 {
 		mode += fmt.Sprintf(" overtakes=%d", c.overtakes)
 	}
+	mode += " " + c.db.String()
 	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v shardSync=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
 		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.shardSync, c.table, c.neverAck, c.lateAck, c.events)
 }
@@ -328,10 +332,11 @@ type simRun struct {
 	sts    *simStreams
 	opens  *simKinesis
 	leases *memLeases
+	db     *simDB // leases as DynamoDB answers for them
 	logs   *simLogBuffer
 	epoch  time.Time
 
-	tableMu     sync.Mutex // serialises the lease-table writes with their log
+	tableMu     sync.Mutex // serialises the lease-table writes with their versions (simDB) and their log
 	tableFaults atomic.Bool
 	step        atomic.Int64 // the last step given by now
 
@@ -355,11 +360,14 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed5eed5eed5eed))
 	more := rand.New(rand.NewPCG(seed^0x0dd5eed5, seed))
 	cfg := drawConfig(rng, more, chaos)
+	dbr := rand.New(rand.NewPCG(seed^0xdb5eed, seed))
+	cfg.db = drawDBModel(dbr)
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
 		windows: map[*ackWindow]int{}, parents: map[string][]string{}, nextName: map[string]int{},
 	}
+	s.db = newSimDB(s, s.leases, cfg.db, dbr.Uint64())
 	s.kin = kinesisfake.New(kinesisfake.Options{IteratorTTL: cfg.iteratorTTL})
 	names := []string{simStream}
 	if cfg.streams > 1 {
@@ -419,6 +427,12 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	}
 	for range cfg.overtakes {
 		evs = append(evs, event{at: time.Duration(more.Int64N(int64(chaos))), kind: -2, r: more.Uint64()})
+	}
+	for range cfg.db.outages {
+		evs = append(evs, event{at: time.Duration(dbr.Int64N(int64(chaos))), kind: -31, r: dbr.Uint64()})
+	}
+	for range cfg.db.throttles {
+		evs = append(evs, event{at: time.Duration(dbr.Int64N(int64(chaos))), kind: -32, r: dbr.Uint64()})
 	}
 	slices.SortFunc(evs, func(a, b event) int { return int(a.at - b.at) })
 	if cfg.cleaner > 0 {
@@ -480,6 +494,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for _, w := range s.all() {
 		w.wait()
 	}
+	s.db.late.Wait()
 
 	rep := checkSim(s.log())
 	t.Logf("%d records (%d owed, %d trimmed unread, %d of those read by a worker that never handed them over, %d trimmed and delivered only after their lease moved), %d deliveries from %d lease acquisitions, %d stale, %d key-order checks",
@@ -558,6 +573,10 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 	switch {
 	case kind == -2:
 		s.overtake(rng)
+	case kind == -31:
+		s.longOutage(ctx, rng)
+	case kind == -32:
+		s.throttleTakes(rng)
 	case kind < 0:
 		s.deploy(ctx, rng)
 	case kind < 10: // a worker joins
@@ -858,6 +877,7 @@ func (s *simRun) deleteFinished(eager bool, pick func(done []string) []string, w
 		for _, key := range keys {
 			owners = append(owners, t.leases[key].owner)
 			delete(t.leases, key)
+			s.db.goneLocked(key)
 		}
 	}
 	t.mu.Unlock()
@@ -1067,7 +1087,7 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 	s.mu.Unlock()
 	s.event("start %s", name)
 	rng := rand.New(rand.NewPCG(seed, 7))
-	table := &simTable{inner: s.leases, run: s, worker: name, id: id, rng: rand.New(rand.NewPCG(rng.Uint64(), 11)), p: s.cfg.table}
+	table := s.newSimTable(name, id, rand.New(rand.NewPCG(rng.Uint64(), 11)), seed)
 	opts := Options{
 		WorkerID:           id,
 		Kinesis:            s.opens,
@@ -1310,339 +1330,6 @@ func (w *simWorker) wait() {
 		<-w.done
 	}
 	w.acks.Wait()
-}
-
-// simTable is one worker's view of the group's lease table, with faults:
-// transient errors, lost replies (applied, then failed), latency, and
-// partitions (every call fails, or hangs until its ctx ends or the
-// partition heals).
-type simTable struct {
-	inner  *memLeases
-	run    *simRun
-	worker string
-	id     string
-	faults atomic.Bool
-
-	mu      sync.Mutex
-	rng     *rand.Rand
-	p       simTableFaults
-	part    chan struct{} // non-nil while partitioned; closed when healed
-	block   bool
-	forever bool
-	outage  int // index in run.outages of the current partition
-
-	// An eventually consistent read may answer with what this worker read
-	// before, up to simStale old (DynamoDB's stale reads).
-	old   tableSnapshot
-	oldAt time.Time
-}
-
-const simStale = 300 * time.Millisecond
-
-// stale answers an eventually consistent read: each item, and the group
-// item, as it is now or, sometimes, as this worker read it before (up to
-// simStale ago), as replicas of different items may lag apart. A
-// consistent read is answered as it is and noted as the latest.
-func (t *simTable) stale(snap tableSnapshot, consistent bool) tableSnapshot {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if consistent || !t.faults.Load() || t.oldAt.IsZero() || time.Since(t.oldAt) >= simStale {
-		t.old, t.oldAt = snap, time.Now()
-		return snap
-	}
-	old := map[string]lease{}
-	for _, l := range t.old.leases {
-		old[l.shardID] = l
-	}
-	mixed := tableSnapshot{workers: map[string]workerBeat{}, group: snap.group, bad: snap.bad}
-	for _, l := range snap.leases {
-		if o, ok := old[l.shardID]; ok && t.rng.Float64() < 0.3 {
-			l = o
-		}
-		mixed.leases = append(mixed.leases, l)
-	}
-	for id, w := range snap.workers {
-		if o, ok := t.old.workers[id]; ok && t.rng.Float64() < 0.3 {
-			w = o
-		}
-		mixed.workers[id] = w
-	}
-	if t.rng.Float64() < 0.3 {
-		mixed.group = t.old.group
-	}
-	return mixed
-}
-
-func simThrottled() error {
-	return &ddbtypes.ProvisionedThroughputExceededException{Message: aws.String("sim: throughput exceeded")}
-}
-
-var _ leaseTable = (*simTable)(nil)
-
-func (t *simTable) partition(block, forever bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.forever {
-		return
-	}
-	if t.part == nil {
-		t.part = make(chan struct{})
-		t.run.mu.Lock()
-		from, step := t.run.now()
-		t.run.outages = append(t.run.outages, simOutage{Worker: t.worker, From: from, FromStep: step})
-		t.outage = len(t.run.outages) - 1
-		t.run.mu.Unlock()
-	}
-	t.block, t.forever = block, forever
-}
-
-func (t *simTable) heal() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.part == nil || t.forever {
-		return
-	}
-	close(t.part)
-	t.part = nil
-	t.run.mu.Lock()
-	o := &t.run.outages[t.outage]
-	o.To, o.ToStep = t.run.now()
-	t.run.mu.Unlock()
-}
-
-// gate runs before each call: it returns the call's error, if any, and
-// whether its reply is to be lost once applied.
-func (t *simTable) gate(ctx context.Context, list bool) (lost bool, err error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	t.mu.Lock()
-	part, block := t.part, t.block
-	var delay time.Duration
-	var fail bool
-	if part == nil && t.faults.Load() {
-		scale := 1.0
-		if list {
-			scale = 0.5 // every pass starts with a list: keep it mostly working
-		}
-		if t.rng.Float64() < t.p.delay {
-			delay = time.Duration(1 + t.rng.Int64N(int64(t.p.maxDelay)))
-		}
-		switch x := t.rng.Float64(); {
-		case x < t.p.err*scale:
-			fail = true
-		case x < (t.p.err+t.p.lost)*scale:
-			lost = true
-		}
-	}
-	t.mu.Unlock()
-	if part != nil {
-		if block {
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-part:
-			}
-		}
-		return false, simThrottled()
-	}
-	if delay > 0 && !sleep(ctx, delay) {
-		return false, ctx.Err()
-	}
-	t.mu.Lock()
-	cut := t.part != nil
-	t.mu.Unlock()
-	if cut || fail {
-		return false, simThrottled()
-	}
-	return lost, nil
-}
-
-func (t *simTable) name() string                     { return "sim" }
-func (t *simTable) ensure(ctx context.Context) error { _, err := t.gate(ctx, false); return err }
-
-func (t *simTable) list(ctx context.Context, consistent bool) (tableSnapshot, error) {
-	lost, err := t.gate(ctx, true)
-	if err != nil || lost {
-		return tableSnapshot{}, errors.Join(err, lostErr(lost))
-	}
-	snap, err := t.inner.list(ctx, true)
-	if err != nil {
-		return snap, err
-	}
-	return t.stale(snap, consistent), nil
-}
-
-func (t *simTable) group(ctx context.Context) (groupItem, error) {
-	lost, err := t.gate(ctx, false)
-	if err != nil || lost {
-		return groupItem{}, errors.Join(err, lostErr(lost))
-	}
-	g, err := t.inner.group(ctx)
-	if err != nil {
-		return g, err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.faults.Load() && !t.oldAt.IsZero() && time.Since(t.oldAt) < simStale && t.rng.Float64() < 0.5 {
-		return t.old.group.clone(), nil
-	}
-	return g, nil
-}
-
-func (t *simTable) readBeat(ctx context.Context, worker string) (workerBeat, bool, error) {
-	lost, err := t.gate(ctx, false)
-	if err != nil || lost {
-		return workerBeat{}, false, errors.Join(err, lostErr(lost))
-	}
-	return t.inner.readBeat(ctx, worker)
-}
-
-func (t *simTable) tick(ctx context.Context) error {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return err
-	}
-	err = t.inner.tick(ctx)
-	return errors.Join(err, lostErr(lost && err == nil))
-}
-
-func (t *simTable) bump(ctx context.Context) error {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return err
-	}
-	err = t.inner.bump(ctx)
-	return errors.Join(err, lostErr(lost && err == nil))
-}
-
-func (t *simTable) publish(ctx context.Context, expired map[string]int64, digest string) error {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return err
-	}
-	err = t.inner.publish(ctx, expired, digest)
-	return errors.Join(err, lostErr(lost && err == nil))
-}
-
-func (t *simTable) removeGroup(ctx context.Context, epoch int64) error {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return err
-	}
-	err = t.inner.removeGroup(ctx, epoch)
-	return errors.Join(err, lostErr(lost && err == nil))
-}
-
-func lostErr(lost bool) error {
-	if lost {
-		return simThrottled()
-	}
-	return nil
-}
-
-func (t *simTable) read(ctx context.Context, shardID string) (lease, bool, error) {
-	lost, err := t.gate(ctx, false)
-	if err != nil || lost {
-		return lease{}, false, errors.Join(err, lostErr(lost))
-	}
-	return t.inner.read(ctx, shardID)
-}
-
-func (t *simTable) create(ctx context.Context, l lease) (bool, error) {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return false, err
-	}
-	created, err := t.inner.create(ctx, l)
-	if lost {
-		return false, simThrottled()
-	}
-	return created, err
-}
-
-// logged applies a write that may change the owner and logs it if it took
-// effect, naming the shard of the lease key shardID as the log does.
-func (t *simTable) logged(ctx context.Context, op, shardID string, write func() (lease, error)) (lease, error) {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return lease{}, err
-	}
-	t.run.tableMu.Lock()
-	prev, _, _ := t.inner.read(ctx, shardID)
-	l, err := write()
-	if err == nil {
-		t.run.mu.Lock()
-		at, step := t.run.now()
-		t.run.writes = append(t.run.writes, simWrite{At: at, Step: step, Shard: t.run.sts.ofLeaseKey(shardID), Op: op, By: t.id, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint})
-		t.run.mu.Unlock()
-	}
-	t.run.tableMu.Unlock()
-	if lost {
-		return lease{}, simThrottled()
-	}
-	return l, err
-}
-
-func (t *simTable) take(ctx context.Context, l lease, w writer) (lease, error) {
-	return t.logged(ctx, "take", l.shardID, func() (lease, error) { return t.inner.take(ctx, l, w) })
-}
-
-func (t *simTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (lease, error) {
-	return t.logged(ctx, "checkpoint", l.shardID, func() (lease, error) { return t.inner.checkpoint(ctx, l, cp, next, w) })
-}
-
-func (t *simTable) replace(ctx context.Context, l, fresh lease) error {
-	_, err := t.logged(ctx, "replace", l.shardID, func() (lease, error) { return fresh, t.inner.replace(ctx, l, fresh) })
-	return err
-}
-
-func (t *simTable) remove(ctx context.Context, l lease) error {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return err
-	}
-	err = t.inner.remove(ctx, l)
-	return errors.Join(err, lostErr(lost && err == nil))
-}
-
-func (t *simTable) claim(ctx context.Context, l lease, taker string) error {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return err
-	}
-	err = t.inner.claim(ctx, l, taker)
-	return errors.Join(err, lostErr(lost && err == nil))
-}
-
-func (t *simTable) unclaim(ctx context.Context, l lease) error {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return err
-	}
-	err = t.inner.unclaim(ctx, l)
-	return errors.Join(err, lostErr(lost && err == nil))
-}
-
-func (t *simTable) heartbeat(ctx context.Context, worker, token string, stopping bool, last int64, streams []string) (int64, error) {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return 0, err
-	}
-	n, err := t.inner.heartbeat(ctx, worker, token, stopping, last, streams)
-	if lost && err == nil {
-		return 0, simThrottled()
-	}
-	return n, err
-}
-
-func (t *simTable) removeWorker(ctx context.Context, worker string, counter int64) error {
-	lost, err := t.gate(ctx, false)
-	if err != nil {
-		return err
-	}
-	err = t.inner.removeWorker(ctx, worker, counter)
-	return errors.Join(err, lostErr(lost && err == nil))
 }
 
 // simKinesis notes when each shard was first opened (a GetShardIterator
