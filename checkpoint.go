@@ -111,7 +111,7 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bo
 	ctx, cancel := context.WithTimeout(ctx, c.opts.heartbeatInterval())
 	defer cancel()
 	before, w := h.lease, c.beat.writer()
-	this := leaseWrite{cp: cp, next: next}
+	this := leaseWrite{cp: cp, next: next, w: w}
 	l, err := c.table.checkpoint(ctx, before, cp, next, w)
 	if ignoreLost(err) != nil {
 		h.remember(this)
@@ -119,7 +119,7 @@ func (c *Consumer) checkpointOnce(ctx context.Context, h *heldLease, shardEnd bo
 	}
 	if isLeaseLost(err) {
 		wrote := func(s lease, lw leaseWrite) bool {
-			return s.counter == before.counter+1 && s.checkpoint == lw.cp && s.owner == lw.next && (lw.next != w.id || s.writer == w)
+			return s.counter == before.counter+1 && s.checkpoint == lw.cp && s.owner == lw.next && (lw.next != lw.w.id || s.writer == lw.w)
 		}
 		earlier := func(s lease) bool { // an unsure write that kept the lease
 			return s.owner == w.id && slices.ContainsFunc(h.unsure, func(u leaseWrite) bool { return wrote(s, u) })
@@ -164,6 +164,7 @@ func (h *heldLease) remember(w leaseWrite) {
 type leaseWrite struct {
 	cp   checkpoint
 	next string
+	w    writer // the mark it wrote when it kept the lease: its beat is that moment's
 }
 
 // errWriteAgain says a write must be made again on the lease as now known.
