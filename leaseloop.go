@@ -245,6 +245,11 @@ func (k *leaseKeeper) apply(ctx context.Context, d decisions) error {
 		return err
 	}
 	for _, id := range d.take {
+		if gone, err := k.parentsGone(ctx, d.byShard[id], d.byShard); err != nil {
+			return err
+		} else if !gone {
+			continue
+		}
 		if err := k.take(ctx, d.byShard[id]); err != nil {
 			return err
 		}
@@ -449,6 +454,31 @@ func (k *leaseKeeper) take(ctx context.Context, l lease) error {
 	c.log.Info("kcl: lease taken", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
 	k.startReader(ctx, taken, storedStart)
 	return nil
+}
+
+// parentsGone confirms, with a consistent read of each, that the parents of
+// l that the pass's read did not hold (byShard) are gone: trimmed from the
+// stream, or ended and deleted. A Scan may miss a lease that exists (an
+// eventually consistent one returns each item as of its own moment; a
+// paged one passes a key before the lease is created), and a child taken
+// while its parent is unread breaks per-key order. A parent found unended
+// leaves l for a later pass.
+func (k *leaseKeeper) parentsGone(ctx context.Context, l lease, byShard map[string]lease) (bool, error) {
+	c := k.c
+	for _, p := range l.parents {
+		if _, ok := byShard[p]; ok {
+			continue
+		}
+		pl, ok, err := c.table.read(ctx, p)
+		if err != nil {
+			return false, err
+		}
+		if ok && !pl.checkpoint.shardEnd() {
+			c.log.Debug("kcl: a parent the read missed is not ended; the child waits", "shard", l.shardID, "parent", p)
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // startReader starts reading the shard of a lease just taken, on a

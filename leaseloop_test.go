@@ -66,3 +66,37 @@ func TestTakeSkipsALeaseReadAlready(t *testing.T) {
 	assert.Equal(t, "me", stored.owner, "taken once not read")
 	assert.True(t, c.held.has("shardId-0"), "and read")
 }
+
+// A child whose parent's lease the pass's read did not hold is taken only
+// once a consistent read confirms the parent gone or ended: a Scan may miss
+// a lease that exists (an eventually consistent one, or a page read before
+// the lease was created), and a child read before its parent breaks per-key
+// order.
+func TestATakeWaitsForAParentTheReadMissed(t *testing.T) {
+	noLeak(t)
+	ctx := context.Background()
+	tbl := newMemLeases()
+	c := handDrivenWorker(t, tbl, "me", time.Minute)
+	trim := checkpoint{seq: checkpointTrimHorizon}
+	parent := lease{shardID: "shardId-0", checkpoint: trim}
+	child := lease{shardID: "shardId-1", checkpoint: trim, parents: []string{"shardId-0"}}
+	for _, l := range []lease{parent, child} {
+		_, err := tbl.create(ctx, l)
+		require.NoError(t, err)
+	}
+	missed := decisions{take: []string{child.shardID}, byShard: map[string]lease{child.shardID: child}}
+
+	require.NoError(t, c.keeper.apply(ctx, missed))
+	stored, _, err := tbl.read(ctx, child.shardID)
+	require.NoError(t, err)
+	assert.Empty(t, stored.owner, "not taken while its parent is unread")
+
+	p, err := tbl.take(ctx, parent, writer{id: "other"})
+	require.NoError(t, err)
+	_, err = tbl.checkpoint(ctx, p, checkpoint{seq: checkpointShardEnd}, "", writer{id: "other"})
+	require.NoError(t, err)
+	require.NoError(t, c.keeper.apply(ctx, missed))
+	stored, _, err = tbl.read(ctx, child.shardID)
+	require.NoError(t, err)
+	assert.Equal(t, "me", stored.owner, "taken once its parent ended")
+}
