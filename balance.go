@@ -126,11 +126,16 @@ func stillOwned(l lease, found bool, me string) bool {
 }
 
 // tookEffect reports whether stored, read back after a take of l by w
-// failed its condition, is what that take wrote: its reply was lost. The
-// writer's token tells it from a take of another process with the same
-// WorkerID (a twin), which wrote the same owner and counter.
+// failed its condition, is what that take wrote: its reply was lost.
+//
+//   - The writer's token tells it from a take of another process with the
+//     same WorkerID (a twin), which wrote the same owner and counter.
+//   - The checkpoint, and the owner switches the take counted, tell it from
+//     a checkpoint write of this process that landed late on the lease it
+//     held before (it writes the same owner, counter and token).
 func tookEffect(stored, l lease, w writer) bool {
-	return stored.owner == w.id && stored.counter == l.counter+1 && stored.writer.token == w.token
+	return stored.owner == w.id && stored.counter == l.counter+1 && stored.writer.token == w.token &&
+		stored.checkpoint == l.checkpoint && stored.ownerSwitches == l.ownerSwitches+1
 }
 
 // latestSkew is how far before its first take a lease at LATEST starts for
@@ -374,10 +379,12 @@ func (a *assessment) replaceStale(l lease, held, ownerBeats, leaseFresh bool) {
 // read them (planTakes).
 func (a *assessment) shareOthers(l lease, stream string, ownerBeats, leaseFresh bool) {
 	owner := l.owner
-	if owner == a.in.me && a.in.settled && l.checkpointOwner == "" {
-		// Owned by an earlier run of this worker ID, which read the stream:
-		// nobody reads it, and nobody else may take it while this worker
-		// lives. It is given back, fenced on its counter.
+	if owner == a.in.me && l.writer.id == a.in.me && a.in.settled && l.checkpointOwner == "" {
+		// Owned and last written by an earlier kcl run of this worker ID,
+		// which read the stream: nobody reads it, and no kcl worker may
+		// take it while this worker lives. It is given back, fenced on its
+		// counter. One the Java KCL wrote is left alone: a Java worker
+		// takes it once its counter stands still.
 		a.d.release = append(a.d.release, l)
 	}
 	if owner == a.in.me || a.ownerExpired(l, ownerBeats, leaseFresh) {

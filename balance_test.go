@@ -458,11 +458,11 @@ func TestAssess(t *testing.T) {
 					{shardID: "1:payments:8:s1", owner: "b", counter: 1, checkpoint: trim},
 					{shardID: "1:payments:8:s2", owner: "b", counter: 1, checkpoint: trim},
 					{shardID: "1:gone:9:s1", checkpoint: trim},
-					{shardID: "1:gone:9:s2", owner: "me", counter: 1, checkpoint: trim},
+					{shardID: "1:gone:9:s2", owner: "me", counter: 1, checkpoint: trim, writer: writer{id: "me"}},
 				},
 				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:orders:7", "1:payments:8"}}},
 			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
-			want: decisions{claim: []string{"1:orders:7:s1", "1:orders:7:s2"}, release: []lease{{shardID: "1:gone:9:s2", owner: "me", counter: 1, checkpoint: trim}}},
+			want: decisions{claim: []string{"1:orders:7:s1", "1:orders:7:s2"}, release: []lease{{shardID: "1:gone:9:s2", owner: "me", counter: 1, checkpoint: trim, writer: writer{id: "me"}}}},
 		},
 		{
 			// Its heartbeat may lag the streams it reads (a stream created
@@ -480,15 +480,22 @@ func TestAssess(t *testing.T) {
 		{
 			name: "several streams: this worker's lease of a stream it does not read (an earlier run's) is released",
 			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me"}}},
+				workers: beats("me"),
+			}, settled: true, streams: []string{"1:orders:7"}}},
+			want: decisions{release: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me"}}}},
+		},
+		{
+			name: "several streams: ... but not one the Java KCL wrote, which a Java worker takes when its counter stands still",
+			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5")}},
 				workers: beats("me"),
 			}, settled: true, streams: []string{"1:orders:7"}}},
-			want: decisions{release: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5")}}},
 		},
 		{
 			name: "several streams: ... but not before this worker's heartbeat proves it owns its leases",
 			passes: []pass{{snap: tableSnapshot{
-				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5")}},
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me"}}},
 				workers: beats("me"),
 			}, streams: []string{"1:orders:7"}}},
 		},
@@ -734,18 +741,23 @@ func TestStillOwned(t *testing.T) {
 // lease read back names this worker at the next counter, written by this
 // process (its token).
 func TestTookEffect(t *testing.T) {
-	asRead := lease{shardID: "s1", owner: "b", counter: 4}
+	cp := checkpoint{seq: "100"}
+	asRead := lease{shardID: "s1", owner: "b", counter: 4, checkpoint: cp, ownerSwitches: 2}
 	me := writer{id: "me", token: "p1", beat: 9}
 	tests := []struct {
 		name   string
 		stored lease
 		want   bool
 	}{
-		{"this take's write", lease{owner: "me", counter: 5, writer: writer{id: "me", token: "p1", beat: 9}}, true},
-		{"another worker's take", lease{owner: "c", counter: 5, writer: writer{id: "c", token: "p3"}}, false},
-		{"a twin's take: the same WorkerID, another process", lease{owner: "me", counter: 5, writer: writer{id: "me", token: "p2", beat: 9}}, false},
-		{"taken by this worker later again", lease{owner: "me", counter: 7, writer: writer{id: "me", token: "p1"}}, false},
-		{"unchanged: the condition failed on another field", lease{owner: "b", counter: 4}, false},
+		{"this take's write", lease{owner: "me", counter: 5, checkpoint: cp, ownerSwitches: 3, writer: writer{id: "me", token: "p1", beat: 9}}, true},
+		{"another worker's take", lease{owner: "c", counter: 5, checkpoint: cp, ownerSwitches: 3, writer: writer{id: "c", token: "p3"}}, false},
+		{"a twin's take: the same WorkerID, another process", lease{owner: "me", counter: 5, checkpoint: cp, ownerSwitches: 3, writer: writer{id: "me", token: "p2", beat: 9}}, false},
+		{"taken by this worker later again", lease{owner: "me", counter: 7, checkpoint: cp, ownerSwitches: 4, writer: writer{id: "me", token: "p1"}}, false},
+		{"unchanged: the condition failed on another field", asRead, false},
+		// The lease was this process's before (a checkpoint write of its
+		// failed, it dropped the lease and takes it again): that write
+		// landed late and moved the counter on.
+		{"a late checkpoint write of this process", lease{owner: "me", counter: 5, checkpoint: checkpoint{seq: "130"}, writer: writer{id: "me", token: "p1", beat: 9}}, false},
 	}
 	for _, tc := range tests {
 		assert.Equal(t, tc.want, tookEffect(tc.stored, asRead, me), tc.name)

@@ -370,7 +370,7 @@ func checkJavaHandoffWrites(t *testing.T, tbl leaseTable, plant func(lease)) {
 	stored, _, err := tbl.read(ctx, "s")
 	require.NoError(t, err)
 	assert.Equal(t, taken, stored)
-	assert.Equal(t, lease{shardID: "s", owner: "me", counter: 6, ownerSwitches: 1, checkpoint: cp}, stored, "checkpointOwner removed, the counter bumped")
+	assert.Equal(t, lease{shardID: "s", owner: "me", counter: 6, ownerSwitches: 1, checkpoint: cp, writer: writer{id: "me"}}, stored, "checkpointOwner removed, the counter bumped, the writer marked")
 	_, err = tbl.checkpoint(ctx, stored, checkpoint{seq: checkpointShardEnd}, "", writer{})
 	require.NoError(t, err, "once taken, the lease is kcl's")
 }

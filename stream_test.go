@@ -161,10 +161,11 @@ func TestMemoryIsBoundedWhenNothingIsAcked(t *testing.T) {
 	opts := f.options()
 	opts.MaxUnackedPerShard = 15
 	opts.ShutdownTimeout = 100 * time.Millisecond
+	opts.LeaseDuration = time.Second // a pause this long is logged
 	opts.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
 	s := startConsumer(t, opts)
 	got := s.receive(30, 30*time.Second, func(Record) bool { return false })
-	s.quiet(time.Second) // two shards, 15 unacked each: nothing more comes
+	s.quiet(1500 * time.Millisecond) // two shards, 15 unacked each: nothing more comes
 	perShard := map[string]int{}
 	for _, r := range got {
 		perShard[r.ShardID]++
