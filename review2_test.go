@@ -73,3 +73,65 @@ func (g *schedGroup) leaseOf(key string) lease {
 	l, _, _ := g.table.read(context.Background(), key)
 	return l
 }
+
+// After a late heartbeat the gate reopens only once a fence round, begun
+// after it, wrote every held lease with no later late beat meanwhile
+// (pauseGate.fenced(gen), since f1f2f52). While the gate is shut every
+// beat counts as late (beat: g.fence), so a beat confirmed during a round
+// voids it. A round writes the held leases one after the other; when that
+// takes longer than a heartbeat interval (many leases, or a throttled
+// table whose writes the SDK retries), every round has a beat in it and
+// the gate never reopens. The worker beats on, so nobody takes its leases:
+// its shards stay unread for as long as writes stay that slow.
+//
+//  1. w reads 4 shards (LeaseDuration 1s: a beat every 500ms).
+//  2. Its table is cut off for 1.5s: its gate shuts at its deadline.
+//  3. The table comes back, each lease write taking 150ms (a round: 600ms).
+//     Beats are confirmed again, each late (the fence is pending), each
+//     bumping the round; every round ends after a later beat and leaves
+//     the gate shut.
+//
+// Ten seconds on, nothing written since has been delivered.
+func TestReview2AFenceSlowerThanAHeartbeatIntervalStillReopensTheGate(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 4)
+		g := newSchedGroup(t, kin)
+		w := g.consume(g.newWorker("w", nil))
+		ctx, stopProducing := context.WithCancel(context.Background())
+		defer stopProducing()
+		g.produce(ctx, "s", 8, 10*time.Millisecond)
+		waitFor(t, 5*time.Second, "w reads the 4 shards", func() bool { return len(w.c.held.list()) == 4 })
+		time.Sleep(time.Second)
+
+		w.table.cutOff()
+		time.Sleep(1500 * time.Millisecond)
+		require.True(t, w.c.pause.isShut(), "the gate shut at the deadline")
+		w.table.set(func(h *hookTable) {
+			h.before = func(op, key string) error {
+				if op == "checkpoint" {
+					time.Sleep(150 * time.Millisecond)
+				}
+				return nil
+			}
+		})
+		healed := time.Now()
+		time.Sleep(10 * time.Second)
+		stopProducing()
+		time.Sleep(time.Second)
+		shut := w.c.pause.isShut()
+		g.stop()
+		got := map[string]bool{}
+		for _, d := range g.deliveries() {
+			got[d.data] = true
+		}
+		after := 0
+		for _, r := range kin.Records("s") {
+			if !got[string(r.Data)] && r.Arrival.After(healed) {
+				after++
+			}
+		}
+		require.False(t, shut, "the gate is still shut 10s after the table came back (%d records written since not delivered)", after)
+	})
+}
