@@ -10,6 +10,8 @@ package kcl
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -133,5 +135,72 @@ func TestReview2AFenceSlowerThanAHeartbeatIntervalStillReopensTheGate(t *testing
 			}
 		}
 		require.False(t, shut, "the gate is still shut 10s after the table came back (%d records written since not delivered)", after)
+	})
+}
+
+// When a worker dies, each survivor takes its fair share of the dead
+// worker's leases in one pass ("Each holds ⌊S/W⌋ or ⌈S/W⌉ leases, taken in
+// one pass"). Since e3adc25 a lease whose owner expired counts as
+// longFree whenever its own counter stood still for LeaseDuration
+// (share: owner == "" && suspect), which every lease of a dead worker
+// does by the time its heartbeat is confirmed expired; and a longFree lease
+// is taken beyond the fair share (planTakes), meant for a lease left free
+// because another worker's room was an illusion. So the first survivor to
+// pass takes all of them, and the others then ask hand-offs back.
+//
+//  1. a, b and c read 9 shards, 3 each.
+//  2. c crashes. Its 3 leases' counters, like its heartbeat, stand still.
+//  3. The first of a and b to confirm c dead takes its share (to 5) and,
+//     the rest being longFree, the rest too: 6.
+//  4. The other finds itself at 3 of a share of 4.5 and asks a hand-off.
+//
+// A crash thus moves leases twice, and its shards pause once more for each
+// hand-off (the owner stops fetching and waits for acks).
+func TestReview2ACrashedWorkersLeasesAreSharedInOnePass(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 9)
+		g := newSchedGroup(t, kin)
+		ctx, stopProducing := context.WithCancel(context.Background())
+		defer stopProducing()
+		g.produce(ctx, "s", 16, 10*time.Millisecond)
+		var ws []*schedWorker
+		for _, n := range []string{"a", "b", "c"} {
+			ws = append(ws, g.consume(g.newWorker(n, nil)))
+			time.Sleep(300 * time.Millisecond)
+		}
+		waitFor(t, 10*time.Second, "3 leases each", func() bool {
+			return len(ws[0].c.held.list()) == 3 && len(ws[1].c.held.list()) == 3 && len(ws[2].c.held.list()) == 3
+		})
+		stopProducing() // idle shards: the leases' counters stand still
+		time.Sleep(2 * time.Second)
+
+		var mu sync.Mutex
+		var moves []string
+		for _, w := range ws[:2] {
+			w.table.set(func(h *hookTable) {
+				h.after = func(op, key string, err error) {
+					if err == nil && (op == "take" || op == "hand-off" || op == "claim") {
+						mu.Lock()
+						moves = append(moves, fmt.Sprintf("%s %s %s", w.name, op, key))
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		ws[2].table.cutOff() // c crashes
+		ws[2].cancel()
+		<-ws[2].done
+		time.Sleep(5 * time.Second)
+		counts := []int{len(ws[0].c.held.list()), len(ws[1].c.held.list())}
+		stopProducing()
+		g.stop()
+		mu.Lock()
+		defer mu.Unlock()
+		require.ElementsMatch(t, []int{4, 5}, counts)
+		for _, m := range moves {
+			require.NotContains(t, m, "hand-off", "a hand-off after the crash; the moves: %v", moves)
+		}
 	})
 }
