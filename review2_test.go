@@ -150,8 +150,9 @@ func TestReview2AFenceSlowerThanAHeartbeatIntervalStillReopensTheGate(t *testing
 //
 //  1. a, b and c read 9 shards, 3 each.
 //  2. c crashes. Its 3 leases' counters, like its heartbeat, stand still.
-//  3. The first of a and b to confirm c dead takes its share (to 5) and,
-//     the rest being longFree, the rest too: 6.
+//  3. The first of a and b to confirm c dead (here a: b's reads of the
+//     table are slow for 3s) takes its share (to 5) and, the rest being
+//     longFree, the rest too: 6.
 //  4. The other finds itself at 3 of a share of 4.5 and asks a hand-off.
 //
 // A crash thus moves leases twice, and its shards pause once more for each
@@ -178,8 +179,18 @@ func TestReview2ACrashedWorkersLeasesAreSharedInOnePass(t *testing.T) {
 
 		var mu sync.Mutex
 		var moves []string
+		crashed := time.Now().Add(time.Hour)
 		for _, w := range ws[:2] {
 			w.table.set(func(h *hookTable) {
+				h.before = func(op, key string) error {
+					mu.Lock()
+					wait := time.Until(crashed.Add(3 * time.Second))
+					mu.Unlock()
+					if w.name == "b" && op == "list" && wait > 0 {
+						time.Sleep(wait) // a confirms c dead first, as one of them always does
+					}
+					return nil
+				}
 				h.after = func(op, key string, err error) {
 					if err == nil && (op == "take" || op == "hand-off" || op == "claim") {
 						mu.Lock()
@@ -189,6 +200,9 @@ func TestReview2ACrashedWorkersLeasesAreSharedInOnePass(t *testing.T) {
 				}
 			})
 		}
+		mu.Lock()
+		crashed = time.Now()
+		mu.Unlock()
 		ws[2].table.cutOff() // c crashes
 		ws[2].cancel()
 		<-ws[2].done
