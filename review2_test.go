@@ -218,3 +218,64 @@ func TestReview2ACrashedWorkersLeasesAreSharedInOnePass(t *testing.T) {
 		}
 	})
 }
+
+// The shard sync replaces only the old stream's leases that are free or
+// this worker's (mayRenew, since e3adc25); the lease loop replaces a dead
+// owner's (replaceStale), but only a lease it judges at all: one that is
+// not ended and whose parents are done (readableNow). A dead worker's
+// lease of a child shard of the old stream names old parents; once the
+// sync replaced the parent's lease (free, at SHARD_END) by the new
+// stream's at TRIM_HORIZON, the parent is no longer done, so the child's
+// lease is never judged again, never replaced, and blocks the new stream's
+// shard of that ID for good.
+//
+//  1. d reads s (1 shard), which is split: shardId-000000000000 ends, and
+//     d reads its children shardId-000000000001 and -2 (parent -0).
+//  2. d crashes: its children's leases stay its own, stamped with s's
+//     creation.
+//  3. s is deleted and created again with 3 open shards, and w starts.
+//     Its sync replaces the free SHARD_END lease of -0 by a new one at
+//     TRIM_HORIZON, and leaves -1 and -2 to d.
+//  4. d's heartbeat expires, but -1 and -2 wait for a parent (-0, now the
+//     new stream's open shard) that will never end.
+//
+// The new stream's -1 and -2 are never read.
+func TestReview2ADeadOwnersOldChildLeaseIsReplacedWhenItsParentWas(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		d := g.consume(g.newWorker("d", nil))
+		ctx, stopProducing := context.WithCancel(context.Background())
+		g.produce(ctx, "s", 8, 10*time.Millisecond)
+		time.Sleep(2 * time.Second)
+		require.NoError(t, kin.UpdateShardCount("s", 2))
+		waitFor(t, 10*time.Second, "d reads the children", func() bool { return len(d.c.held.list()) == 2 })
+		time.Sleep(time.Second)
+		stopProducing()
+		time.Sleep(time.Second)
+		d.table.cutOff() // d crashes
+		d.cancel()
+		<-d.done
+		t.Logf("the table: %v", g.owners("shardId"))
+
+		require.NoError(t, kin.DeleteStream("s"))
+		time.Sleep(2 * time.Second)
+		kin.CreateStream("s", 3)
+		w := g.consume(g.newWorker("w", nil))
+		ctx, stopProducing = context.WithCancel(context.Background())
+		g.produce(ctx, "s", 8, 10*time.Millisecond)
+		time.Sleep(10 * time.Second)
+		stopProducing()
+		time.Sleep(2 * time.Second)
+		select {
+		case <-w.done:
+			t.Fatalf("the consumer stopped: %v", w.c.Err())
+		default:
+		}
+		lost := g.undelivered("s") // the old stream's records count as trimmed
+		require.Empty(t, lost[:min(len(lost), 5)], "%d records of the new stream never delivered; the leases' owners: %v", len(lost), g.owners("shardId"))
+		g.stop()
+	})
+}
