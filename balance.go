@@ -304,6 +304,12 @@ func (a *assessment) judgeLease(l lease) {
 	// finishes a Java hand-off). Once the counter stood still for
 	// LeaseDuration, the lease is the owner's as usual, and a take removes
 	// checkpointOwner.
+	if a.ours(l.shardID) && in.staleIncarnation(l) {
+		// An earlier stream's: judged on its owner alone, never on its
+		// parents or its checkpoint (which are the old stream's).
+		a.replaceStale(l, held, ownerBeats, !expired)
+		return
+	}
 	if l.checkpointOwner != "" && !expired {
 		return
 	}
@@ -314,8 +320,6 @@ func (a *assessment) judgeLease(l lease) {
 	switch {
 	case !a.ours(l.shardID):
 		a.shareOthers(l, stream, ownerBeats, !expired)
-	case in.staleIncarnation(l):
-		a.replaceStale(l, held, ownerBeats, !expired)
 	case !in.mayBeTwins(l, held):
 		a.mine[stream] = true
 		a.share(l, stream, held, ownerBeats, expired, suspect)
@@ -355,7 +359,7 @@ func (a *assessment) share(l lease, stream string, held, ownerBeats, expired, su
 		a.d.pass = append(a.d.pass, l)
 	}
 	a.shares = append(a.shares, shareLease{shardID: l.shardID, stream: stream, owner: owner, claimant: claimant, heldByMe: held, ownedByMe: l.owner == me,
-		claimable: ownerBeats && l.checkpointOwner == "", longFree: owner == "" && suspect})
+		claimable: ownerBeats && l.checkpointOwner == "", longFree: l.owner == "" && suspect})
 }
 
 // replaceStale decides about l, a lease of an earlier stream of this name in
@@ -364,7 +368,7 @@ func (a *assessment) share(l lease, stream string, held, ownerBeats, expired, su
 // owned by an earlier run of this worker ID. A worker that reads it ends it
 // itself when it finds the stream created again.
 func (a *assessment) replaceStale(l lease, held, ownerBeats, leaseFresh bool) {
-	if held || l.checkpointOwner != "" {
+	if held {
 		return
 	}
 	if l.owner == "" || l.owner == a.in.me && a.in.settled || a.ownerExpired(l, ownerBeats, leaseFresh) {
@@ -488,12 +492,12 @@ type shareLease struct {
 	shardID   string
 	stream    string // the identifier of its stream ("" in a single-stream table)
 	others    bool   // of a stream this worker does not read: counted, never taken or claimed
-	owner     string // live owner that reads its stream, or "" when unowned, its owner is dead or does not read it
+	owner     string // live owner, or "" when unowned or its owner is dead
 	claimant  string // live worker a hand-off was asked for, or ""
 	heldByMe  bool   // this worker is reading it
 	ownedByMe bool   // the table names this worker as owner
 	claimable bool   // its owner is a kcl worker, which hands a lease off when asked
-	longFree  bool   // free, and seen unchanged for LeaseDuration: whoever should have taken it did not
+	longFree  bool   // free in the table, and seen unchanged for LeaseDuration: whoever should have taken it did not
 }
 
 // holder is whom the lease counts for: the claimant once a hand-off is asked.

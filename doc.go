@@ -103,7 +103,8 @@
 // the shards of all the streams; everything above holds per stream. Workers
 // may list different streams (a rolling deploy): each worker's share counts,
 // per stream, only the workers that read it. Leases of a stream in the table
-// but not in Streams are left alone; a stream added to Streams starts at
+// but not in Streams are left alone (this worker only gives back those an
+// earlier kcl run of its WorkerID owned); a stream added to Streams starts at
 // InitialPosition. A table holds one layout: Streams on a single-stream
 // table, or StreamName/StreamARN on a multi-stream one, ends the consumer at
 // start with an error naming the table.

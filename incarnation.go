@@ -18,8 +18,8 @@ import (
 // InitialPosition says, and the old one's leases never block or mislead it.
 //
 //   - It is found by the stream's creation time (DescribeStreamSummary): at
-//     start (describeStreams), before each shard sync while running
-//     (renewStreams), when a reader finds its shard or stream gone or its
+//     start (describeStreams), before each periodic shard sync of all the
+//     streams (renewStreams; not a shard end's), when a reader finds its shard or stream gone or its
 //     checkpoint refused (waitForStream), and when the lease table shows a
 //     newer incarnation than this worker knows (newerIncarnation).
 //   - The stream's kstream is replaced by a new one (switchIncarnation);
@@ -187,10 +187,11 @@ func (c *Consumer) renewLeases(ctx context.Context, s *kstream, shards []shardIn
 }
 
 // mayRenew reports whether a shard sync may replace l, a lease of an
-// earlier incarnation: free, or this worker's, not held, and with a
-// heartbeat that proves this worker owns its leases.
+// earlier incarnation that nobody may be reading: free, ended (nobody reads
+// a SHARD_END lease; the Java KCL keeps the owner on it), or this worker's,
+// not held, with a heartbeat that proves this worker owns its leases.
 func (c *Consumer) mayRenew(l lease) bool {
-	return l.owner == "" || l.owner == c.opts.WorkerID && !c.held.has(l.shardID) && c.beat.settled()
+	return l.owner == "" || l.checkpoint.shardEnd() || l.owner == c.opts.WorkerID && !c.held.has(l.shardID) && c.beat.settled()
 }
 
 // renewLease replaces l, a lease of an earlier incarnation of s (a
@@ -215,8 +216,8 @@ func (c *Consumer) renewLease(ctx context.Context, s *kstream, l lease, sh shard
 	return fresh, true, nil
 }
 
-// renewRefused answers Kinesis refusing h's checkpoint (InvalidArgument)
-// on a stream that is as this worker knows it. When h's lease is of an
+// renewRefused answers Kinesis refusing h's checkpoint (InvalidArgument,
+// or ResourceNotFound from kinesis-local) on a stream that is as this worker knows it. When h's lease is of an
 // earlier stream of this name (oldIncarnation: a lease kcl did not stamp,
 // whose checkpoint is below the shard's first sequence number) it is
 // replaced by the stream's own at TRIM_HORIZON, fenced on its counter, and

@@ -58,7 +58,7 @@ type pauseGate struct {
 	started  bool          // a heartbeat was trusted once
 	fence    bool          // a heartbeat came after the deadline: fenced must run
 	fenceAt  time.Time     // when that heartbeat was sent
-	fenceGen uint64        // counts late heartbeats: a fence covers the one it began after
+	fenceGen uint64        // counts fence rounds: beats too late for the pending one start another
 	timer    *time.Timer   // shuts the gate at the deadline
 	stopped  bool          // stop was called: no timer is armed any more
 }
@@ -85,12 +85,27 @@ func (g *pauseGate) since(t time.Time) int64 { return int64(t.Sub(g.epoch)) }
 // beat records a heartbeat write sent at sent whose reply came at returned.
 // It reports whether the heartbeat came too late to be trusted: the gate is
 // then shut until fenced.
+//
+//   - Late: confirmed after the deadline, or after the gate shut (a check
+//     that ran between the reply and this call saw the deadline pass). A
+//     fence must then write every held lease again (a take decided on an
+//     older heartbeat then fails) before the gate reopens.
+//   - While a fence is pending, a beat confirmed within LeaseDuration of
+//     the pending one is in time: nobody can judge this worker dead at the
+//     pending beat, so the fence under way still covers it, and the gate
+//     will reopen to this beat's deadline. A beat later than that starts a
+//     new fence round.
 func (g *pauseGate) beat(sent, returned time.Time) (late bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	// Late: after the deadline, or after the gate shut (a check that ran
-	// between the reply and this call saw the deadline pass).
-	if g.started && (g.fence || g.shut.Load() != nil || g.since(returned) >= g.deadline.Load() || returned.UnixNano() >= g.wallLine.Load()) {
+	if g.started && g.fence {
+		if returned.Sub(g.fenceAt) >= g.lease || returned.UnixNano()-g.fenceAt.UnixNano() >= int64(g.lease) {
+			g.fenceGen++
+		}
+		g.fenceAt = sent
+		return true
+	}
+	if g.started && (g.shut.Load() != nil || g.since(returned) >= g.deadline.Load() || returned.UnixNano() >= g.wallLine.Load()) {
 		g.fence, g.fenceAt = true, sent
 		g.fenceGen++
 		g.closeLocked()
@@ -109,11 +124,11 @@ func (g *pauseGate) beat(sent, returned time.Time) (late bool) {
 
 // fenced says that every lease still held was written again after the late
 // heartbeat of fence round gen (fencePending), so no take decided before it
-// can succeed. The gate reopens if that heartbeat still leaves time; it
-// reports whether it reopened. If another late heartbeat came since the
-// round began, the gate stays shut: the leases written before it carry the
-// older heartbeat, so a take decided on that one could still succeed; the
-// next pass fences again.
+// can succeed. The gate reopens if the latest beat still leaves time; it
+// reports whether it reopened. If a beat came too late for the round (a
+// new round began since: beat), the gate stays shut: the leases carry the
+// round's heartbeat, and a take decided on that one could still succeed;
+// the next pass fences again.
 func (g *pauseGate) fenced(gen uint64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()

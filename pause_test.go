@@ -70,7 +70,19 @@ func TestPauseGateDeadline(t *testing.T) {
 			assert.True(t, pending)
 			now = time.Now()
 			assert.True(t, g.beat(now, now), "still late until fenced")
-			assert.False(t, g.fenced(round), "a fence begun before the last late beat does not reopen it: its writes carry the older beat")
+			assert.True(t, g.fenced(round), "a beat in time for the pending one does not void the round: reopened")
+			assert.True(t, g.check())
+			pending, _ = g.fencePending()
+			assert.False(t, pending)
+
+			time.Sleep(100 * time.Millisecond) // past the deadline again
+			now = time.Now()
+			assert.True(t, g.beat(now, now), "late")
+			_, round = g.fencePending()
+			time.Sleep(100 * time.Millisecond) // the next beat comes too late for the pending one
+			now = time.Now()
+			assert.True(t, g.beat(now, now), "still late until fenced")
+			assert.False(t, g.fenced(round), "a fence begun before a beat too late for it does not reopen the gate")
 			_, round = g.fencePending()
 			assert.True(t, g.fenced(round), "fenced after the last late beat: reopened")
 			assert.True(t, g.check())

@@ -215,7 +215,8 @@ func (c *Consumer) streamOf(key string) (*kstream, string, bool) {
 
 // ours reports whether a lease is of a stream this consumer reads. Leases
 // of other streams (in a multi-stream table, streams no longer in Streams)
-// are left alone: never taken, ended, released or deleted.
+// are never taken, ended or deleted; this worker releases those a kcl run
+// of its WorkerID owns (assessment.shareOthers).
 func (c *Consumer) ours(key string) bool {
 	_, _, ok := c.streamOf(key)
 	return ok
