@@ -538,7 +538,7 @@ func (s *simRun) produce(ctx context.Context, rng *rand.Rand, p int) {
 	counters := map[string]int{}
 	for ctx.Err() == nil {
 		stream := s.sts.pick(rng)
-		key := s.sts.qualify(stream, fmt.Sprintf("p%dk%d", p, rng.IntN(s.cfg.keys)))
+		key := s.sts.qualifyKey(stream, fmt.Sprintf("p%dk%d", p, rng.IntN(s.cfg.keys)))
 		counters[key]++
 		if _, _, err := s.kin.PutRecord(stream, key, fmt.Appendf(nil, "%s:%d", key, counters[key])); err != nil {
 			s.t.Errorf("PutRecord: %v", err)
@@ -770,7 +770,7 @@ func (s *simRun) overtake(rng *rand.Rand) {
 	t.mu.Lock()
 	for key, l := range t.leases {
 		if l.owner != "" && !l.checkpoint.shardEnd() {
-			held[s.sts.ofLeaseKey(key)] = true
+			held[s.sts.ofLease(key, l.streamCreated)] = true
 		}
 	}
 	t.mu.Unlock()
@@ -832,12 +832,12 @@ func (s *simRun) deleteFinished(eager bool, pick func(done []string) []string, w
 	s.tableMu.Lock() // no logged write in between: the write log stays in table order
 	t.mu.Lock()
 	byName := make(map[string]string, len(t.leases)) // the log's shard name -> lease key
-	for key := range t.leases {
-		byName[s.sts.ofLeaseKey(key)] = key
+	for key, l := range t.leases {
+		byName[s.sts.ofLease(key, l.streamCreated)] = key
 	}
 	var done []string
 	for key, l := range t.leases {
-		kids := children[s.sts.ofLeaseKey(key)]
+		kids := children[s.sts.ofLease(key, l.streamCreated)]
 		if l.checkpoint.seq != checkpointShardEnd || len(kids) == 0 {
 			continue
 		}
@@ -1117,7 +1117,7 @@ func (s *simRun) deliver(w *simWorker, r Record, index int) int {
 	key, _, _ := strings.Cut(string(r.Data), ":")
 	at, step := s.now()
 	s.deliveries = append(s.deliveries, simDelivery{
-		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: s.sts.ofRecord(r.StreamARN, r.ShardID), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
+		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: s.sts.ofDelivery(r.StreamARN, r.ShardID, string(r.Data)), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
 		Data: string(r.Data), Key: key, At: at, Step: step,
 	})
 	if key != r.PartitionKey {
@@ -1574,7 +1574,7 @@ func (t *simTable) logged(ctx context.Context, op, shardID string, write func() 
 	if err == nil {
 		t.run.mu.Lock()
 		at, step := t.run.now()
-		t.run.writes = append(t.run.writes, simWrite{At: at, Step: step, Shard: t.run.sts.ofLeaseKey(shardID), Op: op, By: t.id, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint})
+		t.run.writes = append(t.run.writes, simWrite{At: at, Step: step, Shard: t.run.sts.ofLease(shardID, l.streamCreated), Op: op, By: t.id, Proc: t.worker, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint})
 		t.run.mu.Unlock()
 	}
 	t.run.tableMu.Unlock()
