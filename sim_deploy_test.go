@@ -105,7 +105,7 @@ func drawWiden(seed uint64, c simConfig, chaos time.Duration) simWiden {
 			w.recreates = append(w.recreates, simRecreate{at: time.Duration(rng.Int64N(int64(chaos * 4 / 5))), down: rng.IntN(2) == 0})
 		}
 	}
-	if rng.IntN(3) == 0 {
+	if rng.IntN(2) == 0 {
 		for range 1 + rng.IntN(2) {
 			w.twins = append(w.twins, time.Duration(rng.Int64N(int64(chaos))))
 		}
@@ -370,8 +370,10 @@ func (s *simRun) recreatable(rng *rand.Rand) string {
 }
 
 // twin starts a second process with the WorkerID of a live worker, beside
-// it. Sometimes it frees leases for the two to race for: another worker
-// stops (its leases are released) or a shard splits.
+// it, and mostly frees leases for the two to race for while the first has
+// not yet met the second's heartbeat (issue 21's schedule 5): another
+// worker stops (it releases its leases, then has the group read the table
+// at once), or a shard splits.
 func (s *simRun) twin(rng *rand.Rand) {
 	live := s.live()
 	if len(live) == 0 {
@@ -380,15 +382,13 @@ func (s *simRun) twin(rng *rand.Rand) {
 	w := live[rng.IntN(len(live))]
 	s.event("twin %s: a second process with WorkerID %s", w.name, w.id)
 	s.startWorker(rng.Uint64(), w.id)
-	switch rng.IntN(3) {
-	case 0:
-		others := slices.DeleteFunc(slices.Clone(live), func(o *simWorker) bool { return o.id == w.id || o.isFrozen() })
-		if len(others) > 0 {
-			o := others[rng.IntN(len(others))]
-			s.event("twin: stop %s, whose leases both race for", o.name)
-			o.stop(false)
-		}
-	case 1:
+	others := slices.DeleteFunc(slices.Clone(live), func(o *simWorker) bool { return o.id == w.id || o.isFrozen() })
+	switch x := rng.IntN(4); {
+	case x < 3 && len(others) > 0:
+		o := others[rng.IntN(len(others))]
+		s.event("twin: stop %s, whose leases both race for", o.name)
+		o.stop(false)
+	case x < 3:
 		s.split(rng)
 	}
 }
