@@ -6,6 +6,7 @@ package kcl
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -25,9 +26,16 @@ type simPut struct {
 	Arrival               time.Time
 	Trimmed               bool // retention or RemoveShard dropped it
 	Reads                 int  // GetRecords replies that returned it
-	// Owed: the group must deliver it. False only with InitialPosition
-	// Latest for records written before the group first opened the shard
-	// (or an ancestor of it).
+	// Owed: the group must deliver it. False for records written, with
+	// InitialPosition Latest, before the group first opened the shard (or
+	// an ancestor of it), except in an incarnation created again under the
+	// name the group was reading (owed from its first record); and for
+	// every record of a stream that no worker lists at the end (a rolling
+	// deploy removed it: README's Many streams leaves it alone). A stream
+	// that some worker lists at the end owes all its records, whoever
+	// listed it meanwhile: its leases keep their checkpoints, and whoever
+	// reads it resumes there. A record of an incarnation deleted before it
+	// was delivered is trimmed: excused.
 	Owed bool
 }
 
@@ -56,6 +64,10 @@ type simWrite struct {
 	Shard string // named as simPut.Shard: from the lease key
 	Op    string // "take" or "checkpoint"
 	By    string // the WorkerID that wrote it
+	// Proc is the incarnation (the process, "w1#2") that wrote it: two
+	// processes may share a WorkerID (twins). "" in hand-made logs: any
+	// process of By.
+	Proc  string
 	Prev  string // owner before
 	Owner string // owner after
 	CP    checkpoint
@@ -81,9 +93,10 @@ type simStop struct {
 	Graceful bool // ctx cancelled with the table reachable: Err must be nil
 	// Died: the channel closed before anyone stopped the worker and it had
 	// not crashed: the Consumer gave up on its own (a fatal error). Nothing
-	// in the simulation is fatal (the streams and the table stay, no two
-	// processes share a WorkerID), and a group whose workers die one by one
-	// starves its streams.
+	// in the simulation is fatal (the table stays; a stream deleted while
+	// workers run is waited for, and none starts while one is missing), and
+	// a group whose workers die one by one starves its streams. The one
+	// exception is a twin's (simLog.Twinned).
 	Died bool
 	Err  error
 }
@@ -109,10 +122,18 @@ type simLog struct {
 	// worker can reach the table and holds the lease.
 	LagBound time.Duration
 	// Unread are the shards still open at the end that no worker ever
-	// opened (GetShardIterator). With InitialPosition Latest a record is
-	// owed only once its shard (or an ancestor) was opened, so a shard, or
-	// a whole stream, that kcl never reads owes nothing: only this tells.
+	// opened (GetShardIterator), of the streams some worker lists at the
+	// end (simPut.Owed). With InitialPosition Latest a record is owed only
+	// once its shard (or an ancestor) was opened, so a shard, or a whole
+	// stream, that kcl never reads owes nothing: only this tells.
 	Unread []string
+	// Twinned are the incarnations that ran at once with another process
+	// of their WorkerID (twins, a misconfiguration). kcl documents that the
+	// first stops with its duplicate-WorkerID error (errDuplicateWorker);
+	// which one is first is the one whose heartbeat finds the other's, so
+	// either may, on its own or while stopping. That end is not a violation
+	// for them, and for no one else.
+	Twinned map[string]bool
 }
 
 // Duplicate classes.
@@ -261,21 +282,26 @@ func checkSim(l *simLog) simReport {
 		}
 	}
 	// The take that began each acquisition, and its end: the next change of
-	// ownership. The acquisitions of one shard by one worker ID deliver
+	// ownership. The acquisitions of one shard by one process deliver
 	// through one channel in the order of their takes (the records of a
 	// later one never overtake those of an earlier one), so, from the last
-	// delivered to the first, each has the last take by its ID before its
-	// first delivery and before the take of the acquisition after it. An
-	// acquisition whose records all sat in the channel until after its
-	// worker took the lease again (a freeze) thus keeps its own, older take.
-	type idShard struct{ wid, shard string }
-	groups := map[idShard][]*simWindow{}
+	// delivered to the first, each has the last take by its WorkerID before
+	// its first delivery and before the take of the acquisition after it,
+	// written by its own process. An acquisition whose records all sat in
+	// the channel until after its worker took the lease again (a freeze),
+	// or after a twin took it (another process with its WorkerID), thus
+	// keeps its own, older take. One with no take of its own but a twin's
+	// (which a read-back took for its own lost reply) is a violation: the
+	// two read the shard at once. It is then checked on that take, so that
+	// the overlap check below counts what the two delivered at once.
+	type procShard struct{ worker, shard string }
+	groups := map[procShard][]*simWindow{}
 	for _, id := range windowIDs {
 		w := wins[id]
-		groups[idShard{w.wid, w.shard}] = append(groups[idShard{w.wid, w.shard}], w)
+		groups[procShard{w.worker, w.shard}] = append(groups[procShard{w.worker, w.shard}], w)
 	}
-	keys := slices.SortedFunc(maps.Keys(groups), func(a, b idShard) int {
-		return cmp.Or(strings.Compare(a.shard, b.shard), strings.Compare(a.wid, b.wid))
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b procShard) int {
+		return cmp.Or(strings.Compare(a.shard, b.shard), strings.Compare(a.worker, b.worker))
 	})
 	for _, k := range keys {
 		list := groups[k]
@@ -283,14 +309,24 @@ func checkSim(l *simLog) simReport {
 		ws := writesByShard[k.shard]
 		next := simMoment{}.orNever() // the take of the acquisition delivered after
 		for _, w := range list {
-			take := -1
+			take, twin := -1, -1
 			for j, x := range ws {
 				if x.moment().after(w.first) || !next.after(x.moment()) {
 					break
 				}
 				if x.Op == "take" && x.Owner == w.wid {
-					take = j
+					if x.Proc == "" || x.Proc == w.worker {
+						take = j
+					} else {
+						twin = j
+					}
 				}
+			}
+			if take < 0 && twin >= 0 {
+				x := ws[twin]
+				rep.violate("twin: %s delivered %s from %s (window %d) on a take that %s, another process with WorkerID %s, wrote at %s: both read the shard",
+					w.worker, w.shard, w.first.at.Format("15:04:05.000"), w.id, x.Proc, w.wid, x.At.Format("15:04:05.000"))
+				take = twin
 			}
 			if take < 0 {
 				rep.violate("lease: %s delivered %s at %s without a take of its lease by %s in the table log", w.worker, w.shard, w.first.at.Format("15:04:05.000"), w.wid)
@@ -334,11 +370,14 @@ func checkSim(l *simLog) simReport {
 				continue // no take: reported above, and no order among the others
 			}
 			// The first delivery of any later acquisition of the shard: one
-			// whose take came after w's. (An earlier one may deliver after w
-			// began, from a frozen worker's channel: its records are stale.)
+			// whose take came after w's, or, on a twin's take (see above),
+			// one of the same take that began delivering after w. (An
+			// earlier one may deliver after w began, from a frozen worker's
+			// channel: its records are stale.)
 			var next simMoment
 			for _, o := range list {
-				if o != w && o.take.after(w.take) && (next.step == 0 || next.after(o.first)) {
+				later := o.take.after(w.take) || o.take.step == w.take.step && o.first.after(w.first)
+				if o != w && later && (next.step == 0 || next.after(o.first)) {
 					next = o.first
 				}
 			}
@@ -573,12 +612,14 @@ func checkSim(l *simLog) simReport {
 		rep.violate("starved: shard %s, open at the end, was never read", shard)
 	}
 
-	// Graceful stops end without error.
+	// Graceful stops end without error; only a twin ends with its
+	// duplicate-WorkerID error, on its own or not.
 	for _, s := range l.Stops {
-		if s.Graceful && s.Err != nil {
+		twin := l.Twinned[s.Worker] && errors.Is(s.Err, errDuplicateWorker)
+		if s.Graceful && s.Err != nil && !twin {
 			rep.violate("err: %s stopped gracefully with Err %v", s.Worker, s.Err)
 		}
-		if s.Died {
+		if s.Died && !twin {
 			rep.violate("died: %s ended on its own, not stopped or crashed: Err %v", s.Worker, s.Err)
 		}
 	}

@@ -350,11 +350,7 @@ func TestSimCheckerStreams(t *testing.T) {
 	seq := func(n int) string { return fmt.Sprintf("49%054d", n) }
 	const shard = "shardId-000000000000"
 	streamID := func(stream string) string { return kinesisfake.Account + ":" + stream + ":1700000000" }
-	sts := &simStreams{
-		names: []string{"A", "B"},
-		byARN: map[string]string{kinesisfake.StreamARN("A"): "A", kinesisfake.StreamARN("B"): "B"},
-		byID:  map[string]string{streamID("A"): "A", streamID("B"): "B"},
-	}
+	sts := simStreamsAt(time.Unix(1700000000, 0), "A", "B")
 	// put: the nth record of stream, of key key, as the sim's puts name it.
 	put := func(stream string, n int, key string) simPut {
 		k := sts.qualify(stream, key)
@@ -432,4 +428,171 @@ func TestSimCheckerStreams(t *testing.T) {
 			l.Writes[0] = take(50, kinesisfake.Account+":A:1600000000:"+shard, "w1")
 		}, "lease:"},
 	})
+}
+
+// TestSimCheckerTwins feeds the checker hand-made logs of twins: two
+// processes with one WorkerID (w1#1 and w1#2, both of w1). Each
+// acquisition must start from a take its own process wrote; a twin may end
+// with the duplicate-WorkerID error, nobody else may.
+func TestSimCheckerTwins(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	seq := func(n int) string { return fmt.Sprintf("49%054d", n) }
+	put := func(n int) simPut {
+		key := fmt.Sprintf("k%d", n)
+		return simPut{Data: fmt.Sprintf("%s:%d", key, n), Key: key, Shard: "A", Seq: seq(n), Arrival: at(n), Owed: true}
+	}
+	del := func(worker string, window, index int, p simPut, atMs, ackMs int) simDelivery {
+		d := simDelivery{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Index: index, Shard: p.Shard, Seq: p.Seq, Data: p.Data, Key: p.Key, At: at(atMs), Step: simStepAt(atMs)}
+		if ackMs >= 0 {
+			d.AckedAt, d.AckedStep = at(ackMs), simStepAt(ackMs)+5
+		}
+		return d
+	}
+	take := func(ms int, proc string) simWrite {
+		id := strings.Split(proc, "#")[0]
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: "A", Op: "take", By: id, Proc: proc, Owner: id}
+	}
+	dup := fmt.Errorf("kcl: lease table %q: WorkerID %q: %w", "sim", "w1", errDuplicateWorker)
+
+	// A clean log: w1#1 takes A at 100 and delivers 1 (acked) and 2; its
+	// twin w1#2 starts, w1#1 ends with the duplicate-WorkerID error at 300
+	// (its table writes end there), and w1#2 takes A at 500 and delivers 2
+	// again (class a) and 3.
+	ps := []simPut{put(1), put(2), put(3)}
+	clean := simLog{
+		Puts: ps,
+		Deliveries: []simDelivery{
+			del("w1#1", 1, 0, ps[0], 110, 120), del("w1#1", 1, 1, ps[1], 130, -1),
+			del("w1#2", 2, 0, ps[1], 510, 520), del("w1#2", 2, 1, ps[2], 530, 540),
+		},
+		Writes:   []simWrite{take(100, "w1#1"), take(500, "w1#2")},
+		Outages:  []simOutage{{Worker: "w1#1", From: at(300), FromStep: simStepAt(300)}},
+		Stops:    []simStop{{Worker: "w1#1", Died: true, Err: dup}, {Worker: "w1#2", Graceful: true}},
+		Twinned:  map[string]bool{"w1#1": true, "w1#2": true},
+		Bound:    4,
+		LagBound: 300 * time.Millisecond,
+	}
+	rep := checkSim(&clean)
+	if len(rep.Violations) != 0 {
+		t.Fatalf("clean log: violations %q", rep.Violations)
+	}
+	if rep.Dups[dupUnacked] != 1 || len(rep.Dups) != 1 {
+		t.Errorf("duplicates %v, want 1 of class a", rep.Dups)
+	}
+	// adopted: w1#2 delivers from 130 on w1#1's take (its read-back took
+	// the twin's take for its own lost reply: schedule 5 of issue 21), and
+	// w1#1 goes on delivering; more records of A than the bound then
+	// reach both at once.
+	adopted := func(l *simLog) {
+		l.Writes = l.Writes[:1]
+		l.Deliveries = nil
+		for i := range 8 {
+			p := put(10 + i)
+			l.Puts = append(l.Puts, p)
+			l.Deliveries = append(l.Deliveries, del("w1#1", 1, i, p, 110+10*i, 115+10*i), del("w1#2", 2, i, p, 112+10*i, 117+10*i))
+		}
+	}
+	checkerCases(t, clean, []checkerCase{
+		{"a twin ended while stopping with the duplicate-WorkerID error", func(l *simLog) {
+			l.Stops[0] = simStop{Worker: "w1#1", Graceful: true, Err: dup}
+		}, ""},
+		{"a worker that ran alone ended with the duplicate-WorkerID error", func(l *simLog) {
+			l.Twinned = nil
+		}, "died:"},
+		{"a worker that ran alone stopped with the duplicate-WorkerID error", func(l *simLog) {
+			l.Twinned = nil
+			l.Stops[0] = simStop{Worker: "w1#1", Graceful: true, Err: dup}
+		}, "err:"},
+		{"a twin that ended with another error", func(l *simLog) {
+			l.Stops[0].Err = fmt.Errorf("kcl: boom")
+		}, "died:"},
+		{"records that waited in a twin's channel keep its own take", func(l *simLog) {
+			// w1#1, frozen with 1 in its channel since its take at 100,
+			// delivers it at 600, after w1#2 took A at 500: stale, on its
+			// own take, not its twin's.
+			l.Deliveries[0] = del("w1#1", 1, 0, ps[0], 600, 610)
+			l.Deliveries[1] = del("w1#1", 1, 1, ps[1], 610, -1)
+		}, ""},
+		{"a twin delivers on its twin's take", func(l *simLog) {
+			l.Writes = l.Writes[:1]
+		}, "twin:"},
+		{"twins deliver on one take at once beyond the bound", adopted, "overlap:"},
+		{"twins deliver on one take at once beyond the bound: the take", adopted, "twin:"},
+	})
+}
+
+// TestSimCheckerIncarnations feeds the checker hand-made logs of a stream A
+// deleted and created again (generation 1) while read, named as the
+// simulation names them (simStreams): shard IDs repeat across the two
+// incarnations, and so do the lease keys in a single-stream table.
+func TestSimCheckerIncarnations(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	seq := func(n int) string { return fmt.Sprintf("49%054d", n) }
+	const shard = "shardId-000000000000"
+	created0, created1 := time.Unix(1700000000, 0), time.Unix(1700000100, 0)
+	for _, multi := range []bool{false, true} {
+		t.Run(fmt.Sprintf("multi=%v", multi), func(t *testing.T) {
+			names := []string{"A"}
+			if multi {
+				names = append(names, "B")
+			}
+			sts := simStreamsAt(created0, names...)
+			// Incarnation 1 of A, whose records start at the third of its ledger.
+			sts.note("A", created1, 2)
+			leaseKey := func(created time.Time) (key string, stamp int64) {
+				if multi {
+					return fmt.Sprintf("%s:A:%d:%s", kinesisfake.Account, created.Unix(), shard), 0
+				}
+				return shard, created.UnixMilli()
+			}
+			put := func(i, n int) simPut {
+				gen := sts.genOfPut("A", i)
+				pk := sts.qualifyKey("A", "k1")
+				return simPut{Data: fmt.Sprintf("%s:%d", pk, n), Key: sts.keyOf("A", gen, pk), Shard: sts.qualifyGen("A", gen, shard), Seq: seq(n), Arrival: at(n), Owed: true}
+			}
+			del := func(worker string, window, index int, p simPut, atMs int) simDelivery {
+				return simDelivery{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Index: index,
+					Shard: p.Shard, Seq: p.Seq, Data: p.Data, Key: p.Key, At: at(atMs), Step: simStepAt(atMs), AckedAt: at(atMs + 1), AckedStep: simStepAt(atMs+1) + 5}
+			}
+			take := func(ms int, created time.Time, by string) simWrite {
+				key, stamp := leaseKey(created)
+				return simWrite{At: at(ms), Step: simStepAt(ms), Shard: sts.ofLease(key, stamp), Op: "take", By: by, Owner: by}
+			}
+			// A's first incarnation: 1 and 2 of key k1, read by w1. Its second:
+			// 3 and 4 of k1, read by w2 from its first record, while w1 still
+			// delivers 2 from its buffer (the old incarnation's lease was
+			// never moved): no key order across incarnations.
+			p1, p2, p3, p4 := put(0, 1), put(1, 2), put(2, 3), put(3, 4)
+			if p2.Shard == p3.Shard || p2.Key == p3.Key {
+				t.Fatalf("incarnations named alike: %q %q", p2.Shard, p3.Shard)
+			}
+			clean := simLog{
+				Puts: []simPut{p1, p2, p3, p4},
+				Deliveries: []simDelivery{
+					del("w1#1", 1, 0, p1, 100), del("w2#1", 2, 0, p3, 500), del("w2#1", 2, 1, p4, 510), del("w1#1", 1, 1, p2, 600),
+				},
+				Writes:   []simWrite{take(50, created0, "w1"), take(450, created1, "w2")},
+				Bound:    4,
+				LagBound: 300 * time.Millisecond,
+			}
+			rep := checkSim(&clean)
+			if len(rep.Violations) != 0 {
+				t.Fatalf("clean log: violations %q", rep.Violations)
+			}
+			checkerCases(t, clean, []checkerCase{
+				{"the new incarnation read on the old one's lease", func(l *simLog) {
+					l.Writes[1] = take(450, created0, "w2") // the lease w2 took is of the first incarnation
+				}, "lease:"},
+				{"a record of the new incarnation lost", func(l *simLog) {
+					l.Deliveries = l.Deliveries[:2]
+					l.Deliveries = append(l.Deliveries, del("w1#1", 1, 1, p2, 600))
+				}, "lost:"},
+				{"an unknown incarnation's lease is no one's", func(l *simLog) {
+					l.Writes[1] = take(450, time.Unix(1700000050, 0), "w2")
+				}, "lease:"},
+			})
+		})
+	}
 }

@@ -319,7 +319,7 @@ func (db *simDB) logged(t *simTable, op, key string, write func() (lease, error)
 	}
 	s.mu.Lock()
 	at, step := s.now()
-	s.writes = append(s.writes, simWrite{At: at, Step: step, Shard: s.sts.ofLeaseKey(key), Op: op, By: t.id, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint, Open: open})
+	s.writes = append(s.writes, simWrite{At: at, Step: step, Shard: s.sts.ofLease(key, l.streamCreated), Op: op, By: t.id, Proc: t.worker, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint, Open: open})
 	s.mu.Unlock()
 	return l, nil
 }

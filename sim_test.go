@@ -25,7 +25,10 @@ package kcl
 // a rolling deploy adds it (late), run a Java KCL cleaner that deletes
 // every finished parent's lease, or set ShardSyncInterval so long that
 // only shard ends find new shards; and retention may overtake a reader
-// (a shard being read is closed and removed at once).
+// (a shard being read is closed and removed at once). Rolling deploys
+// that add or remove a stream (sometimes halted after a canary), streams
+// deleted and created again, and twins (two processes with one WorkerID)
+// are in sim_deploy_test.go.
 //
 // Virtual time: each seed runs in a bubble of testing/synctest (Go 1.25,
 // hence the build tag; the checker's files build with older Go too), so
@@ -244,6 +247,9 @@ type simConfig struct {
 	// db is the lease table's DynamoDB: stale reads, paged scans, slow
 	// calls, long outages and throttled takes (sim_table_test.go).
 	db simDBModel
+	// widen: deploys that remove a stream or halt midway, streams created
+	// again, twins (sim_deploy_test.go).
+	widen simWiden
 }
 
 type simTableFaults struct {
@@ -319,6 +325,7 @@ func (c simConfig) String() string {
 		mode += fmt.Sprintf(" overtakes=%d", c.overtakes)
 	}
 	mode += " " + c.db.String()
+	mode += c.widen.String()
 	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v shardSync=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
 		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.shardSync, c.table, c.neverAck, c.lateAck, c.events)
 }
@@ -351,6 +358,7 @@ type simRun struct {
 	reading    []string            // the streams a worker started now lists (a multi-stream run)
 	nextName   map[string]int
 	events     []string // what the adversary did, for the failure report
+	wide       simWide  // deploys, streams created again, twins (sim_deploy_test.go)
 
 	wg sync.WaitGroup // adversary goroutines (heals, delayed kills, producers)
 }
@@ -362,6 +370,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	cfg := drawConfig(rng, more, chaos)
 	dbr := rand.New(rand.NewPCG(seed^0xdb5eed, seed))
 	cfg.db = drawDBModel(dbr)
+	cfg.widen = drawWiden(seed, cfg, chaos)
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
@@ -434,6 +443,9 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for range cfg.db.throttles {
 		evs = append(evs, event{at: time.Duration(dbr.Int64N(int64(chaos))), kind: -32, r: dbr.Uint64()})
 	}
+	for _, e := range cfg.widen.events {
+		evs = append(evs, event(e))
+	}
 	slices.SortFunc(evs, func(a, b event) int { return int(a.at - b.at) })
 	if cfg.cleaner > 0 {
 		s.wg.Go(func() {
@@ -469,17 +481,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	s.setTableFaults(false)
 	stopAdversary() // heals every freeze and partition, kills the crashed now
 	s.wg.Wait()
-	live := s.live()
-	keep := 1 + rng.IntN(2)
-	for i, w := range live {
-		if i >= keep {
-			w.stop(true)
-		}
-	}
-	if len(live) == 0 {
-		s.startWorker(rng.Uint64(), "")
-	}
-	live = s.live()
+	live := s.drainers(rng)
 	for _, w := range live {
 		w.ackEverything()
 	}
@@ -553,9 +555,9 @@ func (s *simRun) produce(ctx context.Context, rng *rand.Rand, p int) {
 	counters := map[string]int{}
 	for ctx.Err() == nil {
 		stream := s.sts.pick(rng)
-		key := s.sts.qualify(stream, fmt.Sprintf("p%dk%d", p, rng.IntN(s.cfg.keys)))
+		key := s.sts.qualifyKey(stream, fmt.Sprintf("p%dk%d", p, rng.IntN(s.cfg.keys)))
 		counters[key]++
-		if _, _, err := s.kin.PutRecord(stream, key, fmt.Appendf(nil, "%s:%d", key, counters[key])); err != nil {
+		if _, _, err := s.kin.PutRecord(stream, key, fmt.Appendf(nil, "%s:%d", key, counters[key])); err != nil && !s.sts.missing(stream) {
 			s.t.Errorf("PutRecord: %v", err)
 			return
 		}
@@ -571,6 +573,8 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 		return time.Duration(float64(s.cfg.leaseDuration) * (0.2 + 2.3*rng.Float64()))
 	}
 	switch {
+	case kind <= simEvWiden:
+		s.actWiden(ctx, kind, rng)
 	case kind == -2:
 		s.overtake(rng)
 	case kind == -31:
@@ -789,7 +793,7 @@ func (s *simRun) overtake(rng *rand.Rand) {
 	t.mu.Lock()
 	for key, l := range t.leases {
 		if l.owner != "" && !l.checkpoint.shardEnd() {
-			held[s.sts.ofLeaseKey(key)] = true
+			held[s.sts.ofLease(key, l.streamCreated)] = true
 		}
 	}
 	t.mu.Unlock()
@@ -851,12 +855,12 @@ func (s *simRun) deleteFinished(eager bool, pick func(done []string) []string, w
 	s.tableMu.Lock() // no logged write in between: the write log stays in table order
 	t.mu.Lock()
 	byName := make(map[string]string, len(t.leases)) // the log's shard name -> lease key
-	for key := range t.leases {
-		byName[s.sts.ofLeaseKey(key)] = key
+	for key, l := range t.leases {
+		byName[s.sts.ofLease(key, l.streamCreated)] = key
 	}
 	var done []string
 	for key, l := range t.leases {
-		kids := children[s.sts.ofLeaseKey(key)]
+		kids := children[s.sts.ofLease(key, l.streamCreated)]
 		if l.checkpoint.seq != checkpointShardEnd || len(kids) == 0 {
 			continue
 		}
@@ -884,29 +888,6 @@ func (s *simRun) deleteFinished(eager bool, pick func(done []string) []string, w
 	s.tableMu.Unlock()
 	for i, key := range keys {
 		s.event("%s finished lease %s (owner %q, children started: %v)", what, key, owners[i], !eager)
-	}
-}
-
-// deploy is a rolling deploy that adds the late stream to Streams: each
-// live worker in turn stops (a frozen one is killed) and a new one, with a
-// new WorkerID and every stream, starts. Workers started from now on list
-// every stream.
-func (s *simRun) deploy(ctx context.Context, rng *rand.Rand) {
-	s.mu.Lock()
-	s.reading = s.sts.names
-	s.mu.Unlock()
-	s.event("deploy: Streams %v", s.sts.names)
-	for _, w := range s.live() {
-		if w.isFrozen() {
-			s.event("deploy: kill %s (frozen)", w.name)
-			w.crash(false)
-			s.wg.Go(w.kill)
-		} else {
-			s.event("deploy: stop %s", w.name)
-			w.stop(false)
-		}
-		s.startWorker(rng.Uint64(), "")
-		sleep(ctx, time.Duration(rng.IntN(200))*time.Millisecond)
 	}
 }
 
@@ -979,13 +960,7 @@ func (s *simRun) puts() []simPut {
 	since := s.owedSince()
 	var out []simPut
 	for _, stream := range s.sts.names {
-		for _, r := range s.kin.Records(stream) {
-			shard := s.sts.qualify(stream, r.ShardID)
-			out = append(out, simPut{
-				Data: string(r.Data), Key: r.PartitionKey, Shard: shard, Seq: r.SequenceNumber, Arrival: r.Arrival,
-				Trimmed: r.Trimmed, Reads: r.Reads, Owed: r.Arrival.After(since(shard)),
-			})
-		}
+		out = append(out, s.putsOf(stream, since)...)
 	}
 	return out
 }
@@ -996,6 +971,9 @@ func (s *simRun) unread() []string {
 	opened := s.opens.snapshot()
 	var out []string
 	for _, stream := range s.sts.names {
+		if !s.owes(stream) {
+			continue // no worker lists it at the end: a deploy removed it
+		}
 		for _, sh := range s.openShards(stream) {
 			if name := s.sts.qualify(stream, sh.id); opened[name].IsZero() {
 				out = append(out, name)
@@ -1043,7 +1021,7 @@ func (s *simRun) log() *simLog {
 	}
 	return &simLog{
 		Puts: puts, Deliveries: slices.Clone(s.deliveries), Writes: slices.Clone(s.writes),
-		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound, Unread: unread,
+		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound, Unread: unread, Twinned: s.twinnedSet(),
 		// A flush every CheckpointInterval, each write given up to
 		// LeaseDuration/3 with retries; the lease loop may be busy with a
 		// balance pass of several slow calls first.
@@ -1102,10 +1080,9 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 		ShutdownTimeout:    300 * time.Millisecond,
 		Logger:             slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
+	streams := s.starting(id, name, seed) // the Streams it lists; live workers with its ID become twins
 	if s.sts.multi() {
-		s.mu.Lock()
-		opts.Streams = s.reading
-		s.mu.Unlock()
+		opts.Streams = streams
 	} else {
 		opts.StreamName = s.sts.names[0]
 	}
@@ -1113,9 +1090,10 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 	if err != nil {
 		s.t.Fatalf("New: %v", err)
 	}
-	c.table = table // every worker of the group shares one table (New made a private one)
+	begun := &simBegun{simTable: table}
+	c.table = begun // every worker of the group shares one table (New made a private one)
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &simWorker{run: s, name: name, id: id, c: c, table: table, cancel: cancel, rng: rng, done: make(chan struct{})}
+	w := &simWorker{run: s, name: name, id: id, c: c, table: table, cancel: cancel, rng: rng, done: make(chan struct{}), streams: streams, begun: begun}
 	s.mu.Lock()
 	s.workers = append(s.workers, w)
 	s.mu.Unlock()
@@ -1137,7 +1115,7 @@ func (s *simRun) deliver(w *simWorker, r Record, index int) int {
 	key, _, _ := strings.Cut(string(r.Data), ":")
 	at, step := s.now()
 	s.deliveries = append(s.deliveries, simDelivery{
-		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: s.sts.ofRecord(r.StreamARN, r.ShardID), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
+		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: s.sts.ofDelivery(r.StreamARN, r.ShardID, string(r.Data)), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
 		Data: string(r.Data), Key: key, At: at, Step: step,
 	})
 	if key != r.PartitionKey {
@@ -1170,6 +1148,10 @@ type simWorker struct {
 	rng    *rand.Rand // user loop only
 	done   chan struct{}
 	acks   sync.WaitGroup
+	// streams are its Options.Streams ([simStream] with one stream),
+	// begun its table, which notes when its start is over. Immutable.
+	streams []string
+	begun   *simBegun
 
 	mu       sync.Mutex
 	frozen   chan struct{} // non-nil while frozen; closed when thawed
@@ -1186,6 +1168,11 @@ type heldRecord struct {
 }
 
 func (w *simWorker) isLive() bool {
+	select {
+	case <-w.done: // ended on its own: a twin's duplicate-WorkerID error
+		return false
+	default:
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return !w.crashed && !w.stopping
