@@ -148,8 +148,9 @@ func (c *Consumer) switchIncarnation(ctx context.Context, old *kstream, sum *typ
 // renewLeases replaces, in a single-stream table, the leases of an earlier
 // incarnation of s (oldIncarnation) that nobody may be reading (free, or
 // this worker's and not held) by leases of s at TRIM_HORIZON, or deletes
-// them when s has no such shard (renewLease). It returns the leases as they
-// now stand, and whether it found any of an earlier incarnation. Another
+// them when s has no such shard (renewLease). It returns the stream's leases as they
+// now stand (without the earlier stream's it left), and whether it found
+// any of an earlier incarnation. Another
 // worker's lease is left to that worker, which replaces it itself, or to
 // whoever finds it dead (assessment.replaceStale): a reader of the old
 // stream may still be delivering (kinesalite reads the new stream from an
@@ -172,7 +173,9 @@ func (c *Consumer) renewLeases(ctx context.Context, s *kstream, shards []shardIn
 		}
 		found = true
 		if !c.mayRenew(l) {
-			out = append(out, l)
+			// Left to its owner, and not among the leases returned: it is
+			// not this stream's, and must not make the shard, or its
+			// parents in this stream, count as leased.
 			continue
 		}
 		fresh, ok, err := c.renewLease(ctx, s, l, sh, listed)
@@ -201,18 +204,24 @@ func (c *Consumer) mayRenew(l lease) bool {
 // someone else changed the lease first.
 func (c *Consumer) renewLease(ctx context.Context, s *kstream, l lease, sh shardInfo, listed bool) (lease, bool, error) {
 	if !listed {
-		if err := ignoreLost(c.table.remove(ctx, l)); err != nil {
+		err := c.table.remove(ctx, l)
+		if ignoreLost(err) != nil {
 			return l, false, fmt.Errorf("lease table %q: deleting lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)
 		}
-		s.log.Info("kcl: lease of the earlier stream deleted", "shard", l.shardID)
+		if err == nil {
+			s.log.Info("kcl: lease of the earlier stream deleted", "shard", l.shardID)
+		}
 		return l, false, nil
 	}
 	fresh := s.newLease(sh, checkpoint{seq: checkpointTrimHorizon})
 	fresh.counter = l.counter + 1
-	if err := ignoreLost(c.table.replace(ctx, l, fresh)); err != nil {
+	err := c.table.replace(ctx, l, fresh)
+	if ignoreLost(err) != nil {
 		return l, false, fmt.Errorf("lease table %q: replacing lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)
 	}
-	s.log.Info("kcl: lease of the earlier stream replaced", "shard", l.shardID, "checkpoint", checkpointTrimHorizon, "old_checkpoint", l.checkpoint.seq)
+	if err == nil {
+		s.log.Info("kcl: lease of the earlier stream replaced", "shard", l.shardID, "checkpoint", checkpointTrimHorizon, "old_checkpoint", l.checkpoint.seq)
+	}
 	return fresh, true, nil
 }
 

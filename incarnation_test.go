@@ -76,3 +76,54 @@ func TestASyncLeavesAnotherWorkersOldStreamLeaseToIt(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, owned, l, "another worker's lease is left to it")
 }
+
+// A stream created again and resharded reuses the earlier stream's shard
+// IDs: a child of the new stream may have a lease of the old one (replaced
+// by the sync at TRIM_HORIZON) while its new parent has none (the Java KCL
+// deleted the old parent's lease once its children started). That lease,
+// never started in the new stream, proves nothing of the parent, which
+// must get a lease and be read first: it is not taken for read and
+// cleaned up.
+func TestASyncCreatesTheParentOfAReplacedChild(t *testing.T) {
+	ctx := context.Background()
+	clock := kinesisfake.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	kin := kinesisfake.New(kinesisfake.Options{Now: clock.Now})
+	kin.CreateStream("s", 1)
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, InitialPosition: TrimHorizon, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	require.NoError(t, kin.SplitShard("s", "shardId-000000000000", "170141183460469231731687303715884105728"))
+	require.NoError(t, c.syncShards(ctx, starting, nil))
+	// The old stream: the children started, the parent's lease deleted.
+	_, seq, err := kin.PutRecord("s", "k", []byte("old"))
+	require.NoError(t, err)
+	for _, id := range []string{"shardId-000000000001", "shardId-000000000002"} {
+		l, ok, err := c.table.read(ctx, id)
+		require.NoError(t, err)
+		require.True(t, ok)
+		l, err = c.table.take(ctx, l, writer{id: "me"})
+		require.NoError(t, err)
+		_, err = c.table.checkpoint(ctx, l, checkpoint{seq: seq}, "", writer{id: "me"})
+		require.NoError(t, err)
+	}
+	parent, _, err := c.table.read(ctx, "shardId-000000000000")
+	require.NoError(t, err)
+	require.NoError(t, c.table.remove(ctx, parent))
+
+	require.NoError(t, kin.DeleteStream("s"))
+	clock.Advance(time.Minute)
+	kin.CreateStream("s", 1)
+	require.NoError(t, kin.SplitShard("s", "shardId-000000000000", "170141183460469231731687303715884105728"))
+	require.NoError(t, c.syncShards(ctx, running, nil))
+
+	l, ok, err := c.table.read(ctx, "shardId-000000000000")
+	require.NoError(t, err)
+	require.True(t, ok, "the new parent has a lease")
+	assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq)
+	for _, id := range []string{"shardId-000000000001", "shardId-000000000002"} {
+		l, _, err := c.table.read(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "%s: the new stream's", id)
+		assert.Equal(t, []string{"shardId-000000000000"}, l.parents, "%s: after its new parent", id)
+	}
+}

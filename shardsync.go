@@ -261,7 +261,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	if err != nil {
 		return false, err
 	}
-	leased, unread, read := leaseState(s, leases)
+	leased, unread, begun, read := leaseState(s, leases)
 	if other := otherIncarnation(s, leases); other != "" {
 		recreated = true
 		s.log.Warn("kcl: lease table holds leases of an earlier stream of this name; they are left alone and this one is read from its first record",
@@ -275,7 +275,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	s.setShards(byID)
 
 	descends := descendsFromLeased(shards, leased, unread, read)
-	done := ancestorsOfLeased(shards, leased)
+	done := ancestorsOfLeased(shards, leased, begun)
 	hasChild := map[string]bool{} // listed shards with a listed child
 	for _, sh := range shards {
 		for _, p := range sh.parents {
@@ -323,17 +323,26 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 // InitialPosition, as the worker that created them decided for the
 // children it created; and whether a lease of s was ever taken: only then
 // is a parent gone from the stream one the group should have read (not
-// while the first workers of a group create its leases together).
-func leaseState(s *kstream, leases []lease) (leased, unread map[string]bool, read bool) {
-	leased, unread = make(map[string]bool, len(leases)), map[string]bool{}
+// while the first workers of a group create its leases together); and
+// which leases' shards were started (begun).
+func leaseState(s *kstream, leases []lease) (leased, unread, begun map[string]bool, read bool) {
+	leased, unread, begun = make(map[string]bool, len(leases)), map[string]bool{}, map[string]bool{}
 	for _, l := range leases {
 		if id, shard := splitLeaseKey(l.shardID); id == s.id {
 			leased[shard] = true
 			read = read || l.counter > 0
 			unread[shard] = l.createdEnded()
+			begun[shard] = started(l)
 		}
 	}
-	return leased, unread, read
+	return leased, unread, begun, read
+}
+
+// started reports whether l's shard was started: its checkpoint moved past
+// where it began (a sequence number, or SHARD_END written by a reader).
+// The Java KCL deletes a parent's lease only once every child started.
+func started(l lease) bool {
+	return !l.checkpoint.isSentinel() || l.checkpoint.shardEnd() && !l.createdEnded()
 }
 
 // newLease returns the new lease of shard sh of s at cp: its parents as
@@ -407,12 +416,15 @@ func withChildren(shards, extra []shardInfo, leased map[string]bool) []shardInfo
 }
 
 // ancestorsOfLeased returns the listed shards without a lease of which a
-// descendant has one. Such a shard was read to its end before its child was
-// started, and its lease deleted since: kcl never deletes a lease, but the
-// Java KCL (2.3 and later, and 3.x) deletes a parent's once every child has
-// started. A lease made for it anew would read it all again, and hold its
-// children back meanwhile.
-func ancestorsOfLeased(shards []shardInfo, leased map[string]bool) map[string]bool {
+// descendant has a lease that was started (begun). Such a shard was read to
+// its end before its child was started, and its lease deleted since: kcl
+// never deletes a lease, but the Java KCL (2.3 and later, and 3.x) deletes a
+// parent's once every child has started. A lease made for it anew would
+// read it all again, and hold its children back meanwhile. A descendant
+// whose lease was not started proves nothing: its lease may have replaced
+// an earlier stream's of that shard ID (incarnation.go), whose parents'
+// were never this stream's.
+func ancestorsOfLeased(shards []shardInfo, leased, begun map[string]bool) map[string]bool {
 	parents := make(map[string][]string, len(shards))
 	for _, s := range shards {
 		parents[s.id] = s.parents
@@ -428,7 +440,7 @@ func ancestorsOfLeased(shards []shardInfo, leased map[string]bool) map[string]bo
 		}
 	}
 	for _, s := range shards {
-		if leased[s.id] {
+		if begun[s.id] {
 			mark(s.id)
 		}
 	}
