@@ -633,3 +633,49 @@ func TestARefusedCheckpointOfAnEarlierStreamIsReplaced(t *testing.T) {
 		g.stop()
 	})
 }
+
+// A shard sync asked for (a stream created again) that fails once is tried
+// again on the next tick: nothing else asks for it again, and a worker
+// that is not a scanner syncs on no timer. Here the new stream's first
+// lease creation is throttled; the new stream is read all the same.
+func TestAFailedSyncAskedForIsTriedAgain(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		var mu sync.Mutex
+		deleted, throttle := false, 1
+		w := g.newWorker("w", func(o *Options) { o.StreamName, o.Streams = "", []string{"s"} })
+		w.table.set(func(h *hookTable) {
+			h.before = func(op, key string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if op == "create" && deleted && throttle > 0 {
+					throttle--
+					return throttled()
+				}
+				return nil
+			}
+		})
+		g.consume(w)
+		ctx, stopProducing := context.WithCancel(context.Background())
+		g.produce(ctx, "s", 4, 10*time.Millisecond)
+		time.Sleep(2 * time.Second)
+		stopProducing()
+		time.Sleep(time.Second)
+		require.NoError(t, kin.DeleteStream("s"))
+		mu.Lock()
+		deleted = true
+		mu.Unlock()
+		time.Sleep(2 * time.Second)
+		kin.CreateStream("s", 1)
+		ctx, stopProducing = context.WithCancel(context.Background())
+		g.produce(ctx, "s", 4, 10*time.Millisecond)
+		time.Sleep(3 * time.Second)
+		stopProducing()
+		time.Sleep(2 * time.Second)
+		g.stop()
+		require.Empty(t, g.undelivered("s"), "records of the new stream never delivered")
+	})
+}

@@ -53,11 +53,14 @@ func (c *Consumer) renewStreams(ctx context.Context) ([]*kstream, error) {
 		sum, err := c.describe(ctx, running, s)
 		switch {
 		case isResourceNotFound(err):
+			s.missing.Store(true)
 			s.log.Warn("kcl: stream not found; waiting for it to be created again", "error", err)
 			continue
 		case err != nil:
 			return nil, err
-		case !createdAt(sum).Equal(s.created):
+		}
+		s.missing.Store(false)
+		if !createdAt(sum).Equal(s.created) {
 			if s = c.switchIncarnation(ctx, s, sum); s == nil {
 				continue
 			}
@@ -79,6 +82,7 @@ func (c *Consumer) waitForStream(ctx context.Context, s *kstream) (recreated boo
 			return true, nil
 		}
 		sum, err := c.describe(ctx, running, s)
+		s.missing.Store(isResourceNotFound(err))
 		switch {
 		case err == nil && createdAt(sum).Equal(s.created):
 			return false, nil

@@ -41,7 +41,8 @@ type leaseKeeper struct {
 	busy       bool                   // this worker reads the whole table every pass until it has no business
 	claimed    map[string]bool        // shards this process asked a hand-off of and does not read yet
 	confirmed  map[string]int64       // suspects a consistent read confirmed expired, with their counters
-	renewed    time.Time              // when a read of the table last showed a newer stream than this worker reads
+	renewed    time.Time              // when a pass last asked for a sync to describe the streams again (a newer one seen, or one missing)
+	syncOwed   bool                   // a sync asked for (syncNow) has not succeeded yet
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -101,7 +102,11 @@ func (k *leaseKeeper) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-take.C:
-			err = k.pass(ctx)
+			if k.syncOwed {
+				err = k.owedSync(ctx)
+			} else {
+				err = k.pass(ctx)
+			}
 		case <-k.takeNow:
 			err = k.balance(ctx, false)
 		case <-flush.C:
@@ -111,7 +116,8 @@ func (k *leaseKeeper) loop(ctx context.Context) error {
 				err = k.syncAndBalance(ctx)
 			}
 		case <-k.syncNow:
-			err = k.syncAndBalance(ctx)
+			k.syncOwed = true
+			err = k.owedSync(ctx)
 		}
 		if err != nil && isFatal(err) {
 			return err
@@ -120,6 +126,22 @@ func (k *leaseKeeper) loop(ctx context.Context) error {
 			c.log.Warn("kcl: lease cycle failed; retrying next cycle", "error", err, "code", errorCode(err))
 		}
 	}
+}
+
+// owedSync runs a shard sync asked for (syncNow: a stream created again,
+// leases replaced), then a pass. A sync that fails stays owed and is tried
+// again on the next take tick: nothing else would ask for it again.
+func (k *leaseKeeper) owedSync(ctx context.Context) error {
+	if err := k.c.syncShards(ctx, running, nil); err != nil {
+		return err
+	}
+	k.syncOwed = false
+	return k.balance(ctx, false)
+}
+
+// anyMissing reports whether a stream was last found deleted.
+func anyMissing(streams []*kstream) bool {
+	return slices.ContainsFunc(streams, func(s *kstream) bool { return s.missing.Load() })
 }
 
 func (k *leaseKeeper) syncAndBalance(ctx context.Context) error {
@@ -147,9 +169,11 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 	if err != nil || closing {
 		return err
 	}
-	if time.Since(k.renewed) > k.c.opts.LeaseDuration && newerIncarnation(k.c.streamList(), in.snap.leases) {
+	if time.Since(k.renewed) > k.c.opts.LeaseDuration && (newerIncarnation(k.c.streamList(), in.snap.leases) || anyMissing(k.c.streamList())) {
+		// Another worker saw a stream created again first, or a stream was
+		// last found deleted: describe it, then sync.
 		k.renewed = time.Now()
-		notify(k.syncNow) // another worker saw a stream created again first: describe it, then sync
+		notify(k.syncNow)
 	}
 	d, err := k.decideConfirming(ctx, in)
 	if err != nil {

@@ -45,6 +45,10 @@ type kstream struct {
 	// retired says the stream was deleted, and perhaps created again under
 	// its name as another kstream: its readers stop.
 	retired atomic.Bool
+	// missing says the stream was last found deleted: the lease loop
+	// describes it again every LeaseDuration until it is back, though no
+	// reader of it is left to wait for it.
+	missing atomic.Bool
 	// consumerARN is the stream consumer registered for enhanced fan-out.
 	consumerARN string
 	// log is the consumer's logger, naming this stream (the consumer's own
