@@ -635,7 +635,7 @@ func TestARefusedCheckpointOfAnEarlierStreamIsReplaced(t *testing.T) {
 }
 
 // A shard sync asked for (a stream created again) that fails once is tried
-// again on the next tick: nothing else asks for it again, and a worker
+// again on the next tick: nothing else need ask for it again, and a worker
 // that is not a scanner syncs on no timer. Here the new stream's first
 // lease creation is throttled; the new stream is read all the same.
 func TestAFailedSyncAskedForIsTriedAgain(t *testing.T) {
@@ -645,7 +645,7 @@ func TestAFailedSyncAskedForIsTriedAgain(t *testing.T) {
 		kin.CreateStream("s", 1)
 		g := newSchedGroup(t, kin)
 		var mu sync.Mutex
-		deleted, throttle := false, 1
+		deleted, throttle := false, 3 // the sync the switch asks for, and any asked for meanwhile
 		w := g.newWorker("w", func(o *Options) { o.StreamName, o.Streams = "", []string{"s"} })
 		w.table.set(func(h *hookTable) {
 			h.before = func(op, key string) error {
