@@ -97,23 +97,29 @@ func addCallWindows(calls []simCall, wins map[int]*simWindow, rep *simReport) {
 // Process worker like one delivered by a Consume loop.
 //
 // Exclusion: no two calls of one partition key run at once anywhere in the
-// group, but for this bound. When a call starts, every other call of its
-// key still running is
-//   - on another Consumer (one worker never runs two calls of a key at once,
-//     whichever acquisitions they came from), and
-//   - one whose context had ended by then, or that returns at that very
+// group, beyond this bound. Take any two calls a and b of a key, b started
+// after a (by step) and before a returned. Then:
+//   - They are on two Consumers: one worker never runs two calls of a key
+//     at once, whichever acquisitions they came from.
+//   - a returned at the instant b started, or a's context had ended by that
 //     instant (virtual time: kcl orders no two workers' events of one
-//     instant): its lease was lost, handed off or
-//     released, or its worker's pause gate shut at the delivery deadline.
-//     Such a call may run on only while its handler ignores the context
-//     (simCall.Ignore, after any freeze); a handler that honours it returns
-//     at the same instant, which the simulation's handlers do by
-//     construction.
+//     instant). Its context ends when its lease was lost, handed off or
+//     released, or when its worker's pause gate shut at the delivery
+//     deadline; a handler that honours it returns at that instant (the
+//     simulation's do, by construction), one that ignores it runs on for
+//     its simCall.Ignore (and any freeze). That is the bound.
+//   - Or one of them ran then only because its worker had passed its lease
+//     on by a write of its own whose reply was lost (unconfirmed, below):
+//     its context ended, and it started calls of that lease, until a retry
+//     read the lease back. This gap is kcl's, reported; PassOnBound bounds
+//     it.
 //
-// Anything else is a violation: a call of the key started while another ran
-// with a live context. A call that is started with its context already
-// ending has, by the same rule, every running call of its key with a live
-// context against it.
+// Anything else is a violation: a call of the key started while another
+// ran with a live context, or started with its own already over (a call
+// started after its worker's delivery deadline passed meets the calls of
+// the worker that took its lease, begun earlier, with theirs live). A
+// worker that restarts one record in a busy loop at one instant (simSpinCalls)
+// is reported too.
 func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled {
 	h := simHandled{first: map[string]simDelivery{}, fresh: map[string]bool{}}
 	rep.Calls = len(l.Calls)
@@ -173,17 +179,19 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 		}
 	}
 
-	// unconfirmed reports whether a ran on beside b only because its worker
-	// had not learned yet that its own write passing a's lease on (a
-	// release, a hand-off), before b began, took effect: the reply was
-	// lost, and a's context ended once a retry read the lease back, within
-	// PassOnBound (or a returned first). kcl ends the contexts only after
-	// that write returns; ending them before it would close this gap.
-	unconfirmed := func(a, b simCall) bool {
-		w := wins[a.Window]
-		end := a.CtxEnd
+	// unconfirmed reports whether call x ran beside b (started at or after
+	// the other) only because its worker had not learned yet that its own
+	// write passing x's lease on (a release, a hand-off), before b began,
+	// took effect: the reply was lost, and x's context ended once a retry
+	// read the lease back, within PassOnBound of that write (or x returned
+	// first). Until then the worker also starts calls of that lease. kcl
+	// ends the contexts, and stops starting calls, only once the write
+	// returns; doing so before it would close this gap (PassOnBound 0).
+	unconfirmed := func(x, b simCall) bool {
+		w := wins[x.Window]
+		end := x.CtxEnd
 		if end.step == 0 {
-			end = a.End
+			end = x.End
 		}
 		return w != nil && w.passedOn && b.Start.after(w.end) && end.at.Sub(w.end.at) <= l.PassOnBound
 	}
@@ -213,7 +221,7 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 						key, b.Worker, b.Data, b.Start.at.Format("15:04:05.000000"), a.Data, a.Start.at.Format("15:04:05.000000"))
 				case a.CtxEnd.step != 0 && !a.CtxEnd.at.After(b.Start.at):
 					rep.Leftovers++
-				case unconfirmed(a, b):
+				case unconfirmed(a, b) || unconfirmed(b, b):
 					rep.Unconfirmed++
 				default:
 					rep.violate("exclusion: key %s: %s started %q at %s while %s's call of %q, started at %s, ran with its context live (until %s; it returned %s at %s)",

@@ -101,7 +101,7 @@ var (
 	simSeeds    = flag.Int("sim.seeds", 0, "TestSimulation: how many seeds to run, consecutive from a random one; 0: as many as -sim.budget allows")
 	simBudget   = flag.Duration("sim.budget", 2*time.Minute, "TestSimulation without -sim.seeds: start seeds until this much time has passed (at most half the time left before -timeout)")
 	simParallel = flag.Int("sim.parallel", runtime.GOMAXPROCS(0), "TestSimulation: how many seeds run at once")
-	simSeed     = flag.Uint64("sim.seed", 0, "run TestSimulation with this seed only")
+	simSeed     = flag.Uint64("sim.seed", 0, "run TestSimulation with this seed only (with -sim.seeds N: N seeds from it)")
 	simDuration = flag.Duration("sim.duration", 4*time.Second, "TestSimulation: how long the adversary acts per seed (a quiet phase follows)")
 )
 
@@ -115,7 +115,7 @@ func TestSimulation(t *testing.T) {
 	noLeak(t) // outside every bubble; synctest.Test itself waits for each seed's goroutines
 	base, count := rand.Uint64N(1_000_000_000)+1, *simSeeds
 	if *simSeed != 0 {
-		base, count = *simSeed, 1
+		base, count = *simSeed, max(count, 1)
 	}
 	budget := *simBudget
 	if deadline, ok := t.Deadline(); ok {
