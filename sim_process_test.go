@@ -128,7 +128,8 @@ type simProcWorker struct {
 	deadAt     simMoment      // the crash
 	last       map[string]int // record -> index in run.proc.calls of its last call here
 	onFailures int            // OnFailure calls so far
-	refused    bool
+	refused    bool           // OnFailure refused a record: Process stops
+	again      bool           // and the worker is to be started again
 	spinAt     time.Time      // the instant of spinN
 	spinN      map[string]int // calls of each record started at spinAt
 	spinning   bool           // a busy loop was seen: every call takes virtual time from now on
@@ -205,14 +206,15 @@ func (s *simRun) idleLocked(names map[string]bool) bool {
 	return true
 }
 
-// serve runs Process for w until it returns, then logs how w ended; a
-// refusal was expected, and the worker is started again.
+// serve runs Process for w until it returns, then logs how w ended. A
+// refusal was expected; the worker is started again unless the simulation
+// was stopping it.
 func (p *simProcWorker) serve(w *simWorker, ctx context.Context) {
 	p.w = w
 	err := w.c.Process(ctx, p.handle)
 	s := p.run
 	s.mu.Lock()
-	refused := p.refused
+	refused, again := p.refused, p.again
 	s.mu.Unlock()
 	if refused && errors.Is(err, errSimRefused) {
 		s.event("%s: Process stopped: %v", w.name, err)
@@ -220,7 +222,7 @@ func (p *simProcWorker) serve(w *simWorker, ctx context.Context) {
 	}
 	w.ended(err)
 	close(w.done)
-	if !refused {
+	if !again {
 		return
 	}
 	s.proc.restart.Lock() // the supervisor
@@ -489,8 +491,14 @@ func (p *simProcWorker) onFailure(ctx context.Context, r Record, err error) erro
 		return nil
 	}
 	p.w.mu.Lock()
-	p.w.stopping = true // expected: the worker is no longer live
+	// The stop is expected: the worker is no longer live. A supervisor
+	// starts it again, unless the simulation was stopping it anyway.
+	again := !p.w.stopping && !p.w.crashed
+	p.w.stopping = true
 	p.w.mu.Unlock()
+	s.mu.Lock()
+	p.again = again
+	s.mu.Unlock()
 	s.event("%s: OnFailure refuses %q", p.w.name, r.Data)
 	return errSimRefused
 }
