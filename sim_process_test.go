@@ -114,13 +114,13 @@ var (
 
 // simProcWorker is one incarnation's Process run.
 type simProcWorker struct {
-	run    *simRun
-	seed   uint64
+	run    *simRun       // immutable
+	seed   uint64        // immutable: for the incarnation a supervisor starts after this one
 	params simProcParams // immutable
 	lease  time.Duration // immutable: LeaseDuration
-	w      *simWorker    // set before Process is called
+	w      *simWorker    // set before Process is called, then immutable
+	dead   chan struct{} // immutable: closed when the worker crashes
 
-	dead     chan struct{} // closed when the worker crashes
 	freezing chan struct{} // guarded by w.mu: closed when the worker freezes; nil while frozen
 
 	// Guarded by run.mu.
