@@ -134,6 +134,15 @@ type simLog struct {
 	// either may, on its own or while stopping. That end is not a violation
 	// for them, and for no one else.
 	Twinned map[string]bool
+	// Calls are the handler calls of the workers that run Process
+	// (sim_process_check_test.go), in the order they started.
+	Calls []simCall
+	// PassOnBound is how long after a worker's own write that passed a
+	// lease on (a release, a hand-off) the contexts of its calls of that
+	// lease may stay live: until it learns that the write took effect,
+	// which a lost reply puts off until a retry reads the lease back
+	// (checkProcess).
+	PassOnBound time.Duration
 }
 
 // Duplicate classes.
@@ -157,6 +166,9 @@ type simReport struct {
 	MaxLag         time.Duration  // longest ack-to-loss time of a class b duplicate (table reachable)
 	Windows        int            // lease acquisitions that delivered
 	KeyOrderChecks int
+	Calls          int // Process handler calls
+	Leftovers      int // calls of a key that began while another worker's call of it ran on with its context ended
+	Unconfirmed    int // calls of a key that began while another worker's call of it ran on, its worker not yet sure that it had passed the lease on
 }
 
 func (r *simReport) violate(format string, args ...any) {
@@ -191,6 +203,7 @@ type simWindow struct {
 	prefixAck []simMoment // when each delivery's prefix was acked (its last ack); zero: never
 	take      simMoment   // the take that started it
 	end       simMoment   // the lease moved on; zero: never in the log
+	passedOn  bool        // by a write of its own worker ID: a release, a hand-off, a shard end
 	first     simMoment   // its first delivery
 }
 
@@ -253,6 +266,7 @@ func checkSim(l *simLog) simReport {
 			w.ds = append(w.ds, i)
 		}
 	}
+	addCallWindows(l.Calls, wins, &rep)
 	rep.Windows = len(wins)
 	writesByShard := map[string][]simWrite{}
 	for _, w := range l.Writes {
@@ -335,7 +349,7 @@ func checkSim(l *simLog) simReport {
 			w.take, next = ws[take].moment(), ws[take].moment()
 			for _, x := range ws[take+1:] {
 				if x.Op == "take" || x.Owner != w.wid {
-					w.end = x.moment()
+					w.end, w.passedOn = x.moment(), x.Op != "take" && x.By == w.wid
 					break
 				}
 			}
@@ -396,21 +410,28 @@ func checkSim(l *simLog) simReport {
 		}
 	}
 
-	// At-least-once, and per-key order of first deliveries.
+	// At-least-once, and per-key order of first deliveries: a record handled
+	// by a Process worker (its handler returned nil, or OnFailure accepted
+	// it) counts as delivered when that call returned.
+	handled := checkProcess(l, wins, &rep)
 	byData := map[string][]int{}
 	for i, d := range ds {
 		byData[d.Data] = append(byData[d.Data], i)
 	}
 	first := func(data string) (simDelivery, bool) {
+		h, handledOK := handled.first[data]
 		idx := byData[data]
 		if len(idx) == 0 {
-			return simDelivery{}, false
+			return h, handledOK
 		}
 		best := idx[0]
 		for _, i := range idx[1:] {
 			if ds[i].Step < ds[best].Step {
 				best = i
 			}
+		}
+		if handledOK && h.Step < ds[best].Step {
+			return h, true
 		}
 		return ds[best], true
 	}
@@ -421,6 +442,9 @@ func checkSim(l *simLog) simReport {
 	// as with a trimmed record never delivered, so it is exempt from key
 	// order; a record that was not trimmed is not.
 	staleOnly := func(data string) bool {
+		if handled.fresh[data] {
+			return false
+		}
 		for _, i := range byData[data] {
 			if !stale[i] {
 				return false

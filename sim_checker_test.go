@@ -320,6 +320,7 @@ func checkerCases(t *testing.T, clean simLog, cases []checkerCase) {
 			l.Writes = append([]simWrite(nil), clean.Writes...)
 			l.Outages = append([]simOutage(nil), clean.Outages...)
 			l.Stops = append([]simStop(nil), clean.Stops...)
+			l.Calls = append([]simCall(nil), clean.Calls...)
 			c.edit(&l)
 			rep := checkSim(&l)
 			if c.want == "" {
@@ -595,4 +596,134 @@ func TestSimCheckerIncarnations(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestSimCheckerProcess feeds the checker hand-made logs of Process workers'
+// handler calls (sim_process_check_test.go): a clean one, with a call that
+// runs on beside another worker's call of its key once its context ended,
+// and one per kind of violation.
+func TestSimCheckerProcess(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	seq := func(n int) string { return fmt.Sprintf("49%054d", n) }
+	put := func(n int, key, shard string) simPut {
+		return simPut{Data: fmt.Sprintf("%s:%d", key, n), Key: key, Shard: shard, Seq: seq(n), Arrival: at(n), Owed: true}
+	}
+	// moment: at ms, the step ten times it plus delta (a take 0, a call's
+	// start 1, its end 2, its context's end 3).
+	moment := func(ms int, delta int64) simMoment { return simMoment{at(ms), simStepAt(ms) + delta} }
+	call := func(worker string, window int, p simPut, startMs, endMs int, result string) simCall {
+		return simCall{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Shard: p.Shard, Seq: p.Seq, Data: p.Data, Key: p.Key,
+			Start: moment(startMs, 1), End: moment(endMs, 2), Result: result}
+	}
+	ended := func(c simCall, ms int) simCall { c.CtxEnd = moment(ms, 3); return c }
+	take := func(ms int, shard, by string) simWrite {
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: shard, Op: "take", By: by, Owner: by}
+	}
+	cp := func(ms int, shard, by, owner string, cp string) simWrite {
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: shard, Op: "checkpoint", By: by, Prev: by, Owner: owner, CP: checkpoint{seq: cp}}
+	}
+
+	// A clean log: w1 takes A, handles k1:1, fails k2:3 once and then
+	// OnFailure accepts it; its call of k1:2 runs on past 300, when its
+	// context ended (its pause gate shut), ignoring it, and returns nil at
+	// 380. w2 takes A at 350 and handles k1:2 at 360 beside it, ends A at
+	// 480 and takes its child B, where k1's 10 follows in key order.
+	p1, p2, p3, p10 := put(1, "k1", "A"), put(2, "k1", "A"), put(3, "k2", "A"), put(10, "k1", "B")
+	clean := simLog{
+		Puts: []simPut{p1, p2, p3, p10},
+		Calls: []simCall{
+			call("w1#1", 1, p1, 100, 120, callOK),
+			call("w1#1", 1, p2, 130, 380, callOK),
+			call("w1#1", 1, p3, 140, 150, callFailed),
+			call("w1#1", 1, p3, 250, 260, callAccepted),
+			call("w2#1", 2, p2, 360, 370, callOK),
+			call("w2#1", 2, p3, 372, 374, callOK),
+			call("w2#1", 3, p10, 510, 520, callOK),
+		},
+		Writes: []simWrite{
+			take(50, "A", "w1"), cp(200, "A", "w1", "w1", seq(1)), take(350, "A", "w2"),
+			cp(480, "A", "w2", "", checkpointShardEnd), take(500, "B", "w2"),
+		},
+		Outages:     []simOutage{{Worker: "w1#1", From: at(210), FromStep: simStepAt(210)}},
+		Bound:       4,
+		LagBound:    300 * time.Millisecond,
+		PassOnBound: 200 * time.Millisecond,
+	}
+	clean.Calls[1] = ended(clean.Calls[1], 300)
+	rep := checkSim(&clean)
+	if len(rep.Violations) != 0 {
+		t.Fatalf("clean log: violations %q", rep.Violations)
+	}
+	if rep.Calls != 7 || rep.Leftovers != 1 || rep.Unconfirmed != 0 {
+		t.Errorf("calls %d, leftovers %d, unconfirmed %d; want 7, 1, 0", rep.Calls, rep.Leftovers, rep.Unconfirmed)
+	}
+
+	// handOff: w1 hands A to w2 at 340 itself, and learns it only later (a
+	// lost reply), when its call's context ends, after w2's call of k1:2
+	// began at 360.
+	handOff := func(ctxEndMs int) func(l *simLog) {
+		return func(l *simLog) {
+			l.Writes = slices.Insert(l.Writes, 2, cp(340, "A", "w1", "w2", seq(1)))
+			l.Calls[1] = ended(l.Calls[1], ctxEndMs)
+			l.Calls[1].End = moment(max(380, ctxEndMs), 2)
+		}
+	}
+	// lateFirst: k1:2 is first handled at 600, after k1:10, by w1's call
+	// that ran on past the end of its context (w2's call of it failed).
+	lateFirst := func(trimmed bool) func(l *simLog) {
+		return func(l *simLog) {
+			l.Calls[1].End, l.Calls[4].Result = moment(600, 2), callFailed
+			l.Puts[1].Trimmed = trimmed
+		}
+	}
+	checkerCases(t, clean, []checkerCase{
+		{"exclusion: a call runs on beside another worker's call of its key with its context live", func(l *simLog) {
+			l.Calls[1].CtxEnd = simMoment{}
+		}, "exclusion:"},
+		{"exclusion: its context ended after the other call began", func(l *simLog) {
+			l.Calls[1] = ended(l.Calls[1], 365)
+		}, "exclusion:"},
+		{"a call that returns at the instant another worker's call of its key begins does not overlap it", func(l *simLog) {
+			l.Calls[1].CtxEnd, l.Calls[1].End = simMoment{}, simMoment{at(360), l.Calls[4].Start.step + 1}
+		}, ""},
+		{"exclusion: one worker runs two calls of a key at once", func(l *simLog) {
+			l.Calls = append(l.Calls, call("w1#1", 1, p1, 110, 115, callOK))
+		}, "exclusion:"},
+		{"a worker's own hand-off whose reply was lost: its call's context ends once it learns, within the bound", handOff(365), ""},
+		{"exclusion: a worker's own hand-off, its call's context live beyond the bound", handOff(545), "exclusion:"},
+		{"a worker that does not know yet that it handed its lease off starts a call beside the new owner's, within the bound", func(l *simLog) {
+			handOff(365)(l)
+			l.Calls = append(l.Calls, call("w1#1", 1, p3, 373, 376, callOK))
+		}, ""},
+		{"exclusion: a call started after the worker's own hand-off runs on beyond the bound", func(l *simLog) {
+			handOff(365)(l)
+			l.Calls = append(l.Calls, call("w1#1", 1, p3, 373, 600, callOK))
+		}, "exclusion:"},
+		{"lost: a record whose every call failed", func(l *simLog) {
+			l.Calls[6].Result = callFailed
+		}, "lost:"},
+		{"lost: a record OnFailure refused", func(l *simLog) {
+			l.Calls[3].Result, l.Calls[5].Result = callRefused, callCtx
+		}, "lost:"},
+		{"key order: a record first handled after a later one of its key", lateFirst(false), "key order:"},
+		{"a trimmed record handled only by a call that ran on past its context is exempt from key order", lateFirst(true), ""},
+		{"spin: calls of one record started at one instant without end", func(l *simLog) {
+			for range simSpinCalls {
+				l.Calls = append(l.Calls, call("w2#1", 2, p3, 450, 450, callCtx))
+			}
+		}, "spin:"},
+		{"phantom: a call of a record never written", func(l *simLog) {
+			l.Puts = l.Puts[:3]
+		}, "phantom:"},
+		{"identity: a call names another sequence number", func(l *simLog) {
+			l.Calls[6].Seq = seq(11)
+		}, "identity:"},
+		{"lease: calls of a lease never taken", func(l *simLog) {
+			l.Writes = l.Writes[:4]
+		}, "lease:"},
+		{"rewind: a call of a record behind a checkpoint written before its take", func(l *simLog) {
+			l.Writes[1] = cp(200, "A", "w1", "w1", seq(2))
+		}, "rewind:"},
+	})
 }

@@ -345,11 +345,11 @@ func (s *simRun) openHolders(id, key string) []string {
 	return open
 }
 
-// simCall is the kind of a call, for its latency and faults.
-type simCall int
+// simDBCall is the kind of a call, for its latency and faults.
+type simDBCall int
 
 const (
-	callRead simCall = iota // a GetItem
+	callRead simDBCall = iota // a GetItem
 	callList                // the first page of a Scan
 	callPage                // a page of a Scan after the first: slow or cut off, never failing on its own
 	callWrite
@@ -454,7 +454,7 @@ func (t *simTable) scansRefused() bool {
 }
 
 // latencyLocked draws how long a call takes before it lands (t.mu held).
-func (t *simTable) latencyLocked(call simCall) time.Duration {
+func (t *simTable) latencyLocked(call simDBCall) time.Duration {
 	m, r := t.db.model, t.lat
 	x := r.Float64()
 	switch {
@@ -487,7 +487,7 @@ func (t *simTable) age() time.Duration {
 // call's error, if any, and whether its reply is to be lost once applied.
 // A write passes land, which lands it: should its caller give up during
 // its latency, it may land all the same, at its time, unanswered.
-func (t *simTable) gate(ctx context.Context, call simCall, land func()) (lost bool, err error) {
+func (t *simTable) gate(ctx context.Context, call simDBCall, land func()) (lost bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -606,7 +606,7 @@ func (t *simTable) write(ctx context.Context, key string, apply func() (changed 
 	return t.writeAs(ctx, callWrite, key, apply)
 }
 
-func (t *simTable) writeAs(ctx context.Context, call simCall, key string, apply func() (changed bool, err error)) error {
+func (t *simTable) writeAs(ctx context.Context, call simDBCall, key string, apply func() (changed bool, err error)) error {
 	var err error
 	land := func() { t.db.apply(key, func() bool { changed, werr := apply(); err = werr; return changed }) }
 	lost, gerr := t.gate(ctx, call, land)

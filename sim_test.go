@@ -188,6 +188,9 @@ func (s *simTotal) add(seed uint64, rep simReport, took time.Duration, failed bo
 	s.rep.Excused += rep.Excused
 	s.rep.MaxStale = max(s.rep.MaxStale, rep.MaxStale)
 	s.rep.MaxLag = max(s.rep.MaxLag, rep.MaxLag)
+	s.rep.Calls += rep.Calls
+	s.rep.Leftovers += rep.Leftovers
+	s.rep.Unconfirmed += rep.Unconfirmed
 	for k, v := range rep.Dups {
 		s.rep.Dups[k] += v
 	}
@@ -202,6 +205,9 @@ func (s *simTotal) log(t *testing.T, took time.Duration) {
 		s.rep.Records, s.rep.Delivered, s.rep.Excused, s.rep.Stale, s.rep.MaxStale, s.rep.MaxLag)
 	for _, k := range slices.Sorted(maps.Keys(s.rep.Dups)) {
 		t.Logf("  duplicates %6d  %s", s.rep.Dups[k], k)
+	}
+	if s.rep.Calls > 0 {
+		t.Logf("  Process: %d handler calls; %d begun beside another worker's call of their key whose context had ended, %d beside one whose worker had passed its lease on unconfirmed (a lost reply)", s.rep.Calls, s.rep.Leftovers, s.rep.Unconfirmed)
 	}
 	if len(s.failed) > 0 {
 		slices.Sort(s.failed)
@@ -250,6 +256,8 @@ type simConfig struct {
 	// widen: deploys that remove a stream or halt midway, streams created
 	// again, twins (sim_deploy_test.go).
 	widen simWiden
+	// process: which workers run Consumer.Process (sim_process_test.go).
+	process simProcConfig
 }
 
 type simTableFaults struct {
@@ -326,6 +334,7 @@ func (c simConfig) String() string {
 	}
 	mode += " " + c.db.String()
 	mode += c.widen.String()
+	mode += c.process.String()
 	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v shardSync=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
 		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.shardSync, c.table, c.neverAck, c.lateAck, c.events)
 }
@@ -361,6 +370,8 @@ type simRun struct {
 	wide       simWide  // deploys, streams created again, twins (sim_deploy_test.go)
 
 	wg sync.WaitGroup // adversary goroutines (heals, delayed kills, producers)
+
+	proc simProcRun // the Process workers and their calls (sim_process_test.go)
 }
 
 func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
@@ -371,6 +382,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	dbr := rand.New(rand.NewPCG(seed^0xdb5eed, seed))
 	cfg.db = drawDBModel(dbr)
 	cfg.widen = drawWiden(seed, cfg, chaos)
+	cfg.process = drawProcConfig(seed)
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
@@ -477,6 +489,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	// Quiet phase: no more faults or outages, producers stop (on time),
 	// all but one or two workers stop, the rest drain and ack everything.
 	s.event("quiet")
+	s.quietProcess()
 	s.kin.SetFault(nil)
 	s.setTableFaults(false)
 	stopAdversary() // heals every freeze and partition, kills the crashed now
@@ -504,6 +517,9 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for _, k := range slices.Sorted(maps.Keys(rep.Dups)) {
 		t.Logf("  duplicates %5d  %s", rep.Dups[k], k)
 	}
+	if rep.Calls > 0 {
+		t.Logf("Process: %d handler calls; %d begun beside another worker's call of their key whose context had ended, %d beside one whose worker had passed its lease on unconfirmed (a lost reply)", rep.Calls, rep.Leftovers, rep.Unconfirmed)
+	}
 	if s.sts.multi() {
 		var per []string
 		for _, stream := range s.sts.names {
@@ -530,6 +546,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 			t.Error(v)
 		}
 		s.dumpShards(rep.Violations)
+		s.dumpCalls(rep.Violations)
 		t.Errorf("seed %d failed; rerun: go test -race -run 'TestSimulation$' -sim.seed=%d -sim.duration=%v -count=20 . (kcl's interleaving does not replay: the seed may fail again only in some runs; add -v to see every run)", seed, seed, chaos)
 	}
 	return rep
@@ -917,6 +934,7 @@ func (s *simRun) deliveredSet() map[string]bool {
 	for _, d := range s.deliveries {
 		out[d.Data] = true
 	}
+	s.handledLocked(out)
 	return out
 }
 
@@ -1007,7 +1025,7 @@ func (s *simRun) drained(live []*simWorker) bool {
 			return false
 		}
 	}
-	return true
+	return s.idleLocked(names)
 }
 
 func (s *simRun) log() *simLog {
@@ -1022,6 +1040,7 @@ func (s *simRun) log() *simLog {
 	return &simLog{
 		Puts: puts, Deliveries: slices.Clone(s.deliveries), Writes: slices.Clone(s.writes),
 		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound, Unread: unread, Twinned: s.twinnedSet(),
+		Calls: slices.Clone(s.proc.calls), PassOnBound: 2 * s.cfg.leaseDuration,
 		// A flush every CheckpointInterval, each write given up to
 		// LeaseDuration/3 with retries; the lease loop may be busy with a
 		// balance pass of several slow calls first.
@@ -1086,6 +1105,7 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 	} else {
 		opts.StreamName = s.sts.names[0]
 	}
+	proc := s.processOptions(&opts, seed, id, name)
 	c, err := New(opts)
 	if err != nil {
 		s.t.Fatalf("New: %v", err)
@@ -1093,11 +1113,15 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 	begun := &simBegun{simTable: table}
 	c.table = begun // every worker of the group shares one table (New made a private one)
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &simWorker{run: s, name: name, id: id, c: c, table: table, cancel: cancel, rng: rng, done: make(chan struct{}), streams: streams, begun: begun}
+	w := &simWorker{run: s, name: name, id: id, c: c, table: table, cancel: cancel, rng: rng, done: make(chan struct{}), streams: streams, begun: begun, proc: proc}
 	s.mu.Lock()
 	s.workers = append(s.workers, w)
 	s.mu.Unlock()
 	table.faults.Store(s.tableFaults.Load())
+	if proc != nil {
+		go proc.serve(w, ctx)
+		return w
+	}
 	w.ch = c.Consume(ctx)
 	go w.loop()
 	return w
@@ -1152,6 +1176,7 @@ type simWorker struct {
 	// begun its table, which notes when its start is over. Immutable.
 	streams []string
 	begun   *simBegun
+	proc   *simProcWorker // its Process run (sim_process_test.go); nil: a Consume loop
 
 	mu       sync.Mutex
 	frozen   chan struct{} // non-nil while frozen; closed when thawed
@@ -1230,7 +1255,12 @@ func (w *simWorker) loop() {
 			w.run.acked(i)
 		})
 	}
-	err := w.c.Err()
+	w.ended(w.c.Err())
+}
+
+// ended logs how w ended, once its channel closed (or its Process run
+// returned) with Err err.
+func (w *simWorker) ended(err error) {
 	if err != nil {
 		w.run.event("%s ended: %v", w.name, err)
 	}
@@ -1264,6 +1294,7 @@ func (w *simWorker) freeze() {
 	defer w.mu.Unlock()
 	if w.frozen == nil {
 		w.frozen = make(chan struct{})
+		w.proc.froze()
 	}
 }
 
@@ -1281,6 +1312,7 @@ func (w *simWorker) crash(block bool) {
 	w.mu.Lock()
 	w.crashed = true
 	w.mu.Unlock()
+	w.proc.crash()
 	w.table.partition(block, true)
 	w.thaw()
 }
