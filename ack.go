@@ -29,6 +29,7 @@ type ackWindow struct {
 	ackedRecords, ackedBytes int64
 	changed                  chan struct{} // signalled when a waiter's condition holds, or on close
 	ended                    chan struct{} // closed by close: the lease is gone from this worker
+	onClose                  []func()      // run by close, before it returns (afterClose)
 	// waitFor is set while a waiter wants fewer unacked records than it:
 	// then acks take mu to work out the prefix and wake it. 0: none waits.
 	waitFor atomic.Int64
@@ -195,12 +196,31 @@ func (w *ackWindow) stats() (acked checkpoint, unacked int, records, bytes int64
 // where it is.
 func (w *ackWindow) close() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if !w.closed {
 		close(w.ended)
 	}
 	w.closed = true
 	w.signal()
+	fs := w.onClose
+	w.onClose = nil
+	w.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+}
+
+// afterClose makes close run f before it returns, on its goroutine; f runs
+// at once if the window is closed already. What f does is done by the
+// time the write that passes the lease on is sent (writeCheckpoint).
+func (w *ackWindow) afterClose(f func()) {
+	w.mu.Lock()
+	if !w.closed {
+		w.onClose = append(w.onClose, f)
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	f()
 }
 
 // done returns a channel closed once the window is closed: the lease of its

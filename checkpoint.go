@@ -41,7 +41,9 @@ func (c checkpoint) shardEnd() bool { return c.seq == checkpointShardEnd }
 // lease to next in the same write. It runs on the caller's goroutine.
 //
 //   - next is this worker's ID: it keeps the lease; "" releases it; another
-//     worker's ID hands it over. Once passed on, h is forgotten.
+//     worker's ID hands it over. A write that passes the lease on closes
+//     h's ack window first: the prefix it writes is the one acked then. Once
+//     passed on, h is forgotten.
 //   - This is the one place a checkpoint of a held lease is written: by the
 //     periodic flush, the fence after a late heartbeat, at shard end, on
 //     hand-off and on shutdown.
@@ -56,6 +58,13 @@ func (c checkpoint) shardEnd() bool { return c.seq == checkpointShardEnd }
 func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next string, shardEnd bool) (checkpoint, int, error) {
 	var cp checkpoint
 	var unacked int
+	if next != c.opts.WorkerID {
+		// Passing the lease on: its records' acks stop counting, and
+		// Process ends its handler contexts and starts no more calls of it,
+		// before the write is sent. A lost reply would leave them live
+		// until a retry read the lease back, beside the next owner.
+		h.window.close()
+	}
 	err := retryErr(ctx, running, &c.counters.retryCounters, c.log.With("shard", h.shardID), "checkpoint write", isLeaseLost, func() error {
 		var err error
 		cp, unacked, err = c.checkpointOnce(ctx, h, shardEnd, next)

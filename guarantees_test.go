@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -436,6 +437,66 @@ func TestProcessRunsNoHandlerPastTheDeliveryDeadline(t *testing.T) {
 		defer mu.Unlock()
 		require.Zero(t, startedShut, "handler calls w1 started after its gate shut (records handled by both: %d)", len(both(g.deliveries(), "w1", "w2")))
 		require.Zero(t, ranPast, "handler calls whose context outlived w1's delivery deadline")
+	})
+}
+
+// A worker that hands a lease off ends the contexts of its handler calls of
+// that lease, and starts no more, before it sends the write: should the
+// write's reply be lost, it learns that the write took effect only when a
+// retry reads the lease back, and the new owner may be handling the same
+// keys by then.
+func TestProcessEndsALeasesCallsBeforeHandingItOff(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 2)
+		g := newSchedGroup(t, kin)
+		var mu sync.Mutex
+		calls := map[string][]context.Context{} // w1's handler contexts, by shard
+		w1 := g.newWorker("w1", func(o *Options) { o.Concurrency = 8 })
+		var handedOff, live atomic.Int32
+		var handedKey string // synchronized on mu
+		calledBefore := 0    // synchronized on mu: w1's calls of the lease it handed off, begun before the write
+		w1.table.set(func(t *hookTable) {
+			t.before = func(op, key string) error {
+				if op != "hand-off" {
+					return nil
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				handedOff.Add(1)
+				handedKey = key
+				calledBefore += len(calls[key])
+				for _, ctx := range calls[key] {
+					if ctx.Err() == nil {
+						live.Add(1)
+					}
+				}
+				return nil
+			}
+		})
+		g.process(w1, func(ctx context.Context, r Record) error {
+			mu.Lock()
+			calls[r.ShardID] = append(calls[r.ShardID], ctx)
+			mu.Unlock()
+			<-ctx.Done() // a call that runs until kcl ends it
+			return ctx.Err()
+		})
+		ctx, stopProducing := context.WithCancel(context.Background())
+		defer stopProducing()
+		g.produce(ctx, "s", 8, 20*time.Millisecond)
+		waitFor(t, 5*time.Second, "w1 takes both leases", func() bool {
+			o := g.owners("shardId")
+			return len(o) == 2 && o[shard0] == "w1" && o["shardId-000000000001"] == "w1"
+		})
+		g.process(g.newWorker("w2", nil), func(ctx context.Context, r Record) error { return nil })
+		waitFor(t, 10*time.Second, "w1 hands a lease off", func() bool { return handedOff.Load() > 0 })
+		stopProducing()
+		mu.Lock()
+		require.NotZero(t, calledBefore, "w1 started no handler call of %s before handing it off", handedKey)
+		mu.Unlock()
+		require.Zero(t, live.Load(), "handler calls of the lease w1 handed off still had their contexts live when it sent the write")
+		g.stop()
 	})
 }
 

@@ -44,7 +44,8 @@ import (
 // The context given to handle (and to OnFailure) carries ctx's values, but
 // not its cancellation: it ends when the worker no longer holds the record's
 // shard (lease lost, handed off to another worker, or released by the
-// shutdown), or when its delivery deadline passes (no heartbeat confirmed in
+// shutdown; a hand-off or release ends it before its write is sent), or
+// when its delivery deadline passes (no heartbeat confirmed in
 // time: another worker may take the shard), so that a long handler can give
 // up work another worker redoes, and at the latest when Process returns. No
 // call starts while the deadline is past; a call cut short by it is no
@@ -269,13 +270,13 @@ func (p *processor) recordContext(rec Record) context.Context {
 	}
 	ctx, cancel := context.WithCancel(p.base)
 	p.windows[w] = ctx
+	w.afterClose(cancel) // at once, before a write passing the lease on is sent
 	p.watchers.Add(1)
 	go func() {
 		defer p.watchers.Done()
 		defer cancel()
 		select {
-		case <-w.done():
-			cancel()
+		case <-w.done(): // close cancelled ctx (afterClose): drop the window's queued records
 			select {
 			case p.windowClosed <- w:
 			case <-p.base.Done():

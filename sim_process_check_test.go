@@ -109,10 +109,10 @@ func addCallWindows(calls []simCall, wins map[int]*simWindow, rep *simReport) {
 //     simulation's do, by construction), one that ignores it runs on for
 //     its simCall.Ignore (and any freeze). That is the bound.
 //   - Or one of them ran then only because its worker had passed its lease
-//     on by a write of its own whose reply was lost (unconfirmed, below):
-//     its context ended, and it started calls of that lease, until a retry
-//     read the lease back. This gap is kcl's, reported; PassOnBound bounds
-//     it.
+//     on by a write of its own whose reply was lost (unconfirmed, below),
+//     within PassOnBound of that write. kcl ends a lease's calls before it
+//     sends such a write (writeCheckpoint), so the simulation sets it to 0;
+//     the checker's tests show a bound still holds a worker to it.
 //
 // Anything else is a violation: a call of the key started while another
 // ran with a live context, or started with its own already over (a call
@@ -184,9 +184,7 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 	// write passing x's lease on (a release, a hand-off), before b began,
 	// took effect: the reply was lost, and x's context ended once a retry
 	// read the lease back, within PassOnBound of that write (or x returned
-	// first). Until then the worker also starts calls of that lease. kcl
-	// ends the contexts, and stops starting calls, only once the write
-	// returns; doing so before it would close this gap (PassOnBound 0).
+	// first).
 	unconfirmed := func(x, b simCall) bool {
 		w := wins[x.Window]
 		end := x.CtxEnd

@@ -350,8 +350,8 @@ type simDBCall int
 
 const (
 	callRead simDBCall = iota // a GetItem
-	callList                // the first page of a Scan
-	callPage                // a page of a Scan after the first: slow or cut off, never failing on its own
+	callList                  // the first page of a Scan
+	callPage                  // a page of a Scan after the first: slow or cut off, never failing on its own
 	callWrite
 	// callCreate creates a lease if it has none. Without -sim.slowcreate it
 	// lands within milliseconds, never late: kcl decides a creation on a

@@ -1040,7 +1040,7 @@ func (s *simRun) log() *simLog {
 	return &simLog{
 		Puts: puts, Deliveries: slices.Clone(s.deliveries), Writes: slices.Clone(s.writes),
 		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound, Unread: unread, Twinned: s.twinnedSet(),
-		Calls: slices.Clone(s.proc.calls), PassOnBound: 2 * s.cfg.leaseDuration,
+		Calls: slices.Clone(s.proc.calls), PassOnBound: 0, // kcl ends a lease's calls before its write passes it on (writeCheckpoint)
 		// A flush every CheckpointInterval, each write given up to
 		// LeaseDuration/3 with retries; the lease loop may be busy with a
 		// balance pass of several slow calls first.
@@ -1176,7 +1176,7 @@ type simWorker struct {
 	// begun its table, which notes when its start is over. Immutable.
 	streams []string
 	begun   *simBegun
-	proc   *simProcWorker // its Process run (sim_process_test.go); nil: a Consume loop
+	proc    *simProcWorker // its Process run (sim_process_test.go); nil: a Consume loop
 
 	mu       sync.Mutex
 	frozen   chan struct{} // non-nil while frozen; closed when thawed
