@@ -292,22 +292,25 @@ func oldIncarnation(l lease, created time.Time, sh shardInfo, listed bool) bool 
 
 // otherIncarnation returns the identifier of another incarnation of
 // multi-stream s (a stream of its account and name created at another
-// time) whose leases the table holds, if it holds none of s's; "" if not.
-func otherIncarnation(s *kstream, leases []lease) (other string) {
+// time) whose leases the table holds, "" if none, and whether it holds
+// leases of s too. Whether s has leases of its own does not change what the
+// other's say: a sync after another worker's first one of s, which created
+// some of its leases and failed, creates the rest as that one would have.
+func otherIncarnation(s *kstream, leases []lease) (other string, own bool) {
 	if s.id == "" {
-		return ""
+		return "", false
 	}
 	prefix := s.id[:strings.LastIndexByte(s.id, ':')+1] // account:stream:
 	for _, l := range leases {
 		id, _ := splitLeaseKey(l.shardID)
-		if id == s.id {
-			return ""
-		}
-		if id != s.id && strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":") {
+		switch {
+		case id == s.id:
+			own = true
+		case strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":"):
 			other = id
 		}
 	}
-	return other
+	return other, own
 }
 
 // newerIncarnation reports whether the table holds a lease of a later

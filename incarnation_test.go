@@ -127,3 +127,36 @@ func TestASyncCreatesTheParentOfAReplacedChild(t *testing.T) {
 		assert.Equal(t, []string{"shardId-000000000000"}, l.parents, "%s: after its new parent", id)
 	}
 }
+
+// With Streams and InitialPosition Latest, a stream created again is read
+// from its first record: the group was reading that name. Every worker's
+// sync must agree on it, also one that runs after another worker's first
+// sync of the new stream created some of its leases and failed (a throttle):
+// the rest start at TRIM_HORIZON too, not at LATEST, which would skip what
+// was written to those shards meanwhile.
+func TestASyncAfterAPartialOneReadsAStreamCreatedAgainFromItsStart(t *testing.T) {
+	ctx := context.Background()
+	clock := kinesisfake.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	kin := kinesisfake.New(kinesisfake.Options{Now: clock.Now})
+	kin.CreateStream("s", 2)
+	c, err := New(Options{Streams: []string{"s"}, WorkerID: "me", Kinesis: kin, InitialPosition: Latest, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	require.NoError(t, c.syncShards(ctx, starting, nil))
+
+	require.NoError(t, kin.DeleteStream("s"))
+	clock.Advance(time.Minute)
+	kin.CreateStream("s", 2)
+	require.NoError(t, c.describeStreams(ctx))
+	s := c.streamList()[0]
+	// Another worker's first sync of the new stream created one lease, then
+	// failed.
+	_, err = c.table.create(ctx, s.newLease(shardInfo{id: "shardId-000000000000"}, checkpoint{seq: checkpointTrimHorizon}))
+	require.NoError(t, err)
+	require.NoError(t, c.syncShards(ctx, running, nil))
+
+	l, ok, err := c.table.read(ctx, leaseKey(s.id, "shardId-000000000001"))
+	require.NoError(t, err)
+	require.True(t, ok, "the new stream's other shard has a lease")
+	assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "read from its first record")
+}

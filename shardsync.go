@@ -262,10 +262,12 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		return false, err
 	}
 	leased, unread, begun, read := leaseState(s, leases)
-	if other := otherIncarnation(s, leases); other != "" {
+	if other, own := otherIncarnation(s, leases); other != "" {
 		recreated = true
-		s.log.Warn("kcl: lease table holds leases of an earlier stream of this name; they are left alone and this one is read from its first record",
-			"stream_arn", s.arn, "stream_id", s.id, "other_stream_id", other)
+		if !own {
+			s.log.Warn("kcl: lease table holds leases of an earlier stream of this name; they are left alone and this one is read from its first record",
+				"stream_arn", s.arn, "stream_id", s.id, "other_stream_id", other)
+		}
 	}
 	shards = withChildren(shards, extra, leased)
 	byID := make(map[string]shardInfo, len(shards))
