@@ -740,3 +740,61 @@ func TestAFailedSyncAskedForIsTriedAgain(t *testing.T) {
 		require.Empty(t, g.undelivered("s"), "records of the new stream never delivered")
 	})
 }
+
+// A reader whose shard is not found asks the stream's listing whether the
+// shard left it (retention). When the stream itself is deleted meanwhile,
+// the listing fails with ResourceNotFound too: that is the stream missing,
+// waited for like any read the stream's deletion refuses, not an error that
+// ends the consumer (found by the simulation, seed 705198061).
+//
+// The listing is the first of a single-stream table's reader, which asks
+// whether its lease is an earlier stream's (renewRefused); with Streams it
+// is the one that asks whether the shard left the stream (shardGone).
+func TestAShardGoneWhileItsStreamIsDeletedIsWaitedFor(t *testing.T) {
+	for _, multi := range []bool{false, true} {
+		t.Run(fmt.Sprintf("multi=%v", multi), func(t *testing.T) { shardGoneWhileItsStreamIsDeleted(t, multi) })
+	}
+}
+
+func shardGoneWhileItsStreamIsDeleted(t *testing.T, multi bool) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		w := g.consume(g.newWorker("w", func(o *Options) {
+			if multi {
+				o.StreamName, o.Streams = "", []string{"s"}
+			}
+		}))
+		time.Sleep(2 * time.Second)
+		var refused, deleted atomic.Bool
+		kin.SetFault(func(op, stream, shardID string) kinesisfake.Fault {
+			switch {
+			case op == "GetRecords" && refused.CompareAndSwap(false, true):
+				return kinesisfake.Fault{Err: &types.ResourceNotFoundException{Message: aws.String("Shard " + shardID + " in stream s does not exist (test)")}}
+			case op == "ListShards" && refused.Load() && deleted.CompareAndSwap(false, true):
+				if err := kin.DeleteStream("s"); err != nil {
+					t.Errorf("DeleteStream: %v", err)
+				}
+			}
+			return kinesisfake.Fault{}
+		})
+		waitFor(t, 10*time.Second, "the stream is deleted", deleted.Load)
+		time.Sleep(time.Second)
+		kin.CreateStream("s", 1)
+		ctx, stopProducing := context.WithCancel(context.Background())
+		g.produce(ctx, "s", 4, 10*time.Millisecond)
+		time.Sleep(5 * time.Second)
+		stopProducing()
+		time.Sleep(2 * time.Second)
+		select {
+		case <-w.done:
+			t.Fatalf("the consumer stopped: %v", w.c.Err())
+		default:
+		}
+		lost := g.undelivered("s")
+		require.Empty(t, lost[:min(len(lost), 5)], "%d records of the new stream never delivered", len(lost))
+		g.stop()
+	})
+}

@@ -347,30 +347,45 @@ func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard)
 //   - With the stream as it was, a lease of an earlier stream of this name
 //     that kcl did not stamp is replaced (readerEnv.renewRefused).
 //   - Then ResourceNotFound is the shard leaving the stream (shardGone).
+//   - A listing these steps make that the stream's deletion refuses sends
+//     the reader back to waiting for the stream.
 //   - Anything else stops the consumer (readError).
 func (r *shardReader) failed(ctx context.Context, err error) error {
 	if !isResourceNotFound(err) && !isInvalidArgument(err) {
 		return r.readError(ctx, err)
 	}
-	recreated, werr := r.env.waitForStream(ctx, r.h.stream) // on this goroutine; a switch drops this reader's lease
-	switch {
-	case recreated:
-		return nil
-	case werr != nil:
-		return r.readError(ctx, werr)
+	b := newBackOff()
+	for {
+		recreated, werr := r.env.waitForStream(ctx, r.h.stream) // on this goroutine; a switch drops this reader's lease
+		switch {
+		case recreated:
+			return nil
+		case werr != nil:
+			return r.readError(ctx, werr)
+		}
+		// The stream is as this worker knows it: the lease may be an earlier
+		// stream's, whose checkpoint Kinesis refuses (kinesalite with
+		// InvalidArgument, kinesis-local with ResourceNotFound).
+		renewed, rerr := r.env.renewRefused(ctx, r.h)
+		missing := isResourceNotFound(rerr)
+		switch {
+		case renewed:
+			return nil
+		case rerr != nil && !missing:
+			return r.readError(ctx, rerr)
+		case !missing && !isResourceNotFound(err):
+			return r.readError(ctx, err)
+		case !missing:
+			if missing, err = r.shardGone(ctx, err); !missing {
+				return err
+			}
+		}
+		// The stream's listing was refused: it was deleted meanwhile. Wait
+		// for it, as for the read it refused.
+		if !sleep(ctx, b.NextBackOff()) {
+			return nil
+		}
 	}
-	// The stream is as this worker knows it: the lease may be an earlier
-	// stream's, whose checkpoint Kinesis refuses (kinesalite with
-	// InvalidArgument, kinesis-local with ResourceNotFound).
-	if renewed, rerr := r.env.renewRefused(ctx, r.h); renewed {
-		return nil
-	} else if rerr != nil {
-		return r.readError(ctx, rerr)
-	}
-	if isResourceNotFound(err) {
-		return r.shardGone(ctx, err)
-	}
-	return r.readError(ctx, err)
 }
 
 // shardGone handles a ResourceNotFound answer for the shard, whose stream
@@ -378,23 +393,26 @@ func (r *shardReader) failed(ctx context.Context, err error) error {
 // left it (retention): it is finished, and is ended like a closed shard so
 // that its children go on. A listing that still shows the shard is asked
 // again a few times (the shard may be leaving right now) before the error
-// stands.
-func (r *shardReader) shardGone(ctx context.Context, cause error) error {
+// stands. missing says the listing itself was refused: the stream left.
+func (r *shardReader) shardGone(ctx context.Context, cause error) (missing bool, err error) {
 	h := r.h
 	for attempt := 0; ; attempt++ {
 		shards, err := r.env.listShards(ctx, h.stream)
+		if isResourceNotFound(err) {
+			return true, nil
+		}
 		if err != nil {
-			return r.readError(ctx, err)
+			return false, r.readError(ctx, err)
 		}
 		if !slices.ContainsFunc(shards, func(s shardInfo) bool { return s.id == h.shard }) {
 			break
 		}
 		if attempt == 2 || !sleep(ctx, time.Second) {
-			return r.readError(ctx, cause)
+			return false, r.readError(ctx, cause)
 		}
 	}
 	r.log.Warn("kcl: shard no longer in the stream (past retention); treated as ended")
-	return r.endShard(ctx, nil)
+	return false, r.endShard(ctx, nil)
 }
 
 // readError turns an error that stopped a reader into its result: nil when
