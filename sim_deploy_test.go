@@ -304,6 +304,10 @@ func (s *simRun) recreateStream(rng *rand.Rand, down bool) {
 		s.waitBegun()
 	}
 	if down {
+		// No supervisor starts a Process worker again meanwhile: it would
+		// start while the stream is missing.
+		s.proc.restart.Lock()
+		defer s.proc.restart.Unlock()
 		for _, w := range s.live() {
 			if w.isFrozen() {
 				w.crash(false)

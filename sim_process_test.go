@@ -33,8 +33,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -70,10 +70,12 @@ func (c simProcConfig) String() string {
 
 // simProcRun is a run's Process workers and their calls.
 type simProcRun struct {
-	// restart is held by a supervisor's restart and by quietProcess: a
+	// restart is held by a supervisor's restart, by quietProcess and while
+	// a stream is deleted and created again with every worker down: a
 	// worker is started again before the quiet phase, and so stopped with
-	// the others at the end, or not at all.
-	restart sync.Mutex
+	// the others at the end, or not at all. A chanLock: its holder sleeps
+	// in virtual time, which a goroutine waiting on a sync.Mutex would stop.
+	restart chanLock
 
 	// Guarded by simRun.mu.
 	byID  map[string]bool // worker ID -> runs Process: drawn by its first incarnation, kept by later ones
@@ -227,10 +229,19 @@ func (p *simProcWorker) serve(w *simWorker, ctx context.Context) {
 	}
 	s.proc.restart.Lock() // the supervisor
 	defer s.proc.restart.Unlock()
+	// A worker started while a stream it lists is missing ends with an
+	// error, as documented: the supervisor waits for the stream, as one
+	// that retries would.
+	for slices.ContainsFunc(s.sts.names, s.sts.missing) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	s.mu.Lock()
 	quiet := s.proc.quiet
 	s.mu.Unlock()
-	if !quiet {
+	// Nor does it start a second process of the ID (a deploy, or a stream
+	// created again while every worker was down, started it again).
+	live := slices.ContainsFunc(s.live(), func(x *simWorker) bool { return x.id == w.id })
+	if !quiet && !live {
 		s.event("supervisor: start %s again", w.id)
 		s.startWorker(p.seed, w.id)
 	}

@@ -387,6 +387,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
 		windows: map[*ackWindow]int{}, parents: map[string][]string{}, nextName: map[string]int{},
+		proc: simProcRun{restart: newChanLock()},
 	}
 	s.db = newSimDB(s, s.leases, cfg.db, dbr.Uint64())
 	s.kin = kinesisfake.New(kinesisfake.Options{IteratorTTL: cfg.iteratorTTL})
