@@ -479,11 +479,21 @@ func (a *assessment) cannotReceive(claimant, owner string) bool {
 // parent with no lease is taken as done: it was trimmed from the stream.
 func parentsDone(l lease, byShard map[string]lease) bool {
 	for _, p := range l.parents {
-		if pl, ok := byShard[p]; ok && !pl.checkpoint.shardEnd() {
+		if pl, ok := byShard[p]; ok && !parentEnded(l, pl) {
 			return false
 		}
 	}
 	return true
+}
+
+// parentEnded reports whether parent, the lease of a parent of l, says the
+// parent was read to its end. In a single-stream table a lease stamped with
+// another creation time than l's is an earlier stream's of that shard ID
+// (a read that returned it before the sync replaced it): it says nothing of
+// l's parent. An unstamped one (the Java KCL's) is taken as l's stream's.
+func parentEnded(l, parent lease) bool {
+	other := l.streamCreated != 0 && parent.streamCreated != 0 && parent.streamCreated != l.streamCreated
+	return parent.checkpoint.shardEnd() && !other
 }
 
 // shareLease is what the balancer needs to know of one lease that may be

@@ -430,6 +430,23 @@ func TestAssess(t *testing.T) {
 			want: decisions{take: []string{"c2"}},
 		},
 		{
+			// A single-stream table's stream created again reuses shard IDs:
+			// an eventually consistent read may return a parent's lease as
+			// the earlier stream left it (SHARD_END), before the sync
+			// replaced it. It says nothing of the new stream's parent.
+			name: "a child waits for a parent whose lease read is of an earlier stream (stamped earlier); an unstamped one counts",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{
+					{shardID: "p1", checkpoint: at(checkpointShardEnd), streamCreated: 1000},
+					{shardID: "p2", checkpoint: at(checkpointShardEnd)},
+					{shardID: "c1", checkpoint: trim, parents: []string{"p1"}, streamCreated: 2000},
+					{shardID: "c2", checkpoint: trim, parents: []string{"p2"}, streamCreated: 2000},
+				},
+				workers: beats("me"),
+			}}},
+			want: decisions{take: []string{"c2"}},
+		},
+		{
 			name: "a stopping worker is not counted, and its leases are not asked for",
 			passes: []pass{{snap: tableSnapshot{
 				leases: []lease{

@@ -497,7 +497,7 @@ func (k *leaseKeeper) parentsGone(ctx context.Context, l lease, byShard map[stri
 		if err != nil {
 			return false, err
 		}
-		if ok && !pl.checkpoint.shardEnd() {
+		if ok && !parentEnded(l, pl) {
 			c.log.Debug("kcl: a parent the read missed is not ended; the child waits", "shard", l.shardID, "parent", p)
 			return false, nil
 		}
