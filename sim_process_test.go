@@ -321,7 +321,7 @@ func (p *simProcWorker) begin(r Record) (int, simCallPlan) {
 	}
 	key, _, _ := strings.Cut(string(r.Data), ":")
 	s.proc.calls = append(s.proc.calls, simCall{
-		Worker: p.w.name, ID: p.w.id, Window: win, Shard: s.sts.ofRecord(r.StreamARN, r.ShardID), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
+		Worker: p.w.name, ID: p.w.id, Window: win, Shard: s.sts.ofDelivery(r.StreamARN, r.ShardID, string(r.Data)), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
 		Data: string(r.Data), Key: key, Start: simMoment{at, step}, Ignore: plan.ignore,
 	})
 	i := len(s.proc.calls) - 1
