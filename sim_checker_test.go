@@ -690,6 +690,13 @@ func TestSimCheckerProcess(t *testing.T) {
 		{"exclusion: one worker runs two calls of a key at once", func(l *simLog) {
 			l.Calls = append(l.Calls, call("w1#1", 1, p1, 110, 115, callOK))
 		}, "exclusion:"},
+		{"twins (two processes of one WorkerID) run calls of a key at once", func(l *simLog) {
+			l.Calls = append(l.Calls, call("w1#2", 4, p1, 110, 115, callOK))
+			l.Twinned = map[string]bool{"w1#1": true, "w1#2": true}
+		}, ""},
+		{"exclusion: two processes of one WorkerID that did not run at once as twins", func(l *simLog) {
+			l.Calls = append(l.Calls, call("w1#2", 4, p1, 110, 115, callOK))
+		}, "exclusion:"},
 		{"a worker's own hand-off whose reply was lost: its call's context ends once it learns, within the bound", handOff(365), ""},
 		{"exclusion: a worker's own hand-off, its call's context live beyond the bound", handOff(545), "exclusion:"},
 		{"a worker that does not know yet that it handed its lease off starts a call beside the new owner's, within the bound", func(l *simLog) {
