@@ -8,6 +8,7 @@ package kcl
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -797,4 +798,53 @@ func shardGoneWhileItsStreamIsDeleted(t *testing.T, multi bool) {
 		require.Empty(t, lost[:min(len(lost), 5)], "%d records of the new stream never delivered", len(lost))
 		g.stop()
 	})
+}
+
+// The Java KCL deletes a parent's lease once every child started. A sync's
+// read may return a child's lease as it was before it started (an
+// eventually consistent read, or a page read before it moved) and the
+// parent's as deleted: an unstarted child says nothing of its parent, but
+// the parent was read to its end all the same. The sync confirms with a
+// consistent read of the child before it makes the parent a lease again,
+// which would read it all again.
+func TestASyncConfirmsAChildUnstartedInItsReadBeforeRecreatingItsParent(t *testing.T) {
+	ctx := context.Background()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, InitialPosition: TrimHorizon, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	require.NoError(t, kin.SplitShard("s", "shardId-000000000000", "170141183460469231731687303715884105728"))
+	require.NoError(t, c.syncShards(ctx, starting, nil))
+	_, seq, err := kin.PutRecord("s", "k", []byte("x"))
+	require.NoError(t, err)
+	children := []string{"shardId-000000000001", "shardId-000000000002"}
+	for _, id := range children {
+		l, ok, err := c.table.read(ctx, id)
+		require.NoError(t, err)
+		require.True(t, ok)
+		l, err = c.table.take(ctx, l, writer{id: "me"})
+		require.NoError(t, err)
+		_, err = c.table.checkpoint(ctx, l, checkpoint{seq: seq}, "", writer{id: "me"})
+		require.NoError(t, err)
+	}
+	parent, _, err := c.table.read(ctx, "shardId-000000000000")
+	require.NoError(t, err)
+	require.NoError(t, c.table.remove(ctx, parent)) // the Java KCL's cleanup
+
+	hooked := &hookTable{inner: c.table}
+	hooked.set(func(t *hookTable) {
+		t.onList = func(snap *tableSnapshot) { // the children as they were before they started
+			for i, l := range snap.leases {
+				if slices.Contains(children, l.shardID) {
+					snap.leases[i].checkpoint = checkpoint{seq: checkpointTrimHorizon}
+				}
+			}
+		}
+	})
+	c.table = hooked
+	require.NoError(t, c.syncShards(ctx, running, nil))
+	_, found, err := c.table.read(ctx, "shardId-000000000000")
+	require.NoError(t, err)
+	require.False(t, found, "the parent, read to its end, gets no lease again")
 }

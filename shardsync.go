@@ -277,6 +277,9 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	s.setShards(byID)
 
 	descends := descendsFromLeased(shards, leased, unread, read)
+	if err := c.confirmUnstarted(ctx, s, shards, leased, begun); err != nil {
+		return false, err
+	}
 	done := ancestorsOfLeased(shards, leased, begun)
 	hasChild := map[string]bool{} // listed shards with a listed child
 	for _, sh := range shards {
@@ -415,6 +418,41 @@ func withChildren(shards, extra []shardInfo, leased map[string]bool) []shardInfo
 		shards = parentsFirst(shards)
 	}
 	return shards
+}
+
+// confirmUnstarted reads again, consistently, each leased shard of s that
+// the sync's read found not started (begun) and that has a listed ancestor
+// without a lease, and marks it begun if it has started since. The Java
+// KCL deletes a parent's lease once every child started, and a read may
+// return a child's lease from before it started beside its parent's
+// deleted (each item of a Scan is read at its own moment): the parent
+// would get a lease again and be read all over (ancestorsOfLeased).
+func (c *Consumer) confirmUnstarted(ctx context.Context, s *kstream, shards []shardInfo, leased, begun map[string]bool) error {
+	parents := make(map[string][]string, len(shards))
+	for _, sh := range shards {
+		parents[sh.id] = sh.parents
+	}
+	var unleasedAncestor func(id string, depth int) bool
+	unleasedAncestor = func(id string, depth int) bool {
+		for _, p := range parents[id] {
+			if _, listed := parents[p]; listed && !leased[p] || depth < len(shards) && unleasedAncestor(p, depth+1) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, sh := range shards {
+		if !leased[sh.id] || begun[sh.id] || !unleasedAncestor(sh.id, 0) {
+			continue
+		}
+		l, ok, err := c.table.read(ctx, leaseKey(s.id, sh.id))
+		if err != nil {
+			return fmt.Errorf("lease table %q: reading lease %q: %w", c.table.name(), leaseKey(s.id, sh.id), err)
+		}
+		ours := l.streamCreated == 0 || s.created.IsZero() || l.streamCreated == s.created.UnixMilli() // not an earlier stream's
+		begun[sh.id] = ok && ours && started(l)
+	}
+	return nil
 }
 
 // ancestorsOfLeased returns the listed shards without a lease of which a
