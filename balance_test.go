@@ -503,6 +503,17 @@ func TestAssess(t *testing.T) {
 			want: decisions{release: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me"}}}},
 		},
 		{
+			// A kcl worker handed the lease to this one (it wrote the owner)
+			// before a deploy removed the stream from this worker: nobody
+			// reads it, and no other worker takes it while this one lives.
+			name: "several streams: a lease another kcl worker handed to this one, of a stream it does not read, is released",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), writer: writer{id: "b"}}},
+				workers: beats("me"),
+			}, settled: true, streams: []string{"1:orders:7"}}},
+			want: decisions{release: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), writer: writer{id: "b"}}}},
+		},
+		{
 			name: "several streams: ... but not one the Java KCL wrote, which a Java worker takes when its counter stands still",
 			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5")}},
