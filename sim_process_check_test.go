@@ -140,9 +140,15 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 	spins := map[spinKey]int{}
 	byKey := map[string][]int{}
 	for i, c := range l.Calls {
-		byKey[c.Key] = append(byKey[c.Key], i)
 		spins[spinKey{c.Worker, c.Data, c.Start.at}]++
 		p, ok := written[c.Data]
+		// The key as written: of its stream's incarnation (a stream created
+		// again under its name is another stream, with keys of its own).
+		if ok {
+			byKey[p.Key] = append(byKey[p.Key], i)
+		} else {
+			byKey[c.Key] = append(byKey[c.Key], i)
+		}
 		switch {
 		case !ok:
 			rep.violate("phantom: %q handled by %s, never written", c.Data, c.Worker)
