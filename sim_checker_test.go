@@ -586,6 +586,11 @@ func TestSimCheckerIncarnations(t *testing.T) {
 				{"the new incarnation read on the old one's lease", func(l *simLog) {
 					l.Writes[1] = take(450, created0, "w2") // the lease w2 took is of the first incarnation
 				}, "lease:"},
+				{"the new incarnation read on the old one's lease, as the simulation flags it (class d), beside its own", func(l *simLog) {
+					d := del("w1#1", 1, 2, p3, 520)
+					d.OldLease = true
+					l.Deliveries = append(l.Deliveries, d)
+				}, ""},
 				{"a record of the new incarnation lost", func(l *simLog) {
 					l.Deliveries = l.Deliveries[:2]
 					l.Deliveries = append(l.Deliveries, del("w1#1", 1, 1, p2, 600))

@@ -33,6 +33,9 @@ type simCall struct {
 	CtxEnd simMoment
 	Result string        // one of the call results below
 	Ignore time.Duration // how long it runs on once its context ends; 0: it returns at once
+	// OldLease: a record of a stream created again, read on the lease of
+	// the old one's shard of that ID (simDelivery.OldLease).
+	OldLease bool
 }
 
 // Call results.

@@ -314,15 +314,12 @@ func (p *simProcWorker) begin(r Record) (int, simCallPlan) {
 	if p.deadAt.step != 0 {
 		return -1, plan
 	}
-	win, ok := s.windows[r.chunk.window]
-	if !ok {
-		win = len(s.windows) + 1
-		s.windows[r.chunk.window] = win
-	}
+	shard := s.sts.ofDelivery(r.StreamARN, r.ShardID, string(r.Data))
+	win, oldLease := s.windowLocked(p.w, r, shard)
 	key, _, _ := strings.Cut(string(r.Data), ":")
 	s.proc.calls = append(s.proc.calls, simCall{
-		Worker: p.w.name, ID: p.w.id, Window: win, Shard: s.sts.ofDelivery(r.StreamARN, r.ShardID, string(r.Data)), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
-		Data: string(r.Data), Key: key, Start: simMoment{at, step}, Ignore: plan.ignore,
+		Worker: p.w.name, ID: p.w.id, Window: win, Shard: shard, Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
+		Data: string(r.Data), Key: key, Start: simMoment{at, step}, Ignore: plan.ignore, OldLease: oldLease,
 	})
 	i := len(s.proc.calls) - 1
 	p.last[string(r.Data)] = i

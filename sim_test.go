@@ -359,6 +359,7 @@ type simRun struct {
 	mu         sync.Mutex
 	deliveries []simDelivery
 	windows    map[*ackWindow]int
+	winLease   map[*ackWindow]string // the shard of the lease a window came from, named as simPut.Shard; "": unknown
 	writes     []simWrite
 	outages    []simOutage
 	stops      []simStop
@@ -386,7 +387,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
-		windows: map[*ackWindow]int{}, parents: map[string][]string{}, nextName: map[string]int{},
+		windows: map[*ackWindow]int{}, winLease: map[*ackWindow]string{}, parents: map[string][]string{}, nextName: map[string]int{},
 		proc: simProcRun{restart: newChanLock()},
 	}
 	s.db = newSimDB(s, s.leases, cfg.db, dbr.Uint64())
@@ -1128,20 +1129,39 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 	return w
 }
 
-// deliver logs a record received by w.
-func (s *simRun) deliver(w *simWorker, r Record, index int) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// windowLocked returns the number of the lease acquisition (ack window) r
+// came from, numbering it at its first record, and whether r is of another
+// shard than that lease's: a stream created again under its name, read on
+// the old stream's lease by a worker that has not noticed yet (README's
+// Known limits). run.mu held.
+func (s *simRun) windowLocked(w *simWorker, r Record, shard string) (win int, oldLease bool) {
 	win, ok := s.windows[r.chunk.window]
 	if !ok {
 		win = len(s.windows) + 1
 		s.windows[r.chunk.window] = win
+		for _, h := range w.c.held.list() {
+			if h.window == r.chunk.window {
+				h.mu.Lock()
+				s.winLease[r.chunk.window] = s.sts.ofLease(h.lease.shardID, h.lease.streamCreated)
+				h.mu.Unlock()
+			}
+		}
 	}
+	lease := s.winLease[r.chunk.window]
+	return win, lease != "" && lease != shard
+}
+
+// deliver logs a record received by w.
+func (s *simRun) deliver(w *simWorker, r Record, index int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	shard := s.sts.ofDelivery(r.StreamARN, r.ShardID, string(r.Data))
+	win, oldLease := s.windowLocked(w, r, shard)
 	key, _, _ := strings.Cut(string(r.Data), ":")
 	at, step := s.now()
 	s.deliveries = append(s.deliveries, simDelivery{
-		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: s.sts.ofDelivery(r.StreamARN, r.ShardID, string(r.Data)), Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
-		Data: string(r.Data), Key: key, At: at, Step: step,
+		Worker: w.name, ID: w.id, Window: win, Index: index, Shard: shard, Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
+		Data: string(r.Data), Key: key, At: at, Step: step, OldLease: oldLease,
 	})
 	if key != r.PartitionKey {
 		s.t.Errorf("record %q has partition key %q", r.Data, r.PartitionKey)
