@@ -1140,15 +1140,17 @@ func (s *simRun) windowLocked(w *simWorker, r Record, shard string) (win int, ol
 		win = len(s.windows) + 1
 		s.windows[r.chunk.window] = win
 		for _, h := range w.c.held.list() {
-			if h.window == r.chunk.window {
-				h.mu.Lock()
-				s.winLease[r.chunk.window] = s.sts.ofLease(h.lease.shardID, h.lease.streamCreated)
-				h.mu.Unlock()
+			if h.window == r.chunk.window { // its lease key and stream are immutable: h.mu is not needed
+				var stamp int64 // what kcl stamps a single-stream table's leases with
+				if h.stream.id == "" && !h.stream.created.IsZero() {
+					stamp = h.stream.created.UnixMilli()
+				}
+				s.winLease[r.chunk.window] = s.sts.ofLease(h.shardID, stamp)
 			}
 		}
 	}
 	lease := s.winLease[r.chunk.window]
-	return win, lease != "" && lease != shard
+	return win, lease != "" && !strings.HasPrefix(lease, "unknown") && lease != shard
 }
 
 // deliver logs a record received by w.
