@@ -1140,12 +1140,17 @@ func (s *simRun) windowLocked(w *simWorker, r Record, shard string) (win int, ol
 		win = len(s.windows) + 1
 		s.windows[r.chunk.window] = win
 		for _, h := range w.c.held.list() {
-			if h.window == r.chunk.window { // its lease key and stream are immutable: h.mu is not needed
-				var stamp int64 // what kcl stamps a single-stream table's leases with
-				if h.stream.id == "" && !h.stream.created.IsZero() {
-					stamp = h.stream.created.UnixMilli()
-				}
-				s.winLease[r.chunk.window] = s.sts.ofLease(h.shardID, stamp)
+			if h.window != r.chunk.window {
+				continue
+			}
+			// The lease's stamp (a single-stream table), under h.mu if it is
+			// free now: waiting for it under run.mu would deadlock with a
+			// write that logs under run.mu. Busy: the lease stays unknown.
+			select {
+			case h.mu <- struct{}{}:
+				s.winLease[r.chunk.window] = s.sts.ofLease(h.shardID, h.lease.streamCreated)
+				h.mu.Unlock()
+			default:
 			}
 		}
 	}
