@@ -51,7 +51,7 @@ type decisions struct {
 	lost     []string          // held leases the table gives to another worker
 	handoffs map[string]string // held shard -> live claimant to hand it to
 	pass     []lease           // owned by an earlier run of this worker ID, not read here, asked for: pass to the claimant
-	release  []lease           // owned by this worker ID and last written by kcl, of a stream this worker does not read: give back
+	release  []lease           // owned by an earlier run of this worker ID, of a stream this worker does not read: give back
 	replace  []lease           // of an earlier stream of this name (single-stream), read by nobody: replace by the stream's own
 	unclaim  []lease           // owned by this worker, claimed by a worker that is gone, stopping or the owner
 	take     []string
@@ -383,14 +383,20 @@ func (a *assessment) replaceStale(l lease, held, ownerBeats, leaseFresh bool) {
 // read them (planTakes).
 func (a *assessment) shareOthers(l lease, stream string, ownerBeats, leaseFresh bool) {
 	owner := l.owner
-	if owner == a.in.me && l.writer.id != "" && a.in.settled && l.checkpointOwner == "" {
-		// Owned by this worker ID and last written by kcl: an earlier run
-		// of this ID, which read the stream, or a kcl worker that handed
-		// the lease to this one (before a deploy removed the stream from
-		// it). Nobody reads it, and no kcl worker may take it while this
-		// worker lives. It is given back, fenced on its counter. One the
-		// Java KCL wrote is left alone: a Java worker takes it once its
-		// counter stands still.
+	mine := owner == a.in.me && a.in.settled && l.checkpointOwner == ""
+	switch {
+	case mine && l.handoffTo != "" && !a.cannotReceive(l.handoffTo, owner):
+		// Owned by this worker ID (an earlier run, or a worker that handed
+		// it to this one before a deploy removed the stream from it), and
+		// asked for by a worker that reads it: nothing of it is delivered
+		// here, so it goes to the claimant.
+		a.d.pass = append(a.d.pass, l)
+	case mine && l.writer.id == a.in.me:
+		// Owned and last written by an earlier kcl run of this worker ID,
+		// which read the stream: nobody reads it, and no kcl worker may
+		// take it while this worker lives. It is given back, fenced on its
+		// counter. One the Java KCL wrote is left alone: a Java worker
+		// takes it once its counter stands still.
 		a.d.release = append(a.d.release, l)
 	}
 	if owner == a.in.me || a.ownerExpired(l, ownerBeats, leaseFresh) {

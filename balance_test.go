@@ -503,15 +503,16 @@ func TestAssess(t *testing.T) {
 			want: decisions{release: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me"}}}},
 		},
 		{
-			// A kcl worker handed the lease to this one (it wrote the owner)
-			// before a deploy removed the stream from this worker: nobody
-			// reads it, and no other worker takes it while this one lives.
-			name: "several streams: a lease another kcl worker handed to this one, of a stream it does not read, is released",
+			// A kcl worker handed the lease to this one (a hand-off write
+			// leaves no writer mark) before a deploy removed the stream from
+			// this worker: it never reads it, and no other worker takes it
+			// from a live owner. A worker that reads the stream asks for it.
+			name: "several streams: a lease of a stream this worker does not read, asked for by one that reads it, is passed on",
 			passes: []pass{{snap: tableSnapshot{
-				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), writer: writer{id: "b"}}},
-				workers: beats("me"),
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), handoffTo: "b"}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:payments:8"}}},
 			}, settled: true, streams: []string{"1:orders:7"}}},
-			want: decisions{release: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), writer: writer{id: "b"}}}},
+			want: decisions{pass: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), handoffTo: "b"}}},
 		},
 		{
 			name: "several streams: ... but not one the Java KCL wrote, which a Java worker takes when its counter stands still",
