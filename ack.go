@@ -196,6 +196,7 @@ func (w *ackWindow) stats() (acked checkpoint, unacked int, records, bytes int64
 // where it is.
 func (w *ackWindow) close() {
 	w.mu.Lock()
+	w.advance() // the acks so far count: the prefix stops where they end
 	if !w.closed {
 		close(w.ended)
 	}

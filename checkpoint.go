@@ -42,13 +42,14 @@ func (c checkpoint) shardEnd() bool { return c.seq == checkpointShardEnd }
 //
 //   - next is this worker's ID: it keeps the lease; "" releases it; another
 //     worker's ID hands it over. A write that passes the lease on closes
-//     h's ack window first: the prefix it writes is the one acked then. Once
-//     passed on, h is forgotten.
+//     h's ack window first (unless ctx is over): the prefix it writes is
+//     the one acked by then. Once passed on, h is forgotten.
 //   - This is the one place a checkpoint of a held lease is written: by the
 //     periodic flush, the fence after a late heartbeat, at shard end, on
 //     hand-off and on shutdown.
 //   - Transient errors are retried until ctx ends. Each attempt
-//     (checkpointOnce) writes the prefix as it is then, read under the
+//     (checkpointOnce) writes the prefix as it is then (as it was at the
+//     close, for a write that passes the lease on), read under the
 //     lease's lock, so no write ever moves the checkpoint back behind one
 //     written before it.
 //   - A lost lease is forgotten (heldSet.forgetLost).
@@ -58,7 +59,7 @@ func (c checkpoint) shardEnd() bool { return c.seq == checkpointShardEnd }
 func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next string, shardEnd bool) (checkpoint, int, error) {
 	var cp checkpoint
 	var unacked int
-	if next != c.opts.WorkerID {
+	if next != c.opts.WorkerID && ctx.Err() == nil {
 		// Passing the lease on: its records' acks stop counting, and
 		// Process ends its handler contexts and starts no more calls of it,
 		// before the write is sent. A lost reply would leave them live
@@ -77,7 +78,7 @@ func (c *Consumer) writeCheckpoint(ctx context.Context, h *heldLease, next strin
 		return cp, unacked, err
 	}
 	c.log.Debug("kcl: checkpoint written", "shard", h.shardID, "checkpoint", cp.seq, "sub", cp.sub, "owner", next)
-	if next != c.opts.WorkerID {
+	if next != c.opts.WorkerID && ctx.Err() == nil {
 		h.markGone()
 		c.held.forget(h)
 	}

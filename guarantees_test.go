@@ -848,3 +848,42 @@ func TestASyncConfirmsAChildUnstartedInItsReadBeforeRecreatingItsParent(t *testi
 	require.NoError(t, err)
 	require.False(t, found, "the parent, read to its end, gets no lease again")
 }
+
+// A reader whose shard is not found, and whose stream's listing is then
+// refused once (a deletion in progress that did not last, or a listing
+// behind a describe), lists it again with the read's own error at hand:
+// if the shard is still listed, that error is what stops the consumer, not
+// an empty one (found by a review).
+func TestAShardGoneKeepsItsErrorAcrossARefusedListing(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		w := g.consume(g.newWorker("w", func(o *Options) { o.StreamName, o.Streams = "", []string{"s"} }))
+		time.Sleep(2 * time.Second)
+		var refused, listRefused atomic.Bool
+		kin.SetFault(func(op, stream, shardID string) kinesisfake.Fault {
+			switch {
+			case op == "GetRecords" || op == "GetShardIterator":
+				if refused.Load() || refused.CompareAndSwap(false, true) {
+					return kinesisfake.Fault{Err: &types.ResourceNotFoundException{Message: aws.String("Shard " + shardID + " in stream s does not exist (test)")}}
+				}
+			case op == "ListShards" && refused.Load() && listRefused.CompareAndSwap(false, true):
+				return kinesisfake.Fault{Err: &types.ResourceNotFoundException{Message: aws.String("Stream s not found (test)")}}
+			}
+			return kinesisfake.Fault{}
+		})
+		waitFor(t, 30*time.Second, "the consumer stops", func() bool {
+			select {
+			case <-w.done:
+				return true
+			default:
+				return false
+			}
+		})
+		var notFound *types.ResourceNotFoundException
+		require.ErrorAs(t, w.c.Err(), &notFound, "the read's own error")
+		g.stop()
+	})
+}

@@ -290,10 +290,11 @@ func oldIncarnation(l lease, created time.Time, sh shardInfo, listed bool) bool 
 	return sh.startSeq != "" && seqBefore(cp.seq, sh.startSeq)
 }
 
-// otherIncarnation returns the identifier of another incarnation of
-// multi-stream s (a stream of its account and name created at another
-// time) whose leases the table holds, "" if none, and whether it holds
-// leases of s too. Whether s has leases of its own does not change what the
+// otherIncarnation returns the identifier of an earlier incarnation of
+// multi-stream s (a stream of its account and name created before it)
+// whose leases the table holds, "" if none, and whether it holds leases of
+// s too. A later one's leases say this worker's knowledge of s is stale
+// (newerIncarnation): they make nothing here start from TRIM_HORIZON. Whether s has leases of its own does not change what the
 // other's say: a sync after another worker's first one of s, which created
 // some of its leases and failed, creates the rest as that one would have.
 func otherIncarnation(s *kstream, leases []lease) (other string, own bool) {
@@ -306,7 +307,7 @@ func otherIncarnation(s *kstream, leases []lease) (other string, own bool) {
 		switch {
 		case id == s.id:
 			own = true
-		case strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":"):
+		case strings.HasPrefix(id, prefix) && !strings.Contains(id[len(prefix):], ":") && epochBefore(id[len(prefix):], s.id[len(prefix):]):
 			other = id
 		}
 	}
@@ -359,4 +360,12 @@ func seqBefore(a, b string) bool {
 		return len(a) < len(b)
 	}
 	return a < b
+}
+
+// epochBefore reports whether creation epoch a (seconds, as a stream
+// identifier holds it) is before b; false if either is not a number.
+func epochBefore(a, b string) bool {
+	x, errA := strconv.ParseInt(a, 10, 64)
+	y, errB := strconv.ParseInt(b, 10, 64)
+	return errA == nil && errB == nil && x < y
 }

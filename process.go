@@ -121,8 +121,9 @@ type processor struct {
 	newBackOff func() *backoff.ExponentialBackOff // immutable: kcl's policy; tests lengthen it
 
 	// The handler contexts, one per ack window (a shard under one lease):
-	// each ends when its window closes. A watcher goroutine per window
-	// cancels it and reports the window on windowClosed.
+	// each ends when its window closes (the window's close cancels it,
+	// afterClose). A watcher goroutine per window reports the window on
+	// windowClosed.
 	windows      map[*ackWindow]context.Context
 	windowClosed chan *ackWindow
 	watchers     sync.WaitGroup

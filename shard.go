@@ -376,8 +376,8 @@ func (r *shardReader) failed(ctx context.Context, err error) error {
 		case !missing && !isResourceNotFound(err):
 			return r.readError(ctx, err)
 		case !missing:
-			if missing, err = r.shardGone(ctx, err); !missing {
-				return err
+			if gone, gerr := r.shardGone(ctx, err); !gone {
+				return gerr
 			}
 		}
 		// The stream's listing was refused: it was deleted meanwhile. Wait
@@ -442,6 +442,9 @@ func (r *shardReader) finishHandoff(ctx context.Context) {
 	wait, cancel := context.WithTimeout(ctx, r.env.opts.shutdownTimeout)
 	h.window.waitBelow(wait, 1)
 	cancel()
+	if ctx.Err() != nil {
+		return // shutdown (its release writes the lease) or the lease lost
+	}
 	if acked, unacked, err := r.env.handOff(ctx, h, to); err == nil {
 		r.env.log.Info("kcl: lease handed off", "shard", h.shardID, "to", to, "checkpoint", acked.seq, "unacked_dropped", unacked)
 	}

@@ -428,21 +428,24 @@ func withChildren(shards, extra []shardInfo, leased map[string]bool) []shardInfo
 // deleted (each item of a Scan is read at its own moment): the parent
 // would get a lease again and be read all over (ancestorsOfLeased).
 func (c *Consumer) confirmUnstarted(ctx context.Context, s *kstream, shards []shardInfo, leased, begun map[string]bool) error {
-	parents := make(map[string][]string, len(shards))
+	// unleasedAncestor: a listed ancestor without a lease, worked out in one
+	// parents-first pass (a walk of every path would grow exponentially
+	// with splits and merges).
+	listed := make(map[string]bool, len(shards))
 	for _, sh := range shards {
-		parents[sh.id] = sh.parents
+		listed[sh.id] = true
 	}
-	var unleasedAncestor func(id string, depth int) bool
-	unleasedAncestor = func(id string, depth int) bool {
-		for _, p := range parents[id] {
-			if _, listed := parents[p]; listed && !leased[p] || depth < len(shards) && unleasedAncestor(p, depth+1) {
-				return true
+	unleasedAncestor := make(map[string]bool, len(shards))
+	ordered := parentsFirst(shards)
+	for _, sh := range ordered {
+		for _, p := range sh.parents {
+			if listed[p] && (!leased[p] || unleasedAncestor[p]) {
+				unleasedAncestor[sh.id] = true
 			}
 		}
-		return false
 	}
-	for _, sh := range shards {
-		if !leased[sh.id] || begun[sh.id] || !unleasedAncestor(sh.id, 0) {
+	for _, sh := range ordered {
+		if !leased[sh.id] || begun[sh.id] || !unleasedAncestor[sh.id] {
 			continue
 		}
 		l, ok, err := c.table.read(ctx, leaseKey(s.id, sh.id))

@@ -346,6 +346,9 @@ func (c *Consumer) waitAcked(timeout time.Duration) {
 	for {
 		pending := 0
 		for _, h := range c.held.list() {
+			if windowClosed(h.window) {
+				continue // passed on, or being passed on: its acks no longer count
+			}
 			_, n := h.window.state()
 			pending += n
 		}
