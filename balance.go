@@ -602,6 +602,16 @@ func planTakes(me string, workers []string, reads func(w, stream string) bool, l
 		take = append(take, l.shardID)
 		load[me]++
 	}
+	// A lease whose live owner does not read its stream (a deploy removed
+	// it there after the lease was handed to it) is asked for whatever the
+	// shares: its owner never reads it, and passes it on when asked.
+	for _, l := range leases {
+		if !l.others && l.claimable && l.claimant == "" && l.owner != "" && l.owner != me && !reads(l.owner, l.stream) && (max == 0 || load[me] < max) {
+			claim = append(claim, l.shardID)
+			load[l.owner]--
+			load[me]++
+		}
+	}
 	excess := func(w string) float64 { return float64(load[w]) - share[w] }
 	for load[me] < mine {
 		claimable := func(l shareLease) bool {

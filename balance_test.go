@@ -121,6 +121,13 @@ func TestPlanTakesPerStream(t *testing.T) {
 		assert.Equal(t, []string{"s1-0"}, take)
 		assert.Empty(t, claim)
 	})
+	t.Run("a lease whose live owner does not read its stream is asked for whatever the shares", func(t *testing.T) {
+		// b reads only s1 (a deploy removed s2 from it) but owns an s2
+		// lease, handed to it just before; me has its share already.
+		take, claim := planTakes("me", []string{"me", "b"}, reads, leases("s1/b", "s1/me", "s2/me", "s2/b"), 0)
+		assert.Empty(t, take)
+		assert.Equal(t, []string{"s2-3"}, claim)
+	})
 	t.Run("a settled assignment is left alone", func(t *testing.T) {
 		for _, w := range []string{"me", "b"} {
 			take, claim := planTakes(w, []string{"me", "b"}, reads, leases("s1/b", "s1/me", "s2/me", "s2/me", "s2/me", "s2/me"), 0)
@@ -483,8 +490,9 @@ func TestAssess(t *testing.T) {
 		},
 		{
 			// Its heartbeat may lag the streams it reads (a stream created
-			// again, a deploy): the owner gives the lease back itself.
-			name: "several streams: a lease whose live owner does not read its stream (a deploy removed it) is not taken from it",
+			// again, a deploy): the lease is not taken from it, but asked
+			// for, whatever the shares; a hand-off waits for its acks.
+			name: "several streams: a lease whose live owner does not read its stream (a deploy removed it) is asked for, not taken",
 			passes: []pass{{snap: tableSnapshot{
 				leases: []lease{
 					{shardID: "1:orders:7:s1", owner: "b", counter: 1, checkpoint: trim},
@@ -492,7 +500,7 @@ func TestAssess(t *testing.T) {
 				},
 				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:orders:7"}}},
 			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
-			want: decisions{claim: []string{"1:orders:7:s1"}},
+			want: decisions{claim: []string{"1:payments:8:s1"}},
 		},
 		{
 			name: "several streams: this worker's lease of a stream it does not read (an earlier run's) is released",
