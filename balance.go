@@ -383,7 +383,9 @@ func (a *assessment) replaceStale(l lease, held, ownerBeats, leaseFresh bool) {
 // read them (planTakes).
 func (a *assessment) shareOthers(l lease, stream string, ownerBeats, leaseFresh bool) {
 	owner := l.owner
-	mine := owner == a.in.me && a.in.settled && l.checkpointOwner == ""
+	// Not one this worker still reads: an old stream's lease held until
+	// the switch to its new incarnation forgets it (switchIncarnation).
+	mine := owner == a.in.me && a.in.settled && l.checkpointOwner == "" && !a.in.held[l.shardID]
 	switch {
 	case mine && l.handoffTo != "" && !a.cannotReceive(l.handoffTo, owner):
 		// Owned by this worker ID (an earlier run, or a worker that handed

@@ -523,6 +523,15 @@ func TestAssess(t *testing.T) {
 			want: decisions{pass: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), handoffTo: "b"}}},
 		},
 		{
+			// A stream created again: the old one's lease is still held
+			// (its reader delivers) until the switch forgets it.
+			name: "several streams: a lease of a stream this worker no longer lists but still holds is neither released nor passed on",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me"}, handoffTo: "b"}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:payments:8"}}},
+			}, settled: true, streams: []string{"1:orders:7"}, held: []string{"1:payments:8:s1"}}},
+		},
+		{
 			name: "several streams: ... but not one the Java KCL wrote, which a Java worker takes when its counter stands still",
 			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5")}},
