@@ -681,17 +681,7 @@ func TestARefusedCheckpointOfAnEarlierStreamIsReplaced(t *testing.T) {
 		require.NoError(t, err)
 		w := g.newWorker("w", nil)
 		g.consume(w)
-		ctx, stopProducing := context.WithCancel(context.Background())
-		g.produce(ctx, "s", 4, 10*time.Millisecond)
-		time.Sleep(4 * time.Second)
-		stopProducing()
-		time.Sleep(2 * time.Second)
-		select {
-		case <-w.done:
-			t.Fatalf("the consumer stopped: %v", w.c.Err())
-		default:
-		}
-		require.Empty(t, g.undelivered("s"), "records of the new stream never delivered")
+		g.produceAndRequireRead(t, w, "s", 4*time.Second, func() string { return "the new stream's" })
 		g.stop()
 	})
 }
@@ -784,18 +774,7 @@ func shardGoneWhileItsStreamIsDeleted(t *testing.T, multi bool) {
 		waitFor(t, 10*time.Second, "the stream is deleted", deleted.Load)
 		time.Sleep(time.Second)
 		kin.CreateStream("s", 1)
-		ctx, stopProducing := context.WithCancel(context.Background())
-		g.produce(ctx, "s", 4, 10*time.Millisecond)
-		time.Sleep(5 * time.Second)
-		stopProducing()
-		time.Sleep(2 * time.Second)
-		select {
-		case <-w.done:
-			t.Fatalf("the consumer stopped: %v", w.c.Err())
-		default:
-		}
-		lost := g.undelivered("s")
-		require.Empty(t, lost[:min(len(lost), 5)], "%d records of the new stream never delivered", len(lost))
+		g.produceAndRequireRead(t, w, "s", 5*time.Second, func() string { return "the new stream's" })
 		g.stop()
 	})
 }
@@ -874,14 +853,7 @@ func TestAShardGoneKeepsItsErrorAcrossARefusedListing(t *testing.T) {
 			}
 			return kinesisfake.Fault{}
 		})
-		waitFor(t, 30*time.Second, "the consumer stops", func() bool {
-			select {
-			case <-w.done:
-				return true
-			default:
-				return false
-			}
-		})
+		waitFor(t, 30*time.Second, "the consumer stops", w.stopped)
 		var notFound *types.ResourceNotFoundException
 		require.ErrorAs(t, w.c.Err(), &notFound, "the read's own error")
 		g.stop()

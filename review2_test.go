@@ -54,18 +54,7 @@ func TestReview2AnUnstampedEndedLeaseOfADeadOwnerIsReplaced(t *testing.T) {
 		_, err = g.table.take(context.Background(), old, writer{id: "java-worker"})
 		require.NoError(t, err)
 		w := g.consume(g.newWorker("w", nil))
-		ctx, stopProducing := context.WithCancel(context.Background())
-		g.produce(ctx, "s", 4, 10*time.Millisecond)
-		time.Sleep(5 * time.Second)
-		stopProducing()
-		time.Sleep(2 * time.Second)
-		select {
-		case <-w.done:
-			t.Fatalf("the consumer stopped: %v", w.c.Err())
-		default:
-		}
-		lost := g.undelivered("s")
-		require.Empty(t, lost[:min(len(lost), 5)], "%d records of the new stream never delivered; the lease: %+v", len(lost), g.leaseOf(shard0))
+		g.produceAndRequireRead(t, w, "s", 5*time.Second, func() string { return fmt.Sprintf("the lease: %+v", g.leaseOf(shard0)) })
 		g.stop()
 	})
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/kclgo/kcl/internal/kinesisfake"
 )
 
@@ -384,6 +386,34 @@ func (g *schedGroup) produce(ctx context.Context, stream string, keys int, inter
 			}
 		}
 	}()
+}
+
+// produceAndRequireRead has producers write to stream for d, waits two
+// seconds more, and fails t unless w still runs and every record of
+// stream (not trimmed) was delivered; what says more of the state, in the
+// failure message.
+func (g *schedGroup) produceAndRequireRead(t *testing.T, w *schedWorker, stream string, d time.Duration, what func() string) {
+	t.Helper()
+	ctx, stopProducing := context.WithCancel(context.Background())
+	g.produce(ctx, stream, 4, 10*time.Millisecond)
+	time.Sleep(d)
+	stopProducing()
+	time.Sleep(2 * time.Second)
+	if w.stopped() {
+		t.Fatalf("the consumer stopped: %v", w.c.Err())
+	}
+	lost := g.undelivered(stream)
+	require.Empty(t, lost[:min(len(lost), 5)], "%d records of %s never delivered; %s", len(lost), stream, what())
+}
+
+// stopped reports whether w's loop (or its Process) has ended.
+func (w *schedWorker) stopped() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // undelivered returns the records of stream, not trimmed, that no worker
