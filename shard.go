@@ -50,10 +50,12 @@ type readerEnv struct {
 	//
 	// listShards lists the shards of s (ListShards, retried).
 	listShards func(ctx context.Context, s *kstream) ([]shardInfo, error)
-	// endShard finishes h's shard once every record delivered from it is
-	// acked: it creates the children's leases, writes SHARD_END and
-	// releases the lease, then asks the lease loop for a pass.
-	endShard func(ctx context.Context, h *heldLease, children []shardInfo) error
+	// syncChildren creates the leases of the children of h's shard, which
+	// ended or left the stream (Consumer.syncChildren).
+	syncChildren func(ctx context.Context, h *heldLease, children []shardInfo) error
+	// endShard writes SHARD_END to h's lease, once every record delivered
+	// from it is acked, and releases it (Consumer.endShard).
+	endShard func(ctx context.Context, h *heldLease, children int) error
 	// waitForStream waits while s is missing and reports whether it was
 	// created again under its name (Consumer.waitForStream).
 	waitForStream func(ctx context.Context, s *kstream) (bool, error)
@@ -317,20 +319,23 @@ func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after 
 	return out.ShardIterator, nil
 }
 
-// endShard finishes a shard that GetRecords reported closed: once every
-// record delivered from it is acked, it has the consumer create the
-// children's leases (those children names, and any the listing shows),
-// then checkpoint SHARD_END and release the lease in one write, which lets
-// the children be taken (readerEnv.endShard).
+// endShard finishes a shard that GetRecords reported closed, or that left
+// the stream: it has the consumer create the children's leases (those
+// children names, and any the listing shows) at once, then, once every
+// record delivered from the shard is acked, checkpoint SHARD_END and
+// release the lease in one write, which lets the children be taken.
 func (r *shardReader) endShard(ctx context.Context, children []types.ChildShard) error {
-	if !r.h.window.waitBelow(ctx, 1) {
-		return nil // shutdown or lease lost: the final checkpoint is the acked prefix
-	}
 	extra := make([]shardInfo, 0, len(children))
 	for _, ch := range children {
 		extra = append(extra, shardInfo{id: aws.ToString(ch.ShardId), parents: ch.ParentShards})
 	}
-	if err := r.env.endShard(ctx, r.h, extra); err != nil { // on this goroutine; it then signals the lease loop
+	if err := r.env.syncChildren(ctx, r.h, extra); err != nil { // on this goroutine
+		return r.readError(ctx, err)
+	}
+	if !r.h.window.waitBelow(ctx, 1) {
+		return nil // shutdown or lease lost: the final checkpoint is the acked prefix
+	}
+	if err := r.env.endShard(ctx, r.h, len(extra)); err != nil { // on this goroutine; it then signals the lease loop
 		return r.readError(ctx, err)
 	}
 	return nil

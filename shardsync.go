@@ -225,26 +225,30 @@ func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extr
 	return nil
 }
 
-// endShard finishes the shard of h, which its reader found closed with
-// every record delivered from it acked. It runs on that reader's goroutine.
-//
-//  1. It syncs h's stream's shard list, which creates the children's
-//     leases: children are those the shard's end named, which the listing
-//     may not show yet.
-//  2. It checkpoints SHARD_END and releases the lease in one write, which
-//     lets the children be taken.
-//  3. It asks the lease loop for a pass, which takes them.
-func (c *Consumer) endShard(ctx context.Context, h *heldLease, children []shardInfo) error {
+// syncChildren syncs the shard list of h's stream, which creates the
+// leases of the children of h's shard: those its end named (children),
+// which the listing may not show yet, and those listed. Its reader calls it
+// as soon as it finds the shard closed or gone, before it waits for the
+// acks: the children's leases name the shard as their parent, so they wait
+// for its end, and so do theirs, even when a child leaves the stream
+// (retention) before the acks come. It runs on that reader's goroutine.
+func (c *Consumer) syncChildren(ctx context.Context, h *heldLease, children []shardInfo) error {
 	log := h.stream.log.With("shard", h.shardID)
-	if err := retryErr(ctx, running, &c.counters.retryCounters, log, "shard sync", nil, func() error {
+	return retryErr(ctx, running, &c.counters.retryCounters, log, "shard sync", nil, func() error {
 		return c.syncShards(ctx, running, h.stream, children...)
-	}); err != nil {
-		return err
-	}
+	})
+}
+
+// endShard finishes the shard of h, whose children's leases syncChildren
+// made, once every record delivered from it is acked: it checkpoints
+// SHARD_END and releases the lease in one write, which lets the children be
+// taken, then asks the lease loop for a pass, which takes them. It runs on
+// the reader's goroutine.
+func (c *Consumer) endShard(ctx context.Context, h *heldLease, children int) error {
 	if _, _, err := c.writeCheckpoint(ctx, h, "", true); err != nil {
 		return err
 	}
-	log.Info("kcl: shard ended", "children", len(children))
+	h.stream.log.Info("kcl: shard ended", "shard", h.shardID, "children", children)
 	notify(c.keeper.takeNow) // to the lease loop
 	return nil
 }

@@ -514,8 +514,8 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	s.db.late.Wait()
 
 	rep := checkSim(s.log())
-	t.Logf("%d records (%d owed, %d trimmed unread, %d of those read by a worker that never handed them over, %d trimmed and delivered only after their lease moved), %d deliveries from %d lease acquisitions, %d stale, %d key-order checks",
-		rep.Records, rep.Owed, rep.Excused, rep.ExcusedRead, rep.StaleTrimmed, rep.Delivered, rep.Windows, rep.Stale, rep.KeyOrderChecks)
+	t.Logf("%d records (%d owed, %d trimmed unread, %d of those read by a worker that never handed them over, %d trimmed and delivered only after their lease moved), %d deliveries from %d lease acquisitions, %d stale, %d key-order checks (%d inversions behind a shard no sync listed)",
+		rep.Records, rep.Owed, rep.Excused, rep.ExcusedRead, rep.StaleTrimmed, rep.Delivered, rep.Windows, rep.Stale, rep.KeyOrderChecks, rep.OrderUnlisted)
 	for _, k := range slices.Sorted(maps.Keys(rep.Dups)) {
 		t.Logf("  duplicates %5d  %s", rep.Dups[k], k)
 	}
@@ -1030,9 +1030,40 @@ func (s *simRun) drained(live []*simWorker) bool {
 	return s.idleLocked(names)
 }
 
+// unlisted returns the shards that left their stream without ever having
+// had a lease (simLog.Unlisted).
+func (s *simRun) unlisted() map[string]bool {
+	leased := map[string]bool{}
+	t := s.leases
+	t.mu.Lock()
+	for key, l := range t.leases {
+		leased[s.sts.ofLease(key, l.streamCreated)] = true
+	}
+	t.mu.Unlock()
+	for _, stream := range s.sts.names {
+		shards, _ := s.kin.Shards(stream) // none: the stream is deleted
+		for _, sh := range shards {
+			leased[s.sts.qualify(stream, *sh.ShardId)] = true // listed: not gone
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.writes {
+		leased[w.Shard] = true
+	}
+	out := map[string]bool{}
+	for id := range s.parents {
+		if !leased[id] {
+			out[id] = true
+		}
+	}
+	return out
+}
+
 func (s *simRun) log() *simLog {
 	puts := s.puts()
 	unread := s.unread()
+	unlisted := s.unlisted()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	bound := 64
@@ -1042,6 +1073,7 @@ func (s *simRun) log() *simLog {
 	return &simLog{
 		Puts: puts, Deliveries: slices.Clone(s.deliveries), Writes: slices.Clone(s.writes),
 		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound, Unread: unread, Twinned: s.twinnedSet(),
+		Parents: maps.Clone(s.parents), Unlisted: unlisted,
 		Calls: slices.Clone(s.proc.calls), PassOnBound: 0, // kcl ends a lease's calls before its write passes it on (writeCheckpoint)
 		// A flush every CheckpointInterval, each write given up to
 		// LeaseDuration/3 with retries; the lease loop may be busy with a

@@ -329,6 +329,7 @@ func (c *Consumer) readerEnv() *readerEnv {
 			fanOutStall:     c.fanOutStall, resubscribeAfter: c.resubscribeAfter,
 		},
 		listShards:    func(ctx context.Context, s *kstream) ([]shardInfo, error) { return c.listShards(ctx, running, s) },
+		syncChildren:  c.syncChildren,
 		endShard:      c.endShard,
 		waitForStream: c.waitForStream,
 		renewRefused:  c.renewRefused,
