@@ -349,7 +349,7 @@ func (a *assessment) share(l lease, stream string, held, ownerBeats, expired, su
 			a.workers = append(a.workers, owner)
 		}
 	}
-	claimant := a.claimant(l, owner)
+	claimant := a.claimant(l, owner, stream)
 	switch {
 	case held && claimant != "":
 		a.d.handoffs[l.shardID] = claimant
@@ -387,12 +387,18 @@ func (a *assessment) shareOthers(l lease, stream string, ownerBeats, leaseFresh 
 	// the switch to its new incarnation forgets it (switchIncarnation).
 	mine := owner == a.in.me && a.in.settled && l.checkpointOwner == "" && !a.in.held[l.shardID]
 	switch {
-	case mine && l.handoffTo != "" && !a.cannotReceive(l.handoffTo, owner):
+	case mine && l.handoffTo != "" && !a.cannotReceive(l.handoffTo, owner, stream):
 		// Owned by this worker ID (an earlier run, or a worker that handed
 		// it to this one before a deploy removed the stream from it), and
 		// asked for by a worker that reads it: nothing of it is delivered
 		// here, so it goes to the claimant.
 		a.d.pass = append(a.d.pass, l)
+	case mine && l.handoffTo != "":
+		// Asked for by a worker that is gone or no longer reads the stream
+		// (a rolling deploy removed it there too): only the owner clears a
+		// claim, and a worker that reads the stream can ask only then
+		// (found by the simulation, seed 110937603).
+		a.d.unclaim = append(a.d.unclaim, l)
 	case mine && l.writer.id == a.in.me:
 		// Owned and last written by an earlier kcl run of this worker ID,
 		// which read the stream: nobody reads it, and no kcl worker may
@@ -405,7 +411,7 @@ func (a *assessment) shareOthers(l lease, stream string, ownerBeats, leaseFresh 
 		owner = ""
 	}
 	claimant := l.handoffTo
-	if owner == "" || claimant != "" && a.cannotReceive(claimant, owner) {
+	if owner == "" || claimant != "" && a.cannotReceive(claimant, owner, stream) {
 		claimant = ""
 	}
 	a.shares = append(a.shares, shareLease{shardID: l.shardID, stream: stream, owner: owner, claimant: claimant, others: true})
@@ -464,13 +470,13 @@ func (a *assessment) ownerExpired(l lease, ownerBeats, leaseFresh bool) bool {
 // claimant returns the live worker l is to be handed to, or "". A claim
 // made by a worker that can receive nothing is dropped, and cleared from
 // the table when l is this worker's (decisions.unclaim).
-func (a *assessment) claimant(l lease, owner string) string {
+func (a *assessment) claimant(l lease, owner, stream string) string {
 	switch {
 	case owner == "" || l.checkpointOwner != "":
 		// Nobody to hand it over: it is free for any worker to take; or a
 		// Java hand-off whose old owner died: its owner takes it.
 		return ""
-	case l.handoffTo != "" && a.cannotReceive(l.handoffTo, owner):
+	case l.handoffTo != "" && a.cannotReceive(l.handoffTo, owner, stream):
 		if owner == a.in.me {
 			a.d.unclaim = append(a.d.unclaim, l)
 		}
@@ -479,10 +485,12 @@ func (a *assessment) claimant(l lease, owner string) string {
 	return l.handoffTo
 }
 
-// cannotReceive reports whether claimant can receive no hand-off from
-// owner: it is gone, stopping (it would not read the shard), or the owner.
-func (a *assessment) cannotReceive(claimant, owner string) bool {
-	return !a.alive[claimant] || a.stopping[claimant] || claimant == owner
+// cannotReceive reports whether claimant can receive no hand-off from owner
+// of a lease of stream: it is gone, stopping or does not read stream (a
+// rolling deploy removed it there after it asked), so it would not read the
+// shard; or it is the owner.
+func (a *assessment) cannotReceive(claimant, owner, stream string) bool {
+	return !a.alive[claimant] || a.stopping[claimant] || claimant == owner || !a.reads(claimant, stream)
 }
 
 // parentsDone reports whether every parent of l has been read to its end. A

@@ -523,6 +523,36 @@ func TestAssess(t *testing.T) {
 			want: decisions{pass: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), handoffTo: "b"}}},
 		},
 		{
+			// A rolling deploy removed the stream from the worker that asked
+			// for the lease too (found by the simulation, seed 110937603):
+			// its claim is void, and the lease is not passed to it.
+			name: "several streams: a lease of a stream this worker does not read, asked for by one that does not read it either, is unclaimed, not passed on",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), handoffTo: "b"}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "b": {counter: 1, streams: []string{"1:orders:7"}}},
+			}, settled: true, streams: []string{"1:orders:7"}}},
+			want: decisions{unclaim: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), handoffTo: "b"}}},
+		},
+		{
+			// Only the owner clears a claim; a worker that reads the stream
+			// cannot ask for the lease until it does.
+			name: "several streams: a lease of a stream this worker does not read, asked for by a worker that is gone, is unclaimed",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), handoffTo: "gone"}},
+				workers: map[string]workerBeat{"me": {counter: 1}},
+			}, settled: true, streams: []string{"1:orders:7"}}},
+			want: decisions{unclaim: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 2, checkpoint: at("5"), handoffTo: "gone"}}},
+		},
+		{
+			name: "several streams: a lease whose owner and claimant both do not read its stream is asked for by one that does",
+			passes: []pass{{snap: tableSnapshot{
+				leases: []lease{{shardID: "1:payments:8:s1", owner: "a", counter: 2, checkpoint: at("5"), handoffTo: "b"}},
+				workers: map[string]workerBeat{"me": {counter: 1}, "a": {counter: 1, streams: []string{"1:orders:7"}},
+					"b": {counter: 1, streams: []string{"1:orders:7"}}},
+			}, settled: true, streams: []string{"1:orders:7", "1:payments:8"}}},
+			want: decisions{claim: []string{"1:payments:8:s1"}},
+		},
+		{
 			// A stream created again: the old one's lease is still held
 			// (its reader delivers) until the switch forgets it.
 			name: "several streams: a lease of a stream this worker no longer lists but still holds is neither released nor passed on",
@@ -834,7 +864,7 @@ func TestStartTime(t *testing.T) {
 
 // The named conditions of assess, one case per way each can turn.
 func TestAssessPredicates(t *testing.T) {
-	a := &assessment{in: assessInput{me: "me"}, alive: map[string]bool{"me": true, "b": true, "s": true}, stopping: map[string]bool{"s": true}}
+	a := &assessment{in: assessInput{me: "me"}, alive: map[string]bool{"me": true, "b": true, "s": true}, stopping: map[string]bool{"s": true}, mine: map[string]bool{"": true}}
 	assert.True(t, judgedOnItsCounter(lease{owner: "java"}, "me", false), "an owner without a heartbeat item")
 	assert.False(t, judgedOnItsCounter(lease{owner: "b"}, "me", true), "an owner that beats")
 	assert.False(t, judgedOnItsCounter(lease{owner: "me"}, "me", false), "this worker's")
@@ -860,8 +890,11 @@ func TestAssessPredicates(t *testing.T) {
 	assert.False(t, a.ownerExpired(lease{owner: "me"}, true, false), "this worker")
 	assert.False(t, a.ownerExpired(lease{}, true, false), "free")
 
-	assert.True(t, a.cannotReceive("gone", "b"))
-	assert.True(t, a.cannotReceive("s", "b"), "stopping")
-	assert.True(t, a.cannotReceive("b", "b"), "the owner")
-	assert.False(t, a.cannotReceive("me", "b"))
+	assert.True(t, a.cannotReceive("gone", "b", ""))
+	assert.True(t, a.cannotReceive("s", "b", ""), "stopping")
+	assert.True(t, a.cannotReceive("b", "b", ""), "the owner")
+	assert.False(t, a.cannotReceive("me", "b", ""))
+	a.in.snap.workers = map[string]workerBeat{"b": {counter: 1, streams: []string{"1:orders:7"}}}
+	assert.True(t, a.cannotReceive("b", "me", "1:payments:8"), "it does not read the stream")
+	assert.False(t, a.cannotReceive("b", "me", "1:orders:7"))
 }

@@ -1524,4 +1524,18 @@ func (s *simRun) dumpShards(violations []string) {
 			s.t.Logf("outage %s: %s step %d .. %s step %d", o.Worker, o.From.Format("15:04:05.000000"), o.FromStep, fmtEnd(o.To), o.ToStep)
 		}
 	}
+	t := s.leases
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, key := range slices.Sorted(maps.Keys(t.leases)) {
+		ls := t.leases[key]
+		if named[s.sts.ofLease(key, ls.streamCreated)] {
+			s.t.Logf("lease %s at the end: owner %q counter %d checkpoint %s/%d handoffTo %q checkpointOwner %q writer %+v parents %v",
+				key, ls.owner, ls.counter, ls.checkpoint.seq, ls.checkpoint.sub, ls.handoffTo, ls.checkpointOwner, ls.writer, ls.parents)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(t.workers)) {
+		b := t.workers[id]
+		s.t.Logf("heartbeat %s at the end: %+v", id, b)
+	}
 }
