@@ -24,7 +24,9 @@ func (s *staleLeases) list(ctx context.Context, consistent bool) (tableSnapshot,
 	return tableSnapshot{leases: s.old.leases, workers: s.old.workers, group: fresh.group}, nil
 }
 
-func releasedLeaseTakenAfter(t *testing.T, stale bool) time.Duration {
+// releasedLeaseTakenAfter returns how long after its release s5 was taken,
+// and by whom.
+func releasedLeaseTakenAfter(t *testing.T, stale bool) (time.Duration, string) {
 	const ld = 300 * time.Millisecond
 	ctx := context.Background()
 	tbl := newMemLeases()
@@ -77,22 +79,30 @@ func releasedLeaseTakenAfter(t *testing.T, stale bool) time.Duration {
 	for time.Since(released) < 6*ld {
 		g.step(ctx, "a", "b", "c")
 		if l, _, _ := tbl.read(ctx, "s5"); l.owner != "" {
-			return time.Since(released)
+			return time.Since(released), l.owner
 		}
 	}
 	t.Fatalf("s5 not taken within 6 LD")
-	return 0
+	return 0, ""
 }
 
 // A worker that reads the table because the group's epoch moved must see
 // what moved it: an eventually consistent Scan may return the group item
 // fresh and the lease released stale, after which nothing moves the epoch
-// again and the shard waited for judgeInterval. The read is consistent.
+// again: the shard waits until some worker takes it as left free for
+// LeaseDuration, or, without that net, for judgeInterval. The read is
+// consistent.
 func TestAnEpochChangeIsReadConsistently(t *testing.T) {
 	const ld = 300 * time.Millisecond
-	fresh := releasedLeaseTakenAfter(t, false)
-	stale := releasedLeaseTakenAfter(t, true)
-	t.Logf("released lease taken after %.1f LD with fresh scans, %.1f LD after one mixed-stale scan", float64(fresh)/float64(ld), float64(stale)/float64(ld))
+	fresh, _ := releasedLeaseTakenAfter(t, false)
+	stale, by := releasedLeaseTakenAfter(t, true)
+	t.Logf("released lease taken after %.1f LD with fresh scans, %.1f LD after one mixed-stale scan, by %s", float64(fresh)/float64(ld), float64(stale)/float64(ld), by)
+	// c, below its share, takes it on the read the epoch asked for; a
+	// stale one leaves it to the net for leases left free for LeaseDuration,
+	// which a worker at its share (a) takes.
+	if by != "c" {
+		t.Errorf("the released lease was taken by %s after %.1f LD, not by c on the read the epoch's move asked for", by, float64(stale)/float64(ld))
+	}
 	if stale > 2*ld+fresh {
 		t.Errorf("one stale scan after the epoch moved leaves a released shard unread until judgeInterval")
 	}
