@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -39,9 +40,12 @@ func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
 		})
 		switch {
 		case isNotFound(err):
-			_, err = retry(ctx, starting, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", isInUse, func() (*kinesis.RegisterStreamConsumerOutput, error) {
+			_, err = retry(ctx, starting, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", func(err error) bool { return isInUse(err) || isConsumerLimit(err) }, func() (*kinesis.RegisterStreamConsumerOutput, error) {
 				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
+			if isConsumerLimit(err) {
+				return fmt.Errorf("stream %q: registering consumer %q: a stream has at most 20 registered consumers and this one has them all; deregister one, or read by polling (EnhancedFanOut false): %w", s.label, name, err)
+			}
 			if err != nil && !isInUse(err) { // in use: another worker registered it first
 				return fmt.Errorf("stream %q: registering consumer %q: %w", s.label, name, err)
 			}
@@ -73,6 +77,15 @@ func ownEventStreamCodec(o *kinesis.Options) {
 	if _, isDefault := o.Protocol.(*awsjson.Protocol); isDefault {
 		o.Protocol = awsjson.New11(schemas.Kinesis_20131202)
 	}
+}
+
+// isConsumerLimit reports whether err is Kinesis refusing to register one
+// more consumer on a stream that has the most it allows (20). The code,
+// LimitExceededException, is also the one for calls made too fast, which
+// are retried: only the message tells them apart.
+func isConsumerLimit(err error) bool {
+	var limit *types.LimitExceededException
+	return errors.As(err, &limit) && strings.Contains(strings.ToLower(limit.ErrorMessage()), "consumers")
 }
 
 func isNotFound(err error) bool {

@@ -291,3 +291,40 @@ func TestFanOutEndsAShardThatLeftTheStream(t *testing.T) {
 	s.receiveAll(putData(second), 30*time.Second)
 	require.NoError(t, s.stop(ackAll))
 }
+
+// Kinesis registers at most 20 consumers on a stream, and says so with
+// LimitExceededException, the code it also gives to calls made too fast. No
+// retry makes room: the consumer ends, naming the limit (issue 27, item 5).
+func TestFanOutEndsTheConsumerAtTheStreamsConsumerLimit(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	ctx := context.Background()
+	desc, err := f.kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(f.stream)})
+	require.NoError(t, err)
+	arn := desc.StreamDescriptionSummary.StreamARN
+	for i := range 20 {
+		_, err := f.kin.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(fmt.Sprintf("other-%d", i))})
+		require.NoError(t, err)
+	}
+	s := startConsumer(t, fanOutOptions(f))
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for range s.ch {
+			t.Error("no record without a registered consumer")
+		}
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		s.cancel()
+		<-closed
+		t.Fatal("still retrying after 20 s")
+	}
+	err = s.c.Err()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "at most 20")
+	assert.Contains(t, err.Error(), f.stream)
+	var limit *types.LimitExceededException
+	assert.ErrorAs(t, err, &limit, "Err wraps the AWS error")
+}
