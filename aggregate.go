@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -147,4 +148,48 @@ func parseRawRecord(v []byte, i int) (kplRecord, error) {
 		v = v[n:]
 	}
 	return r, nil
+}
+
+// hashRange is a shard's hash-key range, as 128-bit big-endian numbers. The
+// zero value is a range not known yet, which contains every key.
+type hashRange struct {
+	first, last [16]byte
+	known       bool
+}
+
+// newHashRange returns the range from first to last, as ListShards gave
+// them; unknown when either is missing or out of 128 bits.
+func newHashRange(first, last *big.Int) hashRange {
+	if first == nil || last == nil || first.Sign() < 0 || last.Sign() < 0 || first.BitLen() > 128 || last.BitLen() > 128 {
+		return hashRange{}
+	}
+	var r hashRange
+	first.FillBytes(r.first[:])
+	last.FillBytes(r.last[:])
+	r.known = true
+	return r
+}
+
+// holds reports whether the shard owns user record u: whether the key
+// Kinesis routes u by, its explicit hash key or else the MD5 of its
+// partition key, is in the range. The KPL puts a user record again when it
+// landed on a shard that no longer owns its key (a shard map older than a
+// split), so the copy on the wrong shard is left out, as the Java KCL does.
+// An explicit hash key that is no number of 128 bits is held: what cannot
+// be judged is never dropped.
+func (r hashRange) holds(u userRecord) bool {
+	if !r.known {
+		return true
+	}
+	var k [16]byte
+	if u.explicitHashKey != "" {
+		n, ok := new(big.Int).SetString(u.explicitHashKey, 10)
+		if !ok || n.Sign() < 0 || n.BitLen() > 128 {
+			return true
+		}
+		n.FillBytes(k[:])
+	} else {
+		k = md5.Sum([]byte(u.partitionKey))
+	}
+	return bytes.Compare(k[:], r.first[:]) >= 0 && bytes.Compare(k[:], r.last[:]) <= 0
 }

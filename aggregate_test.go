@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"testing"
 	"time"
 
@@ -161,20 +162,30 @@ func FuzzDeaggregate(f *testing.F) {
 }
 
 // putAggregates writes n aggregated records of per user records each to the
-// stream, one partition key per aggregate so each lands whole in one shard.
+// stream. Aggregate i is routed by the explicit hash key aggHashKey(i, 0),
+// and its user records carry aggHashKey(i, j): each aggregate lands whole
+// in the shard that owns its user records' keys, whatever the shards.
 func (f *fixture) putAggregates(n, per int, prefix string) (users []string) {
 	f.t.Helper()
 	for i := range n {
 		var recs []userRecord
 		for j := range per {
 			d := fmt.Sprintf("%s%03d.%03d", prefix, i, j)
-			recs = append(recs, userRecord{partitionKey: fmt.Sprintf("user-%d-%d", i, j), explicitHashKey: fmt.Sprint(1000 + j), data: []byte(d)})
+			recs = append(recs, userRecord{partitionKey: fmt.Sprintf("user-%d-%d", i, j), explicitHashKey: aggHashKey(i, j), data: []byte(d)})
 			users = append(users, d)
 		}
-		_, err := f.kin.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: &f.stream, PartitionKey: aws.String(fmt.Sprintf("agg-%d", i)), Data: aggregate(recs)})
+		_, err := f.kin.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: &f.stream, PartitionKey: aws.String(fmt.Sprintf("agg-%d", i)),
+			ExplicitHashKey: aws.String(aggHashKey(i, 0)), Data: aggregate(recs)})
 		require.NoError(f.t, err)
 	}
 	return users
+}
+
+// aggHashKey is the explicit hash key of user record j of aggregate i
+// (putAggregates): in the i%4-th quarter of the key space, near its start.
+func aggHashKey(i, j int) string {
+	k := new(big.Int).Lsh(big.NewInt(int64(i%4)), 126)
+	return k.Add(k, big.NewInt(int64(1000+j))).String()
 }
 
 func TestAggregatedRecordsAreSplitInOrder(t *testing.T) {
@@ -195,7 +206,7 @@ func TestAggregatedRecordsAreSplitInOrder(t *testing.T) {
 			require.NoError(t, err)
 			assert.EqualValues(t, j, r.SubSequenceNumber)
 			assert.Equal(t, fmt.Sprintf("user-%d-%d", i, j), r.PartitionKey)
-			assert.Equal(t, fmt.Sprint(1000+j), r.ExplicitHashKey)
+			assert.Equal(t, aggHashKey(i, j), r.ExplicitHashKey)
 		} else {
 			assert.Zero(t, r.SubSequenceNumber)
 			assert.Empty(t, r.ExplicitHashKey)
@@ -250,4 +261,70 @@ func TestMalformedAggregateIsDeliveredWholeAndLogged(t *testing.T) {
 	assert.Equal(t, want, dataOf(got), "malformed aggregates arrive as they are, and the shard goes on")
 	assert.Contains(t, logs.String(), "malformed aggregated record delivered whole")
 	assert.NotContains(t, logs.String(), "inside", "no payload is logged")
+}
+
+func TestHashRangeHolds(t *testing.T) {
+	half := new(big.Int).Lsh(big.NewInt(1), 127)
+	top := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
+	low := newHashRange(big.NewInt(0), new(big.Int).Sub(half, big.NewInt(1)))
+	high := newHashRange(half, top)
+	md5Of := func(pk string) *big.Int { sum := md5.Sum([]byte(pk)); return new(big.Int).SetBytes(sum[:]) }
+	var lowPK, highPK string // partition keys whose MD5 falls in each half
+	for i := 0; lowPK == "" || highPK == ""; i++ {
+		pk := fmt.Sprint("k", i)
+		if md5Of(pk).Cmp(half) < 0 {
+			lowPK = pk
+		} else {
+			highPK = pk
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		r    hashRange
+		u    userRecord
+		want bool
+	}{
+		{"a range not known holds every key", hashRange{}, userRecord{partitionKey: highPK}, true},
+		{"the partition key's MD5 in range", low, userRecord{partitionKey: lowPK}, true},
+		{"the partition key's MD5 out of range", low, userRecord{partitionKey: highPK}, false},
+		{"... in the other shard's", high, userRecord{partitionKey: highPK}, true},
+		{"the explicit hash key decides, not the partition key", low, userRecord{partitionKey: lowPK, explicitHashKey: half.String()}, false},
+		{"the first key of the range", high, userRecord{explicitHashKey: half.String()}, true},
+		{"the last key of the range", high, userRecord{explicitHashKey: top.String()}, true},
+		{"the last key of the lower range", low, userRecord{explicitHashKey: new(big.Int).Sub(half, big.NewInt(1)).String()}, true},
+		{"an explicit hash key that is no number is held", low, userRecord{partitionKey: highPK, explicitHashKey: "x"}, true},
+		{"an explicit hash key over 128 bits is held", low, userRecord{explicitHashKey: new(big.Int).Lsh(big.NewInt(1), 128).String()}, true},
+		{"a negative explicit hash key is held", high, userRecord{explicitHashKey: "-1"}, true},
+	} {
+		assert.Equal(t, tt.want, tt.r.holds(tt.u), tt.name)
+	}
+	assert.False(t, newHashRange(nil, top).known, "a range without its start is not known")
+	assert.False(t, newHashRange(big.NewInt(0), new(big.Int).Lsh(big.NewInt(1), 128)).known, "out of 128 bits")
+}
+
+// The KPL puts a user record again when it landed on a shard that no longer
+// owns its key (its shard map older than a split): the copy on the wrong
+// shard is left out, as the Java KCL does, so each user record is
+// delivered once, from the shard that owns it (issue 27, item 3).
+func TestAUserRecordOnTheWrongShardIsLeftOut(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 2) // shard 0 owns the lower half of the keys, shard 1 the upper
+	ctx := context.Background()
+	lower, upper := aggHashKey(0, 0), aggHashKey(2, 0) // the first and third quarters
+	put := func(routeBy string, recs ...userRecord) {
+		_, err := f.kin.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: &f.stream, PartitionKey: aws.String("agg"), ExplicitHashKey: aws.String(routeBy), Data: aggregate(recs)})
+		require.NoError(t, err)
+	}
+	// A stale shard map sent both to shard 0; the KPL puts "upper" again on shard 1.
+	put(lower, userRecord{partitionKey: "a", explicitHashKey: lower, data: []byte("lower")}, userRecord{partitionKey: "b", explicitHashKey: upper, data: []byte("upper")})
+	put(upper, userRecord{partitionKey: "b", explicitHashKey: upper, data: []byte("upper")})
+	s := startConsumer(t, f.options())
+	got := s.receive(2, 30*time.Second, ackAll)
+	s.quiet(time.Second)
+	require.NoError(t, s.stop(nil))
+	require.ElementsMatch(t, []string{"lower", "upper"}, dataOf(got), "each user record once")
+	for _, r := range got {
+		want := map[string]string{"lower": "shardId-000000000000", "upper": "shardId-000000000001"}[string(r.Data)]
+		assert.Equal(t, want, r.ShardID, "%s from the shard that owns its key", r.Data)
+	}
 }

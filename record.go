@@ -59,6 +59,7 @@ type pageRecords struct {
 	recs   []types.Record // recs[0] is the record being converted
 	users  []userRecord   // recs[0]'s user records, once split
 	next   int            // the next of users; -1 until recs[0] is split
+	hashes hashRange      // the shard's hash-key range: user records outside it are left out
 	skip   *checkpoint
 }
 
@@ -68,7 +69,7 @@ func newPageRecords(r *shardReader, recs []types.Record, skip *checkpoint) *page
 	if n := len(recs); n > 0 {
 		r.h.counters.lastArrival.Store(aws.ToTime(recs[n-1].ApproximateArrivalTimestamp).UnixNano())
 	}
-	return &pageRecords{r: r, shard: r.h.shard, stream: r.h.stream.arn, recs: recs, next: -1, skip: skip}
+	return &pageRecords{r: r, shard: r.h.shard, stream: r.h.stream.arn, recs: recs, next: -1, skip: skip, hashes: r.shardRange()}
 }
 
 func (p *pageRecords) done() bool { return len(p.recs) == 0 }
@@ -116,9 +117,24 @@ func (p *pageRecords) fill(buf []Record) int {
 		u := p.users[p.next]
 		rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(p.next)
 		p.next++
+		if !p.hashes.holds(u) {
+			p.misplaced(rec)
+			continue
+		}
 		n += p.keep(rec)
 	}
 	return n
+}
+
+// misplaced logs rec, a user record left out because its key is outside
+// the shard's range (hashRange.holds): Warn once per lease, then Debug.
+func (p *pageRecords) misplaced(rec *Record) {
+	level := slog.LevelDebug
+	if !p.r.warnedMisplaced {
+		p.r.warnedMisplaced, level = true, slog.LevelWarn
+	}
+	p.r.log.Log(context.Background(), level, "kcl: KPL user record outside the shard's hash-key range left out (the KPL put it again on its shard)",
+		"sequence_number", rec.SequenceNumber, "sub_sequence_number", rec.SubSequenceNumber, "partition_key", rec.PartitionKey, "explicit_hash_key", rec.ExplicitHashKey)
 }
 
 // keep reports 1 to keep rec, 0 to leave it out: it is at or before skip.

@@ -30,8 +30,22 @@ type shardReader struct {
 	log *slog.Logger // immutable: the stream's log with the shard
 
 	// Only touched by the reader.
-	opened          bool // the shard was opened once (startingPosition)
-	warnedMalformed bool // a malformed aggregate was logged at Warn once
+	opened          bool      // the shard was opened once (startingPosition)
+	warnedMalformed bool      // a malformed aggregate was logged at Warn once
+	warnedMisplaced bool      // a user record on the wrong shard was logged at Warn once
+	hashes          hashRange // the shard's hash-key range, once listed (shardRange)
+}
+
+// shardRange returns the hash-key range of the reader's shard as the
+// stream's listing gave it, or an unknown range (holding every key) until
+// a listing has the shard: a child learnt from its parent's end.
+func (r *shardReader) shardRange() hashRange {
+	if !r.hashes.known {
+		if sh, found, _ := r.h.stream.listedShard(r.h.shard); found {
+			r.hashes = newHashRange(sh.first, sh.last)
+		}
+	}
+	return r.hashes
 }
 
 // readerEnv is what a shardReader reaches besides its own lease: the
