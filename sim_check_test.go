@@ -74,7 +74,11 @@ type simWrite struct {
 	// Proc is the incarnation (the process, "w1#2") that wrote it: two
 	// processes may share a WorkerID (twins). "" in hand-made logs: any
 	// process of By.
-	Proc  string
+	Proc string
+	// Tried is, for a write that passed the lease on (a release, a
+	// hand-off), its first attempt: kcl closed the lease's ack window
+	// just before it, so later acks did nothing. Zero: not known.
+	Tried simMoment
 	Prev  string // owner before
 	Owner string // owner after
 	CP    checkpoint
@@ -182,7 +186,7 @@ func (l *simLog) acrossUnlisted(shard, ancestor string) bool {
 
 // Duplicate classes.
 const (
-	dupUnacked  = "a: delivered but not acked (or behind an unacked record) when redelivered or when the lease moved"
+	dupUnacked  = "a: delivered but not acked (or behind an unacked record) when redelivered, when the lease moved, or when its worker's hand-off or release closed its acks"
 	dupLag      = "b: acked but not yet checkpointed when the worker lost the lease (crash, freeze, partition, lease taken)"
 	dupStale    = "c: a worker delivering from its buffer after its lease moved"
 	dupOldLease = "d: a stream created again, read on the old stream's lease before the worker noticed"
@@ -241,6 +245,7 @@ type simWindow struct {
 	take      simMoment   // the take that started it
 	end       simMoment   // the lease moved on; zero: never in the log
 	passedOn  bool        // by a write of its own worker ID: a release, a hand-off, a shard end
+	closed    simMoment   // when its acks stopped counting: the first attempt of the write that passed it on, else end
 	first     simMoment   // its first delivery
 }
 
@@ -396,6 +401,10 @@ func checkSim(l *simLog) simReport {
 			for _, x := range ws[take+1:] {
 				if x.Op == "take" || x.Owner != w.wid {
 					w.end, w.passedOn = x.moment(), x.Op != "take" && x.By == w.wid
+					w.closed = w.end
+					if w.passedOn && x.Tried.step != 0 {
+						w.closed = x.Tried
+					}
 					break
 				}
 			}
@@ -634,7 +643,11 @@ func checkSim(l *simLog) simReport {
 				acked := wj.prefixAck[k].orNever()
 				end := wj.end.orNever()
 				switch {
-				case acked.after(di.moment()) || acked.after(end):
+				case acked.after(di.moment()) || acked.after(end) || wj.closed.step != 0 && acked.after(wj.closed):
+					// Not acked when redelivered, when the lease moved, or
+					// when a hand-off or release of its own worker closed
+					// its acks (after ShutdownTimeout, the write's first
+					// attempt): such an ack does nothing.
 					class = dupUnacked
 				default:
 					r := reachable(wj.worker, acked.at, end.at)

@@ -170,6 +170,22 @@ func TestSimChecker(t *testing.T) {
 		{"unexplained duplicate: acked long before the lease moved", func(l *simLog) {
 			l.Outages = nil // w1 could write its checkpoint for 800 ms and did not
 		}, "duplicate:"},
+		{"an ack after its worker's hand-off closed its acks did nothing (class a)", func(l *simLog) {
+			// w1 hands A to w2 with the write at 990 whose first attempt,
+			// at 200, came before 2's ack at 230 (the ack window closes
+			// ShutdownTimeout after the hand-off began, before that
+			// attempt; a throttled table delays the write).
+			l.Outages = nil
+			handOff := cp(990, "A", "w1", "w2", 1)
+			handOff.Tried = simMoment{at(200), simStepAt(200)}
+			l.Writes = slices.Insert(l.Writes, 2, handOff)
+		}, ""},
+		{"... but an ack before the hand-off's first attempt counts", func(l *simLog) {
+			l.Outages = nil
+			handOff := cp(990, "A", "w1", "w2", 1)
+			handOff.Tried = simMoment{at(240), simStepAt(240)}
+			l.Writes = slices.Insert(l.Writes, 2, handOff)
+		}, "duplicate:"},
 		{"rewind: redelivered behind a checkpoint", func(l *simLog) {
 			l.Writes[1] = cp(150, "A", "w1", "w1", 3) // checkpoint covered 3 before w2's take
 		}, "rewind:"},

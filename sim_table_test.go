@@ -319,7 +319,20 @@ func (db *simDB) logged(t *simTable, op, key string, write func() (lease, error)
 	}
 	s.mu.Lock()
 	at, step := s.now()
-	s.writes = append(s.writes, simWrite{At: at, Step: step, Shard: s.sts.ofLease(key, l.streamCreated), Op: op, By: t.id, Proc: t.worker, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint, Open: open})
+	var tried simMoment
+	if op == "checkpoint" && l.owner != t.id {
+		k := passOnKey(key, t.worker, l.owner)
+		tried = s.passOns[k]
+		delete(s.passOns, k)
+	}
+	if op == "take" { // a new acquisition: its pass-on is yet to come
+		for k := range s.passOns {
+			if strings.HasPrefix(k, key+"\x00"+t.worker+"\x00") {
+				delete(s.passOns, k)
+			}
+		}
+	}
+	s.writes = append(s.writes, simWrite{At: at, Step: step, Shard: s.sts.ofLease(key, l.streamCreated), Op: op, By: t.id, Proc: t.worker, Prev: prev.owner, Owner: l.owner, CP: l.checkpoint, Open: open, Tried: tried})
 	s.mu.Unlock()
 	return l, nil
 }
@@ -791,7 +804,30 @@ func (t *simTable) take(ctx context.Context, l lease, w writer) (lease, error) {
 }
 
 func (t *simTable) checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (lease, error) {
+	if next != t.id {
+		t.db.run.notePassOn(passOnKey(l.shardID, t.worker, next))
+	}
 	return t.logged(ctx, "checkpoint", l.shardID, func() (lease, error) { return t.db.inner.checkpoint(ctx, l, cp, next, w) })
+}
+
+// passOnKey names a write by process proc that passes lease key on to next
+// (a release when next is ""): its retries, whatever counter a fence gave
+// the lease meanwhile, are the same write. The entry is dropped when the
+// write lands.
+func passOnKey(key, proc, next string) string {
+	return key + "\x00" + proc + "\x00" + next
+}
+
+// notePassOn notes the first attempt of the write that passes a lease on
+// (passOnKey): kcl closed the lease's ack window just before it, so an ack
+// after it does nothing (simWindow.closed).
+func (s *simRun) notePassOn(key string) {
+	at, step := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.passOns[key]; !ok {
+		s.passOns[key] = simMoment{at: at, step: step}
+	}
 }
 
 func (t *simTable) replace(ctx context.Context, l, fresh lease) error {

@@ -363,9 +363,10 @@ type simRun struct {
 	writes     []simWrite
 	outages    []simOutage
 	stops      []simStop
-	parents    map[string][]string // every shard ever seen, with its parents (named by simStreams)
-	workers    []*simWorker        // every incarnation
-	reading    []string            // the streams a worker started now lists (a multi-stream run)
+	parents    map[string][]string  // every shard ever seen, with its parents (named by simStreams)
+	passOns    map[string]simMoment // the first attempt of each write that passes a lease on (passOnKey)
+	workers    []*simWorker         // every incarnation
+	reading    []string             // the streams a worker started now lists (a multi-stream run)
 	nextName   map[string]int
 	events     []string // what the adversary did, for the failure report
 	wide       simWide  // deploys, streams created again, twins (sim_deploy_test.go)
@@ -387,7 +388,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
-		windows: map[*ackWindow]int{}, winLease: map[*ackWindow]string{}, parents: map[string][]string{}, nextName: map[string]int{},
+		windows: map[*ackWindow]int{}, winLease: map[*ackWindow]string{}, parents: map[string][]string{}, passOns: map[string]simMoment{}, nextName: map[string]int{},
 		proc: simProcRun{restart: newChanLock()},
 	}
 	s.db = newSimDB(s, s.leases, cfg.db, dbr.Uint64())
