@@ -146,7 +146,7 @@ func TestPlanReset(t *testing.T) {
 	shards, w := exampleWatch()
 	at := time.Date(2026, 11, 27, 8, 15, 0, 0, time.UTC)
 
-	rep, err := planReset("orders", "billing", target{checkpoint: leaseitem.AtTimestamp, at: at}, shards, singleStream(w.after), w.after.unread, nil, false)
+	rep, err := planReset("orders", "billing", target{checkpoint: leaseitem.AtTimestamp, at: at}, shards, singleStream(w.after), w.after.unread, nil)
 	require.NoError(t, err)
 	var got []string
 	for _, r := range rep.rows {
@@ -163,7 +163,7 @@ func TestPlanReset(t *testing.T) {
 
 	// A written reset, with -force over a live worker and a shard a worker
 	// wrote in between.
-	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.Latest}, shards, singleStream(w.after), w.after.unread, nil, false)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.Latest}, shards, singleStream(w.after), w.after.unread, nil)
 	require.NoError(t, err)
 	for i := range rep.rows {
 		if rep.rows[i].shard == "shardId-000000000004" {
@@ -179,25 +179,28 @@ func TestPlanReset(t *testing.T) {
 	golden(t, "reset-force", out.String())
 
 	// Refusals and choices.
-	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"}, false)
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"})
 	assert.ErrorContains(t, err, `shard "shardId-000000000000" is ended and its child "shardId-000000000002" would not be reset`)
-	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000", "shardId-000000000002", "shardId-000000000003"}, false)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000", "shardId-000000000002", "shardId-000000000003"})
 	require.NoError(t, err, "a parent with all its children")
 	assert.Len(t, rep.rows, 3)
-	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.Latest}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"}, false)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.Latest}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000000"})
 	require.NoError(t, err, "latest leaves ended shards ended, so the children go on")
 	assert.Empty(t, rep.rows)
-	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-00000000000b"}, false)
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-00000000000b"})
 	assert.ErrorContains(t, err, `stream "orders" does not list shard "shardId-00000000000b"`)
-	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000005"}, false)
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000005"})
 	assert.ErrorContains(t, err, `no lease for shard "shardId-000000000005"`)
-	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"}, false)
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"})
 	require.NoError(t, err)
-	assert.Equal(t, "unchanged", rep.rows[0].result, "already at TRIM_HORIZON")
-	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"}, true)
+	assert.Equal(t, "would reset", rep.rows[0].result, "an owned lease is written even at the target: its owner, frozen past the watch, must fail its next write (issue 27, item 9)")
+	free := w.after.leases["shardId-000000000002"]
+	free.Owner, free.HandoffTo = "", ""
+	w.after.leases["shardId-000000000002"] = free
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, singleStream(w.after), w.after.unread, []string{"shardId-000000000002"})
 	require.NoError(t, err)
-	assert.Equal(t, "would reset", rep.rows[0].result, "with -force, an owned lease is written even at the target: its owner's next write must fail")
-	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, []shardInfo{{id: "shardId-000000000009"}}, singleStream(w.after), w.after.unread, nil, false)
+	assert.Equal(t, "unchanged", rep.rows[0].result, "a free lease already at TRIM_HORIZON")
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, []shardInfo{{id: "shardId-000000000009"}}, singleStream(w.after), w.after.unread, nil)
 	assert.ErrorContains(t, err, "nothing to reset")
 }
 

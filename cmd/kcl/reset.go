@@ -44,9 +44,11 @@ func (t target) String() string {
 }
 
 // startAt is the kclStartTimestamp the reset writes: the time for
-// AT_TIMESTAMP, none (the attribute removed) otherwise.
+// AT_TIMESTAMP, and the reset's own time for LATEST, so that the shard is
+// read from the reset on, not from whenever a worker next takes it; none
+// (the attribute removed) for TRIM_HORIZON.
 func (t target) startAt() int64 {
-	if t.checkpoint == leaseitem.AtTimestamp {
+	if t.checkpoint != leaseitem.TrimHorizon && !t.at.IsZero() {
 		return t.at.UnixMilli()
 	}
 	return 0
@@ -61,7 +63,7 @@ func parseTarget(s string, now time.Time) (target, error) {
 	case "trim-horizon", "trim_horizon":
 		return target{checkpoint: leaseitem.TrimHorizon}, nil
 	case "latest":
-		return target{checkpoint: leaseitem.Latest}, nil
+		return target{checkpoint: leaseitem.Latest, at: now}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
@@ -143,7 +145,7 @@ func reset(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	rep, err := planReset(*stream, table, tgt, shards, streamLeases{streamID: streamID, byShard: mine, others: others}, w.after.unread, only, *force)
+	rep, err := planReset(*stream, table, tgt, shards, streamLeases{streamID: streamID, byShard: mine, others: others}, w.after.unread, only)
 	if err != nil {
 		return err
 	}
@@ -205,13 +207,14 @@ func describeWorkers(ids []string, w watch) string {
 // lists, or those of -shard. It is pure. With latest, ended shards stay
 // ended (nothing new will arrive in them). An ended shard re-read while a
 // child goes on would break per-key order: resetting one without its
-// children is refused. A lease already at the target is left unchanged,
-// unless force and it has an owner (or a Java hand-off's old owner): then
-// it is written all the same, so that its counter moves and the owner, if
-// alive, fails its next write and drops what it holds in memory instead of
-// checkpointing past the target. A listed shard whose lease item cannot be
+// children is refused. A lease already at the target is left unchanged
+// unless it has an owner (or a Java hand-off's old owner): then it is
+// written all the same, so that its counter moves and the owner, alive
+// after all (frozen past the watch, or with -force), fails its next write
+// and drops what it acked in memory instead of checkpointing past the
+// target. A listed shard whose lease item cannot be
 // read (unread, by key) is refused, naming the item.
-func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLeases, unread map[string]string, only []string, force bool) (resetReport, error) {
+func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLeases, unread map[string]string, only []string) (resetReport, error) {
 	rep := resetReport{table: table, stream: stream, to: tgt}
 	leases := sl.byShard
 	listed := map[string]bool{}
@@ -299,7 +302,7 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 			}
 		}
 		row := resetRow{shard: s.id, key: l.Key, owner: l.Owner, from: describeCheckpoint(l), to: tgt.String(), counter: l.Counter}
-		row.unchanged = l.Checkpoint == tgt.checkpoint && l.CheckpointSub == 0 && l.StartAt == tgt.startAt() && !(force && l.Reader() != "")
+		row.unchanged = l.Checkpoint == tgt.checkpoint && l.CheckpointSub == 0 && l.StartAt == tgt.startAt() && l.Reader() == ""
 		row.result = "would reset"
 		if row.unchanged {
 			row.result = "unchanged"

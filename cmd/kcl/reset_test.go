@@ -102,7 +102,7 @@ func TestReset(t *testing.T) {
 
 		code, stdout, _ = h.run("reset", "-app", h.table, "-stream", h.stream, "-to", at.Format(time.RFC3339Nano))
 		require.Equal(t, 0, code)
-		assert.Contains(t, stdout, "0 reset, 2 unchanged, 0 left alone", "nothing to write the second time")
+		assert.Contains(t, stdout, "1 reset, 1 unchanged, 0 left alone", "the second time, only the owned lease is written (its owner may be alive after all)")
 	})
 	t.Run("to trim-horizon removes the start time", func(t *testing.T) {
 		code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-shard", ids[1])
@@ -134,7 +134,7 @@ func TestReset(t *testing.T) {
 		assert.Equal(t, 1, code)
 		assert.Equal(t, `kcl reset: lease table "`+h.table+`": resetting shard "`+ids[0]+`": AccessDeniedException: not allowed`+"\n", stderr)
 		assert.Contains(t, stdout, "failed (below)")
-		assert.Regexp(t, ids[1]+` +- +LATEST +TRIM_HORIZON +not written\n`, stdout)
+		assert.Regexp(t, ids[1]+` +- +LATEST \(later owners open at [^)]+\) +TRIM_HORIZON +not written\n`, stdout)
 		assert.Contains(t, stdout, "0 reset, 0 unchanged, 0 left alone")
 		assert.Equal(t, leaseitem.Latest, h.lease(ids[1]).Checkpoint)
 	})
@@ -274,4 +274,37 @@ func TestResetOfAShardWhoseLeaseIsNotUnderstood(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(stderr, "\n"))
 	}
 	assert.Equal(t, leaseitem.TrimHorizon, h.lease(ids[0]).Checkpoint, "nothing written")
+}
+
+// A worker frozen past the watch holds a lease still at TRIM_HORIZON, with
+// acks only in memory. reset without -force calls it dead, and must write
+// the lease all the same (its counter moves): otherwise the worker, back,
+// checkpoints past those records and the shard is never read again, though
+// the command reported it at TRIM_HORIZON (issue 27, item 9).
+func TestResetWritesAnOwnedLeaseAlreadyAtTheTarget(t *testing.T) {
+	h := newHarness(t, 1)
+	id := h.shardIDs()[0]
+	h.put(leaseItem(id, "frozen", 7, leaseitem.TrimHorizon))
+	h.put(beatItem("frozen", 3)) // it does not beat during the watch: dead
+	code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-lease", "1s")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "1 reset, 0 unchanged, 0 left alone")
+	assert.Equal(t, int64(7+resetCounterStep), h.lease(id).Counter, "written: the frozen worker's next write fails its counter condition")
+}
+
+// reset -to latest stores its own time as the lease's start, so that the
+// next owner opens the shard AT_TIMESTAMP of the reset, not at the tip when
+// it takes the lease, which would skip what came in between (issue 27, item
+// 12).
+func TestResetToLatestStoresTheResetsTime(t *testing.T) {
+	h := newHarness(t, 1)
+	id := h.shardIDs()[0]
+	h.put(leaseItem(id, "", 7, leaseitem.TrimHorizon))
+	before := time.Now().UnixMilli()
+	code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "latest", "-lease", "1s")
+	require.Equal(t, 0, code, stderr)
+	l := h.lease(id)
+	assert.Equal(t, leaseitem.Latest, l.Checkpoint)
+	assert.GreaterOrEqual(t, l.StartAt, before)
+	assert.LessOrEqual(t, l.StartAt, time.Now().UnixMilli())
 }
