@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -35,7 +36,9 @@ type vmShard struct {
 // writes a kcl lease (the Java KCL 2.x schema kcl uses) for each shard, with
 // the same checkpoint, so kcl resumes right after it. It refuses while any
 // vmware lease is live (LeaseTimeout in the future and an owner), unless
-// -force, and never overwrites a lease that exists in the kcl table.
+// -force, and never overwrites a lease that exists in the kcl table: one at
+// or past vmware's checkpoint is left as it is, and one before it
+// (checkKCLLeases) makes the command refuse before it writes anything.
 func migrateVMware(ctx context.Context, args []string, e *env) error {
 	fs := flagSet("migrate-vmware", "-from VMWARE_APP -to KCL_APP [-dry-run] [-force]", e)
 	from := fs.String("from", "", "vmware-go-kcl checkpoint table (its application name)")
@@ -66,6 +69,9 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 	}
 	if len(live) > 0 && !*force {
 		return fmt.Errorf("vmware-go-kcl leases are still live: %s; stop its workers, wait for the leases to time out, or pass -force", strings.Join(live, ", "))
+	}
+	if err := checkKCLLeases(ctx, db, *to, shards); err != nil {
+		return err
 	}
 	if !*dryRun {
 		if err := ensureTable(ctx, db, *to); err != nil {
@@ -103,7 +109,7 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 		var exists *types.ConditionalCheckFailedException
 		switch {
 		case errors.As(err, &exists):
-			fmt.Fprintf(out, "skip  %s: a kcl lease exists already; left as it is\n", s.id)
+			fmt.Fprintf(out, "skip  %s: a kcl lease exists already, at or past this checkpoint; left as it is\n", s.id)
 			skipped++
 		case err != nil:
 			return fmt.Errorf("writing lease %q to %q: %w", s.id, *to, err)
@@ -114,6 +120,57 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 	}
 	fmt.Fprintf(out, "%d shards read from %s; %d leases written to %s; %d skipped\n", len(shards), *from, written, *to, skipped)
 	return nil
+}
+
+// checkKCLLeases refuses the migration when table already holds a kcl
+// lease of a shard to migrate that is not at or past vmware-go-kcl's
+// checkpoint: kcl workers ran before the migration, so kcl would go on from
+// its own position, and from LATEST or a time it would skip what came after
+// vmware's checkpoint. Nothing is written then. A missing table holds none.
+func checkKCLLeases(ctx context.Context, db DynamoDB, table string, shards []vmShard) error {
+	var behind []string
+	for _, s := range shards {
+		if s.checkpoint == "" || s.checkpoint != leaseitem.ShardEnd && !leaseitem.IsSequenceNumber(s.checkpoint) {
+			continue // not migrated
+		}
+		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &table, Key: leaseitem.ItemKey(s.id), ConsistentRead: aws.Bool(true)})
+		var missing *types.ResourceNotFoundException
+		switch {
+		case errors.As(err, &missing):
+			return nil
+		case err != nil:
+			return fmt.Errorf("lease table %q: reading lease %q: %w", table, s.id, err)
+		case out.Item == nil:
+			continue
+		}
+		l, err := leaseitem.ParseLease(out.Item)
+		if err != nil {
+			return fmt.Errorf("lease table %q: lease %q is not understood: %w", table, s.id, err)
+		}
+		if !atOrPast(l.Checkpoint, s.checkpoint) {
+			behind = append(behind, fmt.Sprintf("%s (kcl at %s, vmware-go-kcl at %s)", s.id, l.Checkpoint, s.checkpoint))
+		}
+	}
+	if len(behind) > 0 {
+		return fmt.Errorf("lease table %q already has kcl leases behind vmware-go-kcl's checkpoints: %s; kcl workers ran before the migration, and would go on from there (from LATEST or a time, skipping what came after vmware's checkpoint). Stop the kcl workers, delete those leases (or the table), and migrate again; nothing was written", table, strings.Join(behind, ", "))
+	}
+	return nil
+}
+
+// atOrPast reports whether kcl's checkpoint cp is at or past vmware-go-kcl's
+// vm (a sequence number or SHARD_END) in the same shard: SHARD_END is past
+// everything, a sentinel before any record, and sequence numbers compare as
+// numbers.
+func atOrPast(cp, vm string) bool {
+	switch {
+	case cp == leaseitem.ShardEnd:
+		return true
+	case vm == leaseitem.ShardEnd || !leaseitem.IsSequenceNumber(cp):
+		return false
+	}
+	a, _ := new(big.Int).SetString(cp, 10)
+	b, _ := new(big.Int).SetString(vm, 10)
+	return a != nil && b != nil && a.Cmp(b) >= 0
 }
 
 func readVMware(ctx context.Context, db DynamoDB, table string) ([]vmShard, error) {

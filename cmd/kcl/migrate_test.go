@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kclgo/kcl"
+	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
 func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
@@ -203,4 +204,49 @@ func consumeMigrated(t *testing.T, kin *kinesis.Client, ddb *dynamodb.Client, st
 	}
 	require.NoError(t, c.Err())
 	return got
+}
+
+// A kcl worker started on the kcl table before the migration made a lease
+// at LATEST: migrate-vmware used to skip that shard ("a kcl lease exists
+// already") and exit 0, and kcl went on from LATEST, skipping what came after
+// vmware's checkpoint (issue 27, item 12). It refuses, writing nothing.
+func TestMigrationRefusesAKCLLeaseBehindVMwaresCheckpoint(t *testing.T) {
+	needEmulators(t)
+	ctx := context.Background()
+	ddb := ddbClient()
+	from, to := "vmware-"+uniqueName(t), "kcl-"+uniqueName(t)
+	_, err := ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            &from,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("ShardID"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("ShardID"), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	})
+	require.NoError(t, err)
+	require.NoError(t, dynamodb.NewTableExistsWaiter(ddb, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
+		Wait(ctx, &dynamodb.DescribeTableInput{TableName: &from}, time.Minute))
+	seq := "49600000000000000000000000000000000000000000000000000042"
+	for _, id := range []string{"shardId-000000000000", "shardId-000000000001"} {
+		_, err = ddb.PutItem(ctx, &dynamodb.PutItemInput{TableName: &from, Item: map[string]types.AttributeValue{
+			"ShardID": &types.AttributeValueMemberS{Value: id}, "Checkpoint": &types.AttributeValueMemberS{Value: seq},
+		}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, ensureTable(ctx, ddb, to))
+	put := func(l leaseitem.Lease) {
+		_, err := ddb.PutItem(ctx, &dynamodb.PutItemInput{TableName: &to, Item: leaseitem.NewItem(l, false)})
+		require.NoError(t, err)
+	}
+	put(leaseitem.Lease{Key: "shardId-000000000000", Counter: 3, Checkpoint: leaseitem.Latest})
+	put(leaseitem.Lease{Key: "shardId-000000000001", Counter: 3, Checkpoint: "49600000000000000000000000000000000000000000000000000043"}) // past: fine
+	var out, stderr bytes.Buffer
+	e := &env{stdout: &out, stderr: &stderr, progress: &stderr, now: time.Now, wait: sleep, clients: func(context.Context) (DynamoDB, Kinesis, error) { return ddb, kinClient(), nil }}
+	code := run(ctx, []string{"migrate-vmware", "-from", from, "-to", to}, e)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "already has kcl leases behind vmware-go-kcl's checkpoints: shardId-000000000000 (kcl at LATEST, vmware-go-kcl at "+seq+")")
+	assert.NotContains(t, stderr.String(), "shardId-000000000001 (", "a lease past vmware's checkpoint is fine")
+	got, err := ddb.GetItem(ctx, &dynamodb.GetItemInput{TableName: &to, Key: leaseitem.ItemKey("shardId-000000000000")})
+	require.NoError(t, err)
+	l, err := leaseitem.ParseLease(got.Item)
+	require.NoError(t, err)
+	assert.Equal(t, leaseitem.Latest, l.Checkpoint, "nothing written")
 }
