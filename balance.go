@@ -29,6 +29,10 @@ type assessInput struct {
 	// lease the table gives to its WorkerID that it does not read is an
 	// earlier run's, not a live twin's (heartbeat.settled).
 	settled bool
+	// token and firstBeat are this process's writer token and the counter
+	// of its first beat (0 before it): see twinWrote.
+	token     string
+	firstBeat int64
 	// ours reports whether a lease key is of a stream this worker reads
 	// (Consumer.ours); the others are left alone. Nil: a single stream, whose
 	// lease keys are shard IDs.
@@ -371,7 +375,7 @@ func (a *assessment) replaceStale(l lease, held, ownerBeats, leaseFresh bool) {
 	if held {
 		return
 	}
-	if l.owner == "" || l.owner == a.in.me && a.in.settled || a.ownerExpired(l, ownerBeats, leaseFresh) {
+	if l.owner == "" || l.owner == a.in.me && a.in.settled && !a.in.twinWrote(l) || a.ownerExpired(l, ownerBeats, leaseFresh) {
 		a.d.replace = append(a.d.replace, l)
 	}
 }
@@ -385,7 +389,7 @@ func (a *assessment) shareOthers(l lease, stream string, ownerBeats, leaseFresh 
 	owner := l.owner
 	// Not one this worker still reads: an old stream's lease held until
 	// the switch to its new incarnation forgets it (switchIncarnation).
-	mine := owner == a.in.me && a.in.settled && l.checkpointOwner == "" && !a.in.held[l.shardID]
+	mine := owner == a.in.me && a.in.settled && l.checkpointOwner == "" && !a.in.held[l.shardID] && !a.in.twinWrote(l)
 	switch {
 	case mine && l.handoffTo != "" && !a.cannotReceive(l.handoffTo, owner, stream):
 		// Owned by this worker ID (an earlier run, or a worker that handed
@@ -452,7 +456,18 @@ func (a *assessment) readableNow(l lease) bool {
 // this process does not read, may be a live twin's (another process with
 // this WorkerID): this process has not settled, and did not claim it.
 func (in assessInput) mayBeTwins(l lease, held bool) bool {
-	return l.owner == in.me && !held && !in.settled && !in.claimed[l.shardID]
+	return l.owner == in.me && !held && (!in.settled || in.twinWrote(l)) && !in.claimed[l.shardID]
+}
+
+// twinWrote reports whether l was last written by another process with
+// this WorkerID after this process's first beat: a live twin, started
+// after this one, whose first beat makes this one stop within a heartbeat
+// interval. Settled or not, this process leaves such a lease alone (found
+// by the simulation, seed 1271: a settled process released the lease its
+// twin was reading). An earlier run of this WorkerID wrote its leases
+// before this process's first beat.
+func (in assessInput) twinWrote(l lease) bool {
+	return l.writer.id == in.me && l.writer.token != in.token && in.firstBeat > 0 && l.writer.beat >= in.firstBeat
 }
 
 // ownerExpired reports whether l's owner, another worker, is dead: its

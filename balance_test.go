@@ -244,6 +244,8 @@ func TestAssess(t *testing.T) {
 		moved   bool
 		streams []string // the streams read (Streams); nil: a single stream
 		created int64    // assessInput.streamCreated
+		// firstBeat is assessInput.firstBeat; this process's token is "tok".
+		firstBeat int64
 	}
 	tests := []struct {
 		name   string
@@ -553,6 +555,32 @@ func TestAssess(t *testing.T) {
 			want: decisions{claim: []string{"1:payments:8:s1"}},
 		},
 		{
+			// Another process with this WorkerID started after this one
+			// (its first beat makes this one stop soon): the lease it took
+			// and reads, of a stream this one does not read, is not
+			// released under it (found by the simulation, seed 1271).
+			name: "several streams: a lease a live twin wrote after this process's first beat is not released",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me", token: "twin", beat: 12}}},
+				workers: beats("me"),
+			}, settled: true, firstBeat: 10, streams: []string{"1:orders:7"}}},
+		},
+		{
+			name: "... nor, in a stream this one reads, taken",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:orders:7:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me", token: "twin", beat: 12}}},
+				workers: beats("me"),
+			}, settled: true, firstBeat: 10, streams: []string{"1:orders:7"}}},
+		},
+		{
+			name: "... but one an earlier run wrote before this process's first beat is released",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me", token: "old", beat: 9}}},
+				workers: beats("me"),
+			}, settled: true, firstBeat: 10, streams: []string{"1:orders:7"}}},
+			want: decisions{release: []lease{{shardID: "1:payments:8:s1", owner: "me", counter: 1, checkpoint: at("5"), writer: writer{id: "me", token: "old", beat: 9}}}},
+		},
+		{
 			// A stream created again: the old one's lease is still held
 			// (its reader delivers) until the switch forgets it.
 			name: "several streams: a lease of a stream this worker no longer lists but still holds is neither released nor passed on",
@@ -655,7 +683,7 @@ func TestAssess(t *testing.T) {
 				if p.streams != nil {
 					ours = func(key string) bool { id, _ := splitLeaseKey(key); return slices.Contains(p.streams, id) }
 				}
-				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}, ours: ours, streamCreated: p.created}
+				in := assessInput{me: "me", snap: p.snap, held: held, listed: t0.Add(p.listed), now: t0.Add(now), leaseDuration: ld, settled: p.settled, claimed: claimed, confirmed: map[string]int64{}, ours: ours, streamCreated: p.created, token: "tok", firstBeat: p.firstBeat}
 				if p.moved {
 					d = assess(in, seen)
 				} else {

@@ -34,6 +34,10 @@ type heartbeat struct {
 	// first), which this process's lease writes carry (writer.beat): set
 	// under mu before the beat counts for the pause gate, read without it.
 	confirmed atomic.Int64
+	// firstCounter is the counter of this process's first beat written (0
+	// before it): a lease write of this WorkerID by another process that
+	// followed a later beat is a live twin's (assessInput.twinWrote).
+	firstCounter atomic.Int64
 }
 
 // heartbeatInterval is how often a worker beats: twice per LeaseDuration,
@@ -124,6 +128,7 @@ func (hb *heartbeat) beat(ctx context.Context, st stage) error {
 	hb.counter = counter
 	hb.confirmed.Store(counter)
 	hb.first.CompareAndSwap(0, sent.UnixNano())
+	hb.firstCounter.CompareAndSwap(0, counter)
 	hb.last.Store(sent.UnixNano())
 	if c.pause.beat(sent, time.Now()) {
 		notify(c.keeper.takeNow) // late: the lease loop's next pass fences the leases still held

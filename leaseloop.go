@@ -206,6 +206,7 @@ func (k *leaseKeeper) readTable(ctx context.Context, consistent bool) (in assess
 		me: c.opts.WorkerID, snap: snap, held: held, listed: listed, now: now, ours: c.ours,
 		leaseDuration: c.opts.LeaseDuration, maxLeases: c.opts.MaxLeasesPerWorker,
 		settled: settled, claimed: k.claimed, confirmed: k.confirmed, streamCreated: created,
+		token: c.beat.token, firstBeat: c.beat.firstCounter.Load(),
 	}, closing, nil
 }
 
