@@ -369,3 +369,9 @@ func epochBefore(a, b string) bool {
 	y, errB := strconv.ParseInt(b, 10, 64)
 	return errA == nil && errB == nil && x < y
 }
+
+// earlierThan reports whether l is a lease of an earlier stream of s's
+// name, in a single-stream table: stamped with an earlier creation time.
+func (s *kstream) earlierThan(l lease) bool {
+	return s.id == "" && l.streamCreated != 0 && !s.created.IsZero() && l.streamCreated < s.created.UnixMilli()
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kclgo/kcl/internal/kinesisfake"
 )
@@ -159,4 +160,34 @@ func TestASyncAfterAPartialOneReadsAStreamCreatedAgainFromItsStart(t *testing.T)
 	require.NoError(t, err)
 	require.True(t, ok, "the new stream's other shard has a lease")
 	assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "read from its first record")
+}
+
+// A take decided on a read of the table made before this worker found its
+// stream created again lands after the switch: the lease it took is the
+// earlier stream's, whose LATEST would open the new stream at its tip and
+// skip its first records (found by the simulation, seed 968113271 with
+// -sim.recreate). It is never read: released, for a sync to replace it.
+func TestALeaseOfAnEarlierStreamTakenLateIsNeverRead(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, InitialPosition: Latest, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	c.readers, c.readCtx = errgroup.WithContext(ctx)
+	defer func() { cancel(); _ = c.readers.Wait() }()
+	earlier := c.streamList()[0].created.Add(-time.Hour).UnixMilli()
+	const id = "shardId-000000000000"
+	_, err = c.table.create(ctx, lease{shardID: id, checkpoint: checkpoint{seq: checkpointLatest}, streamCreated: earlier})
+	require.NoError(t, err)
+	l, _, err := c.table.read(ctx, id)
+	require.NoError(t, err)
+	taken, err := c.table.take(ctx, l, c.beat.writer())
+	require.NoError(t, err)
+	c.keeper.startReader(ctx, taken, false)
+	assert.False(t, c.held.has(id), "an earlier stream's lease is never read")
+	l, _, err = c.table.read(ctx, id)
+	require.NoError(t, err)
+	assert.Empty(t, l.owner, "released, for a sync to replace")
 }

@@ -514,7 +514,12 @@ func (k *leaseKeeper) startReader(leaseCtx context.Context, l lease, storedStart
 	c := k.c
 	stream, shard, ok := c.streamOf(l.shardID) // assess takes only leases of the streams read
 	h := newHeldLease(l, stream, shard)
-	if !ok {
+	if !ok || stream.earlierThan(l) {
+		// Not a stream read here; or an earlier stream's lease, taken on a
+		// read of the table made before this worker found its stream
+		// created again: its checkpoint is no position in the new stream
+		// (LATEST there would skip the new stream's first records). It is
+		// released, and a sync replaces it (incarnation.go).
 		c.releaseLease(leaseCtx, h)
 		return
 	}

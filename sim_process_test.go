@@ -191,7 +191,7 @@ func (s *simRun) quietProcess() {
 // held).
 func (s *simRun) handledLocked(out map[string]bool) {
 	for _, c := range s.proc.calls {
-		if c.handled() {
+		if c.handled() && !c.OldLease {
 			out[c.Data] = true
 		}
 	}
