@@ -77,6 +77,9 @@ type dynamoLeases struct {
 	// as the Java KCL 3.5 writes them. Every create follows a list
 	// (syncShards).
 	entities atomic.Bool
+	// leaseDuration is Options.LeaseDuration, which heartbeats carry
+	// (leaseitem.AttrLeaseDuration) for the command's watch. Immutable.
+	leaseDuration time.Duration
 }
 
 func (t *dynamoLeases) name() string { return t.table }
@@ -387,6 +390,10 @@ func (t *dynamoLeases) heartbeat(ctx context.Context, worker, token string, stop
 	if len(streams) > 0 {
 		values[":streams"] = &types.AttributeValueMemberSS{Value: streams}
 		assigns = append(assigns, eq(attrStreams, ":streams"))
+	}
+	if t.leaseDuration > 0 {
+		values[":ld"] = leaseitem.Number(t.leaseDuration.Milliseconds())
+		assigns = append(assigns, eq(leaseitem.AttrLeaseDuration, ":ld"))
 	}
 	in := &dynamodb.UpdateItemInput{TableName: &t.table, Key: key, ExpressionAttributeValues: values}
 	if last < 0 {

@@ -97,9 +97,9 @@ func New(opts Options) (*Consumer, error) {
 	case opts.AppName == "":
 		c.table = newMemLeases()
 	case opts.DynamoDB != nil:
-		c.table = &dynamoLeases{db: opts.DynamoDB, table: opts.LeaseTable}
+		c.table = &dynamoLeases{db: opts.DynamoDB, table: opts.LeaseTable, leaseDuration: opts.LeaseDuration}
 	default:
-		c.table = &dynamoLeases{db: dynamodb.NewFromConfig(*opts.AWSConfig), table: opts.LeaseTable}
+		c.table = &dynamoLeases{db: dynamodb.NewFromConfig(*opts.AWSConfig), table: opts.LeaseTable, leaseDuration: opts.LeaseDuration}
 	}
 	return c, nil
 }

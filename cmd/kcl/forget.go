@@ -49,13 +49,12 @@ func forgetWorker(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.progress, "watching lease table %s for %v to tell whether %s is alive ...\n", table, *leaseDur, *worker)
-	w, err := observe(ctx, e, db, table, *leaseDur)
+	w, err := observe(ctx, e, db, table, leaseDur, "to tell whether "+*worker+" is alive", false)
 	if err != nil {
 		return err
 	}
 	if w.alive(*worker) {
-		return fmt.Errorf("lease table %q: worker %q is alive (its heartbeat or a lease of its changed within %v); stop it first", table, *worker, *leaseDur)
+		return fmt.Errorf("lease table %q: worker %q is alive (its heartbeat or a lease of its changed within %v); stop it first", table, *worker, w.watched)
 	}
 	rep := planForget(table, *worker, w.after)
 	if len(rep.rows) == 0 {

@@ -228,10 +228,37 @@ func tableFlags(fs *flag.FlagSet) func() (string, error) {
 }
 
 // leaseFlag adds -lease, the liveness watch.
-func leaseFlag(fs *flag.FlagSet) *time.Duration {
-	d := positiveDuration(defaultLeaseDuration)
-	fs.Var(&d, "lease", "the group's LeaseDuration: how long to watch the table to tell live workers from dead ones")
-	return (*time.Duration)(&d)
+func leaseFlag(fs *flag.FlagSet) *leaseWatch {
+	w := &leaseWatch{d: positiveDuration(defaultLeaseDuration)}
+	fs.Var(w, "lease", "the group's LeaseDuration: how long to watch the table to tell live workers from dead ones (default: the longest its heartbeats name, else 10s)")
+	return w
+}
+
+// leaseWatch is -lease. Unset, the watch lasts the longest LeaseDuration
+// that the table's heartbeats name (kcl workers write theirs), or
+// defaultLeaseDuration when none does: a group with a longer LeaseDuration
+// is never called dead for being quiet within it.
+type leaseWatch struct {
+	d   positiveDuration
+	set bool
+}
+
+func (w *leaseWatch) String() string { return w.d.String() }
+func (w *leaseWatch) Set(v string) error {
+	w.set = true
+	return w.d.Set(v)
+}
+
+// of returns how long to watch the table read as before.
+func (w *leaseWatch) of(before snapshot) time.Duration {
+	if w.set {
+		return time.Duration(w.d)
+	}
+	d := time.Duration(w.d)
+	for _, b := range before.beats {
+		d = max(d, b.LeaseDuration)
+	}
+	return d
 }
 
 // positiveDuration is a duration flag that refuses zero and negative values.

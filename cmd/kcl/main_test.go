@@ -105,6 +105,7 @@ type harness struct {
 	// during is what happens while the command watches the table (the
 	// liveness watch): nothing by default, so every worker looks dead.
 	during func()
+	waited time.Duration // how long the last run's watch was to last
 }
 
 func newHarness(t *testing.T, shards int) *harness {
@@ -144,6 +145,7 @@ func (h *harness) run(args ...string) (int, string, string) {
 		},
 		now: time.Now,
 		wait: func(ctx context.Context, d time.Duration) error {
+			h.waited = d
 			if h.during != nil {
 				h.during()
 			}

@@ -132,8 +132,7 @@ func reset(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.progress, "watching lease table %s for %v to tell live workers from dead ones ...\n", table, *leaseDur)
-	w, err := observe(ctx, e, db, table, *leaseDur)
+	w, err := observe(ctx, e, db, table, leaseDur, "to tell live workers from dead ones", false)
 	if err != nil {
 		return err
 	}

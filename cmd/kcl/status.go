@@ -86,10 +86,7 @@ func status(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	if !*asJSON {
-		fmt.Fprintf(e.progress, "watching lease table %s for %v to tell live workers from dead ones ...\n", table, *leaseDur)
-	}
-	w, err := observe(ctx, e, db, table, *leaseDur)
+	w, err := observe(ctx, e, db, table, leaseDur, "to tell live workers from dead ones", *asJSON)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kclgo/kcl"
 	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
@@ -219,4 +221,35 @@ func TestRecreatedNotes(t *testing.T) {
 	require.Len(t, notes, 1)
 	assert.Contains(t, notes[0], "4 leases of 123:orders:1764579600, an earlier stream of this name, are left alone")
 	assert.Empty(t, recreatedNotes("orders", streamLeases{created: created}, nil), "nothing earlier")
+}
+
+// Without -lease, the watch lasts the longest LeaseDuration the heartbeats
+// name: kcl workers write theirs. With the old fixed 10 s, a healthy worker
+// of a group with LeaseDuration 20 s, quiet for 15 s between beats, was
+// called dead (issue 27, item 12).
+func TestTheWatchLastsTheGroupsLeaseDuration(t *testing.T) {
+	h := newHarness(t, 1)
+	c, err := kcl.New(kcl.Options{
+		StreamName: h.stream, AppName: h.table, WorkerID: "slow", Kinesis: h.kin, DynamoDB: h.db,
+		LeaseDuration: 20 * time.Second, Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	records := c.Consume(ctx)
+	defer func() {
+		cancel()
+		for range records {
+		}
+	}()
+	require.Eventually(t, func() bool { return h.get(leaseitem.WorkerKey("slow")) != nil }, 30*time.Second, 50*time.Millisecond)
+	assert.Equal(t, 20*time.Second, h.beat("slow").LeaseDuration, "the heartbeat carries it")
+
+	code, _, stderr := h.run("status", "-app", h.table, "-stream", h.stream)
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, 20*time.Second, h.waited)
+	assert.Contains(t, h.progress.String(), "for 20s to tell live workers from dead ones")
+
+	code, _, stderr = h.run("status", "-app", h.table, "-stream", h.stream, "-lease", "3s")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, 3*time.Second, h.waited, "-lease given wins")
 }

@@ -101,11 +101,16 @@ type watch struct {
 	watched       time.Duration
 }
 
-// observe reads the table, waits d (e.wait) and reads it again.
-func observe(ctx context.Context, e *env, db DynamoDB, table string, d time.Duration) (watch, error) {
+// observe reads the table, waits as long as lw says for it (e.wait),
+// noting on e.progress (unless quiet) how long and why, and reads it again.
+func observe(ctx context.Context, e *env, db DynamoDB, table string, lw *leaseWatch, why string, quiet bool) (watch, error) {
 	before, err := readTable(ctx, db, table)
 	if err != nil {
 		return watch{}, err
+	}
+	d := lw.of(before)
+	if !quiet {
+		fmt.Fprintf(e.progress, "watching lease table %s for %v %s ...\n", table, d, why)
 	}
 	if err := e.wait(ctx, d); err != nil {
 		return watch{}, fmt.Errorf("watching lease table %q: %w", table, err)

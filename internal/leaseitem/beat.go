@@ -2,6 +2,7 @@ package leaseitem
 
 import (
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -16,6 +17,9 @@ type Beat struct {
 	// multi-stream table; nil when the item does not say (a single-stream
 	// table, or a kcl worker from before it was written): every stream.
 	Streams []string
+	// LeaseDuration is the worker's LeaseDuration; 0 when the item does not
+	// say (a kcl worker from before it was written).
+	LeaseDuration time.Duration
 }
 
 // ParseBeat reads a heartbeat item. A workerStopping that is not a boolean
@@ -37,6 +41,9 @@ func ParseBeat(item map[string]types.AttributeValue) (Beat, error) {
 			return Beat{}, &Error{Item: "heartbeat", Key: key.Value, Attr: AttrStreams, Why: "not a string set"}
 		}
 		b.Streams = ss.Value
+	}
+	if ms, err := number(item, AttrLeaseDuration, false); err == nil { // one kcl cannot read says nothing
+		b.LeaseDuration = time.Duration(ms) * time.Millisecond
 	}
 	return b, nil
 }

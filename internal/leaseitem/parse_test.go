@@ -3,6 +3,7 @@ package leaseitem
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stretchr/testify/assert"
@@ -73,7 +74,7 @@ func FuzzRead(f *testing.F) {
 	f.Add("kcl-worker:w1", uint8(1), uint8(1), "-3")
 	f.Add("kcl-group", uint8(12), uint8(4), "x")
 	attrs := []string{AttrOwner, AttrCounter, AttrCheckpoint, AttrCheckpointSub, AttrOwnerSwitches, AttrParents, AttrHandoff,
-		AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrEntityType, AttrStopping, AttrStreams, AttrEpoch, AttrScans, AttrDigest, AttrExpired, AttrLeaseKey}
+		AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrEntityType, AttrStopping, AttrStreams, AttrLeaseDuration, AttrEpoch, AttrScans, AttrDigest, AttrExpired, AttrLeaseKey}
 	f.Fuzz(func(t *testing.T, key string, attr, typ uint8, val string) {
 		it := leaseItem(key, "w1", 7, seq)
 		it[AttrParents] = ss("shardId-000000000000", "1:s:2:shardId-000000000001")
@@ -130,4 +131,22 @@ func asWritten(l Lease) bool {
 		}
 	}
 	return true
+}
+
+func TestParseBeatLeaseDuration(t *testing.T) {
+	base := item{AttrLeaseKey: s(WorkerKey("w1")), AttrCounter: n(41)}
+	for _, tc := range []struct {
+		name string
+		v    types.AttributeValue
+		want time.Duration
+	}{
+		{"absent: a worker from before it was written", nil, 0},
+		{"milliseconds", n(20000), 20 * time.Second},
+		{"not a number: says nothing", s("20s"), 0},
+		{"negative: says nothing", n(-1), 0},
+	} {
+		b, err := ParseBeat(with(base, AttrLeaseDuration, tc.v))
+		require.NoError(t, err, tc.name)
+		assert.Equal(t, tc.want, b.LeaseDuration, tc.name)
+	}
 }

@@ -48,6 +48,10 @@ const (
 	AttrStopping = "workerStopping" // the worker is shutting down
 	AttrToken    = "workerToken"    // the process that writes the item
 	AttrStreams  = "kclStreams"     // the streams the worker reads (their identifiers), in a multi-stream table
+	// AttrLeaseDuration is the worker's LeaseDuration in milliseconds, so
+	// that a command watching the table knows how long a live worker may
+	// stay silent.
+	AttrLeaseDuration = "kclLeaseDurationMillis"
 
 	// kcl's own, on the group item: what tells the workers when to read
 	// the whole table.
