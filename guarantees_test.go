@@ -906,3 +906,34 @@ func TestAGrandchildWaitsForAGrandparentRemovedWhileItsRecordsAreUnacked(t *test
 		g.stop()
 	})
 }
+
+// A second process with a worker's WorkerID (a twin) that stops before it
+// settled leaves the heartbeat item: the first process may be alive, cut off
+// or frozen, and not yet stopped by the twin's beat. With its heartbeat item
+// deleted, its leases were judged on their own counters, which kcl workers
+// do not renew, and another worker took one before the first process's
+// delivery deadline had passed (found by the simulation, seed 311925255
+// with -sim.twins -sim.recreate).
+func TestATwinThatStopsBeforeSettlingLeavesTheHeartbeatItem(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		first := g.consume(g.newWorker("first", func(o *Options) { o.WorkerID = "w" }))
+		time.Sleep(3 * time.Second) // settled, reading the shard
+		frozen := make(chan struct{})
+		first.table.set(func(h *hookTable) {
+			h.before = func(op, key string) error { <-frozen; return nil } // its calls hang
+		})
+		twin := g.consume(g.newWorker("twin", func(o *Options) { o.WorkerID = "w" }))
+		time.Sleep(200 * time.Millisecond) // its first beat written; LeaseDuration is 1s
+		twin.cancel()
+		<-twin.done
+		_, ok, err := g.table.readBeat(context.Background(), "w")
+		require.NoError(t, err)
+		require.True(t, ok, "the heartbeat item is left for the process that may be alive")
+		close(frozen)
+		g.stop()
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -137,12 +138,22 @@ func (hb *heartbeat) beat(ctx context.Context, st stage) error {
 }
 
 // remove deletes this process's heartbeat item, unless another process
-// wrote it since (the same WorkerID, run twice).
+// wrote it since (the same WorkerID, run twice), or this process never
+// settled and the table holds a lease of its WorkerID that another process
+// wrote (twinHolds): then it may be the twin of a live process that its
+// first beat has not stopped yet (a freeze), whose leases, their heartbeat
+// item gone, would be judged on their own counters, which kcl workers do
+// not renew, and taken under it (found by the simulation, seed 311925255).
+// The item then expires as a dead worker's does.
 func (hb *heartbeat) remove(ctx context.Context) {
 	hb.mu.Lock()
 	counter := hb.counter
 	hb.mu.Unlock()
 	if counter < 0 {
+		return
+	}
+	if !hb.settled() && hb.twinHolds(ctx) {
+		hb.c.log.Info("kcl: heartbeat item left: another process with this WorkerID may be running")
 		return
 	}
 	if err := hb.c.table.removeWorker(ctx, hb.c.opts.WorkerID, counter); err != nil {
@@ -158,4 +169,18 @@ func (hb *heartbeat) remove(ctx context.Context) {
 func (hb *heartbeat) settled() bool {
 	first := hb.first.Load()
 	return first != 0 && time.Since(time.Unix(0, first)) > hb.c.opts.LeaseDuration
+}
+
+// twinHolds reports whether the table, read consistently, holds a lease
+// owned by this WorkerID that another process wrote last; a read that
+// fails counts as yes.
+func (hb *heartbeat) twinHolds(ctx context.Context) bool {
+	snap, err := hb.c.table.list(ctx, true)
+	if err != nil {
+		return true
+	}
+	me := hb.c.opts.WorkerID
+	return slices.ContainsFunc(snap.leases, func(l lease) bool {
+		return l.owner == me && l.writer.id == me && l.writer.token != hb.token
+	})
 }
