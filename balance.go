@@ -466,8 +466,13 @@ func (in assessInput) mayBeTwins(l lease, held bool) bool {
 // by the simulation, seed 1271: a settled process released the lease its
 // twin was reading). An earlier run of this WorkerID wrote its leases
 // before this process's first beat.
-func (in assessInput) twinWrote(l lease) bool {
-	return l.writer.id == in.me && l.writer.token != in.token && in.firstBeat > 0 && l.writer.beat >= in.firstBeat
+func (in assessInput) twinWrote(l lease) bool { return twinWrote(l, in.me, in.token, in.firstBeat) }
+
+// twinWrote reports whether l was last written by a process with WorkerID
+// me other than the one with token, after that one's first beat (counter
+// firstBeat, 0 before it): assessInput.twinWrote.
+func twinWrote(l lease, me, token string, firstBeat int64) bool {
+	return l.writer.id == me && l.writer.token != token && firstBeat > 0 && l.writer.beat >= firstBeat
 }
 
 // ownerExpired reports whether l's owner, another worker, is dead: its

@@ -937,3 +937,21 @@ func TestATwinThatStopsBeforeSettlingLeavesTheHeartbeatItem(t *testing.T) {
 		g.stop()
 	})
 }
+
+// A settled process that stops releases the leases of its WorkerID that an
+// earlier run left, but not one a live twin (another process with its
+// WorkerID, started after it) wrote and reads: released, it was taken by
+// another worker while the twin's handler ran (found by the simulation,
+// seed 1293).
+func TestAStopReleasesAnEarlierRunsLeasesButNotATwins(t *testing.T) {
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(context.Background()))
+	c.beat.firstCounter.Store(10)
+	earlier := lease{shardID: "shardId-000000000000", owner: "me", checkpoint: checkpoint{seq: "5"}, writer: writer{id: "me", token: "old", beat: 9}}
+	twins := lease{shardID: "shardId-000000000001", owner: "me", checkpoint: checkpoint{seq: "5"}, writer: writer{id: "me", token: "twin", beat: 11}}
+	c.keeper.lastTable.Store(&[]lease{earlier, twins})
+	require.Equal(t, []lease{earlier}, c.ownedNotHeld())
+}

@@ -97,11 +97,9 @@ type simWidenEvent struct {
 var simRecreateOn = flag.Bool("sim.recreate", false, "TestSimulation: streams are deleted and created again (open failures: see issue 21)")
 
 // simTwinsOn turns on twins, two processes with one WorkerID (a
-// misconfiguration kcl ends with errDuplicateWorker). Off by default for
-// the same reason as simRecreateOn: with them the simulation still fails
-// about one seed in 1,000 (overlap beyond the bound, Process exclusion;
-// issue 21's note lists the seeds). The draws are the same either way.
-var simTwinsOn = flag.Bool("sim.twins", false, "TestSimulation: twins, two processes with one WorkerID (open failures: see issue 21)")
+// misconfiguration kcl ends with errDuplicateWorker). On by default;
+// -sim.twins=false turns them off. The draws are the same either way.
+var simTwinsOn = flag.Bool("sim.twins", true, "TestSimulation: twins, two processes with one WorkerID")
 
 // drawWiden draws a seed's deploys, streams created again and twins.
 func drawWiden(seed uint64, c simConfig, chaos time.Duration) simWiden {

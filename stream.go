@@ -275,12 +275,15 @@ func (c *Consumer) run(ctx context.Context) {
 // another worker takes them at once instead of after LeaseDuration. A
 // lease in a Java KCL hand-off to this worker (checkpointOwner) is not one:
 // its old owner passes it on, or whoever takes it once that one is dead.
-// Nor is a lease of a stream this consumer does not read: left alone.
+// Nor is a lease of a stream this consumer does not read: left alone. Nor
+// one a live twin wrote (twinWrote), which it reads (found by the
+// simulation, seed 1293: a release under a twin's running handler).
 func (c *Consumer) ownedNotHeld() []lease {
 	held, _ := c.held.snapshot()
+	me, token, first := c.opts.WorkerID, c.beat.token, c.beat.firstCounter.Load()
 	var mine []lease
 	for _, l := range c.keeper.leasesRead() {
-		if held := held[l.shardID]; l.owner == c.opts.WorkerID && !held && !l.checkpoint.shardEnd() && l.checkpointOwner == "" && c.ours(l.shardID) {
+		if held := held[l.shardID]; l.owner == me && !held && !l.checkpoint.shardEnd() && l.checkpointOwner == "" && c.ours(l.shardID) && !twinWrote(l, me, token, first) {
 			mine = append(mine, l)
 		}
 	}
