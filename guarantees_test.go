@@ -955,3 +955,41 @@ func TestAStopReleasesAnEarlierRunsLeasesButNotATwins(t *testing.T) {
 	c.keeper.lastTable.Store(&[]lease{earlier, twins})
 	require.Equal(t, []lease{earlier}, c.ownedNotHeld())
 }
+
+// A shutdown that lands while a reader waits for acks to finish a hand-off
+// ends that wait without writing the hand-off: the shutdown waits its own
+// ShutdownTimeout for the acks, checkpoints what they acked, and releases.
+// Written before the acks, the hand-off would close the lease's acks and
+// hand over a checkpoint behind records the user acked during shutdown,
+// which the next owner would deliver again (found by a review).
+func TestAShutdownDuringAHandOffsWaitCheckpointsTheAcksThatFollow(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 2)
+		g := newSchedGroup(t, kin)
+		a := g.consumeAckingAfter(g.newWorker("a", func(o *Options) { o.ShutdownTimeout = 3 * time.Second }), time.Second)
+		time.Sleep(time.Second)
+		for i := range 20 {
+			_, _, err := kin.PutRecord("s", fmt.Sprint("k", i), fmt.Appendf(nil, "r%d", i))
+			require.NoError(t, err)
+		}
+		waitFor(t, 2*time.Second, "a delivers them", func() bool { return len(g.deliveries()) == 20 }) // acked a second later
+		g.consume(g.newWorker("b", nil))                                                               // asks for one of a's two shards
+		waitFor(t, 2*time.Second, "b asks for a shard", func() bool {
+			return g.leaseOf("shardId-000000000000").handoffTo == "b" || g.leaseOf("shardId-000000000001").handoffTo == "b"
+		})
+		time.Sleep(100 * time.Millisecond) // a's reader waits for the acks
+		a.cancel()
+		<-a.done
+		time.Sleep(3 * time.Second)
+		seen := map[string]string{}
+		for _, d := range g.deliveries() {
+			if w, ok := seen[d.data]; ok {
+				t.Fatalf("%s delivered by %s and again by %s, though a acked it during its shutdown", d.data, w, d.worker)
+			}
+			seen[d.data] = d.worker
+		}
+		g.stop()
+	})
+}

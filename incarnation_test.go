@@ -191,3 +191,31 @@ func TestALeaseOfAnEarlierStreamTakenLateIsNeverRead(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, l.owner, "released, for a sync to replace")
 }
+
+// In a multi-stream table, only the leases of an earlier incarnation of a
+// stream (its identifier's creation epoch before this one's) say the stream
+// was created again, so that a sync reads the new one from its first record.
+// A later incarnation's say this worker's view is stale: they start nothing
+// at TRIM_HORIZON here. Epochs compare as numbers, not as strings.
+func TestOtherIncarnationIsOnlyAnEarlierOne(t *testing.T) {
+	s := &kstream{id: "123:orders:1700000000"}
+	of := func(id string) lease { return lease{shardID: id + ":shardId-000000000000"} }
+	for _, tc := range []struct {
+		name   string
+		leases []lease
+		other  string
+		own    bool
+	}{
+		{"none", nil, "", false},
+		{"its own only", []lease{of("123:orders:1700000000")}, "", true},
+		{"an earlier incarnation's", []lease{of("123:orders:1600000000")}, "123:orders:1600000000", false},
+		{"an earlier one's beside its own (a partial first sync)", []lease{of("123:orders:1600000000"), of("123:orders:1700000000")}, "123:orders:1600000000", true},
+		{"a later incarnation's: this view is stale", []lease{of("123:orders:1800000000")}, "", false},
+		{"an earlier epoch with fewer digits", []lease{of("123:orders:999999999")}, "123:orders:999999999", false},
+		{"another stream's", []lease{of("123:orders-eu:1600000000"), of("456:orders:1600000000")}, "", false},
+	} {
+		other, own := otherIncarnation(s, tc.leases)
+		assert.Equal(t, tc.other, other, tc.name)
+		assert.Equal(t, tc.own, own, tc.name)
+	}
+}
