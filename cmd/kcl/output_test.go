@@ -221,3 +221,30 @@ func TestForgetOutput(t *testing.T) {
 	require.NoError(t, rep.print(&out))
 	golden(t, "forget", out.String())
 }
+
+// A parent whose lease the Java KCL deleted is made a lease again at the
+// target, before its children; re-reading it while a child goes on (the
+// child not reset) is refused, as for an ended parent (issue 27, item 10).
+func TestPlanResetReReadsDeletedParents(t *testing.T) {
+	shards := []shardInfo{
+		{id: "shardId-000000000000", closed: true},
+		{id: "shardId-000000000001", parents: []string{"shardId-000000000000"}},
+		{id: "shardId-000000000002", parents: []string{"shardId-000000000000"}},
+	}
+	children := map[string]leaseitem.Lease{
+		"shardId-000000000001": {Key: "shardId-000000000001", Counter: 4, Checkpoint: leaseitem.TrimHorizon, Parents: []string{"shardId-000000000000"}, StreamCreated: 7},
+		"shardId-000000000002": {Key: "shardId-000000000002", Counter: 4, Checkpoint: leaseitem.TrimHorizon, Parents: []string{"shardId-000000000000"}, StreamCreated: 7},
+	}
+	sl := streamLeases{byShard: children}
+	rep, err := planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, sl, nil, nil)
+	require.NoError(t, err)
+	require.Len(t, rep.rows, 3)
+	assert.Equal(t, resetRow{shard: "shardId-000000000000", key: "shardId-000000000000", from: "no lease (read to its end; its lease deleted)", to: "TRIM_HORIZON",
+		result: "would re-read", create: true, stamp: 7}, rep.rows[0], "first, made a lease with its children's stamp")
+	assert.Empty(t, rep.notes, "not a shard with no lease yet")
+	rep, err = planReset("orders", "billing", target{checkpoint: leaseitem.Latest, at: time.Unix(1, 0)}, shards, sl, nil, nil)
+	require.NoError(t, err)
+	assert.Len(t, rep.rows, 2, "-to latest re-reads nothing")
+	_, err = planReset("orders", "billing", target{checkpoint: leaseitem.TrimHorizon}, shards, sl, nil, []string{"shardId-000000000001"})
+	assert.ErrorContains(t, err, `its child "shardId-000000000002" would not be reset`)
+}

@@ -87,6 +87,13 @@ type resetRow struct {
 	result       string
 	counter      int64 // leaseCounter as read: the write's condition
 	unchanged    bool
+	// create: the shard has no lease, though a leased shard descends from
+	// it (the Java KCL deleted its lease once its children started): reset
+	// makes it a lease at the target, with parents and stamp, so that it is
+	// read again before its children.
+	create  bool
+	parents []string // lease keys, for create
+	stamp   int64    // kclStreamCreated, for create: its children's
 }
 
 // resetReport is what reset prints.
@@ -158,8 +165,16 @@ func reset(ctx context.Context, args []string, e *env) error {
 			if row.unchanged {
 				continue
 			}
-			err := writeReset(ctx, db, table, row.key, row.counter, tgt)
+			var err error
+			if row.create {
+				err = writeCreate(ctx, db, table, *row, tgt)
+			} else {
+				err = writeReset(ctx, db, table, row.key, row.counter, tgt)
+			}
 			switch {
+			case row.create && err == nil:
+				row.result = "re-read"
+				continue
 			case isConditionFailed(err):
 				row.result = "left alone: written since it was read (a worker wrote it)"
 				rep.leftAlone = append(rep.leftAlone, row.shard)
@@ -258,6 +273,7 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 				unlisted = append(unlisted, id)
 			}
 		}
+		unleased = slices.DeleteFunc(unleased, func(id string) bool { return ancestorOfLeased(id, shards, leases) })
 		if len(unleased) > 0 {
 			rep.notes = append(rep.notes, fmt.Sprintf("no lease yet, so not reset (they start at the group's InitialPosition): %s", strings.Join(unleased, ", ")))
 		}
@@ -275,6 +291,16 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 	for _, s := range shards {
 		for _, p := range s.parents {
 			children[p] = append(children[p], s.id)
+		}
+	}
+	if tgt.checkpoint != leaseitem.Latest {
+		for _, row := range deletedAncestors(tgt, shards, sl, selected) {
+			for _, c := range children[row.shard] {
+				if _, leased := leases[c]; leased && !selected[c] {
+					return rep, fmt.Errorf("shard %q, read to its end and its lease deleted, would be read again and its child %q would not be reset: re-reading a parent while its child goes on breaks per-key order; add -shard %s, or reset every shard", row.shard, c, c)
+				}
+			}
+			rep.rows = append(rep.rows, row)
 		}
 	}
 	for _, l := range leases {
@@ -320,6 +346,97 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 		}
 	}
 	return rep, nil
+}
+
+// deletedAncestors returns the rows that make a lease, at tgt, for each
+// listed shard without one from which a selected leased shard descends:
+// the Java KCL deleted its lease once its children started. Their children
+// name them as parents, so they are read again first, and per-key order
+// holds. Parents come before their children.
+func deletedAncestors(tgt target, shards []shardInfo, sl streamLeases, selected map[string]bool) []resetRow {
+	byID := map[string]shardInfo{}
+	for _, s := range shards {
+		byID[s.id] = s
+	}
+	need := map[string]int64{} // shard -> the stamp of a leased descendant
+	var walk func(id string, stamp int64)
+	walk = func(id string, stamp int64) {
+		for _, p := range byID[id].parents {
+			if _, leased := sl.byShard[p]; leased {
+				continue
+			}
+			if _, listed := byID[p]; !listed {
+				continue // trimmed: nothing left to read
+			}
+			if _, seen := need[p]; !seen {
+				need[p] = stamp
+				walk(p, stamp)
+			}
+		}
+	}
+	for _, s := range shards {
+		if l, ok := sl.byShard[s.id]; ok && selected[s.id] {
+			walk(s.id, l.StreamCreated)
+		}
+	}
+	var rows []resetRow
+	for _, s := range shards { // the listing's order: parents first
+		stamp, ok := need[s.id]
+		if !ok {
+			continue
+		}
+		row := resetRow{shard: s.id, key: leaseitem.Key(sl.streamID, s.id), from: "no lease (read to its end; its lease deleted)", to: tgt.String(),
+			result: "would re-read", create: true, stamp: stamp}
+		for _, p := range s.parents {
+			row.parents = append(row.parents, leaseitem.Key(sl.streamID, p))
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// ancestorOfLeased reports whether a leased shard of the listing descends
+// from shard id.
+func ancestorOfLeased(id string, shards []shardInfo, leases map[string]leaseitem.Lease) bool {
+	for _, s := range shards {
+		if _, ok := leases[s.id]; ok && descendsFrom(s.id, id, shards) {
+			return true
+		}
+	}
+	return false
+}
+
+// descendsFrom reports whether shard child descends from shard ancestor in
+// the listing.
+func descendsFrom(child, ancestor string, shards []shardInfo) bool {
+	parents := map[string][]string{}
+	for _, s := range shards {
+		parents[s.id] = s.parents
+	}
+	seen := map[string]bool{}
+	stack := slices.Clone(parents[child])
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if p == ancestor {
+			return true
+		}
+		if !seen[p] {
+			seen[p] = true
+			stack = append(stack, parents[p]...)
+		}
+	}
+	return false
+}
+
+// writeCreate makes the lease of row, a shard whose lease was deleted, at
+// tgt, unless one exists meanwhile.
+func writeCreate(ctx context.Context, db DynamoDB, table string, row resetRow, tgt target) error {
+	l := leaseitem.Lease{Key: row.key, Counter: 1, Checkpoint: tgt.checkpoint, StartAt: tgt.startAt(), Parents: row.parents, StreamCreated: row.stamp}
+	_, err := db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(table), Item: leaseitem.NewItem(l, false), ConditionExpression: aws.String("attribute_not_exists(" + leaseitem.AttrLeaseKey + ")"),
+	})
+	return err
 }
 
 // describeCheckpoint shows a lease's checkpoint as reset reads it.
@@ -386,7 +503,7 @@ func (r resetReport) print(out io.Writer) error {
 	for _, row := range r.rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", row.shard, dash(row.owner), row.from, row.to, row.result)
 		switch row.result {
-		case "reset", "would reset":
+		case "reset", "would reset", "re-read", "would re-read":
 			done++
 		case "unchanged":
 			unchanged++

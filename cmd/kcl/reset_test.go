@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -307,4 +309,49 @@ func TestResetToLatestStoresTheResetsTime(t *testing.T) {
 	assert.Equal(t, leaseitem.Latest, l.Checkpoint)
 	assert.GreaterOrEqual(t, l.StartAt, before)
 	assert.LessOrEqual(t, l.StartAt, time.Now().UnixMilli())
+}
+
+// The Java KCL deletes a parent's lease once its children started. reset
+// to a point in the past used to leave that parent alone ("no lease yet")
+// and to say it would start at the group's InitialPosition; kcl never makes
+// a lease for an ancestor of a leased shard, so its records were never read
+// again. reset now makes its lease at the target, and the children wait for
+// it (issue 27, item 10).
+func TestResetReReadsAParentWhoseLeaseTheJavaKCLDeleted(t *testing.T) {
+	h := newHarness(t, 1)
+	ctx := context.Background()
+	parentData := h.putData("parent-", 5)
+	const parent = "shardId-000000000000"
+	_, err := h.kin.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: &h.stream, ShardToSplit: aws.String(parent), NewStartingHashKey: aws.String("170141183460469231731687303715884105728")})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(h.shardIDs()) == 3 }, time.Minute, 100*time.Millisecond)
+	childData := h.putData("child-", 6)
+	w := h.startWorker("java-like")
+	w.receive(append(parentData, childData...)...)
+	w.stop()
+	_, err = h.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &h.table, Key: leaseitem.ItemKey(parent)}) // the Java KCL's cleanup
+	require.NoError(t, err)
+
+	code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "trim-horizon", "-lease", "1s")
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, parent+` +- +no lease \(read to its end; its lease deleted\) +TRIM_HORIZON +re-read\n`, stdout)
+	assert.Contains(t, stdout, "3 reset, 0 unchanged, 0 left alone")
+	assert.NotContains(t, stdout, "no lease yet", "the parent is not one without a lease yet")
+	l := h.lease(parent)
+	assert.Equal(t, leaseitem.TrimHorizon, l.Checkpoint)
+
+	w = h.startWorker("after-reset")
+	got := w.receive(append(parentData, childData...)...)
+	w.stop()
+	first := map[string]int{}
+	for i, d := range got {
+		if _, ok := first[d]; !ok {
+			first[d] = i
+		}
+	}
+	for _, p := range parentData {
+		for _, c := range childData {
+			assert.Less(t, first[p], first[c], "the parent's %s before the child's %s", p, c)
+		}
+	}
 }
