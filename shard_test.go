@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"sync"
 	"syscall"
 	"testing"
@@ -173,4 +174,66 @@ func TestAPausedShardResumesByAQuarterOfItsLimit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("not resumed after a quarter of the limit was acked")
 	}
+}
+
+// BenchmarkDeliverAggregated is BenchmarkDeliver with KPL aggregates of 10
+// user records each, with the shard's hash-key range unknown (every user
+// record kept without a look at its key) and known (the MD5 of each
+// partition key checked against it, hashRange.holds): the filter's cost per
+// user record is the difference of the two in one run.
+func BenchmarkDeliverAggregated(b *testing.B) {
+	for _, known := range []bool{false, true} {
+		b.Run(fmt.Sprintf("range-known=%v", known), func(b *testing.B) { benchmarkDeliverAggregated(b, known) })
+	}
+}
+
+func benchmarkDeliverAggregated(b *testing.B, known bool) {
+	const pageSize, per = 1000, 10
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.out = make(chan Record, c.opts.BufferSize)
+	keepDelivering(c)
+	page := make([]types.Record, pageSize)
+	now := time.Now()
+	for i := range page {
+		users := make([]userRecord, per)
+		for j := range users {
+			users[j] = userRecord{partitionKey: fmt.Sprintf("user-%d-%d", i, j), data: make([]byte, 100)}
+		}
+		page[i] = types.Record{Data: aggregate(users), PartitionKey: aws.String(fmt.Sprint(i)),
+			SequenceNumber: aws.String(fmt.Sprintf("%056d", i)), ApproximateArrivalTimestamp: &now}
+	}
+	const id = "shardId-000000000000"
+	s := c.streamList()[0]
+	if known {
+		top := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
+		s.setShards(map[string]shardInfo{id: {id: id, first: big.NewInt(0), last: top}})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	aggs := b.N/per + 1
+	cpu := cpuTime()
+	b.ResetTimer()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var skip checkpoint
+		r := newShardReader(c.readerEnv(), newHeldLease(lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, s, id))
+		for n := 0; n < aggs; n += pageSize {
+			if !r.deliver(ctx, newPageRecords(r, page[:min(pageSize, aggs-n)], &skip)) {
+				b.Error("deliver stopped")
+				return
+			}
+		}
+	}()
+	for range aggs * per {
+		r := <-c.out
+		r.Ack()
+	}
+	<-done
+	n := float64(aggs * per)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/record")
+	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/n, "cpu-ns/record")
 }
