@@ -124,6 +124,7 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 			cancel()
 			return r.failed(ctx, err)
 		}
+		r.noteLatestOpen(pos, out.ResultMetadata)
 		ended, children, err := r.readSubscription(ctx, out.GetStream(), &skip, &continuation)
 		cancel()
 		if ended {

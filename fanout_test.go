@@ -328,3 +328,39 @@ func TestFanOutEndsTheConsumerAtTheStreamsConsumerLimit(t *testing.T) {
 	var limit *types.LimitExceededException
 	assert.ErrorAs(t, err, &limit, "Err wraps the AWS error")
 }
+
+// expiredOnce answers the first GetRecords with ExpiredIteratorException,
+// as Kinesis does when an iterator waited five minutes unused.
+type expiredOnce struct {
+	KinesisAPI
+	done atomic.Bool
+}
+
+func (k *expiredOnce) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, o ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
+	if k.done.CompareAndSwap(false, true) {
+		return nil, &types.ExpiredIteratorException{Message: aws.String("Iterator expired (test)")}
+	}
+	return k.KinesisAPI.GetRecords(ctx, in, o...)
+}
+
+// A shard opened at LATEST whose iterator expired before its first record
+// is opened again where this worker's first open stood (Kinesis's clock,
+// from the response's Date, less a second), not at the lease's start, a
+// minute before the take, which delivered records written before the
+// worker started (issue 27, item 7).
+func TestAReopenBeforeTheFirstRecordAtLatestDeliversNothingOlder(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	old := f.putN(5, 1, "old")
+	time.Sleep(2500 * time.Millisecond) // more than the second's margin before the start
+	opts := f.options()
+	opts.InitialPosition = Latest
+	opts.Kinesis = &expiredOnce{KinesisAPI: opts.Kinesis}
+	s := startConsumer(t, opts)
+	time.Sleep(2 * time.Second) // open, expire, open again
+	fresh := f.putN(5, 1, "new")
+	got := s.receive(len(fresh), 30*time.Second, ackAll)
+	s.quiet(time.Second)
+	require.NoError(t, s.stop(ackAll))
+	assert.ElementsMatch(t, putData(fresh), dataOf(got), "none of %v", putData(old))
+}

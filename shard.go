@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go/middleware"
 )
 
 // shardReader reads one shard for one held lease, and is the goroutine that
@@ -31,6 +33,7 @@ type shardReader struct {
 
 	// Only touched by the reader.
 	opened          bool      // the shard was opened once (startingPosition)
+	latestAt        time.Time // Kinesis's clock, less a second, when this reader first opened the shard at LATEST (noteLatestOpen); zero: not known
 	warnedMalformed bool      // a malformed aggregate was logged at Warn once
 	warnedMisplaced bool      // a user record on the wrong shard was logged at Warn once
 	hashes          hashRange // the shard's hash-key range, once listed (shardRange)
@@ -294,6 +297,12 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 		return types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
 	case from.seq == checkpointLatest && (h.startAt.IsZero() || first && h.storedStart):
 		return types.StartingPosition{Type: types.ShardIteratorTypeLatest}
+	case from.seq == checkpointLatest && !r.latestAt.IsZero():
+		// Opened again before its first record (an expired iterator, a
+		// subscription that failed before its first event): where this
+		// reader's first open stood, not the lease's start, a minute
+		// before the take, which would deliver what came before it.
+		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(r.latestAt)}
 	case from.seq == checkpointLatest || from.seq == checkpointAtTimestamp && !h.startAt.IsZero():
 		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(h.startAt)}
 	case from.seq == checkpointAtTimestamp:
@@ -307,6 +316,20 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 		return types.StartingPosition{Type: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(initial.timestamp)}
 	default:
 		return types.StartingPosition{Type: types.ShardIteratorTypeAtSequenceNumber, SequenceNumber: aws.String(from.seq)}
+	}
+}
+
+// noteLatestOpen notes, when pos opened the shard at LATEST, where that
+// stood on Kinesis's own clock: the response's Date, less a second (Date is
+// in whole seconds, and the position was taken before the response), so
+// that opening there again skips nothing written after it. A response
+// without a Date (an in-process Kinesis) notes nothing.
+func (r *shardReader) noteLatestOpen(pos types.StartingPosition, md middleware.Metadata) {
+	if pos.Type != types.ShardIteratorTypeLatest {
+		return
+	}
+	if t, ok := awsmiddleware.GetServerTime(md); ok {
+		r.latestAt = t.Add(-time.Second)
 	}
 }
 
@@ -330,6 +353,7 @@ func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after 
 	if err != nil {
 		return nil, err
 	}
+	r.noteLatestOpen(pos, out.ResultMetadata)
 	return out.ShardIterator, nil
 }
 
