@@ -172,11 +172,9 @@ func newHashRange(first, last *big.Int) hashRange {
 
 // holds reports whether the shard owns user record u: whether the key
 // Kinesis routes u by, its explicit hash key or else the MD5 of its
-// partition key, is in the range. The KPL puts a user record again when it
-// landed on a shard that no longer owns its key (a shard map older than a
-// split), so the copy on the wrong shard is left out, as the Java KCL does.
-// An explicit hash key that is no number of 128 bits is held: what cannot
-// be judged is never dropped.
+// partition key, is in the range (pageRecords.misplaced). An explicit hash
+// key that is no number of 128 bits is held: what cannot be judged is not
+// called misplaced.
 func (r hashRange) holds(u userRecord) bool {
 	if !r.known {
 		return true

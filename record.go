@@ -59,7 +59,7 @@ type pageRecords struct {
 	recs   []types.Record // recs[0] is the record being converted
 	users  []userRecord   // recs[0]'s user records, once split
 	next   int            // the next of users; -1 until recs[0] is split
-	hashes hashRange      // the shard's hash-key range: user records outside it are left out
+	hashes hashRange      // the shard's hash-key range, to tell an aggregate put on the wrong shard (misplaced)
 	skip   *checkpoint
 }
 
@@ -116,25 +116,31 @@ func (p *pageRecords) fill(buf []Record) int {
 		}
 		u := p.users[p.next]
 		rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(p.next)
-		p.next++
-		if !p.hashes.holds(u) {
+		if p.next == 0 && !p.hashes.holds(u) { // one look per aggregate: the hot path stays cheap
 			p.misplaced(rec)
-			continue
 		}
+		p.next++
 		n += p.keep(rec)
 	}
 	return n
 }
 
-// misplaced logs rec, a user record left out because its key is outside
-// the shard's range (hashRange.holds): Warn once per lease, then Debug.
+// misplaced logs rec, the first user record of an aggregate, whose key is
+// outside the shard's range (hashRange.holds): Warn once per lease, then
+// Debug. It is delivered all the same, never dropped. The Java KCL drops
+// such user records, because the KPL, which put the aggregate by a shard
+// map older than a split, puts them again on their own shard; but other
+// producers of the KPL format (a8m/kinesis-producer, kinesis-aggregation)
+// aggregate any keys into one record and never put them again, and
+// dropping would lose them. A user record the KPL put again is delivered
+// twice (README, Known limits).
 func (p *pageRecords) misplaced(rec *Record) {
 	level := slog.LevelDebug
 	if !p.r.warnedMisplaced {
 		p.r.warnedMisplaced, level = true, slog.LevelWarn
 	}
-	p.r.log.Log(context.Background(), level, "kcl: KPL user record outside the shard's hash-key range left out (the KPL put it again on its shard)",
-		"sequence_number", rec.SequenceNumber, "sub_sequence_number", rec.SubSequenceNumber, "partition_key", rec.PartitionKey, "explicit_hash_key", rec.ExplicitHashKey)
+	p.r.log.Log(context.Background(), level, "kcl: KPL aggregate with user records outside the shard's hash-key range; delivered (a KPL put after a split puts them again on their shard: delivered twice)",
+		"sequence_number", rec.SequenceNumber, "partition_key", rec.PartitionKey, "explicit_hash_key", rec.ExplicitHashKey)
 }
 
 // keep reports 1 to keep rec, 0 to leave it out: it is at or before skip.
