@@ -44,7 +44,7 @@ func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
 				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if isConsumerLimit(err) {
-				return fmt.Errorf("stream %q: registering consumer %q: a stream has at most 20 registered consumers and this one has them all; deregister one, or read by polling (EnhancedFanOut false): %w", s.label, name, err)
+				return fmt.Errorf("stream %q: registering consumer %q: the stream has as many registered consumers as Kinesis allows (20, or 50 on an On-demand Advantage stream); deregister one, or read by polling (EnhancedFanOut false): %w", s.label, name, err)
 			}
 			if err != nil && !isInUse(err) { // in use: another worker registered it first
 				return fmt.Errorf("stream %q: registering consumer %q: %w", s.label, name, err)
@@ -80,12 +80,15 @@ func ownEventStreamCodec(o *kinesis.Options) {
 }
 
 // isConsumerLimit reports whether err is Kinesis refusing to register one
-// more consumer on a stream that has the most it allows (20). The code,
-// LimitExceededException, is also the one for calls made too fast, which
-// are retried: only the message tells them apart.
+// more consumer on a stream that has as many as it allows (20, or 50 on an
+// On-demand Advantage stream). The code, LimitExceededException, is also
+// the one for calls made too fast and for more than 5 consumers being
+// created at once, both of which pass and are retried: only the message
+// tells them apart ("registered", as kinesis-local says it; one that does
+// not say so is retried, as before).
 func isConsumerLimit(err error) bool {
 	var limit *types.LimitExceededException
-	return errors.As(err, &limit) && strings.Contains(strings.ToLower(limit.ErrorMessage()), "consumers")
+	return errors.As(err, &limit) && strings.Contains(strings.ToLower(limit.ErrorMessage()), "registered")
 }
 
 func isNotFound(err error) bool {

@@ -323,7 +323,7 @@ func TestFanOutEndsTheConsumerAtTheStreamsConsumerLimit(t *testing.T) {
 	}
 	err = s.c.Err()
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "at most 20")
+	assert.Contains(t, err.Error(), "as many registered consumers as Kinesis allows")
 	assert.Contains(t, err.Error(), f.stream)
 	var limit *types.LimitExceededException
 	assert.ErrorAs(t, err, &limit, "Err wraps the AWS error")
@@ -363,4 +363,15 @@ func TestAReopenBeforeTheFirstRecordAtLatestDeliversNothingOlder(t *testing.T) {
 	s.quiet(time.Second)
 	require.NoError(t, s.stop(ackAll))
 	assert.ElementsMatch(t, putData(fresh), dataOf(got), "none of %v", putData(old))
+}
+
+// Only the limit of registered consumers ends the consumer; the other
+// LimitExceededException answers of RegisterStreamConsumer pass and are
+// retried (found by a review: six applications deploying at once).
+func TestIsConsumerLimit(t *testing.T) {
+	limit := func(msg string) error { return &types.LimitExceededException{Message: aws.String(msg)} }
+	assert.True(t, isConsumerLimit(limit("Only 20 consumers can be registered to a stream at once")))
+	assert.False(t, isConsumerLimit(limit("Only 5 consumers can be created at the same time")))
+	assert.False(t, isConsumerLimit(limit("Rate exceeded for stream orders under account 123456789012.")))
+	assert.False(t, isConsumerLimit(&types.ResourceInUseException{Message: aws.String("registered")}))
 }

@@ -177,10 +177,10 @@ func TestAPausedShardResumesByAQuarterOfItsLimit(t *testing.T) {
 }
 
 // BenchmarkDeliverAggregated is BenchmarkDeliver with KPL aggregates of 10
-// user records each, with the shard's hash-key range unknown (every user
-// record kept without a look at its key) and known (the MD5 of each
-// partition key checked against it, hashRange.holds): the filter's cost per
-// user record is the difference of the two in one run.
+// user records each, with the shard's hash-key range unknown (no look at
+// the keys) and known (the first user record of each aggregate checked
+// against it, pageRecords.misplaced): the check's cost per user record is
+// the difference of the two in one run.
 func BenchmarkDeliverAggregated(b *testing.B) {
 	for _, known := range []bool{false, true} {
 		b.Run(fmt.Sprintf("range-known=%v", known), func(b *testing.B) { benchmarkDeliverAggregated(b, known) })

@@ -109,6 +109,10 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 		var exists *types.ConditionalCheckFailedException
 		switch {
 		case errors.As(err, &exists):
+			// Made since checkKCLLeases read the table: a kcl worker runs.
+			if err := checkKCLLeases(ctx, db, *to, []vmShard{s}); err != nil {
+				return err
+			}
 			fmt.Fprintf(out, "skip  %s: a kcl lease exists already, at or past this checkpoint; left as it is\n", s.id)
 			skipped++
 		case err != nil:

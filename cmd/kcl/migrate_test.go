@@ -249,4 +249,18 @@ func TestMigrationRefusesAKCLLeaseBehindVMwaresCheckpoint(t *testing.T) {
 	l, err := leaseitem.ParseLease(got.Item)
 	require.NoError(t, err)
 	assert.Equal(t, leaseitem.Latest, l.Checkpoint, "nothing written")
+
+	// A kcl worker makes its LATEST lease between the check and the write
+	// (found by a review): refused too, not reported as at or past.
+	for _, id := range []string{"shardId-000000000000", "shardId-000000000001"} {
+		_, err := ddb.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &to, Key: leaseitem.ItemKey(id)})
+		require.NoError(t, err)
+	}
+	racing := &racingDB{DynamoDB: ddb, key: "shardId-000000000000", first: func() { put(leaseitem.Lease{Key: "shardId-000000000000", Counter: 1, Checkpoint: leaseitem.Latest}) }}
+	out.Reset()
+	stderr.Reset()
+	e.clients = func(context.Context) (DynamoDB, Kinesis, error) { return racing, kinClient(), nil }
+	assert.Equal(t, 1, run(ctx, []string{"migrate-vmware", "-from", from, "-to", to}, e))
+	assert.Contains(t, stderr.String(), "shardId-000000000000 (kcl at LATEST, vmware-go-kcl at "+seq+")")
+	assert.NotContains(t, out.String(), "at or past this checkpoint")
 }

@@ -44,15 +44,19 @@ func (t target) String() string {
 }
 
 // startAt is the kclStartTimestamp the reset writes: the time for
-// AT_TIMESTAMP, and the reset's own time for LATEST, so that the shard is
-// read from the reset on, not from whenever a worker next takes it; none
-// (the attribute removed) for TRIM_HORIZON.
+// AT_TIMESTAMP, and the reset's own time less latestSkew for LATEST, so
+// that the shard is read from the reset on, not from whenever a worker
+// next takes it; none (the attribute removed) for TRIM_HORIZON.
 func (t target) startAt() int64 {
 	if t.checkpoint != leaseitem.TrimHorizon && !t.at.IsZero() {
 		return t.at.UnixMilli()
 	}
 	return 0
 }
+
+// latestSkew is how far before its own clock reset -to latest stores the
+// start, as kcl's workers do for a LATEST lease they take first.
+const latestSkew = time.Minute
 
 // parseTarget reads -to: trim-horizon, latest or an RFC 3339 time no later
 // than now.
@@ -63,7 +67,9 @@ func parseTarget(s string, now time.Time) (target, error) {
 	case "trim-horizon", "trim_horizon":
 		return target{checkpoint: leaseitem.TrimHorizon}, nil
 	case "latest":
-		return target{checkpoint: leaseitem.Latest, at: now}, nil
+		// A minute before now, as a kcl worker stores its own start: a
+		// clock ahead of Kinesis's makes a re-read, never a skip.
+		return target{checkpoint: leaseitem.Latest, at: now.Add(-latestSkew)}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {

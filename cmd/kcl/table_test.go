@@ -118,7 +118,7 @@ func TestParseTarget(t *testing.T) {
 	}{
 		{in: "trim-horizon", want: target{checkpoint: leaseitem.TrimHorizon}},
 		{in: "TRIM_HORIZON", want: target{checkpoint: leaseitem.TrimHorizon}},
-		{in: "latest", want: target{checkpoint: leaseitem.Latest, at: now}, startAt: now.UnixMilli()}, // the reset's time
+		{in: "latest", want: target{checkpoint: leaseitem.Latest, at: now.Add(-time.Minute)}, startAt: now.Add(-time.Minute).UnixMilli()}, // the reset's time, less a minute
 		{in: "2026-11-27T08:15:00Z", want: target{checkpoint: leaseitem.AtTimestamp, at: time.Date(2026, 11, 27, 8, 15, 0, 0, time.UTC)}, startAt: 1795767300000},
 		{in: "2026-11-27T09:15:00.250+01:00", want: target{checkpoint: leaseitem.AtTimestamp, at: time.Date(2026, 11, 27, 8, 15, 0, 250e6, time.UTC)}, startAt: 1795767300250},
 		{in: "", err: "-to is required"},
