@@ -731,7 +731,19 @@ func (t *simTable) create(ctx context.Context, l lease) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if created {
+		t.db.run.noteCreated(l)
+	}
 	return created, nil
+}
+
+// noteCreated notes that lease l was made (simLog.Unlisted: its shard was
+// listed by a sync, whatever became of the lease).
+func (s *simRun) noteCreated(l lease) {
+	name := s.sts.ofLease(l.shardID, l.streamCreated)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.created[name] = true
 }
 
 func (t *simTable) remove(ctx context.Context, l lease) error {

@@ -370,6 +370,7 @@ type simRun struct {
 	stops      []simStop
 	parents    map[string][]string  // every shard ever seen, with its parents (named by simStreams)
 	passOns    map[string]simMoment // the first attempt of each write that passes a lease on (passOnKey)
+	created    map[string]bool      // the shards whose lease some sync made (noteCreated), named as simPut.Shard
 	workers    []*simWorker         // every incarnation
 	reading    []string             // the streams a worker started now lists (a multi-stream run)
 	nextName   map[string]int
@@ -393,7 +394,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
-		windows: map[*ackWindow]int{}, winLease: map[*ackWindow]string{}, parents: map[string][]string{}, passOns: map[string]simMoment{}, nextName: map[string]int{},
+		windows: map[*ackWindow]int{}, winLease: map[*ackWindow]string{}, parents: map[string][]string{}, passOns: map[string]simMoment{}, created: map[string]bool{}, nextName: map[string]int{},
 		proc: simProcRun{restart: newChanLock()},
 	}
 	s.db = newSimDB(s, s.leases, cfg.db, dbr.Uint64())
@@ -1058,6 +1059,9 @@ func (s *simRun) unlisted() map[string]bool {
 	defer s.mu.Unlock()
 	for _, w := range s.writes {
 		leased[w.Shard] = true
+	}
+	for name := range s.created {
+		leased[name] = true
 	}
 	out := map[string]bool{}
 	for id := range s.parents {
