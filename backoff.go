@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -61,15 +62,35 @@ func isFatal(err error) bool {
 }
 
 // isConfigError reports whether err is an AWS SDK call that failed before
-// any request was sent: no region, no credentials, an endpoint that does not
+// its request was sent: no region, no credentials, an endpoint that does not
 // parse. On a consumer's first calls no retry fixes those. (Later, a
 // credentials provider may fail for a while and recover, so they are retried
-// then.)
+// then.) An HTTP error of another call inside it, such as the instance
+// metadata service's 403 on a host without a role, is no answer of the
+// called service: the call was not sent (found by a user, issue 24).
 func isConfigError(err error) bool {
 	var op *smithy.OperationError
-	var sent *smithyhttp.ResponseError
-	return errors.As(err, &op) && !errors.As(err, &sent) &&
-		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	if !errors.As(err, &op) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	return !answered(op.Unwrap())
+}
+
+// answered reports whether the chain of err, the cause of a call's error,
+// holds an HTTP response to that call: a response error met before any
+// other call's error (a credentials provider's).
+func answered(err error) bool {
+	switch e := err.(type) {
+	case nil:
+		return false
+	case *smithyhttp.ResponseError:
+		return true
+	case *smithy.OperationError:
+		return false // another call, inside this one: this one was not sent
+	case interface{ Unwrap() []error }:
+		return slices.ContainsFunc(e.Unwrap(), answered)
+	}
+	return answered(errors.Unwrap(err))
 }
 
 // stage says whether a call is made while a consumer starts or once it

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -341,4 +343,46 @@ func TestUnusableLeaseTableClosesWithErrNamingIt(t *testing.T) {
 	require.Error(t, s.c.Err())
 	assert.Contains(t, s.c.Err().Error(), fmt.Sprintf("lease table %q", f.app))
 	assert.Contains(t, s.c.Err().Error(), "leaseKey")
+}
+
+// With only the endpoint variables set, on a host whose instance-metadata
+// endpoint answers 403 (an EC2 instance or a pod without a role), no
+// credentials can be had: the consumer ends at once with that error. It
+// used to retry for ever, because the metadata endpoint's HTTP error looked
+// like the called service's answer (issue 24, item 1).
+func TestNoCredentialsBehindAnInstanceMetadata403EndsAtOnce(t *testing.T) {
+	noLeak(t)
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	defer imds.Close()
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", emu.kinesisLocal.Endpoint)
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", emu.dynalite.Endpoint)
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "")
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "")
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
+	s := startConsumer(t, Options{StreamName: "any", AppName: "app-" + uniqueName(t), Logger: testLogger(t)})
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for range s.ch {
+			t.Error("no record without credentials")
+		}
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		s.cancel()
+		<-closed
+		t.Fatal("still retrying after 20 s")
+	}
+	require.Error(t, s.c.Err())
+	assert.Contains(t, s.c.Err().Error(), "credentials")
 }

@@ -1,0 +1,38 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/stretchr/testify/assert"
+)
+
+func TestIsConfigError(t *testing.T) {
+	answer := func(status int) error {
+		return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: errors.New("api error")}
+	}
+	call := func(service string, err error) error {
+		return &smithy.OperationError{ServiceID: service, OperationName: "Op", Err: err}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no region: nothing sent", call("Kinesis", errors.New("failed to resolve service endpoint")), true},
+		{"the service answered", call("Kinesis", answer(400)), false},
+		{"the service answered, wrapped", call("Kinesis", fmt.Errorf("deserialize: %w", answer(500))), false},
+		{"no credentials behind an instance-metadata 403: nothing sent (issue 24)",
+			call("Kinesis", fmt.Errorf("get identity: get credentials: %w", call("ec2imds", answer(403)))), true},
+		{"a joined cause with the service's answer", call("Kinesis", errors.Join(errors.New("x"), answer(503))), false},
+		{"cancelled", call("Kinesis", context.Canceled), false},
+		{"not an SDK call", errors.New("lease lost"), false},
+	} {
+		assert.Equal(t, tc.want, isConfigError(tc.err), tc.name)
+	}
+}
