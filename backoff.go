@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -65,32 +64,51 @@ func isFatal(err error) bool {
 // its request was sent: no region, no credentials, an endpoint that does not
 // parse. On a consumer's first calls no retry fixes those. (Later, a
 // credentials provider may fail for a while and recover, so they are retried
-// then.) An HTTP error of another call inside it, such as the instance
-// metadata service's 403 on a host without a role, is no answer of the
-// called service: the call was not sent (found by a user, issue 24).
+// then.) A call that failed inside another one, such as the instance
+// metadata service answering 403, 404 or 500, or timing out, on a host
+// without a role, means the called service was never asked: whatever that
+// inner call met (found by a user, issue 24).
 func isConfigError(err error) bool {
 	var op *smithy.OperationError
-	if !errors.As(err, &op) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if !errors.As(err, &op) || errors.Is(err, context.Canceled) {
 		return false
 	}
-	return !answered(op.Unwrap())
+	switch innerCause(op.Unwrap()) {
+	case causeNested:
+		return true
+	case causeAnswered:
+		return false
+	}
+	return !errors.Is(err, context.DeadlineExceeded)
 }
 
-// answered reports whether the chain of err, the cause of a call's error,
-// holds an HTTP response to that call: a response error met before any
-// other call's error (a credentials provider's).
-func answered(err error) bool {
+// The first thing met in the chain of a call's error: another call's error
+// (a credentials provider's), an HTTP response to the call, or neither.
+const (
+	causeNone = iota
+	causeAnswered
+	causeNested
+)
+
+// innerCause returns what the chain of err, the cause of a call's error,
+// meets first.
+func innerCause(err error) int {
 	switch e := err.(type) {
 	case nil:
-		return false
+		return causeNone
 	case *smithyhttp.ResponseError:
-		return true
+		return causeAnswered
 	case *smithy.OperationError:
-		return false // another call, inside this one: this one was not sent
+		return causeNested
 	case interface{ Unwrap() []error }:
-		return slices.ContainsFunc(e.Unwrap(), answered)
+		for _, x := range e.Unwrap() {
+			if c := innerCause(x); c != causeNone {
+				return c
+			}
+		}
+		return causeNone
 	}
-	return answered(errors.Unwrap(err))
+	return innerCause(errors.Unwrap(err))
 }
 
 // stage says whether a call is made while a consumer starts or once it

@@ -30,6 +30,9 @@ func TestIsConfigError(t *testing.T) {
 		{"no credentials behind an instance-metadata 403: nothing sent (issue 24)",
 			call("Kinesis", fmt.Errorf("get identity: get credentials: %w", call("ec2imds", answer(403)))), true},
 		{"a joined cause with the service's answer", call("Kinesis", errors.Join(errors.New("x"), answer(503))), false},
+		{"no credentials behind an instance-metadata timeout: nothing sent",
+			call("Kinesis", fmt.Errorf("get credentials: %w", call("ec2imds", fmt.Errorf("canceled, %w", context.DeadlineExceeded)))), true},
+		{"this call's own deadline", call("Kinesis", fmt.Errorf("request send failed: %w", context.DeadlineExceeded)), false},
 		{"cancelled", call("Kinesis", context.Canceled), false},
 		{"not an SDK call", errors.New("lease lost"), false},
 	} {

@@ -346,13 +346,20 @@ func TestUnusableLeaseTableClosesWithErrNamingIt(t *testing.T) {
 }
 
 // With only the endpoint variables set, on a host whose instance-metadata
-// endpoint answers 403 (an EC2 instance or a pod without a role), no
-// credentials can be had: the consumer ends at once with that error. It
-// used to retry for ever, because the metadata endpoint's HTTP error looked
-// like the called service's answer (issue 24, item 1).
-func TestNoCredentialsBehindAnInstanceMetadata403EndsAtOnce(t *testing.T) {
+// endpoint answers 403, 404 or 500 (an EC2 instance or a pod without a
+// role), no credentials can be had: the consumer ends within seconds with
+// that error. It used to retry for ever, because the metadata endpoint's
+// HTTP error, or its own timeout, looked like the called service's answer
+// (issue 24, item 1).
+func TestNoCredentialsBehindInstanceMetadataEndsAtOnce(t *testing.T) {
 	noLeak(t)
-	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	for _, status := range []int{http.StatusForbidden, http.StatusNotFound, http.StatusInternalServerError} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) { noCredentialsBehindInstanceMetadata(t, status) })
+	}
+}
+
+func noCredentialsBehindInstanceMetadata(t *testing.T, status int) {
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
 	defer imds.Close()
 	t.Setenv("AWS_ENDPOINT_URL_KINESIS", emu.kinesisLocal.Endpoint)
 	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", emu.dynalite.Endpoint)
