@@ -193,7 +193,9 @@ func TestMissingStreamClosesWithErrNamingIt(t *testing.T) {
 			if server == "kinesalite" {
 				kin = kinesisClient(t, emu.kinesalite)
 			}
-			s := startConsumer(t, Options{StreamName: "no-such-stream", AppName: "app-" + uniqueName(t), Kinesis: kin, DynamoDB: dynamoClient(t), Logger: testLogger(t)})
+			app := "app-" + uniqueName(t)
+			ddb := dynamoClient(t)
+			s := startConsumer(t, Options{StreamName: "no-such-stream", AppName: app, Kinesis: kin, DynamoDB: ddb, Logger: testLogger(t)})
 			for range s.ch {
 				t.Fatal("no record from a missing stream")
 			}
@@ -202,6 +204,10 @@ func TestMissingStreamClosesWithErrNamingIt(t *testing.T) {
 			assert.Contains(t, err.Error(), `"no-such-stream"`)
 			var notFound *types.ResourceNotFoundException
 			assert.True(t, errors.As(err, &notFound), "Err wraps the AWS error: %v", err)
+			// A typo in the stream name leaves no lease table behind (issue 24, item 3).
+			_, err = ddb.DescribeTable(context.Background(), &dynamodb.DescribeTableInput{TableName: &app})
+			var noTable *ddbtypes.ResourceNotFoundException
+			assert.ErrorAs(t, err, &noTable, "no lease table %q", app)
 		})
 	}
 }
