@@ -49,6 +49,14 @@ func forgetWorker(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
+	// A worker the table does not know is said at once, not after the watch.
+	first, err := readTable(ctx, db, table)
+	if err != nil {
+		return err
+	}
+	if len(planForget(table, *worker, first).rows) == 0 {
+		return fmt.Errorf("lease table %q has no heartbeat item and no lease of worker %q", table, *worker)
+	}
 	w, err := observe(ctx, e, db, table, leaseDur, "to tell whether "+*worker+" is alive", false)
 	if err != nil {
 		return err

@@ -201,9 +201,11 @@ func TestForgetWorker(t *testing.T) {
 		assert.Contains(t, stderr, `worker "java-9" is alive`)
 	})
 	t.Run("unknown worker", func(t *testing.T) {
+		h.waited = -1
 		code, _, stderr := h.run("forget-worker", "-app", h.table, "-worker", "nobody")
 		assert.Equal(t, 1, code)
 		assert.Contains(t, stderr, `has no heartbeat item and no lease of worker "nobody"`)
+		assert.Equal(t, time.Duration(-1), h.waited, "said at once, without the watch (issue 24, item 6)")
 	})
 	t.Run("dry run", func(t *testing.T) {
 		code, stdout, stderr := h.run("forget-worker", "-app", h.table, "-worker", "dead", "-dry-run")
