@@ -109,6 +109,7 @@ func (c *Consumer) waitForStream(ctx context.Context, s *kstream) (recreated boo
 // call it.
 func (c *Consumer) switchIncarnation(ctx context.Context, old *kstream, sum *types.StreamDescriptionSummary) *kstream {
 	fresh := &kstream{label: old.label, name: old.name, log: old.log}
+	fresh.followsEarlier.Store(true)
 	if err := c.described(fresh, sum); err != nil {
 		old.log.Error("kcl: stream created again, but its new description is unusable; it is not read", "error", err)
 		return nil
@@ -207,6 +208,7 @@ func (c *Consumer) mayRenew(l lease) bool {
 // and whether there is one. A write that lost its condition is no error:
 // someone else changed the lease first.
 func (c *Consumer) renewLease(ctx context.Context, s *kstream, l lease, sh shardInfo, listed bool) (lease, bool, error) {
+	s.followsEarlier.Store(true)
 	if !listed {
 		err := c.table.remove(ctx, l)
 		if ignoreLost(err) != nil {

@@ -2,6 +2,7 @@ package kcl
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -217,5 +218,42 @@ func TestOtherIncarnationIsOnlyAnEarlierOne(t *testing.T) {
 		other, own := otherIncarnation(s, tc.leases)
 		assert.Equal(t, tc.other, other, tc.name)
 		assert.Equal(t, tc.own, own, tc.name)
+	}
+}
+
+// A sync that replaced an earlier stream's lease and then failed (a create
+// throttled) leaves no earlier lease for the next attempt to see: that one
+// must still read the new stream from its first record, not create the
+// rest at LATEST (found by the simulation with -sim.recreate, seed
+// 311924395: a loss).
+func TestASyncRetriedAfterReplacingAnEarlierStreamsLeasesStillStartsAtTheFirstRecord(t *testing.T) {
+	ctx := context.Background()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 2)
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, InitialPosition: Latest, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	earlier := c.streamList()[0].created.Add(-time.Hour).UnixMilli()
+	_, err = c.table.create(ctx, lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: "49000000000000000000000000000000000000000000000000000007"}, streamCreated: earlier})
+	require.NoError(t, err)
+	hooked := &hookTable{inner: c.table}
+	failed := false
+	hooked.set(func(h *hookTable) {
+		h.before = func(op, key string) error {
+			if op == "create" && !failed {
+				failed = true
+				return errors.New("throttled (test)")
+			}
+			return nil
+		}
+	})
+	c.table = hooked
+	require.Error(t, c.syncShards(ctx, running, nil), "the first attempt replaces shard 0's lease, then fails")
+	require.NoError(t, c.syncShards(ctx, running, nil))
+	for _, id := range []string{"shardId-000000000000", "shardId-000000000001"} {
+		l, ok, err := c.table.read(ctx, id)
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "%s read from the new stream's first record", id)
 	}
 }

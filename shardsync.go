@@ -265,6 +265,7 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 	if err != nil {
 		return false, err
 	}
+	recreated = recreated || s.followsEarlier.Load()
 	leased, unread, begun, read := leaseState(s, leases)
 	if other, own := otherIncarnation(s, leases); other != "" {
 		recreated = true

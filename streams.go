@@ -45,6 +45,12 @@ type kstream struct {
 	// retired says the stream was deleted, and perhaps created again under
 	// its name as another kstream: its readers stop.
 	retired atomic.Bool
+	// followsEarlier says this worker replaced or deleted a lease of an
+	// earlier stream of this name (renewLease), or switched to this stream
+	// from it: the group was reading that name, so a shard of this stream
+	// without a lease starts at TRIM_HORIZON (createLeases), also after a
+	// failed sync whose replacements left no earlier lease to see.
+	followsEarlier atomic.Bool
 	// missing says the stream was last found deleted: the lease loop
 	// describes it again every LeaseDuration until it is back, though no
 	// reader of it is left to wait for it.
