@@ -604,6 +604,17 @@ func TestAssess(t *testing.T) {
 			}, streams: []string{"1:orders:7"}}},
 		},
 		{
+			// The Java KCL 3.x graceful hand-off: its old owner (checkpointOwner)
+			// reads the shard and renews the lease until it passes it on.
+			// While its counter moves, nobody takes or claims it, whatever the
+			// shares say (the shares leave this worker with nothing).
+			name: "a Java hand-off in progress is left alone",
+			passes: []pass{{snap: tableSnapshot{
+				leases:  []lease{{shardID: "s1", owner: "java-new", checkpointOwner: "java-old", counter: 3, checkpoint: at("5")}},
+				workers: beats("me"),
+			}, settled: true}},
+		},
+		{
 			name: "an earlier stream's lease, free, is replaced and never taken",
 			passes: []pass{{snap: tableSnapshot{
 				leases:  []lease{{shardID: "s1", counter: 3, checkpoint: at("5"), streamCreated: 100}},
