@@ -307,21 +307,7 @@ func TestFanOutEndsTheConsumerAtTheStreamsConsumerLimit(t *testing.T) {
 		require.NoError(t, err)
 	}
 	s := startConsumer(t, fanOutOptions(f))
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		for range s.ch {
-			t.Error("no record without a registered consumer")
-		}
-	}()
-	select {
-	case <-closed:
-	case <-time.After(20 * time.Second):
-		s.cancel()
-		<-closed
-		t.Fatal("still retrying after 20 s")
-	}
-	err = s.c.Err()
+	err = s.ends(20 * time.Second)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "as many registered consumers as Kinesis allows")
 	assert.Contains(t, err.Error(), f.stream)

@@ -202,6 +202,28 @@ func (s *session) receive(n int, timeout time.Duration, ack func(Record) bool) [
 }
 
 // quiet fails if a record arrives within d.
+// ends waits up to d for a consumer that must end on its own, with no
+// record delivered, and returns its Err; it fails the test (after cancelling
+// the consumer) if the channel is still open then.
+func (s *session) ends(d time.Duration) error {
+	s.t.Helper()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for r := range s.ch {
+			s.t.Errorf("unexpected record %s/%s %q", r.ShardID, r.SequenceNumber, r.Data)
+		}
+	}()
+	select {
+	case <-closed:
+	case <-time.After(d):
+		s.cancel()
+		<-closed
+		s.t.Fatalf("still running after %v", d)
+	}
+	return s.c.Err()
+}
+
 func (s *session) quiet(d time.Duration) {
 	s.t.Helper()
 	select {

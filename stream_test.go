@@ -382,20 +382,7 @@ func noCredentialsBehindInstanceMetadata(t *testing.T, status int) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
 	s := startConsumer(t, Options{StreamName: "any", AppName: "app-" + uniqueName(t), Logger: testLogger(t)})
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		for range s.ch {
-			t.Error("no record without credentials")
-		}
-	}()
-	select {
-	case <-closed:
-	case <-time.After(20 * time.Second):
-		s.cancel()
-		<-closed
-		t.Fatal("still retrying after 20 s")
-	}
-	require.Error(t, s.c.Err())
-	assert.Contains(t, s.c.Err().Error(), "credentials")
+	err := s.ends(20 * time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "credentials")
 }
