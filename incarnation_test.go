@@ -257,3 +257,23 @@ func TestASyncRetriedAfterReplacingAnEarlierStreamsLeasesStillStartsAtTheFirstRe
 		assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "%s read from the new stream's first record", id)
 	}
 }
+
+// A shard end's sync that finds its stream deleted marks it missing: the
+// reader that ended was perhaps its worker's last, and the periodic sync
+// may be an hour away, so only the lease loop's look for a missing stream
+// finds it created again (found by the simulation, seed 66524777 with
+// -sim.recreate: the new stream was never read).
+func TestAShardEndsSyncMarksADeletedStreamMissing(t *testing.T) {
+	ctx := context.Background()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	c, err := New(Options{StreamName: "s", Kinesis: kin, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	require.NoError(t, c.syncShards(ctx, starting, nil))
+	s := c.streamList()[0]
+	require.NoError(t, kin.DeleteStream("s"))
+	require.NoError(t, c.syncShards(ctx, running, s, shardInfo{id: "shardId-000000000001", parents: []string{"shardId-000000000000"}}))
+	assert.True(t, s.missing.Load(), "the lease loop must look for it")
+	assert.True(t, anyMissing(c.streamList()))
+}

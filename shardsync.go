@@ -191,6 +191,10 @@ func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extr
 	for _, s := range slices.Clone(streams) {
 		shards, err := c.listShards(ctx, st, s)
 		if st == running && isResourceNotFound(err) {
+			// Deleted: the lease loop looks for it every LeaseDuration
+			// (missing), though this sync may be a shard end's, and no
+			// reader of it may be left to wait for it.
+			s.missing.Store(true)
 			s.log.Warn("kcl: stream not found; waiting for it to be created again", "error", err)
 			streams = slices.DeleteFunc(streams, func(x *kstream) bool { return x == s })
 			continue
