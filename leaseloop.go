@@ -43,6 +43,7 @@ type leaseKeeper struct {
 	confirmed  map[string]int64       // suspects a consistent read confirmed expired, with their counters
 	renewed    time.Time              // when a pass last asked for a sync to describe the streams again (a newer one seen, or one missing)
 	syncOwed   bool                   // a sync asked for (syncNow) has not succeeded yet
+	took       map[string]int64       // each lease's counter as this process's last take wrote it: a read-back that finds it is no lost reply
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -54,7 +55,7 @@ func newLeaseKeeper(c *Consumer) *leaseKeeper {
 		c:       c,
 		takeNow: make(chan struct{}, 1), syncNow: make(chan struct{}, 1),
 		seen: map[string]observation{}, reported: map[string]bool{},
-		epoch: -1, busy: true, claimed: map[string]bool{}, confirmed: map[string]int64{},
+		epoch: -1, busy: true, claimed: map[string]bool{}, confirmed: map[string]int64{}, took: map[string]int64{},
 	}
 }
 
@@ -449,8 +450,11 @@ func (k *leaseKeeper) claim(ctx context.Context, ids []string, byShard map[strin
 
 // take takes l, as the table was read, and starts reading its shard. A take
 // whose condition failed is read back: it may have taken effect with its
-// reply lost. A lease this worker reads already is left alone: a stale
-// read showed it free, and taking it again would start a second reader.
+// reply lost, unless what it finds is this process's earlier take, whose
+// reader started and was dropped since (a stream created again): that
+// acquisition had its reader, and a later pass takes the lease anew. A
+// lease this worker reads already is left alone: a stale read showed it
+// free, and taking it again would start a second reader.
 func (k *leaseKeeper) take(ctx context.Context, l lease) error {
 	c := k.c
 	if c.held.has(l.shardID) {
@@ -468,13 +472,14 @@ func (k *leaseKeeper) take(ctx context.Context, l lease) error {
 		// reply was lost. A failed read-back counts as the former.
 		var ok bool
 		taken, ok, err = c.readBack(ctx, l.shardID, func(s lease) bool { return tookEffect(s, l, w) })
-		if !ok {
+		if !ok || err == nil && k.took[l.shardID] == taken.counter {
 			return nil
 		}
 	}
 	if err != nil {
 		return err
 	}
+	k.took[l.shardID] = taken.counter
 	delete(k.claimed, l.shardID)
 	c.log.Info("kcl: lease taken", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "previous_owner", l.owner)
 	k.startReader(ctx, taken, storedStart)

@@ -67,6 +67,43 @@ func TestTakeSkipsALeaseReadAlready(t *testing.T) {
 	assert.True(t, c.held.has("shardId-0"), "and read")
 }
 
+// A take decided on a read made before this process's own earlier take of
+// the lease, whose reader it dropped since (its stream found created
+// again), fails its condition; the read-back then finds this process's
+// take, which is no lost reply of this one: it is not adopted, and no
+// second reader starts on an acquisition that already had one (found by
+// the simulation, seed 66526563 with -sim.recreate). A later pass, on a
+// fresh read, takes the lease anew.
+func TestAReadBackDoesNotAdoptThisProcesssEarlierTake(t *testing.T) {
+	noLeak(t)
+	ctx := context.Background()
+	tbl := newMemLeases()
+	c := handDrivenWorker(t, tbl, "me", time.Minute)
+	_, err := tbl.create(ctx, lease{shardID: "shardId-0", checkpoint: checkpoint{seq: checkpointTrimHorizon}})
+	require.NoError(t, err)
+	free, _, err := tbl.read(ctx, "shardId-0")
+	require.NoError(t, err)
+	require.NoError(t, c.keeper.take(ctx, free))
+	h := c.held.held["shardId-0"]
+	require.NotNil(t, h)
+	h.markGone() // dropped unwritten, as switchIncarnation does
+	c.held.forget(h)
+	taken, _, err := tbl.read(ctx, "shardId-0")
+	require.NoError(t, err)
+
+	require.NoError(t, c.keeper.take(ctx, free)) // decided on the read before the first take
+	assert.False(t, c.held.has("shardId-0"), "the earlier take is not adopted")
+	stored, _, err := tbl.read(ctx, "shardId-0")
+	require.NoError(t, err)
+	assert.Equal(t, taken, stored)
+
+	require.NoError(t, c.keeper.take(ctx, stored)) // a later pass's fresh read
+	assert.True(t, c.held.has("shardId-0"), "taken anew")
+	again, _, err := tbl.read(ctx, "shardId-0")
+	require.NoError(t, err)
+	assert.Equal(t, stored.counter+1, again.counter)
+}
+
 // A child whose parent's lease the pass's read did not hold is taken only
 // once a consistent read confirms the parent gone or ended: a Scan may miss
 // a lease that exists (an eventually consistent one, or a page read before
