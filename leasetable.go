@@ -39,6 +39,7 @@ const (
 	attrScans           = leaseitem.AttrScans
 	attrExpired         = leaseitem.AttrExpired
 	attrDigest          = leaseitem.AttrDigest
+	attrCreated         = leaseitem.AttrCreated
 
 	workerKeyPrefix = leaseitem.WorkerKeyPrefix // then the WorkerID: a worker's heartbeat item
 	groupKey        = leaseitem.GroupKey        // the group item (group.go)
@@ -254,14 +255,36 @@ func (t *dynamoLeases) create(ctx context.Context, l lease) (bool, error) {
 	return err == nil, err
 }
 
+// sameLease returns the condition that the stored lease is l as read: its
+// counter, and the stream creation time it was stamped with (sameStream).
+func sameLease(values map[string]types.AttributeValue, l lease) string {
+	values[":c"] = leaseitem.Number(l.counter)
+	return and(eq(attrCounter, ":c"), sameStream(values, l))
+}
+
+// sameStream returns the condition that the stored lease was stamped with
+// l's stream creation time (lease.streamCreated), or unstamped as l is. A
+// lease deleted and made again under its key (a stream created again, in a
+// single-stream table) starts its counter over: a write decided on a read
+// of the earlier one may find the same counter on the later one, but not
+// its stamp.
+func sameStream(values map[string]types.AttributeValue, l lease) string {
+	if l.streamCreated == 0 {
+		return absent(attrCreated)
+	}
+	values[":sc"] = leaseitem.Number(l.streamCreated)
+	return eq(attrCreated, ":sc")
+}
+
 // replace writes fresh, a new lease (leaseitem.NewItem), in place of l, if
-// l's counter is still the one read.
+// the stored lease is still l as read (sameLease).
 func (t *dynamoLeases) replace(ctx context.Context, l, fresh lease) error {
+	values := map[string]types.AttributeValue{}
 	_, err := t.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                 &t.table,
 		Item:                      leaseitem.NewItem(itemOf(fresh), t.entities.Load()),
-		ConditionExpression:       aws.String(eq(attrCounter, ":c")),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":c": leaseitem.Number(l.counter)},
+		ConditionExpression:       aws.String(sameLease(values, l)),
+		ExpressionAttributeValues: values,
 	})
 	if isConditionFailed(err) {
 		return errLeaseLost
@@ -269,13 +292,14 @@ func (t *dynamoLeases) replace(ctx context.Context, l, fresh lease) error {
 	return err
 }
 
-// remove deletes l if its counter is still the one read.
+// remove deletes l if the stored lease is still l as read (sameLease).
 func (t *dynamoLeases) remove(ctx context.Context, l lease) error {
+	values := map[string]types.AttributeValue{}
 	_, err := t.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 &t.table,
 		Key:                       leaseitem.ItemKey(l.shardID),
-		ConditionExpression:       aws.String(eq(attrCounter, ":c")),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":c": leaseitem.Number(l.counter)},
+		ConditionExpression:       aws.String(sameLease(values, l)),
+		ExpressionAttributeValues: values,
 	})
 	if isConditionFailed(err) {
 		return errLeaseLost
@@ -284,17 +308,17 @@ func (t *dynamoLeases) remove(ctx context.Context, l lease) error {
 }
 
 // take makes w.id the owner of l, provided nobody wrote l since it was
-// read, marks it written by w, and clears any hand-off claim, kcl's or the
-// Java KCL's (checkpointOwner: its take removes it too,
-// DynamoDBLeaseSerializer's getDynamoTakeLeaseUpdate).
+// read (sameLease, and the owner read), marks it written by w, and clears
+// any hand-off claim, kcl's or the Java KCL's (checkpointOwner: its take
+// removes it too, DynamoDBLeaseSerializer's getDynamoTakeLeaseUpdate).
 func (t *dynamoLeases) take(ctx context.Context, l lease, w writer) (lease, error) {
-	cond := and(eq(attrCounter, ":c"), absent(attrOwner))
 	values := map[string]types.AttributeValue{
-		":c": leaseitem.Number(l.counter), ":n": leaseitem.Number(l.counter + 1),
+		":n":  leaseitem.Number(l.counter + 1),
 		":me": &types.AttributeValueMemberS{Value: w.id}, ":sw": leaseitem.Number(l.ownerSwitches + 1),
 	}
+	cond := and(sameLease(values, l), absent(attrOwner))
 	if l.owner != "" {
-		cond = and(eq(attrCounter, ":c"), eq(attrOwner, ":old"))
+		cond = and(sameLease(values, l), eq(attrOwner, ":old"))
 		values[":old"] = &types.AttributeValueMemberS{Value: l.owner}
 	}
 	assigns := append([]string{eq(attrOwner, ":me"), eq(attrCounter, ":n"), eq(attrOwnerSwitches, ":sw")}, writtenBy(values, w)...)

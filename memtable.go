@@ -58,7 +58,7 @@ func (t *memLeases) create(ctx context.Context, l lease) (bool, error) {
 func (t *memLeases) replace(ctx context.Context, l, fresh lease) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if stored, ok := t.leases[l.shardID]; !ok || stored.counter != l.counter {
+	if stored, ok := t.leases[l.shardID]; !ok || !sameStored(stored, l) {
 		return errLeaseLost
 	}
 	fresh.owner, fresh.ownerSwitches, fresh.handoffTo, fresh.checkpointOwner, fresh.parents = "", 0, "", "", slices.Clone(fresh.parents)
@@ -69,7 +69,7 @@ func (t *memLeases) replace(ctx context.Context, l, fresh lease) error {
 func (t *memLeases) remove(ctx context.Context, l lease) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if stored, ok := t.leases[l.shardID]; !ok || stored.counter != l.counter {
+	if stored, ok := t.leases[l.shardID]; !ok || !sameStored(stored, l) {
 		return errLeaseLost
 	}
 	delete(t.leases, l.shardID)
@@ -92,8 +92,17 @@ func (t *memLeases) write(cur lease, counted bool, change func(*lease) bool) (le
 	return stored, nil
 }
 
+// sameStored is dynamoLeases' sameLease: stored is still l as read, by
+// counter and by the stream creation time it was stamped with.
+func sameStored(stored, l lease) bool {
+	return stored.counter == l.counter && stored.streamCreated == l.streamCreated
+}
+
 func (t *memLeases) take(ctx context.Context, l lease, w writer) (lease, error) {
 	return t.write(l, true, func(s *lease) bool {
+		if s.streamCreated != l.streamCreated {
+			return false
+		}
 		s.owner, s.handoffTo, s.checkpointOwner, s.startAt = w.id, "", "", l.startAt
 		s.writer = w
 		s.ownerSwitches++

@@ -6,6 +6,7 @@ package kcl
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -61,4 +62,57 @@ func checkFencedWrites(t *testing.T, tbl leaseTable) {
 	assert.Equal(t, b.counter, stored.counter)
 	assert.Equal(t, checkpoint{seq: "1"}, stored.checkpoint)
 	assert.Equal(t, "c", stored.handoffTo)
+}
+
+// A lease deleted and made again under its key (a stream created again, in
+// a single-stream table) starts its counter over. A take, replacement or
+// deletion decided on a read of the earlier lease that finds the later one
+// at the same counter fails: the stream creation time it was stamped with
+// differs (found by the simulation, seed 311924255 with -sim.recreate: a
+// stale read's SHARD_END lease of the earlier stream replaced the new
+// stream's lease while another worker read it). On both tables.
+func TestAWriteDecidedOnALeaseMadeAgainUnderItsKeyFails(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tbl  func(t *testing.T) leaseTable
+	}{
+		{"in memory", func(t *testing.T) leaseTable { return newMemLeases() }},
+		{"DynamoDB", func(t *testing.T) leaseTable {
+			tbl := &dynamoLeases{db: dynamoClient(t), table: "app-" + uniqueName(t)}
+			require.NoError(t, tbl.ensure(context.Background()))
+			return tbl
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			tbl := tc.tbl(t)
+			// ended: the earlier stream's lease, as a stale read still shows
+			// it after its deletion.
+			for _, earlier := range []int64{0, 1000} { // unstamped (the Java KCL's), stamped
+				key := fmt.Sprintf("s%d", earlier)
+				_, err := tbl.create(ctx, lease{shardID: key, checkpoint: checkpoint{seq: checkpointShardEnd}, streamCreated: earlier})
+				require.NoError(t, err)
+				ended, _, err := tbl.read(ctx, key)
+				require.NoError(t, err)
+				require.NoError(t, tbl.remove(ctx, ended))
+				_, err = tbl.create(ctx, lease{shardID: key, checkpoint: checkpoint{seq: checkpointTrimHorizon}, streamCreated: 2000})
+				require.NoError(t, err)
+				later, _, err := tbl.read(ctx, key)
+				require.NoError(t, err)
+				require.Equal(t, ended.counter, later.counter, "the counter started over")
+
+				_, err = tbl.take(ctx, ended, writer{id: "b"})
+				assert.ErrorIs(t, err, errLeaseLost, "a take decided on the earlier lease")
+				assert.ErrorIs(t, tbl.replace(ctx, ended, lease{shardID: key, checkpoint: checkpoint{seq: checkpointTrimHorizon}, counter: ended.counter + 1, streamCreated: 3000}),
+					errLeaseLost, "a replacement decided on the earlier lease")
+				assert.ErrorIs(t, tbl.remove(ctx, ended), errLeaseLost, "a deletion decided on the earlier lease")
+				stored, _, err := tbl.read(ctx, key)
+				require.NoError(t, err)
+				assert.Equal(t, later, stored, "the later lease is untouched")
+
+				_, err = tbl.take(ctx, later, writer{id: "b"})
+				assert.NoError(t, err, "a take decided on the later lease")
+			}
+		})
+	}
 }
