@@ -220,7 +220,7 @@ func (c *Consumer) renewLease(ctx context.Context, s *kstream, l lease, sh shard
 		return l, false, nil
 	}
 	fresh := s.newLease(sh, checkpoint{seq: checkpointTrimHorizon})
-	fresh.counter = l.counter + 1
+	fresh.counter, fresh.recreated = l.counter+1, true
 	err := c.table.replace(ctx, l, fresh)
 	if ignoreLost(err) != nil {
 		return l, false, fmt.Errorf("lease table %q: replacing lease %q of an earlier stream: %w", c.table.name(), l.shardID, err)

@@ -277,3 +277,46 @@ func TestAShardEndsSyncMarksADeletedStreamMissing(t *testing.T) {
 	assert.True(t, s.missing.Load(), "the lease loop must look for it")
 	assert.True(t, anyMissing(c.streamList()))
 }
+
+// A worker that replaced every lease of an earlier stream of this name, and
+// then died before it made the leases of the new stream's other shards,
+// leaves the fact in the table: the replacements are marked
+// (lease.recreated). Another worker, which never saw the earlier stream
+// (it started after) and finds no earlier lease left, still reads the new
+// stream's other shards from their first record, not at LATEST, which
+// would skip what was written to them since the stream was created again.
+func TestAnotherWorkerReadsAStreamCreatedAgainFromItsStartAfterTheReplacerDied(t *testing.T) {
+	ctx := context.Background()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 2)
+	opts := Options{StreamName: "s", WorkerID: "replacer", Kinesis: kin, InitialPosition: Latest, Logger: discardLogger()}
+	c, err := New(opts)
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	tbl := c.table
+	earlier := c.streamList()[0].created.Add(-time.Hour).UnixMilli()
+	_, err = tbl.create(ctx, lease{shardID: "shardId-000000000000", checkpoint: checkpoint{seq: "49000000000000000000000000000000000000000000000000000007"}, streamCreated: earlier})
+	require.NoError(t, err)
+	hooked := &hookTable{inner: tbl}
+	hooked.set(func(h *hookTable) {
+		h.before = func(op, key string) error {
+			if op == "create" {
+				return errors.New("throttled (test)")
+			}
+			return nil
+		}
+	})
+	c.table = hooked
+	require.Error(t, c.syncShards(ctx, running, nil), "shard 0's lease replaced, then the worker dies")
+
+	opts.WorkerID = "other"
+	other, err := New(opts)
+	require.NoError(t, err)
+	other.table = tbl
+	require.NoError(t, other.describeStreams(ctx))
+	require.NoError(t, other.syncShards(ctx, starting, nil))
+	l, ok, err := tbl.read(ctx, "shardId-000000000001")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "read from the new stream's first record")
+}

@@ -60,6 +60,11 @@ type lease struct {
 	// created again under its name share their keys with the new one's
 	// (incarnation.go). Set when kcl creates the lease; 0: not known.
 	streamCreated int64
+	// recreated says the lease was made for a stream deleted and created
+	// again under its name while the group read that name: every shard of
+	// it without a lease starts at TRIM_HORIZON, whichever worker makes
+	// the lease, also one that never saw the earlier stream (createLeases).
+	recreated bool
 }
 
 // writer is who writes a lease: this worker's ID, its process's token, and

@@ -540,6 +540,7 @@ func leaseOf(l leaseitem.Lease) lease {
 		checkpoint: checkpoint{seq: l.Checkpoint, sub: l.CheckpointSub}, ownerSwitches: l.OwnerSwitches,
 		parents: l.Parents, handoffTo: l.HandoffTo, checkpointOwner: l.CheckpointOwner,
 		writer: writer{id: l.Writer.Worker, token: l.Writer.Token, beat: l.Writer.Beat}, streamCreated: l.StreamCreated,
+		recreated: l.Recreated,
 	}
 	if l.StartAt > 0 {
 		out.startAt = time.UnixMilli(l.StartAt)
@@ -554,6 +555,7 @@ func itemOf(l lease) leaseitem.Lease {
 		Checkpoint: l.checkpoint.seq, CheckpointSub: l.checkpoint.sub, OwnerSwitches: l.ownerSwitches,
 		Parents: l.parents, HandoffTo: l.handoffTo, CheckpointOwner: l.checkpointOwner,
 		Writer: leaseitem.Writer{Worker: l.writer.id, Token: l.writer.token, Beat: l.writer.beat}, StreamCreated: l.streamCreated,
+		Recreated: l.recreated,
 	}
 	if !l.startAt.IsZero() {
 		out.StartAt = l.startAt.UnixMilli()

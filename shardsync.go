@@ -270,7 +270,8 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		return false, err
 	}
 	recreated = recreated || s.followsEarlier.Load()
-	leased, unread, begun, read := leaseState(s, leases)
+	leased, unread, begun, read, marked := leaseState(s, leases)
+	recreated = recreated || marked
 	if other, own := otherIncarnation(s, leases); other != "" {
 		recreated = true
 		if !own {
@@ -308,7 +309,9 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		latest := c.opts.InitialPosition == Latest
 		cp := checkpoint{seq: startSeq(sh, c.opts.InitialPosition, descends[sh.id] || recreated, toRead, covered[sh.id])}
 		key := leaseKey(s.id, sh.id)
-		created, err := c.table.create(ctx, s.newLease(sh, cp))
+		nl := s.newLease(sh, cp)
+		nl.recreated = recreated // so that any worker making the rest knows (lease.recreated)
+		created, err := c.table.create(ctx, nl)
 		if err != nil {
 			return anyCreated, fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), key, err)
 		}
@@ -338,18 +341,20 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 // children it created; and whether a lease of s was ever taken: only then
 // is a parent gone from the stream one the group should have read (not
 // while the first workers of a group create its leases together); and
-// which leases' shards were started (begun).
-func leaseState(s *kstream, leases []lease) (leased, unread, begun map[string]bool, read bool) {
+// which leases' shards were started (begun); and whether a lease says s
+// was created again while the group read its name (lease.recreated).
+func leaseState(s *kstream, leases []lease) (leased, unread, begun map[string]bool, read, recreated bool) {
 	leased, unread, begun = make(map[string]bool, len(leases)), map[string]bool{}, map[string]bool{}
 	for _, l := range leases {
 		if id, shard := splitLeaseKey(l.shardID); id == s.id {
+			recreated = recreated || l.recreated
 			leased[shard] = true
 			read = read || l.counter > 0
 			unread[shard] = l.createdEnded()
 			begun[shard] = started(l)
 		}
 	}
-	return leased, unread, begun, read
+	return leased, unread, begun, read, recreated
 }
 
 // started reports whether l's shard was started: its checkpoint moved past

@@ -39,6 +39,9 @@ type Lease struct {
 	// not set): in a single-stream table, leases of a stream deleted and
 	// created again under its name share their keys with the new one's.
 	StreamCreated int64
+	// Recreated says the lease was made for a stream deleted and created
+	// again under its name while the group read it (kclRecreated).
+	Recreated bool
 }
 
 // Writer is a kcl worker's mark on a lease it wrote: its WorkerID, its
@@ -172,6 +175,13 @@ func ParseLease(item map[string]types.AttributeValue) (Lease, error) {
 	if l.StreamCreated, err = number(item, AttrCreated, false); err != nil {
 		return bad(AttrCreated, err.Error())
 	}
+	if v, present := item[AttrRecreated]; present {
+		b, ok := v.(*types.AttributeValueMemberBOOL)
+		if !ok {
+			return bad(AttrRecreated, "not a boolean")
+		}
+		l.Recreated = b.Value
+	}
 	if v, present := item[AttrParents]; present {
 		switch p := v.(type) {
 		case *types.AttributeValueMemberSS:
@@ -207,7 +217,8 @@ func optionalString(item map[string]types.AttributeValue, attr string) (string, 
 }
 
 // NewItem returns the item that creates lease l: its key, counter,
-// checkpoint, parents and stream's creation time, and no owner. A lease of a multi-stream table is
+// checkpoint, parents, stream's creation time and whether that stream was
+// created again, and no owner. A lease of a multi-stream table is
 // written as the Java KCL writes it: with streamName and shardId, and its
 // parents' bare shard IDs. With entities (the table marks its items, see
 // MarksEntities) it carries entityType LEASE, as the Java KCL 3.5 writes
@@ -234,6 +245,9 @@ func NewItem(l Lease, entities bool) map[string]types.AttributeValue {
 	}
 	if l.StreamCreated > 0 {
 		item[AttrCreated] = Number(l.StreamCreated)
+	}
+	if l.Recreated {
+		item[AttrRecreated] = &types.AttributeValueMemberBOOL{Value: true}
 	}
 	if entities {
 		item[AttrEntityType] = &types.AttributeValueMemberS{Value: EntityLease}

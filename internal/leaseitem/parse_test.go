@@ -30,7 +30,7 @@ func TestHandEditedItems(t *testing.T) {
 	lease := leaseItem("123:orders:1700000000:shardId-000000000003", "w1", 7, seq)
 	for attr, v := range map[string]types.AttributeValue{
 		AttrParents: ss("shardId-000000000001"), AttrHandoff: s("w2"), AttrCheckpointOwner: s("java-1"), AttrStartAt: n(1700000000000),
-		AttrWriter: Writer{Worker: "w1", Token: "tok", Beat: 1700000000000001}.Item(), AttrCreated: n(1700000000000),
+		AttrWriter: Writer{Worker: "w1", Token: "tok", Beat: 1700000000000001}.Item(), AttrCreated: n(1700000000000), AttrRecreated: &types.AttributeValueMemberBOOL{Value: true},
 	} {
 		lease[attr] = v
 	}
@@ -38,7 +38,7 @@ func TestHandEditedItems(t *testing.T) {
 		item  item
 		attrs []string // those kcl reads, but for leaseKey and entityType, which classify it
 	}{
-		{lease, []string{AttrOwner, AttrCounter, AttrCheckpoint, AttrCheckpointSub, AttrOwnerSwitches, AttrParents, AttrHandoff, AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrCreated}},
+		{lease, []string{AttrOwner, AttrCounter, AttrCheckpoint, AttrCheckpointSub, AttrOwnerSwitches, AttrParents, AttrHandoff, AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrCreated, AttrRecreated}},
 		{item{AttrLeaseKey: s(WorkerKey("w1")), AttrCounter: n(41), AttrStopping: &types.AttributeValueMemberBOOL{}, AttrStreams: ss("1:a:2")}, []string{AttrCounter, AttrStopping, AttrStreams}},
 		{item{AttrLeaseKey: s(GroupKey), AttrEpoch: n(3), AttrScans: n(9), AttrDigest: s("d"), AttrExpired: &types.AttributeValueMemberM{Value: item{"k": n(1)}}},
 			[]string{AttrEpoch, AttrScans, AttrDigest, AttrExpired}},
@@ -74,7 +74,7 @@ func FuzzRead(f *testing.F) {
 	f.Add("kcl-worker:w1", uint8(1), uint8(1), "-3")
 	f.Add("kcl-group", uint8(12), uint8(4), "x")
 	attrs := []string{AttrOwner, AttrCounter, AttrCheckpoint, AttrCheckpointSub, AttrOwnerSwitches, AttrParents, AttrHandoff,
-		AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrEntityType, AttrStopping, AttrStreams, AttrLeaseDuration, AttrEpoch, AttrScans, AttrDigest, AttrExpired, AttrLeaseKey}
+		AttrCheckpointOwner, AttrStartAt, AttrWriter, AttrEntityType, AttrStopping, AttrStreams, AttrLeaseDuration, AttrEpoch, AttrScans, AttrDigest, AttrExpired, AttrLeaseKey, AttrRecreated}
 	f.Fuzz(func(t *testing.T, key string, attr, typ uint8, val string) {
 		it := leaseItem(key, "w1", 7, seq)
 		it[AttrParents] = ss("shardId-000000000000", "1:s:2:shardId-000000000001")
@@ -105,7 +105,7 @@ func FuzzRead(f *testing.F) {
 		l := got.Lease
 		back, err := ParseLease(NewItem(l, false))
 		require.NoError(t, err)
-		want := Lease{Key: l.Key, Counter: l.Counter, Checkpoint: l.Checkpoint, CheckpointSub: l.CheckpointSub, Parents: l.Parents}
+		want := Lease{Key: l.Key, Counter: l.Counter, Checkpoint: l.Checkpoint, CheckpointSub: l.CheckpointSub, Parents: l.Parents, Recreated: l.Recreated}
 		if len(want.Parents) == 0 {
 			want.Parents = nil
 		}

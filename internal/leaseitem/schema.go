@@ -43,6 +43,10 @@ const (
 	AttrStartAt = "kclStartTimestamp" // where a lease at LATEST or AT_TIMESTAMP opens for later owners, Unix ms
 	AttrWriter  = "kclWriter"         // who wrote the lease last, a map: the worker, its process's token, its last heartbeat (Writer)
 	AttrCreated = "kclStreamCreated"  // when the lease's stream was created, Unix ms (a single-stream table)
+	// AttrRecreated marks a lease made for a stream deleted and created
+	// again under its name while the group read it: its shards without a
+	// lease start at TRIM_HORIZON.
+	AttrRecreated = "kclRecreated"
 
 	// kcl's own, on a heartbeat item.
 	AttrStopping = "workerStopping" // the worker is shutting down
