@@ -200,7 +200,7 @@ type simReport struct {
 	Excused        int            // owed but trimmed before any delivery
 	ExcusedRead    int            // of those, read by some GetRecords reply (never received)
 	StaleTrimmed   int            // owed, trimmed, delivered only after its lease moved (class c): exempt from key order
-	OrderUnlisted  int            // key-order inversions behind a shard no sync listed (simLog.Unlisted): exempt
+	OrderUnlisted  int            // key-order inversions (or Process calls of a key at once) behind a shard no sync listed (simLog.Unlisted): exempt
 	Dups           map[string]int // duplicate deliveries per class
 	Stale          int            // deliveries after the lease moved
 	MaxStale       int            // most stale deliveries of one lease acquisition

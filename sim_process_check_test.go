@@ -234,6 +234,11 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 						key, b.Worker, b.Data, b.Start.at.Format("15:04:05.000000"), a.Data, a.Start.at.Format("15:04:05.000000"))
 				case a.CtxEnd.step != 0 && !a.CtxEnd.at.After(b.Start.at):
 					rep.Leftovers++
+				case l.acrossUnlisted(b.Shard, a.Shard) || l.acrossUnlisted(a.Shard, b.Shard):
+					// One shard descends from the other through a shard no
+					// sync listed (simLog.Unlisted): no lease says the
+					// descendant waits (README, Known limits).
+					rep.OrderUnlisted++
 				case unconfirmed(a, b) || unconfirmed(b, b):
 					rep.Unconfirmed++
 				default:
