@@ -44,6 +44,11 @@
 //   - The channel holds up to Options.BufferSize records (default 128) and
 //     must be drained until it closes: shutdown completes, and leases are
 //     released, only then.
+//   - On cancel, kcl takes back the records still waiting in the channel
+//     (never received, the next owner delivers them): a loop that cancels
+//     receives, after the record in hand, only those it races the take-back
+//     for, at most BufferSize. Ack them or not; either way each may be
+//     delivered again.
 //
 // # Leases and workers
 //

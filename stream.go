@@ -108,10 +108,15 @@ func New(opts Options) (*Consumer, error) {
 // shard arrive in sequence order. Up to Options.BufferSize records wait in
 // the channel for the receiver.
 //
-// Cancelling ctx shuts the consumer down: no record is delivered any more,
-// records already delivered get up to ShutdownTimeout to be acked, the acked
-// prefix of every shard is checkpointed, the leases are released so that
-// another worker can take them at once, and only then is the channel closed.
+// Cancelling ctx shuts the consumer down. No record is sent any more, and
+// kcl takes back the records still waiting in the channel: they were never
+// received, so they are not the receiver's to ack, and the next owner of
+// their shard delivers them. A receiver that cancels gets, after the
+// record in hand, only records it races the take-back for (at most
+// BufferSize); acked or not, each may be delivered again. Records received
+// get up to ShutdownTimeout to be acked, the acked prefix of every shard is
+// checkpointed, the leases are released so that another worker can take
+// them at once, and only then is the channel closed.
 // A fatal error (missing stream, access denied, unusable lease table) shuts
 // down the same way; Err then says why.
 //
@@ -231,6 +236,7 @@ func (c *Consumer) run(ctx context.Context) {
 	if err := c.readers.Wait(); err != nil {
 		c.setErr(err)
 	}
+	c.takeBack()
 	_ = c.beat.beat(leaseCtx, running)
 	// 2. Give what was delivered time to be acked.
 	c.waitAcked(c.opts.ShutdownTimeout)
@@ -266,6 +272,31 @@ func (c *Consumer) run(ctx context.Context) {
 		c.log.Error("kcl: consumer stopped", "error", err)
 	} else {
 		c.log.Info("kcl: consumer stopped")
+	}
+}
+
+// takeBack takes back the records still waiting in the channel once every
+// reader stopped (shutdown, step 1): never received, they are no unacked
+// work of the user's. Each one's ack window forgets it and what follows it
+// (ackWindow.truncate), so that shutdown waits only for records the user
+// received; the shard's next owner delivers them. A receiver racing it may
+// still get some of them: their acks then do nothing, and they are
+// delivered again too. It runs on run's goroutine.
+func (c *Consumer) takeBack() {
+	n := 0
+	for {
+		select {
+		case r := <-c.out:
+			if r.chunk != nil {
+				r.chunk.window.truncate(r.index)
+			}
+			n++
+		default:
+			if n > 0 {
+				c.log.Debug("kcl: records taken back from the channel: never received, delivered again by the next owner", "records", n)
+			}
+			return
+		}
 	}
 }
 
