@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/cenkalti/backoff/v4"
@@ -67,7 +68,9 @@ func isFatal(err error) bool {
 // then.) A call that failed inside another one, such as the instance
 // metadata service answering 403, 404 or 500, or timing out, on a host
 // without a role, means the called service was never asked: whatever that
-// inner call met (found by a user, issue 24).
+// inner call met (found by a user, issue 24), but a throttle (many pods
+// assuming a role at once), which is retried. Any answer of the called
+// service itself, and a connection it refused, are retried too.
 func isConfigError(err error) bool {
 	var op *smithy.OperationError
 	if !errors.As(err, &op) || errors.Is(err, context.Canceled) {
@@ -75,7 +78,7 @@ func isConfigError(err error) bool {
 	}
 	switch innerCause(op.Unwrap()) {
 	case causeNested:
-		return true
+		return !throttleCodes[errorCode(err)] // a credentials provider's call throttled is retried
 	case causeAnswered:
 		return false
 	}
@@ -96,7 +99,9 @@ func innerCause(err error) int {
 	switch e := err.(type) {
 	case nil:
 		return causeNone
-	case *smithyhttp.ResponseError:
+	case *smithyhttp.ResponseError, *awshttp.ResponseError:
+		// The SDK's own wraps smithy's, and its Unwrap skips past it: a
+		// throttle, a 5xx or a refused connection is this call's own.
 		return causeAnswered
 	case *smithy.OperationError:
 		return causeNested

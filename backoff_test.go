@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"net/http"
 	"testing"
 
@@ -18,6 +19,12 @@ func TestIsConfigError(t *testing.T) {
 	}
 	call := func(service string, err error) error {
 		return &smithy.OperationError{ServiceID: service, OperationName: "Op", Err: err}
+	}
+	// sdkAnswer is an answer as the SDK wraps it: its own ResponseError,
+	// whose Unwrap skips past smithy's.
+	sdkAnswer := func(status int, code string) error {
+		return &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: &smithy.GenericAPIError{Code: code}}}
 	}
 	for _, tc := range []struct {
 		name string
@@ -34,6 +41,10 @@ func TestIsConfigError(t *testing.T) {
 			call("Kinesis", fmt.Errorf("get credentials: %w", call("ec2imds", fmt.Errorf("canceled, %w", context.DeadlineExceeded)))), true},
 		{"this call's own deadline", call("Kinesis", fmt.Errorf("request send failed: %w", context.DeadlineExceeded)), false},
 		{"cancelled", call("Kinesis", context.Canceled), false},
+		{"the service answered a throttle, as the SDK wraps it (a review)", call("Kinesis", sdkAnswer(400, "LimitExceededException")), false},
+		{"a refused connection, as the SDK wraps it: status 0", call("Kinesis", sdkAnswer(0, "")), false},
+		{"the credentials provider's call throttled (many pods assuming a role at once)",
+			call("Kinesis", fmt.Errorf("get credentials: %w", call("STS", sdkAnswer(400, "Throttling")))), false},
 		{"not an SDK call", errors.New("lease lost"), false},
 	} {
 		assert.Equal(t, tc.want, isConfigError(tc.err), tc.name)

@@ -268,11 +268,13 @@ func sameLease(values map[string]types.AttributeValue, l lease) string {
 // single-stream table) starts its counter over: a write decided on a read
 // of the earlier one may find the same counter on the later one, but not
 // its stamp.
+//
+// Unstamped is absent, or 0 (as a hand edit may leave it): both read as 0.
 func sameStream(values map[string]types.AttributeValue, l lease) string {
-	if l.streamCreated == 0 {
-		return absent(attrCreated)
-	}
 	values[":sc"] = leaseitem.Number(l.streamCreated)
+	if l.streamCreated == 0 {
+		return "(" + absent(attrCreated) + " OR " + eq(attrCreated, ":sc") + ")"
+	}
 	return eq(attrCreated, ":sc")
 }
 

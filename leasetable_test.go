@@ -50,13 +50,13 @@ func TestDynamoWrites(t *testing.T) {
 			_, err := t.take(ctx, lease{shardID: "shardId-1", counter: 3}, writer{id: "me"})
 			return err
 		},
-			"leaseCounter = :c AND attribute_not_exists(kclStreamCreated) AND attribute_not_exists(leaseOwner) | SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw, kclWriter = :writer REMOVE handoffTo, checkpointOwner"},
+			"leaseCounter = :c AND (attribute_not_exists(kclStreamCreated) OR kclStreamCreated = :sc) AND attribute_not_exists(leaseOwner) | SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw, kclWriter = :writer REMOVE handoffTo, checkpointOwner"},
 		{"take an owned lease, storing where it starts", func(t *dynamoLeases) error {
 			l := owned
 			l.startAt = time.UnixMilli(1700000000123)
 			_, err := t.take(ctx, l, writer{id: "me"})
 			return err
-		}, "leaseCounter = :c AND attribute_not_exists(kclStreamCreated) AND leaseOwner = :old | SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw, kclWriter = :writer, kclStartTimestamp = :start REMOVE handoffTo, checkpointOwner"},
+		}, "leaseCounter = :c AND (attribute_not_exists(kclStreamCreated) OR kclStreamCreated = :sc) AND leaseOwner = :old | SET leaseOwner = :me, leaseCounter = :n, ownerSwitchesSinceCheckpoint = :sw, kclWriter = :writer, kclStartTimestamp = :start REMOVE handoffTo, checkpointOwner"},
 		{"claim", func(t *dynamoLeases) error { return t.claim(ctx, owned, "taker") },
 			"leaseOwner = :owner AND attribute_not_exists(handoffTo) | SET handoffTo = :taker"},
 		{"unclaim", func(t *dynamoLeases) error { return t.unclaim(ctx, owned) },
@@ -89,7 +89,7 @@ func TestDynamoWrites(t *testing.T) {
 			return t.replace(ctx, lease{shardID: "shardId-1", counter: 3, streamCreated: 1000}, lease{shardID: "shardId-1", counter: 4, streamCreated: 2000})
 		}, "leaseCounter = :c AND kclStreamCreated = :sc | put"},
 		{"remove an unstamped lease", func(t *dynamoLeases) error { return t.remove(ctx, lease{shardID: "shardId-1", counter: 3}) },
-			"leaseCounter = :c AND attribute_not_exists(kclStreamCreated) | delete"},
+			"leaseCounter = :c AND (attribute_not_exists(kclStreamCreated) OR kclStreamCreated = :sc) | delete"},
 		{"remove a heartbeat", func(t *dynamoLeases) error { return t.removeWorker(ctx, "w1", 5) }, "leaseCounter = :c | delete"},
 		{"bump the group's epoch", func(t *dynamoLeases) error { return t.bump(ctx) }, " | SET entityType = :entityType ADD kclEpoch :one"},
 		{"tick the group's scans", func(t *dynamoLeases) error { return t.tick(ctx) }, " | SET entityType = :entityType ADD kclScans :one"},
