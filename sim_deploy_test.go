@@ -88,13 +88,10 @@ type simWidenEvent struct {
 	r    uint64
 }
 
-// simRecreateOn turns on streams deleted and created again. They are off
-// by default: with them the simulation still fails about 3 seeds in 2,000
-// (rewinds, and a loss when every old lease was replaced before a sync;
-// issue 21's note lists the seeds); CI runs without them until those are
-// fixed. The draws are the same either way: a seed's other events do not
-// change.
-var simRecreateOn = flag.Bool("sim.recreate", false, "TestSimulation: streams are deleted and created again (open failures: see issue 21)")
+// simRecreateOn turns on streams deleted and created again. On by default;
+// -sim.recreate=false turns them off. The draws are the same either way: a
+// seed's other events do not change.
+var simRecreateOn = flag.Bool("sim.recreate", true, "TestSimulation: streams are deleted and created again")
 
 // simTwinsOn turns on twins, two processes with one WorkerID (a
 // misconfiguration kcl ends with errDuplicateWorker). On by default;
