@@ -54,7 +54,7 @@ var fatalCodes = map[string]bool{
 // (checkLayout). Everything else (throttling,
 // limits, 5xx, network) is transient.
 func isFatal(err error) bool {
-	if errors.Is(err, errDuplicateWorker) || errors.Is(err, errTableLayout) {
+	if errors.Is(err, errDuplicateWorker) || errors.Is(err, errTableLayout) || errors.Is(err, errForeignWorkers) {
 		return true
 	}
 	var apiErr smithy.APIError

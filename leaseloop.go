@@ -44,6 +44,7 @@ type leaseKeeper struct {
 	renewed    time.Time              // when a pass last asked for a sync to describe the streams again (a newer one seen, or one missing)
 	syncOwed   bool                   // a sync asked for (syncNow) has not succeeded yet
 	took       map[string]int64       // each lease's counter as this process's last take wrote it: a read-back that finds it is no lost reply
+	foreign    foreignWatch           // leases of owners without a heartbeat item: live Java workers (foreign.go)
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -170,6 +171,10 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 	if err != nil || closing {
 		return err
 	}
+	waitForeign, err := k.checkForeign(ctx, in)
+	if err != nil {
+		return err
+	}
 	if time.Since(k.renewed) > k.c.opts.LeaseDuration && (newerIncarnation(k.c.streamList(), in.snap.leases) || anyMissing(k.c.streamList())) {
 		// Another worker saw a stream created again first, or a stream was
 		// last found deleted: describe it, then sync.
@@ -179,6 +184,9 @@ func (k *leaseKeeper) balance(ctx context.Context, consistent bool) error {
 	d, err := k.decideConfirming(ctx, in)
 	if err != nil {
 		return err
+	}
+	if waitForeign {
+		d.take, d.claim = nil, nil // foreign.go
 	}
 	defer k.afterPass(ctx, in.snap, d, in.listed)
 	return k.apply(ctx, d)
