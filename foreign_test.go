@@ -95,25 +95,28 @@ func javaRenewer(tbl *dynamoLeases, owner string, keys []string, stop, done chan
 
 // A kcl worker started while the Java KCL's workers still run (a rolling
 // migration whose Java workers are stopping) takes no lease while they
-// renew theirs, with a warning naming them, and reads their shards once
-// they stopped and their leases expired: never a shard a live Java worker
-// reads (issue 27, item 11). On the emulators.
+// renew theirs, not even a free one (a Java taker would take it from kcl as
+// expired, kcl renewing nothing while a shard is idle), with a warning
+// naming them, and reads their shards once they stopped and their leases
+// expired (issue 27, item 11). On the emulators.
 func TestAKCLWorkerWaitsForTheJavaWorkersToStop(t *testing.T) {
 	noLeak(t)
 	ctx := context.Background()
-	f := newFixture(t, emu.kinesisLocal, 2)
+	f := newFixture(t, emu.kinesisLocal, 3)
 	tbl := &dynamoLeases{db: f.ddb, table: f.app}
 	require.NoError(t, tbl.ensure(ctx))
 	keys := []string{"shardId-000000000000", "shardId-000000000001"}
-	for _, id := range keys {
+	for _, id := range append(keys, "shardId-000000000002") { // the third one free: a Java taker would take it too
 		_, err := tbl.create(ctx, lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}})
 		require.NoError(t, err)
+	}
+	for _, id := range keys {
 		l, _, err := tbl.read(ctx, id)
 		require.NoError(t, err)
 		_, err = tbl.take(ctx, l, writer{id: "java-worker-1"})
 		require.NoError(t, err)
 	}
-	f.putN(20, 4, "")
+	f.putN(20, 6, "")
 	stop, done := make(chan struct{}), make(chan struct{})
 	go javaRenewer(tbl, "java-worker-1", keys, stop, done)
 
@@ -121,7 +124,7 @@ func TestAKCLWorkerWaitsForTheJavaWorkersToStop(t *testing.T) {
 	opts := f.options()
 	opts.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(testOutput{t}, lines), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := startConsumer(t, opts)
-	s.quiet(2 * time.Second) // LeaseDuration 1 s: a judge by counters alone would have taken them
+	s.quiet(2 * time.Second) // not even the free lease: a Java taker would take it as expired, kcl renewing nothing
 	assert.Equal(t, 1, lines.get("taking no lease until they stop"), "the wait is logged once")
 	assert.Positive(t, lines.get("java-worker-1"), "naming the Java worker")
 	close(stop)
