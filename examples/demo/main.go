@@ -1,9 +1,13 @@
 // Command demo shows kcl end to end on local emulators: it starts
-// kinesis-local and dynalite (unless AWS_ENDPOINT_URL_KINESIS is set), creates
-// a stream (or several, with -streams), produces records, and runs several
-// workers of one application that share the shards through the lease table.
-// Midway one worker stops gracefully and a new one joins; the shards move,
-// nothing is lost.
+// kinesis-local and dynalite, creates a stream (or several, with -streams),
+// produces records, and runs several workers of one application that share
+// the shards through the lease table. Midway one worker stops gracefully and
+// a new one joins; the shards move, nothing is lost.
+//
+// With AWS_ENDPOINT_URL_KINESIS set (`./scripts/demo -keep` sets it from
+// ./scripts/emulators), it uses the emulators the variables name instead,
+// prints the `kcl status` command for each stream, and leaves the streams
+// and the lease table behind.
 //
 //	go run ./examples/demo -duration 40s -workers 3 -shards 8
 //	go run ./examples/demo -streams 3 -shards 2   # three streams, one group (Options.Streams)
@@ -33,6 +37,10 @@ import (
 	"github.com/kclgo/kcl/internal/emulator"
 )
 
+// leaseDuration is the workers' Options.LeaseDuration: short, so that the
+// demo shows a lease move within seconds.
+const leaseDuration = 3 * time.Second
+
 func main() {
 	duration := flag.Duration("duration", 40*time.Second, "how long the demo runs")
 	workers := flag.Int("workers", 3, "workers at the start")
@@ -55,6 +63,7 @@ func run(duration time.Duration, nWorkers, nShards, nStreams, rate int, verbose 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	external := false // emulators (or AWS) set up by the caller, outliving the demo
 	if os.Getenv("AWS_ENDPOINT_URL_KINESIS") == "" {
 		fmt.Println("starting kinesis-local and dynalite on loopback ...")
 		kin, err := emulator.Start(ctx, emulator.KinesisLocal)
@@ -68,11 +77,12 @@ func run(duration time.Duration, nWorkers, nShards, nStreams, rate int, verbose 
 		}
 		defer ddb.Stop()
 		// The standard variables: kcl and the SDK pick them up by themselves.
-		os.Setenv("AWS_ENDPOINT_URL_KINESIS", kin.Endpoint)
-		os.Setenv("AWS_ENDPOINT_URL_DYNAMODB", ddb.Endpoint)
-		os.Setenv("AWS_REGION", "us-east-1")
-		os.Setenv("AWS_ACCESS_KEY_ID", "000000000000")
-		os.Setenv("AWS_SECRET_ACCESS_KEY", "demo")
+		for _, kv := range emulator.Env(kin, ddb) {
+			name, value, _ := strings.Cut(kv, "=")
+			os.Setenv(name, value)
+		}
+	} else {
+		external = true
 	}
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
@@ -96,6 +106,17 @@ func run(duration time.Duration, nWorkers, nShards, nStreams, rate int, verbose 
 			Wait(ctx, &kinesis.DescribeStreamInput{StreamName: &stream}, time.Minute); err != nil {
 			return err
 		}
+	}
+
+	// The streams and table outlive a demo on the caller's emulators: say
+	// how to look at them, now and at the end.
+	statusHint := func() {
+		for _, stream := range streams {
+			fmt.Printf("lease table (in a shell with the emulators' variables): go run ./cmd/kcl status -app %s -stream %s -lease %v -lag\n", app, stream, leaseDuration)
+		}
+	}
+	if external {
+		statusHint()
 	}
 
 	d := &demo{produced: map[string]bool{}, delivered: map[string]int{}, perWorker: map[string]int{}, consumers: map[string]*kcl.Consumer{}, lastCount: map[string]int64{},
@@ -123,7 +144,7 @@ func run(duration time.Duration, nWorkers, nShards, nStreams, rate int, verbose 
 		wctx, cancel := context.WithCancel(ctx)
 		cancels[id] = cancel
 		opts := kcl.Options{AppName: app, WorkerID: id, InitialPosition: kcl.TrimHorizon,
-			PollInterval: 200 * time.Millisecond, LeaseDuration: 3 * time.Second, CheckpointInterval: time.Second, Logger: logger}
+			PollInterval: 200 * time.Millisecond, LeaseDuration: leaseDuration, CheckpointInterval: time.Second, Logger: logger}
 		if len(streams) == 1 {
 			opts.StreamName = streams[0]
 		} else {
@@ -191,6 +212,9 @@ func run(duration time.Duration, nWorkers, nShards, nStreams, rate int, verbose 
 	d.mu.Unlock()
 	wg.Wait()
 	d.summary()
+	if external {
+		statusHint()
+	}
 	return nil
 }
 

@@ -259,6 +259,9 @@ func (s *Server) ownsPorts() bool {
 	return true
 }
 
+// Exited is closed when the emulator process has ended, stopped or not.
+func (s *Server) Exited() <-chan struct{} { return s.exited }
+
 // Stop ends the emulator: SIGTERM, then SIGKILL after a grace period
 // (kinesis-local ignores SIGTERM while busy).
 func (s *Server) Stop() {
