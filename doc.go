@@ -25,7 +25,8 @@
 //   - its worker lost its lease while the record was on its way to the
 //     receiver: in the channel's buffer (at most Options.BufferSize records)
 //     or in the chunk being sent when the worker's delivery deadline passed
-//     (at most 64 records, and at most Options.MaxRecords). These are the
+//     (at most 64 records, user records of a KPL aggregate each counted, with
+//     polling or fan-out alike). These are the
 //     only records a worker can deliver from a shard after another worker
 //     took it over.
 //
