@@ -30,17 +30,19 @@ const (
 
 // registerConsumer registers the stream consumer for fan-out on stream s if
 // it is missing (ConsumerName, the same on every stream), waits until it is
-// ACTIVE, and records its ARN. It runs at start (run's goroutine).
-func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
+// ACTIVE, and records its ARN. It runs at start (run's goroutine), before a
+// stream created again is read (switchIncarnation), and on a reader that
+// found the consumer deregistered (renewConsumer, holding s.consumerMu).
+func (c *Consumer) registerConsumer(ctx context.Context, st stage, s *kstream) error {
 	streamARN := s.arn // from describeStreams
 	name := c.opts.ConsumerName
 	for {
-		out, err := retry(ctx, starting, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
+		out, err := retry(ctx, st, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
 			return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 		})
 		switch {
 		case isNotFound(err):
-			_, err = retry(ctx, starting, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", func(err error) bool { return isInUse(err) || isConsumerLimit(err) }, func() (*kinesis.RegisterStreamConsumerOutput, error) {
+			_, err = retry(ctx, st, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", func(err error) bool { return isInUse(err) || isConsumerLimit(err) }, func() (*kinesis.RegisterStreamConsumerOutput, error) {
 				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if isConsumerLimit(err) {
@@ -57,7 +59,7 @@ func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
 		d := out.ConsumerDescription
 		switch d.ConsumerStatus {
 		case types.ConsumerStatusActive:
-			s.consumerARN = aws.ToString(d.ConsumerARN)
+			s.consumerARN = aws.ToString(d.ConsumerARN) // by the caller's goroutine: see the doc comment
 			return nil
 		case types.ConsumerStatusDeleting:
 			s.log.Warn("kcl: stream consumer is being deleted; waiting to register it again", "consumer", name, "stream_arn", streamARN)
@@ -66,6 +68,38 @@ func (c *Consumer) registerConsumer(ctx context.Context, s *kstream) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// renewConsumer answers a subscription refused with ResourceNotFound under
+// consumer ARN used. When that is no longer the stream consumer registered
+// under ConsumerName (deregistered by hand, or replaced by infrastructure
+// code), it registers the consumer again if it is missing, waits until it
+// is ACTIVE, and reports true: the shard is subscribed again under the new
+// ARN, from where it stood. One reader does it for every shard of s (it
+// holds s.consumerMu); the others then find the new ARN. It reports false
+// when the consumer is as used: what was not found is the shard or the
+// stream. It runs on a reader's goroutine.
+func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (bool, error) {
+	s.consumerMu.Lock()
+	defer s.consumerMu.Unlock()
+	if s.consumerARN != used {
+		return true, nil // another reader registered it again
+	}
+	out, err := retry(ctx, running, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
+		return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &s.arn, ConsumerName: &c.opts.ConsumerName})
+	})
+	switch {
+	case err == nil && out.ConsumerDescription.ConsumerStatus == types.ConsumerStatusActive && aws.ToString(out.ConsumerDescription.ConsumerARN) == used:
+		return false, nil
+	case err != nil && !isNotFound(err):
+		return false, err
+	}
+	s.log.Warn("kcl: stream consumer deregistered while running; registering it again", "consumer", c.opts.ConsumerName, "old_consumer_arn", used)
+	if err := c.registerConsumer(ctx, running, s); err != nil {
+		return false, err
+	}
+	s.log.Info("kcl: stream consumer registered again; shards subscribed again", "consumer_arn", s.consumerARN)
+	return true, nil
 }
 
 // ownEventStreamCodec gives a subscription a protocol instance of its own.
@@ -120,11 +154,18 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 		// Each subscription has its own context, cancelled when it ends, so
 		// the HTTP/2 stream is torn down and the server frees it.
 		subCtx, cancel := context.WithCancel(ctx)
+		consumer := h.stream.consumer()
 		out, err := retry(subCtx, running, &env.counters.retryCounters, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
-			return env.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &h.stream.consumerARN, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
+			return env.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &consumer, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
 		})
 		if err != nil {
 			cancel()
+			if renewed, rerr := r.consumerRenewed(ctx, consumer, err); renewed || rerr != nil {
+				if rerr != nil {
+					return r.readError(ctx, rerr)
+				}
+				continue
+			}
 			return r.failed(ctx, err)
 		}
 		r.noteLatestOpen(pos, out.ResultMetadata)
@@ -137,6 +178,12 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
+			if renewed, rerr := r.consumerRenewed(ctx, consumer, err); renewed || rerr != nil {
+				if rerr != nil {
+					return r.readError(ctx, rerr)
+				}
+				continue
+			}
 			if isFatal(err) {
 				return r.readError(ctx, err)
 			}
@@ -149,6 +196,16 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 		}
 		b.Reset()
 	}
+}
+
+// consumerRenewed reports whether err, ResourceNotFound from a
+// subscription under consumer, was the consumer deregistered, now
+// registered again (renewConsumer): the shard is to be subscribed again.
+func (r *shardReader) consumerRenewed(ctx context.Context, consumer string, err error) (bool, error) {
+	if !isNotFound(err) {
+		return false, nil
+	}
+	return r.env.renewConsumer(ctx, r.h.stream, consumer)
 }
 
 // readSubscription delivers the records of one subscription until it ends,

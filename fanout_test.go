@@ -361,3 +361,39 @@ func TestIsConsumerLimit(t *testing.T) {
 	assert.False(t, isConsumerLimit(limit("Rate exceeded for stream orders under account 123456789012.")))
 	assert.False(t, isConsumerLimit(&types.ResourceInUseException{Message: aws.String("registered")}))
 }
+
+// A fan-out consumer deregistered while kcl runs (by hand, or by
+// infrastructure code that replaces it) is registered again, and the
+// shards are subscribed again under its new ARN from where they stood:
+// the consumer goes on, losing nothing (issue 27, item 8; it ended with
+// ResourceNotFound). On kinesis-local.
+func TestFanOutRegistersAConsumerDeregisteredWhileRunning(t *testing.T) {
+	noLeak(t)
+	ctx := context.Background()
+	f := newFixture(t, emu.kinesisLocal, 2)
+	first := f.putN(40, 8, "a")
+	c, err := New(fanOutOptions(f))
+	require.NoError(t, err)
+	c.resubscribeAfter = 2500 * time.Millisecond // AWS ends subscriptions of a consumer deregistered; kinesis-local keeps them
+	cctx, cancel := context.WithCancel(ctx)
+	s := &session{t: t, c: c, ch: c.Consume(cctx), cancel: cancel}
+	t.Cleanup(func() { s.stop(nil) })
+	got := s.receive(len(first), 30*time.Second, ackAll)
+	require.ElementsMatch(t, putData(first), dataOf(got))
+
+	out, err := f.kin.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: describeARN(t, f), ConsumerName: aws.String(f.app)})
+	require.NoError(t, err)
+	old := aws.ToString(out.ConsumerDescription.ConsumerARN)
+	_, err = f.kin.DeregisterStreamConsumer(ctx, &kinesis.DeregisterStreamConsumerInput{ConsumerARN: &old})
+	require.NoError(t, err)
+	time.Sleep(3 * time.Second) // every subscription renewed since, or refused
+	second := f.putN(40, 8, "b")
+	got = s.receive(len(second), 60*time.Second, ackAll)
+	require.ElementsMatch(t, putData(second), dataOf(got))
+	require.NoError(t, s.stop(nil))
+
+	out, err = f.kin.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: describeARN(t, f), ConsumerName: aws.String(f.app)})
+	require.NoError(t, err)
+	assert.Equal(t, types.ConsumerStatusActive, out.ConsumerDescription.ConsumerStatus)
+	assert.NotEqual(t, old, aws.ToString(out.ConsumerDescription.ConsumerARN), "registered again")
+}

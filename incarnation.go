@@ -115,7 +115,7 @@ func (c *Consumer) switchIncarnation(ctx context.Context, old *kstream, sum *typ
 		return nil
 	}
 	if c.opts.EnhancedFanOut {
-		if err := c.registerConsumer(ctx, fresh); err != nil {
+		if err := c.registerConsumer(ctx, running, fresh); err != nil {
 			old.log.Warn("kcl: stream created again; registering the fan-out consumer on it failed, so it is polled", "error", err)
 		}
 	}

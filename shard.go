@@ -80,6 +80,10 @@ type readerEnv struct {
 	// because it is an earlier stream's, dropping h, and reports whether it
 	// did (Consumer.renewRefused).
 	renewRefused func(ctx context.Context, h *heldLease) (bool, error)
+	// renewConsumer registers s's fan-out consumer again when a
+	// subscription under used was refused because it was deregistered,
+	// and reports whether it did (Consumer.renewConsumer).
+	renewConsumer func(ctx context.Context, s *kstream, used string) (bool, error)
 	// handOff checkpoints the acked prefix of h and makes worker to the
 	// owner, in one write (Consumer.writeCheckpoint).
 	handOff func(ctx context.Context, h *heldLease, to string) (checkpoint, int, error)
@@ -107,7 +111,7 @@ func newShardReader(env *readerEnv, h *heldLease) *shardReader {
 // returns only fatal errors; a lost lease or a cancelled ctx returns nil.
 func (r *shardReader) read(ctx context.Context) error {
 	env, h, log := r.env, r.h, r.log
-	if h.stream.consumerARN != "" {
+	if h.stream.consumer() != "" {
 		return r.subscribe(ctx)
 	}
 	start, _ := h.window.state() // the checkpoint at take: nothing is delivered yet

@@ -345,7 +345,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	})
 	for _, s := range c.streamList() {
 		if err == nil && c.opts.EnhancedFanOut {
-			err = c.registerConsumer(ctx, s)
+			err = c.registerConsumer(ctx, starting, s)
 		}
 	}
 	return err
@@ -367,6 +367,7 @@ func (c *Consumer) readerEnv() *readerEnv {
 		endShard:      c.endShard,
 		waitForStream: c.waitForStream,
 		renewRefused:  c.renewRefused,
+		renewConsumer: c.renewConsumer,
 		handOff: func(ctx context.Context, h *heldLease, to string) (checkpoint, int, error) {
 			return c.writeCheckpoint(ctx, h, to, false)
 		},

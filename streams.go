@@ -55,7 +55,10 @@ type kstream struct {
 	// describes it again every LeaseDuration until it is back, though no
 	// reader of it is left to wait for it.
 	missing atomic.Bool
-	// consumerARN is the stream consumer registered for enhanced fan-out.
+	// consumerARN is the stream consumer registered for enhanced fan-out:
+	// set before the stream's readers start, and again by a reader that
+	// finds it deregistered (renewConsumer); synchronized on consumerMu.
+	consumerMu  sync.Mutex
 	consumerARN string
 	// log is the consumer's logger, naming this stream (the consumer's own
 	// already does with a single stream).
@@ -100,6 +103,14 @@ func newStreams(opts Options, log *slog.Logger) []*kstream {
 
 // setStream fills the stream name or ARN of a request: the name when the
 // stream was given by name, else its ARN.
+// consumer returns the ARN of the stream consumer for enhanced fan-out, ""
+// when the stream is polled. Any goroutine may call it.
+func (s *kstream) consumer() string {
+	s.consumerMu.Lock()
+	defer s.consumerMu.Unlock()
+	return s.consumerARN
+}
+
 func (s *kstream) setStream(name, arn **string) {
 	if s.name != "" {
 		*name = aws.String(s.name)
