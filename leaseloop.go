@@ -45,6 +45,10 @@ type leaseKeeper struct {
 	syncOwed   bool                   // a sync asked for (syncNow) has not succeeded yet
 	took       map[string]int64       // each lease's counter as this process's last take wrote it: a read-back that finds it is no lost reply
 	foreign    foreignWatch           // leases of owners without a heartbeat item: live Java workers (foreign.go)
+	// cutTakes are the leases whose take the end of the lease loop's
+	// context cut short: the write may have landed. Shutdown reads them
+	// back once the loop returned (unsureTakes).
+	cutTakes []string
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -475,6 +479,9 @@ func (k *leaseKeeper) take(ctx context.Context, l lease) error {
 	}
 	w := c.beat.writer()
 	taken, err := c.table.take(ctx, l, w)
+	if err != nil && ctx.Err() != nil {
+		k.cutTakes = append(k.cutTakes, l.shardID) // shutdown: it may have landed
+	}
 	if isLeaseLost(err) {
 		// Another worker was faster, or this take took effect and only its
 		// reply was lost. A failed read-back counts as the former.

@@ -2,12 +2,15 @@ package kcl
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/kinesisfake"
 )
 
 // A heartbeat confirmed after the delivery deadline reopens the gate only
@@ -136,4 +139,55 @@ func TestATakeWaitsForAParentTheReadMissed(t *testing.T) {
 	stored, _, err = tbl.read(ctx, child.shardID)
 	require.NoError(t, err)
 	assert.Equal(t, "me", stored.owner, "taken once its parent ended")
+}
+
+// cutTable lands the take of one lease, then holds its reply until the
+// caller's context ends, and returns that context's error: a take in
+// flight when shutdown stops the lease loop.
+type cutTable struct {
+	leaseTable
+	key    string
+	landed chan struct{}
+	once   sync.Once
+}
+
+func (t *cutTable) take(ctx context.Context, l lease, w writer) (lease, error) {
+	out, err := t.leaseTable.take(ctx, l, w)
+	if err != nil || l.shardID != t.key {
+		return out, err
+	}
+	t.once.Do(func() { close(t.landed) })
+	<-ctx.Done()
+	return l, ctx.Err()
+}
+
+// A take whose write landed while shutdown stopped the lease loop (its
+// reply cut short) is read back and released by the shutdown, so another
+// worker takes the lease at once, not after LeaseDuration (issue 27, item
+// 8: it was left owned, neither read nor released).
+func TestAShutdownReleasesALeaseWhoseTakeItCutShort(t *testing.T) {
+	noLeak(t)
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 2)
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, Logger: discardLogger(), LeaseDuration: time.Hour})
+	require.NoError(t, err)
+	inner := c.table
+	cut := &cutTable{leaseTable: inner, key: "shardId-000000000001", landed: make(chan struct{})}
+	c.table = cut
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := c.Consume(ctx)
+	select {
+	case <-cut.landed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no take of the lease")
+	}
+	cancel()
+	for r := range ch {
+		r.Ack()
+	}
+	require.NoError(t, c.Err())
+	l, ok, err := inner.read(context.Background(), "shardId-000000000001")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Empty(t, l.owner, "released by the shutdown")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -254,6 +255,9 @@ func (c *Consumer) run(ctx context.Context) {
 	if c.beat.settled() && !errors.Is(c.Err(), errDuplicateWorker) {
 		notHeld = c.ownedNotHeld() // not a live twin's (heartbeat.settled)
 	}
+	if !errors.Is(c.Err(), errDuplicateWorker) {
+		notHeld = append(notHeld, c.unsureTakes(final, notHeld)...) // this process's own, by its token
+	}
 	var g errgroup.Group
 	g.SetLimit(8)
 	for _, h := range c.held.list() {
@@ -273,6 +277,25 @@ func (c *Consumer) run(ctx context.Context) {
 	} else {
 		c.log.Info("kcl: consumer stopped")
 	}
+}
+
+// unsureTakes reads back the leases whose take shutdown cut short (the
+// lease loop's cutTakes; it has returned) and returns those this process's
+// take did land on, unless already in known: shutdown releases them, so
+// that another worker takes them at once instead of after LeaseDuration
+// (issue 27, item 8). It runs on run's goroutine.
+func (c *Consumer) unsureTakes(ctx context.Context, known []lease) []lease {
+	var out []lease
+	for _, key := range c.keeper.cutTakes {
+		if c.held.has(key) || slices.ContainsFunc(known, func(l lease) bool { return l.shardID == key }) {
+			continue
+		}
+		l, ok, err := c.table.read(ctx, key)
+		if err == nil && ok && l.owner == c.opts.WorkerID && l.writer.token == c.beat.token && !l.checkpoint.shardEnd() {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // takeBack takes back the records still waiting in the channel once every
