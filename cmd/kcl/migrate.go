@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,8 +36,10 @@ type vmShard struct {
 // reprocessing its stream: it reads vmware-go-kcl's checkpoint table and
 // writes a kcl lease (the Java KCL 2.x schema kcl uses) for each shard, with
 // the same checkpoint, so kcl resumes right after it. It refuses while any
-// vmware lease is live (LeaseTimeout in the future and an owner), unless
-// -force, and never overwrites a lease that exists in the kcl table: one at
+// vmware lease is live, unless -force: owned, and either renewed while the
+// command watched the table (-watch: a live worker renews its leases,
+// whatever its clock says) or with a LeaseTimeout still to come on the
+// command's clock. It never overwrites a lease that exists in the kcl table: one at
 // or past vmware's checkpoint is left as it is, and one before it
 // (checkKCLLeases) makes the command refuse before it writes anything.
 func migrateVMware(ctx context.Context, args []string, e *env) error {
@@ -45,6 +48,7 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 	to := fs.String("to", "", "kcl lease table (Options.LeaseTable, by default the AppName)")
 	dryRun := fs.Bool("dry-run", false, "print what would be written; write nothing")
 	force := fs.Bool("force", false, "migrate even while vmware leases are live")
+	watchFor := fs.Duration("watch", 10*time.Second, "how long to watch vmware-go-kcl's table for live workers: they renew their leases every `LeaseRefreshPeriodMillis` (5s by default), whatever their clocks say")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -61,9 +65,30 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return fmt.Errorf("reading %q: %w", *from, err)
 	}
+	renewed := map[string]bool{}
+	if *watchFor > 0 {
+		// LeaseTimeout is the vmware worker's clock: one that runs behind
+		// the command's looks expired while it renews.
+		fmt.Fprintf(e.progress, "watching %q for %v for live vmware-go-kcl workers\n", *from, *watchFor)
+		if err := e.wait(ctx, *watchFor); err != nil {
+			return err
+		}
+		before := shards
+		if shards, err = readVMware(ctx, db, *from); err != nil {
+			return fmt.Errorf("reading %q: %w", *from, err)
+		}
+		for _, s := range shards {
+			i := slices.IndexFunc(before, func(b vmShard) bool { return b.id == s.id })
+			renewed[s.id] = i >= 0 && s.owner != "" && (before[i].owner != s.owner || before[i].checkpoint != s.checkpoint || !before[i].leaseTimeout.Equal(s.leaseTimeout))
+		}
+		now = e.now()
+	}
 	var live []string
 	for _, s := range shards {
-		if s.owner != "" && s.hasTimeout && s.leaseTimeout.After(now) {
+		switch {
+		case renewed[s.id]:
+			live = append(live, fmt.Sprintf("%s (owner %s renewed it during the %v watch)", s.id, s.owner, *watchFor))
+		case s.owner != "" && s.hasTimeout && s.leaseTimeout.After(now):
 			live = append(live, fmt.Sprintf("%s (owner %s until %s)", s.id, s.owner, s.leaseTimeout.Format(time.RFC3339)))
 		}
 	}

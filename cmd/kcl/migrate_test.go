@@ -30,7 +30,7 @@ func TestMigrationFromVMwareResumesRightAfterEachCheckpoint(t *testing.T) {
 		out.Reset()
 		stderr.Reset()
 		return run(ctx, append([]string{"migrate-vmware"}, args...), &env{
-			stdout: &out, stderr: &stderr, progress: &stderr, now: func() time.Time { return now }, wait: sleep,
+			stdout: &out, stderr: &stderr, progress: &stderr, now: func() time.Time { return now }, wait: noWait,
 			clients: func(context.Context) (DynamoDB, Kinesis, error) { return ddb, kin, nil },
 		})
 	}
@@ -149,7 +149,7 @@ func TestMigratedParentAtShardEndLeadsItsChildren(t *testing.T) {
 		require.NoError(t, err)
 	}
 	code := run(ctx, []string{"migrate-vmware", "-from", from, "-to", to}, &env{
-		stdout: &out, stderr: &stderr, progress: &stderr, now: time.Now, wait: sleep,
+		stdout: &out, stderr: &stderr, progress: &stderr, now: time.Now, wait: noWait,
 		clients: func(context.Context) (DynamoDB, Kinesis, error) { return ddb, kin, nil },
 	})
 	require.Equal(t, 0, code, stderr.String())
@@ -239,7 +239,7 @@ func TestMigrationRefusesAKCLLeaseBehindVMwaresCheckpoint(t *testing.T) {
 	put(leaseitem.Lease{Key: "shardId-000000000000", Counter: 3, Checkpoint: leaseitem.Latest})
 	put(leaseitem.Lease{Key: "shardId-000000000001", Counter: 3, Checkpoint: "49600000000000000000000000000000000000000000000000000043"}) // past: fine
 	var out, stderr bytes.Buffer
-	e := &env{stdout: &out, stderr: &stderr, progress: &stderr, now: time.Now, wait: sleep, clients: func(context.Context) (DynamoDB, Kinesis, error) { return ddb, kinClient(), nil }}
+	e := &env{stdout: &out, stderr: &stderr, progress: &stderr, now: time.Now, wait: noWait, clients: func(context.Context) (DynamoDB, Kinesis, error) { return ddb, kinClient(), nil }}
 	code := run(ctx, []string{"migrate-vmware", "-from", from, "-to", to}, e)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "already has kcl leases behind vmware-go-kcl's checkpoints: shardId-000000000000 (kcl at LATEST, vmware-go-kcl at "+seq+")")
@@ -263,4 +263,47 @@ func TestMigrationRefusesAKCLLeaseBehindVMwaresCheckpoint(t *testing.T) {
 	assert.Equal(t, 1, run(ctx, []string{"migrate-vmware", "-from", from, "-to", to}, e))
 	assert.Contains(t, stderr.String(), "shardId-000000000000 (kcl at LATEST, vmware-go-kcl at "+seq+")")
 	assert.NotContains(t, out.String(), "at or past this checkpoint")
+}
+
+// noWait is a liveness watch that returns at once: nothing changes during it.
+func noWait(context.Context, time.Duration) error { return nil }
+
+// A vmware-go-kcl worker whose clock runs behind the command's writes
+// LeaseTimeouts the command reads as past: the lease looks expired while its
+// worker renews it. migrate-vmware watches the table and refuses a lease
+// renewed during the watch, whatever its LeaseTimeout says (issue 27, item
+// 12).
+func TestMigrationRefusesALeaseRenewedDuringTheWatch(t *testing.T) {
+	needEmulators(t)
+	ctx := context.Background()
+	ddb := ddbClient()
+	from, to := "vmware-"+uniqueName(t), "kcl-"+uniqueName(t)
+	createVMwareTable(t, ddb, from)
+	now := time.Now()
+	put := func(timeout time.Time) {
+		_, err := ddb.PutItem(ctx, &dynamodb.PutItemInput{TableName: &from, Item: map[string]types.AttributeValue{
+			"ShardID":      &types.AttributeValueMemberS{Value: "shardId-000000000000"},
+			"Checkpoint":   &types.AttributeValueMemberS{Value: "49590338271490256608559692538361571095921575989136588802"},
+			"AssignedTo":   &types.AttributeValueMemberS{Value: "vmware-worker-1"},
+			"LeaseTimeout": &types.AttributeValueMemberS{Value: timeout.UTC().Format(time.RFC3339)},
+		}})
+		require.NoError(t, err)
+	}
+	put(now.Add(-5 * time.Minute)) // its clock is five minutes behind
+	var out, stderr bytes.Buffer
+	var watched time.Duration
+	code := run(ctx, []string{"migrate-vmware", "-from", from, "-to", to}, &env{
+		stdout: &out, stderr: &stderr, progress: &stderr, now: func() time.Time { return now },
+		wait: func(_ context.Context, d time.Duration) error {
+			watched = d
+			put(now.Add(-5*time.Minute + 5*time.Second)) // a renewal, on its clock
+			return nil
+		},
+		clients: func(context.Context) (DynamoDB, Kinesis, error) { return ddb, kinClient(), nil },
+	})
+	require.Equal(t, 1, code, "refused: %s", out.String())
+	assert.Equal(t, 10*time.Second, watched, "the default watch")
+	assert.Contains(t, stderr.String(), "shardId-000000000000 (owner vmware-worker-1 renewed it during the 10s watch)")
+	_, err := ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &to})
+	require.Error(t, err, "nothing written")
 }
