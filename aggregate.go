@@ -33,7 +33,8 @@ func isAggregated(data []byte) bool {
 }
 
 // userRecord is one user record inside an aggregate. data aliases the
-// aggregate's bytes.
+// aggregate's bytes, capped at its own end, so that an append to it copies
+// instead of writing over the next user record.
 type userRecord struct {
 	partitionKey    string
 	explicitHashKey string
@@ -97,7 +98,7 @@ func deaggregate(data []byte) (records []userRecord, isAggregate bool, err error
 		if r.pk >= uint64(len(pkTable)) {
 			return nil, true, fmt.Errorf("aggregate record %d: partition key index %d out of a table of %d", i, r.pk, len(pkTable))
 		}
-		records[i] = userRecord{partitionKey: pkTable[r.pk], data: r.data}
+		records[i] = userRecord{partitionKey: pkTable[r.pk], data: r.data[:len(r.data):len(r.data)]}
 		if r.hasEHK {
 			if r.ehk >= uint64(len(ehkTable)) {
 				return nil, true, fmt.Errorf("aggregate record %d: explicit hash key index %d out of a table of %d", i, r.ehk, len(ehkTable))

@@ -336,3 +336,13 @@ func TestAUserRecordOnTheWrongShardIsDeliveredAllTheSame(t *testing.T) {
 	}
 	assert.Equal(t, 1, strings.Count(logs.String(), "outside the shard's hash-key range"), "one warning, for the aggregate whose first user record is misplaced")
 }
+
+// A user record's Data is its own: appending to it leaves the next user
+// record of the aggregate as it was (Record.Data's contract).
+func TestAppendingToAUserRecordLeavesTheNextAlone(t *testing.T) {
+	users, _, err := deaggregate(aggregate([]userRecord{{partitionKey: "a", data: []byte("first")}, {partitionKey: "b", data: []byte("second")}}))
+	require.NoError(t, err)
+	require.Len(t, users, 2)
+	_ = append(users[0].data, "XXXXXXXXXXXXXXXX"...)
+	assert.Equal(t, "second", string(users[1].data))
+}

@@ -2,6 +2,11 @@ package kcl
 
 import (
 	"fmt"
+	"go/ast"
+	"go/doc"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -114,5 +119,79 @@ func TestREADMEOptionDefaultsAreWhatNewFillsIn(t *testing.T) {
 	for name := range rows {
 		_, exists := reflect.TypeOf(o).FieldByName(name)
 		assert.True(t, exists, "README's option table names %s, which Options does not have", name)
+	}
+}
+
+// Every Example can be copied: the code pkg.go.dev shows (the function's
+// body) uses nothing declared in a test file, a function, variable or type,
+// but the stand-ins for the reader's own code, and no internal package (an
+// in-process Kinesis such as internal/kinesisfake).
+func TestExamplesShowNoTestOnlyHelper(t *testing.T) {
+	standIns := map[string]bool{"handle": true, "handlePayment": true, "charge": true}
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+	require.NoError(t, err)
+	pkg := pkgs["kcl_test"]
+	require.NotNil(t, pkg, "the examples are in package kcl_test")
+	var files []*ast.File
+	declared := map[string]bool{}   // top-level names of package kcl_test
+	imported := map[string]string{} // local name -> import path
+	for _, f := range pkg.Files {
+		files = append(files, f)
+		for name, obj := range f.Scope.Objects {
+			declared[name] = obj != nil
+		}
+		for _, im := range f.Imports {
+			path := strings.Trim(im.Path.Value, `"`)
+			name := path[strings.LastIndex(path, "/")+1:]
+			if im.Name != nil {
+				name = im.Name.Name
+			}
+			imported[name] = path
+		}
+	}
+	examples := doc.Examples(files...)
+	require.Greater(t, len(examples), 5, "the examples are found")
+	for _, ex := range examples {
+		body := ex.Code
+		// Names that are not references: a selector's field or method, a
+		// composite literal's field.
+		notRefs := map[*ast.Ident]bool{}
+		ast.Inspect(body, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				notRefs[n.Sel] = true
+			case *ast.CompositeLit:
+				for _, e := range n.Elts {
+					if kv, ok := e.(*ast.KeyValueExpr); ok {
+						if id, ok := kv.Key.(*ast.Ident); ok {
+							notRefs[id] = true
+						}
+					}
+				}
+			}
+			return true
+		})
+		var shown []string
+		ast.Inspect(body, func(n ast.Node) bool {
+			id, ok := n.(*ast.Ident)
+			if !ok || notRefs[id] {
+				return true
+			}
+			local := id.Obj != nil && id.Obj.Pos() >= body.Pos() && id.Obj.Pos() < body.End()
+			switch {
+			case local:
+			case declared[id.Name] && !standIns[id.Name]:
+				shown = append(shown, id.Name)
+			case strings.Contains(imported[id.Name], "/internal/"):
+				shown = append(shown, imported[id.Name])
+			}
+			return true
+		})
+		name := "Example" + ex.Name
+		if ex.Suffix != "" {
+			name += "_" + ex.Suffix
+		}
+		assert.Empty(t, shown, "%s shows what a reader cannot copy", name)
 	}
 }

@@ -4,64 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
+	"log"
 	"os"
-	"slices"
-	"strings"
-	"sync"
-	"time"
+	"os/signal"
+	"syscall"
 
 	"github.com/kclgo/kcl"
-	"github.com/kclgo/kcl/internal/kinesisfake"
 )
 
 // Process calls the handler for every record, up to Concurrency at once;
-// the records of one partition key run one at a time, in order. (An
-// in-process Kinesis stands in for the real one here, so that the example
-// runs as a test; a program leaves Options.Kinesis unset.)
+// the records of one partition key run one at a time, in order, and a
+// record is acked once its handler returned nil. (Not run: it needs AWS, or
+// the emulators.)
 func ExampleProcess() {
-	kin := kinesisfake.New(kinesisfake.Options{})
-	kin.CreateStream("orders", 2)
-	const n = 12
-	for i := range n {
-		customer := fmt.Sprintf("customer-%d", i%3)
-		if _, _, err := kin.PutRecord("orders", customer, fmt.Appendf(nil, "order %d", i)); err != nil {
-			fmt.Println(err)
-			return
-		}
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var mu sync.Mutex
-	orders := map[string][]string{} // by customer, in the order handled
-	err := kcl.Process(ctx, kcl.Options{
-		StreamName:      "orders",
-		Kinesis:         kin,
-		InitialPosition: kcl.TrimHorizon,
-		Concurrency:     8,
-		Logger:          slog.New(slog.DiscardHandler),
-	}, func(ctx context.Context, rec kcl.Record) error {
-		time.Sleep(time.Millisecond) // the work
-		mu.Lock()
-		defer mu.Unlock()
-		orders[rec.PartitionKey] = append(orders[rec.PartitionKey], string(rec.Data))
-		if len(orders["customer-0"])+len(orders["customer-1"])+len(orders["customer-2"]) == n {
-			cancel() // all handled: shut down (a service runs until it is told to stop)
-		}
-		return nil
-	})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := kcl.Process(ctx, kcl.Options{StreamName: "orders", AppName: "billing", Concurrency: 32},
+		func(ctx context.Context, rec kcl.Record) error {
+			return charge(ctx, rec.Data) // an error: the record is retried, with backoff
+		})
 	if err != nil {
-		fmt.Println(err)
+		log.Fatal(err)
 	}
-	for _, customer := range slices.Sorted(maps.Keys(orders)) {
-		fmt.Printf("%s: %s\n", customer, strings.Join(orders[customer], ", "))
-	}
-	// Output:
-	// customer-0: order 0, order 3, order 6, order 9
-	// customer-1: order 1, order 4, order 7, order 10
-	// customer-2: order 2, order 5, order 8, order 11
 }
 
 // A failure policy: each record gets 5 attempts, with backoff between them;
@@ -71,8 +35,7 @@ func ExampleProcess() {
 func ExampleConsumer_Process() {
 	deadLetters, err := os.OpenFile("dead-letters.jsonl", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		fmt.Println(err)
-		return
+		log.Fatal(err)
 	}
 	defer deadLetters.Close()
 	c, err := kcl.New(kcl.Options{
@@ -86,18 +49,18 @@ func ExampleConsumer_Process() {
 		},
 	})
 	if err != nil {
-		fmt.Println(err)
-		return
+		log.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if err := c.Process(ctx, func(ctx context.Context, rec kcl.Record) error {
 		return charge(ctx, rec.Data) // ctx ends if this worker loses the shard
 	}); err != nil {
-		fmt.Println(err)
+		log.Print(err) // the dead-letter file failed: rec is delivered again after a restart
 	}
 }
 
+// charge stands for the reader's own code in the examples.
 func charge(ctx context.Context, order []byte) error {
 	if len(order) == 0 {
 		return errors.New("empty order")

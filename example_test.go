@@ -2,98 +2,77 @@ package kcl_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
+	"log"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/kclgo/kcl"
-	"github.com/kclgo/kcl/internal/kinesisfake"
 )
 
-func handle([]byte) {}
-
-// ordersStream makes an in-process Kinesis with a stream "orders" of the
-// given shards and n records, "order 0" to "order n-1", keyed by three
-// customers. It stands in for the real Kinesis so that the examples run as
-// tests: a program leaves Options.Kinesis unset.
-func ordersStream(shards, n int) *kinesisfake.Server {
-	kin := kinesisfake.New(kinesisfake.Options{})
-	kin.CreateStream("orders", shards)
-	for i := range n {
-		if _, _, err := kin.PutRecord("orders", fmt.Sprintf("customer-%d", i%3), fmt.Appendf(nil, "order %d", i)); err != nil {
-			panic(err)
-		}
-	}
-	return kin
-}
+// handle and handlePayment stand for the reader's own code in the examples.
+func handle([]byte)        {}
+func handlePayment([]byte) {}
 
 // Consume and ack: the checkpoint moves past a record once it and every
-// earlier record of its shard are acked. (AppName is empty here, so leases
-// and checkpoints are kept in memory; set it to share the stream between
-// workers through a DynamoDB lease table.)
+// earlier record of its shard are acked. Every worker started with the same
+// AppName shares the stream's shards through the DynamoDB lease table
+// "billing" (created on first use). (Not run: it needs AWS, or the
+// emulators.)
 func ExampleConsume() {
-	kin := ordersStream(1, 3)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	handled := 0
-	opts := kcl.Options{StreamName: "orders", Kinesis: kin, InitialPosition: kcl.TrimHorizon, Logger: slog.New(slog.DiscardHandler)}
-	for rec := range kcl.Consume(ctx, opts) {
-		fmt.Printf("%s: %s\n", rec.PartitionKey, rec.Data)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for rec := range kcl.Consume(ctx, kcl.Options{StreamName: "orders", AppName: "billing"}) {
+		handle(rec.Data)
 		rec.Ack()
-		if handled++; handled == 3 {
-			cancel() // a service runs until it is told to stop
-		}
 	}
-	// Output:
-	// customer-0: order 0
-	// customer-1: order 1
-	// customer-2: order 2
+	// The loop ends once ctx ended and shutdown completed: acks
+	// checkpointed, leases released.
 }
 
-// Process records concurrently: acks may come in any order, from any
-// goroutine. The checkpoint of each shard only covers the contiguous prefix
-// of acked records, so nothing unprocessed is ever checkpointed. Handling of
-// one partition key in order is the caller's to keep: here, one goroutine
-// per shard handles that shard's records in order (and so each key's), while
-// shards are handled in parallel.
-func ExampleConsumer_Consume_concurrent() {
-	const n = 30
-	kin := ordersStream(4, n)
-	c, err := kcl.New(kcl.Options{StreamName: "orders", Kinesis: kin, InitialPosition: kcl.TrimHorizon, MaxUnackedPerShard: 1000, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// New checks the options and makes no network call: an error wraps
+// ErrInvalidOptions and names the field.
+func ExampleNew() {
+	_, err := kcl.New(kcl.Options{StreamName: "orders", AppName: "billing", MaxRecords: 20000})
+	fmt.Println(errors.Is(err, kcl.ErrInvalidOptions))
+	fmt.Println(err)
+	// Output:
+	// true
+	// kcl: invalid options: MaxRecords: 20000 is out of range 1..10000
+}
 
-	var mu sync.Mutex
-	handled := map[string][]string{} // by customer, in the order handled
-	var wg sync.WaitGroup
+// Handle records concurrently: acks may come in any order, from any
+// goroutine. The checkpoint of each shard only covers the contiguous prefix
+// of acked records, so nothing unhandled is ever checkpointed. Keeping one
+// partition key in order is the caller's part: here, one goroutine per shard
+// handles that shard's records in order (and so each key's), while shards
+// are handled in parallel. (Process does this, per key; not run: it needs
+// AWS.)
+func ExampleConsumer_Consume_concurrent() {
+	c, err := kcl.New(kcl.Options{StreamName: "orders", AppName: "billing"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
 	perShard := map[string]chan kcl.Record{}
+	done := make(chan struct{})
+	workers := 0
 	for rec := range c.Consume(ctx) {
 		work, ok := perShard[rec.ShardID]
 		if !ok {
 			work = make(chan kcl.Record, 100)
 			perShard[rec.ShardID] = work
-			wg.Add(1)
+			workers++
 			go func() {
-				defer wg.Done()
+				defer func() { done <- struct{}{} }()
 				for rec := range work {
 					handle(rec.Data)
-					mu.Lock()
-					handled[rec.PartitionKey] = append(handled[rec.PartitionKey], string(rec.Data))
-					if total := len(handled["customer-0"]) + len(handled["customer-1"]) + len(handled["customer-2"]); total == n {
-						cancel()
-					}
-					mu.Unlock()
 					rec.Ack() // out of order with other shards: fine
 				}
 			}()
@@ -103,26 +82,21 @@ func ExampleConsumer_Consume_concurrent() {
 	for _, work := range perShard {
 		close(work)
 	}
-	wg.Wait()
+	for range workers {
+		<-done
+	}
 	if err := c.Err(); err != nil {
-		fmt.Println(err)
+		log.Fatal(err)
 	}
-	for _, customer := range slices.Sorted(maps.Keys(handled)) {
-		fmt.Printf("%s: %s\n", customer, strings.Join(handled[customer], ", "))
-	}
-	// Output:
-	// customer-0: order 0, order 3, order 6, order 9, order 12, order 15, order 18, order 21, order 24, order 27
-	// customer-1: order 1, order 4, order 7, order 10, order 13, order 16, order 19, order 22, order 25, order 28
-	// customer-2: order 2, order 5, order 8, order 11, order 14, order 17, order 20, order 23, order 26, order 29
 }
 
 // Enhanced fan-out: records are pushed over HTTP/2, with 2 MB/s per shard for
 // this consumer alone. The stream consumer (named AppName unless
 // ConsumerName says otherwise) is registered if missing. (Not run: it needs
-// AWS, or kinesis-local as in fanout_test.go.)
+// AWS.)
 func ExampleOptions_enhancedFanOut() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	opts := kcl.Options{StreamName: "orders", AppName: "billing", EnhancedFanOut: true}
 	for rec := range kcl.Consume(ctx, opts) {
 		handle(rec.Data)
@@ -133,30 +107,23 @@ func ExampleOptions_enhancedFanOut() {
 // Several streams as one group: every worker with this AppName shares the
 // shards of all of them through one lease table (the Java KCL's
 // multi-stream layout), and each record names its stream. Streams may be
-// given by name or by ARN.
+// given by name or by ARN. (Not run: it needs AWS.)
 func ExampleOptions_streams() {
-	kin := ordersStream(2, 4)
-	kin.CreateStream("payments", 1)
-	for i := range 2 {
-		if _, _, err := kin.PutRecord("payments", "customer-0", fmt.Appendf(nil, "payment %d", i)); err != nil {
-			panic(err)
-		}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := kcl.Options{
+		Streams: []string{"orders", "arn:aws:kinesis:eu-west-1:123456789012:stream/payments"},
+		AppName: "billing",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	perStream := map[string]int{}
-	opts := kcl.Options{Streams: []string{"orders", "payments"}, Kinesis: kin, InitialPosition: kcl.TrimHorizon, Logger: slog.New(slog.DiscardHandler)}
 	for rec := range kcl.Consume(ctx, opts) {
-		name := rec.StreamARN[strings.LastIndex(rec.StreamARN, "/")+1:]
-		perStream[name]++
-		rec.Ack()
-		if perStream["orders"] == 4 && perStream["payments"] == 2 {
-			cancel()
+		switch rec.StreamARN[strings.LastIndex(rec.StreamARN, "/")+1:] {
+		case "orders":
+			handle(rec.Data)
+		case "payments":
+			handlePayment(rec.Data)
 		}
+		rec.Ack()
 	}
-	fmt.Println(perStream)
-	// Output:
-	// map[orders:4 payments:2]
 }
 
 // Shut down on SIGTERM: the range loop ends only once what was acked is
@@ -167,46 +134,45 @@ func Example_gracefulShutdown() {
 	defer stop()
 	c, err := kcl.New(kcl.Options{StreamName: "orders", AppName: "billing", ShutdownTimeout: 20 * time.Second})
 	if err != nil {
-		fmt.Println(err)
-		return
+		log.Fatal(err)
 	}
 	for rec := range c.Consume(ctx) {
 		handle(rec.Data)
 		rec.Ack()
 	}
 	if err := c.Err(); err != nil {
-		fmt.Println("stopped:", err)
+		log.Fatal("stopped: ", err)
 	}
 }
 
-// Read Stats for logs or metrics (examples/prometheus exports them): here
-// once every record was handled; a service would read them on a ticker.
+// Read Stats on a ticker, for logs or metrics (examples/prometheus exports
+// them as Prometheus metrics). (Not run: it needs AWS.)
 func ExampleConsumer_Stats() {
-	kin := ordersStream(1, 5)
-	c, err := kcl.New(kcl.Options{StreamName: "orders", Kinesis: kin, InitialPosition: kcl.TrimHorizon, Logger: slog.New(slog.DiscardHandler)})
+	c, err := kcl.New(kcl.Options{StreamName: "orders", AppName: "billing"})
 	if err != nil {
-		fmt.Println(err)
-		return
+		log.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var pending []kcl.Record
-	for rec := range c.Consume(ctx) {
-		handle(rec.Data)
-		if pending = append(pending, rec); len(pending) <= 3 {
-			rec.Ack() // the last two are acked only after Stats is read
-		}
-		if len(pending) == 5 {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 			for _, sh := range c.Stats().Shards {
 				if sh.Held {
-					fmt.Printf("%s: %d delivered, %d acked, %d unacked\n", sh.ShardID, sh.RecordsDelivered, sh.RecordsAcked, sh.Unacked)
+					log.Printf("%s: %d ms behind, %d delivered, %d acked, %d unacked",
+						sh.ShardID, sh.MillisBehindLatest, sh.RecordsDelivered, sh.RecordsAcked, sh.Unacked)
 				}
 			}
-			pending[3].Ack()
-			pending[4].Ack()
-			cancel()
 		}
+	}()
+	for rec := range c.Consume(ctx) {
+		handle(rec.Data)
+		rec.Ack()
 	}
-	// Output:
-	// shardId-000000000000: 5 delivered, 3 acked, 2 unacked
 }

@@ -490,6 +490,13 @@ func TestProcessEndsALeasesCallsBeforeHandingItOff(t *testing.T) {
 			o := g.owners("shardId")
 			return len(o) == 2 && o[shard0] == "w1" && o["shardId-000000000001"] == "w1"
 		})
+		// A caught-up shard is read again after PollInterval (200ms at
+		// least): w2 joins once w1 runs a call of each shard.
+		waitFor(t, 5*time.Second, "w1 runs a handler call of each shard", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(calls[shard0]) > 0 && len(calls["shardId-000000000001"]) > 0
+		})
 		g.process(g.newWorker("w2", nil), func(ctx context.Context, r Record) error { return nil })
 		waitFor(t, 10*time.Second, "w1 hands a lease off", func() bool { return handedOff.Load() > 0 })
 		stopProducing()

@@ -73,7 +73,9 @@ type Options struct {
 	// MaxRecords is the Limit of each GetRecords call, 1..10000. Default 10000.
 	MaxRecords int
 	// PollInterval is the pause between reads of a shard that is caught up.
-	// Default 1s.
+	// Minimum 200ms, the pace of the 5 GetRecords calls a second Kinesis
+	// allows per shard (shared by every application reading the stream):
+	// a smaller value is raised to it, with a Warn. Default 1s.
 	PollInterval time.Duration
 	// BufferSize is how many records may wait in the channel for the
 	// receiver; they count as delivered (and unacked). Default 128; -1 makes
@@ -98,7 +100,10 @@ type Options struct {
 	// Shards beyond what all workers may hold are not read.
 	MaxLeasesPerWorker int
 	// CheckpointInterval bounds the time between an ack and the checkpoint
-	// write that covers it. Default 5s.
+	// write that covers it. Minimum 100ms: each flush is a conditional
+	// DynamoDB write per shard with new acks, so more often only adds cost
+	// and contention on the lease items; a smaller value is raised to it,
+	// with a Warn. Default 5s.
 	CheckpointInterval time.Duration
 	// ShardSyncInterval is how often the stream's shard list is compared with
 	// the lease table to find new shards. Shard ends also trigger a sync.
@@ -183,6 +188,14 @@ const (
 	defaultShutdownTimeout    = 10 * time.Second
 )
 
+// Floors of the intervals whose only harm, when too short, is cost: New
+// raises a smaller value to its floor and logs a Warn (raisedToFloor),
+// where a value that would break a guarantee (LeaseDuration) is an error.
+const (
+	minPollInterval       = 200 * time.Millisecond // 5 GetRecords a second per shard
+	minCheckpointInterval = 100 * time.Millisecond
+)
+
 var (
 	// https://docs.aws.amazon.com/kinesis/latest/APIReference/API_CreateStream.html
 	streamNamePattern   = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
@@ -219,9 +232,9 @@ func (o Options) withDefaults() (Options, error) {
 	o.MaxRecords = orDefault(o.MaxRecords, defaultMaxRecords)
 	o.MaxUnackedPerShard = orDefault(o.MaxUnackedPerShard, defaultMaxUnacked)
 	o.BufferSize = max(0, orDefault(o.BufferSize, defaultBufferSize))
-	o.PollInterval = orDefault(o.PollInterval, defaultPollInterval)
+	o.PollInterval = max(minPollInterval, orDefault(o.PollInterval, defaultPollInterval))
 	o.LeaseDuration = orDefault(o.LeaseDuration, defaultLeaseDuration)
-	o.CheckpointInterval = orDefault(o.CheckpointInterval, defaultCheckpointInterval)
+	o.CheckpointInterval = max(minCheckpointInterval, orDefault(o.CheckpointInterval, defaultCheckpointInterval))
 	o.ShardSyncInterval = orDefault(o.ShardSyncInterval, defaultShardSyncInterval)
 	o.ShutdownTimeout = orDefault(o.ShutdownTimeout, defaultShutdownTimeout)
 	o.Concurrency = orDefault(o.Concurrency, 1)
@@ -294,6 +307,27 @@ func (o Options) validate() error {
 		return invalid("LeaseDuration", "%v is shorter than the minimum 300ms", o.LeaseDuration)
 	}
 	return nil
+}
+
+// raisedOption is an interval New raised to its floor.
+type raisedOption struct {
+	name        string
+	given, used time.Duration
+}
+
+// raisedToFloor lists the intervals of given (as passed to New) that
+// withDefaults raised to their floor in used, for New's Warn.
+func raisedToFloor(given, used Options) []raisedOption {
+	var raised []raisedOption
+	for _, f := range []raisedOption{
+		{"PollInterval", given.PollInterval, used.PollInterval},
+		{"CheckpointInterval", given.CheckpointInterval, used.CheckpointInterval},
+	} {
+		if f.given != 0 && f.given < f.used {
+			raised = append(raised, f)
+		}
+	}
+	return raised
 }
 
 func orDefault[T comparable](v, def T) T {

@@ -128,3 +128,44 @@ func TestStreamsAreAcceptedByNameAndARN(t *testing.T) {
 	given[0] = "changed"
 	assert.Equal(t, "orders", c.opts.Streams[0], "New keeps a copy of Streams")
 }
+
+// A PollInterval or CheckpointInterval under its floor costs without
+// helping: New raises it to the floor and logs one Warn naming the option.
+// Zero is the default, and a value at or above the floor is kept.
+func TestOptionsRaiseCostOnlyIntervalsToTheirFloor(t *testing.T) {
+	tests := []struct {
+		name               string
+		poll, checkpoint   time.Duration
+		wantPoll, wantCkpt time.Duration
+		warned             []string // options named by a Warn
+	}{
+		{"defaults", 0, 0, time.Second, 5 * time.Second, nil},
+		{"one nanosecond each", 1, 1, 200 * time.Millisecond, 100 * time.Millisecond, []string{"PollInterval", "CheckpointInterval"}},
+		{"just under", 199 * time.Millisecond, 99 * time.Millisecond, 200 * time.Millisecond, 100 * time.Millisecond, []string{"PollInterval", "CheckpointInterval"}},
+		{"at the floors", 200 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 100 * time.Millisecond, nil},
+		{"poll only", 50 * time.Millisecond, time.Second, 200 * time.Millisecond, time.Second, []string{"PollInterval"}},
+		{"checkpoint only", time.Second, 10 * time.Millisecond, time.Second, 100 * time.Millisecond, []string{"CheckpointInterval"}},
+		{"above", 250 * time.Millisecond, 150 * time.Millisecond, 250 * time.Millisecond, 150 * time.Millisecond, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			c, err := New(Options{StreamName: "orders", AWSConfig: &aws.Config{}, PollInterval: tt.poll, CheckpointInterval: tt.checkpoint,
+				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantPoll, c.opts.PollInterval)
+			assert.Equal(t, tt.wantCkpt, c.opts.CheckpointInterval)
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if len(tt.warned) == 0 {
+				assert.Empty(t, logs.String())
+				return
+			}
+			require.Len(t, lines, len(tt.warned), logs.String())
+			for i, name := range tt.warned {
+				assert.Contains(t, lines[i], "level=WARN")
+				assert.Contains(t, lines[i], "kcl: option below its minimum, raised to it")
+				assert.Contains(t, lines[i], "option="+name)
+			}
+		})
+	}
+}

@@ -21,14 +21,39 @@ import (
 // records, each with the Kinesis record's SequenceNumber and its own
 // SubSequenceNumber (0, 1, ...), PartitionKey and ExplicitHashKey. A plain
 // record has SubSequenceNumber 0 and no ExplicitHashKey.
+//
+// The fields are set by kcl and describe the record; changing them changes
+// nothing in kcl (Ack does not read them).
 type Record struct {
-	Data                        []byte
-	PartitionKey                string
-	ExplicitHashKey             string
-	SequenceNumber              string
-	SubSequenceNumber           int64
-	ShardID                     string
-	StreamARN                   string // the record's stream (set in every mode)
+	// Data is the payload, as the producer put it (for a KPL aggregate,
+	// this user record's). It is the record's own: kcl neither reuses nor
+	// changes it once delivered, and it stays valid after Ack.
+	Data []byte
+	// PartitionKey is the key the producer gave. Kinesis puts a key's
+	// records on one shard, so they arrive in order (Process runs them one
+	// at a time).
+	PartitionKey string
+	// ExplicitHashKey is the hash key the KPL gave a user record of an
+	// aggregate to place it instead of PartitionKey's hash, as a decimal
+	// number; empty when none was given and for a plain record (Kinesis's
+	// GetRecords does not return the one a plain put gave).
+	ExplicitHashKey string
+	// SequenceNumber is the Kinesis record's sequence number, unique in its
+	// shard and growing with each record: user records of one aggregate
+	// share it. With SubSequenceNumber it is what a checkpoint stores.
+	SequenceNumber string
+	// SubSequenceNumber is the position of a user record in its aggregate,
+	// from 0; 0 for a plain record.
+	SubSequenceNumber int64
+	// ShardID is the shard the record was read from, such as
+	// "shardId-000000000000" (the shard's ID, not its lease key, also with
+	// Options.Streams).
+	ShardID string
+	// StreamARN is the ARN of the record's stream, set with one stream as
+	// with several (Options.Streams).
+	StreamARN string
+	// ApproximateArrivalTimestamp is when Kinesis accepted the record (for a
+	// KPL aggregate, the aggregate), on Kinesis's clock, to the millisecond.
 	ApproximateArrivalTimestamp time.Time
 
 	chunk *ackChunk // where its ack is marked

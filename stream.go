@@ -57,8 +57,11 @@ type Consumer struct {
 
 // New validates opts and builds a Consumer. It makes no network call: a
 // missing stream or lease table is reported by Consume, through Err.
-// Errors for bad options wrap ErrInvalidOptions and name the field.
+// Errors for bad options wrap ErrInvalidOptions and name the field. A
+// PollInterval or CheckpointInterval under its minimum is raised to it, with
+// a Warn naming the option.
 func New(opts Options) (*Consumer, error) {
+	given := opts
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -68,6 +71,9 @@ func New(opts Options) (*Consumer, error) {
 	log := opts.Logger.With("worker", opts.WorkerID)
 	if !opts.multiStream() {
 		log = opts.Logger.With("stream", opts.streamLabel(), "worker", opts.WorkerID)
+	}
+	for _, r := range raisedToFloor(given, opts) {
+		log.Warn("kcl: option below its minimum, raised to it", "option", r.name, "given", r.given, "used", r.used)
 	}
 	c := &Consumer{
 		opts:    opts,

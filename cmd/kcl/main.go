@@ -182,7 +182,8 @@ func (u usageError) Error() string { return u.msg }
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 // flagSet makes a subcommand's flag set: errors come back to run, which
-// prints them on one line; -h prints the flags on stdout.
+// prints them on one line with a hint; -h prints the usage on stdout
+// (parse). Each flag's usage names the kind of its value in backquotes.
 func flagSet(name, synopsis string, e *env) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -195,12 +196,17 @@ func flagSet(name, synopsis string, e *env) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args; -h prints the usage (fs.Usage, called by Parse) and
-// returns flag.ErrHelp.
+// parse parses args; -h prints the usage (fs.Usage) and returns
+// flag.ErrHelp. Parse calls Usage on every error too: it is silenced
+// meanwhile, so that a bad flag is one line (run).
 func parse(fs *flag.FlagSet, args []string) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
 	err := fs.Parse(args)
+	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
-		return err // Parse printed the usage
+		usage()
+		return err
 	}
 	if err != nil {
 		return usageError{err.Error()}
@@ -230,7 +236,7 @@ func tableFlags(fs *flag.FlagSet) func() (string, error) {
 // leaseFlag adds -lease, the liveness watch.
 func leaseFlag(fs *flag.FlagSet) *leaseWatch {
 	w := &leaseWatch{d: positiveDuration(defaultLeaseDuration)}
-	fs.Var(w, "lease", "the group's LeaseDuration: how long to watch the table to tell live workers from dead ones (default: the longest its heartbeats name, else 10s)")
+	fs.Var(w, "lease", "the group's LeaseDuration: how long (a `duration`, such as 30s) to watch the table to tell live workers from dead ones (default: the longest its heartbeats name, else 10s)")
 	return w
 }
 
@@ -243,7 +249,13 @@ type leaseWatch struct {
 	set bool
 }
 
-func (w *leaseWatch) String() string { return w.d.String() }
+// String is the value set, or "" unset: the usage states the default.
+func (w *leaseWatch) String() string {
+	if w == nil || !w.set {
+		return ""
+	}
+	return w.d.String()
+}
 func (w *leaseWatch) Set(v string) error {
 	w.set = true
 	return w.d.Set(v)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -285,18 +286,43 @@ func TestUsage(t *testing.T) {
 		{[]string{"forget-worker", "-app", "a"}, 2, "-worker is required"},
 		{[]string{"migrate-vmware", "-from", "x"}, 2, "-from and -to are required"},
 	} {
-		env, _, stderr := e()
+		env, stdout, stderr := e()
 		code := run(context.Background(), tc.args, env)
 		assert.Equal(t, tc.code, code, "%v", tc.args)
 		assert.Contains(t, stderr.String(), tc.stderr, "%v", tc.args)
 		if tc.args != nil {
 			assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line on stderr: %v", tc.args)
+			assert.Empty(t, stdout.String(), "bad usage prints no usage: %v", tc.args)
 		}
 	}
 	for _, args := range [][]string{{"-h"}, {"help"}, {"status", "-h"}, {"reset", "-h"}, {"forget-worker", "-h"}, {"migrate-vmware", "-h"}} {
 		env, stdout, stderr := e()
 		assert.Equal(t, 0, run(context.Background(), args, env), "%v", args)
 		assert.Equal(t, 1, strings.Count(stdout.String(), "usage: kcl"), "%v: %s", args, stdout)
+		assert.True(t, strings.HasPrefix(stdout.String(), "usage: kcl "), "%v: the command is named kcl: %s", args, stdout)
 		assert.Empty(t, stderr.String(), "%v", args)
+	}
+}
+
+// Each flag's -h line names the kind of value it takes, and its default
+// once.
+func TestUsageNamesEachFlagsValue(t *testing.T) {
+	want := map[string][]string{
+		"status":         {"-app name", "-table table", "-stream stream", "-lease duration"},
+		"reset":          {"-app name", "-stream stream", "-to time", "-shard ID", "-lease duration"},
+		"forget-worker":  {"-app name", "-worker ID", "-lease duration"},
+		"migrate-vmware": {"-from table", "-to table"},
+	}
+	for cmd, flags := range want {
+		var out bytes.Buffer
+		env := &env{stdout: &out, stderr: io.Discard, progress: io.Discard, now: time.Now, wait: sleep}
+		require.Equal(t, 0, run(context.Background(), []string{cmd, "-h"}, env))
+		for _, f := range flags {
+			assert.Contains(t, out.String(), "  "+f+"\n", "%s -h", cmd)
+		}
+		for _, line := range strings.Split(out.String(), "\n") {
+			assert.NotRegexp(t, `^  -\S+ (value|string|int)$`, line, "%s -h: a flag without the kind of its value", cmd)
+			assert.LessOrEqual(t, strings.Count(line, "default"), 1, "%s -h: %q", cmd, line)
+		}
 	}
 }

@@ -44,8 +44,8 @@ type vmShard struct {
 // (checkKCLLeases) makes the command refuse before it writes anything.
 func migrateVMware(ctx context.Context, args []string, e *env) error {
 	fs := flagSet("migrate-vmware", "-from VMWARE_APP -to KCL_APP [-dry-run] [-force]", e)
-	from := fs.String("from", "", "vmware-go-kcl checkpoint table (its application name)")
-	to := fs.String("to", "", "kcl lease table (Options.LeaseTable, by default the AppName)")
+	from := fs.String("from", "", "vmware-go-kcl checkpoint `table` (its application name)")
+	to := fs.String("to", "", "kcl lease `table` (Options.LeaseTable, by default the AppName)")
 	dryRun := fs.Bool("dry-run", false, "print what would be written; write nothing")
 	force := fs.Bool("force", false, "migrate even while vmware leases are live")
 	watchFor := fs.Duration("watch", 10*time.Second, "how long to watch vmware-go-kcl's table for live workers: they renew their leases every `LeaseRefreshPeriodMillis` (5s by default), whatever their clocks say")

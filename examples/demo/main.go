@@ -297,7 +297,7 @@ func (d *demo) print(elapsed time.Duration) {
 		}
 	}
 	fmt.Printf("\n-- t=%-4s produced %d, delivered %d --\n", elapsed.Round(time.Second), len(d.produced), len(d.delivered))
-	fmt.Printf("%-*s %-10s %9s %8s %10s %9s %10s\n", d.width, "shard", "owner", "records", "rec/s", "behind", "unacked", "checkpoint")
+	fmt.Printf("%-*s %-10s %9s %8s %10s %9s %12s\n", d.width, "shard", "owner", "records", "rec/s", "behind", "unacked", "checkpointed")
 	for _, id := range slices.Sorted(maps.Keys(rows)) {
 		sh := rows[id]
 		owner := sh.Owner
@@ -312,7 +312,11 @@ func (d *demo) print(elapsed time.Duration) {
 			rate = fmt.Sprintf("%.0f", float64(max(0, sh.RecordsDelivered-d.lastCount[id]))/secs)
 		}
 		d.lastCount[id] = sh.RecordsDelivered
-		fmt.Printf("%-*s %-10s %9d %8s %8dms %9d %9s\n", d.width, id, owner, sh.RecordsDelivered, rate, sh.MillisBehindLatest, sh.Unacked, sh.CheckpointAge.Round(100*time.Millisecond))
+		checkpointed := "-" // the age is only known to the lease's holder
+		if sh.Held {
+			checkpointed = sh.CheckpointAge.Round(100*time.Millisecond).String() + " ago"
+		}
+		fmt.Printf("%-*s %-10s %9d %8s %8dms %9d %12s\n", d.width, id, owner, sh.RecordsDelivered, rate, sh.MillisBehindLatest, sh.Unacked, checkpointed)
 	}
 	var parts []string
 	for _, w := range slices.Sorted(maps.Keys(held)) {
