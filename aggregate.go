@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -33,83 +34,193 @@ func isAggregated(data []byte) bool {
 }
 
 // userRecord is one user record inside an aggregate. data aliases the
-// aggregate's bytes, capped at its own end, so that an append to it copies
-// instead of writing over the next user record.
+// aggregate's bytes, with no room past its end: an append copies it.
 type userRecord struct {
 	partitionKey    string
 	explicitHashKey string
 	data            []byte
 }
 
-// deaggregate splits a KPL aggregated record into its user records.
-// isAggregate is false when data does not start with the magic bytes: it is a
-// plain record. err says why an aggregate is malformed (bad MD5, bad
-// protobuf, an index out of its table); the caller then delivers it whole.
-func deaggregate(data []byte) (records []userRecord, isAggregate bool, err error) {
-	if !isAggregated(data) {
-		return nil, false, nil
+// kplSplitter splits one KPL aggregated record into its user records, one
+// at a time, so that nothing is held per user record beyond those handed
+// out. The zero value is ready for open; one splitter serves the
+// aggregates of a page in turn (pageRecords), reusing its tables. It is
+// used by one goroutine.
+//
+//   - open checks the whole aggregate first (MD5, protobuf, every key
+//     index), so a malformed aggregate is known before any of its user
+//     records is handed out.
+//   - What it holds is the aggregate's bytes (aliased) and 4 bytes per
+//     key-table entry. An entry takes at least 2 bytes of the aggregate,
+//     so the tables hold at most twice its size.
+//   - Keys are made strings as user records ask for them. A key asked for
+//     by consecutive user records is made once.
+type kplSplitter struct {
+	body    []byte   // the protobuf AggregatedRecord, aliasing the record's data
+	rest    []byte   // the part of body not split yet
+	pk, ehk keyTable // the partition and explicit hash key tables
+	done    int      // user records returned so far
+}
+
+// keyTable is a key table of an aggregate: where each entry is, and the
+// entry last made a string.
+type keyTable struct {
+	at      []uint32 // offset in the body of each entry's field
+	last    uint64   // the index of lastKey; none when out of at
+	lastKey string
+}
+
+// key returns entry i of the table in body as a string, made once for a
+// run of user records under one key.
+func (t *keyTable) key(body []byte, i uint64) (string, error) {
+	if i == t.last {
+		return t.lastKey, nil
 	}
+	if i >= uint64(len(t.at)) {
+		return "", fmt.Errorf("aggregate: key index %d out of a table of %d", i, len(t.at))
+	}
+	field := body[t.at[i]:]
+	_, v, err := nextField(&field)
+	if err != nil {
+		return "", err
+	}
+	t.last, t.lastKey = i, string(v)
+	return t.lastKey, nil
+}
+
+// open starts splitting data, a KPL aggregated record (isAggregated). err
+// says why it is malformed (bad MD5, bad protobuf, an index out of its
+// table, no user record); the caller then delivers it whole.
+func (s *kplSplitter) open(data []byte) error {
+	*s = kplSplitter{pk: keyTable{at: s.pk.at[:0], last: math.MaxUint64}, ehk: keyTable{at: s.ehk.at[:0], last: math.MaxUint64}}
 	if len(data) < len(kplMagic)+md5.Size {
-		return nil, true, errors.New("aggregate shorter than its magic bytes and MD5")
+		return errors.New("aggregate shorter than its magic bytes and MD5")
+	}
+	if len(data) > math.MaxUint32 {
+		return errors.New("aggregate over 4 GiB")
 	}
 	body := data[len(kplMagic) : len(data)-md5.Size]
 	if sum := md5.Sum(body); !bytes.Equal(sum[:], data[len(data)-md5.Size:]) {
-		return nil, true, errors.New("aggregate MD5 does not match")
+		return errors.New("aggregate MD5 does not match")
 	}
-	var pkTable, ehkTable []string
-	var raws []kplRecord
-	for len(body) > 0 {
-		num, typ, n := protowire.ConsumeTag(body)
-		if n < 0 {
-			return nil, true, fmt.Errorf("aggregate: %w", protowire.ParseError(n))
+	var maxPK, maxEHK uint64
+	var hasEHK, lacks bool
+	n := 0 // user records
+	for rest := body; len(rest) > 0; {
+		off := uint32(len(body) - len(rest))
+		num, v, err := nextField(&rest)
+		if err != nil {
+			return err
 		}
-		body = body[n:]
-		if typ != protowire.BytesType || num < 1 || num > 3 {
-			n = protowire.ConsumeFieldValue(num, typ, body)
-			if n < 0 {
-				return nil, true, fmt.Errorf("aggregate field %d: %w", num, protowire.ParseError(n))
+		switch num {
+		case 1, 2:
+			if num == 1 {
+				s.pk.at = append(s.pk.at, off)
+			} else {
+				s.ehk.at = append(s.ehk.at, off)
 			}
-			body = body[n:]
+		case 3:
+			r, err := parseRawRecord(v, n)
+			if err != nil {
+				return err
+			}
+			n++
+			lacks = lacks || !r.hasPK || !r.hasData
+			maxPK = max(maxPK, r.pk)
+			if r.hasEHK {
+				hasEHK, maxEHK = true, max(maxEHK, r.ehk)
+			}
+		}
+	}
+	if lacks || n > 0 && maxPK >= uint64(len(s.pk.at)) || hasEHK && maxEHK >= uint64(len(s.ehk.at)) {
+		return s.firstBadRecord(body)
+	}
+	if n == 0 {
+		return errors.New("aggregate holds no record")
+	}
+	s.body, s.rest = body, body
+	return nil
+}
+
+// nextField consumes the next field of an AggregatedRecord from *b. num is
+// 0 for a field kcl does not read (skipped); v is a table entry (1, 2) or a
+// record (3).
+func nextField(b *[]byte) (num protowire.Number, v []byte, err error) {
+	num, typ, n := protowire.ConsumeTag(*b)
+	if n < 0 {
+		return 0, nil, fmt.Errorf("aggregate: %w", protowire.ParseError(n))
+	}
+	*b = (*b)[n:]
+	if typ != protowire.BytesType || num < 1 || num > 3 {
+		n = protowire.ConsumeFieldValue(num, typ, *b)
+		if n < 0 {
+			return 0, nil, fmt.Errorf("aggregate field %d: %w", num, protowire.ParseError(n))
+		}
+		*b = (*b)[n:]
+		return 0, nil, nil
+	}
+	v, n = protowire.ConsumeBytes(*b)
+	if n < 0 {
+		return 0, nil, fmt.Errorf("aggregate field %d: %w", num, protowire.ParseError(n))
+	}
+	*b = (*b)[n:]
+	return num, v, nil
+}
+
+// firstBadRecord says what is wrong with the first user record of body
+// that lacks its partition key index or data, or whose index is out of its
+// table. open calls it once it knows there is one.
+func (s *kplSplitter) firstBadRecord(body []byte) error {
+	for i := 0; len(body) > 0; {
+		num, v, _ := nextField(&body) // open parsed it all
+		if num != 3 {
 			continue
 		}
-		v, n := protowire.ConsumeBytes(body)
-		if n < 0 {
-			return nil, true, fmt.Errorf("aggregate field %d: %w", num, protowire.ParseError(n))
+		r, _ := parseRawRecord(v, i)
+		switch {
+		case !r.hasPK || !r.hasData:
+			return fmt.Errorf("aggregate record %d lacks its partition key index or data", i)
+		case r.pk >= uint64(len(s.pk.at)):
+			return fmt.Errorf("aggregate record %d: partition key index %d out of a table of %d", i, r.pk, len(s.pk.at))
+		case r.hasEHK && r.ehk >= uint64(len(s.ehk.at)):
+			return fmt.Errorf("aggregate record %d: explicit hash key index %d out of a table of %d", i, r.ehk, len(s.ehk.at))
 		}
-		body = body[n:]
-		switch num {
-		case 1:
-			pkTable = append(pkTable, string(v))
-		case 2:
-			ehkTable = append(ehkTable, string(v))
-		case 3:
-			r, err := parseRawRecord(v, len(raws))
-			if err != nil {
-				return nil, true, err
-			}
-			raws = append(raws, r)
-		}
+		i++
 	}
-	records = make([]userRecord, len(raws))
-	for i, r := range raws {
-		if !r.hasPK || !r.hasData {
-			return nil, true, fmt.Errorf("aggregate record %d lacks its partition key index or data", i)
+	return errors.New("aggregate record malformed") // not reached: open found one
+}
+
+// next returns the next user record; ok is false once all were returned.
+// err is not nil only if the aggregate's bytes changed since open, which
+// checked them: then next returns no more.
+func (s *kplSplitter) next() (u userRecord, ok bool, err error) {
+	for len(s.rest) > 0 {
+		num, v, err := nextField(&s.rest)
+		if err == nil && num != 3 {
+			continue
 		}
-		if r.pk >= uint64(len(pkTable)) {
-			return nil, true, fmt.Errorf("aggregate record %d: partition key index %d out of a table of %d", i, r.pk, len(pkTable))
+		var r kplRecord
+		if err == nil {
+			r, err = parseRawRecord(v, s.done)
 		}
-		records[i] = userRecord{partitionKey: pkTable[r.pk], data: r.data[:len(r.data):len(r.data)]}
-		if r.hasEHK {
-			if r.ehk >= uint64(len(ehkTable)) {
-				return nil, true, fmt.Errorf("aggregate record %d: explicit hash key index %d out of a table of %d", i, r.ehk, len(ehkTable))
-			}
-			records[i].explicitHashKey = ehkTable[r.ehk]
+		if err == nil && (!r.hasPK || !r.hasData) {
+			err = fmt.Errorf("aggregate record %d lacks its partition key index or data", s.done)
 		}
+		if err == nil {
+			u.partitionKey, err = s.pk.key(s.body, r.pk)
+		}
+		if err == nil && r.hasEHK {
+			u.explicitHashKey, err = s.ehk.key(s.body, r.ehk)
+		}
+		if err != nil {
+			s.rest = nil
+			return userRecord{}, false, err
+		}
+		u.data = r.data[:len(r.data):len(r.data)]
+		s.done++
+		return u, true, nil
 	}
-	if len(records) == 0 {
-		return nil, true, errors.New("aggregate holds no record")
-	}
-	return records, true, nil
+	return u, false, nil
 }
 
 // kplRecord is one record of an aggregate as encoded: indexes into the

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +92,100 @@ func withMD5(body []byte) []byte {
 	return append(append(append([]byte{}, kplMagic...), body...), sum[:]...)
 }
 
+// deaggregateWhole is how kcl split an aggregate before kplSplitter: all of
+// it at once, holding 56 bytes per user record while they waited for room.
+// It stays as the oracle kplSplitter is checked against.
+// isAggregate is false when data does not start with the magic bytes: it is a
+// plain record. err says why an aggregate is malformed (bad MD5, bad
+// protobuf, an index out of its table); the caller then delivers it whole.
+func deaggregateWhole(data []byte) (records []userRecord, isAggregate bool, err error) {
+	if !isAggregated(data) {
+		return nil, false, nil
+	}
+	if len(data) < len(kplMagic)+md5.Size {
+		return nil, true, errors.New("aggregate shorter than its magic bytes and MD5")
+	}
+	body := data[len(kplMagic) : len(data)-md5.Size]
+	if sum := md5.Sum(body); !bytes.Equal(sum[:], data[len(data)-md5.Size:]) {
+		return nil, true, errors.New("aggregate MD5 does not match")
+	}
+	var pkTable, ehkTable []string
+	var raws []kplRecord
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return nil, true, fmt.Errorf("aggregate: %w", protowire.ParseError(n))
+		}
+		body = body[n:]
+		if typ != protowire.BytesType || num < 1 || num > 3 {
+			n = protowire.ConsumeFieldValue(num, typ, body)
+			if n < 0 {
+				return nil, true, fmt.Errorf("aggregate field %d: %w", num, protowire.ParseError(n))
+			}
+			body = body[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(body)
+		if n < 0 {
+			return nil, true, fmt.Errorf("aggregate field %d: %w", num, protowire.ParseError(n))
+		}
+		body = body[n:]
+		switch num {
+		case 1:
+			pkTable = append(pkTable, string(v))
+		case 2:
+			ehkTable = append(ehkTable, string(v))
+		case 3:
+			r, err := parseRawRecord(v, len(raws))
+			if err != nil {
+				return nil, true, err
+			}
+			raws = append(raws, r)
+		}
+	}
+	records = make([]userRecord, len(raws))
+	for i, r := range raws {
+		if !r.hasPK || !r.hasData {
+			return nil, true, fmt.Errorf("aggregate record %d lacks its partition key index or data", i)
+		}
+		if r.pk >= uint64(len(pkTable)) {
+			return nil, true, fmt.Errorf("aggregate record %d: partition key index %d out of a table of %d", i, r.pk, len(pkTable))
+		}
+		records[i] = userRecord{partitionKey: pkTable[r.pk], data: r.data}
+		if r.hasEHK {
+			if r.ehk >= uint64(len(ehkTable)) {
+				return nil, true, fmt.Errorf("aggregate record %d: explicit hash key index %d out of a table of %d", i, r.ehk, len(ehkTable))
+			}
+			records[i].explicitHashKey = ehkTable[r.ehk]
+		}
+	}
+	if len(records) == 0 {
+		return nil, true, errors.New("aggregate holds no record")
+	}
+	return records, true, nil
+}
+
+// deaggregate splits data with s, one user record at a time, as
+// pageRecords does, and returns them all, in deaggregateWhole's terms.
+func deaggregate(s *kplSplitter, data []byte) (records []userRecord, isAggregate bool, err error) {
+	if !isAggregated(data) {
+		return nil, false, nil
+	}
+	if err := s.open(data); err != nil {
+		return nil, true, err
+	}
+	for {
+		u, ok, err := s.next()
+		if err != nil {
+			return nil, true, err
+		}
+		if !ok {
+			return records, true, nil
+		}
+		records = append(records, u)
+	}
+}
+
 func TestDeaggregate(t *testing.T) {
 	three := []userRecord{
 		{partitionKey: "a", data: []byte("one")},
@@ -118,7 +214,7 @@ func TestDeaggregate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, isAggregate, err := deaggregate(tt.in)
+			got, isAggregate, err := deaggregate(new(kplSplitter), tt.in)
 			assert.Equal(t, tt.aggregate, isAggregate)
 			if tt.err != "" {
 				require.Error(t, err)
@@ -136,30 +232,128 @@ func TestDeaggregate(t *testing.T) {
 	}
 }
 
-// FuzzDeaggregate: any input decodes without panicking; what decodes
-// re-encodes to records that decode the same.
+// The lazy splitter splits every aggregate as deaggregateWhole did: the
+// same user records, or the same error, before any user record is handed
+// out. One splitter serves them all in turn, as a page's does.
+func TestKPLSplitterSplitsAsTheWholeSplit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 4))
+	type testCase struct {
+		name string
+		in   []byte
+	}
+	var tests []testCase
+	for i := range 200 {
+		recs := make([]userRecord, 1+rng.IntN(300))
+		keys := 1 + rng.IntN(len(recs)) // shared keys, down to one for all
+		for j := range recs {
+			recs[j] = userRecord{partitionKey: fmt.Sprint("pk-", rng.IntN(keys)), data: bytes.Repeat([]byte{byte(j)}, rng.IntN(50))}
+			if i%3 == 0 && rng.IntN(2) == 0 {
+				recs[j].explicitHashKey = fmt.Sprint(rng.Uint64())
+			}
+			if i%7 == 0 {
+				recs[j].partitionKey = "" // empty keys
+			}
+		}
+		tests = append(tests, testCase{fmt.Sprintf("random %d: %d user records, %d keys", i, len(recs), keys), aggregate(recs)})
+	}
+	k, l := field(1, []byte("k")), field(1, []byte("l"))
+	r0, r1 := field(3, rawRecord(0, []byte("zero"))), field(3, rawRecord(1, []byte("one")))
+	withEHK := func(pk, ehk uint64, data string) []byte {
+		b := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), pk)
+		b = protowire.AppendVarint(protowire.AppendTag(b, 2, protowire.VarintType), ehk)
+		return field(3, append(b, field(3, []byte(data))...))
+	}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	many := func(n int, bad []byte, at int) []byte { // n good records under k, bad in place of record at
+		parts := [][]byte{k}
+		for i := range n {
+			if i == at {
+				parts = append(parts, bad)
+			} else {
+				parts = append(parts, field(3, rawRecord(0, []byte{byte(i)})))
+			}
+		}
+		return withMD5(cat(parts...))
+	}
+	unknownTop := cat(protowire.AppendVarint(protowire.AppendTag(nil, 5, protowire.VarintType), 9), field(7, []byte("x")))
+	unknownInner := field(3, cat(rawRecord(0, []byte("d")), protowire.AppendVarint(protowire.AppendTag(nil, 9, protowire.VarintType), 1)))
+	nonMinimalLength := cat([]byte{0x0a, 0x81, 0x00}, []byte("k")) // the key's length 1 in two bytes
+	twoKeyIndexes := field(3, cat(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 5), rawRecord(1, []byte("d"))))
+	good := aggregate([]userRecord{{partitionKey: "a", data: []byte("x")}})
+	badMD5 := bytes.Clone(good)
+	badMD5[len(badMD5)-1] ^= 0xff
+	tests = append(tests, []testCase{
+		{"plain record", []byte("plain")},
+		{"only the magic", kplMagic},
+		{"bad MD5", badMD5},
+		{"tables after the records", withMD5(cat(r0, r1, k, l))},
+		{"tables and records interleaved", withMD5(cat(k, r0, l, r1))},
+		{"explicit hash keys", withMD5(cat(k, l, field(2, []byte("7")), withEHK(1, 0, "d"), r0))},
+		{"unknown fields at the top, skipped", withMD5(cat(unknownTop, k, unknownTop, r0, unknownTop))},
+		{"unknown fields in a record, skipped", withMD5(cat(k, unknownInner))},
+		{"a key length in more bytes than needed", withMD5(cat(nonMinimalLength, r0))},
+		{"a record with two key indexes: the last one", withMD5(cat(k, l, twoKeyIndexes))},
+		{"only key tables", withMD5(cat(k, l))},
+		{"no records", withMD5(nil)},
+		{"partition key index out of the table, mid-aggregate", many(10, r1, 5)},
+		{"record without data, mid-aggregate", many(10, field(3, rawRecord(0, nil)), 3)},
+		{"explicit hash key index out of the table, mid-aggregate", many(10, withEHK(0, 0, "d"), 7)},
+		{"an index out, then a record without data: the first one named", withMD5(cat(k, r0, r1, r0, field(3, rawRecord(0, nil))))},
+		{"a record without data, then an index out: the first one named", withMD5(cat(k, field(3, rawRecord(0, nil)), r1))},
+		{"truncated record, mid-aggregate", many(10, []byte{0x1a, 0x05, 0x08}, 6)},
+		{"truncated key table entry", withMD5(cat(r0, []byte{0x0a, 0x05, 'k'}))},
+		{"a record's data truncated", withMD5(cat(k, field(3, []byte{0x08, 0x00, 0x1a, 0x09, 'd'})))},
+		{"an index past 32 bits", withMD5(cat(k, field(3, rawRecord(1<<40, []byte("d")))))},
+	}...)
+	var s kplSplitter
+	for _, tt := range tests {
+		want, wantAggregate, wantErr := deaggregateWhole(tt.in)
+		got, isAggregate, err := deaggregate(&s, tt.in)
+		assert.Equal(t, wantAggregate, isAggregate, tt.name)
+		assert.Equal(t, fmt.Sprint(wantErr), fmt.Sprint(err), tt.name)
+		t.Run(tt.name, func(t *testing.T) { requireSameUserRecords(t, want, got) })
+	}
+}
+
+// FuzzDeaggregate: any input splits without panicking, one user record at
+// a time, exactly as deaggregateWhole splits it (records, or the error); what
+// splits re-encodes to records that split the same.
 func FuzzDeaggregate(f *testing.F) {
 	f.Add([]byte("plain"))
 	f.Add(kplMagic)
 	f.Add(aggregate([]userRecord{{partitionKey: "p", data: []byte("d")}}))
 	f.Add(aggregate([]userRecord{{partitionKey: "p", explicitHashKey: "42", data: []byte("d")}, {partitionKey: "q", data: nil}}))
 	f.Add(withMD5([]byte{0x0a, 0x01, 'k', 0x1a, 0x04, 0x08, 0x00, 0x1a, 0x00}))
+	f.Add(withMD5(append(field(3, rawRecord(1, []byte("d"))), append(field(1, []byte("k")), field(1, []byte("l"))...)...)))
+	warm := aggregate([]userRecord{{partitionKey: "a", explicitHashKey: "1", data: []byte("x")}, {partitionKey: "b", data: []byte("y")}})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		recs, isAggregate, err := deaggregate(data)
+		var s kplSplitter
+		_, _, err := deaggregate(&s, warm) // a splitter used before, as a page's is
+		require.NoError(t, err)
+		recs, isAggregate, err := deaggregate(&s, data)
+		want, wantAggregate, wantErr := deaggregateWhole(data)
+		require.Equal(t, wantAggregate, isAggregate)
+		require.Equal(t, fmt.Sprint(wantErr), fmt.Sprint(err))
+		requireSameUserRecords(t, want, recs)
 		if !isAggregate || err != nil {
-			assert.Empty(t, recs)
 			return
 		}
-		again, isAggregate, err := deaggregate(aggregate(recs))
+		again, isAggregate, err := deaggregate(&s, aggregate(recs))
 		require.NoError(t, err)
 		require.True(t, isAggregate)
-		require.Len(t, again, len(recs))
-		for i := range recs {
-			require.Equal(t, recs[i].partitionKey, again[i].partitionKey)
-			require.Equal(t, recs[i].explicitHashKey, again[i].explicitHashKey)
-			require.True(t, bytes.Equal(recs[i].data, again[i].data))
-		}
+		requireSameUserRecords(t, recs, again)
 	})
+}
+
+func requireSameUserRecords(t *testing.T, want, got []userRecord) {
+	t.Helper()
+	require.Len(t, got, len(want))
+	for i := range want {
+		require.Equal(t, want[i].partitionKey, got[i].partitionKey, "user record %d", i)
+		require.Equal(t, want[i].explicitHashKey, got[i].explicitHashKey, "user record %d", i)
+		require.True(t, bytes.Equal(want[i].data, got[i].data), "user record %d", i)
+		require.Equal(t, len(got[i].data), cap(got[i].data), "user record %d: no room past its data, so an append copies", i)
+	}
 }
 
 // putAggregates writes n aggregated records of per user records each to the
@@ -340,9 +534,47 @@ func TestAUserRecordOnTheWrongShardIsDeliveredAllTheSame(t *testing.T) {
 // A user record's Data is its own: appending to it leaves the next user
 // record of the aggregate as it was (Record.Data's contract).
 func TestAppendingToAUserRecordLeavesTheNextAlone(t *testing.T) {
-	users, _, err := deaggregate(aggregate([]userRecord{{partitionKey: "a", data: []byte("first")}, {partitionKey: "b", data: []byte("second")}}))
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger()})
 	require.NoError(t, err)
-	require.Len(t, users, 2)
-	_ = append(users[0].data, "XXXXXXXXXXXXXXXX"...)
-	assert.Equal(t, "second", string(users[1].data))
+	const id = "shardId-000000000000"
+	r := newShardReader(c.readerEnv(), newHeldLease(lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streamList()[0], id))
+	agg := aggregate([]userRecord{{partitionKey: "a", data: []byte("first")}, {partitionKey: "b", data: []byte("second")}})
+	var skip checkpoint
+	p := newPageRecords(r, []types.Record{{Data: agg, PartitionKey: aws.String("p"), SequenceNumber: aws.String("100")}}, &skip)
+	buf := make([]Record, 2)
+	require.Equal(t, 2, p.fill(buf))
+	_ = append(buf[0].Data, "XXXXXXXXXXXXXXXX"...)
+	assert.Equal(t, "second", string(buf[1].Data))
+}
+
+// An aggregate whose bytes change after the splitter checked them (nothing
+// in kcl does so; the test does) cannot be split further: the user records
+// delivered stand, and the record is delivered whole from the next
+// sub-sequence number, logged at Warn, never dropped, with no panic.
+func TestAnAggregateMalformedMidSplitIsDeliveredWholeFromThere(t *testing.T) {
+	var logs bytes.Buffer
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	require.NoError(t, err)
+	const id = "shardId-000000000000"
+	r := newShardReader(c.readerEnv(), newHeldLease(lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streamList()[0], id))
+	agg := aggregate([]userRecord{{partitionKey: "a", data: []byte("one")}, {partitionKey: "b", data: []byte("two")}, {partitionKey: "c", data: []byte("three")}})
+	page := []types.Record{
+		{Data: agg, PartitionKey: aws.String("p"), SequenceNumber: aws.String("100")},
+		{Data: []byte("after"), PartitionKey: aws.String("p"), SequenceNumber: aws.String("101")},
+	}
+	var skip checkpoint
+	p := newPageRecords(r, page, &skip)
+	buf := make([]Record, 8)
+	require.Equal(t, 1, p.fill(buf[:1]))
+	assert.Equal(t, "one", string(buf[0].Data))
+	agg[bytes.Index(agg, []byte("two"))-1] = 0x7f // the second user record's data now runs past its record
+
+	n := p.fill(buf)
+	require.Equal(t, 2, n)
+	assert.True(t, p.done())
+	assert.Equal(t, agg, buf[0].Data, "the aggregate, whole")
+	assert.Equal(t, "100", buf[0].SequenceNumber)
+	assert.EqualValues(t, 1, buf[0].SubSequenceNumber, "from the first user record not delivered")
+	assert.Equal(t, "after", string(buf[1].Data), "the page goes on")
+	assert.Contains(t, logs.String(), "level=WARN msg=\"kcl: aggregated record malformed past its first user records")
 }

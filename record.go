@@ -82,8 +82,8 @@ type pageRecords struct {
 	shard  string         // r.h.shard, at hand for every record
 	stream string         // r.h.stream.arn, likewise
 	recs   []types.Record // recs[0] is the record being converted
-	users  []userRecord   // recs[0]'s user records, once split
-	next   int            // the next of users; -1 until recs[0] is split
+	split  kplSplitter    // recs[0]'s user records, split as they are asked for
+	next   int            // the sub-sequence number of recs[0]'s next user record; -1 until its split is opened
 	hashes hashRange      // the shard's hash-key range, to tell an aggregate put on the wrong shard (misplaced)
 	skip   *checkpoint
 }
@@ -119,27 +119,30 @@ func (p *pageRecords) fill(buf []Record) int {
 				n += p.keep(rec)
 				continue
 			}
-			users, _, err := deaggregate(r.Data)
-			if err != nil {
-				// Never dropped, never blocking the shard: delivered as it
-				// is. Warn once per lease, then Debug: nothing per record
-				// above Debug.
-				level := slog.LevelDebug
-				if !p.r.warnedMalformed {
-					p.r.warnedMalformed, level = true, slog.LevelWarn
-				}
-				p.r.log.Log(context.Background(), level, "kcl: malformed aggregated record delivered whole", "sequence_number", rec.SequenceNumber, "error", err)
+			if err := p.split.open(r.Data); err != nil {
+				p.malformed(rec, "kcl: malformed aggregated record delivered whole", err)
 				p.recs = p.recs[1:]
 				n += p.keep(rec)
 				continue
 			}
-			p.users, p.next = users, 0
+			p.next = 0
 		}
-		if p.next == len(p.users) {
-			p.recs, p.users, p.next = p.recs[1:], nil, -1
+		u, ok, err := p.split.next()
+		if err != nil {
+			// Not reached unless the aggregate's bytes changed after open
+			// checked them all. The user records already delivered stand;
+			// the record is delivered whole again, from this sub-sequence
+			// number, for the receiver to see what is left.
+			rec.SubSequenceNumber = int64(p.next)
+			p.malformed(rec, "kcl: aggregated record malformed past its first user records; delivered whole after them", err)
+			p.recs, p.next = p.recs[1:], -1
+			n += p.keep(rec)
 			continue
 		}
-		u := p.users[p.next]
+		if !ok {
+			p.recs, p.next = p.recs[1:], -1
+			continue
+		}
 		rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(p.next)
 		if p.next == 0 && !p.hashes.holds(u) { // one look per aggregate: the hot path stays cheap
 			p.misplaced(rec)
@@ -148,6 +151,17 @@ func (p *pageRecords) fill(buf []Record) int {
 		n += p.keep(rec)
 	}
 	return n
+}
+
+// malformed logs rec, an aggregated record delivered whole because of err:
+// Warn once per lease, then Debug (nothing per record above Debug). It is
+// never dropped and never blocks the shard.
+func (p *pageRecords) malformed(rec *Record, msg string, err error) {
+	level := slog.LevelDebug
+	if !p.r.warnedMalformed {
+		p.r.warnedMalformed, level = true, slog.LevelWarn
+	}
+	p.r.log.Log(context.Background(), level, msg, "sequence_number", rec.SequenceNumber, "sub_sequence_number", rec.SubSequenceNumber, "error", err)
 }
 
 // misplaced logs rec, the first user record of an aggregate, whose key is

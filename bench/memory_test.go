@@ -3,15 +3,21 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"crypto/md5"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/kclgo/kcl"
 	"github.com/kclgo/kcl/internal/replay"
@@ -84,4 +90,110 @@ func median(xs []uint64) uint64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestMemoryBoundHoldsForAHugeAggregate reads KPL aggregates of 1 MiB, each
+// of about 150,000 one-byte user records under one partition key, with
+// MaxRecords, MaxUnackedPerShard and BufferSize all 1 and the receiver
+// holding one record unacked: the reader waits for room in the middle of an
+// aggregate. The live heap stays under the documented bound,
+// shards x ((2 x MaxRecords + MaxUnackedPerShard) x (record size + 512
+// bytes) + 2 x record size), where record size is the aggregate's and the
+// last term bounds its key tables. Splitting the whole aggregate up front
+// held 56 bytes a user record while waiting: 9 MiB against a bound of 3 MiB
+// (found by a review).
+func TestMemoryBoundHoldsForAHugeAggregate(t *testing.T) {
+	const (
+		shards, size, keys              = 1, 1 << 20, 1
+		maxRecords, maxUnacked, bufSize = 1, 1, 1
+	)
+	agg := kplAggregate(size, keys)
+	k := freshRecords{newStubKinesis("s", shards, 1)}
+	k.payload = agg
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	base := heap() // the stub's aggregate
+
+	c, err := kcl.New(kcl.Options{StreamName: "s", Kinesis: k, InitialPosition: kcl.TrimHorizon,
+		MaxRecords: maxRecords, MaxUnackedPerShard: maxUnacked, BufferSize: bufSize, PollInterval: 10 * time.Millisecond,
+		ShutdownTimeout: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	records := c.Consume(ctx)
+	held := <-records // and not acked: the reader waits for room, mid-aggregate
+	assert.Len(t, held.Data, 1)
+	var peak uint64
+	for range 10 {
+		time.Sleep(50 * time.Millisecond)
+		h := heap()
+		peak = max(peak, h-min(base, h))
+	}
+	bound := uint64(shards * ((2*maxRecords+maxUnacked)*(size+512) + 2*size))
+	t.Logf("one aggregate of %d bytes, %d user records: heap above the stub's peaked at %d KiB, bound %d KiB", len(agg), userRecords(agg), peak>>10, bound>>10)
+	assert.LessOrEqual(t, peak, bound, "within the documented bound")
+	held.Ack()
+	cancel()
+	for range records {
+	}
+	require.NoError(t, c.Err())
+}
+
+// freshRecords gives every record GetRecords returns its own copy of the
+// data, as the SDK does when it decodes an answer.
+type freshRecords struct{ *stubKinesis }
+
+func (k freshRecords) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
+	out, err := k.stubKinesis.GetRecords(ctx, in, opts...)
+	if out != nil {
+		for i := range out.Records {
+			out.Records[i].Data = bytes.Clone(out.Records[i].Data)
+		}
+	}
+	return out, err
+}
+
+// kplAggregate is a KPL aggregated record of at most size bytes: a table of
+// keys partition keys, then as many user records of one byte as fit, each
+// under one of the keys in turn.
+func kplAggregate(size, keys int) []byte {
+	body := make([]byte, 0, size)
+	for i := range keys {
+		body = protowire.AppendTag(body, 1, protowire.BytesType)
+		body = protowire.AppendString(body, fmt.Sprint("k", i))
+	}
+	for i := 0; ; i++ {
+		var rec []byte
+		rec = protowire.AppendTag(rec, 1, protowire.VarintType)
+		rec = protowire.AppendVarint(rec, uint64(i%keys))
+		rec = protowire.AppendTag(rec, 3, protowire.BytesType)
+		rec = protowire.AppendBytes(rec, []byte{byte(i)})
+		if 4+len(body)+protowire.SizeTag(3)+protowire.SizeBytes(len(rec))+md5.Size > size {
+			break
+		}
+		body = protowire.AppendTag(body, 3, protowire.BytesType)
+		body = protowire.AppendBytes(body, rec)
+	}
+	sum := md5.Sum(body)
+	return append(append([]byte{0xF3, 0x89, 0x9A, 0xC2}, body...), sum[:]...)
+}
+
+// userRecords counts the user records of kplAggregate's aggregate.
+func userRecords(agg []byte) int {
+	n := 0
+	for body := agg[4 : len(agg)-md5.Size]; len(body) > 0; {
+		num, _, m := protowire.ConsumeField(body)
+		if m < 0 {
+			return -1
+		}
+		if num == 3 {
+			n++
+		}
+		body = body[m:]
+	}
+	return n
 }
