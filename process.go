@@ -64,9 +64,12 @@ import (
 // Options.MaxUnackedPerShard of its records are unacked, so the records
 // waiting for their key in Process are bounded by that too.
 //
-// A panic in handle or OnFailure is not recovered: it crashes the program,
-// as a panic in any goroutine does, and the records not acked are delivered
-// again after a restart.
+// A panic in handle is recovered: it is a failed attempt of the record,
+// logged at Error with its stack, counted towards MaxAttempts and given to
+// OnFailure as a *PanicError (which carries the value and the stack). One
+// record that panics never crashes the worker: after a restart it would
+// come first again, on every worker that takes its shard. A panic in
+// OnFailure is its refusal: Process stops with that *PanicError.
 //
 // A Consumer is consumed once: Process returns an error, consuming nothing,
 // if Process or Consume was called on it before.
@@ -341,7 +344,7 @@ func (p *processor) attempt(t *task, open context.Context) {
 		cancel()
 		p.results <- t
 	}()
-	err := p.handle(ctx, t.rec)
+	err := p.callHandler(ctx, t.rec)
 	maxAttempts := p.c.opts.MaxAttempts
 	switch {
 	case err == nil:
@@ -365,7 +368,7 @@ func (p *processor) attempt(t *task, open context.Context) {
 		t.result = resultStop
 		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: handler failed %d times: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, t.attempts, err)
 	default:
-		ferr := p.c.opts.OnFailure(ctx, t.rec, err)
+		ferr := p.callOnFailure(ctx, t.rec, err)
 		switch {
 		case ferr == nil:
 			t.rec.Ack()

@@ -1,0 +1,79 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A handler that panics on one record does not crash the worker: each
+// panic is a failed attempt, logged at Error with its stack, counted
+// towards MaxAttempts, and the record goes to OnFailure with a *PanicError
+// carrying the value and the stack; the other records go on (issue 23,
+// item 3). On the emulators.
+func TestProcessHandlerPanicIsAFailedAttempt(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	const n = 20
+	puts := f.putN(n, 4, "")
+	lines := &lineCounter{counts: map[string]int{"handler panicked": 0, "goroutine ": 0}}
+	opts := f.options()
+	opts.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(testOutput{t}, lines), nil))
+	opts.Concurrency = 2
+	opts.MaxAttempts = 2
+	const bad = "k1:000001"
+	var calls, done atomic.Int64
+	var mu sync.Mutex
+	var got error
+	opts.OnFailure = func(ctx context.Context, r Record, err error) error {
+		mu.Lock()
+		got = err
+		mu.Unlock()
+		done.Add(1)
+		return nil
+	}
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error {
+		if string(r.Data) == bad {
+			calls.Add(1)
+			panic(fmt.Errorf("nil map in %s", r.Data))
+		}
+		done.Add(1)
+		return nil
+	})
+	require.Eventually(t, func() bool { return done.Load() == n }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop())
+	assert.Equal(t, int64(2), calls.Load(), "two attempts, as MaxAttempts says")
+	var pe *PanicError
+	require.ErrorAs(t, got, &pe)
+	assert.Contains(t, pe.Error(), "nil map in "+bad)
+	assert.Contains(t, string(pe.Stack), "process_panic_test.go", "the stack of the panic")
+	assert.NotNil(t, errors.Unwrap(pe), "a panic with an error unwraps to it")
+	assert.Equal(t, 2, lines.get("handler panicked"), "logged at each attempt")
+	assert.Equal(t, puts[n-1].seq, str(f.leaseItems()[puts[0].shard], attrCheckpoint), "the checkpoint passes the record OnFailure accepted")
+}
+
+// A panic in OnFailure is its refusal: Process stops, returning the
+// *PanicError, and the worker is not crashed (issue 23, item 3).
+func TestProcessOnFailurePanicStopsProcess(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	f.putN(4, 1, "")
+	opts := f.options()
+	opts.MaxAttempts = 1
+	opts.ShutdownTimeout = 200 * time.Millisecond
+	opts.OnFailure = func(ctx context.Context, r Record, err error) error { panic("dead-letter queue down") }
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error { return errors.New("fails") })
+	err := r.returned(t, 60*time.Second)
+	var pe *PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "dead-letter queue down", pe.Value)
+}
