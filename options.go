@@ -119,8 +119,8 @@ type Options struct {
 	// be acked before the final checkpoints are written. Default 10s.
 	ShutdownTimeout time.Duration
 
-	// Concurrency, MaxAttempts and OnFailure are used by Process only;
-	// Consume ignores them.
+	// Concurrency, MaxAttempts, OnFailure, RetryDelay and MaxRetryDelay are
+	// used by Process only; Consume ignores them.
 
 	// Concurrency is how many handler calls Process runs at once, over all
 	// shards. Records with the same PartitionKey never run at once and run
@@ -137,6 +137,13 @@ type Options struct {
 	// say); returning an error stops Process with that error, the record
 	// unacked. Nil: Process stops with the last error.
 	OnFailure func(ctx context.Context, rec Record, err error) error
+	// RetryDelay is how long Process waits before it calls the handler again
+	// for a record that failed, the first time; each later wait doubles,
+	// with jitter (±50%), up to MaxRetryDelay. Defaults 100ms and 10s (the
+	// backoff kcl uses for AWS errors). The handler learns which attempt
+	// it runs from its context (Attempt).
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
 
 	// Logger receives kcl's logs. Nothing per record is logged above Debug.
 	// Default slog.Default().
@@ -244,6 +251,8 @@ func (o Options) withDefaults() (Options, error) {
 	o.ShardSyncInterval = orDefault(o.ShardSyncInterval, defaultShardSyncInterval)
 	o.ShutdownTimeout = orDefault(o.ShutdownTimeout, defaultShutdownTimeout)
 	o.Concurrency = orDefault(o.Concurrency, 1)
+	o.RetryDelay = orDefault(o.RetryDelay, retryInitialInterval)
+	o.MaxRetryDelay = orDefault(o.MaxRetryDelay, retryMaxInterval)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -304,10 +313,15 @@ func (o Options) validate() error {
 		{"CheckpointInterval", o.CheckpointInterval},
 		{"ShardSyncInterval", o.ShardSyncInterval},
 		{"ShutdownTimeout", o.ShutdownTimeout},
+		{"RetryDelay", o.RetryDelay},
+		{"MaxRetryDelay", o.MaxRetryDelay},
 	} {
 		if d.v < 0 {
 			return invalid(d.name, "%v is negative", d.v)
 		}
+	}
+	if o.RetryDelay > 0 && o.MaxRetryDelay > 0 && o.MaxRetryDelay < o.RetryDelay {
+		return invalid("MaxRetryDelay", "%v is shorter than RetryDelay (%v)", o.MaxRetryDelay, o.RetryDelay)
 	}
 	if o.LeaseDuration != 0 && o.LeaseDuration < 300*time.Millisecond {
 		return invalid("LeaseDuration", "%v is shorter than the minimum 300ms", o.LeaseDuration)

@@ -25,9 +25,10 @@ import (
 // several goroutines at once when Concurrency is above 1.
 //
 // Failures: a record whose handle returns an error is called again, in its
-// turn, after an exponential backoff with jitter (100ms, then growing up to
-// 10s, as kcl retries AWS errors); only later records of its key wait
-// meanwhile. After Options.MaxAttempts failed calls (0: no limit) it goes to
+// turn, after an exponential backoff with jitter (Options.RetryDelay, 100ms
+// by default, then doubling up to Options.MaxRetryDelay, 10s by default);
+// only later records of its key wait meanwhile. Attempt tells handle which
+// attempt it runs. After Options.MaxAttempts failed calls (0: no limit) it goes to
 // Options.OnFailure: nil from OnFailure acks the record and goes on; an
 // error stops Process, which returns that error as it is. Without OnFailure,
 // Process stops with the last error of handle, wrapped with the record's
@@ -99,6 +100,21 @@ func Process(ctx context.Context, opts Options, handle func(ctx context.Context,
 	return c.Process(ctx, handle)
 }
 
+// attemptKey is the context key of Attempt's number.
+type attemptKey struct{}
+
+// Attempt returns, from the context Process gives its handler, which call
+// of the handler for the record this is: 1 for the first, 2 for the first
+// retry, and so on. In the context OnFailure gets, it is the number of
+// failed attempts. 0 for any other context. Only failed attempts count: a
+// call cut short by the pause gate is made again with the same number. A
+// record delivered again (to another worker, or after a restart) starts
+// at 1 there.
+func Attempt(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}
+
 var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consumed (Consume or Process may be called once per Consumer)")
 
 // processor is one run of Process. Its state is owned by the goroutine of
@@ -121,7 +137,7 @@ type processor struct {
 	next    uint64               // arrival number of the next record
 	results chan *task           // attempts done; never blocks (room for Concurrency)
 
-	newBackOff func() *backoff.ExponentialBackOff // immutable: kcl's policy; tests lengthen it
+	newBackOff func() *backoff.ExponentialBackOff // immutable: RetryDelay, MaxRetryDelay; tests lengthen it
 
 	// The handler contexts, one per ack window (a shard under one lease):
 	// each ends when its window closes (the window's close cancels it,
@@ -155,7 +171,12 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
 		results:      make(chan *task, c.opts.Concurrency),
-		newBackOff:   newBackOff,
+		newBackOff: func() *backoff.ExponentialBackOff {
+			b := newBackOff()
+			b.InitialInterval, b.MaxInterval = c.opts.RetryDelay, c.opts.MaxRetryDelay
+			b.Reset()
+			return b
+		},
 		windows:      map[*ackWindow]context.Context{},
 		windowClosed: make(chan *ackWindow),
 		gate:         c.pause,
@@ -337,7 +358,7 @@ func (p *processor) gateOpen() bool {
 // dispatcher with the outcome. The context they get ends with t's, and
 // when open ends (the pause gate shut).
 func (p *processor) attempt(t *task, open context.Context) {
-	ctx, cancel := context.WithCancel(t.ctx)
+	ctx, cancel := context.WithCancel(context.WithValue(t.ctx, attemptKey{}, t.attempts+1))
 	stop := context.AfterFunc(open, cancel)
 	defer func() {
 		stop()
@@ -368,7 +389,7 @@ func (p *processor) attempt(t *task, open context.Context) {
 		t.result = resultStop
 		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: handler failed %d times: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, t.attempts, err)
 	default:
-		ferr := p.callOnFailure(ctx, t.rec, err)
+		ferr := p.callOnFailure(context.WithValue(ctx, attemptKey{}, t.attempts), t.rec, err)
 		switch {
 		case ferr == nil:
 			t.rec.Ack()

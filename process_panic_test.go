@@ -77,3 +77,39 @@ func TestProcessOnFailurePanicStopsProcess(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, "dead-letter queue down", pe.Value)
 }
+
+// The handler learns which attempt of its record it runs (Attempt), and
+// OnFailure how many failed; the wait before a retry is RetryDelay, doubling
+// (issue 23, item 4). On the emulators.
+func TestProcessAttemptNumbersAndRetryDelay(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	f.putN(1, 1, "")
+	opts := f.options()
+	opts.MaxAttempts = 3
+	opts.RetryDelay, opts.MaxRetryDelay = 400*time.Millisecond, time.Second
+	var mu sync.Mutex
+	var attempts []int
+	var at []time.Time
+	failed := make(chan int, 1)
+	opts.OnFailure = func(ctx context.Context, r Record, err error) error {
+		failed <- Attempt(ctx)
+		return nil
+	}
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts, at = append(attempts, Attempt(ctx)), append(at, time.Now())
+		return errors.New("fails")
+	})
+	select {
+	case n := <-failed:
+		assert.Equal(t, 3, n, "OnFailure: the failed attempts")
+	case <-time.After(60 * time.Second):
+		t.Fatal("OnFailure never called")
+	}
+	require.NoError(t, r.stop())
+	assert.Equal(t, []int{1, 2, 3}, attempts)
+	assert.GreaterOrEqual(t, at[1].Sub(at[0]), 200*time.Millisecond, "RetryDelay 400ms, ±50%")
+	assert.Zero(t, Attempt(context.Background()))
+}

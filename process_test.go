@@ -436,6 +436,9 @@ func TestProcessOptionsValidation(t *testing.T) {
 		{"MaxAttempts set", func(o *Options) { o.MaxAttempts = 5 }, "", 1},
 		{"negative Concurrency", func(o *Options) { o.Concurrency = -1 }, "Concurrency", 0},
 		{"negative MaxAttempts", func(o *Options) { o.MaxAttempts = -1 }, "MaxAttempts", 0},
+		{"RetryDelay and MaxRetryDelay set", func(o *Options) { o.RetryDelay, o.MaxRetryDelay = time.Second, time.Minute }, "", 1},
+		{"negative RetryDelay", func(o *Options) { o.RetryDelay = -time.Second }, "RetryDelay", 0},
+		{"MaxRetryDelay under RetryDelay", func(o *Options) { o.RetryDelay, o.MaxRetryDelay = time.Minute, time.Second }, "MaxRetryDelay", 0},
 		{"above the default MaxUnackedPerShard", func(o *Options) { o.Concurrency = 10001 }, "MaxUnackedPerShard (10000)", 0},
 		{"above MaxUnackedPerShard", func(o *Options) { o.Concurrency, o.MaxUnackedPerShard = 51, 50 }, "MaxUnackedPerShard (50)", 0},
 	}
