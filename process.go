@@ -170,7 +170,7 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 		waiting: taskHeap{less: func(a, b *task) bool {
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
-		results:      make(chan *task, c.opts.Concurrency),
+		results: make(chan *task, c.opts.Concurrency),
 		newBackOff: func() *backoff.ExponentialBackOff {
 			b := newBackOff()
 			b.InitialInterval, b.MaxInterval = c.opts.RetryDelay, c.opts.MaxRetryDelay
