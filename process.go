@@ -20,8 +20,9 @@ import (
 // in the order their shard delivered them; records of other keys run beside
 // them. With several streams (Options.Streams), a key is one across them: a
 // record of it that keeps failing in one stream holds it back in the others
-// too. Among records ready to run, the oldest delivered starts first, which
-// also moves checkpoints along soonest. handle and OnFailure are called from
+// too. Records ready to run start taking the shards in turn, each shard's
+// oldest delivered first: a backlog on one shard never starves another,
+// and checkpoints move along soonest. handle and OnFailure are called from
 // several goroutines at once when Concurrency is above 1.
 //
 // Failures: a record whose handle returns an error is called again, in its
@@ -129,7 +130,7 @@ type processor struct {
 	err           error              // why Process stops, if a record made it
 
 	keys    map[string]*keyQueue // records delivered and not done, by partition key
-	ready   taskHeap             // keys' first records, ready to run: oldest first
+	ready   fairReady            // keys' first records, ready to run: shards in turn, each oldest first
 	waiting taskHeap             // keys' first records, backing off: soonest due first
 	timer   *time.Timer          // fires when waiting's first is due
 	timerC  <-chan time.Time     // timer's channel while armed; nil otherwise
@@ -166,7 +167,7 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 		base:          base,
 		stopHandlers:  stopHandlers,
 		keys:          map[string]*keyQueue{},
-		ready:         taskHeap{less: func(a, b *task) bool { return a.n < b.n }},
+		ready:         fairReady{byShard: map[shardKey]*taskHeap{}},
 		waiting: taskHeap{less: func(a, b *task) bool {
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
@@ -310,6 +311,49 @@ func (p *processor) recordContext(rec Record) context.Context {
 		}
 	}()
 	return ctx
+}
+
+// fairReady holds the records ready to run, by shard, each shard's oldest
+// delivered first, and hands them out taking the shards in turn: a backlog
+// on one shard never starves another (issue 23, item 5). Only touched by
+// the dispatcher.
+type fairReady struct {
+	byShard map[shardKey]*taskHeap // shards with ready records
+	turns   queue[shardKey]        // those shards, in the order of their turns
+	n       int                    // ready records
+}
+
+// shardKey names a shard among several streams.
+type shardKey struct{ stream, shard string }
+
+func (r *fairReady) len() int { return r.n }
+
+func (r *fairReady) push(t *task) {
+	key := shardKey{t.rec.StreamARN, t.rec.ShardID}
+	h := r.byShard[key]
+	if h == nil {
+		h = &taskHeap{less: func(a, b *task) bool { return a.n < b.n }}
+		r.byShard[key] = h
+		r.turns.push(key)
+	}
+	h.push(t)
+	r.n++
+}
+
+// pop returns the oldest ready record of the shard whose turn it is; that
+// shard's next turn comes after every other shard's.
+func (r *fairReady) pop() *task {
+	key := r.turns.front()
+	r.turns.drop(1)
+	h := r.byShard[key]
+	t := h.pop()
+	r.n--
+	if h.len() > 0 {
+		r.turns.push(key)
+	} else {
+		delete(r.byShard, key)
+	}
+	return t
 }
 
 // startReady starts the oldest ready records while fewer than Concurrency
