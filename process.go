@@ -58,7 +58,10 @@ import (
 // already delivered up to Options.ShutdownTimeout to be handled and acked
 // (records waiting in Process's queues, and retries, included), then
 // checkpoints, releases the leases (which ends the handlers' contexts) and
-// returns once every handler call returned. A record whose context ended is
+// returns once every handler call returned: however long a handler that
+// ignores its context takes, Process waits for it (its return must not
+// let the program exit under the handler), but the group does not: the
+// leases are released before. A record whose context ended is
 // not called again, and one that has not started by then is not started:
 // another worker, or the next run, delivers them again.
 //

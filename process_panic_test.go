@@ -113,3 +113,36 @@ func TestProcessAttemptNumbersAndRetryDelay(t *testing.T) {
 	assert.GreaterOrEqual(t, at[1].Sub(at[0]), 200*time.Millisecond, "RetryDelay 400ms, ±50%")
 	assert.Zero(t, Attempt(context.Background()))
 }
+
+// What bounds shutdown when a handler ignores its context (issue 23, item
+// 7): the group is held only ShutdownTimeout (the leases are released
+// while the handler still runs), and Process returns only once the handler
+// returned. On the emulators.
+func TestProcessReleasesLeasesBeforeAHandlerThatIgnoresItsContextReturns(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	puts := f.putN(1, 1, "")
+	opts := f.options()
+	opts.ShutdownTimeout = 300 * time.Millisecond
+	running, release := make(chan struct{}), make(chan struct{})
+	var returned atomic.Bool
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error {
+		close(running)
+		<-release // ignores ctx
+		returned.Store(true)
+		return nil
+	})
+	<-running
+	r.cancel()
+	require.Eventually(t, func() bool {
+		return str(f.leaseItems()[puts[0].shard], "leaseOwner") == ""
+	}, 30*time.Second, 20*time.Millisecond, "the lease is released while the handler runs")
+	select {
+	case <-r.done:
+		t.Fatal("Process returned while its handler ran")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, r.stop())
+	assert.True(t, returned.Load())
+}
