@@ -119,8 +119,8 @@ type Options struct {
 	// be acked before the final checkpoints are written. Default 10s.
 	ShutdownTimeout time.Duration
 
-	// Concurrency, MaxAttempts, OnFailure, RetryDelay and MaxRetryDelay are
-	// used by Process only; Consume ignores them.
+	// Concurrency, MaxAttempts, MaxRecordAge, OnFailure, RetryDelay and
+	// MaxRetryDelay are used by Process only; Consume ignores them.
 
 	// Concurrency is how many handler calls Process runs at once, over all
 	// shards. Records with the same PartitionKey never run at once and run
@@ -131,6 +131,13 @@ type Options struct {
 	// before it gives the record to OnFailure. 0 retries until the handler's
 	// context ends.
 	MaxAttempts int
+	// MaxRecordAge bounds how long a failing record is retried: once its
+	// handler fails for a record older than this (by its
+	// ApproximateArrivalTimestamp), it gets no more attempts and goes to
+	// OnFailure (or stops Process), as after MaxAttempts. 0: no limit. Like
+	// AWS Lambda's MaximumRecordAgeInSeconds, it keeps one bad record from
+	// holding its shard back until the stream's retention drops it.
+	MaxRecordAge time.Duration
 	// OnFailure is called by Process, in the failed record's turn, once its
 	// handler failed MaxAttempts times, with the last error. Returning nil
 	// acks the record and goes on (after writing it to a dead-letter queue,
@@ -314,6 +321,7 @@ func (o Options) validate() error {
 		{"ShardSyncInterval", o.ShardSyncInterval},
 		{"ShutdownTimeout", o.ShutdownTimeout},
 		{"RetryDelay", o.RetryDelay},
+		{"MaxRecordAge", o.MaxRecordAge},
 		{"MaxRetryDelay", o.MaxRetryDelay},
 	} {
 		if d.v < 0 {

@@ -29,7 +29,8 @@ import (
 // turn, after an exponential backoff with jitter (Options.RetryDelay, 100ms
 // by default, then doubling up to Options.MaxRetryDelay, 10s by default);
 // only later records of its key wait meanwhile. Attempt tells handle which
-// attempt it runs. After Options.MaxAttempts failed calls (0: no limit) it goes to
+// attempt it runs. After Options.MaxAttempts failed calls (0: no limit), or
+// a failed call once the record is older than Options.MaxRecordAge, it goes to
 // Options.OnFailure: nil from OnFailure acks the record and goes on; an
 // error stops Process, which returns that error as it is. Without OnFailure,
 // Process stops with the last error of handle, wrapped with the record's
@@ -429,12 +430,17 @@ func (p *processor) attempt(t *task, open context.Context) {
 		return
 	}
 	t.attempts++
+	tooOld := p.c.opts.MaxRecordAge > 0 && time.Since(t.rec.ApproximateArrivalTimestamp) > p.c.opts.MaxRecordAge
 	switch {
-	case maxAttempts == 0 || t.attempts < maxAttempts:
+	case !tooOld && (maxAttempts == 0 || t.attempts < maxAttempts):
 		t.result, t.err = resultRetry, err
 	case p.c.opts.OnFailure == nil:
 		t.result = resultStop
-		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: handler failed %d times: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, t.attempts, err)
+		why := fmt.Sprintf("handler failed %d times", t.attempts)
+		if tooOld {
+			why = fmt.Sprintf("handler failed %d times, the record older than MaxRecordAge (%v)", t.attempts, p.c.opts.MaxRecordAge)
+		}
+		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: %s: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, why, err)
 	default:
 		ferr := p.callOnFailure(context.WithValue(ctx, attemptKey{}, t.attempts), t.rec, err)
 		switch {

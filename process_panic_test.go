@@ -146,3 +146,29 @@ func TestProcessReleasesLeasesBeforeAHandlerThatIgnoresItsContextReturns(t *test
 	require.NoError(t, r.stop())
 	assert.True(t, returned.Load())
 }
+
+// A record that keeps failing gets no more attempts once it is older than
+// MaxRecordAge: it goes to OnFailure, though MaxAttempts allows more (issue
+// 23, item 2; without it, one bad record held its shard back for as long
+// as the stream kept it). On the emulators.
+func TestProcessMaxRecordAgeEndsTheRetries(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	f.putN(1, 1, "")
+	opts := f.options()
+	opts.MaxRecordAge = time.Second
+	opts.RetryDelay = 100 * time.Millisecond
+	failed := make(chan int, 1)
+	opts.OnFailure = func(ctx context.Context, r Record, err error) error {
+		failed <- Attempt(ctx)
+		return nil
+	}
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error { return errors.New("poison") })
+	select {
+	case n := <-failed:
+		assert.Greater(t, n, 1, "retried while younger than MaxRecordAge")
+	case <-time.After(60 * time.Second):
+		t.Fatal("retried for ever: MaxAttempts is 0, and the age limit never ended it")
+	}
+	require.NoError(t, r.stop())
+}

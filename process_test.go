@@ -438,6 +438,7 @@ func TestProcessOptionsValidation(t *testing.T) {
 		{"negative MaxAttempts", func(o *Options) { o.MaxAttempts = -1 }, "MaxAttempts", 0},
 		{"RetryDelay and MaxRetryDelay set", func(o *Options) { o.RetryDelay, o.MaxRetryDelay = time.Second, time.Minute }, "", 1},
 		{"negative RetryDelay", func(o *Options) { o.RetryDelay = -time.Second }, "RetryDelay", 0},
+		{"negative MaxRecordAge", func(o *Options) { o.MaxRecordAge = -time.Second }, "MaxRecordAge", 0},
 		{"MaxRetryDelay under RetryDelay", func(o *Options) { o.RetryDelay, o.MaxRetryDelay = time.Minute, time.Second }, "MaxRetryDelay", 0},
 		{"above the default MaxUnackedPerShard", func(o *Options) { o.Concurrency = 10001 }, "MaxUnackedPerShard (10000)", 0},
 		{"above MaxUnackedPerShard", func(o *Options) { o.Concurrency, o.MaxUnackedPerShard = 51, 50 }, "MaxUnackedPerShard (50)", 0},
