@@ -196,6 +196,8 @@ type task struct {
 	n        uint64 // arrival order
 	attempts int
 	backoff  *backoff.ExponentialBackOff // made at the first failure
+	failing  time.Time                   // when its first attempt failed
+	warned   time.Time                   // when its failing was last logged
 	due      time.Time                   // while waiting: when to try again
 	result   attemptResult               // of the last attempt
 	err      error                       // with resultStop: what Process returns
@@ -474,13 +476,21 @@ func (p *processor) done(t *task) {
 			p.advance(t.key)
 			return
 		}
-		if t.backoff == nil {
-			t.backoff = p.newBackOff()
-			// Logged once per record: while it fails, its shard's
-			// checkpoint cannot pass it, and after MaxUnackedPerShard
-			// more records the shard stops fetching.
+		now := time.Now()
+		switch {
+		case t.backoff == nil:
+			t.backoff, t.failing, t.warned = p.newBackOff(), now, now
+			// While it fails, its shard's checkpoint cannot pass it, and
+			// after MaxUnackedPerShard more records the shard stops
+			// fetching: logged at its first failure, then about every
+			// LeaseDuration while it goes on failing.
 			p.c.log.Warn("kcl: Process: handler failed; retrying the record with backoff", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
 				"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "error", t.err)
+		case now.Sub(t.warned) >= p.c.opts.LeaseDuration:
+			t.warned = now
+			p.c.log.Warn("kcl: Process: a record keeps failing; its shard's checkpoint cannot pass it", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
+				"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "attempts", t.attempts,
+				"failing_for", now.Sub(t.failing).Round(time.Millisecond), "error", t.err)
 		}
 		t.due = time.Now().Add(t.backoff.NextBackOff())
 		p.waiting.push(t)

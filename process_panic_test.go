@@ -172,3 +172,22 @@ func TestProcessMaxRecordAgeEndsTheRetries(t *testing.T) {
 	}
 	require.NoError(t, r.stop())
 }
+
+// A record that keeps failing is logged at its first failure, then about
+// every LeaseDuration while it goes on (attempts, for how long), not once
+// for good: a stalled shard stays visible in the log (issue 23, item 2).
+// On the emulators.
+func TestProcessLogsARecordThatKeepsFailing(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	f.putN(1, 1, "")
+	lines := &lineCounter{counts: map[string]int{"handler failed; retrying": 0, "a record keeps failing": 0, "failing_for=": 0}}
+	opts := f.options() // LeaseDuration 1s
+	opts.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(testOutput{t}, lines), nil))
+	opts.RetryDelay, opts.MaxRetryDelay = 100*time.Millisecond, 200*time.Millisecond
+	r := startProcess(t, opts, func(ctx context.Context, r Record) error { return errors.New("poison") })
+	require.Eventually(t, func() bool { return lines.get("a record keeps failing") >= 2 }, 30*time.Second, 50*time.Millisecond)
+	require.NoError(t, r.stop())
+	assert.Equal(t, 1, lines.get("handler failed; retrying"), "the first failure, once")
+	assert.Equal(t, lines.get("a record keeps failing"), lines.get("failing_for="), "each says for how long")
+}
