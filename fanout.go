@@ -96,6 +96,9 @@ func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (
 	}
 	s.log.Warn("kcl: stream consumer deregistered while running; registering it again", "consumer", c.opts.ConsumerName, "old_consumer_arn", used)
 	if err := c.registerConsumer(ctx, running, s); err != nil {
+		if isNotFound(err) {
+			return false, nil // the stream itself is gone: the reader waits for it (shardReader.failed)
+		}
 		return false, err
 	}
 	s.log.Info("kcl: stream consumer registered again; shards subscribed again", "consumer_arn", s.consumerARN)

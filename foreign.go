@@ -55,18 +55,21 @@ type foreignSeen struct {
 const foreignRenewals = 2
 
 // observe notes what snap, a read of the whole table made at now, shows of
-// the leases owned by workers without a heartbeat item in it (me aside).
+// the leases of the streams this worker reads (ours) owned by workers
+// without a heartbeat item in it (me aside): a Java worker that reads
+// other streams of a multi-stream table, or a lease of an earlier stream
+// of a name, takes nothing of this worker's.
 // It returns the owners live as of now (sorted), and whether the table
 // holds leases of such owners while this watch is younger than
 // leaseDuration: whether they renew cannot be told yet.
-func (w *foreignWatch) observe(snap tableSnapshot, me string, now time.Time, leaseDuration time.Duration) (live []string, unsure bool) {
+func (w *foreignWatch) observe(snap tableSnapshot, me string, ours func(string) bool, now time.Time, leaseDuration time.Duration) (live []string, unsure bool) {
 	if w.began.IsZero() {
 		w.began = now
 	}
 	next := make(map[string]foreignSeen, len(w.seen))
 	for _, l := range snap.leases {
-		if l.owner == "" || l.owner == me {
-			continue
+		if l.owner == "" || l.owner == me || !ours(l.shardID) || l.checkpoint.shardEnd() {
+			continue // a SHARD_END lease is read by nobody: the Java KCL keeps its owner
 		}
 		if _, kcl := snap.workers[l.owner]; kcl {
 			continue
@@ -111,7 +114,7 @@ func (w *foreignWatch) forgive(owner string) {
 // this worker holds a lease. It runs on the lease loop.
 func (k *leaseKeeper) checkForeign(ctx context.Context, in assessInput) (wait bool, err error) {
 	c := k.c
-	live, unsure := k.foreign.observe(in.snap, c.opts.WorkerID, in.now, c.opts.LeaseDuration)
+	live, unsure := k.foreign.observe(in.snap, c.opts.WorkerID, c.ours, in.now, c.opts.LeaseDuration)
 	var foreign []string
 	for _, owner := range live {
 		_, ok, err := c.table.readBeat(ctx, owner)

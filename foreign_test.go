@@ -55,6 +55,12 @@ func TestForeignWatch(t *testing.T) {
 		{"renewals of two leases of one owner are counted per lease", []tableSnapshot{
 			snap(nil, l("a", "java", 1), l("b", "java", 1)), snap(nil, l("a", "java", 2), l("b", "java", 1)), snap(nil, l("a", "java", 2), l("b", "java", 2)),
 		}, nil, true},
+		{"a lease of a stream this worker does not read", []tableSnapshot{
+			snap(nil, l("theirs", "java", 1)), snap(nil, l("theirs", "java", 2)), snap(nil, l("theirs", "java", 3)),
+		}, nil, false},
+		{"a SHARD_END lease a Java worker left (read by nobody)", []tableSnapshot{
+			snap(nil, lease{shardID: "a", owner: "java", counter: 1, checkpoint: checkpoint{seq: checkpointShardEnd}}),
+		}, nil, false},
 		{"unowned", []tableSnapshot{
 			snap(nil, l("a", "", 1)), snap(nil, l("a", "", 2)), snap(nil, l("a", "", 3)),
 		}, nil, false},
@@ -65,7 +71,7 @@ func TestForeignWatch(t *testing.T) {
 			var live []string
 			var unsure bool
 			for i, s := range tc.reads {
-				live, unsure = w.observe(s, "me", t0.Add(time.Duration(i)*time.Second), 3*time.Second)
+				live, unsure = w.observe(s, "me", func(key string) bool { return key != "theirs" }, t0.Add(time.Duration(i)*time.Second), 3*time.Second)
 			}
 			assert.Equal(t, tc.live, live, "live")
 			assert.Equal(t, tc.unsure, unsure, "unsure")

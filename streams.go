@@ -101,8 +101,6 @@ func newStreams(opts Options, log *slog.Logger) []*kstream {
 	return streams
 }
 
-// setStream fills the stream name or ARN of a request: the name when the
-// stream was given by name, else its ARN.
 // consumer returns the ARN of the stream consumer for enhanced fan-out, ""
 // when the stream is polled. Any goroutine may call it.
 func (s *kstream) consumer() string {
@@ -110,6 +108,9 @@ func (s *kstream) consumer() string {
 	defer s.consumerMu.Unlock()
 	return s.consumerARN
 }
+
+// setStream fills the stream name or ARN of a request: the name when the
+// stream was given by name, else its ARN.
 
 func (s *kstream) setStream(name, arn **string) {
 	if s.name != "" {

@@ -48,7 +48,7 @@ func migrateVMware(ctx context.Context, args []string, e *env) error {
 	to := fs.String("to", "", "kcl lease `table` (Options.LeaseTable, by default the AppName)")
 	dryRun := fs.Bool("dry-run", false, "print what would be written; write nothing")
 	force := fs.Bool("force", false, "migrate even while vmware leases are live")
-	watchFor := fs.Duration("watch", 10*time.Second, "how long to watch vmware-go-kcl's table for live workers: they renew their leases every `LeaseRefreshPeriodMillis` (5s by default), whatever their clocks say")
+	watchFor := fs.Duration("watch", 10*time.Second, "how long to watch vmware-go-kcl's table for live workers, which renew their leases every few seconds whatever their clocks say")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

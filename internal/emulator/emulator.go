@@ -156,10 +156,10 @@ func start(ctx context.Context, kind Kind) (*Server, error) {
 			"SPLIT_SHARD_DURATION=100ms", "MERGE_SHARDS_DURATION=100ms",
 			"UPDATE_SHARD_COUNT_DURATION=100ms", "REGISTER_STREAM_CONSUMER_DURATION=100ms",
 			"DEREGISTER_STREAM_CONSUMER_DURATION=100ms", "START_STREAM_ENCRYPTION_DURATION=100ms",
-			"SHARD_LIMIT=200", "LOG_LEVEL=WARN")
+			"SHARD_LIMIT=2000", "LOG_LEVEL=WARN") // the tests of one package share it, and leave their streams
 	case Kinesalite:
 		args = []string{"-r", preload, "-r", abortSafe, filepath.Join(dir, "node_modules/kinesalite/cli.js"), "--port", strconv.Itoa(port),
-			"--createStreamMs", "50", "--deleteStreamMs", "50", "--updateStreamMs", "50", "--shardLimit", "200"}
+			"--createStreamMs", "50", "--deleteStreamMs", "50", "--updateStreamMs", "50", "--shardLimit", "2000"}
 	case Dynalite:
 		args = []string{"-r", abortSafe, filepath.Join(dir, "node_modules/dynalite/cli.js"), "--host", "127.0.0.1", "--port", strconv.Itoa(port),
 			"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50"}
