@@ -94,6 +94,18 @@ func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (
 	case err != nil && !isNotFound(err):
 		return false, err
 	}
+	// The consumer went with its stream if the stream was deleted, or
+	// created again: the reader waits for it, or switches to the new one
+	// (shardReader.failed), which gets a consumer of its own.
+	sum, err := c.describe(ctx, running, s)
+	switch {
+	case isNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !createdAt(sum).Equal(s.created):
+		return false, nil
+	}
 	s.log.Warn("kcl: stream consumer deregistered while running; registering it again", "consumer", c.opts.ConsumerName, "old_consumer_arn", used)
 	if err := c.registerConsumer(ctx, running, s); err != nil {
 		if isNotFound(err) {
