@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ackWindow tracks the records of one shard delivered under one lease
@@ -36,8 +37,9 @@ type ackWindow struct {
 }
 
 type pendingRecord struct {
-	cp   checkpoint
-	size int
+	cp      checkpoint
+	size    int
+	arrival int64 // ApproximateArrivalTimestamp, Unix nanoseconds: for ShardStats.OldestUnackedAge
 }
 
 // ackChunk holds the ack marks of up to 64 consecutive records of a window,
@@ -86,7 +88,7 @@ func (w *ackWindow) push(recs []Record) (ok bool) {
 		for i := range c.n {
 			r := &recs[i]
 			r.chunk, r.index = c, next+i
-			w.pending.push(pendingRecord{cp: checkpoint{seq: r.SequenceNumber, sub: r.SubSequenceNumber}, size: len(r.Data)})
+			w.pending.push(pendingRecord{cp: checkpoint{seq: r.SequenceNumber, sub: r.SubSequenceNumber}, size: len(r.Data), arrival: r.ApproximateArrivalTimestamp.UnixNano()})
 		}
 		recs, next = recs[c.n:], next+c.n
 	}
@@ -174,7 +176,10 @@ func (w *ackWindow) state() (acked checkpoint, unacked int) {
 
 // stats returns the acked prefix, the unacked count, and the records and
 // bytes acked so far, in the prefix or past a gap.
-func (w *ackWindow) stats() (acked checkpoint, unacked int, records, bytes int64) {
+//
+// oldest is when the oldest record delivered and not acked arrived in
+// Kinesis: the first past the acked prefix; zero when none is.
+func (w *ackWindow) stats() (acked checkpoint, unacked int, records, bytes int64, oldest time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.advance()
@@ -189,7 +194,10 @@ func (w *ackWindow) stats() (acked checkpoint, unacked int, records, bytes int64
 			}
 		}
 	}
-	return w.acked, len(pending), records, bytes
+	if len(pending) > 0 {
+		oldest = time.Unix(0, pending[0].arrival)
+	}
+	return w.acked, len(pending), records, bytes, oldest
 }
 
 // close makes the window refuse every later push and keep its prefix

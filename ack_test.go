@@ -148,7 +148,7 @@ func TestAckWindowMatchesAModel(t *testing.T) {
 			if prefix > 0 {
 				want = recs[prefix-1].SequenceNumber
 			}
-			cp, unacked, records, bytes := w.stats()
+			cp, unacked, records, bytes, _ := w.stats()
 			require.Equal(t, want, cp.seq, "round %d", round)
 			require.Equal(t, len(recs)-prefix, unacked, "round %d", round)
 			require.Equal(t, ackedCount, records, "round %d", round)

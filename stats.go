@@ -50,6 +50,14 @@ type ShardStats struct {
 	// CheckpointAge is the time since this worker last wrote the checkpoint
 	// (or took the lease).
 	CheckpointAge time.Duration
+	// OldestUnackedAge is how long ago the oldest record this worker
+	// delivered from the shard and that is not yet acked arrived in Kinesis
+	// (its ApproximateArrivalTimestamp); 0 when every record delivered is
+	// acked. Unlike MillisBehindLatest, which Kinesis updates only as
+	// records are fetched, it keeps growing while the shard is stalled
+	// behind a record never acked (or, with Process, one that keeps
+	// failing), so an alert on it fires.
+	OldestUnackedAge time.Duration
 }
 
 // shardCounters are a held shard's counters, updated without locks.
@@ -83,7 +91,7 @@ func (c *Consumer) Stats() Stats {
 	}
 	for _, h := range c.held.list() {
 		s.LeasesHeld++
-		_, unacked, records, bytes := h.window.stats()
+		_, unacked, records, bytes, oldest := h.window.stats()
 		stored := h.stored.Load()
 		st := ShardStats{
 			ShardID: h.shard, StreamARN: h.stream.arn, Owner: c.opts.WorkerID, Held: true,
@@ -91,6 +99,9 @@ func (c *Consumer) Stats() Stats {
 			RecordsDelivered:   h.counters.delivered.Load(), BytesDelivered: h.counters.deliveredBytes.Load(),
 			RecordsAcked: records, BytesAcked: bytes, Unacked: unacked,
 			Checkpoint: stored.cp.seq, CheckpointSubSequenceNumber: stored.cp.sub, CheckpointAge: now.Sub(stored.at),
+		}
+		if !oldest.IsZero() {
+			st.OldestUnackedAge = max(0, now.Sub(oldest))
 		}
 		if at := h.counters.lastArrival.Load(); at != 0 {
 			st.LastRecordAge = now.Sub(time.Unix(0, at))

@@ -95,3 +95,25 @@ func TestStatsNamesTheOwnersOfOtherWorkersShards(t *testing.T) {
 		return owners["a"] == 2 && owners["b"] == 2
 	}, 5*time.Second, 20*time.Millisecond, "%+v", a.Stats())
 }
+
+// A shard stalled behind a record never acked shows it: OldestUnackedAge
+// keeps growing while nothing is fetched (MillisBehindLatest, which Kinesis
+// gives with each page, stays where it was), and is 0 once every record
+// delivered is acked (issue 23, item 2: a lag that cannot freeze).
+func TestStatsOldestUnackedAgeGrowsWhileAShardIsStalled(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	f.putN(3, 1, "")
+	s := startConsumer(t, f.options())
+	got := s.receive(3, 30*time.Second, func(Record) bool { return false })
+	first := s.c.Stats().Shards[0].OldestUnackedAge
+	time.Sleep(300 * time.Millisecond)
+	later := s.c.Stats().Shards[0].OldestUnackedAge
+	assert.Positive(t, first)
+	assert.GreaterOrEqual(t, later-first, 300*time.Millisecond, "it grows with the wall clock while the shard is stalled")
+	for _, r := range got {
+		r.Ack()
+	}
+	assert.Zero(t, s.c.Stats().Shards[0].OldestUnackedAge, "every record acked")
+	require.NoError(t, s.stop(nil))
+}

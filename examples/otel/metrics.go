@@ -24,6 +24,7 @@ const (
 	MetricLag              = "kcl.lag"
 	MetricLastRecordAge    = "kcl.last_record.age"
 	MetricCheckpointAge    = "kcl.checkpoint.age"
+	MetricOldestUnacked    = "kcl.oldest_unacked.age"
 	MetricLeasesHeld       = "kcl.leases.held"
 	MetricShards           = "kcl.shards"
 	MetricRetries          = "kcl.retries"
@@ -85,7 +86,7 @@ type instruments struct {
 	retries, throttles, refreshes              metric.Int64ObservableCounter
 	unacked, leases                            metric.Int64ObservableUpDownCounter
 	shards                                     metric.Int64ObservableGauge
-	lag, lastRecordAge, checkpointAge          metric.Float64ObservableGauge
+	lag, lastRecordAge, checkpointAge, oldest  metric.Float64ObservableGauge
 }
 
 // Register creates kcl's metrics on meter and one callback that reads
@@ -118,6 +119,7 @@ func Register(meter metric.Meter, src StatsSource, cfg Config) (metric.Registrat
 	gauge(&in.lag, MetricLag, "How far the reader is from the tip of the shard, as Kinesis last said (MillisBehindLatest).")
 	gauge(&in.lastRecordAge, MetricLastRecordAge, "Time since the last record received from the shard arrived in Kinesis; not reported before the first.")
 	gauge(&in.checkpointAge, MetricCheckpointAge, "Time since this worker last wrote the shard's checkpoint (or took its lease).")
+	gauge(&in.oldest, MetricOldestUnacked, "How long ago the oldest record delivered and not yet acked arrived in Kinesis; 0 when all are acked. It keeps growing while a shard is stalled.")
 	upDown(&in.leases, MetricLeasesHeld, "{lease}", "Leases this worker holds.")
 	if err == nil {
 		in.shards, err = meter.Int64ObservableGauge(MetricShards, metric.WithUnit("{shard}"),
@@ -139,7 +141,7 @@ func Register(meter metric.Meter, src StatsSource, cfg Config) (metric.Registrat
 	reg, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		in.observe(o, src.Stats(), base)
 		return nil
-	}, in.consumed, in.consumedBytes, in.acked, in.ackedBytes, in.unacked, in.lag, in.lastRecordAge, in.checkpointAge,
+	}, in.consumed, in.consumedBytes, in.acked, in.ackedBytes, in.unacked, in.lag, in.lastRecordAge, in.checkpointAge, in.oldest,
 		in.leases, in.shards, in.retries, in.throttles, in.refreshes)
 	if err != nil {
 		return nil, fmt.Errorf("kcl otel: registering the callback: %w", err)
@@ -192,6 +194,7 @@ func (in *instruments) observe(o metric.Observer, s kcl.Stats, base []attribute.
 			o.ObserveFloat64(in.lastRecordAge, sh.LastRecordAge.Seconds(), a)
 		}
 		o.ObserveFloat64(in.checkpointAge, sh.CheckpointAge.Seconds(), a)
+		o.ObserveFloat64(in.oldest, sh.OldestUnackedAge.Seconds(), a)
 	}
 }
 

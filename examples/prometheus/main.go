@@ -81,7 +81,7 @@ type Collector struct {
 
 	leases, retries, throttles, refreshes         *prometheus.Desc
 	behind, age, delivered, acked, bytes, unacked *prometheus.Desc
-	checkpointAge                                 *prometheus.Desc
+	checkpointAge, oldest                         *prometheus.Desc
 }
 
 // NewCollector describes the metrics of src.
@@ -104,12 +104,13 @@ func NewCollector(src StatsSource) *Collector {
 		bytes:         d("bytes_delivered_total", "Bytes delivered since this worker took the lease.", shard),
 		unacked:       d("records_unacked", "Delivered records not yet acked.", shard),
 		checkpointAge: d("checkpoint_age_seconds", "Time since this worker last wrote the shard's checkpoint.", shard),
+		oldest:        d("oldest_unacked_age_seconds", "How long ago the oldest record delivered and not yet acked arrived in Kinesis; 0 when all are acked. It keeps growing while a shard is stalled.", shard),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.leases, c.retries, c.throttles, c.refreshes, c.behind, c.age, c.delivered, c.acked, c.bytes, c.unacked, c.checkpointAge} {
+	for _, d := range []*prometheus.Desc{c.leases, c.retries, c.throttles, c.refreshes, c.behind, c.age, c.delivered, c.acked, c.bytes, c.unacked, c.checkpointAge, c.oldest} {
 		ch <- d
 	}
 }
@@ -133,5 +134,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(sh.BytesDelivered), w, sh.StreamARN, sh.ShardID)
 		ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(sh.Unacked), w, sh.StreamARN, sh.ShardID)
 		ch <- prometheus.MustNewConstMetric(c.checkpointAge, prometheus.GaugeValue, sh.CheckpointAge.Seconds(), w, sh.StreamARN, sh.ShardID)
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, sh.OldestUnackedAge.Seconds(), w, sh.StreamARN, sh.ShardID)
 	}
 }
