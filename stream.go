@@ -257,25 +257,7 @@ func (c *Consumer) run(ctx context.Context) {
 	c.pause.stop() // no heartbeat any more: the deadline means nothing now
 	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LeaseDuration)
 	defer cancel()
-	var notHeld []lease
-	if c.beat.settled() && !errors.Is(c.Err(), errDuplicateWorker) {
-		notHeld = c.ownedNotHeld() // not a live twin's (heartbeat.settled)
-	}
-	if !errors.Is(c.Err(), errDuplicateWorker) {
-		notHeld = append(notHeld, c.unsureTakes(final, notHeld)...) // this process's own, by its token
-	}
-	var g errgroup.Group
-	g.SetLimit(8)
-	for _, h := range c.held.list() {
-		g.Go(func() error { c.releaseLease(final, h); return nil })
-	}
-	_ = g.Wait()
-	for _, l := range notHeld {
-		if _, err := c.table.checkpoint(final, l, l.checkpoint, "", c.beat.writer()); err == nil {
-			c.log.Info("kcl: lease released", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
-		}
-	}
-	c.bump(final) // the other workers take what was released at once
+	c.releaseAll(final)
 	c.beat.remove(final)
 	c.leaveGroup(final)
 	if err := c.Err(); err != nil {
@@ -283,6 +265,33 @@ func (c *Consumer) run(ctx context.Context) {
 	} else {
 		c.log.Info("kcl: consumer stopped")
 	}
+}
+
+// releaseAll is the shutdown's last lease work: it releases the leases
+// held (their acked prefix checkpointed), those the table names this worker
+// the owner of without this process reading them (ownedNotHeld,
+// unsureTakes), and tells the group. It runs on run's goroutine, once the
+// lease loop returned.
+func (c *Consumer) releaseAll(ctx context.Context) {
+	var notHeld []lease
+	if c.beat.settled() && !errors.Is(c.Err(), errDuplicateWorker) {
+		notHeld = c.ownedNotHeld() // not a live twin's (heartbeat.settled)
+	}
+	if !errors.Is(c.Err(), errDuplicateWorker) {
+		notHeld = append(notHeld, c.unsureTakes(ctx, notHeld)...) // this process's own, by its token
+	}
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, h := range c.held.list() {
+		g.Go(func() error { c.releaseLease(ctx, h); return nil })
+	}
+	_ = g.Wait()
+	for _, l := range notHeld {
+		if _, err := c.table.checkpoint(ctx, l, l.checkpoint, "", c.beat.writer()); err == nil {
+			c.log.Info("kcl: lease released", "shard", l.shardID, "checkpoint", l.checkpoint.seq, "unacked_dropped", 0)
+		}
+	}
+	c.bump(ctx) // the other workers take what was released at once
 }
 
 // unsureTakes reads back the leases whose take shutdown cut short (the
