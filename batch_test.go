@@ -302,10 +302,10 @@ func TestProcessBatchOverTwoLeasesOneLost(t *testing.T) {
 	in := make(chan Record)
 	returned := make(chan error, 1)
 	go func() { returned <- p.run(in) }()
-	for _, r := range append(append([]Record{}, lostRecs...), keptRecs...) {
+	for _, r := range append(append([]Record{}, keptRecs...), lostRecs...) { // the batch's first record from the lease kept
 		in <- r
 	}
-	<-first // a1, b2, c1, c2: BatchSize, one batch
+	<-first // c1, c2, a1, b2: BatchSize, one batch
 	fed()
 	lost.close()
 	require.Eventually(t, func() bool { return len(rec.snapshot()) == 2 }, 5*time.Second, 5*time.Millisecond)
@@ -313,7 +313,7 @@ func TestProcessBatchOverTwoLeasesOneLost(t *testing.T) {
 	require.NoError(t, <-returned)
 	p.stopHandlers()
 	got := rec.snapshot()
-	assert.Equal(t, []string{"a1", "b2", "c1", "c2"}, got[0].data, "one batch over both leases, in arrival order")
+	assert.Equal(t, []string{"c1", "c2", "a1", "b2"}, got[0].data, "one batch over both leases, in arrival order")
 	assert.Equal(t, []string{"c1", "c2"}, got[1].data, "the kept lease's records run again")
 	assert.Equal(t, []int{1, 1}, got[1].attempts, "a call cut short is no failed attempt")
 	_, unacked := kept.state()
