@@ -233,7 +233,8 @@ const (
 )
 
 // keyQueue holds the records of one partition key not yet done, in
-// delivery order. Only the first one is ever ready, running or waiting.
+// delivery order. Only the first one is ever ready, running or waiting;
+// a batch (ProcessBatch) runs the first few at once.
 type keyQueue struct {
 	key   string
 	tasks []*task
@@ -455,9 +456,9 @@ func (p *processor) gateOpen() bool {
 	return true
 }
 
-// attempt calls handle once for t, and OnFailure if that was the last
-// attempt allowed, acks t if either accepted it, and sends t back to the
-// dispatcher with the outcome. The context they get ends with t's, and
+// attempt calls handle once for t, settles it (OnFailure if that was the
+// last attempt allowed, the ack if either accepted it), and sends t back to
+// the dispatcher with the outcome. The context they get ends with t's, and
 // when open ends (the pause gate shut).
 func (p *processor) attempt(t *task, open context.Context) {
 	ctx, cancel := context.WithCancel(context.WithValue(t.ctx, attemptKey{}, t.attempts+1))
