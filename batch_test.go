@@ -247,7 +247,7 @@ func TestProcessBatchErrorForms(t *testing.T) {
 
 	kin := fakeStream(t, 3, 3)
 	opts := fakeOptions(kin, "s")
-	opts.BatchSize, opts.BatchWindow = 3, 5*time.Second
+	opts.BatchSize, opts.BatchWindow = 3, 200*time.Millisecond
 	opts.MaxAttempts = 1
 	var got error
 	opts.OnFailure = func(ctx context.Context, r Record, err error) error { got = err; return errors.New("refused") }
