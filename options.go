@@ -120,7 +120,8 @@ type Options struct {
 	ShutdownTimeout time.Duration
 
 	// Concurrency, MaxAttempts, MaxRecordAge, OnFailure, RetryDelay and
-	// MaxRetryDelay are used by Process only; Consume ignores them.
+	// MaxRetryDelay are used by Process and ProcessBatch only, BatchSize and
+	// BatchWindow by ProcessBatch only; Consume ignores them.
 
 	// Concurrency is how many handler calls Process runs at once, over all
 	// shards. Records with the same PartitionKey never run at once and run
@@ -151,6 +152,14 @@ type Options struct {
 	// it runs from its context (Attempt).
 	RetryDelay    time.Duration
 	MaxRetryDelay time.Duration
+	// BatchSize is the most records ProcessBatch gives its handler at once.
+	// A batch holds records of many keys, several of one key too. Default
+	// 100.
+	BatchSize int
+	// BatchWindow is how long ProcessBatch may wait for a batch to fill to
+	// BatchSize before it calls the handler with the records ready then. 0
+	// (the default): no wait.
+	BatchWindow time.Duration
 
 	// Logger receives kcl's logs. Nothing per record is logged above Debug.
 	// Default slog.Default().
@@ -206,6 +215,7 @@ const (
 	defaultCheckpointInterval = 5 * time.Second
 	defaultShardSyncInterval  = 30 * time.Second
 	defaultShutdownTimeout    = 10 * time.Second
+	defaultBatchSize          = 100
 )
 
 // Floors of the intervals whose only harm, when too short, is cost: New
@@ -260,6 +270,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.Concurrency = orDefault(o.Concurrency, 1)
 	o.RetryDelay = orDefault(o.RetryDelay, retryInitialInterval)
 	o.MaxRetryDelay = orDefault(o.MaxRetryDelay, retryMaxInterval)
+	o.BatchSize = orDefault(o.BatchSize, defaultBatchSize)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -305,6 +316,8 @@ func (o Options) validate() error {
 		return invalid("Concurrency", "%d is negative", o.Concurrency)
 	case o.MaxAttempts < 0:
 		return invalid("MaxAttempts", "%d is negative", o.MaxAttempts)
+	case o.BatchSize < 0:
+		return invalid("BatchSize", "%d is negative", o.BatchSize)
 	}
 	// A shard never has more than MaxUnackedPerShard records delivered and
 	// unacked, so more handlers than that could never all run for one shard.
@@ -323,6 +336,7 @@ func (o Options) validate() error {
 		{"RetryDelay", o.RetryDelay},
 		{"MaxRecordAge", o.MaxRecordAge},
 		{"MaxRetryDelay", o.MaxRetryDelay},
+		{"BatchWindow", o.BatchWindow},
 	} {
 		if d.v < 0 {
 			return invalid(d.name, "%v is negative", d.v)

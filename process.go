@@ -114,10 +114,16 @@ type attemptKey struct{}
 // failed attempts. 0 for any other context. Only failed attempts count: a
 // call cut short by the pause gate is made again with the same number. A
 // record delivered again (to another worker, or after a restart) starts
-// at 1 there.
+// at 1 there. In a ProcessBatch handler's context it is the highest of its
+// records' (BatchAttempt gives each).
 func Attempt(ctx context.Context) int {
-	n, _ := ctx.Value(attemptKey{}).(int)
-	return n
+	switch v := ctx.Value(attemptKey{}).(type) {
+	case int:
+		return v
+	case *batchAttempts:
+		return v.max
+	}
+	return 0
 }
 
 var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consumed (Consume or Process may be called once per Consumer)")
@@ -133,6 +139,10 @@ type processor struct {
 	stopHandlers  context.CancelFunc // ends base
 	err           error              // why Process stops, if a record made it
 
+	// ProcessBatch's handler (batch.go), nil for Process, whose handle is
+	// nil then.
+	handleBatch func(context.Context, []Record) error
+
 	keys    map[string]*keyQueue // records delivered and not done, by partition key
 	ready   fairReady            // keys' first records, ready to run: shards in turn, each oldest first
 	waiting taskHeap             // keys' first records, backing off: soonest due first
@@ -141,6 +151,12 @@ type processor struct {
 	running int                  // attempts in flight
 	next    uint64               // arrival number of the next record
 	results chan *task           // attempts done; never blocks (room for Concurrency)
+	batches chan *batch          // ProcessBatch's attempts done, as results; nil for Process
+	avail   int                  // records of the keys in ready: what a batch could take now
+	// gatherBy is when the batch being gathered starts, full or not
+	// (BatchWindow after it began); zero while none is gathered.
+	gatherBy time.Time
+	stopping context.Context // ends when Consume's shutdown starts: batches no longer wait to fill
 
 	newBackOff func() *backoff.ExponentialBackOff // immutable: RetryDelay, MaxRetryDelay; tests lengthen it
 
@@ -175,7 +191,8 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 		waiting: taskHeap{less: func(a, b *task) bool {
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
-		results: make(chan *task, c.opts.Concurrency),
+		results:  make(chan *task, c.opts.Concurrency),
+		stopping: ctx,
 		newBackOff: func() *backoff.ExponentialBackOff {
 			b := newBackOff()
 			b.InitialInterval, b.MaxInterval = c.opts.RetryDelay, c.opts.MaxRetryDelay
@@ -194,6 +211,7 @@ type task struct {
 	ctx      context.Context // handle's: ends when the record's lease is gone
 	key      *keyQueue
 	n        uint64 // arrival order
+	idx      int    // in a batch: its index in the records handle gets
 	attempts int
 	backoff  *backoff.ExponentialBackOff // made at the first failure
 	failing  time.Time                   // when its first attempt failed
@@ -211,13 +229,16 @@ const (
 	resultDropped                      // its context ended: not ours any more
 	resultPaused                       // the pause gate shut: run it again once it reopens
 	resultStop                         // Process must stop with task.err
+	resultBehind                       // in a batch, behind a record of its key not acked: runs again later, no attempt counted
 )
 
 // keyQueue holds the records of one partition key not yet done, in
-// delivery order. Only the first one is ever ready, running or waiting.
+// delivery order. Only the first one is ever ready, running or waiting;
+// a batch (ProcessBatch) runs the first few at once.
 type keyQueue struct {
 	key   string
 	tasks []*task
+	ready bool // its first record is in ready
 }
 
 // run dispatches records until the channel of Consume closes, then ends
@@ -235,6 +256,8 @@ func (p *processor) run(in <-chan Record) error {
 			p.add(rec)
 		case t := <-p.results:
 			p.done(t)
+		case b := <-p.batches: // nil, never ready, for Process
+			p.batchDone(b)
 		case <-p.timerC:
 			p.timerC = nil
 			p.wakeDue()
@@ -247,10 +270,18 @@ func (p *processor) run(in <-chan Record) error {
 	// more is started, and what runs sees its context end.
 	p.stopHandlers()
 	for p.running > 0 {
-		t := <-p.results
+		var done []*task
+		select {
+		case t := <-p.results:
+			done = []*task{t}
+		case b := <-p.batches:
+			done = b.tasks
+		}
 		p.running--
-		if t.result == resultStop && p.err == nil {
-			p.err = t.err
+		for _, t := range done {
+			if t.result == resultStop && p.err == nil {
+				p.err = t.err
+			}
 		}
 	}
 	if p.timer != nil {
@@ -277,9 +308,27 @@ func (p *processor) add(rec Record) {
 	t := &task{rec: rec, ctx: ctx, key: k, n: p.next}
 	p.next++
 	k.tasks = append(k.tasks, t)
-	if len(k.tasks) == 1 {
-		p.ready.push(t)
+	switch {
+	case len(k.tasks) == 1:
+		p.pushReady(t)
+	case k.ready:
+		p.avail++
 	}
+}
+
+// pushReady makes t, its key's first record, ready to run.
+func (p *processor) pushReady(t *task) {
+	t.key.ready = true
+	p.avail += len(t.key.tasks)
+	p.ready.push(t)
+}
+
+// popReady takes the next ready record (fairReady.pop).
+func (p *processor) popReady() *task {
+	t := p.ready.pop()
+	t.key.ready = false
+	p.avail -= len(t.key.tasks)
+	return t
 }
 
 // recordContext returns the context handle gets for rec: ending when rec's
@@ -366,8 +415,12 @@ func (r *fairReady) pop() *task {
 // attempts run and the pause gate is open. A record whose context ended is
 // dropped instead.
 func (p *processor) startReady() {
+	if p.handleBatch != nil {
+		p.startBatches()
+		return
+	}
 	for p.running < p.c.opts.Concurrency && p.ready.len() > 0 && p.gateOpen() {
-		t := p.ready.pop()
+		t := p.popReady()
 		// The window is asked directly: its watcher may not have cancelled
 		// the context yet, and a closed window's record must not start.
 		if t.ctx.Err() != nil || t.rec.chunk != nil && windowClosed(t.rec.chunk.window) {
@@ -403,9 +456,9 @@ func (p *processor) gateOpen() bool {
 	return true
 }
 
-// attempt calls handle once for t, and OnFailure if that was the last
-// attempt allowed, acks t if either accepted it, and sends t back to the
-// dispatcher with the outcome. The context they get ends with t's, and
+// attempt calls handle once for t, settles it (OnFailure if that was the
+// last attempt allowed, the ack if either accepted it), and sends t back to
+// the dispatcher with the outcome. The context they get ends with t's, and
 // when open ends (the pause gate shut).
 func (p *processor) attempt(t *task, open context.Context) {
 	ctx, cancel := context.WithCancel(context.WithValue(t.ctx, attemptKey{}, t.attempts+1))
@@ -415,7 +468,13 @@ func (p *processor) attempt(t *task, open context.Context) {
 		cancel()
 		p.results <- t
 	}()
-	err := p.callHandler(ctx, t.rec)
+	p.settle(t, ctx, p.callHandler(ctx, t.rec))
+}
+
+// settle sets t's outcome from err, what the handler call that ran it in
+// ctx returned, calling OnFailure if that was its last attempt allowed, and
+// acks t if either accepted it. It runs on the attempt's goroutine.
+func (p *processor) settle(t *task, ctx context.Context, err error) {
 	maxAttempts := p.c.opts.MaxAttempts
 	switch {
 	case err == nil:
@@ -425,9 +484,10 @@ func (p *processor) attempt(t *task, open context.Context) {
 	case t.ctx.Err() != nil:
 		t.result = resultDropped
 		return
-	case open.Err() != nil:
-		// Cut short by the gate: not a failure of the record's. It runs
-		// again, as it stands, once the gate reopens.
+	case ctx.Err() != nil:
+		// Cut short by the gate (or, in a batch, by another record's lease
+		// ending): not a failure of the record's. It runs again, as it
+		// stands, once the gate reopens.
 		t.result = resultPaused
 		return
 	}
@@ -451,7 +511,7 @@ func (p *processor) attempt(t *task, open context.Context) {
 			t.result = resultAcked
 		case t.ctx.Err() != nil:
 			t.result = resultDropped
-		case open.Err() != nil:
+		case ctx.Err() != nil:
 			t.attempts--
 			t.result = resultPaused
 		default:
@@ -464,11 +524,17 @@ func (p *processor) attempt(t *task, open context.Context) {
 // waits for the retry, or (stop) stays blocked while Process shuts down.
 func (p *processor) done(t *task) {
 	p.running--
+	p.settled(t)
+}
+
+// settled takes the outcome of t, its key's first record, no longer in
+// flight: as done says.
+func (p *processor) settled(t *task) {
 	switch t.result {
 	case resultAcked, resultDropped:
 		p.advance(t.key)
 	case resultPaused:
-		p.ready.push(t) // still its key's first: startReady starts it once the gate reopens
+		p.pushReady(t) // still its key's first: startReady starts it once the gate reopens
 	case resultRetry:
 		if t.ctx.Err() != nil || t.rec.chunk != nil && windowClosed(t.rec.chunk.window) {
 			// The lease went while this attempt ran, perhaps after its
@@ -514,14 +580,14 @@ func (p *processor) advance(k *keyQueue) {
 		delete(p.keys, k.key)
 		return
 	}
-	p.ready.push(k.tasks[0])
+	p.pushReady(k.tasks[0])
 }
 
 // wakeDue makes the records whose backoff is over ready again.
 func (p *processor) wakeDue() {
 	now := time.Now()
 	for p.waiting.len() > 0 && !p.waiting.peek().due.After(now) {
-		p.ready.push(p.waiting.pop())
+		p.pushReady(p.waiting.pop())
 	}
 	p.arm()
 }
@@ -535,7 +601,7 @@ func (p *processor) dropWaiting() {
 	p.waiting.items = nil
 	for _, t := range all {
 		if t.ctx.Err() != nil {
-			p.ready.push(t)
+			p.pushReady(t)
 		} else {
 			p.waiting.push(t)
 		}
@@ -543,16 +609,26 @@ func (p *processor) dropWaiting() {
 	p.arm()
 }
 
-// arm sets the timer for the first record waiting, if any.
+// arm sets the timer for the first record waiting, if any, or for the
+// batch being gathered if it starts sooner.
 func (p *processor) arm() {
-	if p.waiting.len() == 0 {
+	var at time.Time
+	if p.waiting.len() > 0 {
+		at = p.waiting.peek().due
+	}
+	// A gathering already over waits for a free slot or the gate, not for
+	// the timer: arming it for the past would spin.
+	if !p.gatherBy.IsZero() && p.gatherBy.After(time.Now()) && (at.IsZero() || p.gatherBy.Before(at)) {
+		at = p.gatherBy
+	}
+	if at.IsZero() {
 		if p.timer != nil {
 			p.timer.Stop()
 		}
 		p.timerC = nil
 		return
 	}
-	d := time.Until(p.waiting.peek().due)
+	d := time.Until(at)
 	if p.timer == nil {
 		p.timer = time.NewTimer(d)
 	} else {

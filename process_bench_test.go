@@ -167,3 +167,73 @@ func overheadRun(b *testing.B, concurrency, records, keys int) time.Duration {
 	}
 	return elapsed
 }
+
+// BenchmarkProcessBatch measures what a batch sink gains from ProcessBatch
+// over Process at the same Concurrency: one shard, 2,000 records over 200
+// keys, a sink that costs 5ms a call plus 20µs a record (a write of many
+// records at once, as DynamoDB's BatchWriteItem or Firehose's
+// PutRecordBatch). Process calls it with one record, ProcessBatch with up
+// to BatchSize 100 (BatchWindow 10ms). It reports records per second of
+// each at Concurrency 4 and 16, and their ratio.
+//
+//	go test -run '^$' -bench 'BenchmarkProcessBatch$' -benchtime 1x .
+func BenchmarkProcessBatch(b *testing.B) {
+	const records, keys = 2000, 200
+	levels := []int{4, 16}
+	per, batched := make([]float64, len(levels)), make([]float64, len(levels))
+	for range b.N {
+		for i, conc := range levels {
+			per[i] += sinkRate(b, conc, 0, records, keys)
+			batched[i] += sinkRate(b, conc, 100, records, keys)
+		}
+	}
+	for i, conc := range levels {
+		b.ReportMetric(per[i]/float64(b.N), fmt.Sprintf("rec/s-process-c%02d", conc))
+		b.ReportMetric(batched[i]/float64(b.N), fmt.Sprintf("rec/s-batch-c%02d", conc))
+		b.ReportMetric(batched[i]/per[i], fmt.Sprintf("x-batch-over-process-c%02d", conc))
+	}
+}
+
+// sinkRate runs Process (batchSize 0) or ProcessBatch over a fresh stream
+// of records records, with the batch sink's cost, until every record was
+// handled, and returns records per second.
+func sinkRate(b *testing.B, concurrency, batchSize, records, keys int) float64 {
+	b.StopTimer()
+	defer b.StartTimer()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("bench", 1)
+	data := make([]byte, 100)
+	for i := range records {
+		if _, _, err := kin.PutRecord("bench", fmt.Sprintf("key-%d", i%keys), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, err := New(Options{StreamName: "bench", Kinesis: kin, InitialPosition: TrimHorizon,
+		Concurrency: concurrency, BatchSize: batchSize, BatchWindow: 10 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var handled atomic.Int64
+	var elapsed time.Duration // until the last record was handled
+	var start time.Time
+	sink := func(n int) {
+		time.Sleep(5*time.Millisecond + time.Duration(n)*20*time.Microsecond)
+		if handled.Add(int64(n)) == int64(records) {
+			elapsed = time.Since(start)
+			cancel()
+		}
+	}
+	b.StartTimer()
+	start = time.Now()
+	if batchSize == 0 {
+		err = c.Process(ctx, func(_ context.Context, _ Record) error { sink(1); return nil })
+	} else {
+		err = c.ProcessBatch(ctx, func(_ context.Context, recs []Record) error { sink(len(recs)); return nil })
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return float64(records) / elapsed.Seconds()
+}
