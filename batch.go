@@ -161,6 +161,7 @@ func (p *processor) startBatches() {
 			continue // all dropped
 		}
 		p.running++
+		p.inCalls += len(b.tasks)
 		go p.attemptBatch(b, p.open)
 	}
 }
@@ -291,6 +292,7 @@ func (p *processor) batchErrors(err error, n int) []error {
 // taken as done takes a record's outcome; the later ones of its key wait.
 func (p *processor) batchDone(b *batch) {
 	p.running--
+	p.inCalls -= len(b.tasks)
 	for i := 0; i < len(b.tasks); {
 		k := b.tasks[i].key
 		j := i

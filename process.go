@@ -149,6 +149,8 @@ type processor struct {
 	timer   *time.Timer          // fires when waiting's first is due
 	timerC  <-chan time.Time     // timer's channel while armed; nil otherwise
 	running int                  // attempts in flight
+	queued  int                  // records delivered and not done: in keys' queues, running or backing off
+	inCalls int                  // records in the attempts in flight
 	next    uint64               // arrival number of the next record
 	results chan *task           // attempts done; never blocks (room for Concurrency)
 	batches chan *batch          // ProcessBatch's attempts done, as results; nil for Process
@@ -246,6 +248,7 @@ type keyQueue struct {
 func (p *processor) run(in <-chan Record) error {
 	for in != nil {
 		p.startReady()
+		p.publish()
 		select {
 		case <-p.gate.opened(): // nil, never ready, while the gate is open
 		case rec, ok := <-in:
@@ -294,6 +297,15 @@ func (p *processor) run(in <-chan Record) error {
 	return p.c.Err()
 }
 
+// publish writes where the records are to Stats (ProcessStats).
+func (p *processor) publish() {
+	n := &p.c.counters.process
+	n.running.Store(int64(p.inCalls))
+	n.ready.Store(int64(p.ready.len()))
+	n.backingOff.Store(int64(p.waiting.len()))
+	n.waiting.Store(int64(p.queued - p.inCalls - p.ready.len() - p.waiting.len()))
+}
+
 // add queues a record behind the earlier ones of its key.
 func (p *processor) add(rec Record) {
 	ctx := p.recordContext(rec)
@@ -308,6 +320,7 @@ func (p *processor) add(rec Record) {
 	t := &task{rec: rec, ctx: ctx, key: k, n: p.next}
 	p.next++
 	k.tasks = append(k.tasks, t)
+	p.queued++
 	switch {
 	case len(k.tasks) == 1:
 		p.pushReady(t)
@@ -428,6 +441,7 @@ func (p *processor) startReady() {
 			continue
 		}
 		p.running++
+		p.inCalls++
 		go p.attempt(t, p.open)
 	}
 }
@@ -492,6 +506,7 @@ func (p *processor) settle(t *task, ctx context.Context, err error) {
 		return
 	}
 	t.attempts++
+	p.c.counters.process.failed.Add(1)
 	tooOld := p.c.opts.MaxRecordAge > 0 && time.Since(t.rec.ApproximateArrivalTimestamp) > p.c.opts.MaxRecordAge
 	switch {
 	case !tooOld && (maxAttempts == 0 || t.attempts < maxAttempts):
@@ -504,6 +519,7 @@ func (p *processor) settle(t *task, ctx context.Context, err error) {
 		}
 		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: %s: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, why, err)
 	default:
+		p.c.counters.process.toOnFailure.Add(1)
 		ferr := p.callOnFailure(context.WithValue(ctx, attemptKey{}, t.attempts), t.rec, err)
 		switch {
 		case ferr == nil:
@@ -524,6 +540,7 @@ func (p *processor) settle(t *task, ctx context.Context, err error) {
 // waits for the retry, or (stop) stays blocked while Process shuts down.
 func (p *processor) done(t *task) {
 	p.running--
+	p.inCalls--
 	p.settled(t)
 }
 
@@ -574,6 +591,7 @@ func (p *processor) settled(t *task) {
 // advance removes the first record of k, which is done, and makes the next
 // one ready.
 func (p *processor) advance(k *keyQueue) {
+	p.queued--
 	k.tasks[0] = nil
 	k.tasks = k.tasks[1:]
 	if len(k.tasks) == 0 {

@@ -47,3 +47,42 @@ func TestProcessTakesShardsInTurn(t *testing.T) {
 		require.Less(t, first, 12, "%s's first call is call %d of %d", sh, first+1, total)
 	}
 }
+
+// Stats says where Process's records are: running, ready, waiting behind
+// their key, backing off; and counts failed attempts and records given to
+// OnFailure (issue 23, item 2).
+func TestProcessStats(t *testing.T) {
+	noLeak(t)
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	for i, key := range []string{"a", "a", "a", "b", "b", "c"} {
+		_, _, err := kin.PutRecord("s", key, []byte(fmt.Sprint(i)))
+		require.NoError(t, err)
+	}
+	opts := fakeOptions(kin, "s")
+	opts.MaxAttempts, opts.Concurrency = 2, 3
+	opts.RetryDelay, opts.MaxRetryDelay = time.Hour, time.Hour // "c" backs off for good after its first failure
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	r := startProcess(t, opts, func(ctx context.Context, rec Record) error {
+		switch rec.PartitionKey {
+		case "a":
+			<-release
+		case "c":
+			return fmt.Errorf("fails")
+		}
+		return nil
+	})
+	t.Cleanup(unblock) // before r.stop, which waits for the handlers
+	c := r.c
+	require.Eventually(t, func() bool {
+		p := c.Stats().Process
+		return p.Running == 1 && p.BackingOff == 1 && p.Ready == 0 && p.Waiting == 2
+	}, 30*time.Second, 10*time.Millisecond, "a's first runs, its two others wait, b is done, c backs off: %+v", c.Stats().Process)
+	p := c.Stats().Process
+	require.EqualValues(t, 1, p.FailedAttempts)
+	require.Zero(t, p.ToOnFailure)
+	unblock()
+	require.NoError(t, r.stop())
+}

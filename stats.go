@@ -22,6 +22,27 @@ type Stats struct {
 	// Throttles counts calls refused for a limit (ProvisionedThroughputExceeded,
 	// LimitExceeded, KMSThrottling, ...); Retries counts every call retried.
 	Throttles, Retries int64
+	// Process is what Process or ProcessBatch does with the records
+	// delivered; zero with Consume.
+	Process ProcessStats
+}
+
+// ProcessStats describes a run of Process or ProcessBatch, as of its
+// dispatcher's last step: where the records delivered and not yet done
+// are, and what their attempts came to.
+type ProcessStats struct {
+	// Running records are in a handler call (or a batch) that runs now.
+	Running int
+	// Ready records have their key free and wait for a free call.
+	Ready int
+	// Waiting records wait behind an earlier record of their key.
+	Waiting int
+	// BackingOff records failed and wait for their next attempt.
+	BackingOff int
+	// FailedAttempts counts failed handler calls, per record (a batch's
+	// counts each record it failed); ToOnFailure counts the records given
+	// to OnFailure. Both since the run started.
+	FailedAttempts, ToOnFailure int64
 }
 
 // ShardStats describes one shard. Only ShardID, StreamARN, Owner and
@@ -71,6 +92,21 @@ type shardCounters struct {
 type consumerCounters struct {
 	retryCounters
 	iteratorRefreshes atomic.Int64
+	process           processCounters
+}
+
+// processCounters are ProcessStats: the gauges written by the dispatcher
+// after each step, the counters by the attempts; any goroutine reads them.
+type processCounters struct {
+	running, ready, waiting, backingOff atomic.Int64
+	failed, toOnFailure                 atomic.Int64
+}
+
+func (c *processCounters) snapshot() ProcessStats {
+	return ProcessStats{
+		Running: int(c.running.Load()), Ready: int(c.ready.Load()), Waiting: int(c.waiting.Load()), BackingOff: int(c.backingOff.Load()),
+		FailedAttempts: c.failed.Load(), ToOnFailure: c.toOnFailure.Load(),
+	}
 }
 
 // Stats returns a snapshot. It is safe to call from any goroutine, at any
@@ -82,6 +118,7 @@ func (c *Consumer) Stats() Stats {
 		IteratorRefreshes: c.counters.iteratorRefreshes.Load(),
 		Throttles:         c.counters.throttles.Load(),
 		Retries:           c.counters.retries.Load(),
+		Process:           c.counters.process.snapshot(),
 	}
 	leases := c.keeper.leasesRead()
 	byShard := make(map[string]ShardStats, len(leases))
