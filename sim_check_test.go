@@ -210,6 +210,9 @@ type simReport struct {
 	Calls          int // Process handler calls
 	Leftovers      int // calls of a key that began while another worker's call of it ran on with its context ended
 	Unconfirmed    int // calls of a key that began while another worker's call of it ran on, its worker not yet sure that it had passed the lease on
+	// Edges counts what the simulation's edges produced (sim_edges_test.go),
+	// by name: set by the run, not by the checker.
+	Edges map[string]int
 }
 
 func (r *simReport) violate(format string, args ...any) {
