@@ -393,6 +393,9 @@ type simRun struct {
 	wg sync.WaitGroup // adversary goroutines (heals, delayed kills, producers)
 
 	proc simProcRun // the Process workers and their calls (sim_process_test.go)
+
+	edgeRun simEdgeRun // sim_edges_test.go
+	kpl     simKPL
 }
 
 func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
@@ -414,9 +417,13 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	}
 	cfg.process = drawProcConfig(seed)
 	cfg.edges = drawEdges(seed, chaos)
+	if len(cfg.widen.recreates) > 0 {
+		cfg.edges.kpl = false
+	}
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
+		kpl:     simKPL{aggs: map[string][]simUser{}},
 		windows: map[*ackWindow]int{}, winLease: map[*ackWindow]string{}, parents: map[string][]string{}, passOns: map[string]simMoment{}, created: map[string]bool{}, nextName: map[string]int{},
 		proc: simProcRun{restart: newChanLock()},
 	}
@@ -448,6 +455,10 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for p := range cfg.producers {
 		prng := rand.New(rand.NewPCG(rng.Uint64(), uint64(p)))
 		s.wg.Go(func() { s.produce(prodCtx, prng, p) })
+	}
+	if cfg.edges.kpl {
+		krng := rand.New(rand.NewPCG(cfg.edges.seed, 3))
+		s.wg.Go(func() { s.produceKPL(prodCtx, krng, cfg.producers) })
 	}
 	for range cfg.history { // reshards before the group starts, records in each generation
 		for _, stream := range names {
@@ -985,6 +996,10 @@ func (s *simRun) deliveredSet() map[string]bool {
 // shard or an ancestor of it (records arriving after that GetShardIterator
 // returned), never if neither was opened.
 func (s *simRun) owedSince() func(shard string) time.Time {
+	if s.cfg.edges.skew {
+		since := s.skewOwedSince()
+		return func(string) time.Time { return since }
+	}
 	if s.cfg.position != Latest {
 		return func(string) time.Time { return time.Time{} }
 	}
@@ -1183,7 +1198,7 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 		opts.StreamName = s.sts.names[0]
 	}
 	proc := s.processOptions(&opts, seed, id, name)
-	s.edgeOptions(&opts)
+	s.edgeOptions(&opts, id)
 	c, err := New(opts)
 	if err != nil {
 		s.t.Fatalf("New: %v", err)
