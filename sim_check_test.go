@@ -215,6 +215,7 @@ type simReport struct {
 	Calls          int // Process handler calls
 	Leftovers      int // calls of a key that began while another worker's call of it ran on with its context ended
 	Unconfirmed    int // calls of a key that began while another worker's call of it ran on, its worker not yet sure that it had passed the lease on
+	RePutOverlap   int // calls of a key at once on two shards, one of a KPL user record put again (class e): exempt
 	// Edges counts what the simulation's edges produced (sim_edges_test.go),
 	// by name: set by the run, not by the checker.
 	Edges map[string]int

@@ -241,6 +241,11 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 					// sync listed (simLog.Unlisted): no lease says the
 					// descendant waits (README, Known limits).
 					rep.OrderUnlisted++
+				case a.Shard != b.Shard && (len(copies[a.Data]) > 1 || len(copies[b.Data]) > 1):
+					// A KPL user record put again (class e): its key is
+					// read from the shard the aggregate landed on and from
+					// its own at once (README, Known limits).
+					rep.RePutOverlap++
 				case unconfirmed(a, b) || unconfirmed(b, b):
 					rep.Unconfirmed++
 				default:
