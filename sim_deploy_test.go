@@ -518,10 +518,18 @@ func (s *simRun) putsOf(stream string, since func(shard string) time.Time) []sim
 	for i, r := range recs {
 		gen := s.sts.genOfPut(stream, i)
 		shard := s.sts.qualifyGen(stream, gen, r.ShardID)
-		out = append(out, simPut{
+		p := simPut{
 			Data: string(r.Data), Key: s.sts.keyOf(stream, gen, r.PartitionKey), Shard: shard, Seq: r.SequenceNumber, Arrival: r.Arrival,
 			Trimmed: r.Trimmed, Reads: r.Reads, Owed: owes && (gen > 0 || r.Arrival.After(since(shard))),
-		})
+		}
+		users := s.kplUsers(stream, r.SequenceNumber) // a KPL aggregate: its user records (sim_edges_test.go)
+		if users == nil {
+			out = append(out, p)
+		}
+		for j, u := range users {
+			p.Data, p.Key, p.Sub = u.data, s.sts.keyOf(stream, gen, u.key), int64(j)
+			out = append(out, p)
+		}
 	}
 	return out
 }

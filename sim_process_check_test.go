@@ -129,8 +129,10 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 	h := simHandled{first: map[string]simDelivery{}, fresh: map[string]bool{}}
 	rep.Calls = len(l.Calls)
 	written := map[string]simPut{}
+	copies := map[string][]simPut{} // more than one: a KPL user record put again (class e)
 	for _, p := range l.Puts {
 		written[p.Data] = p
+		copies[p.Data] = append(copies[p.Data], p)
 	}
 	writesByShard := map[string][]simWrite{}
 	for _, w := range l.Writes {
@@ -156,7 +158,7 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 		case !ok:
 			rep.violate("phantom: %q handled by %s, never written", c.Data, c.Worker)
 			continue
-		case c.Shard != p.Shard || c.Seq != p.Seq:
+		case !slices.ContainsFunc(copies[c.Data], func(p simPut) bool { return c.Shard == p.Shard && c.Seq == p.Seq }):
 			rep.violate("identity: %q written to %s/%s, handled by %s as %s/%s", p.Data, p.Shard, p.Seq, c.Worker, c.Shard, c.Seq)
 		}
 		w := wins[c.Window]
@@ -239,6 +241,11 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 					// sync listed (simLog.Unlisted): no lease says the
 					// descendant waits (README, Known limits).
 					rep.OrderUnlisted++
+				case a.Shard != b.Shard && (len(copies[a.Data]) > 1 || len(copies[b.Data]) > 1):
+					// A KPL user record put again (class e): its key is
+					// read from the shard the aggregate landed on and from
+					// its own at once (README, Known limits).
+					rep.RePutOverlap++
 				case unconfirmed(a, b) || unconfirmed(b, b):
 					rep.Unconfirmed++
 				default:

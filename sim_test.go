@@ -199,6 +199,12 @@ func (s *simTotal) add(seed uint64, rep simReport, took time.Duration, failed bo
 	for k, v := range rep.Dups {
 		s.rep.Dups[k] += v
 	}
+	for k, v := range rep.Edges {
+		if s.rep.Edges == nil {
+			s.rep.Edges = map[string]int{}
+		}
+		s.rep.Edges[k] += v
+	}
 }
 
 func (s *simTotal) log(t *testing.T, took time.Duration) {
@@ -210,6 +216,9 @@ func (s *simTotal) log(t *testing.T, took time.Duration) {
 		s.rep.Records, s.rep.Delivered, s.rep.Excused, s.rep.Stale, s.rep.MaxStale, s.rep.MaxLag)
 	for _, k := range slices.Sorted(maps.Keys(s.rep.Dups)) {
 		t.Logf("  duplicates %6d  %s", s.rep.Dups[k], k)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.rep.Edges)) {
+		t.Logf("  edges %6d  %s", s.rep.Edges[k], k)
 	}
 	if s.rep.Calls > 0 {
 		t.Logf("  Process: %d handler calls; %d begun beside another worker's call of their key whose context had ended, %d beside one whose worker had passed its lease on unconfirmed (a lost reply)", s.rep.Calls, s.rep.Leftovers, s.rep.Unconfirmed)
@@ -263,6 +272,9 @@ type simConfig struct {
 	widen simWiden
 	// process: which workers run Consumer.Process (sim_process_test.go).
 	process simProcConfig
+	// edges: fan-out, clocks ahead of Kinesis, KPL re-puts
+	// (sim_edges_test.go).
+	edges simEdges
 }
 
 type simTableFaults struct {
@@ -340,6 +352,7 @@ func (c simConfig) String() string {
 	mode += " " + c.db.String()
 	mode += c.widen.String()
 	mode += c.process.String()
+	mode += c.edges.String()
 	return fmt.Sprintf("%s shards=%d workers=%d keys=%d producers=%d position=%s lease=%v maxRecords=%d buffer=%d maxUnacked=%d iteratorTTL=%v shardSync=%v table=%+v neverAck=%.4f lateAck=%.3f events=%d",
 		mode, c.shards, c.workers, c.keys, c.producers, c.position, c.leaseDuration, c.maxRecords, c.bufferSize, c.maxUnacked, c.iteratorTTL, c.shardSync, c.table, c.neverAck, c.lateAck, c.events)
 }
@@ -380,6 +393,9 @@ type simRun struct {
 	wg sync.WaitGroup // adversary goroutines (heals, delayed kills, producers)
 
 	proc simProcRun // the Process workers and their calls (sim_process_test.go)
+
+	edgeRun simEdgeRun // sim_edges_test.go
+	kpl     simKPL
 }
 
 func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
@@ -400,14 +416,21 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 		cfg.shardSync = chaos / 2
 	}
 	cfg.process = drawProcConfig(seed)
+	cfg.edges = drawEdges(seed, chaos)
+	if len(cfg.widen.recreates) > 0 {
+		cfg.edges.kpl = false
+	}
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
+		kpl:     simKPL{aggs: map[string][]simUser{}},
 		windows: map[*ackWindow]int{}, winLease: map[*ackWindow]string{}, parents: map[string][]string{}, passOns: map[string]simMoment{}, created: map[string]bool{}, nextName: map[string]int{},
 		proc: simProcRun{restart: newChanLock()},
 	}
 	s.db = newSimDB(s, s.leases, cfg.db, dbr.Uint64())
-	s.kin = kinesisfake.New(kinesisfake.Options{IteratorTTL: cfg.iteratorTTL})
+	kopts := kinesisfake.Options{IteratorTTL: cfg.iteratorTTL}
+	cfg.edges.kinesisOptions(&kopts)
+	s.kin = kinesisfake.New(kopts)
 	names := []string{simStream}
 	if cfg.streams > 1 {
 		names = simMultiStreams[:cfg.streams]
@@ -417,7 +440,9 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	if cfg.late {
 		s.reading = names[:len(names)-1]
 	}
-	s.opens = &simKinesis{Server: s.kin, sts: s.sts, first: map[string]time.Time{}}
+	s.opens = &simKinesis{Server: s.kin, sts: s.sts, first: map[string]time.Time{}, subs: simSubscriptions{
+		count: map[string]int{}, failFirst: cfg.edges.failFirst, rng: rand.New(rand.NewPCG(cfg.edges.seed, 27)),
+	}}
 	s.noteShards()
 	kinFaults := kinesisfake.RandomFaults(rng.Uint64(), cfg.kinesis)
 
@@ -430,6 +455,10 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	for p := range cfg.producers {
 		prng := rand.New(rand.NewPCG(rng.Uint64(), uint64(p)))
 		s.wg.Go(func() { s.produce(prodCtx, prng, p) })
+	}
+	if cfg.edges.kpl {
+		krng := rand.New(rand.NewPCG(cfg.edges.seed, 3))
+		s.wg.Go(func() { s.produceKPL(prodCtx, krng, cfg.producers) })
 	}
 	for range cfg.history { // reshards before the group starts, records in each generation
 		for _, stream := range names {
@@ -466,6 +495,9 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	}
 	for range cfg.overtakes {
 		evs = append(evs, event{at: time.Duration(more.Int64N(int64(chaos))), kind: -2, r: more.Uint64()})
+	}
+	for i, at := range cfg.edges.overtakes {
+		evs = append(evs, event{at: at, kind: -2, r: cfg.edges.seed + uint64(i)})
 	}
 	for range cfg.db.outages {
 		evs = append(evs, event{at: time.Duration(dbr.Int64N(int64(chaos))), kind: -31, r: dbr.Uint64()})
@@ -530,6 +562,10 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	s.db.late.Wait()
 
 	rep := checkSim(s.log())
+	rep.Edges = s.edgeCounts()
+	if rep.RePutOverlap > 0 {
+		rep.Edges["Process calls of a key beside one on another shard, of a KPL user record put again (exempt)"] = rep.RePutOverlap
+	}
 	t.Logf("%d records (%d owed, %d trimmed unread, %d of those read by a worker that never handed them over, %d trimmed and delivered only after their lease moved), %d deliveries from %d lease acquisitions, %d stale, %d key-order checks (%d inversions behind a shard no sync listed)",
 		rep.Records, rep.Owed, rep.Excused, rep.ExcusedRead, rep.StaleTrimmed, rep.Delivered, rep.Windows, rep.Stale, rep.KeyOrderChecks, rep.OrderUnlisted)
 	for _, k := range slices.Sorted(maps.Keys(rep.Dups)) {
@@ -554,7 +590,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 		}
 	}
 	s.mu.Unlock()
-	t.Logf("adversary: %v", kinds)
+	t.Logf("adversary: %v; edges: %v", kinds, rep.Edges)
 	if len(rep.Violations) > 0 {
 		for _, line := range s.logs.lines() {
 			t.Log(line)
@@ -963,6 +999,10 @@ func (s *simRun) deliveredSet() map[string]bool {
 // shard or an ancestor of it (records arriving after that GetShardIterator
 // returned), never if neither was opened.
 func (s *simRun) owedSince() func(shard string) time.Time {
+	if s.cfg.edges.skew {
+		since := s.skewOwedSince()
+		return func(string) time.Time { return since }
+	}
 	if s.cfg.position != Latest {
 		return func(string) time.Time { return time.Time{} }
 	}
@@ -1161,6 +1201,7 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 		opts.StreamName = s.sts.names[0]
 	}
 	proc := s.processOptions(&opts, seed, id, name)
+	s.edgeOptions(&opts, id)
 	c, err := New(opts)
 	if err != nil {
 		s.t.Fatalf("New: %v", err)
@@ -1440,6 +1481,7 @@ type simKinesis struct {
 	sts   *simStreams
 	mu    sync.Mutex
 	first map[string]time.Time
+	subs  simSubscriptions // fan-out (sim_edges_test.go)
 }
 
 func (k *simKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, opts ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
@@ -1450,14 +1492,19 @@ func (k *simKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardI
 		if stream == "" {
 			stream = k.sts.byARN[aws.ToString(in.StreamARN)]
 		}
-		shard := k.sts.qualify(stream, aws.ToString(in.ShardId))
-		k.mu.Lock()
-		if _, ok := k.first[shard]; !ok {
-			k.first[shard] = now
-		}
-		k.mu.Unlock()
+		k.noteOpen(k.sts.qualify(stream, aws.ToString(in.ShardId)), now)
 	}
 	return out, err
+}
+
+// noteOpen notes that shard was opened at now (GetShardIterator or
+// SubscribeToShard returned), if it is its first open.
+func (k *simKinesis) noteOpen(shard string, now time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.first[shard]; !ok {
+		k.first[shard] = now
+	}
 }
 
 func (k *simKinesis) snapshot() map[string]time.Time {

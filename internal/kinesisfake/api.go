@@ -115,7 +115,9 @@ func (s *Server) ListShards(ctx context.Context, in *kinesis.ListShardsInput, _ 
 // record that arrived at or after Timestamp) of a shard. A sequence number
 // already trimmed opens at the trim horizon; one not of the shard fails with
 // *types.InvalidArgumentException. A shard that does not exist, or was
-// removed, fails with *types.ResourceNotFoundException.
+// removed, fails with *types.ResourceNotFoundException. The result's
+// metadata holds the response's Date, in whole seconds, as the SDK records
+// it (awsmiddleware.GetServerTime).
 func (s *Server) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, _ ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
 	shardID := aws.ToString(in.ShardId)
 	return call(ctx, s, OpGetShardIterator, streamLabel(in.StreamName, in.StreamARN), shardID, func(now time.Time, _ bool) (*kinesis.GetShardIteratorOutput, error) {
@@ -132,7 +134,7 @@ func (s *Server) GetShardIterator(ctx context.Context, in *kinesis.GetShardItera
 			return nil, err
 		}
 		it := iterator{stream: st.name, shardID: sh.id, created: st.created, pos: pos, issued: now}
-		return &kinesis.GetShardIteratorOutput{ShardIterator: aws.String(it.encode())}, nil
+		return &kinesis.GetShardIteratorOutput{ShardIterator: aws.String(it.encode()), ResultMetadata: responseMetadata(now)}, nil
 	})
 }
 
@@ -212,7 +214,12 @@ func (s *Server) DescribeStreamSummary(ctx context.Context, in *kinesis.Describe
 		if err != nil {
 			return nil, err
 		}
-		open := 0
+		open, consumers := 0, 0
+		for _, c := range s.consumers {
+			if c.stream == st.name && c.streamCreated.Equal(st.created) {
+				consumers++
+			}
+		}
 		for _, sh := range st.shards {
 			if sh.open() {
 				open++
@@ -226,30 +233,9 @@ func (s *Server) DescribeStreamSummary(ctx context.Context, in *kinesis.Describe
 			StreamCreationTimestamp: aws.Time(st.created),
 			RetentionPeriodHours:    aws.Int32(int32((s.retention + time.Hour - 1) / time.Hour)), // rounded up
 			OpenShardCount:          aws.Int32(int32(open)),
-			ConsumerCount:           aws.Int32(0),
+			ConsumerCount:           aws.Int32(int32(consumers)),
 			EncryptionType:          types.EncryptionTypeNone,
 			EnhancedMonitoring:      []types.EnhancedMetrics{},
 		}}, nil
 	})
-}
-
-// DescribeStreamConsumer always fails: the fake has no enhanced fan-out.
-func (s *Server) DescribeStreamConsumer(ctx context.Context, in *kinesis.DescribeStreamConsumerInput, _ ...func(*kinesis.Options)) (*kinesis.DescribeStreamConsumerOutput, error) {
-	return call(ctx, s, OpDescribeStreamConsumer, nameOfARN(aws.ToString(in.StreamARN)), "", unsupported[kinesis.DescribeStreamConsumerOutput](OpDescribeStreamConsumer))
-}
-
-// RegisterStreamConsumer always fails: the fake has no enhanced fan-out.
-func (s *Server) RegisterStreamConsumer(ctx context.Context, in *kinesis.RegisterStreamConsumerInput, _ ...func(*kinesis.Options)) (*kinesis.RegisterStreamConsumerOutput, error) {
-	return call(ctx, s, OpRegisterStreamConsumer, nameOfARN(aws.ToString(in.StreamARN)), "", unsupported[kinesis.RegisterStreamConsumerOutput](OpRegisterStreamConsumer))
-}
-
-// SubscribeToShard always fails: the fake has no enhanced fan-out.
-func (s *Server) SubscribeToShard(ctx context.Context, in *kinesis.SubscribeToShardInput, _ ...func(*kinesis.Options)) (*kinesis.SubscribeToShardOutput, error) {
-	return call(ctx, s, OpSubscribeToShard, "", aws.ToString(in.ShardId), unsupported[kinesis.SubscribeToShardOutput](OpSubscribeToShard))
-}
-
-func unsupported[T any](op string) func(time.Time, bool) (*T, error) {
-	return func(time.Time, bool) (*T, error) {
-		return nil, fmt.Errorf("kinesisfake: %s is not supported: the fake has no enhanced fan-out", op)
-	}
 }

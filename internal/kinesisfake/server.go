@@ -5,8 +5,9 @@
 // signatures, answering as Kinesis does and failing with the SDK's own
 // exception types (types.ResourceNotFoundException,
 // types.ExpiredIteratorException, ...), so that errors.As checks written
-// for the real service work. Enhanced fan-out is not modelled: its three
-// methods always fail.
+// for the real service work. Enhanced fan-out is modelled too (fanout.go):
+// stream consumers, and subscriptions whose event streams a caller reads
+// from SubscribeToShardOutput.GetStream as from the SDK's.
 //
 // Test code drives the stream through admin methods that no client calls:
 // CreateStream, PutRecord, SplitShard, MergeShards, UpdateShardCount, Trim,
@@ -16,8 +17,9 @@
 // counted per operation (Calls), and Records is a ledger of every record ever
 // put, with how often it was read and whether retention trimmed it.
 //
-// Everything is safe for concurrent use. The server starts no goroutine:
-// retention is applied lazily, at each call that touches a stream, or by Trim.
+// Everything is safe for concurrent use. The server starts no goroutine
+// but one per live subscription, which ends with it: retention is applied
+// lazily, at each call that touches a stream, or by Trim.
 package kinesisfake
 
 import (
@@ -63,6 +65,17 @@ type Options struct {
 	// Fault, when set, may fail or delay each KinesisAPI call. SetFault
 	// changes it later.
 	Fault FaultFunc
+	// SubscriptionTTL is how long a subscription lasts before the server
+	// ends it (default 5m, as AWS).
+	SubscriptionTTL time.Duration
+	// FanOutHeartbeat is how long a subscription may go without an event:
+	// an empty one is sent then (default 5s, as AWS).
+	FanOutHeartbeat time.Duration
+	// FanOutEventRecords caps the records of one event (default 10000).
+	FanOutEventRecords int
+	// ConsumerCreating is how long a registered consumer stays CREATING
+	// before it is ACTIVE (default 0: ACTIVE at once).
+	ConsumerCreating time.Duration
 }
 
 // Server is a fake Kinesis holding any number of streams.
@@ -71,6 +84,11 @@ type Server struct {
 	iteratorTTL  time.Duration
 	nextTokenTTL time.Duration
 	pageSize     int
+	// Fan-out (fanout.go).
+	subscriptionTTL    time.Duration
+	fanOutHeartbeat    time.Duration
+	fanOutEventRecords int
+	consumerCreating   time.Duration
 
 	mu        sync.Mutex
 	retention time.Duration
@@ -80,6 +98,11 @@ type Server struct {
 	// deleted are the earlier incarnations of each stream name, oldest
 	// first: their records stay in the ledger (Records).
 	deleted map[string][]*stream
+	// consumers are the registered stream consumers, by ARN.
+	consumers map[string]*streamConsumer
+	// changed is closed, and replaced, whenever a stream changes (a put, a
+	// reshard, a removal): subscriptions wait on it.
+	changed chan struct{}
 }
 
 // New returns a server with no stream.
@@ -94,6 +117,22 @@ func New(opts Options) *Server {
 		streams:      make(map[string]*stream),
 		calls:        make(map[string]int64),
 		deleted:      make(map[string][]*stream),
+		consumers:    make(map[string]*streamConsumer),
+		changed:      make(chan struct{}),
+
+		subscriptionTTL:    opts.SubscriptionTTL,
+		fanOutHeartbeat:    opts.FanOutHeartbeat,
+		fanOutEventRecords: opts.FanOutEventRecords,
+		consumerCreating:   opts.ConsumerCreating,
+	}
+	if s.subscriptionTTL <= 0 {
+		s.subscriptionTTL = DefaultSubscriptionTTL
+	}
+	if s.fanOutHeartbeat <= 0 {
+		s.fanOutHeartbeat = DefaultFanOutHeartbeat
+	}
+	if s.fanOutEventRecords <= 0 {
+		s.fanOutEventRecords = defaultLimit
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -202,6 +241,7 @@ func (s *Server) DeleteStream(name string) error {
 			r.trimmedAt = now
 		}
 	}
+	s.dropConsumers(st, nil)
 	delete(s.streams, name)
 	s.deleted[name] = append(s.deleted[name], st)
 	return nil
@@ -252,6 +292,7 @@ func (s *Server) put(name, partitionKey, explicitHashKey string, data []byte) (s
 	}
 	sh.records = append(sh.records, r)
 	st.ledger = append(st.ledger, r)
+	s.notifyLocked()
 	return sh.id, formatSeq(r.seq), nil
 }
 
@@ -278,6 +319,7 @@ func (s *Server) SplitShard(stream, shardID, newStartingHashKey string) error {
 		return invalidArgument("NewStartingHashKey %s is not within (%s, %s] of shard %s", newStartingHashKey, sh.first, sh.last, shardID)
 	}
 	st.split(sh, at, now)
+	s.notifyLocked()
 	return nil
 }
 
@@ -304,6 +346,7 @@ func (s *Server) MergeShards(stream, shardID, adjacentShardID string) error {
 		return invalidArgument("shards %s and %s are not adjacent", shardID, adjacentShardID)
 	}
 	st.merge(a, b, now)
+	s.notifyLocked()
 	return nil
 }
 
@@ -326,6 +369,7 @@ func (s *Server) UpdateShardCount(stream string, target int) error {
 		return err
 	}
 	st.scale(target, now)
+	s.notifyLocked()
 	return nil
 }
 
@@ -349,6 +393,7 @@ func (s *Server) RemoveShard(stream, shardID string) error {
 		return invalidArgument("shard %s is open; only a closed shard can be removed", shardID)
 	}
 	st.remove(sh, now)
+	s.notifyLocked()
 	return nil
 }
 
@@ -363,6 +408,7 @@ func (s *Server) Trim() {
 	for _, st := range s.streams {
 		st.trim(now, s.retention)
 	}
+	s.notifyLocked()
 }
 
 // Shards returns the stream's shards, open and closed but not removed, in

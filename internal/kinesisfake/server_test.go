@@ -95,18 +95,6 @@ func TestUnknownStreamIsResourceNotFound(t *testing.T) {
 	}
 }
 
-func TestFanOutIsNotSupported(t *testing.T) {
-	s, _ := newServer(t, Options{})
-	ctx := context.Background()
-	_, err1 := s.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{})
-	_, err2 := s.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{})
-	_, err3 := s.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{})
-	for _, err := range []error{err1, err2, err3} {
-		assert.ErrorContains(t, err, "not supported")
-	}
-	assert.Equal(t, int64(1), s.Calls(OpSubscribeToShard))
-}
-
 func TestPutRoutesByMD5OfThePartitionKey(t *testing.T) {
 	s, clock := newServer(t, Options{})
 	s.CreateStream("s", 4)
