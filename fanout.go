@@ -32,7 +32,7 @@ const (
 // it is missing (ConsumerName, the same on every stream), waits until it is
 // ACTIVE, and records its ARN. It runs at start (run's goroutine), before a
 // stream created again is read (switchIncarnation), and on a reader that
-// found the consumer deregistered (renewConsumer, holding s.consumerMu).
+// found the consumer deregistered (renewConsumer, holding s.renewing).
 func (c *Consumer) registerConsumer(ctx context.Context, st stage, s *kstream) error {
 	streamARN := s.arn // from describeStreams
 	name := c.opts.ConsumerName
@@ -59,7 +59,8 @@ func (c *Consumer) registerConsumer(ctx context.Context, st stage, s *kstream) e
 		d := out.ConsumerDescription
 		switch d.ConsumerStatus {
 		case types.ConsumerStatusActive:
-			s.consumerARN = aws.ToString(d.ConsumerARN) // by the caller's goroutine: see the doc comment
+			arn := aws.ToString(d.ConsumerARN)
+			s.consumerARN.Store(&arn)
 			return nil
 		case types.ConsumerStatusDeleting:
 			s.log.Warn("kcl: stream consumer is being deleted; waiting to register it again", "consumer", name, "stream_arn", streamARN)
@@ -76,13 +77,18 @@ func (c *Consumer) registerConsumer(ctx context.Context, st stage, s *kstream) e
 // code), it registers the consumer again if it is missing, waits until it
 // is ACTIVE, and reports true: the shard is subscribed again under the new
 // ARN, from where it stood. One reader does it for every shard of s (it
-// holds s.consumerMu); the others then find the new ARN. It reports false
+// holds s.renewing, waiting for it with ctx); the others then find the new
+// ARN. It reports false
 // when the consumer is as used: what was not found is the shard or the
 // stream. It runs on a reader's goroutine.
 func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (bool, error) {
-	s.consumerMu.Lock()
-	defer s.consumerMu.Unlock()
-	if s.consumerARN != used {
+	select {
+	case s.renewing <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer s.renewing.Unlock()
+	if s.consumer() != used {
 		return true, nil // another reader registered it again
 	}
 	out, err := retry(ctx, running, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
@@ -113,7 +119,7 @@ func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (
 		}
 		return false, err
 	}
-	s.log.Info("kcl: stream consumer registered again; shards subscribed again", "consumer_arn", s.consumerARN)
+	s.log.Info("kcl: stream consumer registered again; shards subscribed again", "consumer_arn", s.consumer())
 	return true, nil
 }
 
@@ -171,7 +177,11 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 		subCtx, cancel := context.WithCancel(ctx)
 		consumer := h.stream.consumer()
 		out, err := retry(subCtx, running, &env.counters.retryCounters, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
-			return env.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &consumer, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
+			out, err := env.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &consumer, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
+			if pos.Type == types.ShardIteratorTypeAtTimestamp && startAhead(err) {
+				return nil, errStartAhead{err} // waited out, as polling does (shardIterator)
+			}
+			return out, err
 		})
 		if err != nil {
 			cancel()
@@ -198,6 +208,15 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 					return r.readError(ctx, rerr)
 				}
 				continue
+			}
+			if startAhead(err) {
+				err = errStartAhead{err}
+			}
+			if isNotFound(err) {
+				// The shard left the stream while subscribed (retention), or
+				// the stream went: as when the subscription itself is
+				// refused.
+				return r.failed(ctx, err)
 			}
 			if isFatal(err) {
 				return r.readError(ctx, err)

@@ -57,9 +57,13 @@ type kstream struct {
 	missing atomic.Bool
 	// consumerARN is the stream consumer registered for enhanced fan-out:
 	// set before the stream's readers start, and again by a reader that
-	// finds it deregistered (renewConsumer); synchronized on consumerMu.
-	consumerMu  sync.Mutex
-	consumerARN string
+	// finds it deregistered (renewConsumer, holding renewing); read by any
+	// goroutine (consumer).
+	consumerARN atomic.Pointer[string]
+	// renewing is held by the reader that registers the consumer again,
+	// across its calls to Kinesis (a chanLock: the others wait on a
+	// channel, with their context).
+	renewing chanLock
 	// log is the consumer's logger, naming this stream (the consumer's own
 	// already does with a single stream).
 	log *slog.Logger
@@ -87,7 +91,7 @@ func newStreams(opts Options, log *slog.Logger) []*kstream {
 	}
 	streams := make([]*kstream, 0, len(given))
 	for _, g := range given {
-		s := &kstream{label: g, log: log}
+		s := &kstream{label: g, log: log, renewing: newChanLock()}
 		if opts.multiStream() {
 			s.log = log.With("stream", g)
 		}
@@ -104,9 +108,10 @@ func newStreams(opts Options, log *slog.Logger) []*kstream {
 // consumer returns the ARN of the stream consumer for enhanced fan-out, ""
 // when the stream is polled. Any goroutine may call it.
 func (s *kstream) consumer() string {
-	s.consumerMu.Lock()
-	defer s.consumerMu.Unlock()
-	return s.consumerARN
+	if p := s.consumerARN.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // setStream fills the stream name or ARN of a request: the name when the
