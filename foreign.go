@@ -74,6 +74,13 @@ func (w *foreignWatch) observe(snap tableSnapshot, me string, ours func(string) 
 		if _, kcl := snap.workers[l.owner]; kcl {
 			continue
 		}
+		unsure = unsure || now.Sub(w.began) < leaseDuration
+		if l.writer.id == l.owner {
+			// Last written by a kcl worker of that ID (its kclWriter mark;
+			// the Java KCL never writes it), whatever its heartbeat item
+			// says: a twin's stop may have removed it for a while.
+			continue
+		}
 		s := foreignSeen{owner: l.owner, counter: l.counter}
 		if prev, ok := w.seen[l.shardID]; ok && prev.owner == l.owner {
 			s.renewals, s.renewed = prev.renewals, prev.renewed
@@ -86,7 +93,6 @@ func (w *foreignWatch) observe(snap tableSnapshot, me string, ours func(string) 
 			}
 		}
 		next[l.shardID] = s
-		unsure = unsure || now.Sub(w.began) < leaseDuration
 		if s.renewals >= foreignRenewals && now.Sub(s.renewed) < leaseDuration && !slices.Contains(live, l.owner) {
 			live = append(live, l.owner)
 		}

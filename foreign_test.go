@@ -61,6 +61,16 @@ func TestForeignWatch(t *testing.T) {
 		{"a SHARD_END lease a Java worker left (read by nobody)", []tableSnapshot{
 			snap(nil, lease{shardID: "a", owner: "java", counter: 1, checkpoint: checkpoint{seq: checkpointShardEnd}}),
 		}, nil, false},
+		{"a kcl worker's writes (its kclWriter mark), its heartbeat item missing a while", []tableSnapshot{
+			snap(nil, lease{shardID: "a", owner: "w4", counter: 1, writer: writer{id: "w4", token: "t"}}),
+			snap(nil, lease{shardID: "a", owner: "w4", counter: 2, writer: writer{id: "w4", token: "t"}}),
+			snap(nil, lease{shardID: "a", owner: "w4", counter: 3, writer: writer{id: "w4", token: "t"}}),
+		}, nil, true},
+		{"a Java take keeps the mark of the kcl owner before: still counted", []tableSnapshot{
+			snap(nil, lease{shardID: "a", owner: "java", counter: 1, writer: writer{id: "w4"}}),
+			snap(nil, lease{shardID: "a", owner: "java", counter: 2, writer: writer{id: "w4"}}),
+			snap(nil, lease{shardID: "a", owner: "java", counter: 3, writer: writer{id: "w4"}}),
+		}, []string{"java"}, true},
 		{"unowned", []tableSnapshot{
 			snap(nil, l("a", "", 1)), snap(nil, l("a", "", 2)), snap(nil, l("a", "", 3)),
 		}, nil, false},
