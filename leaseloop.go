@@ -522,8 +522,30 @@ func (k *leaseKeeper) parentsGone(ctx context.Context, l lease, byShard map[stri
 			c.log.Debug("kcl: a parent the read missed is not ended; the child waits", "shard", l.shardID, "parent", p)
 			return false, nil
 		}
+		if !ok && !started(l) && c.listedWithoutLease(l.shardID, p) {
+			// No lease, yet in the stream: it was never made, or an earlier
+			// stream's lease of that shard ID was deleted (a cleanup by the
+			// Java KCL's rule: its children had started). A sync makes it;
+			// until then the child waits (found by the simulation, seed
+			// 356).
+			c.log.Debug("kcl: a parent in the stream has no lease; the child waits for a sync to make it", "shard", l.shardID, "parent", p)
+			notify(k.syncNow)
+			return false, nil
+		}
 	}
 	return true, nil
+}
+
+// listedWithoutLease reports whether parent, a lease key, names a shard the
+// last listing of child's stream holds.
+func (c *Consumer) listedWithoutLease(child, parent string) bool {
+	s, _, ok := c.streamOf(child)
+	if !ok {
+		return false
+	}
+	_, shard := splitLeaseKey(parent)
+	_, found, _ := s.listedShard(shard)
+	return found
 }
 
 // startReader starts reading the shard of a lease just taken, on a

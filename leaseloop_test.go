@@ -191,3 +191,36 @@ func TestAShutdownReleasesALeaseWhoseTakeItCutShort(t *testing.T) {
 	require.True(t, ok)
 	assert.Empty(t, l.owner, "released by the shutdown")
 }
+
+// A child whose parent has no lease, though the stream lists the parent, is
+// not taken: the parent's lease was never made, or an earlier stream's
+// lease of that shard ID was deleted by a cleanup meanwhile (found by the
+// simulation, seed 356: a re-created stream's child read before its parent,
+// inverting its keys' order). A sync makes the parent's lease first. A
+// child that started already goes on (the Java KCL deletes a parent's
+// lease once its children started).
+func TestAChildWaitsForAListedParentWithoutALease(t *testing.T) {
+	noLeak(t)
+	ctx := context.Background()
+	tbl := newMemLeases()
+	c := handDrivenWorker(t, tbl, "me", time.Minute)
+	c.streamList()[0].setShards(map[string]shardInfo{
+		"shardId-3": {id: "shardId-3"},
+		"shardId-4": {id: "shardId-4", parents: []string{"shardId-3"}},
+	})
+	child := lease{shardID: "shardId-4", parents: []string{"shardId-3"}, checkpoint: checkpoint{seq: checkpointTrimHorizon}}
+	gone, err := c.keeper.parentsGone(ctx, child, map[string]lease{})
+	require.NoError(t, err)
+	assert.False(t, gone, "the listed parent has no lease yet: the child waits")
+
+	child.checkpoint = checkpoint{seq: "49000000000000000000000000000000000000000000000000000001"}
+	gone, err = c.keeper.parentsGone(ctx, child, map[string]lease{})
+	require.NoError(t, err)
+	assert.True(t, gone, "a child that started goes on")
+
+	c.streamList()[0].setShards(map[string]shardInfo{"shardId-4": {id: "shardId-4", parents: []string{"shardId-3"}}})
+	child.checkpoint = checkpoint{seq: checkpointTrimHorizon}
+	gone, err = c.keeper.parentsGone(ctx, child, map[string]lease{})
+	require.NoError(t, err)
+	assert.True(t, gone, "a parent no longer listed (retention) is gone")
+}
