@@ -628,7 +628,9 @@ func (s *simRun) produce(ctx context.Context, rng *rand.Rand, p int) {
 		stream := s.sts.pick(rng)
 		key := s.sts.qualifyKey(stream, fmt.Sprintf("p%dk%d", p, rng.IntN(s.cfg.keys)))
 		counters[key]++
-		if _, _, err := s.kin.PutRecord(stream, key, fmt.Appendf(nil, "%s:%d", key, counters[key])); err != nil && !s.sts.missing(stream) {
+		// A stream being deleted (recreateStream) refuses the put before
+		// the adversary marks it missing: the record is not written.
+		if _, _, err := s.kin.PutRecord(stream, key, fmt.Appendf(nil, "%s:%d", key, counters[key])); err != nil && !s.sts.missing(stream) && !isResourceNotFound(err) {
 			s.t.Errorf("PutRecord: %v", err)
 			return
 		}
