@@ -49,6 +49,9 @@ type leaseKeeper struct {
 	// context cut short: the write may have landed. Shutdown reads them
 	// back once the loop returned (unsureTakes).
 	cutTakes []string
+	// parentSync is when a child waiting for its listed parent's lease
+	// last asked for a sync (parentsGone).
+	parentSync time.Time
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.
@@ -522,18 +525,36 @@ func (k *leaseKeeper) parentsGone(ctx context.Context, l lease, byShard map[stri
 			c.log.Debug("kcl: a parent the read missed is not ended; the child waits", "shard", l.shardID, "parent", p)
 			return false, nil
 		}
-		if !ok && !started(l) && c.listedWithoutLease(l.shardID, p) {
-			// No lease, yet in the stream: it was never made, or an earlier
-			// stream's lease of that shard ID was deleted (a cleanup by the
-			// Java KCL's rule: its children had started). A sync makes it;
-			// until then the child waits (found by the simulation, seed
-			// 356).
+		if !ok && !started(l) && !childStarted(p, byShard) && c.listedWithoutLease(l.shardID, p) {
+			// No lease, yet in the stream, and no child of it started: it
+			// was never made, or an earlier stream's lease of that shard ID
+			// was deleted (a cleanup by the Java KCL's rule: its children
+			// had started). A sync makes it, as it makes the parent of no
+			// started shard (ancestorsOfLeased); until then the child
+			// waits (found by the simulation, seed 356). The sync is asked
+			// for at most once a LeaseDuration.
 			c.log.Debug("kcl: a parent in the stream has no lease; the child waits for a sync to make it", "shard", l.shardID, "parent", p)
-			notify(k.syncNow)
+			if time.Since(k.parentSync) > c.opts.LeaseDuration {
+				k.parentSync = time.Now()
+				notify(k.syncNow)
+			}
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// childStarted reports whether a lease of byShard, the pass's read, names
+// parent as its parent and started: then parent was read to its end (the
+// Java KCL deletes a parent's lease once its children started), and no sync
+// makes its lease again.
+func childStarted(parent string, byShard map[string]lease) bool {
+	for _, l := range byShard {
+		if slices.Contains(l.parents, parent) && started(l) {
+			return true
+		}
+	}
+	return false
 }
 
 // listedWithoutLease reports whether parent, a lease key, names a shard the

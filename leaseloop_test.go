@@ -218,8 +218,13 @@ func TestAChildWaitsForAListedParentWithoutALease(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, gone, "a child that started goes on")
 
-	c.streamList()[0].setShards(map[string]shardInfo{"shardId-4": {id: "shardId-4", parents: []string{"shardId-3"}}})
+	sibling := lease{shardID: "shardId-5", parents: []string{"shardId-3"}, checkpoint: checkpoint{seq: "49000000000000000000000000000000000000000000000000000002"}}
 	child.checkpoint = checkpoint{seq: checkpointTrimHorizon}
+	gone, err = c.keeper.parentsGone(ctx, child, map[string]lease{sibling.shardID: sibling})
+	require.NoError(t, err)
+	assert.True(t, gone, "a sibling started: the parent was read to its end, and no sync makes its lease again")
+
+	c.streamList()[0].setShards(map[string]shardInfo{"shardId-4": {id: "shardId-4", parents: []string{"shardId-3"}}})
 	gone, err = c.keeper.parentsGone(ctx, child, map[string]lease{})
 	require.NoError(t, err)
 	assert.True(t, gone, "a parent no longer listed (retention) is gone")
