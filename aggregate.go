@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -60,6 +61,7 @@ type kplSplitter struct {
 	rest    []byte   // the part of body not split yet
 	pk, ehk keyTable // the partition and explicit hash key tables
 	done    int      // user records returned so far
+	seen    []uint8  // strays' look at each key-table entry, kept for its room
 }
 
 // keyTable is a key table of an aggregate: where each entry is, and the
@@ -92,7 +94,7 @@ func (t *keyTable) key(body []byte, i uint64) (string, error) {
 // says why it is malformed (bad MD5, bad protobuf, an index out of its
 // table, no user record); the caller then delivers it whole.
 func (s *kplSplitter) open(data []byte) error {
-	*s = kplSplitter{pk: keyTable{at: s.pk.at[:0], last: math.MaxUint64}, ehk: keyTable{at: s.ehk.at[:0], last: math.MaxUint64}}
+	*s = kplSplitter{pk: keyTable{at: s.pk.at[:0], last: math.MaxUint64}, ehk: keyTable{at: s.ehk.at[:0], last: math.MaxUint64}, seen: s.seen}
 	if len(data) < len(kplMagic)+md5.Size {
 		return errors.New("aggregate shorter than its magic bytes and MD5")
 	}
@@ -282,24 +284,86 @@ func newHashRange(first, last *big.Int) hashRange {
 	return r
 }
 
+// whole reports whether the range is known to hold every key (a stream of
+// one shard): then no key needs a look.
+func (r hashRange) whole() bool {
+	return r.known && r.first == [16]byte{} && r.last == [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+}
+
 // holds reports whether the shard owns user record u: whether the key
 // Kinesis routes u by, its explicit hash key or else the MD5 of its
-// partition key, is in the range (pageRecords.misplaced). An explicit hash
-// key that is no number of 128 bits is held: what cannot be judged is not
-// called misplaced.
+// partition key, is in the range. An explicit hash key that is no number of
+// 128 bits is held: what cannot be judged is not called misplaced.
 func (r hashRange) holds(u userRecord) bool {
+	return r.holdsKey([]byte(u.partitionKey), u.explicitHashKey, u.explicitHashKey != "")
+}
+
+// holdsKey is holds for a partition key pk and, when hasEHK, an explicit
+// hash key ehk, which routes the record instead.
+func (r hashRange) holdsKey(pk []byte, ehk string, hasEHK bool) bool {
 	if !r.known {
 		return true
 	}
 	var k [16]byte
-	if u.explicitHashKey != "" {
-		n, ok := new(big.Int).SetString(u.explicitHashKey, 10)
+	if hasEHK {
+		n, ok := new(big.Int).SetString(ehk, 10)
 		if !ok || n.Sign() < 0 || n.BitLen() > 128 {
 			return true
 		}
 		n.FillBytes(k[:])
 	} else {
-		k = md5.Sum([]byte(u.partitionKey))
+		k = md5.Sum(pk)
 	}
 	return bytes.Compare(k[:], r.first[:]) >= 0 && bytes.Compare(k[:], r.last[:]) <= 0
+}
+
+// strays reports whether any user record of the aggregate opened last has
+// a key outside r (holdsKey), and how many user records it holds in all.
+// It is called after open succeeded and before next; it looks at each
+// key-table entry once, however many user records share it, and holds
+// nothing after it returns.
+func (s *kplSplitter) strays(r hashRange) (stray bool, n int) {
+	if !r.known || r.whole() {
+		return false, 0
+	}
+	const unknown, in, out = 0, 1, 2
+	s.seen = slices.Grow(s.seen[:0], len(s.pk.at)+len(s.ehk.at))[:len(s.pk.at)+len(s.ehk.at)]
+	clear(s.seen)
+	pkSeen, ehkSeen := s.seen[:len(s.pk.at)], s.seen[len(s.pk.at):]
+	entry := func(at uint32) []byte {
+		field := s.body[at:]
+		_, v, _ := nextField(&field) // open parsed it
+		return v
+	}
+	look := func(seen []uint8, i uint64, ehk bool) bool {
+		if seen[i] == unknown {
+			var holds bool
+			if ehk {
+				holds = r.holdsKey(nil, string(entry(s.ehk.at[i])), true)
+			} else {
+				holds = r.holdsKey(entry(s.pk.at[i]), "", false)
+			}
+			seen[i] = out
+			if holds {
+				seen[i] = in
+			}
+		}
+		return seen[i] == in
+	}
+	for rest := s.body; len(rest) > 0; {
+		num, v, _ := nextField(&rest) // open parsed it all
+		if num != 3 {
+			continue
+		}
+		rec, _ := parseRawRecord(v, n)
+		n++
+		switch {
+		case stray: // counting the rest
+		case rec.hasEHK:
+			stray = !look(ehkSeen, rec.ehk, true)
+		default:
+			stray = !look(pkSeen, rec.pk, false)
+		}
+	}
+	return stray, n
 }

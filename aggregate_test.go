@@ -497,38 +497,126 @@ func TestHashRangeHolds(t *testing.T) {
 	assert.False(t, newHashRange(big.NewInt(0), new(big.Int).Lsh(big.NewInt(1), 128)).known, "out of 128 bits")
 }
 
-// Producers of the KPL format other than the KPL (a8m/kinesis-producer,
-// kinesis-aggregation) aggregate user records of any keys into one Kinesis
-// record, routed by the first one's key, and never put them again: every
-// user record is delivered, from the shard the aggregate landed on, never
-// dropped. Dropping those outside the shard's range, as the Java KCL does
-// for the KPL (which puts them again after a split), lost all but one
-// shard's worth of them (found by a review). A warning says so once.
-func TestAUserRecordOnTheWrongShardIsDeliveredAllTheSame(t *testing.T) {
-	noLeak(t)
-	f := newFixture(t, emu.kinesisLocal, 2)            // shard 0 owns the lower half of the keys, shard 1 the upper
-	lower, upper := aggHashKey(0, 0), aggHashKey(2, 0) // the first and third quarters
-	put := func(routeBy string, recs ...userRecord) {
-		_, err := f.kin.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: &f.stream, PartitionKey: aws.String("agg"), ExplicitHashKey: aws.String(routeBy), Data: aggregate(recs)})
-		require.NoError(t, err)
+// An aggregate is judged whole (kplSplitter.strays): one user record with
+// a key outside the shard's range makes it misplaced, as the Java KCL
+// judges it, whichever record it is and however the key is given.
+func TestStrays(t *testing.T) {
+	half := new(big.Int).Lsh(big.NewInt(1), 127)
+	top := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
+	low := newHashRange(big.NewInt(0), new(big.Int).Sub(half, big.NewInt(1)))
+	whole := newHashRange(big.NewInt(0), top)
+	in, out := aggHashKey(0, 0), aggHashKey(2, 0) // the first and third quarters
+	var inPK, outPK string                        // partition keys whose MD5 falls in and out of low
+	for i := 0; inPK == "" || outPK == ""; i++ {
+		pk := fmt.Sprint("k", i)
+		if low.holds(userRecord{partitionKey: pk}) {
+			inPK = pk
+		} else {
+			outPK = pk
+		}
 	}
-	// Any keys in one aggregate, routed by the first one's.
-	put(lower, userRecord{partitionKey: "a", explicitHashKey: lower, data: []byte("lower")}, userRecord{partitionKey: "b", explicitHashKey: upper, data: []byte("upper")})
-	// A whole aggregate on the wrong shard (the KPL's shard map older than
-	// a split): warned of, and delivered.
-	put(lower, userRecord{partitionKey: "c", explicitHashKey: upper, data: []byte("stale")})
-	var logs bytes.Buffer
-	opts := f.options()
-	opts.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
-	s := startConsumer(t, opts)
-	got := s.receive(3, 30*time.Second, ackAll)
-	s.quiet(time.Second)
-	require.NoError(t, s.stop(nil))
-	require.ElementsMatch(t, []string{"lower", "upper", "stale"}, dataOf(got), "every user record, never dropped")
-	for _, r := range got {
-		assert.Equal(t, "shardId-000000000000", r.ShardID, "from the shard the aggregate landed on")
+	for _, tt := range []struct {
+		name  string
+		r     hashRange
+		users []userRecord
+		stray bool
+	}{
+		{"every key in range", low, []userRecord{{partitionKey: inPK}, {partitionKey: "x", explicitHashKey: in}}, false},
+		{"the last user record out", low, []userRecord{{partitionKey: inPK}, {partitionKey: inPK}, {partitionKey: outPK}}, true},
+		{"the first user record out", low, []userRecord{{partitionKey: outPK}, {partitionKey: inPK}}, true},
+		{"an explicit hash key out, its partition key in", low, []userRecord{{partitionKey: inPK}, {partitionKey: inPK, explicitHashKey: out}}, true},
+		{"an explicit hash key in, its partition key out", low, []userRecord{{partitionKey: outPK, explicitHashKey: in}}, false},
+		{"one key shared by records, out", low, []userRecord{{partitionKey: outPK}, {partitionKey: outPK}}, true},
+		{"a range not known", hashRange{}, []userRecord{{partitionKey: outPK}}, false},
+		{"the whole range: no look", whole, []userRecord{{partitionKey: outPK, explicitHashKey: out}}, false},
+	} {
+		var sp kplSplitter
+		require.NoError(t, sp.open(aggregate(tt.users)), tt.name)
+		stray, n := sp.strays(tt.r)
+		assert.Equal(t, tt.stray, stray, tt.name)
+		if tt.r.known && !tt.r.whole() {
+			assert.Equal(t, len(tt.users), n, tt.name+": user records counted")
+		}
+		for range tt.users { // strays leaves the split where it was
+			_, ok, err := sp.next()
+			require.NoError(t, err)
+			assert.True(t, ok, tt.name)
+		}
 	}
-	assert.Equal(t, 1, strings.Count(logs.String(), "outside the shard's hash-key range"), "one warning, for the aggregate whose first user record is misplaced")
+}
+
+// The KPL aggregates user records by its shard map; after a split an
+// aggregate may land on a shard that does not own all of its keys, and the
+// KPL then puts every user record of it again, each on its own shard. kcl
+// drops such an aggregate whole, as the Java KCL does: delivering it would
+// deliver its user records twice (a review found them delivered). Other
+// producers of the format, which aggregate any keys and never put them
+// again, set KeepMisplacedAggregates and get every user record.
+func TestAMisplacedAggregateIsDroppedUnlessKept(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			noLeak(t)
+			f := newFixture(t, emu.kinesisLocal, 2)            // shard 0 owns the lower half of the keys, shard 1 the upper
+			lower, upper := aggHashKey(0, 0), aggHashKey(2, 0) // the first and third quarters
+			put := func(routeBy string, recs ...userRecord) {
+				_, err := f.kin.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: &f.stream, PartitionKey: aws.String("agg"), ExplicitHashKey: aws.String(routeBy), Data: aggregate(recs)})
+				require.NoError(t, err)
+			}
+			put(lower, userRecord{partitionKey: "a", explicitHashKey: lower, data: []byte("placed")})
+			// Keys of both shards in one aggregate, routed by the first one's.
+			put(lower, userRecord{partitionKey: "b", explicitHashKey: lower, data: []byte("lower")}, userRecord{partitionKey: "secret-key", explicitHashKey: upper, data: []byte("upper")})
+			// A whole aggregate on the wrong shard.
+			put(lower, userRecord{partitionKey: "c", explicitHashKey: upper, data: []byte("stale")})
+			put(upper, userRecord{partitionKey: "d", explicitHashKey: upper, data: []byte("after")})
+			var logs bytes.Buffer
+			opts := f.options()
+			opts.KeepMisplacedAggregates = keep
+			opts.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			s := startConsumer(t, opts)
+			want := []string{"placed", "after"}
+			if keep {
+				want = append(want, "lower", "upper", "stale")
+			}
+			got := s.receive(len(want), 30*time.Second, ackAll)
+			s.quiet(time.Second)
+			dropped := s.c.Stats().MisplacedDropped
+			require.NoError(t, s.stop(nil))
+			require.ElementsMatch(t, want, dataOf(got))
+			if keep {
+				assert.Zero(t, dropped)
+			} else {
+				assert.EqualValues(t, 3, dropped, "the user records of both misplaced aggregates")
+			}
+			assert.Equal(t, 1, strings.Count(logs.String(), "outside the shard's hash-key range"), "one warning per lease")
+			assert.NotContains(t, logs.String(), "secret-key", "no partition key above Debug")
+		})
+	}
+}
+
+// A reader whose shard this worker has not listed (a child made after its
+// last sync) lists the stream once, at its first aggregate, to learn the
+// shard's range; a page of plain records asks for nothing.
+func TestAReaderLearnsItsRangeAtItsFirstAggregate(t *testing.T) {
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Logger: discardLogger()})
+	require.NoError(t, err)
+	const id = "shardId-000000000002"
+	half := new(big.Int).Lsh(big.NewInt(1), 127)
+	env := c.readerEnv()
+	lists := 0
+	env.listShards = func(context.Context, *kstream) ([]shardInfo, error) {
+		lists++
+		return []shardInfo{{id: "shardId-000000000001", first: big.NewInt(0), last: half}, {id: id, first: big.NewInt(0), last: new(big.Int).Sub(half, big.NewInt(1))}}, nil
+	}
+	r := newShardReader(env, newHeldLease(lease{shardID: id, checkpoint: checkpoint{seq: checkpointTrimHorizon}}, c.streamList()[0], id))
+	plain := []types.Record{{Data: []byte("plain"), PartitionKey: aws.String("p"), SequenceNumber: aws.String("1")}}
+	r.learnRange(context.Background(), plain)
+	assert.Zero(t, lists, "no aggregate, no listing")
+	assert.False(t, r.shardRange().known)
+	agg := []types.Record{{Data: aggregate([]userRecord{{partitionKey: "a", data: []byte("x")}}), PartitionKey: aws.String("p"), SequenceNumber: aws.String("2")}}
+	r.learnRange(context.Background(), agg)
+	r.learnRange(context.Background(), agg)
+	assert.Equal(t, 1, lists, "listed once")
+	assert.Equal(t, newHashRange(big.NewInt(0), new(big.Int).Sub(half, big.NewInt(1))), r.shardRange(), "its own shard's range")
 }
 
 // A user record's Data is its own: appending to it leaves the next user

@@ -285,6 +285,7 @@ func (r *shardReader) handleEvent(ctx context.Context, ev types.SubscribeToShard
 		return false, false, nil
 	}
 	h.counters.millisBehind.Store(aws.ToInt64(e.Value.MillisBehindLatest))
+	r.learnRange(ctx, e.Value.Records)
 	if !r.deliver(ctx, newPageRecords(r, e.Value.Records, skip)) {
 		return true, false, nil
 	}

@@ -70,6 +70,21 @@ type Options struct {
 	// AppName; required for fan-out when AppName is empty.
 	ConsumerName string
 
+	// KeepMisplacedAggregates delivers a KPL aggregate in which a user
+	// record has a key outside the hash-key range of the shard it was read
+	// from. By default such an aggregate is dropped whole, as the Java KCL
+	// drops it: the KPL aggregates by a shard map, and when an aggregate
+	// lands on another shard than the map predicted (the map was older
+	// than a split) it puts every user record of it again, each on its own
+	// shard. Delivering the first copy as well would deliver them twice,
+	// and read their keys from two shards at once. Set it for producers of
+	// the aggregated format that put user records of any keys into one
+	// Kinesis record and never put them again (the kinesis-aggregation
+	// libraries, a8m/kinesis-producer without its shard map): dropping
+	// would lose their records. Either way the first such aggregate of a
+	// lease is logged at Warn, and Stats.MisplacedDropped counts the drops.
+	KeepMisplacedAggregates bool
+
 	// MaxRecords is the Limit of each GetRecords call, 1..10000. Default 10000.
 	MaxRecords int
 	// PollInterval is the pause between reads of a shard that is caught up.

@@ -126,6 +126,14 @@ func (p *pageRecords) fill(buf []Record) int {
 				continue
 			}
 			p.next = 0
+			if stray, users := p.split.strays(p.hashes); stray {
+				if !p.r.env.opts.keepMisplaced {
+					p.misplaced(rec, users, true)
+					p.recs, p.next = p.recs[1:], -1
+					continue
+				}
+				p.misplaced(rec, users, false)
+			}
 		}
 		u, ok, err := p.split.next()
 		if err != nil {
@@ -144,9 +152,6 @@ func (p *pageRecords) fill(buf []Record) int {
 			continue
 		}
 		rec.Data, rec.PartitionKey, rec.ExplicitHashKey, rec.SubSequenceNumber = u.data, u.partitionKey, u.explicitHashKey, int64(p.next)
-		if p.next == 0 && !p.hashes.holds(u) { // one look per aggregate: the hot path stays cheap
-			p.misplaced(rec)
-		}
 		p.next++
 		n += p.keep(rec)
 	}
@@ -164,22 +169,31 @@ func (p *pageRecords) malformed(rec *Record, msg string, err error) {
 	p.r.log.Log(context.Background(), level, msg, "sequence_number", rec.SequenceNumber, "sub_sequence_number", rec.SubSequenceNumber, "error", err)
 }
 
-// misplaced logs rec, the first user record of an aggregate, whose key is
-// outside the shard's range (hashRange.holds): Warn once per lease, then
-// Debug. It is delivered all the same, never dropped. The Java KCL drops
-// such user records, because the KPL, which put the aggregate by a shard
-// map older than a split, puts them again on their own shard; but other
-// producers of the KPL format (a8m/kinesis-producer, kinesis-aggregation)
-// aggregate any keys into one record and never put them again, and
-// dropping would lose them. A user record the KPL put again is delivered
-// twice (README, Known limits).
-func (p *pageRecords) misplaced(rec *Record) {
+// misplaced logs rec, an aggregate of users user records of which at
+// least one has a key outside the shard's range (kplSplitter.strays):
+// Warn once per lease, then Debug; the partition key only at Debug.
+//
+// By default (dropped) the aggregate is dropped whole, as the Java KCL
+// drops it: the KPL, which put it by a shard map older than a split, puts
+// every user record of it again on their own shards, so delivering it
+// would deliver them twice, and read one key from two shards at once.
+// Options.KeepMisplacedAggregates delivers it instead, for producers of
+// the format that aggregate any keys and never put them again.
+func (p *pageRecords) misplaced(rec *Record, users int, dropped bool) {
 	level := slog.LevelDebug
 	if !p.r.warnedMisplaced {
 		p.r.warnedMisplaced, level = true, slog.LevelWarn
 	}
-	p.r.log.Log(context.Background(), level, "kcl: KPL aggregate with user records outside the shard's hash-key range; delivered (a KPL put after a split puts them again on their shard: delivered twice)",
-		"sequence_number", rec.SequenceNumber, "partition_key", rec.PartitionKey, "explicit_hash_key", rec.ExplicitHashKey)
+	msg := "kcl: KPL aggregate with user records outside the shard's hash-key range; delivered (Options.KeepMisplacedAggregates)"
+	if dropped {
+		p.r.env.counters.misplacedDropped.Add(int64(users))
+		msg = "kcl: KPL aggregate with user records outside the shard's hash-key range; dropped, as the Java KCL does (the KPL puts them again on their own shards; set Options.KeepMisplacedAggregates if the producer does not)"
+	}
+	args := []any{"sequence_number", rec.SequenceNumber, "user_records", users}
+	if level == slog.LevelDebug {
+		args = append(args, "aggregate_partition_key", rec.PartitionKey)
+	}
+	p.r.log.Log(context.Background(), level, msg, args...)
 }
 
 // keep reports 1 to keep rec, 0 to leave it out: it is at or before skip.

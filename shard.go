@@ -37,6 +37,7 @@ type shardReader struct {
 	warnedMalformed bool      // a malformed aggregate was logged at Warn once
 	warnedMisplaced bool      // a user record on the wrong shard was logged at Warn once
 	hashes          hashRange // the shard's hash-key range, once listed (shardRange)
+	rangeListed     bool      // learnRange listed the stream once
 }
 
 // shardRange returns the hash-key range of the reader's shard as the
@@ -49,6 +50,28 @@ func (r *shardReader) shardRange() hashRange {
 		}
 	}
 	return r.hashes
+}
+
+// learnRange lists the stream, once, when recs hold a KPL aggregate and
+// the reader's shard is missing from this worker's listing (a child made
+// after its last sync), so that a misplaced aggregate can be told
+// (pageRecords.misplaced). A listing that fails or lacks the shard leaves
+// the range unknown: aggregates are then delivered, never dropped.
+func (r *shardReader) learnRange(ctx context.Context, recs []types.Record) {
+	if r.rangeListed || r.shardRange().known || !slices.ContainsFunc(recs, func(x types.Record) bool { return isAggregated(x.Data) }) {
+		return
+	}
+	r.rangeListed = true
+	shards, err := r.env.listShards(ctx, r.h.stream)
+	if err != nil {
+		r.log.Debug("kcl: shard listing for the shard's hash-key range failed; aggregates delivered unchecked", "error", err)
+		return
+	}
+	for _, sh := range shards {
+		if sh.id == r.h.shard {
+			r.hashes = newHashRange(sh.first, sh.last)
+		}
+	}
 }
 
 // readerEnv is what a shardReader reaches besides its own lease: the
@@ -92,7 +115,8 @@ type readerEnv struct {
 // readerOptions are the Options a reader uses.
 type readerOptions struct {
 	maxRecords       int
-	maxUnacked       int // MaxUnackedPerShard
+	maxUnacked       int  // MaxUnackedPerShard
+	keepMisplaced    bool // KeepMisplacedAggregates
 	pollInterval     time.Duration
 	shutdownTimeout  time.Duration
 	initialPosition  Position
@@ -153,6 +177,7 @@ func (r *shardReader) read(ctx context.Context) error {
 			return r.failed(ctx, err)
 		}
 		h.counters.millisBehind.Store(aws.ToInt64(out.MillisBehindLatest))
+		r.learnRange(ctx, out.Records)
 		if !r.deliver(ctx, newPageRecords(r, out.Records, &skip)) {
 			return nil
 		}

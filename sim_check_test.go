@@ -29,7 +29,12 @@ type simPut struct {
 	Sub     int64
 	Arrival time.Time
 	Trimmed bool // retention or RemoveShard dropped it
-	Reads   int  // GetRecords replies that returned it
+	// Misplaced: a user record of a KPL aggregate that landed on a shard
+	// not owning all its keys. kcl drops the aggregate whole, as the Java
+	// KCL does (Options.KeepMisplacedAggregates), so it must not be
+	// delivered; the KPL put it again, and that copy is owed.
+	Misplaced bool
+	Reads     int // GetRecords replies that returned it
 	// Owed: the group must deliver it. False for records written, with
 	// InitialPosition Latest, before the group first opened the shard (or
 	// an ancestor of it), except in an incarnation created again under the
@@ -216,6 +221,7 @@ type simReport struct {
 	Leftovers      int // calls of a key that began while another worker's call of it ran on with its context ended
 	Unconfirmed    int // calls of a key that began while another worker's call of it ran on, its worker not yet sure that it had passed the lease on
 	RePutOverlap   int // calls of a key at once on two shards, one of a KPL user record put again (class e): exempt
+	Misplaced      int // user records of misplaced KPL aggregates, checked not delivered (simPut.Misplaced)
 	// Edges counts what the simulation's edges produced (sim_edges_test.go),
 	// by name: set by the run, not by the checker.
 	Edges map[string]int
@@ -534,8 +540,23 @@ func checkSim(l *simLog) simReport {
 	}
 	lastByKey := map[string]simDelivery{}
 	lastPutByKey := map[string]simPut{}
+	// placed is the first copy of each Data that is not misplaced: its
+	// key's order is checked there.
+	placed := map[string]simPut{}
+	for _, p := range l.Puts {
+		if _, ok := placed[p.Data]; !ok && !p.Misplaced {
+			placed[p.Data] = p
+		}
+	}
 	for _, p := range l.Puts {
 		written[p.Data] = p
+		if p.Misplaced {
+			if slices.ContainsFunc(byData[p.Data], func(i int) bool { return ds[i].Shard == p.Shard && ds[i].Seq == p.Seq && ds[i].Sub == p.Sub }) {
+				rep.violate("misplaced: %q (shard %s, seq %s) delivered, a user record of a KPL aggregate on a shard that does not own all its keys (dropped by default, as the Java KCL does)", p.Data, p.Shard, p.Seq)
+			}
+			rep.Misplaced++
+			continue
+		}
 		if !p.Owed {
 			continue
 		}
@@ -557,8 +578,8 @@ func checkSim(l *simLog) simReport {
 			rep.StaleTrimmed++
 			continue
 		}
-		if copies[p.Data][0] != p {
-			continue // a copy put again (class e): its key's order was checked at the first
+		if placed[p.Data] != p {
+			continue // a copy put again (class e): its key's order was checked at the first placed one
 		}
 		if prev, ok := lastByKey[p.Key]; ok {
 			rep.KeyOrderChecks++

@@ -526,6 +526,7 @@ func (s *simRun) putsOf(stream string, since func(shard string) time.Time) []sim
 		if users == nil {
 			out = append(out, p)
 		}
+		p.Misplaced = users != nil && s.kplMisplaced(stream, r.SequenceNumber)
 		for j, u := range users {
 			p.Data, p.Key, p.Sub = u.data, s.sts.keyOf(stream, gen, u.key), int64(j)
 			out = append(out, p)

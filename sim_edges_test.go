@@ -252,6 +252,11 @@ type simKPL struct {
 	mu   sync.Mutex
 	aggs map[string][]simUser // the user records of each aggregate, by stream and sequence number
 	reps int                  // aggregates that landed on another shard than predicted
+	// misplaced are the aggregates (as aggs) with a user record whose key
+	// the shard they landed on does not own: kcl drops them whole, as the
+	// Java KCL does (Options.KeepMisplacedAggregates), and the KPL has put
+	// every user record of them again.
+	misplaced map[string]bool
 }
 
 // simUser is one user record of an aggregate.
@@ -333,10 +338,14 @@ func (s *simRun) produceKPL(ctx context.Context, rng *rand.Rand, p int) {
 				}
 				return nil
 			}
+			misplaced := got != predicted && s.strays(stream, got, us)
 			s.kpl.mu.Lock()
 			s.kpl.aggs[stream+"/"+seq] = us
 			if got != predicted {
 				s.kpl.reps++
+			}
+			if misplaced {
+				s.kpl.misplaced[stream+"/"+seq] = true
 			}
 			s.kpl.mu.Unlock()
 			if got != predicted { // the KPL's retrier: every user record again, by a fresh map
@@ -358,6 +367,38 @@ func (s *simRun) produceKPL(ctx context.Context, rng *rand.Rand, p int) {
 		}
 		sleep(ctx, time.Duration(3+rng.IntN(12))*time.Millisecond)
 	}
+}
+
+// strays reports whether a key of users is outside the hash-key range of
+// shard, a shard of stream (closed since, perhaps).
+func (s *simRun) strays(stream, shard string, users []simUser) bool {
+	shards, err := s.kin.Shards(stream)
+	if err != nil {
+		s.t.Errorf("Shards: %v", err)
+		return false
+	}
+	for _, sh := range shards {
+		if *sh.ShardId != shard {
+			continue
+		}
+		first, _ := new(big.Int).SetString(*sh.HashKeyRange.StartingHashKey, 10)
+		last, _ := new(big.Int).SetString(*sh.HashKeyRange.EndingHashKey, 10)
+		for _, u := range users {
+			h := new(big.Int).SetBytes(md5Of(u.key))
+			if h.Cmp(first) < 0 || h.Cmp(last) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// kplMisplaced reports whether the aggregate stream/seq is misplaced
+// (simKPL.misplaced).
+func (s *simRun) kplMisplaced(stream, seq string) bool {
+	s.kpl.mu.Lock()
+	defer s.kpl.mu.Unlock()
+	return s.kpl.misplaced[stream+"/"+seq]
 }
 
 func md5Of(s string) []byte {

@@ -423,7 +423,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	t.Logf("config: %s", cfg)
 	s := &simRun{
 		t: t, seed: seed, cfg: cfg, leases: newMemLeases(), logs: &simLogBuffer{max: 400}, epoch: time.Now(),
-		kpl:     simKPL{aggs: map[string][]simUser{}},
+		kpl:     simKPL{aggs: map[string][]simUser{}, misplaced: map[string]bool{}},
 		windows: map[*ackWindow]int{}, winLease: map[*ackWindow]string{}, parents: map[string][]string{}, passOns: map[string]simMoment{}, created: map[string]bool{}, nextName: map[string]int{},
 		proc: simProcRun{restart: newChanLock()},
 	}
@@ -563,6 +563,9 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 
 	rep := checkSim(s.log())
 	rep.Edges = s.edgeCounts()
+	if rep.Misplaced > 0 {
+		rep.Edges["user records of misplaced KPL aggregates, dropped (checked not delivered)"] = rep.Misplaced
+	}
 	if rep.RePutOverlap > 0 {
 		rep.Edges["Process calls of a key beside one on another shard, of a KPL user record put again (exempt)"] = rep.RePutOverlap
 	}

@@ -22,6 +22,10 @@ type Stats struct {
 	// Throttles counts calls refused for a limit (ProvisionedThroughputExceeded,
 	// LimitExceeded, KMSThrottling, ...); Retries counts every call retried.
 	Throttles, Retries int64
+	// MisplacedDropped counts the user records of KPL aggregates dropped
+	// because one of them has a key outside its shard's hash-key range
+	// (Options.KeepMisplacedAggregates).
+	MisplacedDropped int64
 	// Process is what Process or ProcessBatch does with the records
 	// delivered; zero with Consume.
 	Process ProcessStats
@@ -92,6 +96,7 @@ type shardCounters struct {
 type consumerCounters struct {
 	retryCounters
 	iteratorRefreshes atomic.Int64
+	misplacedDropped  atomic.Int64 // user records of KPL aggregates dropped (pageRecords.misplaced)
 	process           processCounters
 }
 
@@ -116,6 +121,7 @@ func (c *Consumer) Stats() Stats {
 	s := Stats{
 		WorkerID:          c.opts.WorkerID,
 		IteratorRefreshes: c.counters.iteratorRefreshes.Load(),
+		MisplacedDropped:  c.counters.misplacedDropped.Load(),
 		Throttles:         c.counters.throttles.Load(),
 		Retries:           c.counters.retries.Load(),
 		Process:           c.counters.process.snapshot(),

@@ -397,8 +397,8 @@ func (c *Consumer) readerEnv() *readerEnv {
 		opts: readerOptions{
 			maxRecords: c.opts.MaxRecords, maxUnacked: c.opts.MaxUnackedPerShard,
 			pollInterval: c.opts.PollInterval, shutdownTimeout: c.opts.ShutdownTimeout, stallAfter: c.opts.LeaseDuration,
-			initialPosition: c.opts.InitialPosition,
-			fanOutStall:     c.fanOutStall, resubscribeAfter: c.resubscribeAfter,
+			initialPosition: c.opts.InitialPosition, keepMisplaced: c.opts.KeepMisplacedAggregates,
+			fanOutStall: c.fanOutStall, resubscribeAfter: c.resubscribeAfter,
 		},
 		listShards:    func(ctx context.Context, s *kstream) ([]shardInfo, error) { return c.listShards(ctx, running, s) },
 		syncChildren:  c.syncChildren,
