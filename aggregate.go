@@ -51,9 +51,9 @@ type userRecord struct {
 //   - open checks the whole aggregate first (MD5, protobuf, every key
 //     index), so a malformed aggregate is known before any of its user
 //     records is handed out.
-//   - What it holds is the aggregate's bytes (aliased) and 4 bytes per
+//   - What it holds is the aggregate's bytes (aliased) and 5 bytes per
 //     key-table entry. An entry takes at least 2 bytes of the aggregate,
-//     so the tables hold at most twice its size.
+//     so the tables hold at most 2.5 times its size.
 //   - Keys are made strings as user records ask for them. A key asked for
 //     by consecutive user records is made once.
 type kplSplitter struct {

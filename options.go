@@ -102,10 +102,10 @@ type Options struct {
 	// MaxUnackedPerShard bounds memory: a shard stops fetching while this many
 	// of its delivered records are not yet acked, and resumes as acks arrive.
 	// Polling, a consumer holds at most about shards x ((2 x MaxRecords +
-	// MaxUnackedPerShard) x (record size + 512 bytes) + 2 x record size).
+	// MaxUnackedPerShard) x (record size + 512 bytes) + 3 x record size).
 	// Record size is the Kinesis record's: a KPL user record keeps its whole
 	// aggregate. The last term is the key tables of the aggregate being
-	// split, 4 bytes an entry; user records are split one at a time.
+	// split, 5 bytes an entry; user records are split one at a time.
 	// With EnhancedFanOut, MaxRecords limits nothing: each shard also holds
 	// up to 4 MiB that Go's HTTP/2 client buffers per stream, plus about 4
 	// events, whose size Kinesis chooses (docs/tuning.md). Default 10000.
