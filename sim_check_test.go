@@ -34,7 +34,12 @@ type simPut struct {
 	// KCL does (Options.KeepMisplacedAggregates), so it must not be
 	// delivered; the KPL put it again, and that copy is owed.
 	Misplaced bool
-	Reads     int // GetRecords replies that returned it
+	// Early: with InitialPosition Latest, written well before the group
+	// first opened its shard (or an ancestor; earlySlack). The shard's
+	// first owner must not deliver it (issue 27 item 7): only a lease that
+	// moved reopens at the stored start, a minute before.
+	Early bool
+	Reads int // GetRecords replies that returned it
 	// Owed: the group must deliver it. False for records written, with
 	// InitialPosition Latest, before the group first opened the shard (or
 	// an ancestor of it), except in an incarnation created again under the
@@ -222,6 +227,7 @@ type simReport struct {
 	Unconfirmed    int // calls of a key that began while another worker's call of it ran on, its worker not yet sure that it had passed the lease on
 	RePutOverlap   int // calls of a key at once on two shards, one of a KPL user record put again (class e): exempt
 	Misplaced      int // user records of misplaced KPL aggregates, checked not delivered (simPut.Misplaced)
+	Early          int // records written before their shard's first open at LATEST (simPut.Early), checked (checkEarly)
 	// Edges counts what the simulation's edges produced (sim_edges_test.go),
 	// by name: set by the run, not by the checker.
 	Edges map[string]int
@@ -425,6 +431,8 @@ func checkSim(l *simLog) simReport {
 			}
 		}
 	}
+
+	checkEarly(l, ds, wins, writesByShard, &rep)
 
 	// Deliveries after the lease moved (class c), and the overlap of
 	// successive acquisitions of one shard.
@@ -774,4 +782,37 @@ func fmtEnd(t time.Time) string {
 		return "never"
 	}
 	return t.Format("15:04:05.000")
+}
+
+// checkEarly reports the records written well before their shard was
+// first opened at LATEST (simPut.Early) that its first acquisition
+// delivered: the first owner reads from where it opened, also after a
+// failed first subscription or an expired iterator (issue 27 item 7).
+func checkEarly(l *simLog, ds []simDelivery, wins map[int]*simWindow, writesByShard map[string][]simWrite, rep *simReport) {
+	type copyID struct {
+		shard, seq string
+		sub        int64
+	}
+	early := map[copyID]simPut{}
+	for _, p := range l.Puts {
+		if p.Early {
+			early[copyID{p.Shard, p.Seq, p.Sub}] = p
+		}
+	}
+	rep.Early = len(early)
+	if len(early) == 0 {
+		return
+	}
+	for _, w := range wins {
+		if w.take.step == 0 || slices.ContainsFunc(writesByShard[w.shard], func(x simWrite) bool { return x.Op == "take" && w.take.after(x.moment()) }) {
+			continue // no take found (reported), or not the shard's first
+		}
+		for _, i := range w.ds {
+			d := ds[i]
+			if p, ok := early[copyID{d.Shard, d.Seq, d.Sub}]; ok {
+				rep.violate("early: %s delivered %q of %s (arrived %s) on the shard's first take (window %d), written before the group first opened it at LATEST",
+					d.Worker, p.Data, d.Shard, p.Arrival.Format("15:04:05.000"), w.id)
+			}
+		}
+	}
 }

@@ -508,6 +508,13 @@ func (s *simRun) owes(stream string) bool {
 	return s.wide.end == nil || s.wide.end[stream]
 }
 
+// earlySlack is how long before a shard's first open at LATEST a record
+// may have arrived and still be delivered by its first owner: kcl notes
+// Kinesis's clock less a second at that open, and reopens there
+// (shardReader.latestAt), and the open is logged a little after Kinesis
+// answered it.
+const earlySlack = 1500 * time.Millisecond
+
 // putsOf returns every record written to stream, each incarnation's after
 // the one before, in write order, named as the log names them; since is
 // when each shard's records became owed (owedSince).
@@ -521,6 +528,7 @@ func (s *simRun) putsOf(stream string, since func(shard string) time.Time) []sim
 		p := simPut{
 			Data: string(r.Data), Key: s.sts.keyOf(stream, gen, r.PartitionKey), Shard: shard, Seq: r.SequenceNumber, Arrival: r.Arrival,
 			Trimmed: r.Trimmed, Reads: r.Reads, Owed: owes && (gen > 0 || r.Arrival.After(since(shard))),
+			Early: s.cfg.position == Latest && !s.cfg.edges.skew && gen == 0 && r.Arrival.Before(since(shard).Add(-earlySlack)),
 		}
 		users := s.kplUsers(stream, r.SequenceNumber) // a KPL aggregate: its user records (sim_edges_test.go)
 		if users == nil {
