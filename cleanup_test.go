@@ -4,11 +4,14 @@ import (
 	"context"
 	"math/big"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kclgo/kcl/internal/kinesisfake"
 )
 
 // Which leases cleanup may delete, on one read of the table and one
@@ -173,4 +176,45 @@ func TestCleanupDeleteIsFenced(t *testing.T) {
 			assert.False(t, ok)
 		})
 	}
+}
+
+// stalledRead is a lease table whose first read of the whole table runs
+// late: before it, meanwhile happens (a process frozen between its shard
+// listing and its read of the table).
+type stalledRead struct {
+	leaseTable
+	once      sync.Once
+	meanwhile func()
+}
+
+func (s *stalledRead) list(ctx context.Context, consistent bool) (tableSnapshot, error) {
+	s.once.Do(s.meanwhile)
+	return s.leaseTable.list(ctx, consistent)
+}
+
+// A sync whose listing shows a shard still open, and whose read of the
+// table comes after the shard ended, its children started and its lease was
+// deleted, lists again: on the old listing it would make the shard's lease
+// again, at TRIM_HORIZON, and read it all over.
+func TestASyncOnAListingOlderThanTheCleanupDelayListsAgain(t *testing.T) {
+	ctx := context.Background()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	const parent = "shardId-000000000000"
+	mem := newMemLeases()
+	table := &stalledRead{leaseTable: mem, meanwhile: func() {
+		require.NoError(t, kin.SplitShard("s", parent, "170141183460469231731687303715884105728"))
+		for _, child := range []string{"shardId-000000000001", "shardId-000000000002"} {
+			_, err := mem.create(ctx, lease{shardID: child, counter: 5, checkpoint: checkpoint{seq: "49590338271490256608559692538361571095921575989136588898"}, parents: []string{parent}})
+			require.NoError(t, err)
+		}
+		time.Sleep(60 * time.Millisecond) // frozen
+	}}
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, Logger: testLogger(t)})
+	require.NoError(t, err)
+	c.table, c.cleanupDelay = table, 100*time.Millisecond
+	require.NoError(t, c.syncShards(ctx, running, c.streamList()[0]))
+	_, made, err := mem.read(ctx, parent)
+	require.NoError(t, err)
+	assert.False(t, made, "no lease made again for the ended parent of started children")
 }
