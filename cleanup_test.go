@@ -71,6 +71,13 @@ func TestEndedLeases(t *testing.T) {
 		{"owned", []lease{func() lease { l := ended("p"); l.owner = "w1"; return l }(), at("c1", seq, "p"), at("c2", seq, "p")}, single, nil},
 		{"in a Java hand-off", []lease{func() lease { l := ended("p"); l.checkpointOwner = "w2"; return l }(), at("c1", seq, "p"), at("c2", seq, "p")}, single, nil},
 		{"an earlier stream's lease", []lease{func() lease { l := ended("p"); l.streamCreated = created - 1; return l }(), at("c1", seq, "p"), at("c2", seq, "p")}, single, nil},
+		{"an earlier stream's lineage", func() []lease {
+			ls := []lease{ended("p"), at("c1", seq, "p"), at("c2", seq, "p")}
+			for i := range ls {
+				ls[i].streamCreated = created - 1
+			}
+			return ls
+		}(), single, nil},
 		{"a child of a later stream", []lease{ended("p"), at("c1", seq, "p"), func() lease { l := at("c2", seq, "p"); l.streamCreated = created + 1; return l }()}, single, nil},
 		{"the stream's creation unknown", []lease{ended("p"), at("c1", seq, "p"), at("c2", seq, "p")}, map[string]cleanupStream{"": {single: true, shards: listing}}, nil},
 		{"not a lease of a stream read here", []lease{ended("1:s:1:p"), at("1:s:1:c1", seq, "1:s:1:p"), at("1:s:1:c2", seq, "1:s:1:p")},
