@@ -37,12 +37,14 @@ func TestCleanupKeepsTheTableToTheOpenShards(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		ch := c.Consume(ctx)
 		cancels, consumers = append(cancels, cancel), append(consumers, c)
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for r := range ch {
 				got.add(string(r.Data))
 				r.Ack()
 			}
-		})
+		}()
 	}
 	stop := func() {
 		for _, cancel := range cancels {

@@ -504,8 +504,8 @@ func (c *Consumer) confirmUnstarted(ctx context.Context, s *kstream, shards []sh
 // ancestorsOfLeased returns the listed shards without a lease of which a
 // descendant has a lease that was started (begun). Such a shard was read to
 // its end before its child was started, and its lease deleted since: kcl
-// never deletes a lease, but the Java KCL (2.3 and later, and 3.x) deletes a
-// parent's once every child has started. A lease made for it anew would
+// (cleanup.go) and the Java KCL (2.3 and later, and 3.x) delete a parent's
+// once every child has started. A lease made for it anew would
 // read it all again, and hold its children back meanwhile. A descendant
 // whose lease was not started proves nothing: its lease may have replaced
 // an earlier stream's of that shard ID (incarnation.go), whose parents'

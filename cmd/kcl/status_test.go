@@ -271,7 +271,7 @@ func TestStatusAwaitingDeletion(t *testing.T) {
 		"q":  {Key: "q", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark},
 		"d1": {Key: "d1", Counter: 3, Checkpoint: seq, Parents: []string{"q"}},
 		"d2": {Key: "d2", Counter: 1, Checkpoint: leaseitem.TrimHorizon, Parents: []string{"q"}}, // not started
-		"j":  {Key: "j", Counter: 5, Checkpoint: leaseitem.ShardEnd, Owner: "java-1"},             // the Java KCL's
+		"j":  {Key: "j", Counter: 5, Checkpoint: leaseitem.ShardEnd, Owner: "java-1"},            // the Java KCL's
 		"e1": {Key: "e1", Counter: 3, Checkpoint: seq, Parents: []string{"j"}},
 		"g":  {Key: "g", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark}, // past retention, no child
 	}}
