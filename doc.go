@@ -97,7 +97,9 @@
 // key holds across resharding. Descendants of a shard the group read, at any
 // depth, start at TRIM_HORIZON however many reshards happened while it was
 // down; a shard that left the stream (retention) is ended, so that its
-// children go on.
+// children go on. The lease of a shard kcl read to its end is deleted once
+// every child started, after a delay (README, Lease table), so the table
+// grows with the open shards, not with the streams' history.
 //
 // # Many streams
 //

@@ -116,6 +116,11 @@ func (k *leaseKeeper) afterPass(ctx context.Context, snap tableSnapshot, d decis
 	k.scanner = i >= 0 && i < scanners
 	fence, _ := c.pause.fencePending()
 	k.busy = d.acted() || d.waiting || fence || !c.beat.settled()
+	if i == 0 {
+		k.clean(ctx, snap, time.Now()) // the first scanner only (cleanup.go)
+	} else {
+		k.cleanup.ended = nil
+	}
 	if !k.scanner {
 		return
 	}

@@ -44,7 +44,8 @@ type lease struct {
 	// writer is who wrote the lease last (kcl's own attribute kclWriter):
 	// the worker, its process's token, and the counter of its last
 	// heartbeat confirmed then. Every take and checkpoint that keeps the
-	// lease sets it; a release or hand-off removes it. Zero: unknown.
+	// lease sets it, and so does its shard end (cleanup.go deletes only
+	// leases kcl ended); a release or hand-off removes it. Zero: unknown.
 	//   - A take's read-back tells its own write from a twin's (another
 	//     process with the same WorkerID) by the token.
 	//   - A judgement that the owner died at heartbeat counter n holds for
@@ -144,8 +145,8 @@ type leaseTable interface {
 	// read (errLeaseLost if not): a lease of a stream created again under
 	// its name replaces the old one's (incarnation.go).
 	replace(ctx context.Context, l, fresh lease) error
-	// remove deletes l if its counter is still the one read (errLeaseLost
-	// if not).
+	// remove deletes l if its counter, stream stamp and checkpoint are
+	// still the ones read (errLeaseLost if not).
 	remove(ctx context.Context, l lease) error
 	// claim asks l's owner to hand l over to taker (no counter change).
 	claim(ctx context.Context, l lease, taker string) error

@@ -52,6 +52,7 @@ type leaseKeeper struct {
 	// parentSync is when a child waiting for its listed parent's lease
 	// last asked for a sync (parentsGone).
 	parentSync time.Time
+	cleanup    cleanup // the ended leases waiting to be deleted (cleanup.go)
 
 	// lastTable is the leases as last read: written by the lease loop, read
 	// by Stats and by the shutdown.

@@ -294,13 +294,14 @@ func (t *dynamoLeases) replace(ctx context.Context, l, fresh lease) error {
 	return err
 }
 
-// remove deletes l if the stored lease is still l as read (sameLease).
+// remove deletes l if the stored lease is still l as read (sameLease),
+// with the checkpoint read.
 func (t *dynamoLeases) remove(ctx context.Context, l lease) error {
-	values := map[string]types.AttributeValue{}
+	values := map[string]types.AttributeValue{":cp": &types.AttributeValueMemberS{Value: l.checkpoint.seq}}
 	_, err := t.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 &t.table,
 		Key:                       leaseitem.ItemKey(l.shardID),
-		ConditionExpression:       aws.String(sameLease(values, l)),
+		ConditionExpression:       aws.String(and(sameLease(values, l), eq(attrCheckpoint, ":cp"))),
 		ExpressionAttributeValues: values,
 	})
 	if isConditionFailed(err) {
@@ -361,7 +362,7 @@ func (t *dynamoLeases) unclaim(ctx context.Context, l lease) error {
 }
 
 // checkpoint writes cp to a lease this worker holds and passes it to next,
-// marking it written by w if it keeps it. A lease in a Java KCL hand-off
+// marking it written by w if it keeps it or ends it (SHARD_END, released). A lease in a Java KCL hand-off
 // (checkpointOwner) is never written: its old owner reads it until it
 // passes it on.
 func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next string, w writer) (lease, error) {
@@ -376,6 +377,12 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 		assigns = append(assigns, writtenBy(values, w)...)
 	case "":
 		remove = []string{attrOwner, attrHandoff, attrWriter}
+		if cp.shardEnd() {
+			// kcl's mark stays on a lease it ended: cleanup.go deletes
+			// only those.
+			remove = remove[:2]
+			assigns = append(assigns, writtenBy(values, w)...)
+		}
 	default:
 		assigns = append(assigns, eq(attrOwner, ":next"))
 		remove = []string{attrHandoff, attrWriter}
@@ -391,9 +398,12 @@ func (t *dynamoLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, n
 	}
 	l.counter++
 	l.checkpoint, l.ownerSwitches = cp, 0
-	if next == l.owner {
+	switch {
+	case next == l.owner:
 		l.writer = w
-	} else {
+	case next == "" && cp.shardEnd():
+		l.owner, l.handoffTo, l.writer = "", "", w
+	default:
 		l.owner, l.handoffTo, l.writer = next, "", writer{}
 	}
 	return l, nil

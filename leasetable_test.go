@@ -71,6 +71,11 @@ func TestDynamoWrites(t *testing.T) {
 			return err
 		},
 			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n REMOVE leaseOwner, handoffTo, kclWriter"},
+		{"shard end (kcl's mark stays: cleanup.go)", func(t *dynamoLeases) error {
+			_, err := t.checkpoint(ctx, owned, checkpoint{seq: checkpointShardEnd}, "", writer{})
+			return err
+		},
+			"leaseOwner = :me AND leaseCounter = :c AND attribute_not_exists(checkpointOwner) | SET checkpoint = :cp, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = :n, kclWriter = :writer REMOVE leaseOwner, handoffTo"},
 		{"hand off", func(t *dynamoLeases) error {
 			_, err := t.checkpoint(ctx, owned, checkpoint{seq: "5"}, "taker", writer{})
 			return err
@@ -89,7 +94,7 @@ func TestDynamoWrites(t *testing.T) {
 			return t.replace(ctx, lease{shardID: "shardId-1", counter: 3, streamCreated: 1000}, lease{shardID: "shardId-1", counter: 4, streamCreated: 2000})
 		}, "leaseCounter = :c AND kclStreamCreated = :sc | put"},
 		{"remove an unstamped lease", func(t *dynamoLeases) error { return t.remove(ctx, lease{shardID: "shardId-1", counter: 3}) },
-			"leaseCounter = :c AND (attribute_not_exists(kclStreamCreated) OR kclStreamCreated = :sc) | delete"},
+			"leaseCounter = :c AND (attribute_not_exists(kclStreamCreated) OR kclStreamCreated = :sc) AND checkpoint = :cp | delete"},
 		{"remove a heartbeat", func(t *dynamoLeases) error { return t.removeWorker(ctx, "w1", 5) }, "leaseCounter = :c | delete"},
 		{"bump the group's epoch", func(t *dynamoLeases) error { return t.bump(ctx) }, " | SET entityType = :entityType ADD kclEpoch :one"},
 		{"tick the group's scans", func(t *dynamoLeases) error { return t.tick(ctx) }, " | SET entityType = :entityType ADD kclScans :one"},

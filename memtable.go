@@ -69,7 +69,7 @@ func (t *memLeases) replace(ctx context.Context, l, fresh lease) error {
 func (t *memLeases) remove(ctx context.Context, l lease) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if stored, ok := t.leases[l.shardID]; !ok || !sameStored(stored, l) {
+	if stored, ok := t.leases[l.shardID]; !ok || !sameStored(stored, l) || stored.checkpoint != l.checkpoint {
 		return errLeaseLost
 	}
 	delete(t.leases, l.shardID)
@@ -138,9 +138,12 @@ func (t *memLeases) checkpoint(ctx context.Context, l lease, cp checkpoint, next
 			return false
 		}
 		s.checkpoint, s.ownerSwitches = cp, 0
-		if next == s.owner {
+		switch {
+		case next == s.owner:
 			s.writer = w
-		} else {
+		case next == "" && cp.shardEnd(): // kcl's mark stays on a lease it ended (cleanup.go)
+			s.owner, s.handoffTo, s.writer = "", "", w
+		default:
 			s.owner, s.handoffTo, s.writer = next, "", writer{}
 		}
 		return true

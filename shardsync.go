@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -187,26 +188,9 @@ func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extr
 			return err
 		}
 	}
-	listed := make([][]shardInfo, 0, len(streams))
-	for _, s := range slices.Clone(streams) {
-		shards, err := c.listShards(ctx, st, s)
-		if st == running && isResourceNotFound(err) {
-			// Deleted: the lease loop looks for it every LeaseDuration
-			// (missing), though this sync may be a shard end's, and no
-			// reader of it may be left to wait for it.
-			s.missing.Store(true)
-			s.log.Warn("kcl: stream not found; waiting for it to be created again", "error", err)
-			streams = slices.DeleteFunc(streams, func(x *kstream) bool { return x == s })
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("stream %q: %w", s.label, err)
-		}
-		listed = append(listed, shards)
-	}
-	snap, err := c.table.list(ctx, true) // consistent, and after the listings: where a shard starts rests on which leases exist
+	streams, listed, snap, err := c.listAndRead(ctx, st, streams)
 	if err != nil {
-		return fmt.Errorf("lease table %q: %w", c.table.name(), err)
+		return err
 	}
 	if err := c.checkLayout(snap.leases); err != nil {
 		return err
@@ -227,6 +211,51 @@ func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extr
 		c.bump(ctx) // the other workers take their share of the new leases
 	}
 	return nil
+}
+
+// listAndRead lists the shards of streams, then reads the lease table,
+// consistently: where a shard starts rests on which leases exist. It
+// returns the streams listed (those found deleted are left out), their
+// shards, and the read.
+//
+// A listing older than half of cleanupDelay when the read ends is made
+// again (a process frozen, calls retried for long): a shard it shows open
+// may have ended since, its children started and its lease been deleted
+// (cleanup.go), and a lease made for it again would read it all over.
+func (c *Consumer) listAndRead(ctx context.Context, st stage, streams []*kstream) ([]*kstream, [][]shardInfo, tableSnapshot, error) {
+	for {
+		began := time.Now()
+		streams, listed, snap, err := c.listAndReadOnce(ctx, st, streams)
+		if err != nil || time.Since(began) <= c.cleanupDelay/2 {
+			return streams, listed, snap, err
+		}
+		c.log.Warn("kcl: shard listing too old once the lease table was read; listing again", "took", time.Since(began))
+	}
+}
+
+func (c *Consumer) listAndReadOnce(ctx context.Context, st stage, streams []*kstream) ([]*kstream, [][]shardInfo, tableSnapshot, error) {
+	listed := make([][]shardInfo, 0, len(streams))
+	for _, s := range slices.Clone(streams) {
+		shards, err := c.listShards(ctx, st, s)
+		if st == running && isResourceNotFound(err) {
+			// Deleted: the lease loop looks for it every LeaseDuration
+			// (missing), though this sync may be a shard end's, and no
+			// reader of it may be left to wait for it.
+			s.missing.Store(true)
+			s.log.Warn("kcl: stream not found; waiting for it to be created again", "error", err)
+			streams = slices.DeleteFunc(streams, func(x *kstream) bool { return x == s })
+			continue
+		}
+		if err != nil {
+			return nil, nil, tableSnapshot{}, fmt.Errorf("stream %q: %w", s.label, err)
+		}
+		listed = append(listed, shards)
+	}
+	snap, err := c.table.list(ctx, true) // consistent, and after the listings
+	if err != nil {
+		return nil, nil, tableSnapshot{}, fmt.Errorf("lease table %q: %w", c.table.name(), err)
+	}
+	return streams, listed, snap, nil
 }
 
 // syncChildren syncs the shard list of h's stream, which creates the
@@ -475,8 +504,8 @@ func (c *Consumer) confirmUnstarted(ctx context.Context, s *kstream, shards []sh
 // ancestorsOfLeased returns the listed shards without a lease of which a
 // descendant has a lease that was started (begun). Such a shard was read to
 // its end before its child was started, and its lease deleted since: kcl
-// never deletes a lease, but the Java KCL (2.3 and later, and 3.x) deletes a
-// parent's once every child has started. A lease made for it anew would
+// (cleanup.go) and the Java KCL (2.3 and later, and 3.x) delete a parent's
+// once every child has started. A lease made for it anew would
 // read it all again, and hold its children back meanwhile. A descendant
 // whose lease was not started proves nothing: its lease may have replaced
 // an earlier stream's of that shard ID (incarnation.go), whose parents'

@@ -220,6 +220,9 @@ func (r *simDroppedReader) Err() error                                       { r
 // edgeCounts counts what the edges produced in the run.
 func (s *simRun) edgeCounts() map[string]int {
 	out := map[string]int{}
+	if n := s.cleaned.Load(); n > 0 {
+		out["ended leases deleted by kcl's cleanup"] = int(n)
+	}
 	if s.cfg.edges.fanOut {
 		out["fan-out seeds"]++
 		out["subscriptions"] = int(s.kin.Calls(kinesisfake.OpSubscribeToShard))

@@ -749,6 +749,9 @@ func (s *simRun) noteCreated(l lease) {
 func (t *simTable) remove(ctx context.Context, l lease) error {
 	return t.write(ctx, l.shardID, func() (bool, error) {
 		err := t.db.inner.remove(ctx, l)
+		if err == nil && l.checkpoint.shardEnd() {
+			t.db.run.cleaned.Add(1)
+		}
 		return err == nil, err
 	})
 }

@@ -22,8 +22,9 @@ package kcl
 // numbers repeat across streams; the invariants are checked over all of
 // them at once. Some seeds give every stream reshards before the group
 // starts (history), keep the last of several streams out of Streams until
-// a rolling deploy adds it (late), run a Java KCL cleaner that deletes
-// every finished parent's lease, or set ShardSyncInterval so long that
+// a rolling deploy adds it (late), delete ended leases with kcl's own
+// cleanup after a delay drawn from 0.5 to 3.5 LeaseDurations (cleanup.go;
+// the others after 3), or set ShardSyncInterval so long that
 // only shard ends find new shards; and retention may overtake a reader
 // (a shard being read is closed and removed at once). Rolling deploys
 // that add or remove a stream (sometimes halted after a canary), streams
@@ -260,10 +261,13 @@ type simConfig struct {
 	// overtakes is how many times retention overtakes a reader: a shard
 	// being read is closed and removed at once (overtake).
 	overtakes int
-	// cleaner, when not zero, is how often a Java KCL cleaner deletes every
-	// finished parent's lease whose children all started, as the Java
-	// KCL's LeaseCleanupManager does in a table it shares.
-	cleaner time.Duration
+	// cleanup is the workers' cleanupDelay: kcl deletes the leases of
+	// shards it ended once their children started (cleanup.go), within a
+	// seed's run. (The adversary's "delete" still deletes one finished
+	// parent's lease as the Java KCL does, deleteFinishedParent.)
+	cleanup time.Duration
+	// drawnCleanup: cleanup was drawn, not the default 3 LeaseDurations.
+	drawnCleanup bool
 	// db is the lease table's DynamoDB: stale reads, paged scans, slow
 	// calls, long outages and throttled takes (sim_table_test.go).
 	db simDBModel
@@ -325,8 +329,9 @@ func drawConfig(rng, more *rand.Rand, chaos time.Duration) simConfig {
 	if c.streams > 1 && more.IntN(2) == 0 {
 		c.late, c.joinAt = true, chaos/5+time.Duration(more.Int64N(int64(chaos/2)))
 	}
+	c.cleanup = 3 * c.leaseDuration
 	if more.IntN(3) == 0 {
-		c.cleaner = time.Duration(100+more.IntN(300)) * time.Millisecond
+		c.cleanup, c.drawnCleanup = c.leaseDuration/2+time.Duration(more.IntN(300))*c.leaseDuration/100, true
 	}
 	c.overtakes = more.IntN(3)
 	return c
@@ -343,8 +348,8 @@ func (c simConfig) String() string {
 	if c.history > 0 {
 		mode += fmt.Sprintf(" history=%d", c.history)
 	}
-	if c.cleaner > 0 {
-		mode += fmt.Sprintf(" cleaner=%v", c.cleaner)
+	if c.drawnCleanup {
+		mode += fmt.Sprintf(" cleanup=%v", c.cleanup.Round(time.Millisecond))
 	}
 	if c.overtakes > 0 {
 		mode += fmt.Sprintf(" overtakes=%d", c.overtakes)
@@ -369,6 +374,8 @@ type simRun struct {
 	db     *simDB // leases as DynamoDB answers for them
 	logs   *simLogBuffer
 	epoch  time.Time
+	// cleaned counts the ended leases kcl's cleanup deleted (simTable.remove).
+	cleaned atomic.Int64
 
 	tableMu     sync.Mutex // serialises the lease-table writes with their versions (simDB) and their log
 	tableFaults atomic.Bool
@@ -509,13 +516,6 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 		evs = append(evs, event(e))
 	}
 	slices.SortFunc(evs, func(a, b event) int { return int(a.at - b.at) })
-	if cfg.cleaner > 0 {
-		s.wg.Go(func() {
-			for sleep(ctx, cfg.cleaner) {
-				s.deleteFinished(func(done []string) []string { return done }, "Java cleanup: delete")
-			}
-		})
-	}
 	s.setTableFaults(rng.IntN(3) > 0)
 	if rng.IntN(3) > 0 {
 		s.kin.SetFault(kinFaults)
@@ -1216,6 +1216,7 @@ func (s *simRun) startWorker(seed uint64, id string) *simWorker {
 	}
 	begun := &simBegun{simTable: table}
 	c.table = begun // every worker of the group shares one table (New made a private one)
+	c.cleanupDelay = s.cfg.cleanup
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &simWorker{run: s, name: name, id: id, c: c, table: table, cancel: cancel, rng: rng, done: make(chan struct{}), streams: streams, begun: begun, proc: proc}
 	s.mu.Lock()

@@ -42,6 +42,9 @@ type Consumer struct {
 	// Enhanced fan-out: timings tests shorten.
 	fanOutStall      time.Duration
 	resubscribeAfter time.Duration
+	// cleanupDelay is how long an ended lease stays deletable before it
+	// is deleted (cleanup.go): Options.cleanupDelay, which tests shorten.
+	cleanupDelay time.Duration
 
 	// Set up by Consume.
 	out     chan Record
@@ -85,6 +88,7 @@ func New(opts Options) (*Consumer, error) {
 
 		fanOutStall:      defaultFanOutStall,
 		resubscribeAfter: defaultResubscribe,
+		cleanupDelay:     opts.cleanupDelay(),
 	}
 	c.streams.Store(&streamSet{list: newStreams(opts, log)})
 	c.beat = newHeartbeat(c, strconv.FormatUint(rand.Uint64(), 36))

@@ -232,7 +232,10 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 		rep.Notes = append(rep.Notes, "no lease yet (a worker's next shard sync creates it): "+strings.Join(unleased, ", "))
 	}
 	if len(gone) > 0 {
-		rep.Notes = append(rep.Notes, "ended leases of shards no longer in the stream (as expected after retention; kcl keeps them): "+strings.Join(gone, ", "))
+		rep.Notes = append(rep.Notes, "ended leases of shards no longer in the stream (as expected after retention): "+strings.Join(gone, ", "))
+	}
+	if waiting := awaitingDeletion(shards, sl); len(waiting) > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("ended leases waiting for deletion (every child started; kcl deletes them after a delay): %d: %s", len(waiting), strings.Join(waiting, ", ")))
 	}
 	if sl.streamID != "" {
 		rep.Notes = append(rep.Notes, "multi-stream table (Options.Streams): stream "+stream+" is "+sl.streamID)
@@ -252,6 +255,64 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 		rep.Notes = append(rep.Notes, "Java KCL items that are not leases: "+strings.Join(w.after.java, ", "))
 	}
 	return rep
+}
+
+// awaitingDeletion returns the shards (sorted) whose leases kcl ended and
+// deletes once a delay passed, as the workers judge it (the package's
+// cleanup.go): checkpoint SHARD_END, no owner, kcl's writer mark, and every
+// child (a lease naming the shard as parent, or a listed shard) leased and
+// started. A parent listed without children is not ready.
+func awaitingDeletion(shards []shardInfo, sl streamLeases) []string {
+	children := map[string][]string{}
+	for _, s := range shards {
+		for _, p := range s.parents {
+			children[p] = append(children[p], s.id)
+		}
+	}
+	for shard, l := range sl.byShard {
+		for _, p := range l.Parents {
+			_, parent := leaseitem.SplitKey(p)
+			if !slices.Contains(children[parent], shard) {
+				children[parent] = append(children[parent], shard)
+			}
+		}
+	}
+	listed := map[string]bool{}
+	for _, s := range shards {
+		listed[s.id] = true
+	}
+	var out []string
+	for shard, l := range sl.byShard {
+		if l.Checkpoint != leaseitem.ShardEnd || l.Owner != "" || l.Writer.Worker == "" || l.CheckpointOwner != "" {
+			continue
+		}
+		if listed[shard] && len(children[shard]) == 0 {
+			continue
+		}
+		ready := true
+		for _, k := range children[shard] {
+			kl, ok := sl.byShard[k]
+			ready = ready && ok && started(kl)
+		}
+		if ready {
+			out = append(out, shard)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// started reports whether a lease's checkpoint moved past where its shard
+// began: a sequence number, or SHARD_END written by a reader (a lease made
+// ended is never written: its counter is 0).
+func started(l leaseitem.Lease) bool {
+	switch l.Checkpoint {
+	case leaseitem.TrimHorizon, leaseitem.Latest, leaseitem.AtTimestamp:
+		return false
+	case leaseitem.ShardEnd:
+		return l.Counter > 0
+	}
+	return true
 }
 
 // recreatedNotes say what the table holds of earlier streams of this name

@@ -253,3 +253,27 @@ func TestTheWatchLastsTheGroupsLeaseDuration(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Equal(t, 3*time.Second, h.waited, "-lease given wins")
 }
+
+// status counts the ended leases that kcl deletes once their delay passed:
+// those it ended (its mark), whose children all started.
+func TestStatusAwaitingDeletion(t *testing.T) {
+	seq := "49590338271490256608559692538361571095921575989136588898"
+	mark := leaseitem.Writer{Worker: "w1", Token: "t", Beat: 2}
+	shards := []shardInfo{
+		{id: "p", closed: true}, {id: "c1", parents: []string{"p"}}, {id: "c2", parents: []string{"p"}},
+		{id: "q", closed: true}, {id: "d1", parents: []string{"q"}}, {id: "d2", parents: []string{"q"}},
+		{id: "j", closed: true}, {id: "e1", parents: []string{"j"}},
+	}
+	sl := streamLeases{byShard: map[string]leaseitem.Lease{
+		"p":  {Key: "p", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark},
+		"c1": {Key: "c1", Counter: 3, Checkpoint: seq, Parents: []string{"p"}},
+		"c2": {Key: "c2", Counter: 3, Checkpoint: leaseitem.ShardEnd, Parents: []string{"p"}, Writer: mark},
+		"q":  {Key: "q", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark},
+		"d1": {Key: "d1", Counter: 3, Checkpoint: seq, Parents: []string{"q"}},
+		"d2": {Key: "d2", Counter: 1, Checkpoint: leaseitem.TrimHorizon, Parents: []string{"q"}}, // not started
+		"j":  {Key: "j", Counter: 5, Checkpoint: leaseitem.ShardEnd, Owner: "java-1"},            // the Java KCL's
+		"e1": {Key: "e1", Counter: 3, Checkpoint: seq, Parents: []string{"j"}},
+		"g":  {Key: "g", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark}, // past retention, no child
+	}}
+	assert.Equal(t, []string{"g", "p"}, awaitingDeletion(shards, sl))
+}
