@@ -168,7 +168,10 @@ type Options struct {
 	BatchWindow time.Duration
 
 	// Logger receives kcl's logs. Nothing per record is logged above Debug.
-	// Default slog.Default().
+	// No payload is ever logged, and a partition key only at Debug (keys
+	// are often user IDs or emails). The errors of a Process handler or
+	// OnFailure, and panic values, are logged as they are: keep keys and
+	// payloads out of them (docs/security.md). Default slog.Default().
 	Logger *slog.Logger
 }
 

@@ -172,14 +172,17 @@ func (p *pageRecords) malformed(rec *Record, msg string, err error) {
 // producers of the KPL format (a8m/kinesis-producer, kinesis-aggregation)
 // aggregate any keys into one record and never put them again, and
 // dropping would lose them. A user record the KPL put again is delivered
-// twice (README, Known limits).
+// twice (README, Known limits). The partition key is logged at Debug only.
 func (p *pageRecords) misplaced(rec *Record) {
 	level := slog.LevelDebug
 	if !p.r.warnedMisplaced {
 		p.r.warnedMisplaced, level = true, slog.LevelWarn
 	}
-	p.r.log.Log(context.Background(), level, "kcl: KPL aggregate with user records outside the shard's hash-key range; delivered (a KPL put after a split puts them again on their shard: delivered twice)",
-		"sequence_number", rec.SequenceNumber, "partition_key", rec.PartitionKey, "explicit_hash_key", rec.ExplicitHashKey)
+	attrs := []any{"sequence_number", rec.SequenceNumber, "explicit_hash_key", rec.ExplicitHashKey}
+	if level == slog.LevelDebug { // keys are often user IDs or emails: never above Debug
+		attrs = append(attrs, "partition_key", rec.PartitionKey)
+	}
+	p.r.log.Log(context.Background(), level, "kcl: KPL aggregate with user records outside the shard's hash-key range; delivered (a KPL put after a split puts them again on their shard: delivered twice)", attrs...)
 }
 
 // keep reports 1 to keep rec, 0 to leave it out: it is at or before skip.
