@@ -251,3 +251,16 @@ func TestDynaliteTableSettingsFacts(t *testing.T) {
 	_, err = db.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: &table})
 	assert.NoError(t, err, "a table created with deletion protection is deleted")
 }
+
+// An emulator without UpdateContinuousBackups (dynalite) ends a consumer
+// that would turn on point-in-time recovery at start, with the code, not
+// retried forever; the table is made all the same.
+func TestPointInTimeRecoveryOnAnEmulatorWithoutItEndsAtStart(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	opts := f.options()
+	opts.LeaseTableSettings = LeaseTableSettings{PointInTimeRecovery: true}
+	err := startConsumer(t, opts).ends(10 * time.Second)
+	assert.ErrorContains(t, err, "point-in-time recovery")
+	assert.Equal(t, "UnknownOperationException", errorCode(err))
+}
