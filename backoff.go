@@ -47,6 +47,7 @@ var fatalCodes = map[string]bool{
 	"KMSOptInRequired":            true,
 	"IncompleteSignature":         true,
 	"MissingAuthenticationToken":  true,
+	"UnknownOperationException":   true, // an emulator without the call
 }
 
 // isFatal reports whether err is an AWS error that no retry can fix, a

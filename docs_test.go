@@ -88,6 +88,9 @@ func TestREADMEOptionDefaultsAreWhatNewFillsIn(t *testing.T) {
 		"EnhancedFanOut":  func(doc string) bool { return doc == "off" && !o.EnhancedFanOut },
 		"ConsumerName":    func(doc string) bool { return doc == "AppName" && o.ConsumerName == o.AppName },
 		"Logger":          func(doc string) bool { return doc == "slog.Default()" && o.Logger == slog.Default() },
+		"LeaseTableSettings": func(doc string) bool {
+			return strings.HasPrefix(doc, "zero: create a missing table") && o.LeaseTableSettings.isZero()
+		},
 	}
 	// Every other option: its default printed as Go prints it.
 	v := reflect.ValueOf(o)

@@ -81,21 +81,33 @@ type dynamoLeases struct {
 	// leaseDuration is Options.LeaseDuration, which heartbeats carry
 	// (leaseitem.AttrLeaseDuration) for the command's watch. Immutable.
 	leaseDuration time.Duration
+	// settings are Options.LeaseTableSettings. Immutable.
+	settings LeaseTableSettings
+	// created: this worker's CreateTable made the table and ensure has not
+	// finished the settings that follow it. Only touched by start.
+	created bool
 }
 
 func (t *dynamoLeases) name() string { return t.table }
 
-// ensure creates the table (on-demand billing) when it is missing, waits until
-// it is active, and checks its key schema.
+// ensure creates the table when it is missing (unless settings forbid
+// it), waits until it is active, and checks its key schema. The worker
+// whose CreateTable succeeded then turns on point-in-time recovery, if
+// asked, before ensure returns nil: a retried ensure finds the table and
+// does that part again.
 func (t *dynamoLeases) ensure(ctx context.Context) error {
 	out, err := t.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &t.table})
 	var notFound *types.ResourceNotFoundException
 	if errors.As(err, &notFound) {
-		_, err = t.db.CreateTable(ctx, leaseitem.CreateTable(t.table))
+		if t.settings.NoCreate {
+			return errNoTable
+		}
+		_, err = t.db.CreateTable(ctx, t.settings.createInput(t.table))
 		var inUse *types.ResourceInUseException
 		if err != nil && !errors.As(err, &inUse) { // in use: another worker is creating it
 			return err
 		}
+		t.created = err == nil
 		out, err = t.waitActive(ctx)
 	}
 	if err != nil {
@@ -109,6 +121,12 @@ func (t *dynamoLeases) ensure(ctx context.Context) error {
 	if !leaseitem.IsLeaseTable(out.Table.KeySchema) {
 		return errNotLeaseTable
 	}
+	if t.created && t.settings.PointInTimeRecovery {
+		if _, err := t.db.UpdateContinuousBackups(ctx, pitrInput(t.table)); err != nil {
+			return fmt.Errorf("turning on point-in-time recovery: %w", err)
+		}
+	}
+	t.created = false
 	return nil
 }
 

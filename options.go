@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -45,6 +46,11 @@ type Options struct {
 	// LeaseTable is the DynamoDB table holding leases and checkpoints.
 	// Default: AppName. Setting it without AppName is an error.
 	LeaseTable string
+	// LeaseTableSettings says whether kcl may create a missing lease table,
+	// and with which tags, protection, backups, encryption and billing. The
+	// zero value creates it on demand, as before. Setting it without AppName
+	// is an error.
+	LeaseTableSettings LeaseTableSettings
 	// WorkerID names this worker in the lease table (leaseOwner).
 	// Default: the hostname plus a random suffix.
 	WorkerID string
@@ -177,7 +183,10 @@ type Options struct {
 	BatchWindow time.Duration
 
 	// Logger receives kcl's logs. Nothing per record is logged above Debug.
-	// Default slog.Default().
+	// No payload is ever logged, and a partition key only at Debug (keys
+	// are often user IDs or emails). The errors of a Process handler or
+	// OnFailure, and panic values, are logged as they are: keep keys and
+	// payloads out of them (docs/security.md). Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -261,6 +270,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	o.Streams = slices.Clone(o.Streams) // the caller's slice may change later
+	o.LeaseTableSettings.Tags = maps.Clone(o.LeaseTableSettings.Tags)
 	if o.LeaseTable == "" {
 		o.LeaseTable = o.AppName
 	}
@@ -296,6 +306,9 @@ func (o Options) withDefaults() (Options, error) {
 // ErrInvalidOptions and names the field.
 func (o Options) validate() error {
 	if err := o.checkStreams(); err != nil {
+		return err
+	}
+	if err := o.LeaseTableSettings.validate(o.AppName); err != nil {
 		return err
 	}
 	switch {

@@ -190,7 +190,7 @@ func (p *pageRecords) misplaced(rec *Record, users int, dropped bool) {
 		msg = "kcl: KPL aggregate with user records outside the shard's hash-key range; dropped, as the Java KCL does (the KPL puts them again on their own shards; set Options.KeepMisplacedAggregates if the producer does not)"
 	}
 	args := []any{"sequence_number", rec.SequenceNumber, "user_records", users}
-	if level == slog.LevelDebug {
+	if level == slog.LevelDebug { // keys are often user IDs or emails: never above Debug
 		args = append(args, "aggregate_partition_key", rec.PartitionKey)
 	}
 	p.r.log.Log(context.Background(), level, msg, args...)

@@ -107,10 +107,12 @@ func New(opts Options) (*Consumer, error) {
 	switch {
 	case opts.AppName == "":
 		c.table = newMemLeases()
-	case opts.DynamoDB != nil:
-		c.table = &dynamoLeases{db: opts.DynamoDB, table: opts.LeaseTable, leaseDuration: opts.LeaseDuration}
 	default:
-		c.table = &dynamoLeases{db: dynamodb.NewFromConfig(*opts.AWSConfig), table: opts.LeaseTable, leaseDuration: opts.LeaseDuration}
+		db := opts.DynamoDB
+		if db == nil {
+			db = dynamodb.NewFromConfig(*opts.AWSConfig)
+		}
+		c.table = &dynamoLeases{db: db, table: opts.LeaseTable, leaseDuration: opts.LeaseDuration, settings: opts.LeaseTableSettings}
 	}
 	return c, nil
 }
@@ -373,8 +375,8 @@ func (c *Consumer) start(ctx context.Context) error {
 	if err := c.describeStreams(ctx); err != nil {
 		return err
 	}
-	notLeaseTable := func(err error) bool { return errors.Is(err, errNotLeaseTable) }
-	if err := retryErr(ctx, starting, &c.counters.retryCounters, c.log, "lease table setup", notLeaseTable, func() error {
+	unusable := func(err error) bool { return errors.Is(err, errNotLeaseTable) || errors.Is(err, ErrNoLeaseTable) }
+	if err := retryErr(ctx, starting, &c.counters.retryCounters, c.log, "lease table setup", unusable, func() error {
 		if err := c.table.ensure(ctx); err != nil {
 			return err
 		}

@@ -99,6 +99,7 @@ func status(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	rep := buildStatus(*stream, table, shards, w, streamLeases{streamID: streamID, created: created, byShard: mine, others: others})
+	rep.Notes = append(rep.Notes, protectionNotes(ctx, db, table)...)
 	if *lag {
 		problems, err := measureLag(ctx, kin, *stream, rep.Shards)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -152,9 +153,11 @@ func TestStatusErrors(t *testing.T) {
 
 // TestStatusOfARunningGroupNotesNothing: the group item (kcl-group) is
 // kcl's own bookkeeping, not a note; the outputs in README and
-// docs/operating.md end "problems: none".
+// docs/operating.md end "problems: none" (of a table with the protection
+// docs/security.md recommends, which dynalite cannot show).
 func TestStatusOfARunningGroupNotesNothing(t *testing.T) {
 	h := newHarness(t, 2)
+	h.ddb = &protectedTable{DynamoDB: h.db, protection: true, pitr: types.PointInTimeRecoveryStatusEnabled}
 	data := h.putData("a-", 2)
 	w := h.startWorker("worker-1")
 	w.receive(data...)
