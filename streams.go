@@ -115,14 +115,26 @@ func (s *kstream) consumer() string {
 }
 
 // setStream fills the stream name or ARN of a request: the name when the
-// stream was given by name, else its ARN.
-
+// stream was given by name, else its ARN. A stream of another account is
+// given by ARN, and Kinesis consults its resource policy only for a request
+// that names it by ARN.
 func (s *kstream) setStream(name, arn **string) {
 	if s.name != "" {
 		*name = aws.String(s.name)
 	} else {
 		*arn = aws.String(s.arn)
 	}
+}
+
+// arnIfGiven returns the stream's ARN when it was given by ARN, for a
+// request that names its stream otherwise (GetRecords, by its iterator):
+// nil when it was given by name. As setStream, for a stream of another
+// account, as the Java KCL does.
+func (s *kstream) arnIfGiven() *string {
+	if s.name != "" {
+		return nil
+	}
+	return aws.String(s.arn)
 }
 
 // setShards notes the shards of the stream as just listed, by shard ID.
