@@ -38,12 +38,12 @@ func (c *Consumer) registerConsumer(ctx context.Context, st stage, s *kstream) e
 	name := c.opts.ConsumerName
 	for {
 		out, err := retry(ctx, st, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
-			return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
+			return s.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 		})
 		switch {
 		case isNotFound(err):
 			_, err = retry(ctx, st, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", func(err error) bool { return isInUse(err) || isConsumerLimit(err) }, func() (*kinesis.RegisterStreamConsumerOutput, error) {
-				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
+				return s.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if isConsumerLimit(err) {
 				return fmt.Errorf("stream %q: registering consumer %q: the stream has as many registered consumers as Kinesis allows (20, or 50 on an On-demand Advantage stream); deregister one, or read by polling (EnhancedFanOut false): %w", s.label, name, err)
@@ -92,7 +92,7 @@ func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (
 		return true, nil // another reader registered it again
 	}
 	out, err := retry(ctx, running, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
-		return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &s.arn, ConsumerName: &c.opts.ConsumerName})
+		return s.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &s.arn, ConsumerName: &c.opts.ConsumerName})
 	})
 	switch {
 	case err == nil && out.ConsumerDescription.ConsumerStatus == types.ConsumerStatusActive && aws.ToString(out.ConsumerDescription.ConsumerARN) == used:
@@ -177,7 +177,7 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 		subCtx, cancel := context.WithCancel(ctx)
 		consumer := h.stream.consumer()
 		out, err := retry(subCtx, running, &env.counters.retryCounters, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
-			out, err := env.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &consumer, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
+			out, err := h.stream.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &consumer, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
 			if pos.Type == types.ShardIteratorTypeAtTimestamp && startAhead(err) {
 				return nil, errStartAhead{err} // waited out, as polling does (shardIterator)
 			}
@@ -311,7 +311,7 @@ func (r *shardReader) confirmShardEnd(ctx context.Context, after string) (bool, 
 	iterator, err := r.shardIterator(ctx, start, after)
 	for i := 0; err == nil && i < 3; i++ {
 		var out *kinesis.GetRecordsOutput
-		out, err = r.env.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1), StreamARN: r.h.stream.arnIfGiven()})
+		out, err = r.h.stream.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1), StreamARN: r.h.stream.arnIfGiven()})
 		switch {
 		case err != nil:
 		case len(out.Records) > 0:

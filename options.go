@@ -59,6 +59,16 @@ type Options struct {
 	AWSConfig *aws.Config
 	// Kinesis overrides the Kinesis client. *kinesis.Client satisfies it.
 	Kinesis KinesisAPI
+	// KinesisFor gives a stream a Kinesis client of its own: for a stream
+	// of another account that admits no role of this application, read
+	// with a role assumed there (docs/security.md). New calls it once for
+	// each stream, with the stream as given in StreamName, StreamARN or
+	// Streams (a name or an ARN), on its own goroutine, before it returns.
+	// A nil client means Kinesis, or the client built from AWSConfig.
+	// Every call on a stream, its fan-out consumer's included, goes to its
+	// client, from many goroutines at once (as *kinesis.Client allows);
+	// a stream created again under its name keeps it.
+	KinesisFor func(stream string) KinesisAPI
 	// DynamoDB overrides the DynamoDB client. *dynamodb.Client satisfies it.
 	DynamoDB DynamoDBAPI
 

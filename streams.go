@@ -67,6 +67,9 @@ type kstream struct {
 	// log is the consumer's logger, naming this stream (the consumer's own
 	// already does with a single stream).
 	log *slog.Logger
+	// kinesis is the stream's client (Options.KinesisFor, else the
+	// consumer's): every call on the stream and its consumer goes to it.
+	kinesis KinesisAPI
 
 	shardsMu sync.Mutex
 	shards   map[string]shardInfo // synchronized on shardsMu: by shard ID, as last listed (setShards); nil until listed
@@ -83,7 +86,8 @@ type streamSet struct {
 // streamList returns the streams read. Any goroutine may call it.
 func (c *Consumer) streamList() []*kstream { return c.streams.Load().list }
 
-// newStreams returns the streams of opts, as given, logging with log.
+// newStreams returns the streams of opts, as given, logging with log, each
+// with the client KinesisFor gives it (nil: the consumer's, New's to set).
 func newStreams(opts Options, log *slog.Logger) []*kstream {
 	given := opts.Streams
 	if !opts.multiStream() {
@@ -99,6 +103,9 @@ func newStreams(opts Options, log *slog.Logger) []*kstream {
 			s.arn = g
 		} else {
 			s.name = g
+		}
+		if opts.KinesisFor != nil {
+			s.kinesis = opts.KinesisFor(g)
 		}
 		streams = append(streams, s)
 	}
@@ -204,7 +211,7 @@ func (c *Consumer) describe(ctx context.Context, st stage, s *kstream) (*types.S
 	in := &kinesis.DescribeStreamSummaryInput{}
 	s.setStream(&in.StreamName, &in.StreamARN)
 	out, err := retry(ctx, st, &c.counters.retryCounters, s.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
-		return c.kinesis.DescribeStreamSummary(ctx, in)
+		return s.kinesis.DescribeStreamSummary(ctx, in)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %q: %w", s.label, err)

@@ -259,3 +259,78 @@ func TestStreamsOfSeveralAccountsKeepTheirAccountsInTheirLeaseKeys(t *testing.T)
 		assert.Regexp(t, `^[0-9]{12}:[^:]+:[0-9]+:shardId-[0-9]+$`, k, "the Java KCL's multi-stream key")
 	}
 }
+
+// Options.KinesisFor gives each stream its own client, a role of its own
+// account that reaches nothing else: every call on a stream, its fan-out
+// consumer's included, goes to that client and names the stream by ARN;
+// the consumer's client (Kinesis) gets none. New asks once per stream, as
+// given. Single- and multi-stream, polling and fan-out; the lease keys are
+// the Java KCL's.
+func TestKinesisForGivesEachStreamItsOwnClient(t *testing.T) {
+	for _, fanOut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fanOut=%v", fanOut), func(t *testing.T) {
+			noLeak(t)
+			a, c := newAccountFixture(t, accountA, 2), newAccountFixture(t, accountC, 1)
+			c.app = a.app + "-multi"
+			arnA, _ := a.javaStreamID()
+			arnC, _ := c.javaStreamID()
+			var mu sync.Mutex
+			var asked []string
+			roles := map[string]*roleClient{
+				arnA: newRoleClient("A's role", accountKinesis(t, accountA, fanOut), accountA),
+				arnC: newRoleClient("C's role", accountKinesis(t, accountC, fanOut), accountC),
+			}
+			deny := newRoleClient("the consumer's client", accountKinesis(t, accountNil, fanOut))
+			options := func(f *fixture) Options {
+				opts := f.options()
+				opts.StreamName, opts.Kinesis, opts.EnhancedFanOut = "", deny, fanOut
+				opts.KinesisFor = func(stream string) KinesisAPI {
+					mu.Lock()
+					defer mu.Unlock()
+					asked = append(asked, stream)
+					return roles[stream]
+				}
+				return opts
+			}
+
+			// One stream of A, by StreamARN: its lease keys are its shard IDs.
+			want := map[string]string{}
+			for _, p := range a.putN(30, 6, "a") {
+				want[p.data] = arnA
+			}
+			opts := options(a)
+			opts.StreamARN = arnA
+			col := newCollector(t)
+			col.start("w1", opts)
+			col.waitFor(want, 30*time.Second)
+			require.NoError(t, col.stop("w1"))
+			checkStreamDeliveries(t, col.all(), want)
+			assert.ElementsMatch(t, []string{"shardId-000000000000", "shardId-000000000001"}, slices.Collect(maps.Keys(a.leaseItems())))
+			assert.Equal(t, []string{arnA}, asked)
+
+			// A's and C's, by Streams, in a table of their own.
+			for _, p := range c.putN(20, 4, "c") {
+				want[p.data] = arnC
+			}
+			opts = options(c)
+			opts.InitialPosition, opts.Streams = TrimHorizon, []string{arnA, arnC}
+			col = newCollector(t)
+			col.start("w1", opts)
+			col.waitFor(want, 30*time.Second)
+			require.NoError(t, col.stop("w1"))
+			checkStreamDeliveries(t, col.all(), want)
+			items := c.leaseItems()
+			checkMultiStreamItems(t, items)
+			assert.ElementsMatch(t, append(a.javaLeaseKeys(), c.javaLeaseKeys()...), slices.Collect(maps.Keys(items)))
+			assert.Equal(t, []string{arnA, arnA, arnC}, asked, "once per stream, by each New")
+
+			checkRole(t, roles[arnA], accountA)
+			checkRole(t, roles[arnC], accountC)
+			checkRole(t, deny)
+			if fanOut {
+				calls, _ := roles[arnC].checked()
+				assert.Contains(t, calls, "SubscribeToShard "+accountC)
+			}
+		})
+	}
+}
