@@ -33,6 +33,9 @@ func TestIAMPoliciesGrantExactlyTheActionsKclCalls(t *testing.T) {
 	}
 	assert.ElementsMatch(t, polling, policyActions(t, "docs/iam-polling.json"))
 	assert.ElementsMatch(t, all, policyActions(t, "docs/iam-fanout.json"))
+	// A consumer given by ARN (Options.ConsumerARN) is never registered.
+	preRegistered := slices.DeleteFunc(slices.Clone(all), func(a string) bool { return a == "kinesis:RegisterStreamConsumer" })
+	assert.ElementsMatch(t, preRegistered, policyActions(t, "docs/iam-fanout-preregistered.json"))
 }
 
 func policyActions(t *testing.T, path string) []string {

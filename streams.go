@@ -60,6 +60,11 @@ type kstream struct {
 	// finds it deregistered (renewConsumer, holding renewing); read by any
 	// goroutine (consumer).
 	consumerARN atomic.Pointer[string]
+	// givenConsumer is the consumer Options give by ARN for this stream
+	// (ConsumerARN, ConsumerARNs): kcl describes it, and never registers
+	// one. "" when kcl registers ConsumerName. Set by described, before
+	// the stream is read.
+	givenConsumer string
 	// renewing is held by the reader that registers the consumer again,
 	// across its calls to Kinesis (a chanLock: the others wait on a
 	// channel, with their context).
@@ -201,6 +206,9 @@ func (c *Consumer) describeStreams(ctx context.Context) error {
 		byARN[s.arn] = s
 		byID[s.id] = s
 	}
+	if err := c.checkGivenConsumersUsed(list); err != nil {
+		return err
+	}
 	c.streams.Store(&streamSet{list: list, byID: byID})
 	return nil
 }
@@ -223,10 +231,17 @@ func (c *Consumer) describe(ctx context.Context, st stage, s *kstream) (*types.S
 }
 
 // described fills in what DescribeStreamSummary said of s: its ARN,
-// creation time and, in a multi-stream table, its identifier (the account
-// from the ARN, the creation time in seconds).
+// creation time, the consumer Options give for it by ARN, and, in a
+// multi-stream table, its identifier (the account from the ARN, the
+// creation time in seconds).
 func (c *Consumer) described(s *kstream, sum *types.StreamDescriptionSummary) error {
 	s.arn, s.created = aws.ToString(sum.StreamARN), createdAt(sum)
+	if c.opts.consumerGiven() {
+		var err error
+		if s.givenConsumer, err = c.opts.givenConsumerOf(s); err != nil {
+			return err
+		}
+	}
 	if c.opts.multiStream() {
 		var ok bool
 		if s.id, ok = leaseitem.StreamID(s.arn, s.created); !ok || s.created.IsZero() {
