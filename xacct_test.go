@@ -334,3 +334,41 @@ func TestKinesisForGivesEachStreamItsOwnClient(t *testing.T) {
 		})
 	}
 }
+
+// What kinesis-local does with accounts (docs/security.md, "What the
+// emulator shows"): a stream named by name is looked up in the caller's
+// account (its access key id); by ARN, in the ARN's account, whatever the
+// key, with no authorization. GetRecords looks its iterator's stream up in
+// the caller's account unless the request carries the stream's ARN. A
+// consumer registered on another account's stream by ARN is that
+// account's, and described by its ARN from any account.
+func TestKinesisLocalScopesStreamsByTheAccessKey(t *testing.T) {
+	ctx := context.Background()
+	a := newAccountFixture(t, accountA, 1)
+	arn, _ := a.javaStreamID()
+	assert.True(t, strings.HasPrefix(arn, "arn:aws:kinesis:us-east-1:"+accountA+":stream/"), arn)
+	a.putN(1, 1, "a")
+	b := accountKinesis(t, accountB, false)
+
+	_, err := b.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: &a.stream})
+	assert.True(t, isNotFound(err), "by name, in B: %v", err)
+	_, err = b.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamARN: &arn})
+	assert.NoError(t, err, "by ARN, from B")
+	_, err = accountKinesis(t, "AKIDEXAMPLE", false).DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamARN: &arn})
+	assert.NoError(t, err, "by ARN, with a key that is no account ID (the default account)")
+
+	it, err := b.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamARN: &arn, ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+	require.NoError(t, err)
+	_, err = b.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
+	assert.True(t, isNotFound(err), "GetRecords without StreamARN looks in B: %v", err)
+	out, err := b.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, StreamARN: &arn})
+	require.NoError(t, err, "GetRecords with StreamARN")
+	assert.Len(t, out.Records, 1)
+
+	reg, err := b.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &arn, ConsumerName: aws.String("from-b")})
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(aws.ToString(reg.Consumer.ConsumerARN), arn+"/consumer/from-b:"), aws.ToString(reg.Consumer.ConsumerARN))
+	d, err := a.kin.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: reg.Consumer.ConsumerARN})
+	require.NoError(t, err)
+	assert.Equal(t, types.ConsumerStatusCreating, d.ConsumerDescription.ConsumerStatus, "just registered")
+}
