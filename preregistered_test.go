@@ -42,7 +42,8 @@ func (f *fixture) registerConsumer(name string) string {
 }
 
 // The application in account B reads streams of A and C through consumers
-// A and C registered: kcl waits while they are CREATING, never calls
+// A and C registered: kcl waits while they are CREATING (as AWS reports
+// them for seconds after registration), never calls
 // RegisterStreamConsumer, names every stream by ARN, and calls only what
 // docs/iam-fanout-preregistered.json allows. One stream (ConsumerARN), and
 // both (ConsumerARNs).
@@ -59,7 +60,9 @@ func TestAPreRegisteredConsumerIsReadWithoutRegisterPermission(t *testing.T) {
 			for _, p := range a.putN(30, 6, "a") {
 				want[p.data] = arnA
 			}
-			role := newRoleClient("B's role", &noRegister{KinesisAPI: accountKinesis(t, accountB, true)}, accountA, accountB, accountC)
+			status := &consumerStatus{KinesisAPI: accountKinesis(t, accountB, true), creating: 3}
+			register := &noRegister{KinesisAPI: status}
+			role := newRoleClient("B's role", register, accountA, accountB, accountC)
 			opts := a.options()
 			opts.StreamName, opts.StreamARN, opts.ConsumerARN = "", arnA, consumerA
 			opts.Kinesis, opts.EnhancedFanOut = role, true
@@ -76,7 +79,8 @@ func TestAPreRegisteredConsumerIsReadWithoutRegisterPermission(t *testing.T) {
 			require.NoError(t, col.stop("w1"))
 			checkStreamDeliveries(t, col.all(), want)
 
-			assert.Zero(t, role.KinesisAPI.(*noRegister).registers.Load(), "RegisterStreamConsumer called")
+			assert.Zero(t, register.registers.Load(), "RegisterStreamConsumer called")
+			assert.Greater(t, status.describes.Load(), status.creating, "described until no longer CREATING")
 			calls, violations := role.checked()
 			assert.Empty(t, violations)
 			for _, call := range calls {
@@ -118,15 +122,23 @@ func TestAPreRegisteredConsumerMissingOrDeletingEndsTheConsumerNamingIt(t *testi
 	}
 }
 
-// consumerStatus reports every consumer it describes in status, when set.
+// consumerStatus reports every consumer it describes in status, when set,
+// and CREATING in its first creating answers (kinesis-local's consumers are
+// ACTIVE within moments; AWS's take seconds).
 type consumerStatus struct {
 	KinesisAPI
-	status types.ConsumerStatus
+	status    types.ConsumerStatus
+	creating  int64
+	describes atomic.Int64
 }
 
 func (c *consumerStatus) DescribeStreamConsumer(ctx context.Context, in *kinesis.DescribeStreamConsumerInput, o ...func(*kinesis.Options)) (*kinesis.DescribeStreamConsumerOutput, error) {
 	out, err := c.KinesisAPI.DescribeStreamConsumer(ctx, in, o...)
-	if err == nil && c.status != "" {
+	switch n := c.describes.Add(1); {
+	case err != nil:
+	case n <= c.creating:
+		out.ConsumerDescription.ConsumerStatus = types.ConsumerStatusCreating
+	case c.status != "":
 		out.ConsumerDescription.ConsumerStatus = c.status
 	}
 	return out, err
