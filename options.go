@@ -64,7 +64,8 @@ type Options struct {
 	// with a role assumed there (docs/security.md). New calls it once for
 	// each stream, with the stream as given in StreamName, StreamARN or
 	// Streams (a name or an ARN), on its own goroutine, before it returns.
-	// A nil client means Kinesis, or the client built from AWSConfig.
+	// A nil client (a nil *kinesis.Client too) means Kinesis, or the client
+	// built from AWSConfig.
 	// Every call on a stream, its fan-out consumer's included, goes to its
 	// client, from many goroutines at once (as *kinesis.Client allows);
 	// a stream created again under its name keeps it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -110,11 +111,20 @@ func newStreams(opts Options, log *slog.Logger) []*kstream {
 			s.name = g
 		}
 		if opts.KinesisFor != nil {
-			s.kinesis = opts.KinesisFor(g)
+			s.kinesis = noNilClient(opts.KinesisFor(g))
 		}
 		streams = append(streams, s)
 	}
 	return streams
+}
+
+// noNilClient returns k, or nil for a nil pointer in the interface (a
+// missing entry of a map of *kinesis.Client): KinesisFor's nil either way.
+func noNilClient(k KinesisAPI) KinesisAPI {
+	if v := reflect.ValueOf(k); k == nil || v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil
+	}
+	return k
 }
 
 // consumer returns the ARN of the stream consumer for enhanced fan-out, ""

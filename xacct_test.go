@@ -372,3 +372,27 @@ func TestKinesisLocalScopesStreamsByTheAccessKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, types.ConsumerStatusCreating, d.ConsumerDescription.ConsumerStatus, "just registered")
 }
+
+// KinesisFor's nil, a nil interface or a nil *kinesis.Client (a missing
+// entry of a map of clients), means the consumer's client, never a client
+// that panics at its first call.
+func TestKinesisForNilMeansTheConsumersClient(t *testing.T) {
+	def := newRoleClient("the consumer's client", nil)
+	mine := newRoleClient("orders' client", nil)
+	clients := map[string]*kinesis.Client{}
+	c, err := New(Options{Streams: []string{"orders", "payments", "refunds"}, Kinesis: def, KinesisFor: func(stream string) KinesisAPI {
+		switch stream {
+		case "orders":
+			return mine
+		case "payments":
+			return nil
+		}
+		return clients[stream]
+	}})
+	require.NoError(t, err)
+	var got []KinesisAPI
+	for _, s := range c.streamList() {
+		got = append(got, s.kinesis)
+	}
+	assert.Equal(t, []KinesisAPI{mine, def, def}, got)
+}
