@@ -87,6 +87,8 @@ func TestREADMEOptionDefaultsAreWhatNewFillsIn(t *testing.T) {
 		"InitialPosition": func(doc string) bool { return doc == "Latest" && o.InitialPosition == Latest },
 		"EnhancedFanOut":  func(doc string) bool { return doc == "off" && !o.EnhancedFanOut },
 		"ConsumerName":    func(doc string) bool { return doc == "AppName" && o.ConsumerName == o.AppName },
+		"ConsumerARN":     func(doc string) bool { return doc == "none" && o.ConsumerARN == "" },
+		"ConsumerARNs":    func(doc string) bool { return doc == "none" && o.ConsumerARNs == nil },
 		"Logger":          func(doc string) bool { return doc == "slog.Default()" && o.Logger == slog.Default() },
 		"LeaseTableSettings": func(doc string) bool {
 			return strings.HasPrefix(doc, "zero: create a missing table") && o.LeaseTableSettings.isZero()

@@ -30,20 +30,25 @@ const (
 
 // registerConsumer registers the stream consumer for fan-out on stream s if
 // it is missing (ConsumerName, the same on every stream), waits until it is
-// ACTIVE, and records its ARN. It runs at start (run's goroutine), before a
-// stream created again is read (switchIncarnation), and on a reader that
-// found the consumer deregistered (renewConsumer, holding s.renewing).
+// ACTIVE, and records its ARN. A consumer Options give by ARN is only
+// described (describeGivenConsumer). It runs at start (run's goroutine),
+// before a stream created again is read (switchIncarnation), and on a
+// reader that found the consumer deregistered (renewConsumer, holding
+// s.renewing).
 func (c *Consumer) registerConsumer(ctx context.Context, st stage, s *kstream) error {
+	if s.givenConsumer != "" {
+		return c.describeGivenConsumer(ctx, st, s)
+	}
 	streamARN := s.arn // from describeStreams
 	name := c.opts.ConsumerName
 	for {
 		out, err := retry(ctx, st, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
-			return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
+			return s.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 		})
 		switch {
 		case isNotFound(err):
 			_, err = retry(ctx, st, &c.counters.retryCounters, s.log, "RegisterStreamConsumer", func(err error) bool { return isInUse(err) || isConsumerLimit(err) }, func() (*kinesis.RegisterStreamConsumerOutput, error) {
-				return c.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
+				return s.kinesis.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: &streamARN, ConsumerName: &name})
 			})
 			if isConsumerLimit(err) {
 				return fmt.Errorf("stream %q: registering consumer %q: the stream has as many registered consumers as Kinesis allows (20, or 50 on an On-demand Advantage stream); deregister one, or read by polling (EnhancedFanOut false): %w", s.label, name, err)
@@ -80,7 +85,9 @@ func (c *Consumer) registerConsumer(ctx context.Context, st stage, s *kstream) e
 // holds s.renewing, waiting for it with ctx); the others then find the new
 // ARN. It reports false
 // when the consumer is as used: what was not found is the shard or the
-// stream. It runs on a reader's goroutine.
+// stream. A consumer Options give by ARN is never registered again: its
+// loss is an error naming it (errGivenConsumer), which ends the consumer.
+// It runs on a reader's goroutine.
 func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (bool, error) {
 	select {
 	case s.renewing <- struct{}{}:
@@ -91,8 +98,12 @@ func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (
 	if s.consumer() != used {
 		return true, nil // another reader registered it again
 	}
+	in := &kinesis.DescribeStreamConsumerInput{StreamARN: &s.arn, ConsumerName: &c.opts.ConsumerName}
+	if s.givenConsumer != "" {
+		in = &kinesis.DescribeStreamConsumerInput{ConsumerARN: &used}
+	}
 	out, err := retry(ctx, running, &c.counters.retryCounters, s.log, "DescribeStreamConsumer", isNotFound, func() (*kinesis.DescribeStreamConsumerOutput, error) {
-		return c.kinesis.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: &s.arn, ConsumerName: &c.opts.ConsumerName})
+		return s.kinesis.DescribeStreamConsumer(ctx, in)
 	})
 	switch {
 	case err == nil && out.ConsumerDescription.ConsumerStatus == types.ConsumerStatusActive && aws.ToString(out.ConsumerDescription.ConsumerARN) == used:
@@ -111,6 +122,9 @@ func (c *Consumer) renewConsumer(ctx context.Context, s *kstream, used string) (
 		return false, err
 	case !createdAt(sum).Equal(s.created):
 		return false, nil
+	case s.givenConsumer != "":
+		return false, fmt.Errorf("stream %q: consumer %s (Options.%s) was deregistered while running; register one and restart with its ARN: %w",
+			s.label, used, c.opts.consumerField(), errGivenConsumer)
 	}
 	s.log.Warn("kcl: stream consumer deregistered while running; registering it again", "consumer", c.opts.ConsumerName, "old_consumer_arn", used)
 	if err := c.registerConsumer(ctx, running, s); err != nil {
@@ -177,7 +191,7 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 		subCtx, cancel := context.WithCancel(ctx)
 		consumer := h.stream.consumer()
 		out, err := retry(subCtx, running, &env.counters.retryCounters, log, "SubscribeToShard", nil, func() (*kinesis.SubscribeToShardOutput, error) {
-			out, err := env.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &consumer, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
+			out, err := h.stream.kinesis.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{ConsumerARN: &consumer, ShardId: &h.shard, StartingPosition: &pos}, ownEventStreamCodec)
 			if pos.Type == types.ShardIteratorTypeAtTimestamp && startAhead(err) {
 				return nil, errStartAhead{err} // waited out, as polling does (shardIterator)
 			}
@@ -312,7 +326,7 @@ func (r *shardReader) confirmShardEnd(ctx context.Context, after string) (bool, 
 	iterator, err := r.shardIterator(ctx, start, after)
 	for i := 0; err == nil && i < 3; i++ {
 		var out *kinesis.GetRecordsOutput
-		out, err = r.env.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1)})
+		out, err = r.h.stream.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1), StreamARN: r.h.stream.arnIfGiven()})
 		switch {
 		case err != nil:
 		case len(out.Records) > 0:

@@ -60,8 +60,13 @@ var iamModes = []struct {
 		"kms:DescribeKey":      "DynamoDB calls it with the creator's credentials for KMSKeyID; no emulator has KMS",
 		"kms:CreateGrant":      "DynamoDB calls it with the creator's credentials for KMSKeyID; no emulator has KMS",
 	}},
-	// docs/iam-fanout-preregistered.json (a fan-out consumer registered by
-	// infrastructure code) goes here.
+	{file: "docs/iam-fanout-preregistered.json", run: func(t *testing.T, f *fixture, rec *opRecorder) Options {
+		opts := rec.options(f)
+		opts.Kinesis = rec.fanOutClient()
+		opts.EnhancedFanOut = true
+		opts.ConsumerARN = f.registerConsumer(f.app + "-given") // by infrastructure code: never registered by kcl
+		return opts
+	}},
 }
 
 // iamCommandFiles are the policies of cmd/kcl, which its own TestIAMPolicies

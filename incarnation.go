@@ -108,7 +108,7 @@ func (c *Consumer) waitForStream(ctx context.Context, s *kstream) (recreated boo
 // new stream first (without one, the stream is polled). Any goroutine may
 // call it.
 func (c *Consumer) switchIncarnation(ctx context.Context, old *kstream, sum *types.StreamDescriptionSummary) *kstream {
-	fresh := &kstream{label: old.label, name: old.name, log: old.log, renewing: newChanLock()}
+	fresh := &kstream{label: old.label, name: old.name, log: old.log, kinesis: old.kinesis, renewing: newChanLock()}
 	fresh.followsEarlier.Store(true)
 	if err := c.described(fresh, sum); err != nil {
 		old.log.Error("kcl: stream created again, but its new description is unusable; it is not read", "error", err)

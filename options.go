@@ -65,16 +65,41 @@ type Options struct {
 	AWSConfig *aws.Config
 	// Kinesis overrides the Kinesis client. *kinesis.Client satisfies it.
 	Kinesis KinesisAPI
+	// KinesisFor gives a stream a Kinesis client of its own: for a stream
+	// of another account that admits no role of this application, read
+	// with a role assumed there (docs/security.md). New calls it once for
+	// each stream, with the stream as given in StreamName, StreamARN or
+	// Streams (a name or an ARN), on its own goroutine, before it returns.
+	// A nil client (a nil *kinesis.Client too) means Kinesis, or the client
+	// built from AWSConfig.
+	// Every call on a stream, its fan-out consumer's included, goes to its
+	// client, from many goroutines at once (as *kinesis.Client allows);
+	// a stream created again under its name keeps it.
+	KinesisFor func(stream string) KinesisAPI
 	// DynamoDB overrides the DynamoDB client. *dynamodb.Client satisfies it.
 	DynamoDB DynamoDBAPI
 
 	// EnhancedFanOut reads shards with SubscribeToShard (records pushed over
 	// HTTP/2, 2 MB/s per shard for this consumer alone) instead of polling
-	// GetRecords. The stream consumer ConsumerName is registered if missing.
+	// GetRecords. The stream consumer ConsumerName is registered if missing,
+	// unless ConsumerARN or ConsumerARNs gives one.
 	EnhancedFanOut bool
 	// ConsumerName names the stream consumer for EnhancedFanOut. Default
 	// AppName; required for fan-out when AppName is empty.
 	ConsumerName string
+	// ConsumerARN is a stream consumer registered beforehand (by Terraform,
+	// CloudFormation), for EnhancedFanOut on StreamName or StreamARN; with
+	// Streams, ConsumerARNs gives one for each stream (each ARN names its
+	// stream). Exclusive with ConsumerName. kcl then never calls
+	// RegisterStreamConsumer (docs/iam-fanout-preregistered.json). At start
+	// it waits while the consumer is CREATING; a consumer missing, DELETING
+	// or of another stream ends the consumer with an error naming its ARN.
+	// One deregistered while kcl runs ends it too, as soon as a subscription
+	// is refused: an ARN never comes back, and its replacement's is not
+	// kcl's to guess. A stream deleted and created again under its name has
+	// lost its consumers: it is polled, with a Warn.
+	ConsumerARN  string
+	ConsumerARNs []string
 
 	// KeepMisplacedAggregates delivers a KPL aggregate in which a user
 	// record has a key outside the hash-key range of the shard it was read
@@ -269,12 +294,13 @@ func (o Options) withDefaults() (Options, error) {
 	if err := o.validate(); err != nil {
 		return o, err
 	}
-	o.Streams = slices.Clone(o.Streams) // the caller's slice may change later
+	o.Streams = slices.Clone(o.Streams) // the caller's slices and maps may change later
+	o.ConsumerARNs = slices.Clone(o.ConsumerARNs)
 	o.LeaseTableSettings.Tags = maps.Clone(o.LeaseTableSettings.Tags)
 	if o.LeaseTable == "" {
 		o.LeaseTable = o.AppName
 	}
-	if o.ConsumerName == "" {
+	if o.ConsumerName == "" && !o.consumerGiven() {
 		o.ConsumerName = o.AppName
 	}
 	if o.WorkerID == "" {
@@ -311,6 +337,9 @@ func (o Options) validate() error {
 	if err := o.LeaseTableSettings.validate(o.AppName); err != nil {
 		return err
 	}
+	if err := o.checkConsumerARNs(); err != nil {
+		return err
+	}
 	switch {
 	case o.StreamName == "" && o.StreamARN == "" && len(o.Streams) == 0:
 		return invalid("StreamName", "required (or set StreamARN, or Streams)")
@@ -326,9 +355,9 @@ func (o Options) validate() error {
 		return invalid("LeaseTable", "%q is not a valid DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -)", o.LeaseTable)
 	case o.InitialPosition.kind == positionAtTimestamp && o.InitialPosition.timestamp.IsZero():
 		return invalid("InitialPosition", "AtTimestamp needs a non-zero time")
-	case o.EnhancedFanOut && o.ConsumerName == "" && o.AppName == "":
+	case o.EnhancedFanOut && o.ConsumerName == "" && o.AppName == "" && !o.consumerGiven():
 		return invalid("ConsumerName", "required for EnhancedFanOut without AppName")
-	case o.EnhancedFanOut && o.ConsumerName == "" && !consumerNamePattern.MatchString(o.AppName):
+	case o.EnhancedFanOut && o.ConsumerName == "" && !consumerNamePattern.MatchString(o.AppName) && !o.consumerGiven():
 		return invalid("ConsumerName", "defaults to AppName %q, which is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -); set ConsumerName", o.AppName)
 	case o.ConsumerName != "" && !consumerNamePattern.MatchString(o.ConsumerName):
 		return invalid("ConsumerName", "%q is not a valid consumer name (1-128 of a-z A-Z 0-9 _ . -)", o.ConsumerName)

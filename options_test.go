@@ -50,6 +50,38 @@ func TestNewRejectsBadOptionsNamingTheField(t *testing.T) {
 		{"Streams", func(o *Options) { o.StreamName, o.Streams = "", []string{"orders", "arn:aws:s3:::bucket"} }},
 		{"Streams", func(o *Options) { o.StreamName, o.Streams = "", []string{"orders", "payments", "orders"} }},
 		{"Streams", func(o *Options) { o.StreamName, o.Streams = "", []string{} }},
+		// A consumer given by ARN (consumerarn.go).
+		{"ConsumerARN", func(o *Options) { o.ConsumerARN = consumerOfOrders }}, // no EnhancedFanOut
+		{"ConsumerARN", func(o *Options) {
+			o.EnhancedFanOut, o.ConsumerARN = true, "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+		}},
+		{"ConsumerARN", func(o *Options) { o.EnhancedFanOut, o.ConsumerARN = true, consumerOfPayments }},
+		{"ConsumerARN", func(o *Options) {
+			o.StreamName, o.StreamARN = "", "arn:aws:kinesis:us-east-1:999999999999:stream/orders" // another account's orders
+			o.EnhancedFanOut, o.ConsumerARN = true, consumerOfOrders
+		}},
+		{"ConsumerARN", func(o *Options) {
+			o.StreamName, o.Streams, o.EnhancedFanOut, o.ConsumerARN = "", []string{"orders"}, true, consumerOfOrders
+		}},
+		{"ConsumerName", func(o *Options) { o.EnhancedFanOut, o.ConsumerName, o.ConsumerARN = true, "fan", consumerOfOrders }},
+		{"ConsumerARNs", func(o *Options) { o.EnhancedFanOut, o.ConsumerARNs = true, []string{consumerOfOrders} }}, // one stream
+		{"ConsumerARNs", func(o *Options) {
+			o.StreamName, o.Streams, o.EnhancedFanOut = "", []string{"orders"}, true
+			o.ConsumerARN, o.ConsumerARNs = consumerOfOrders, []string{consumerOfOrders}
+		}},
+		{"ConsumerARNs", func(o *Options) { // none of payments
+			o.StreamName, o.Streams, o.EnhancedFanOut, o.ConsumerARNs = "", []string{"orders", "payments"}, true, []string{consumerOfOrders}
+		}},
+		{"ConsumerARNs", func(o *Options) { // two of orders
+			o.StreamName, o.Streams, o.EnhancedFanOut = "", []string{"arn:aws:kinesis:us-east-1:123456789012:stream/orders"}, true
+			o.ConsumerARNs = []string{consumerOfOrders, strings.Replace(consumerOfOrders, "/consumer/fan:", "/consumer/other:", 1)}
+		}},
+		{"ConsumerARNs", func(o *Options) {
+			o.StreamName, o.Streams, o.EnhancedFanOut, o.ConsumerARNs = "", []string{"orders"}, true, []string{consumerOfOrders, consumerOfOrders}
+		}},
+		{"ConsumerARNs", func(o *Options) {
+			o.StreamName, o.Streams, o.EnhancedFanOut, o.ConsumerARNs = "", []string{"orders"}, true, []string{}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -62,6 +94,28 @@ func TestNewRejectsBadOptionsNamingTheField(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.field)
 			assert.Contains(t, err.Error(), "kcl:")
 		})
+	}
+}
+
+const (
+	consumerOfOrders   = "arn:aws:kinesis:us-east-1:123456789012:stream/orders/consumer/fan:1700000000"
+	consumerOfPayments = "arn:aws:kinesis:us-east-1:123456789012:stream/payments/consumer/fan:1700000000"
+)
+
+// A consumer given by ARN is one for each stream, matched to it by the
+// stream's ARN, or by its name until it is described; ConsumerName is then
+// not defaulted, being neither registered nor looked up.
+func TestNewAcceptsAConsumerARNForEachStream(t *testing.T) {
+	cfg := &aws.Config{}
+	for _, o := range []Options{
+		{StreamName: "orders", ConsumerARN: consumerOfOrders},
+		{StreamARN: "arn:aws:kinesis:us-east-1:123456789012:stream/orders", ConsumerARN: consumerOfOrders},
+		{Streams: []string{"payments", "arn:aws:kinesis:us-east-1:123456789012:stream/orders"}, ConsumerARNs: []string{consumerOfOrders, consumerOfPayments}},
+	} {
+		o.AWSConfig, o.AppName, o.EnhancedFanOut = cfg, "billing", true
+		c, err := New(o)
+		require.NoError(t, err)
+		assert.Empty(t, c.opts.ConsumerName)
 	}
 }
 

@@ -78,7 +78,6 @@ func (r *shardReader) learnRange(ctx context.Context, recs []types.Record) {
 // consumer builds it (Consumer.readerEnv) when it starts a reader. It is
 // immutable.
 type readerEnv struct {
-	kinesis  KinesisAPI
 	out      chan<- Record
 	gate     *pauseGate
 	counters *consumerCounters
@@ -158,7 +157,7 @@ func (r *shardReader) read(ctx context.Context) error {
 		}
 		limit := min(env.opts.maxRecords, room)
 		out, err := retry(ctx, running, &env.counters.retryCounters, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
-			return env.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit))})
+			return h.stream.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit)), StreamARN: h.stream.arnIfGiven()})
 		})
 		if isExpiredIterator(err) {
 			env.counters.iteratorRefreshes.Add(1)
@@ -373,7 +372,7 @@ func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after 
 	in := &kinesis.GetShardIteratorInput{ShardId: aws.String(h.shard), ShardIteratorType: pos.Type, StartingSequenceNumber: pos.SequenceNumber, Timestamp: pos.Timestamp}
 	h.stream.setStream(&in.StreamName, &in.StreamARN)
 	out, err := retry(ctx, running, &env.counters.retryCounters, r.log, "GetShardIterator", nil, func() (*kinesis.GetShardIteratorOutput, error) {
-		out, err := env.kinesis.GetShardIterator(ctx, in)
+		out, err := h.stream.kinesis.GetShardIterator(ctx, in)
 		if pos.Type == types.ShardIteratorTypeAtTimestamp && startAhead(err) {
 			return nil, errStartAhead{err}
 		}

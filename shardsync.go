@@ -42,7 +42,7 @@ func (c *Consumer) listShardsOnce(ctx context.Context, st stage, s *kstream) ([]
 	s.setStream(&in.StreamName, &in.StreamARN)
 	for {
 		out, err := retry(ctx, st, &c.counters.retryCounters, s.log, "ListShards", isExpiredNextToken, func() (*kinesis.ListShardsOutput, error) {
-			return c.kinesis.ListShards(ctx, in)
+			return s.kinesis.ListShards(ctx, in)
 		})
 		if err != nil {
 			return nil, err

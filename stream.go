@@ -22,11 +22,10 @@ import (
 // worker of a consumer group. Create it with New and run it once with
 // Consume.
 type Consumer struct {
-	opts    Options
-	log     *slog.Logger
-	kinesis KinesisAPI
-	table   leaseTable
-	used    atomic.Bool
+	opts  Options
+	log   *slog.Logger
+	table leaseTable
+	used  atomic.Bool
 
 	errMu sync.Mutex
 	err   error
@@ -78,11 +77,28 @@ func New(opts Options) (*Consumer, error) {
 	for _, r := range raisedToFloor(given, opts) {
 		log.Warn("kcl: option below its minimum, raised to it", "option", r.name, "given", r.given, "used", r.used)
 	}
+	streams := newStreams(opts, log)
+	needKinesis := opts.Kinesis == nil && slices.ContainsFunc(streams, func(s *kstream) bool { return s.kinesis == nil })
+	if (needKinesis || opts.AppName != "" && opts.DynamoDB == nil) && opts.AWSConfig == nil {
+		cfg, err := config.LoadDefaultConfig(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("kcl: loading AWS config: %w", err)
+		}
+		opts.AWSConfig = &cfg
+	}
+	kin := opts.Kinesis
+	if needKinesis {
+		kin = kinesis.NewFromConfig(*opts.AWSConfig)
+	}
+	for _, s := range streams {
+		if s.kinesis == nil {
+			s.kinesis = kin
+		}
+	}
 	c := &Consumer{
-		opts:    opts,
-		log:     log,
-		kinesis: opts.Kinesis,
-		held:    newHeldSet(log),
+		opts: opts,
+		log:  log,
+		held: newHeldSet(log),
 
 		pause: newPauseGate(opts.LeaseDuration, log),
 
@@ -90,20 +106,9 @@ func New(opts Options) (*Consumer, error) {
 		resubscribeAfter: defaultResubscribe,
 		cleanupDelay:     opts.cleanupDelay(),
 	}
-	c.streams.Store(&streamSet{list: newStreams(opts, log)})
+	c.streams.Store(&streamSet{list: streams})
 	c.beat = newHeartbeat(c, strconv.FormatUint(rand.Uint64(), 36))
 	c.keeper = newLeaseKeeper(c)
-	needAWS := opts.Kinesis == nil || (opts.AppName != "" && opts.DynamoDB == nil)
-	if needAWS && opts.AWSConfig == nil {
-		cfg, err := config.LoadDefaultConfig(context.Background())
-		if err != nil {
-			return nil, fmt.Errorf("kcl: loading AWS config: %w", err)
-		}
-		opts.AWSConfig = &cfg
-	}
-	if c.kinesis == nil {
-		c.kinesis = kinesis.NewFromConfig(*opts.AWSConfig)
-	}
 	switch {
 	case opts.AppName == "":
 		c.table = newMemLeases()
@@ -399,7 +404,7 @@ func (c *Consumer) start(ctx context.Context) error {
 // builds one for each reader it starts.
 func (c *Consumer) readerEnv() *readerEnv {
 	return &readerEnv{
-		kinesis: c.kinesis, out: c.out, gate: c.pause, counters: &c.counters, log: c.log,
+		out: c.out, gate: c.pause, counters: &c.counters, log: c.log,
 		opts: readerOptions{
 			maxRecords: c.opts.MaxRecords, maxUnacked: c.opts.MaxUnackedPerShard,
 			pollInterval: c.opts.PollInterval, shutdownTimeout: c.opts.ShutdownTimeout, stallAfter: c.opts.LeaseDuration,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -60,6 +61,11 @@ type kstream struct {
 	// finds it deregistered (renewConsumer, holding renewing); read by any
 	// goroutine (consumer).
 	consumerARN atomic.Pointer[string]
+	// givenConsumer is the consumer Options give by ARN for this stream
+	// (ConsumerARN, ConsumerARNs): kcl describes it, and never registers
+	// one. "" when kcl registers ConsumerName. Set by described, before
+	// the stream is read.
+	givenConsumer string
 	// renewing is held by the reader that registers the consumer again,
 	// across its calls to Kinesis (a chanLock: the others wait on a
 	// channel, with their context).
@@ -67,6 +73,9 @@ type kstream struct {
 	// log is the consumer's logger, naming this stream (the consumer's own
 	// already does with a single stream).
 	log *slog.Logger
+	// kinesis is the stream's client (Options.KinesisFor, else the
+	// consumer's): every call on the stream and its consumer goes to it.
+	kinesis KinesisAPI
 
 	shardsMu sync.Mutex
 	shards   map[string]shardInfo // synchronized on shardsMu: by shard ID, as last listed (setShards); nil until listed
@@ -83,7 +92,8 @@ type streamSet struct {
 // streamList returns the streams read. Any goroutine may call it.
 func (c *Consumer) streamList() []*kstream { return c.streams.Load().list }
 
-// newStreams returns the streams of opts, as given, logging with log.
+// newStreams returns the streams of opts, as given, logging with log, each
+// with the client KinesisFor gives it (nil: the consumer's, New's to set).
 func newStreams(opts Options, log *slog.Logger) []*kstream {
 	given := opts.Streams
 	if !opts.multiStream() {
@@ -100,9 +110,21 @@ func newStreams(opts Options, log *slog.Logger) []*kstream {
 		} else {
 			s.name = g
 		}
+		if opts.KinesisFor != nil {
+			s.kinesis = noNilClient(opts.KinesisFor(g))
+		}
 		streams = append(streams, s)
 	}
 	return streams
+}
+
+// noNilClient returns k, or nil for a nil pointer in the interface (a
+// missing entry of a map of *kinesis.Client): KinesisFor's nil either way.
+func noNilClient(k KinesisAPI) KinesisAPI {
+	if v := reflect.ValueOf(k); k == nil || v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil
+	}
+	return k
 }
 
 // consumer returns the ARN of the stream consumer for enhanced fan-out, ""
@@ -115,14 +137,26 @@ func (s *kstream) consumer() string {
 }
 
 // setStream fills the stream name or ARN of a request: the name when the
-// stream was given by name, else its ARN.
-
+// stream was given by name, else its ARN. A stream of another account is
+// given by ARN, and Kinesis consults its resource policy only for a request
+// that names it by ARN.
 func (s *kstream) setStream(name, arn **string) {
 	if s.name != "" {
 		*name = aws.String(s.name)
 	} else {
 		*arn = aws.String(s.arn)
 	}
+}
+
+// arnIfGiven returns the stream's ARN when it was given by ARN, for a
+// request that names its stream otherwise (GetRecords, by its iterator):
+// nil when it was given by name. As setStream, for a stream of another
+// account, as the Java KCL does.
+func (s *kstream) arnIfGiven() *string {
+	if s.name != "" {
+		return nil
+	}
+	return aws.String(s.arn)
 }
 
 // setShards notes the shards of the stream as just listed, by shard ID.
@@ -182,6 +216,9 @@ func (c *Consumer) describeStreams(ctx context.Context) error {
 		byARN[s.arn] = s
 		byID[s.id] = s
 	}
+	if err := c.checkGivenConsumersUsed(list); err != nil {
+		return err
+	}
 	c.streams.Store(&streamSet{list: list, byID: byID})
 	return nil
 }
@@ -192,7 +229,7 @@ func (c *Consumer) describe(ctx context.Context, st stage, s *kstream) (*types.S
 	in := &kinesis.DescribeStreamSummaryInput{}
 	s.setStream(&in.StreamName, &in.StreamARN)
 	out, err := retry(ctx, st, &c.counters.retryCounters, s.log, "DescribeStreamSummary", nil, func() (*kinesis.DescribeStreamSummaryOutput, error) {
-		return c.kinesis.DescribeStreamSummary(ctx, in)
+		return s.kinesis.DescribeStreamSummary(ctx, in)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %q: %w", s.label, err)
@@ -204,10 +241,17 @@ func (c *Consumer) describe(ctx context.Context, st stage, s *kstream) (*types.S
 }
 
 // described fills in what DescribeStreamSummary said of s: its ARN,
-// creation time and, in a multi-stream table, its identifier (the account
-// from the ARN, the creation time in seconds).
+// creation time, the consumer Options give for it by ARN, and, in a
+// multi-stream table, its identifier (the account from the ARN, the
+// creation time in seconds).
 func (c *Consumer) described(s *kstream, sum *types.StreamDescriptionSummary) error {
 	s.arn, s.created = aws.ToString(sum.StreamARN), createdAt(sum)
+	if c.opts.consumerGiven() {
+		var err error
+		if s.givenConsumer, err = c.opts.givenConsumerOf(s); err != nil {
+			return err
+		}
+	}
 	if c.opts.multiStream() {
 		var ok bool
 		if s.id, ok = leaseitem.StreamID(s.arn, s.created); !ok || s.created.IsZero() {

@@ -116,7 +116,7 @@ type resetReport struct {
 func reset(ctx context.Context, args []string, e *env) error {
 	fs := flagSet("reset", "-app APP -stream STREAM -to trim-horizon|latest|RFC3339-TIME [-shard ID]... [-table T] [-lease D] [-dry-run] [-force]", e)
 	tableName := tableFlags(fs)
-	stream := fs.String("stream", "", "the Kinesis `stream` the group reads")
+	stream := fs.String("stream", "", "the Kinesis `stream` the group reads: its name, or its ARN (a stream of another account)")
 	to := fs.String("to", "", "where the checkpoints go: trim-horizon (the oldest record), latest (skip to the tip), or an RFC 3339 `time` (the first record at or after it)")
 	var only stringList
 	fs.Var(&only, "shard", "reset only shard `ID` (repeatable; default: every shard of the stream)")

@@ -64,7 +64,7 @@ type workerRow struct {
 func status(ctx context.Context, args []string, e *env) error {
 	fs := flagSet("status", "-app APP -stream STREAM [-table T] [-lease D] [-lag] [-json]", e)
 	tableName := tableFlags(fs)
-	stream := fs.String("stream", "", "the Kinesis `stream` the group reads")
+	stream := fs.String("stream", "", "the Kinesis `stream` the group reads: its name, or its ARN (a stream of another account)")
 	leaseDur := leaseFlag(fs)
 	lag := fs.Bool("lag", false, "also ask Kinesis how far each shard's checkpoint is behind the tip (one GetShardIterator and one GetRecords per shard)")
 	asJSON := fs.Bool("json", false, "print one JSON document instead of tables")
@@ -126,7 +126,8 @@ type shardInfo struct {
 // listShards returns every shard the stream lists, in its order.
 func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, error) {
 	var shards []shardInfo
-	in := &kinesis.ListShardsInput{StreamName: aws.String(stream)}
+	in := &kinesis.ListShardsInput{}
+	in.StreamName, in.StreamARN = streamInput(stream)
 	for {
 		out, err := kin.ListShards(ctx, in)
 		if err != nil {
@@ -384,15 +385,18 @@ func measureLag(ctx context.Context, kin Kinesis, stream string, rows []shardRow
 			continue
 		}
 		g.Go(func() error {
-			it, err := kin.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-				StreamName: aws.String(stream), ShardId: aws.String(row.Shard), ShardIteratorType: row.lagFrom,
+			in := &kinesis.GetShardIteratorInput{
+				ShardId: aws.String(row.Shard), ShardIteratorType: row.lagFrom,
 				StartingSequenceNumber: nilIfEmpty(row.lagAt), Timestamp: timeOrNil(row.lagStart),
-			})
+			}
+			in.StreamName, in.StreamARN = streamInput(stream)
+			it, err := kin.GetShardIterator(ctx, in)
 			if err != nil {
 				failed[i] = fmt.Errorf("GetShardIterator %s: %w", row.lagFrom, err)
 				return nil
 			}
-			out, err := kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, Limit: aws.Int32(1)})
+			_, streamARN := streamInput(stream)
+			out, err := kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, Limit: aws.Int32(1), StreamARN: streamARN})
 			if err != nil {
 				failed[i] = fmt.Errorf("GetRecords: %w", err)
 				return nil

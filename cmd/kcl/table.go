@@ -266,7 +266,9 @@ func streamIdentifier(ctx context.Context, kin Kinesis, stream string) (string, 
 
 // describeStream returns the stream's ARN and creation time.
 func describeStream(ctx context.Context, kin Kinesis, stream string) (arn string, created time.Time, err error) {
-	out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+	in := &kinesis.DescribeStreamSummaryInput{}
+	in.StreamName, in.StreamARN = streamInput(stream)
+	out, err := kin.DescribeStreamSummary(ctx, in)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("stream %q: DescribeStreamSummary: %w", stream, err)
 	}
@@ -298,4 +300,15 @@ func leasesOf(ctx context.Context, kin Kinesis, stream string, snap snapshot) (m
 		}
 	}
 	return mine, others, id, nil
+}
+
+// streamInput names the stream given by -stream in a request: by ARN when
+// it is one, else by name. Kinesis looks a name up in the caller's own
+// account, and consults a stream's resource policy (another account's
+// stream) only for a request that carries its ARN.
+func streamInput(stream string) (name, arn *string) {
+	if strings.HasPrefix(stream, "arn:") {
+		return nil, aws.String(stream)
+	}
+	return aws.String(stream), nil
 }
