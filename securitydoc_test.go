@@ -20,11 +20,17 @@ var docSettings = LeaseTableSettings{
 	KMSKeyID: "arn:aws:kms:REGION:ACCOUNT:key/KEY_ID",
 }
 
-// fencedBlock returns the one code block of docs/security.md fenced as
-// lang.
-func fencedBlock(t *testing.T, doc, lang string) string {
-	blocks := regexp.MustCompile("(?s)```"+lang+"\n(.*?)```").FindAllStringSubmatch(doc, -1)
-	require.Len(t, blocks, 1, "one %s block in docs/security.md", lang)
+// fencedBlock returns the one code block fenced as lang in the section of
+// docs/security.md under heading (up to the next heading).
+func fencedBlock(t *testing.T, doc, heading, lang string) string {
+	at := strings.Index(doc, "\n"+heading+"\n")
+	require.GreaterOrEqual(t, at, 0, "docs/security.md has %q", heading)
+	section := doc[at+len(heading)+2:]
+	if end := strings.Index(section, "\n#"); end >= 0 {
+		section = section[:end]
+	}
+	blocks := regexp.MustCompile("(?s)```"+lang+"\n(.*?)```").FindAllStringSubmatch(section, -1)
+	require.Len(t, blocks, 1, "one %s block under %q in docs/security.md", lang, heading)
 	return blocks[0][1]
 }
 
@@ -58,7 +64,7 @@ func TestSecurityDocTemplatesMatchTheTableKclCreates(t *testing.T) {
 				}
 			}
 		}
-		require.NoError(t, json.Unmarshal([]byte(fencedBlock(t, doc, "json")), &tmpl))
+		require.NoError(t, json.Unmarshal([]byte(fencedBlock(t, doc, "### The same table in CloudFormation", "json")), &tmpl))
 		require.Len(t, tmpl.Resources, 1)
 		for _, r := range tmpl.Resources {
 			p := r.Properties
@@ -77,7 +83,7 @@ func TestSecurityDocTemplatesMatchTheTableKclCreates(t *testing.T) {
 	})
 
 	t.Run("Terraform", func(t *testing.T) {
-		hcl := fencedBlock(t, doc, "hcl")
+		hcl := fencedBlock(t, doc, "### The same table in Terraform", "hcl")
 		one := func(pattern string) []string {
 			m := regexp.MustCompile(pattern).FindAllStringSubmatch(hcl, -1)
 			require.Len(t, m, 1, "one match of %s", pattern)
