@@ -34,10 +34,10 @@ type simPut struct {
 	// KCL does (Options.KeepMisplacedAggregates), so it must not be
 	// delivered; the KPL put it again, and that copy is owed.
 	Misplaced bool
-	// Early: with InitialPosition Latest, written well before the group
-	// first opened its shard (or an ancestor; earlySlack). The shard's
-	// first owner must not deliver it (issue 27 item 7): only a lease that
-	// moved reopens at the stored start, a minute before.
+	// Early: with InitialPosition Latest, written well before its shard's
+	// first open, which was at LATEST (earlySlack). The shard's first owner
+	// must not deliver it (issue 27 item 7): only a lease that moved
+	// reopens at the stored start, a minute before.
 	Early bool
 	Reads int // GetRecords replies that returned it
 	// Owed: the group must deliver it. False for records written, with

@@ -183,7 +183,7 @@ func (k *simKinesis) SubscribeToShard(ctx context.Context, in *kinesis.Subscribe
 	}
 	stream, _, _ := strings.Cut(strings.TrimPrefix(aws.ToString(in.ConsumerARN), kinesisfake.StreamARN("")), "/consumer/")
 	shard := k.sts.qualify(stream, aws.ToString(in.ShardId))
-	k.noteOpen(shard, time.Now())
+	k.noteOpen(shard, time.Now(), in.StartingPosition != nil && in.StartingPosition.Type == types.ShardIteratorTypeLatest)
 	subs := &k.subs
 	subs.mu.Lock()
 	first := subs.count[shard] == 0
