@@ -35,7 +35,8 @@ type simPut struct {
 	// delivered; the KPL put it again, and that copy is owed.
 	Misplaced bool
 	// Early: with InitialPosition Latest, written well before its shard's
-	// first open, which was at LATEST (earlySlack). The shard's first owner
+	// first open, which was at LATEST or at its LATEST lease's stored start
+	// (earlySlack). The shard's first owner
 	// must not deliver it (issue 27 item 7): only a lease that moved
 	// reopens at the stored start, a minute before.
 	Early bool

@@ -514,12 +514,14 @@ func (s *simRun) owes(stream string) bool {
 // (shardReader.latestAt), and the open is logged a little after Kinesis
 // answered it.
 //
-// Only a shard first opened at LATEST has early records. A child whose
-// parent had a lease is read from TRIM_HORIZON, whatever it holds: when
-// the parent was first opened after the split (its LATEST lease waited
-// for a take), the child's records from before that open are not early,
-// though they are not owed (seed 277414919: a throttled table kept a new
-// stream's LATEST leases untaken across a split).
+// Only a shard first opened at LATEST (or AT_TIMESTAMP of its LATEST
+// lease's stored start, which its first owner must not do) has early
+// records. A child whose parent had a lease is read from TRIM_HORIZON,
+// whatever it holds: when the parent was first opened after the split
+// (its LATEST lease waited for a take), the child's records from before
+// that open are not early, though they are not owed (seed 277414919: a
+// throttled table kept a new stream's LATEST leases untaken across a
+// split).
 const earlySlack = 1500 * time.Millisecond
 
 // putsOf returns every record written to stream, each incarnation's after

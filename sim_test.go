@@ -1491,7 +1491,8 @@ type simKinesis struct {
 	mu    sync.Mutex
 	first map[string]time.Time
 	// latest holds first's entries of the shards whose first open was at
-	// LATEST (simPut.Early).
+	// LATEST, or AT_TIMESTAMP of a LATEST lease's stored start
+	// (simPut.Early).
 	latest map[string]time.Time
 	subs   simSubscriptions // fan-out (sim_edges_test.go)
 }
@@ -1504,25 +1505,28 @@ func (k *simKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardI
 		if stream == "" {
 			stream = k.sts.byARN[aws.ToString(in.StreamARN)]
 		}
-		k.noteOpen(k.sts.qualify(stream, aws.ToString(in.ShardId)), now, in.ShardIteratorType == types.ShardIteratorTypeLatest)
+		k.noteOpen(k.sts.qualify(stream, aws.ToString(in.ShardId)), now, in.ShardIteratorType)
 	}
 	return out, err
 }
 
-// noteOpen notes that shard was opened at now (GetShardIterator or
-// SubscribeToShard returned), at LATEST or not, if it is its first open.
-func (k *simKinesis) noteOpen(shard string, now time.Time, atLatest bool) {
+// noteOpen notes that shard was opened at now, at pos (GetShardIterator
+// or SubscribeToShard returned), if it is its first open.
+func (k *simKinesis) noteOpen(shard string, now time.Time, pos types.ShardIteratorType) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if _, ok := k.first[shard]; !ok {
 		k.first[shard] = now
-		if atLatest {
+		// A lease opens AT_TIMESTAMP only at LATEST's stored start (or
+		// InitialPosition AtTimestamp, which Early leaves out).
+		if pos == types.ShardIteratorTypeLatest || pos == types.ShardIteratorTypeAtTimestamp {
 			k.latest[shard] = now
 		}
 	}
 }
 
-// latestOpens returns the shards first opened at LATEST, and when.
+// latestOpens returns the shards first opened at LATEST (or at a LATEST
+// lease's start), and when.
 func (k *simKinesis) latestOpens() map[string]time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
