@@ -52,17 +52,24 @@ func (r *shardReader) shardRange() hashRange {
 	return r.hashes
 }
 
+// learnRangeWait bounds learnRange's listing, retries included: the page
+// waits for it.
+const learnRangeWait = 10 * time.Second
+
 // learnRange lists the stream, once, when recs hold a KPL aggregate and
 // the reader's shard is missing from this worker's listing (a child made
 // after its last sync), so that a misplaced aggregate can be told
-// (pageRecords.misplaced). A listing that fails or lacks the shard leaves
-// the range unknown: aggregates are then delivered, never dropped.
+// (pageRecords.misplaced). A listing that fails, or still fails after
+// learnRangeWait of retries (ListShards throttled), or lacks the shard
+// leaves the range unknown: aggregates are then delivered, never dropped.
 func (r *shardReader) learnRange(ctx context.Context, recs []types.Record) {
 	if r.rangeListed || r.shardRange().known || !slices.ContainsFunc(recs, func(x types.Record) bool { return isAggregated(x.Data) }) {
 		return
 	}
 	r.rangeListed = true
-	shards, err := r.env.listShards(ctx, r.h.stream)
+	lctx, cancel := context.WithTimeout(ctx, learnRangeWait)
+	defer cancel()
+	shards, err := r.env.listShards(lctx, r.h.stream)
 	if err != nil {
 		r.log.Debug("kcl: shard listing for the shard's hash-key range failed; aggregates delivered unchecked", "error", err)
 		return

@@ -34,10 +34,11 @@ type simPut struct {
 	// KCL does (Options.KeepMisplacedAggregates), so it must not be
 	// delivered; the KPL put it again, and that copy is owed.
 	Misplaced bool
-	// Early: with InitialPosition Latest, written well before the group
-	// first opened its shard (or an ancestor; earlySlack). The shard's
-	// first owner must not deliver it (issue 27 item 7): only a lease that
-	// moved reopens at the stored start, a minute before.
+	// Early: with InitialPosition Latest, written well before its shard's
+	// first open, which was at LATEST or at its LATEST lease's stored start
+	// (earlySlack). The shard's first owner
+	// must not deliver it (issue 27 item 7): only a lease that moved
+	// reopens at the stored start, a minute before.
 	Early bool
 	Reads int // GetRecords replies that returned it
 	// Owed: the group must deliver it. False for records written, with
@@ -556,10 +557,17 @@ func checkSim(l *simLog) simReport {
 			placed[p.Data] = p
 		}
 	}
+	// handedOver reports whether copy p was delivered, or given to a
+	// Process handler, whatever the call's result.
+	handedOver := func(p simPut) bool {
+		same := func(shard, seq string, sub int64) bool { return shard == p.Shard && seq == p.Seq && sub == p.Sub }
+		return slices.ContainsFunc(byData[p.Data], func(i int) bool { return same(ds[i].Shard, ds[i].Seq, ds[i].Sub) }) ||
+			slices.ContainsFunc(l.Calls, func(c simCall) bool { return c.Data == p.Data && same(c.Shard, c.Seq, c.Sub) })
+	}
 	for _, p := range l.Puts {
 		written[p.Data] = p
 		if p.Misplaced {
-			if slices.ContainsFunc(byData[p.Data], func(i int) bool { return ds[i].Shard == p.Shard && ds[i].Seq == p.Seq && ds[i].Sub == p.Sub }) {
+			if handedOver(p) {
 				rep.violate("misplaced: %q (shard %s, seq %s) delivered, a user record of a KPL aggregate on a shard that does not own all its keys (dropped by default, as the Java KCL does)", p.Data, p.Shard, p.Seq)
 			}
 			rep.Misplaced++
@@ -786,8 +794,9 @@ func fmtEnd(t time.Time) string {
 
 // checkEarly reports the records written well before their shard was
 // first opened at LATEST (simPut.Early) that its first acquisition
-// delivered: the first owner reads from where it opened, also after a
-// failed first subscription or an expired iterator (issue 27 item 7).
+// delivered, or gave a Process handler: the first owner reads from where
+// it opened, also after a failed first subscription or an expired
+// iterator (issue 27 item 7).
 func checkEarly(l *simLog, ds []simDelivery, wins map[int]*simWindow, writesByShard map[string][]simWrite, rep *simReport) {
 	type copyID struct {
 		shard, seq string
@@ -803,16 +812,27 @@ func checkEarly(l *simLog, ds []simDelivery, wins map[int]*simWindow, writesBySh
 	if len(early) == 0 {
 		return
 	}
+	firstTake := func(w *simWindow) bool {
+		return w != nil && w.take.step != 0 && // no take found: reported
+			!slices.ContainsFunc(writesByShard[w.shard], func(x simWrite) bool { return x.Op == "take" && w.take.after(x.moment()) })
+	}
+	found := func(worker, shard, seq string, sub int64, w *simWindow) {
+		if p, ok := early[copyID{shard, seq, sub}]; ok {
+			rep.violate("early: %s delivered %q of %s (arrived %s) on the shard's first take (window %d), written before the group first opened it at LATEST",
+				worker, p.Data, shard, p.Arrival.Format("15:04:05.000"), w.id)
+		}
+	}
 	for _, w := range wins {
-		if w.take.step == 0 || slices.ContainsFunc(writesByShard[w.shard], func(x simWrite) bool { return x.Op == "take" && w.take.after(x.moment()) }) {
-			continue // no take found (reported), or not the shard's first
+		if !firstTake(w) {
+			continue
 		}
 		for _, i := range w.ds {
-			d := ds[i]
-			if p, ok := early[copyID{d.Shard, d.Seq, d.Sub}]; ok {
-				rep.violate("early: %s delivered %q of %s (arrived %s) on the shard's first take (window %d), written before the group first opened it at LATEST",
-					d.Worker, p.Data, d.Shard, p.Arrival.Format("15:04:05.000"), w.id)
-			}
+			found(ds[i].Worker, ds[i].Shard, ds[i].Seq, ds[i].Sub, w)
+		}
+	}
+	for _, c := range l.Calls {
+		if w := wins[c.Window]; firstTake(w) {
+			found(c.Worker, c.Shard, c.Seq, c.Sub, w)
 		}
 	}
 }

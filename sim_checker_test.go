@@ -857,3 +857,68 @@ func TestSimCheckerRePutProcess(t *testing.T) {
 		t.Errorf("one copy: violations %q, want an exclusion", rep.Violations)
 	}
 }
+
+// The checks of issue 27 (items 3 and 7) hold for a Process worker as for a
+// Consume loop: a user record of a misplaced KPL aggregate is never handed
+// to the user (simPut.Misplaced), and a record written well before its
+// shard's first open at LATEST is not handed over on the shard's first
+// take (simPut.Early). A Process worker hands records to its handler, not
+// to a loop, so its log is calls (simCall), not deliveries.
+func TestSimCheckerMisplacedAndEarly(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	seq := func(n int) string { return fmt.Sprintf("49%054d", n) }
+	moment := func(ms int, delta int64) simMoment { return simMoment{at(ms), simStepAt(ms) + delta} }
+	take := func(ms int, shard, by string) simWrite {
+		return simWrite{At: at(ms), Step: simStepAt(ms), Shard: shard, Op: "take", By: by, Owner: by}
+	}
+	// A's aggregate at seq 5 holds k1:1 and k2:1; it is misplaced, and the
+	// producer put both again, on their own shards, at seqs 6 and 7.
+	// e:1 was written on B before B's first open at LATEST.
+	k1a := simPut{Data: "k1:1", Key: "k1", Shard: "A", Seq: seq(5), Sub: 0, Arrival: at(5), Misplaced: true}
+	k2a := simPut{Data: "k2:1", Key: "k2", Shard: "A", Seq: seq(5), Sub: 1, Arrival: at(5), Misplaced: true}
+	k1b := simPut{Data: "k1:1", Key: "k1", Shard: "A", Seq: seq(6), Arrival: at(6), Owed: true}
+	k2b := simPut{Data: "k2:1", Key: "k2", Shard: "B", Seq: seq(7), Arrival: at(7), Owed: true}
+	early := simPut{Data: "e:1", Key: "e", Shard: "B", Seq: seq(1), Arrival: at(1), Early: true}
+	del := func(worker string, window, index int, p simPut, ms int) simDelivery {
+		return simDelivery{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Index: index, Shard: p.Shard, Seq: p.Seq, Sub: p.Sub,
+			Data: p.Data, Key: p.Key, At: at(ms), Step: simStepAt(ms), AckedAt: at(ms + 1), AckedStep: simStepAt(ms+1) + 5}
+	}
+	call := func(worker string, window int, p simPut, ms int) simCall {
+		return simCall{Worker: worker, ID: strings.Split(worker, "#")[0], Window: window, Shard: p.Shard, Seq: p.Seq, Sub: p.Sub, Data: p.Data, Key: p.Key,
+			Start: moment(ms, 1), End: moment(ms+1, 2), Result: callOK}
+	}
+	clean := simLog{
+		Puts:   []simPut{early, k1a, k2a, k1b, k2b},
+		Writes: []simWrite{take(10, "A", "w1"), take(10, "B", "w2")},
+		Bound:  4, LagBound: 300 * time.Millisecond, PassOnBound: 200 * time.Millisecond,
+	}
+	consume := clean
+	consume.Deliveries = []simDelivery{del("w1#1", 1, 0, k1b, 100), del("w2#1", 2, 0, k2b, 100)}
+	process := clean
+	process.Calls = []simCall{call("w1#1", 1, k1b, 100), call("w2#1", 2, k2b, 100)}
+	for _, tt := range []struct {
+		name string
+		log  simLog
+	}{{"consume", consume}, {"process", process}} {
+		t.Run(tt.name, func(t *testing.T) {
+			checkerCases(t, tt.log, []checkerCase{
+				{"clean", func(*simLog) {}, ""},
+				{"a misplaced user record handed over", func(l *simLog) {
+					if tt.name == "consume" {
+						l.Deliveries = append(l.Deliveries, del("w1#1", 1, 1, k2a, 50))
+					} else {
+						l.Calls = append(l.Calls, call("w1#1", 1, k2a, 50))
+					}
+				}, "misplaced:"},
+				{"an early record handed over on the shard's first take", func(l *simLog) {
+					if tt.name == "consume" {
+						l.Deliveries = append(l.Deliveries, del("w2#1", 2, 1, early, 50))
+					} else {
+						l.Calls = append(l.Calls, call("w2#1", 2, early, 50))
+					}
+				}, "early:"},
+			})
+		})
+	}
+}

@@ -183,7 +183,11 @@ func (k *simKinesis) SubscribeToShard(ctx context.Context, in *kinesis.Subscribe
 	}
 	stream, _, _ := strings.Cut(strings.TrimPrefix(aws.ToString(in.ConsumerARN), kinesisfake.StreamARN("")), "/consumer/")
 	shard := k.sts.qualify(stream, aws.ToString(in.ShardId))
-	k.noteOpen(shard, time.Now())
+	var pos types.ShardIteratorType
+	if in.StartingPosition != nil {
+		pos = in.StartingPosition.Type
+	}
+	k.noteOpen(shard, time.Now(), pos)
 	subs := &k.subs
 	subs.mu.Lock()
 	first := subs.count[shard] == 0

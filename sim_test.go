@@ -99,6 +99,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/kclgo/kcl/internal/kinesisfake"
 )
@@ -447,7 +448,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	if cfg.late {
 		s.reading = names[:len(names)-1]
 	}
-	s.opens = &simKinesis{Server: s.kin, sts: s.sts, first: map[string]time.Time{}, subs: simSubscriptions{
+	s.opens = &simKinesis{Server: s.kin, sts: s.sts, first: map[string]time.Time{}, latest: map[string]time.Time{}, subs: simSubscriptions{
 		count: map[string]int{}, failFirst: cfg.edges.failFirst, rng: rand.New(rand.NewPCG(cfg.edges.seed, 27)),
 	}}
 	s.noteShards()
@@ -1490,7 +1491,11 @@ type simKinesis struct {
 	sts   *simStreams
 	mu    sync.Mutex
 	first map[string]time.Time
-	subs  simSubscriptions // fan-out (sim_edges_test.go)
+	// latest holds first's entries of the shards whose first open was at
+	// LATEST, or AT_TIMESTAMP of a LATEST lease's stored start
+	// (simPut.Early).
+	latest map[string]time.Time
+	subs   simSubscriptions // fan-out (sim_edges_test.go)
 }
 
 func (k *simKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, opts ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
@@ -1501,19 +1506,32 @@ func (k *simKinesis) GetShardIterator(ctx context.Context, in *kinesis.GetShardI
 		if stream == "" {
 			stream = k.sts.byARN[aws.ToString(in.StreamARN)]
 		}
-		k.noteOpen(k.sts.qualify(stream, aws.ToString(in.ShardId)), now)
+		k.noteOpen(k.sts.qualify(stream, aws.ToString(in.ShardId)), now, in.ShardIteratorType)
 	}
 	return out, err
 }
 
-// noteOpen notes that shard was opened at now (GetShardIterator or
-// SubscribeToShard returned), if it is its first open.
-func (k *simKinesis) noteOpen(shard string, now time.Time) {
+// noteOpen notes that shard was opened at now, at pos (GetShardIterator
+// or SubscribeToShard returned), if it is its first open.
+func (k *simKinesis) noteOpen(shard string, now time.Time, pos types.ShardIteratorType) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if _, ok := k.first[shard]; !ok {
 		k.first[shard] = now
+		// A lease opens AT_TIMESTAMP only at LATEST's stored start (or
+		// InitialPosition AtTimestamp, which Early leaves out).
+		if pos == types.ShardIteratorTypeLatest || pos == types.ShardIteratorTypeAtTimestamp {
+			k.latest[shard] = now
+		}
 	}
+}
+
+// latestOpens returns the shards first opened at LATEST (or at a LATEST
+// lease's start), and when.
+func (k *simKinesis) latestOpens() map[string]time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.latest)
 }
 
 func (k *simKinesis) snapshot() map[string]time.Time {
