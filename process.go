@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -129,8 +130,10 @@ func Attempt(ctx context.Context) int {
 var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consumed (Consume or Process may be called once per Consumer)")
 
 // processor is one run of Process. Its state is owned by the goroutine of
-// run (the dispatcher); each attempt runs on a goroutine of its own, which
-// owns its task until it sends it back on results.
+// run (the dispatcher). Process's attempts run on a pool of up to
+// Concurrency workers (worker), fed on work; a worker owns a task from its
+// receipt to its send on results. A ProcessBatch attempt runs on a
+// goroutine of its own.
 type processor struct {
 	c             *Consumer
 	handle        func(context.Context, Record) error
@@ -148,11 +151,14 @@ type processor struct {
 	waiting taskHeap             // keys' first records, backing off: soonest due first
 	timer   *time.Timer          // fires when waiting's first is due
 	timerC  <-chan time.Time     // timer's channel while armed; nil otherwise
-	running int                  // attempts in flight
+	running int                  // attempts in flight: sent on work (or to a batch's goroutine), not yet back
 	queued  int                  // records delivered and not done: in keys' queues, running or backing off
 	inCalls int                  // records in the attempts in flight
 	next    uint64               // arrival number of the next record
-	results chan *task           // attempts done; never blocks (room for Concurrency)
+	work    chan *task           // Process's attempts for the workers; never blocks (room for all in flight)
+	workers int                  // workers started, up to Concurrency
+	calling atomic.Int64         // attempts whose handler call runs now (set by the workers, for Stats)
+	results chan *task           // attempts done; never blocks (room for all in flight)
 	batches chan *batch          // ProcessBatch's attempts done, as results; nil for Process
 	avail   int                  // records of the keys in ready: what a batch could take now
 	// gatherBy is when the batch being gathered starts, full or not
@@ -176,6 +182,20 @@ type processor struct {
 	gate *pauseGate         // immutable
 	open context.Context    // the dispatcher's
 	shut context.CancelFunc // ends open
+
+	// calls holds the contexts Process's handler calls get while open
+	// lasts, one per record context (a window's, or base): each ends with
+	// its record context and with open. Made anew with open; a window's
+	// goes when the window closes.
+	calls map[context.Context]callContext
+}
+
+// callContext is a handler calls' context (processor.calls): a record
+// context's, ending also when the pause gate shuts. Its Attempt is 1.
+type callContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   func() bool // unregisters cancel from open
 }
 
 // newProcessor prepares a run of Process for c. The handlers' contexts
@@ -193,7 +213,8 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 		waiting: taskHeap{less: func(a, b *task) bool {
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
-		results:  make(chan *task, c.opts.Concurrency),
+		work:     make(chan *task, maxInFlight(c.opts.Concurrency)),
+		results:  make(chan *task, maxInFlight(c.opts.Concurrency)),
 		stopping: ctx,
 		newBackOff: func() *backoff.ExponentialBackOff {
 			b := newBackOff()
@@ -207,10 +228,17 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 	}
 }
 
+// maxInFlight is how many of Process's attempts may be out with the
+// workers at once: Concurrency running, and as many queued on work behind
+// them, so that a worker done with one finds the next without waiting for
+// the dispatcher. Only Concurrency run at once: there are no more workers.
+func maxInFlight(concurrency int) int { return 2 * concurrency }
+
 // task is one delivered record in Process.
 type task struct {
 	rec      Record
-	ctx      context.Context // handle's: ends when the record's lease is gone
+	ctx      context.Context // the record's: ends when its lease is gone
+	call     context.Context // while out with a worker: the call's (processor.callContext)
 	key      *keyQueue
 	n        uint64 // arrival order
 	idx      int    // in a batch: its index in the records handle gets
@@ -265,13 +293,20 @@ func (p *processor) run(in <-chan Record) error {
 			p.timerC = nil
 			p.wakeDue()
 		case w := <-p.windowClosed:
+			if c, ok := p.calls[p.windows[w]]; ok {
+				c.stop()
+				c.cancel()
+				delete(p.calls, p.windows[w])
+			}
 			delete(p.windows, w)
 			p.dropWaiting()
 		}
+		in = p.drain(in)
 	}
 	// The shutdown is over (leases released, checkpoints written): nothing
 	// more is started, and what runs sees its context end.
 	p.stopHandlers()
+	p.dropCalls()
 	for p.running > 0 {
 		var done []*task
 		select {
@@ -290,6 +325,7 @@ func (p *processor) run(in <-chan Record) error {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
+	close(p.work)
 	p.watchers.Wait()
 	if p.err != nil {
 		return p.err
@@ -297,11 +333,47 @@ func (p *processor) run(in <-chan Record) error {
 	return p.c.Err()
 }
 
-// publish writes where the records are to Stats (ProcessStats).
+// drainMax is the most records, and the most outcomes, drain takes at once.
+const drainMax = 64
+
+// drain takes, without blocking, the records and the attempts' outcomes
+// already at hand, up to drainMax of each: one select of run's costs more
+// than a record's work. It returns in, or nil once it is closed.
+func (p *processor) drain(in <-chan Record) <-chan Record {
+	for range drainMax {
+		select {
+		case t := <-p.results:
+			p.done(t)
+			continue
+		default:
+		}
+		break
+	}
+	for range drainMax {
+		select {
+		case rec, ok := <-in:
+			if !ok {
+				return nil
+			}
+			p.add(rec)
+			continue
+		default:
+		}
+		break
+	}
+	return in
+}
+
+// publish writes where the records are to Stats (ProcessStats). Records
+// sent to the workers whose call has not begun count as ready.
 func (p *processor) publish() {
 	n := &p.c.counters.process
-	n.running.Store(int64(p.inCalls))
-	n.ready.Store(int64(p.ready.len()))
+	running := p.inCalls
+	if p.handleBatch == nil {
+		running = min(running, int(p.calling.Load()))
+	}
+	n.running.Store(int64(running))
+	n.ready.Store(int64(p.ready.len() + p.inCalls - running))
 	n.backingOff.Store(int64(p.waiting.len()))
 	n.waiting.Store(int64(p.queued - p.inCalls - p.ready.len() - p.waiting.len()))
 }
@@ -432,18 +504,52 @@ func (p *processor) startReady() {
 		p.startBatches()
 		return
 	}
-	for p.running < p.c.opts.Concurrency && p.ready.len() > 0 && p.gateOpen() {
+	if p.ready.len() == 0 || p.running >= maxInFlight(p.c.opts.Concurrency) || !p.gateOpen() {
+		return
+	}
+	// The gate is asked once: the workers ask it again before each call.
+	for p.running < maxInFlight(p.c.opts.Concurrency) && p.ready.len() > 0 {
 		t := p.popReady()
 		// The window is asked directly: its watcher may not have cancelled
 		// the context yet, and a closed window's record must not start.
-		if t.ctx.Err() != nil || t.rec.chunk != nil && windowClosed(t.rec.chunk.window) {
+		if dead(t) {
 			p.advance(t.key)
 			continue
 		}
 		p.running++
 		p.inCalls++
-		go p.attempt(t, p.open)
+		if p.workers < p.c.opts.Concurrency && p.workers < p.running {
+			p.workers++
+			p.watchers.Add(1)
+			go p.worker()
+		}
+		t.call = p.callContext(t.ctx)
+		p.work <- t // never blocks: room for maxInFlight
 	}
+}
+
+// callContext returns the context for a handler call of a record whose
+// context is ctx, while p.open lasts.
+func (p *processor) callContext(ctx context.Context) context.Context {
+	if c, ok := p.calls[ctx]; ok {
+		return c.ctx
+	}
+	call, cancel := context.WithCancel(context.WithValue(ctx, attemptKey{}, 1))
+	c := callContext{ctx: call, cancel: cancel, stop: context.AfterFunc(p.open, cancel)}
+	if p.calls == nil {
+		p.calls = map[context.Context]callContext{}
+	}
+	p.calls[ctx] = c
+	return call
+}
+
+// dropCalls ends the handler calls' contexts and forgets them: open ended.
+func (p *processor) dropCalls() {
+	for _, c := range p.calls {
+		c.stop()
+		c.cancel()
+	}
+	clear(p.calls)
 }
 
 // gateOpen reports whether the pause gate is open (checking its deadline,
@@ -455,6 +561,7 @@ func (p *processor) gateOpen() bool {
 		return false
 	}
 	if p.open == nil || p.open.Err() != nil {
+		p.dropCalls()
 		p.open, p.shut = context.WithCancel(p.base)
 		closing, open, shut := p.gate.closing(), p.open, p.shut
 		p.watchers.Add(1)
@@ -470,19 +577,39 @@ func (p *processor) gateOpen() bool {
 	return true
 }
 
-// attempt calls handle once for t, settles it (OnFailure if that was the
-// last attempt allowed, the ack if either accepted it), and sends t back to
-// the dispatcher with the outcome. The context they get ends with t's, and
-// when open ends (the pause gate shut).
-func (p *processor) attempt(t *task, open context.Context) {
-	ctx, cancel := context.WithCancel(context.WithValue(t.ctx, attemptKey{}, t.attempts+1))
-	stop := context.AfterFunc(open, cancel)
-	defer func() {
-		stop()
-		cancel()
-		p.results <- t
-	}()
-	p.settle(t, ctx, p.callHandler(ctx, t.rec))
+// worker runs the attempts sent on work, one at a time, and sends each
+// back on results, until work is closed.
+func (p *processor) worker() {
+	defer p.watchers.Done()
+	for t := range p.work {
+		p.attempt(t)
+		p.results <- t // never blocks: room for maxInFlight
+	}
+}
+
+// attempt calls handle once for t, on a worker, and settles it (OnFailure
+// if that was the last attempt allowed, the ack if either accepted it). The
+// context they get, t.call, ends with t's and when the pause gate shuts.
+// A record whose lease went, or whose call would start once the gate shut,
+// while it was queued for the worker, is not called.
+func (p *processor) attempt(t *task) {
+	ctx := t.call
+	t.call = nil
+	switch {
+	case dead(t):
+		t.result = resultDropped
+		return
+	case ctx.Err() != nil || !p.gate.check():
+		t.result = resultPaused
+		return
+	}
+	if t.attempts > 0 {
+		ctx = context.WithValue(ctx, attemptKey{}, t.attempts+1)
+	}
+	p.calling.Add(1)
+	err := p.callHandler(ctx, t.rec)
+	p.calling.Add(-1)
+	p.settle(t, ctx, err)
 }
 
 // settle sets t's outcome from err, what the handler call that ran it in
