@@ -195,7 +195,7 @@ func (p *processor) gather() *batch {
 			p.advance(t.key)
 			continue
 		}
-		for _, x := range t.key.tasks[:min(len(t.key.tasks), size-len(b.tasks))] {
+		for _, x := range t.key.tasks.items()[:min(t.key.tasks.len(), size-len(b.tasks))] {
 			if dead(x) {
 				break
 			}
@@ -300,8 +300,7 @@ func (p *processor) batchDone(b *batch) {
 			j++
 		}
 		for ; i < j && (b.tasks[i].result == resultAcked || b.tasks[i].result == resultDropped); i++ {
-			k.tasks[0] = nil
-			k.tasks = k.tasks[1:]
+			k.tasks.drop(1)
 		}
 		p.settled(b.tasks[i]) // its key's first: acked or dropped, it goes on to the next
 		i = j + 1

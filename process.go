@@ -147,6 +147,7 @@ type processor struct {
 	handleBatch func(context.Context, []Record) error
 
 	keys    map[string]*keyQueue // records delivered and not done, by partition key
+	reuse   reuse                // tasks and keyQueues done with, for the next ones
 	ready   fairReady            // keys' first records, ready to run: shards in turn, each oldest first
 	waiting taskHeap             // keys' first records, backing off: soonest due first
 	timer   *time.Timer          // fires when waiting's first is due
@@ -209,7 +210,7 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 		base:          base,
 		stopHandlers:  stopHandlers,
 		keys:          map[string]*keyQueue{},
-		ready:         fairReady{byShard: map[shardKey]*taskHeap{}},
+		ready:         fairReady{byShard: map[laneKey]*taskHeap{}},
 		waiting: taskHeap{less: func(a, b *task) bool {
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
@@ -267,7 +268,7 @@ const (
 // a batch (ProcessBatch) runs the first few at once.
 type keyQueue struct {
 	key   string
-	tasks []*task
+	tasks queue[*task]
 	ready bool // its first record is in ready
 }
 
@@ -386,15 +387,16 @@ func (p *processor) add(rec Record) {
 	}
 	k := p.keys[rec.PartitionKey]
 	if k == nil {
-		k = &keyQueue{key: rec.PartitionKey}
+		k = p.reuse.key(rec.PartitionKey)
 		p.keys[rec.PartitionKey] = k
 	}
-	t := &task{rec: rec, ctx: ctx, key: k, n: p.next}
+	t := p.reuse.task()
+	*t = task{rec: rec, ctx: ctx, key: k, n: p.next}
 	p.next++
-	k.tasks = append(k.tasks, t)
+	k.tasks.push(t)
 	p.queued++
 	switch {
-	case len(k.tasks) == 1:
+	case k.tasks.len() == 1:
 		p.pushReady(t)
 	case k.ready:
 		p.avail++
@@ -404,7 +406,7 @@ func (p *processor) add(rec Record) {
 // pushReady makes t, its key's first record, ready to run.
 func (p *processor) pushReady(t *task) {
 	t.key.ready = true
-	p.avail += len(t.key.tasks)
+	p.avail += t.key.tasks.len()
 	p.ready.push(t)
 }
 
@@ -412,7 +414,7 @@ func (p *processor) pushReady(t *task) {
 func (p *processor) popReady() *task {
 	t := p.ready.pop()
 	t.key.ready = false
-	p.avail -= len(t.key.tasks)
+	p.avail -= t.key.tasks.len()
 	return t
 }
 
@@ -458,21 +460,38 @@ func (p *processor) recordContext(rec Record) context.Context {
 // on one shard never starves another (issue 23, item 5). Only touched by
 // the dispatcher.
 type fairReady struct {
-	byShard map[shardKey]*taskHeap // shards with ready records
-	turns   queue[shardKey]        // those shards, in the order of their turns
-	n       int                    // ready records
+	byShard map[laneKey]*taskHeap // shards with ready records
+	turns   queue[laneKey]        // those shards, in the order of their turns
+	n       int                   // ready records
+	spare   *taskHeap             // the last shard's heap emptied, for the next one
 }
 
-// shardKey names a shard among several streams.
-type shardKey struct{ stream, shard string }
+// laneKey names a shard in fairReady: by its ack window (one per shard
+// under one lease; a pointer hashes faster than the names), or for a record
+// from no window by its stream and shard.
+type laneKey struct {
+	w             *ackWindow
+	stream, shard string
+}
+
+func laneOf(rec *Record) laneKey {
+	if rec.chunk != nil {
+		return laneKey{w: rec.chunk.window}
+	}
+	return laneKey{stream: rec.StreamARN, shard: rec.ShardID}
+}
 
 func (r *fairReady) len() int { return r.n }
 
 func (r *fairReady) push(t *task) {
-	key := shardKey{t.rec.StreamARN, t.rec.ShardID}
+	key := laneOf(&t.rec)
 	h := r.byShard[key]
 	if h == nil {
-		h = &taskHeap{less: func(a, b *task) bool { return a.n < b.n }}
+		h = r.spare
+		r.spare = nil
+		if h == nil {
+			h = &taskHeap{less: func(a, b *task) bool { return a.n < b.n }}
+		}
 		r.byShard[key] = h
 		r.turns.push(key)
 	}
@@ -492,6 +511,7 @@ func (r *fairReady) pop() *task {
 		r.turns.push(key)
 	} else {
 		delete(r.byShard, key)
+		r.spare = h
 	}
 	return t
 }
@@ -719,13 +739,14 @@ func (p *processor) settled(t *task) {
 // one ready.
 func (p *processor) advance(k *keyQueue) {
 	p.queued--
-	k.tasks[0] = nil
-	k.tasks = k.tasks[1:]
-	if len(k.tasks) == 0 {
+	p.reuse.putTask(k.tasks.front())
+	k.tasks.drop(1)
+	if k.tasks.len() == 0 {
 		delete(p.keys, k.key)
+		p.reuse.putKey(k)
 		return
 	}
-	p.pushReady(k.tasks[0])
+	p.pushReady(k.tasks.front())
 }
 
 // wakeDue makes the records whose backoff is over ready again.
