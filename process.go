@@ -131,8 +131,8 @@ var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consum
 
 // processor is one run of Process. Its state is owned by the goroutine of
 // run (the dispatcher). Process's attempts run on a pool of up to
-// Concurrency workers (worker), fed on work; a worker owns a task from its
-// receipt to its send on results. A ProcessBatch attempt runs on a
+// Concurrency workers (worker), through hand; a worker owns a task from
+// taking it to handing it back. A ProcessBatch attempt runs on a
 // goroutine of its own.
 type processor struct {
 	c             *Consumer
@@ -146,22 +146,23 @@ type processor struct {
 	// nil then.
 	handleBatch func(context.Context, []Record) error
 
-	keys    map[string]*keyQueue // records delivered and not done, by partition key
-	reuse   reuse                // tasks and keyQueues done with, for the next ones
-	ready   fairReady            // keys' first records, ready to run: shards in turn, each oldest first
-	waiting taskHeap             // keys' first records, backing off: soonest due first
-	timer   *time.Timer          // fires when waiting's first is due
-	timerC  <-chan time.Time     // timer's channel while armed; nil otherwise
-	running int                  // attempts in flight: sent on work (or to a batch's goroutine), not yet back
-	queued  int                  // records delivered and not done: in keys' queues, running or backing off
-	inCalls int                  // records in the attempts in flight
-	next    uint64               // arrival number of the next record
-	work    chan *task           // Process's attempts for the workers; never blocks (room for all in flight)
-	workers int                  // workers started, up to Concurrency
-	calling atomic.Int64         // attempts whose handler call runs now (set by the workers, for Stats)
-	results chan *task           // attempts done; never blocks (room for all in flight)
-	batches chan *batch          // ProcessBatch's attempts done, as results; nil for Process
-	avail   int                  // records of the keys in ready: what a batch could take now
+	keys     map[string]*keyQueue // records delivered and not done, by partition key
+	reuse    reuse                // tasks and keyQueues done with, for the next ones
+	ready    fairReady            // keys' first records, ready to run: shards in turn, each oldest first
+	waiting  taskHeap             // keys' first records, backing off: soonest due first
+	timer    *time.Timer          // fires when waiting's first is due
+	timerC   <-chan time.Time     // timer's channel while armed; nil otherwise
+	running  int                  // attempts in flight: given to the workers (or a batch's goroutine), not yet back
+	queued   int                  // records delivered and not done: in keys' queues, running or backing off
+	inCalls  int                  // records in the attempts in flight
+	next     uint64               // arrival number of the next record
+	hand     *handoff             // Process's attempts to the workers and back
+	workers  int                  // workers started, up to Concurrency
+	calling  atomic.Int64         // attempts whose handler call runs now (set by the workers, for Stats)
+	started  []*task              // the dispatcher's: startReady's attempts, for hand.give
+	outcomes []*task              // the dispatcher's: outcomes from hand.take
+	batches  chan *batch          // ProcessBatch's attempts done, as results; nil for Process
+	avail    int                  // records of the keys in ready: what a batch could take now
 	// gatherBy is when the batch being gathered starts, full or not
 	// (BatchWindow after it began); zero while none is gathered.
 	gatherBy time.Time
@@ -214,8 +215,7 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 		waiting: taskHeap{less: func(a, b *task) bool {
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
-		work:     make(chan *task, maxInFlight(c.opts.Concurrency)),
-		results:  make(chan *task, maxInFlight(c.opts.Concurrency)),
+		hand:     newHandoff(c.opts.Concurrency),
 		stopping: ctx,
 		newBackOff: func() *backoff.ExponentialBackOff {
 			b := newBackOff()
@@ -230,10 +230,12 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 }
 
 // maxInFlight is how many of Process's attempts may be out with the
-// workers at once: Concurrency running, and as many queued on work behind
-// them, so that a worker done with one finds the next without waiting for
-// the dispatcher. Only Concurrency run at once: there are no more workers.
-func maxInFlight(concurrency int) int { return 2 * concurrency }
+// workers at once: Concurrency running, and as many queued behind them (at
+// least 4), so that a worker done with one finds the next without waiting
+// for the dispatcher. Only Concurrency run at once: there are no more
+// workers. A record that becomes ready meanwhile starts after those
+// queued, at most one more round of calls later.
+func maxInFlight(concurrency int) int { return concurrency + max(concurrency, 4) }
 
 // task is one delivered record in Process.
 type task struct {
@@ -286,8 +288,8 @@ func (p *processor) run(in <-chan Record) error {
 				continue
 			}
 			p.add(rec)
-		case t := <-p.results:
-			p.done(t)
+		case <-p.hand.settled:
+			p.takeSettled()
 		case b := <-p.batches: // nil, never ready, for Process
 			p.batchDone(b)
 		case <-p.timerC:
@@ -311,12 +313,13 @@ func (p *processor) run(in <-chan Record) error {
 	for p.running > 0 {
 		var done []*task
 		select {
-		case t := <-p.results:
-			done = []*task{t}
+		case <-p.hand.settled:
+			done = p.hand.take(nil)
+			p.running -= len(done)
 		case b := <-p.batches:
 			done = b.tasks
+			p.running--
 		}
-		p.running--
 		for _, t := range done {
 			if t.result == resultStop && p.err == nil {
 				p.err = t.err
@@ -326,7 +329,7 @@ func (p *processor) run(in <-chan Record) error {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-	close(p.work)
+	p.hand.close()
 	p.watchers.Wait()
 	if p.err != nil {
 		return p.err
@@ -334,22 +337,14 @@ func (p *processor) run(in <-chan Record) error {
 	return p.c.Err()
 }
 
-// drainMax is the most records, and the most outcomes, drain takes at once.
+// drainMax is the most records drain takes at once.
 const drainMax = 64
 
-// drain takes, without blocking, the records and the attempts' outcomes
-// already at hand, up to drainMax of each: one select of run's costs more
-// than a record's work. It returns in, or nil once it is closed.
+// drain takes, without blocking, the attempts' outcomes at hand and up to
+// drainMax records already delivered: one select of run's costs more than
+// a record's work. It returns in, or nil once it is closed.
 func (p *processor) drain(in <-chan Record) <-chan Record {
-	for range drainMax {
-		select {
-		case t := <-p.results:
-			p.done(t)
-			continue
-		default:
-		}
-		break
-	}
+	p.takeSettled()
 	for range drainMax {
 		select {
 		case rec, ok := <-in:
@@ -363,6 +358,15 @@ func (p *processor) drain(in <-chan Record) <-chan Record {
 		break
 	}
 	return in
+}
+
+// takeSettled takes the attempts' outcomes at hand.
+func (p *processor) takeSettled() {
+	p.outcomes = p.hand.take(p.outcomes[:0])
+	for _, t := range p.outcomes {
+		p.done(t)
+	}
+	clear(p.outcomes)
 }
 
 // publish writes where the records are to Stats (ProcessStats). Records
@@ -544,8 +548,11 @@ func (p *processor) startReady() {
 			go p.worker()
 		}
 		t.call = p.callContext(t.ctx)
-		p.work <- t // never blocks: room for maxInFlight
+		p.started = append(p.started, t)
 	}
+	p.hand.give(p.started)
+	clear(p.started)
+	p.started = p.started[:0]
 }
 
 // callContext returns the context for a handler call of a record whose
@@ -595,16 +602,6 @@ func (p *processor) gateOpen() bool {
 		}()
 	}
 	return true
-}
-
-// worker runs the attempts sent on work, one at a time, and sends each
-// back on results, until work is closed.
-func (p *processor) worker() {
-	defer p.watchers.Done()
-	for t := range p.work {
-		p.attempt(t)
-		p.results <- t // never blocks: room for maxInFlight
-	}
 }
 
 // attempt calls handle once for t, on a worker, and settles it (OnFailure
