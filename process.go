@@ -127,7 +127,7 @@ func Attempt(ctx context.Context) int {
 	return 0
 }
 
-var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consumed (Consume or Process may be called once per Consumer)")
+var errConsumedTwice = errors.New("kcl: the Consumer was already consumed (one of Consume, Process and ProcessBatch may be called, once per Consumer)")
 
 // processor is one run of Process. Its state is owned by the goroutine of
 // run (the dispatcher). Process's attempts run on a pool of up to
@@ -136,6 +136,7 @@ var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consum
 // goroutine of its own.
 type processor struct {
 	c             *Consumer
+	name          string // immutable: "Process" or "ProcessBatch", for errors and logs
 	handle        func(context.Context, Record) error
 	stopConsuming context.CancelFunc // starts Consume's shutdown
 	base          context.Context    // ctx's values; ends when run is over
@@ -206,6 +207,7 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 	base, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	return &processor{
 		c:             c,
+		name:          "Process",
 		handle:        handle,
 		stopConsuming: stopConsuming,
 		base:          base,
@@ -337,15 +339,22 @@ func (p *processor) run(in <-chan Record) error {
 	return p.c.Err()
 }
 
-// drainMax is the most records drain takes at once.
+// drainMax is the most records drain takes at once, but for ProcessBatch,
+// BatchSize if more.
 const drainMax = 64
 
-// drain takes, without blocking, the attempts' outcomes at hand and up to
-// drainMax records already delivered: one select of run's costs more than
-// a record's work. It returns in, or nil once it is closed.
+// drain takes, without blocking, the attempts' outcomes at hand and the
+// records already delivered, up to drainMax: one select of run's costs
+// more than a record's work. For ProcessBatch, up to a whole batch: with
+// no BatchWindow, a batch starts with every record delivered by then, not
+// only the first. It returns in, or nil once it is closed.
 func (p *processor) drain(in <-chan Record) <-chan Record {
 	p.takeSettled()
-	for range drainMax {
+	n := drainMax
+	if p.handleBatch != nil {
+		n = max(n, p.c.opts.BatchSize)
+	}
+	for range n {
 		select {
 		case rec, ok := <-in:
 			if !ok {
@@ -661,7 +670,7 @@ func (p *processor) settle(t *task, ctx context.Context, err error) {
 		if tooOld {
 			why = fmt.Sprintf("handler failed %d times, the record older than MaxRecordAge (%v)", t.attempts, p.c.opts.MaxRecordAge)
 		}
-		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: %s: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, why, err)
+		t.err = fmt.Errorf("kcl: %s: stream %q, shard %q, record %s/%d: %s: %w", p.name, t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, why, err)
 	default:
 		p.c.counters.process.toOnFailure.Add(1)
 		ferr := p.callOnFailure(context.WithValue(ctx, attemptKey{}, t.attempts), t.rec, err)
@@ -685,12 +694,40 @@ func (p *processor) settle(t *task, ctx context.Context, err error) {
 func (p *processor) done(t *task) {
 	p.running--
 	p.inCalls--
-	p.settled(t)
+	p.logFailure(t, p.settled(t))
+}
+
+// failureNote is what a record's failure owes the log (settled).
+type failureNote int
+
+const (
+	noNote       failureNote = iota
+	firstFailure             // its first failure: logged once
+	stillFailing             // failing for about another LeaseDuration since it was last logged
+)
+
+// logFailure logs t's failure as note says, for Process. While a record
+// fails, its shard's checkpoint cannot pass it, and after
+// MaxUnackedPerShard more records the shard stops fetching: logged at its
+// first failure, then about every LeaseDuration while it goes on failing.
+// ProcessBatch logs a batch's at once (logBatchFailures).
+func (p *processor) logFailure(t *task, note failureNote) {
+	switch note {
+	case firstFailure:
+		p.c.log.Warn("kcl: Process: handler failed; retrying the record with backoff", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
+			"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "error", t.err)
+	case stillFailing:
+		p.c.log.Warn("kcl: Process: a record keeps failing; its shard's checkpoint cannot pass it", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
+			"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "attempts", t.attempts,
+			"failing_for", time.Since(t.failing).Round(time.Millisecond), "error", t.err)
+	}
 }
 
 // settled takes the outcome of t, its key's first record, no longer in
-// flight: as done says.
-func (p *processor) settled(t *task) {
+// flight: as done says. It returns what t's failure owes the log, if it
+// is to be retried.
+func (p *processor) settled(t *task) failureNote {
+	note := noNote
 	switch t.result {
 	case resultAcked, resultDropped:
 		p.advance(t.key)
@@ -701,25 +738,18 @@ func (p *processor) settled(t *task) {
 			// The lease went while this attempt ran, perhaps after its
 			// window's closing was handled: no retry is owed.
 			p.advance(t.key)
-			return
+			return noNote
 		}
 		now := time.Now()
 		switch {
 		case t.backoff == nil:
 			t.backoff, t.failing, t.warned = p.newBackOff(), now, now
-			// While it fails, its shard's checkpoint cannot pass it, and
-			// after MaxUnackedPerShard more records the shard stops
-			// fetching: logged at its first failure, then about every
-			// LeaseDuration while it goes on failing.
-			p.c.log.Warn("kcl: Process: handler failed; retrying the record with backoff", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
-				"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "error", t.err)
+			note = firstFailure
 		case now.Sub(t.warned) >= p.c.opts.LeaseDuration:
 			t.warned = now
-			p.c.log.Warn("kcl: Process: a record keeps failing; its shard's checkpoint cannot pass it", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
-				"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "attempts", t.attempts,
-				"failing_for", now.Sub(t.failing).Round(time.Millisecond), "error", t.err)
+			note = stillFailing
 		}
-		t.due = time.Now().Add(t.backoff.NextBackOff())
+		t.due = now.Add(t.backoff.NextBackOff())
 		p.waiting.push(t)
 		p.arm()
 	case resultStop:
@@ -730,6 +760,7 @@ func (p *processor) settled(t *task) {
 			p.stopConsuming()
 		}
 	}
+	return note
 }
 
 // advance removes the first record of k, which is done, and makes the next
