@@ -247,7 +247,11 @@ func (p *processor) attemptBatch(b *batch, open context.Context) {
 		cancel()
 		p.batches <- b
 	}()
-	errs := p.batchErrors(p.callBatchHandler(ctx, b.recs), len(b.recs))
+	running := &p.c.counters.process.running
+	running.Add(int64(len(b.recs)))
+	err := p.callBatchHandler(ctx, b.recs)
+	running.Add(-int64(len(b.recs)))
+	errs := p.batchErrors(err, len(b.recs))
 	var halted *keyQueue // the key whose earlier record in b was not acked
 	for _, t := range b.tasks {
 		if t.key == halted {

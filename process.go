@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -159,7 +158,6 @@ type processor struct {
 	next     uint64               // arrival number of the next record
 	hand     *handoff             // Process's attempts to the workers and back
 	workers  int                  // workers started, up to Concurrency
-	calling  atomic.Int64         // attempts whose handler call runs now (set by the workers, for Stats)
 	started  []*task              // the dispatcher's: startReady's attempts, for hand.give
 	outcomes []*task              // the dispatcher's: outcomes from hand.take
 	batches  chan *batch          // ProcessBatch's attempts done, as results; nil for Process
@@ -378,16 +376,13 @@ func (p *processor) takeSettled() {
 	clear(p.outcomes)
 }
 
-// publish writes where the records are to Stats (ProcessStats). Records
-// sent to the workers whose call has not begun count as ready.
+// publish writes where the records are to Stats (ProcessStats). The calls
+// count their records as running themselves: records handed to a worker
+// whose call has not begun are ready.
 func (p *processor) publish() {
 	n := &p.c.counters.process
-	running := p.inCalls
-	if p.handleBatch == nil {
-		running = min(running, int(p.calling.Load()))
-	}
-	n.running.Store(int64(running))
-	n.ready.Store(int64(p.ready.len() + p.inCalls - running))
+	n.handed.Store(int64(p.inCalls))
+	n.ready.Store(int64(p.ready.len()))
 	n.backingOff.Store(int64(p.waiting.len()))
 	n.waiting.Store(int64(p.queued - p.inCalls - p.ready.len() - p.waiting.len()))
 }
@@ -593,7 +588,7 @@ func (p *processor) dropCalls() {
 // reopened since the last one ended. While the gate is shut, another worker
 // may rightly take this worker's leases: no handler call may start.
 func (p *processor) gateOpen() bool {
-	if !p.gate.check() {
+	if !p.mayStart() {
 		return false
 	}
 	if p.open == nil || p.open.Err() != nil {
@@ -613,6 +608,12 @@ func (p *processor) gateOpen() bool {
 	return true
 }
 
+// mayStart reports whether a handler call may start now: the pause gate
+// is open, its deadline checked (which shuts it if passed). The dispatcher
+// asks before it hands calls to the workers, and a worker before each
+// call: a call queued for a worker may wait a while.
+func (p *processor) mayStart() bool { return p.gate.check() }
+
 // attempt calls handle once for t, on a worker, and settles it (OnFailure
 // if that was the last attempt allowed, the ack if either accepted it). The
 // context they get, t.call, ends with t's and when the pause gate shuts.
@@ -625,16 +626,17 @@ func (p *processor) attempt(t *task) {
 	case dead(t):
 		t.result = resultDropped
 		return
-	case ctx.Err() != nil || !p.gate.check():
+	case ctx.Err() != nil || !p.mayStart():
 		t.result = resultPaused
 		return
 	}
 	if t.attempts > 0 {
 		ctx = context.WithValue(ctx, attemptKey{}, t.attempts+1)
 	}
-	p.calling.Add(1)
+	running := &p.c.counters.process.running
+	running.Add(1)
 	err := p.callHandler(ctx, t.rec)
-	p.calling.Add(-1)
+	running.Add(-1)
 	p.settle(t, ctx, err)
 }
 
