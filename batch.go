@@ -306,6 +306,8 @@ func (p *processor) batchDone(b *batch) {
 			j++
 		}
 		for ; i < j && (b.tasks[i].result == resultAcked || b.tasks[i].result == resultDropped); i++ {
+			p.queued--
+			p.reuse.putTask(k.tasks.front())
 			k.tasks.drop(1)
 		}
 		switch p.settled(b.tasks[i]) { // its key's first: acked or dropped, it goes on to the next

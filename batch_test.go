@@ -357,6 +357,13 @@ func TestProcessBatchOptionsAndMisuse(t *testing.T) {
 // ended. It returns the run's error once in is closed and drained.
 func runBatchDispatcher(t *testing.T, opts Options, stopping context.Context, in <-chan Record, handle func(context.Context, []Record) error) <-chan error {
 	t.Helper()
+	return runBatchDispatcherOn(t, opts, make(chan *Consumer, 1), stopping, in, handle)
+}
+
+// runBatchDispatcherOn is runBatchDispatcher, sending the Consumer it
+// makes on consumer (room for one).
+func runBatchDispatcherOn(t *testing.T, opts Options, consumer chan<- *Consumer, stopping context.Context, in <-chan Record, handle func(context.Context, []Record) error) <-chan error {
+	t.Helper()
 	opts.StreamName, opts.AWSConfig = "s", &aws.Config{}
 	if opts.Logger == nil {
 		opts.Logger = discardLogger()
@@ -364,6 +371,7 @@ func runBatchDispatcher(t *testing.T, opts Options, stopping context.Context, in
 	c, err := New(opts)
 	require.NoError(t, err)
 	keepDelivering(c)
+	consumer <- c
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	p := newProcessor(ctx, c, nil, cancel)
@@ -483,4 +491,29 @@ func TestProcessBatchSizeIsAtMostMaxUnackedPerShard(t *testing.T) {
 		require.NoError(t, err, "%+v", tc)
 		assert.Equal(t, tc.want, c.opts.BatchSize, "%+v", tc)
 	}
+}
+
+// Stats' gauges come back to zero once a batch holding several records of
+// one key is acked: each record left counts as done (Waiting stayed at 2
+// here, the records acked before their key's last in the batch).
+func TestProcessBatchStatsCountEveryRecordDone(t *testing.T) {
+	noLeak(t)
+	in := make(chan Record, 3)
+	for i := range 3 {
+		in <- Record{PartitionKey: "k", Data: fmt.Append(nil, i)}
+	}
+	var handled atomic.Int64
+	c := make(chan *Consumer, 1)
+	returned := runBatchDispatcherOn(t, Options{BatchSize: 10}, c, context.Background(), in, func(ctx context.Context, recs []Record) error {
+		handled.Add(int64(len(recs)))
+		return nil
+	})
+	consumer := <-c
+	require.Eventually(t, func() bool {
+		s := consumer.Stats().Process
+		return handled.Load() == 3 && s.Running == 0 && s.Ready == 0
+	}, 10*time.Second, time.Millisecond)
+	close(in)
+	require.NoError(t, <-returned)
+	assert.Equal(t, ProcessStats{}, consumer.Stats().Process)
 }
