@@ -22,7 +22,9 @@ import (
 // record of it that keeps failing in one stream holds it back in the others
 // too. Records ready to run start taking the shards in turn, each shard's
 // oldest delivered first: a backlog on one shard never starves another,
-// and checkpoints move along soonest. handle and OnFailure are called from
+// and checkpoints move along soonest (a few calls wait queued for the
+// workers, at most Concurrency and at least 4: a record that becomes ready
+// meanwhile starts after them). handle and OnFailure are called from
 // several goroutines at once when Concurrency is above 1.
 //
 // Failures: a record whose handle returns an error is called again, in its
