@@ -58,6 +58,7 @@ func (c *Consumer) ProcessBatch(ctx context.Context, handle func(ctx context.Con
 	defer stopConsuming()
 	in := c.consume(consumeCtx)
 	p := newProcessor(ctx, c, nil, stopConsuming)
+	p.name = "ProcessBatch"
 	p.handleBatch = handle
 	p.batches = make(chan *batch, c.opts.Concurrency)
 	defer p.stopHandlers()
@@ -195,7 +196,7 @@ func (p *processor) gather() *batch {
 			p.advance(t.key)
 			continue
 		}
-		for _, x := range t.key.tasks[:min(len(t.key.tasks), size-len(b.tasks))] {
+		for _, x := range t.key.tasks.items()[:min(t.key.tasks.len(), size-len(b.tasks))] {
 			if dead(x) {
 				break
 			}
@@ -246,7 +247,11 @@ func (p *processor) attemptBatch(b *batch, open context.Context) {
 		cancel()
 		p.batches <- b
 	}()
-	errs := p.batchErrors(p.callBatchHandler(ctx, b.recs), len(b.recs))
+	running := &p.c.counters.process.running
+	running.Add(int64(len(b.recs)))
+	err := p.callBatchHandler(ctx, b.recs)
+	running.Add(-int64(len(b.recs)))
+	errs := p.batchErrors(err, len(b.recs))
 	var halted *keyQueue // the key whose earlier record in b was not acked
 	for _, t := range b.tasks {
 		if t.key == halted {
@@ -293,6 +298,7 @@ func (p *processor) batchErrors(err error, n int) []error {
 func (p *processor) batchDone(b *batch) {
 	p.running--
 	p.inCalls -= len(b.tasks)
+	var first, still []*task // the records whose failure owes the log
 	for i := 0; i < len(b.tasks); {
 		k := b.tasks[i].key
 		j := i
@@ -300,11 +306,37 @@ func (p *processor) batchDone(b *batch) {
 			j++
 		}
 		for ; i < j && (b.tasks[i].result == resultAcked || b.tasks[i].result == resultDropped); i++ {
-			k.tasks[0] = nil
-			k.tasks = k.tasks[1:]
+			p.queued--
+			p.reuse.putTask(k.tasks.front())
+			k.tasks.drop(1)
 		}
-		p.settled(b.tasks[i]) // its key's first: acked or dropped, it goes on to the next
+		switch p.settled(b.tasks[i]) { // its key's first: acked or dropped, it goes on to the next
+		case firstFailure:
+			first = append(first, b.tasks[i])
+		case stillFailing:
+			still = append(still, b.tasks[i])
+		}
 		i = j + 1
+	}
+	p.logBatchFailures(first, still, len(b.tasks))
+}
+
+// logBatchFailures logs the failures of a batch of n records as
+// logFailure logs a record's, one Warn for all those failing for the
+// first time and one for all those still failing, each naming one record
+// (the first; the one failing longest) and how many there are: a batch
+// that failed as a whole is one line, not one per record.
+func (p *processor) logBatchFailures(first, still []*task, n int) {
+	if len(first) > 0 {
+		t := first[0]
+		p.c.log.Warn("kcl: ProcessBatch: handler failed; retrying the records with backoff", "records", len(first), "batch", n,
+			"stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID, "sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "error", t.err)
+	}
+	if len(still) > 0 {
+		t := slices.MinFunc(still, func(x, y *task) int { return x.failing.Compare(y.failing) })
+		p.c.log.Warn("kcl: ProcessBatch: records keep failing; their shards' checkpoints cannot pass them", "records", len(still), "batch", n,
+			"stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID, "sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber,
+			"attempts", t.attempts, "failing_for", time.Since(t.failing).Round(time.Millisecond), "error", t.err)
 	}
 }
 

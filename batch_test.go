@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -347,4 +348,172 @@ func TestProcessBatchOptionsAndMisuse(t *testing.T) {
 	require.ErrorIs(t, c.ProcessBatch(context.Background(), nop), errConsumedTwice)
 	require.ErrorIs(t, c.Process(context.Background(), func(context.Context, Record) error { return nil }), errConsumedTwice)
 	assert.Zero(t, BatchAttempt(context.Background(), 0))
+}
+
+// runBatchDispatcher runs ProcessBatch's dispatcher alone over in, with
+// opts (Concurrency, BatchSize, ...) on a Consumer that delivers no
+// records itself: records without a lease, whose context is the run's.
+// Shutdown has begun (no batch waits for BatchWindow) only if stopping
+// ended. It returns the run's error once in is closed and drained.
+func runBatchDispatcher(t *testing.T, opts Options, stopping context.Context, in <-chan Record, handle func(context.Context, []Record) error) <-chan error {
+	t.Helper()
+	return runBatchDispatcherOn(t, opts, make(chan *Consumer, 1), stopping, in, handle)
+}
+
+// runBatchDispatcherOn is runBatchDispatcher, sending the Consumer it
+// makes on consumer (room for one).
+func runBatchDispatcherOn(t *testing.T, opts Options, consumer chan<- *Consumer, stopping context.Context, in <-chan Record, handle func(context.Context, []Record) error) <-chan error {
+	t.Helper()
+	opts.StreamName, opts.AWSConfig = "s", &aws.Config{}
+	if opts.Logger == nil {
+		opts.Logger = discardLogger()
+	}
+	c, err := New(opts)
+	require.NoError(t, err)
+	keepDelivering(c)
+	consumer <- c
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p := newProcessor(ctx, c, nil, cancel)
+	p.name = "ProcessBatch"
+	p.handleBatch = handle
+	p.batches = make(chan *batch, c.opts.Concurrency)
+	p.stopping = stopping
+	returned := make(chan error, 1)
+	go func() {
+		defer p.stopHandlers()
+		returned <- p.run(in)
+	}()
+	return returned
+}
+
+// With BatchWindow 0 a batch starts at once, but with every record already
+// delivered and waiting for the dispatcher, not with the first alone: 150
+// records at hand and BatchSize 100 are batches of 100 and 50 (the first
+// was of one record before).
+func TestProcessBatchWithNoWindowTakesWhatIsAlreadyDelivered(t *testing.T) {
+	noLeak(t)
+	in := make(chan Record, 150)
+	for i := range 150 {
+		in <- Record{PartitionKey: fmt.Sprint("k", i), Data: fmt.Append(nil, i)}
+	}
+	var mu sync.Mutex
+	var sizes []int
+	returned := runBatchDispatcher(t, Options{BatchSize: 100}, context.Background(), in, func(ctx context.Context, recs []Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(recs))
+		return nil
+	})
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, s := range sizes {
+			n += s
+		}
+		return n == 150
+	}, 10*time.Second, time.Millisecond)
+	close(in)
+	require.NoError(t, <-returned)
+	assert.Equal(t, []int{100, 50}, sizes)
+}
+
+// A batch that fails as a whole is one Warn, counting its records, not one
+// per record; a record that goes on failing is still logged about every
+// LeaseDuration (its retries, jittered, run in batches of their own).
+func TestProcessBatchLogsAFailedBatchOnce(t *testing.T) {
+	noLeak(t)
+	var logged lockedBuffer
+	opts := Options{BatchSize: 5, LeaseDuration: time.Second, RetryDelay: 300 * time.Millisecond, MaxRetryDelay: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+	in := make(chan Record, 5)
+	for i := range 5 {
+		in <- Record{PartitionKey: fmt.Sprint("k", i), Data: fmt.Append(nil, i)}
+	}
+	returned := runBatchDispatcher(t, opts, context.Background(), in, func(ctx context.Context, recs []Record) error {
+		return errors.New("sink down")
+	})
+	require.Eventually(t, func() bool { return strings.Contains(logged.String(), "attempts=") }, 20*time.Second, 10*time.Millisecond) // still failing
+	close(in)
+	require.NoError(t, <-returned)
+	log := logged.String()
+	assert.Equal(t, 1, strings.Count(log, "handler failed"), log)
+	assert.Contains(t, log, `msg="kcl: ProcessBatch: handler failed; retrying the records with backoff"`)
+	assert.Contains(t, log, "records=5 batch=5")
+	assert.Contains(t, log, "attempts=")
+}
+
+// ProcessBatch's errors and logs name ProcessBatch, not Process.
+func TestProcessBatchErrorsNameProcessBatch(t *testing.T) {
+	noLeak(t)
+	var logged lockedBuffer
+	opts := Options{BatchSize: 5, MaxAttempts: 1, Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+	in := make(chan Record, 1)
+	in <- Record{PartitionKey: "k", SequenceNumber: "7", Data: []byte("x")}
+	returned := runBatchDispatcher(t, opts, context.Background(), in, func(ctx context.Context, recs []Record) error {
+		panic("sink client is nil")
+	})
+	require.Eventually(t, func() bool { return strings.Contains(logged.String(), "panicked") }, 10*time.Second, time.Millisecond)
+	close(in)
+	err := <-returned
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "kcl: ProcessBatch: "), err.Error())
+	assert.Contains(t, logged.String(), "kcl: ProcessBatch: handler panicked")
+	assert.NotContains(t, logged.String(), "kcl: Process:")
+	assert.NotContains(t, errConsumedTwice.Error(), "Process:", "the error of a second call, shared by Process and ProcessBatch")
+}
+
+// BatchSize is at most MaxUnackedPerShard: a shard never has more records
+// delivered and not acked, so a batch of one shard could never fill. The
+// default 100 is lowered to a smaller MaxUnackedPerShard, not refused.
+func TestProcessBatchSizeIsAtMostMaxUnackedPerShard(t *testing.T) {
+	ok := Options{StreamName: "orders", AWSConfig: &aws.Config{Region: "us-east-1"}}
+	for _, tc := range []struct {
+		batchSize, maxUnacked int
+		want                  int // 0: refused
+	}{
+		{0, 0, 100},
+		{10000, 0, 10000},
+		{10001, 0, 0},
+		{0, 50, 50},
+		{50, 50, 50},
+		{51, 50, 0},
+	} {
+		o := ok
+		o.BatchSize, o.MaxUnackedPerShard = tc.batchSize, tc.maxUnacked
+		c, err := New(o)
+		if tc.want == 0 {
+			require.ErrorIs(t, err, ErrInvalidOptions, "%+v", tc)
+			assert.Contains(t, err.Error(), "BatchSize")
+			continue
+		}
+		require.NoError(t, err, "%+v", tc)
+		assert.Equal(t, tc.want, c.opts.BatchSize, "%+v", tc)
+	}
+}
+
+// Stats' gauges come back to zero once a batch holding several records of
+// one key is acked: each record left counts as done (Waiting stayed at 2
+// here, the records acked before their key's last in the batch).
+func TestProcessBatchStatsCountEveryRecordDone(t *testing.T) {
+	noLeak(t)
+	in := make(chan Record, 3)
+	for i := range 3 {
+		in <- Record{PartitionKey: "k", Data: fmt.Append(nil, i)}
+	}
+	var handled atomic.Int64
+	c := make(chan *Consumer, 1)
+	returned := runBatchDispatcherOn(t, Options{BatchSize: 10}, c, context.Background(), in, func(ctx context.Context, recs []Record) error {
+		handled.Add(int64(len(recs)))
+		return nil
+	})
+	consumer := <-c
+	require.Eventually(t, func() bool {
+		s := consumer.Stats().Process
+		return handled.Load() == 3 && s.Running == 0 && s.Ready == 0
+	}, 10*time.Second, time.Millisecond)
+	close(in)
+	require.NoError(t, <-returned)
+	assert.Equal(t, ProcessStats{}, consumer.Stats().Process)
 }

@@ -199,8 +199,11 @@ type Options struct {
 	RetryDelay    time.Duration
 	MaxRetryDelay time.Duration
 	// BatchSize is the most records ProcessBatch gives its handler at once.
-	// A batch holds records of many keys, several of one key too. Default
-	// 100.
+	// A batch holds records of many keys, several of one key too. At most
+	// MaxUnackedPerShard: a shard has no more records delivered and not
+	// acked, so a batch of one shard could never fill, and with a
+	// BatchWindow every batch would wait it out. Default 100, or
+	// MaxUnackedPerShard if that is less.
 	BatchSize int
 	// BatchWindow is how long ProcessBatch may wait for a batch to fill to
 	// BatchSize before it calls the handler with the records ready then. 0
@@ -321,7 +324,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.Concurrency = orDefault(o.Concurrency, 1)
 	o.RetryDelay = orDefault(o.RetryDelay, retryInitialInterval)
 	o.MaxRetryDelay = orDefault(o.MaxRetryDelay, retryMaxInterval)
-	o.BatchSize = orDefault(o.BatchSize, defaultBatchSize)
+	o.BatchSize = orDefault(o.BatchSize, min(defaultBatchSize, o.MaxUnackedPerShard))
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -380,6 +383,10 @@ func (o Options) validate() error {
 	// unacked, so more handlers than that could never all run for one shard.
 	if maxUnacked := orDefault(o.MaxUnackedPerShard, defaultMaxUnacked); o.Concurrency > maxUnacked {
 		return invalid("Concurrency", "%d is above MaxUnackedPerShard (%d): more handlers than records a shard may have in flight makes no sense; raise MaxUnackedPerShard too", o.Concurrency, maxUnacked)
+	}
+	// Nor more records than that in a batch: one of a shard could never fill.
+	if maxUnacked := orDefault(o.MaxUnackedPerShard, defaultMaxUnacked); o.BatchSize > maxUnacked {
+		return invalid("BatchSize", "%d is above MaxUnackedPerShard (%d): a shard never has more records delivered and not acked, so a batch of one shard could never fill; raise MaxUnackedPerShard too", o.BatchSize, maxUnacked)
 	}
 	for _, d := range []struct {
 		name string

@@ -46,6 +46,6 @@ func (p *processor) recovered(what string, rec Record, err *error) {
 	}
 	pe := &PanicError{Value: v, Stack: debug.Stack()}
 	*err = pe
-	p.c.log.Error("kcl: Process: "+what+" panicked; counted as a failed attempt", "stream_arn", rec.StreamARN, "shard", rec.ShardID,
+	p.c.log.Error("kcl: "+p.name+": "+what+" panicked; counted as a failed attempt", "stream_arn", rec.StreamARN, "shard", rec.ShardID,
 		"sequence_number", rec.SequenceNumber, "sub_sequence_number", rec.SubSequenceNumber, "panic", fmt.Sprint(v), "stack", string(pe.Stack))
 }

@@ -22,7 +22,9 @@ import (
 // record of it that keeps failing in one stream holds it back in the others
 // too. Records ready to run start taking the shards in turn, each shard's
 // oldest delivered first: a backlog on one shard never starves another,
-// and checkpoints move along soonest. handle and OnFailure are called from
+// and checkpoints move along soonest (a few calls wait queued for the
+// workers, at most Concurrency and at least 4: a record that becomes ready
+// meanwhile starts after them). handle and OnFailure are called from
 // several goroutines at once when Concurrency is above 1.
 //
 // Failures: a record whose handle returns an error is called again, in its
@@ -50,7 +52,8 @@ import (
 // shutdown; a hand-off or release ends it before its write is sent), or
 // when its delivery deadline passes (no heartbeat confirmed in
 // time: another worker may take the shard), so that a long handler can give
-// up work another worker redoes, and at the latest when Process returns. No
+// up work another worker redoes, and at the latest when Process returns
+// (not when the call returns: the calls of a lease share it). No
 // call starts while the deadline is past; a call cut short by it is no
 // failed attempt, and runs again once a heartbeat is written. A handler that
 // ignores its context may still be running when another worker starts the
@@ -126,13 +129,16 @@ func Attempt(ctx context.Context) int {
 	return 0
 }
 
-var errConsumedTwice = errors.New("kcl: Process: the Consumer was already consumed (Consume or Process may be called once per Consumer)")
+var errConsumedTwice = errors.New("kcl: the Consumer was already consumed (one of Consume, Process and ProcessBatch may be called, once per Consumer)")
 
 // processor is one run of Process. Its state is owned by the goroutine of
-// run (the dispatcher); each attempt runs on a goroutine of its own, which
-// owns its task until it sends it back on results.
+// run (the dispatcher). Process's attempts run on a pool of up to
+// Concurrency workers (worker), through hand; a worker owns a task from
+// taking it to handing it back. A ProcessBatch attempt runs on a
+// goroutine of its own.
 type processor struct {
 	c             *Consumer
+	name          string // immutable: "Process" or "ProcessBatch", for errors and logs
 	handle        func(context.Context, Record) error
 	stopConsuming context.CancelFunc // starts Consume's shutdown
 	base          context.Context    // ctx's values; ends when run is over
@@ -143,18 +149,22 @@ type processor struct {
 	// nil then.
 	handleBatch func(context.Context, []Record) error
 
-	keys    map[string]*keyQueue // records delivered and not done, by partition key
-	ready   fairReady            // keys' first records, ready to run: shards in turn, each oldest first
-	waiting taskHeap             // keys' first records, backing off: soonest due first
-	timer   *time.Timer          // fires when waiting's first is due
-	timerC  <-chan time.Time     // timer's channel while armed; nil otherwise
-	running int                  // attempts in flight
-	queued  int                  // records delivered and not done: in keys' queues, running or backing off
-	inCalls int                  // records in the attempts in flight
-	next    uint64               // arrival number of the next record
-	results chan *task           // attempts done; never blocks (room for Concurrency)
-	batches chan *batch          // ProcessBatch's attempts done, as results; nil for Process
-	avail   int                  // records of the keys in ready: what a batch could take now
+	keys     map[string]*keyQueue // records delivered and not done, by partition key
+	reuse    reuse                // tasks and keyQueues done with, for the next ones
+	ready    fairReady            // keys' first records, ready to run: shards in turn, each oldest first
+	waiting  taskHeap             // keys' first records, backing off: soonest due first
+	timer    *time.Timer          // fires when waiting's first is due
+	timerC   <-chan time.Time     // timer's channel while armed; nil otherwise
+	running  int                  // attempts in flight: given to the workers (or a batch's goroutine), not yet back
+	queued   int                  // records delivered and not done: in keys' queues, running or backing off
+	inCalls  int                  // records in the attempts in flight
+	next     uint64               // arrival number of the next record
+	hand     *handoff             // Process's attempts to the workers and back
+	workers  int                  // workers started, up to Concurrency
+	started  []*task              // the dispatcher's: startReady's attempts, for hand.give
+	outcomes []*task              // the dispatcher's: outcomes from hand.take
+	batches  chan *batch          // ProcessBatch's attempts done, as results; nil for Process
+	avail    int                  // records of the keys in ready: what a batch could take now
 	// gatherBy is when the batch being gathered starts, full or not
 	// (BatchWindow after it began); zero while none is gathered.
 	gatherBy time.Time
@@ -176,6 +186,20 @@ type processor struct {
 	gate *pauseGate         // immutable
 	open context.Context    // the dispatcher's
 	shut context.CancelFunc // ends open
+
+	// calls holds the contexts Process's handler calls get while open
+	// lasts, one per record context (a window's, or base): each ends with
+	// its record context and with open. Made anew with open; a window's
+	// goes when the window closes.
+	calls map[context.Context]callContext
+}
+
+// callContext is a handler calls' context (processor.calls): a record
+// context's, ending also when the pause gate shuts. Its Attempt is 1.
+type callContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   func() bool // unregisters cancel from open
 }
 
 // newProcessor prepares a run of Process for c. The handlers' contexts
@@ -184,16 +208,17 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 	base, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	return &processor{
 		c:             c,
+		name:          "Process",
 		handle:        handle,
 		stopConsuming: stopConsuming,
 		base:          base,
 		stopHandlers:  stopHandlers,
 		keys:          map[string]*keyQueue{},
-		ready:         fairReady{byShard: map[shardKey]*taskHeap{}},
+		ready:         fairReady{byShard: map[laneKey]*taskHeap{}},
 		waiting: taskHeap{less: func(a, b *task) bool {
 			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
 		}},
-		results:  make(chan *task, c.opts.Concurrency),
+		hand:     newHandoff(c.opts.Concurrency),
 		stopping: ctx,
 		newBackOff: func() *backoff.ExponentialBackOff {
 			b := newBackOff()
@@ -207,10 +232,19 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 	}
 }
 
+// maxInFlight is how many of Process's attempts may be out with the
+// workers at once: Concurrency running, and as many queued behind them (at
+// least 4), so that a worker done with one finds the next without waiting
+// for the dispatcher. Only Concurrency run at once: there are no more
+// workers. A record that becomes ready meanwhile starts after those
+// queued, at most one more round of calls later.
+func maxInFlight(concurrency int) int { return concurrency + max(concurrency, 4) }
+
 // task is one delivered record in Process.
 type task struct {
 	rec      Record
-	ctx      context.Context // handle's: ends when the record's lease is gone
+	ctx      context.Context // the record's: ends when its lease is gone
+	call     context.Context // while out with a worker: the call's (processor.callContext)
 	key      *keyQueue
 	n        uint64 // arrival order
 	idx      int    // in a batch: its index in the records handle gets
@@ -239,7 +273,7 @@ const (
 // a batch (ProcessBatch) runs the first few at once.
 type keyQueue struct {
 	key   string
-	tasks []*task
+	tasks queue[*task]
 	ready bool // its first record is in ready
 }
 
@@ -257,30 +291,38 @@ func (p *processor) run(in <-chan Record) error {
 				continue
 			}
 			p.add(rec)
-		case t := <-p.results:
-			p.done(t)
+		case <-p.hand.settled:
+			p.takeSettled()
 		case b := <-p.batches: // nil, never ready, for Process
 			p.batchDone(b)
 		case <-p.timerC:
 			p.timerC = nil
 			p.wakeDue()
 		case w := <-p.windowClosed:
+			if c, ok := p.calls[p.windows[w]]; ok {
+				c.stop()
+				c.cancel()
+				delete(p.calls, p.windows[w])
+			}
 			delete(p.windows, w)
 			p.dropWaiting()
 		}
+		in = p.drain(in)
 	}
 	// The shutdown is over (leases released, checkpoints written): nothing
 	// more is started, and what runs sees its context end.
 	p.stopHandlers()
+	p.dropCalls()
 	for p.running > 0 {
 		var done []*task
 		select {
-		case t := <-p.results:
-			done = []*task{t}
+		case <-p.hand.settled:
+			done = p.hand.take(nil)
+			p.running -= len(done)
 		case b := <-p.batches:
 			done = b.tasks
+			p.running--
 		}
-		p.running--
 		for _, t := range done {
 			if t.result == resultStop && p.err == nil {
 				p.err = t.err
@@ -290,6 +332,7 @@ func (p *processor) run(in <-chan Record) error {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
+	p.hand.close()
 	p.watchers.Wait()
 	if p.err != nil {
 		return p.err
@@ -297,10 +340,51 @@ func (p *processor) run(in <-chan Record) error {
 	return p.c.Err()
 }
 
-// publish writes where the records are to Stats (ProcessStats).
+// drainMax is the most records drain takes at once, but for ProcessBatch,
+// BatchSize if more.
+const drainMax = 64
+
+// drain takes, without blocking, the attempts' outcomes at hand and the
+// records already delivered, up to drainMax: one select of run's costs
+// more than a record's work. For ProcessBatch, up to a whole batch: with
+// no BatchWindow, a batch starts with every record delivered by then, not
+// only the first. It returns in, or nil once it is closed.
+func (p *processor) drain(in <-chan Record) <-chan Record {
+	p.takeSettled()
+	n := drainMax
+	if p.handleBatch != nil {
+		n = max(n, p.c.opts.BatchSize)
+	}
+	for range n {
+		select {
+		case rec, ok := <-in:
+			if !ok {
+				return nil
+			}
+			p.add(rec)
+			continue
+		default:
+		}
+		break
+	}
+	return in
+}
+
+// takeSettled takes the attempts' outcomes at hand.
+func (p *processor) takeSettled() {
+	p.outcomes = p.hand.take(p.outcomes[:0])
+	for _, t := range p.outcomes {
+		p.done(t)
+	}
+	clear(p.outcomes)
+}
+
+// publish writes where the records are to Stats (ProcessStats). The calls
+// count their records as running themselves: records handed to a worker
+// whose call has not begun are ready.
 func (p *processor) publish() {
 	n := &p.c.counters.process
-	n.running.Store(int64(p.inCalls))
+	n.handed.Store(int64(p.inCalls))
 	n.ready.Store(int64(p.ready.len()))
 	n.backingOff.Store(int64(p.waiting.len()))
 	n.waiting.Store(int64(p.queued - p.inCalls - p.ready.len() - p.waiting.len()))
@@ -314,15 +398,16 @@ func (p *processor) add(rec Record) {
 	}
 	k := p.keys[rec.PartitionKey]
 	if k == nil {
-		k = &keyQueue{key: rec.PartitionKey}
+		k = p.reuse.key(rec.PartitionKey)
 		p.keys[rec.PartitionKey] = k
 	}
-	t := &task{rec: rec, ctx: ctx, key: k, n: p.next}
+	t := p.reuse.task()
+	*t = task{rec: rec, ctx: ctx, key: k, n: p.next}
 	p.next++
-	k.tasks = append(k.tasks, t)
+	k.tasks.push(t)
 	p.queued++
 	switch {
-	case len(k.tasks) == 1:
+	case k.tasks.len() == 1:
 		p.pushReady(t)
 	case k.ready:
 		p.avail++
@@ -332,7 +417,7 @@ func (p *processor) add(rec Record) {
 // pushReady makes t, its key's first record, ready to run.
 func (p *processor) pushReady(t *task) {
 	t.key.ready = true
-	p.avail += len(t.key.tasks)
+	p.avail += t.key.tasks.len()
 	p.ready.push(t)
 }
 
@@ -340,7 +425,7 @@ func (p *processor) pushReady(t *task) {
 func (p *processor) popReady() *task {
 	t := p.ready.pop()
 	t.key.ready = false
-	p.avail -= len(t.key.tasks)
+	p.avail -= t.key.tasks.len()
 	return t
 }
 
@@ -386,21 +471,38 @@ func (p *processor) recordContext(rec Record) context.Context {
 // on one shard never starves another (issue 23, item 5). Only touched by
 // the dispatcher.
 type fairReady struct {
-	byShard map[shardKey]*taskHeap // shards with ready records
-	turns   queue[shardKey]        // those shards, in the order of their turns
-	n       int                    // ready records
+	byShard map[laneKey]*taskHeap // shards with ready records
+	turns   queue[laneKey]        // those shards, in the order of their turns
+	n       int                   // ready records
+	spare   *taskHeap             // the last shard's heap emptied, for the next one
 }
 
-// shardKey names a shard among several streams.
-type shardKey struct{ stream, shard string }
+// laneKey names a shard in fairReady: by its ack window (one per shard
+// under one lease; a pointer hashes faster than the names), or for a record
+// from no window by its stream and shard.
+type laneKey struct {
+	w             *ackWindow
+	stream, shard string
+}
+
+func laneOf(rec *Record) laneKey {
+	if rec.chunk != nil {
+		return laneKey{w: rec.chunk.window}
+	}
+	return laneKey{stream: rec.StreamARN, shard: rec.ShardID}
+}
 
 func (r *fairReady) len() int { return r.n }
 
 func (r *fairReady) push(t *task) {
-	key := shardKey{t.rec.StreamARN, t.rec.ShardID}
+	key := laneOf(&t.rec)
 	h := r.byShard[key]
 	if h == nil {
-		h = &taskHeap{less: func(a, b *task) bool { return a.n < b.n }}
+		h = r.spare
+		r.spare = nil
+		if h == nil {
+			h = &taskHeap{less: func(a, b *task) bool { return a.n < b.n }}
+		}
 		r.byShard[key] = h
 		r.turns.push(key)
 	}
@@ -420,6 +522,7 @@ func (r *fairReady) pop() *task {
 		r.turns.push(key)
 	} else {
 		delete(r.byShard, key)
+		r.spare = h
 	}
 	return t
 }
@@ -432,18 +535,55 @@ func (p *processor) startReady() {
 		p.startBatches()
 		return
 	}
-	for p.running < p.c.opts.Concurrency && p.ready.len() > 0 && p.gateOpen() {
+	if p.ready.len() == 0 || p.running >= maxInFlight(p.c.opts.Concurrency) || !p.gateOpen() {
+		return
+	}
+	// The gate is asked once: the workers ask it again before each call.
+	for p.running < maxInFlight(p.c.opts.Concurrency) && p.ready.len() > 0 {
 		t := p.popReady()
 		// The window is asked directly: its watcher may not have cancelled
 		// the context yet, and a closed window's record must not start.
-		if t.ctx.Err() != nil || t.rec.chunk != nil && windowClosed(t.rec.chunk.window) {
+		if dead(t) {
 			p.advance(t.key)
 			continue
 		}
 		p.running++
 		p.inCalls++
-		go p.attempt(t, p.open)
+		if p.workers < p.c.opts.Concurrency && p.workers < p.running {
+			p.workers++
+			p.watchers.Add(1)
+			go p.worker()
+		}
+		t.call = p.callContext(t.ctx)
+		p.started = append(p.started, t)
 	}
+	p.hand.give(p.started)
+	clear(p.started)
+	p.started = p.started[:0]
+}
+
+// callContext returns the context for a handler call of a record whose
+// context is ctx, while p.open lasts.
+func (p *processor) callContext(ctx context.Context) context.Context {
+	if c, ok := p.calls[ctx]; ok {
+		return c.ctx
+	}
+	call, cancel := context.WithCancel(context.WithValue(ctx, attemptKey{}, 1))
+	c := callContext{ctx: call, cancel: cancel, stop: context.AfterFunc(p.open, cancel)}
+	if p.calls == nil {
+		p.calls = map[context.Context]callContext{}
+	}
+	p.calls[ctx] = c
+	return call
+}
+
+// dropCalls ends the handler calls' contexts and forgets them: open ended.
+func (p *processor) dropCalls() {
+	for _, c := range p.calls {
+		c.stop()
+		c.cancel()
+	}
+	clear(p.calls)
 }
 
 // gateOpen reports whether the pause gate is open (checking its deadline,
@@ -451,10 +591,11 @@ func (p *processor) startReady() {
 // reopened since the last one ended. While the gate is shut, another worker
 // may rightly take this worker's leases: no handler call may start.
 func (p *processor) gateOpen() bool {
-	if !p.gate.check() {
+	if !p.mayStart() {
 		return false
 	}
 	if p.open == nil || p.open.Err() != nil {
+		p.dropCalls()
 		p.open, p.shut = context.WithCancel(p.base)
 		closing, open, shut := p.gate.closing(), p.open, p.shut
 		p.watchers.Add(1)
@@ -470,19 +611,36 @@ func (p *processor) gateOpen() bool {
 	return true
 }
 
-// attempt calls handle once for t, settles it (OnFailure if that was the
-// last attempt allowed, the ack if either accepted it), and sends t back to
-// the dispatcher with the outcome. The context they get ends with t's, and
-// when open ends (the pause gate shut).
-func (p *processor) attempt(t *task, open context.Context) {
-	ctx, cancel := context.WithCancel(context.WithValue(t.ctx, attemptKey{}, t.attempts+1))
-	stop := context.AfterFunc(open, cancel)
-	defer func() {
-		stop()
-		cancel()
-		p.results <- t
-	}()
-	p.settle(t, ctx, p.callHandler(ctx, t.rec))
+// mayStart reports whether a handler call may start now: the pause gate
+// is open, its deadline checked (which shuts it if passed). The dispatcher
+// asks before it hands calls to the workers, and a worker before each
+// call: a call queued for a worker may wait a while.
+func (p *processor) mayStart() bool { return p.gate.check() }
+
+// attempt calls handle once for t, on a worker, and settles it (OnFailure
+// if that was the last attempt allowed, the ack if either accepted it). The
+// context they get, t.call, ends with t's and when the pause gate shuts.
+// A record whose lease went, or whose call would start once the gate shut,
+// while it was queued for the worker, is not called.
+func (p *processor) attempt(t *task) {
+	ctx := t.call
+	t.call = nil
+	switch {
+	case dead(t):
+		t.result = resultDropped
+		return
+	case ctx.Err() != nil || !p.mayStart():
+		t.result = resultPaused
+		return
+	}
+	if t.attempts > 0 {
+		ctx = context.WithValue(ctx, attemptKey{}, t.attempts+1)
+	}
+	running := &p.c.counters.process.running
+	running.Add(1)
+	err := p.callHandler(ctx, t.rec)
+	running.Add(-1)
+	p.settle(t, ctx, err)
 }
 
 // settle sets t's outcome from err, what the handler call that ran it in
@@ -517,7 +675,7 @@ func (p *processor) settle(t *task, ctx context.Context, err error) {
 		if tooOld {
 			why = fmt.Sprintf("handler failed %d times, the record older than MaxRecordAge (%v)", t.attempts, p.c.opts.MaxRecordAge)
 		}
-		t.err = fmt.Errorf("kcl: Process: stream %q, shard %q, record %s/%d: %s: %w", t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, why, err)
+		t.err = fmt.Errorf("kcl: %s: stream %q, shard %q, record %s/%d: %s: %w", p.name, t.rec.StreamARN, t.rec.ShardID, t.rec.SequenceNumber, t.rec.SubSequenceNumber, why, err)
 	default:
 		p.c.counters.process.toOnFailure.Add(1)
 		ferr := p.callOnFailure(context.WithValue(ctx, attemptKey{}, t.attempts), t.rec, err)
@@ -541,12 +699,40 @@ func (p *processor) settle(t *task, ctx context.Context, err error) {
 func (p *processor) done(t *task) {
 	p.running--
 	p.inCalls--
-	p.settled(t)
+	p.logFailure(t, p.settled(t))
+}
+
+// failureNote is what a record's failure owes the log (settled).
+type failureNote int
+
+const (
+	noNote       failureNote = iota
+	firstFailure             // its first failure: logged once
+	stillFailing             // failing for about another LeaseDuration since it was last logged
+)
+
+// logFailure logs t's failure as note says, for Process. While a record
+// fails, its shard's checkpoint cannot pass it, and after
+// MaxUnackedPerShard more records the shard stops fetching: logged at its
+// first failure, then about every LeaseDuration while it goes on failing.
+// ProcessBatch logs a batch's at once (logBatchFailures).
+func (p *processor) logFailure(t *task, note failureNote) {
+	switch note {
+	case firstFailure:
+		p.c.log.Warn("kcl: Process: handler failed; retrying the record with backoff", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
+			"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "error", t.err)
+	case stillFailing:
+		p.c.log.Warn("kcl: Process: a record keeps failing; its shard's checkpoint cannot pass it", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
+			"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "attempts", t.attempts,
+			"failing_for", time.Since(t.failing).Round(time.Millisecond), "error", t.err)
+	}
 }
 
 // settled takes the outcome of t, its key's first record, no longer in
-// flight: as done says.
-func (p *processor) settled(t *task) {
+// flight: as done says. It returns what t's failure owes the log, if it
+// is to be retried.
+func (p *processor) settled(t *task) failureNote {
+	note := noNote
 	switch t.result {
 	case resultAcked, resultDropped:
 		p.advance(t.key)
@@ -557,25 +743,18 @@ func (p *processor) settled(t *task) {
 			// The lease went while this attempt ran, perhaps after its
 			// window's closing was handled: no retry is owed.
 			p.advance(t.key)
-			return
+			return noNote
 		}
 		now := time.Now()
 		switch {
 		case t.backoff == nil:
 			t.backoff, t.failing, t.warned = p.newBackOff(), now, now
-			// While it fails, its shard's checkpoint cannot pass it, and
-			// after MaxUnackedPerShard more records the shard stops
-			// fetching: logged at its first failure, then about every
-			// LeaseDuration while it goes on failing.
-			p.c.log.Warn("kcl: Process: handler failed; retrying the record with backoff", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
-				"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "error", t.err)
+			note = firstFailure
 		case now.Sub(t.warned) >= p.c.opts.LeaseDuration:
 			t.warned = now
-			p.c.log.Warn("kcl: Process: a record keeps failing; its shard's checkpoint cannot pass it", "stream_arn", t.rec.StreamARN, "shard", t.rec.ShardID,
-				"sequence_number", t.rec.SequenceNumber, "sub_sequence_number", t.rec.SubSequenceNumber, "attempts", t.attempts,
-				"failing_for", now.Sub(t.failing).Round(time.Millisecond), "error", t.err)
+			note = stillFailing
 		}
-		t.due = time.Now().Add(t.backoff.NextBackOff())
+		t.due = now.Add(t.backoff.NextBackOff())
 		p.waiting.push(t)
 		p.arm()
 	case resultStop:
@@ -586,19 +765,21 @@ func (p *processor) settled(t *task) {
 			p.stopConsuming()
 		}
 	}
+	return note
 }
 
 // advance removes the first record of k, which is done, and makes the next
 // one ready.
 func (p *processor) advance(k *keyQueue) {
 	p.queued--
-	k.tasks[0] = nil
-	k.tasks = k.tasks[1:]
-	if len(k.tasks) == 0 {
+	p.reuse.putTask(k.tasks.front())
+	k.tasks.drop(1)
+	if k.tasks.len() == 0 {
 		delete(p.keys, k.key)
+		p.reuse.putKey(k)
 		return
 	}
-	p.pushReady(k.tasks[0])
+	p.pushReady(k.tasks.front())
 }
 
 // wakeDue makes the records whose backoff is over ready again.

@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,32 +99,54 @@ func processRate(b *testing.B, concurrency, records, keys int) (rate, handlerSec
 
 // BenchmarkProcessOverhead measures what Process itself costs per record,
 // against Consume and Ack: 100,000 records of 100 bytes over 200 keys on one
-// shard of the in-process Kinesis, a handler that does nothing. It reports
-// ns/record for Consume (a loop that acks) and for Process at Concurrency 1,
-// 16 and 64.
+// shard of the in-process Kinesis, a handler that does nothing. Each
+// iteration runs Consume (a loop that acks), then Process at Concurrency 1,
+// 16 and 64, one after the other. It reports, for each, ns/record,
+// cpu-ns/record (the process's CPU time over all threads: on a machine
+// other jobs share, it moves less with their load) and allocs/record (the
+// reading included in both, the same in both), and Process's rate as a
+// share of Consume's, rate-cNN (issue 23, item 6: at least 0.8).
 //
 //	go test -run '^$' -bench BenchmarkProcessOverhead -benchtime 3x .
 func BenchmarkProcessOverhead(b *testing.B) {
 	const records, keys = 100000, 200
 	modes := []int{0, 1, 16, 64} // 0: Consume
 	total := make([]time.Duration, len(modes))
+	cpu := make([]time.Duration, len(modes))
+	allocs := make([]uint64, len(modes))
 	for range b.N {
 		for i, conc := range modes {
-			total[i] += overheadRun(b, conc, records, keys)
+			r := overheadRun(b, conc, records, keys)
+			total[i] += r.elapsed
+			cpu[i] += r.cpu
+			allocs[i] += r.allocs
 		}
 	}
 	for i, conc := range modes {
-		unit := fmt.Sprintf("ns/record-process-c%02d", conc)
+		name := fmt.Sprintf("process-c%02d", conc)
 		if conc == 0 {
-			unit = "ns/record-consume"
+			name = "consume"
 		}
-		b.ReportMetric(float64(total[i].Nanoseconds())/float64(b.N*records), unit)
+		b.ReportMetric(float64(total[i].Nanoseconds())/float64(b.N*records), "ns/record-"+name)
+		b.ReportMetric(float64(cpu[i].Nanoseconds())/float64(b.N*records), "cpu-ns/record-"+name)
+		b.ReportMetric(float64(allocs[i])/float64(b.N*records), "allocs/record-"+name)
+		if conc > 0 {
+			b.ReportMetric(float64(total[0])/float64(total[i]), fmt.Sprintf("rate-c%02d", conc))
+		}
 	}
 }
 
+// overheadResult is what one overheadRun measured, from its start until
+// the last record was handled.
+type overheadResult struct {
+	elapsed time.Duration
+	cpu     time.Duration // the whole process's
+	allocs  uint64        // the whole process's
+}
+
 // overheadRun reads records records with Consume (concurrency 0) or
-// Process, and returns the time until the last was handled.
-func overheadRun(b *testing.B, concurrency, records, keys int) time.Duration {
+// Process, and measures it until the last was handled.
+func overheadRun(b *testing.B, concurrency, records, keys int) overheadResult {
 	b.StopTimer()
 	defer b.StartTimer()
 	kin := kinesisfake.New(kinesisfake.Options{})
@@ -142,30 +165,37 @@ func overheadRun(b *testing.B, concurrency, records, keys int) time.Duration {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var handled atomic.Int64
-	var elapsed time.Duration
+	var r overheadResult
+	var before, after runtime.MemStats
+	runtime.GC() // not the set-up's garbage
+	runtime.ReadMemStats(&before)
 	b.StartTimer()
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
+	done := func() {
+		r.elapsed, r.cpu = time.Since(start), cpuTime()-cpuStart
+		runtime.ReadMemStats(&after)
+		r.allocs = after.Mallocs - before.Mallocs
+		cancel()
+	}
 	if concurrency == 0 {
 		for r := range c.Consume(ctx) {
 			r.Ack()
 			if handled.Add(1) == int64(records) {
-				elapsed = time.Since(start)
-				cancel()
+				done()
 			}
 		}
-		return elapsed
+		return r
 	}
 	err = c.Process(ctx, func(context.Context, Record) error {
 		if handled.Add(1) == int64(records) {
-			elapsed = time.Since(start)
-			cancel()
+			done()
 		}
 		return nil
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return elapsed
+	return r
 }
 
 // BenchmarkProcessBatch measures what a batch sink gains from ProcessBatch

@@ -223,7 +223,8 @@ type simReport struct {
 	MaxLag         time.Duration  // longest ack-to-loss time of a class b duplicate (table reachable)
 	Windows        int            // lease acquisitions that delivered
 	KeyOrderChecks int
-	Calls          int // Process handler calls
+	Calls          int // Process handler calls (a ProcessBatch call counts each of its records)
+	Batches        int // ProcessBatch handler calls
 	Leftovers      int // calls of a key that began while another worker's call of it ran on with its context ended
 	Unconfirmed    int // calls of a key that began while another worker's call of it ran on, its worker not yet sure that it had passed the lease on
 	RePutOverlap   int // calls of a key at once on two shards, one of a KPL user record put again (class e): exempt

@@ -33,6 +33,10 @@ type simCall struct {
 	CtxEnd simMoment
 	Result string        // one of the call results below
 	Ignore time.Duration // how long it runs on once its context ends; 0: it returns at once
+	// Batch numbers the ProcessBatch call the record was in (its calls
+	// share Start, End and CtxEnd: one call); 0 for a Process call.
+	Batch int
+	said  string // in a batch: the result the handler gave it (Result is callBehind if a record before it of its key was not acked)
 	// OldLease: a record of a stream created again, read on the lease of
 	// the old one's shard of that ID (simDelivery.OldLease).
 	OldLease bool
@@ -45,6 +49,7 @@ const (
 	callAccepted = "accepted" // it failed its last attempt and OnFailure returned nil: handled
 	callRefused  = "refused"  // OnFailure returned an error: Process stops, the record is owed again
 	callCtx      = "ctx"      // it returned because its context ended (at once, or after ignoring it)
+	callBehind   = "behind"   // in a batch, behind a record of its key that failed: not acked, whatever the handler said
 	callCrashed  = "crashed"  // its worker crashed while it ran
 )
 
@@ -128,6 +133,13 @@ func addCallWindows(calls []simCall, wins map[int]*simWindow, rep *simReport) {
 func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled {
 	h := simHandled{first: map[string]simDelivery{}, fresh: map[string]bool{}}
 	rep.Calls = len(l.Calls)
+	batches := map[int]bool{}
+	for _, c := range l.Calls {
+		if c.Batch != 0 {
+			batches[c.Batch] = true
+		}
+	}
+	rep.Batches = len(batches)
 	written := map[string]simPut{}
 	copies := map[string][]simPut{} // more than one: a KPL user record put again (class e)
 	for _, p := range l.Puts {
@@ -222,6 +234,9 @@ func checkProcess(l *simLog, wins map[int]*simWindow, rep *simReport) simHandled
 			for _, j := range running {
 				a := l.Calls[j]
 				switch {
+				case a.Batch != 0 && a.Batch == b.Batch:
+					// Records of one key in one batch: one call, which
+					// holds them in order (the handler checks it).
 				case a.Worker != b.Worker && !a.End.at.After(b.Start.at):
 					// It returned at the instant b started: kcl orders no
 					// two workers' events of one instant (a worker's window

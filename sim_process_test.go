@@ -22,6 +22,13 @@ package kcl
 //     supervisor starts the worker again under its WorkerID (not once the
 //     quiet phase began).
 //
+// Some incarnations run Consumer.ProcessBatch instead (a BatchSize of 1 to
+// 20, a BatchWindow of 0 to 50ms): a batch is one call with the plan of its
+// first record, each record failing on its own (reported in a *BatchError,
+// or the batch failing as a whole when all do). The checker holds its
+// records as calls of one batch: exclusion between batches, per-key order
+// across them; the handler checks the order within one.
+//
 // Every call is logged (simCall) with its start and end steps, when its
 // context ended, and how it returned; the checker holds them to Process's
 // contract (sim_process_check_test.go). In the quiet phase handlers are
@@ -78,8 +85,9 @@ type simProcRun struct {
 	restart chanLock
 
 	// Guarded by simRun.mu.
-	byID  map[string]bool // worker ID -> runs Process: drawn by its first incarnation, kept by later ones
-	calls []simCall       // in the order they started
+	byID    map[string]bool // worker ID -> runs Process: drawn by its first incarnation, kept by later ones
+	calls   []simCall       // in the order they started
+	batches int             // ProcessBatch calls so far (simCall.Batch)
 	// quiet: the quiet phase began: no call fails or ignores its context
 	// from now on, and no worker is started again after a refusal.
 	quiet bool
@@ -93,6 +101,8 @@ type simProcParams struct {
 	longP                    float64       // the chance that a call is long: 0.1 to 1.5 LeaseDuration
 	failP                    float64       // the chance that a call fails
 	ignoreP                  float64       // the chance that a call ignores its context once it ends, for up to LeaseDuration/2
+	batchSize                int           // > 0: ProcessBatch, with this BatchSize
+	batchWindow              time.Duration // ProcessBatch's BatchWindow
 }
 
 func (p simProcParams) String() string {
@@ -103,8 +113,12 @@ func (p simProcParams) String() string {
 	case p.maxAttempts > 0:
 		onFailure = "accepts"
 	}
-	return fmt.Sprintf("Concurrency=%d short=%v long=%.2f fail=%.2f MaxAttempts=%d OnFailure=%s ignore=%.2f",
-		p.concurrency, p.short, p.longP, p.failP, p.maxAttempts, onFailure, p.ignoreP)
+	batch := ""
+	if p.batchSize > 0 {
+		batch = fmt.Sprintf(" ProcessBatch BatchSize=%d BatchWindow=%v", p.batchSize, p.batchWindow)
+	}
+	return fmt.Sprintf("Concurrency=%d short=%v long=%.2f fail=%.2f MaxAttempts=%d OnFailure=%s ignore=%.2f%s",
+		p.concurrency, p.short, p.longP, p.failP, p.maxAttempts, onFailure, p.ignoreP, batch)
 }
 
 // errSimFailed is what a failing call returns; errSimRefused is what
@@ -135,6 +149,7 @@ type simProcWorker struct {
 	spinAt     time.Time      // the instant of spinN
 	spinN      map[string]int // calls of each record started at spinAt
 	spinning   bool           // a busy loop was seen: every call takes virtual time from now on
+	batchCalls map[int][]int  // ProcessBatch call -> its records' calls, in the order of recs
 }
 
 // processOptions decides whether the incarnation name of worker id runs
@@ -165,6 +180,13 @@ func (s *simRun) processOptions(opts *Options, seed uint64, id, name string) *si
 	}
 	if p.maxAttempts > 0 && rng.IntN(3) == 0 {
 		p.refuseAt = 1 + rng.IntN(10)
+	}
+	// ProcessBatch, in a third of the incarnations: drawn from a stream of
+	// its own, so that a seed's other draws stay as they were.
+	if brng := rand.New(rand.NewPCG(seed, 0xba7c)); brng.IntN(3) == 0 {
+		p.batchSize = 1 + brng.IntN(20)
+		p.batchWindow = []time.Duration{0, 0, 5 * time.Millisecond, 50 * time.Millisecond}[brng.IntN(4)]
+		opts.BatchSize, opts.BatchWindow = p.batchSize, p.batchWindow
 	}
 	opts.Concurrency, opts.MaxAttempts = p.concurrency, p.maxAttempts
 	pw := &simProcWorker{
@@ -213,7 +235,12 @@ func (s *simRun) idleLocked(names map[string]bool) bool {
 // was stopping it.
 func (p *simProcWorker) serve(w *simWorker, ctx context.Context) {
 	p.w = w
-	err := w.c.Process(ctx, p.handle)
+	var err error
+	if p.params.batchSize > 0 {
+		err = w.c.ProcessBatch(ctx, p.handleBatch)
+	} else {
+		err = w.c.Process(ctx, p.handle)
+	}
 	s := p.run
 	s.mu.Lock()
 	refused, again := p.refused, p.again
@@ -277,10 +304,10 @@ type simCallPlan struct {
 	ignore time.Duration // how long it runs on once its context ended; 0: it returns at once
 }
 
-// begin logs the start of a call of r and draws what it does; it returns
-// the call's index, or -1 for a call of a crashed worker, which is not
-// logged.
-func (p *simProcWorker) begin(r Record) (int, simCallPlan) {
+// begin logs the start of a call of r (in ProcessBatch call batch, or 0)
+// and draws what it does; it returns the call's index, or -1 for a call of
+// a crashed worker, which is not logged.
+func (p *simProcWorker) begin(r Record, batch int) (int, simCallPlan) {
 	s := p.run
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -319,7 +346,7 @@ func (p *simProcWorker) begin(r Record) (int, simCallPlan) {
 	key, _, _ := strings.Cut(string(r.Data), ":")
 	s.proc.calls = append(s.proc.calls, simCall{
 		Worker: p.w.name, ID: p.w.id, Window: win, Shard: shard, Seq: r.SequenceNumber, Sub: r.SubSequenceNumber,
-		Data: string(r.Data), Key: key, Start: simMoment{at, step}, Ignore: plan.ignore, OldLease: oldLease,
+		Data: string(r.Data), Key: key, Start: simMoment{at, step}, Ignore: plan.ignore, OldLease: oldLease, Batch: batch,
 	})
 	i := len(s.proc.calls) - 1
 	p.last[string(r.Data)] = i
@@ -352,13 +379,16 @@ func (p *simProcWorker) finish(i int, ctx context.Context, result string, ctxEnd
 	}
 }
 
-// crashed ends call i at the crash (its context having ended at ctxEnd, if
-// before), and blocks until ctx ends, as the call of a dead process never
-// returns: Process's shutdown ends it (the kill).
-func (p *simProcWorker) crashed(i int, ctx context.Context, ctxEnd simMoment) error {
-	if i >= 0 {
-		s := p.run
-		s.mu.Lock()
+// crashed ends calls idx at the crash (their context having ended at
+// ctxEnd, if before), and blocks until ctx ends, as the call of a dead
+// process never returns: Process's shutdown ends it (the kill).
+func (p *simProcWorker) crashed(idx []int, ctx context.Context, ctxEnd simMoment) error {
+	s := p.run
+	s.mu.Lock()
+	for _, i := range idx {
+		if i < 0 {
+			continue
+		}
 		c := &s.proc.calls[i]
 		if c.End.step == 0 {
 			c.End, c.Result = p.deadAt, callCrashed
@@ -366,10 +396,9 @@ func (p *simProcWorker) crashed(i int, ctx context.Context, ctxEnd simMoment) er
 				c.CtxEnd = ctxEnd
 			}
 		}
-		s.mu.Unlock()
 	}
+	s.mu.Unlock()
 	<-ctx.Done()
-	s := p.run
 	s.mu.Lock()
 	spinning := p.spinning
 	s.mu.Unlock()
@@ -384,11 +413,138 @@ func (p *simProcWorker) crashed(i int, ctx context.Context, ctxEnd simMoment) er
 // its drawn time. Its clock stops while its worker is frozen: it does no
 // work then, and never returns.
 func (p *simProcWorker) handle(ctx context.Context, r Record) error {
-	i, plan := p.begin(r)
-	var ctxEnd simMoment
+	i, plan := p.begin(r, 0)
 	if i < 0 {
-		return p.crashed(i, ctx, ctxEnd)
+		return p.crashed(nil, ctx, simMoment{})
 	}
+	ctxEnd, how := p.work(ctx, plan)
+	switch how {
+	case workCrashed:
+		return p.crashed([]int{i}, ctx, ctxEnd)
+	case workCtx:
+		p.finish(i, ctx, callCtx, ctxEnd)
+		return ctx.Err()
+	}
+	s := p.run
+	s.mu.Lock()
+	fail := plan.fail && !s.proc.quiet
+	s.mu.Unlock()
+	if fail {
+		result := callFailed
+		if ctx.Err() != nil {
+			result = callCtx // not counted by Process: its context ended
+		}
+		p.finish(i, ctx, result, ctxEnd)
+		return errSimFailed
+	}
+	p.finish(i, ctx, callOK, ctxEnd)
+	return nil
+}
+
+// handleBatch is ProcessBatch's handler: one call, as handle's, with the
+// plan of its first record, each record failing or not by its own plan.
+// It reports the failed ones in a *BatchError, or fails the whole batch
+// when all fail; the records of a key behind one that failed are not
+// acked, whatever it says of them. It checks that each key's records come
+// in their shard's order.
+func (p *simProcWorker) handleBatch(ctx context.Context, recs []Record) error {
+	s := p.run
+	s.mu.Lock()
+	s.proc.batches++
+	batch := s.proc.batches
+	s.mu.Unlock()
+	idx := make([]int, len(recs))
+	fails := make([]bool, len(recs))
+	var plan simCallPlan
+	last := map[string]Record{} // by key: its latest record in recs
+	for k, r := range recs {
+		i, pl := p.begin(r, batch)
+		idx[k], fails[k] = i, pl.fail
+		if i >= 0 {
+			s.mu.Lock()
+			if p.batchCalls == nil {
+				p.batchCalls = map[int][]int{}
+			}
+			p.batchCalls[batch] = append(p.batchCalls[batch], i)
+			s.mu.Unlock()
+		}
+		if k == 0 {
+			plan = pl
+		}
+		if prev, ok := last[r.PartitionKey]; ok && prev.ShardID == r.ShardID && prev.StreamARN == r.StreamARN && !recordBefore(prev, r) {
+			s.t.Errorf("batch %d of %s: key %s: %q (%s/%d) after %q (%s/%d)", batch, p.w.name, r.PartitionKey, r.Data, r.SequenceNumber, r.SubSequenceNumber, prev.Data, prev.SequenceNumber, prev.SubSequenceNumber)
+		}
+		last[r.PartitionKey] = r
+	}
+	if idx[0] < 0 {
+		return p.crashed(nil, ctx, simMoment{})
+	}
+	ctxEnd, how := p.work(ctx, plan)
+	switch how {
+	case workCrashed:
+		return p.crashed(idx, ctx, ctxEnd)
+	case workCtx:
+		for _, i := range idx {
+			p.finish(i, ctx, callCtx, ctxEnd)
+		}
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	quiet := s.proc.quiet
+	s.mu.Unlock()
+	errs := make([]error, len(recs))
+	failed := 0
+	halted := map[string]bool{} // keys with a record not acked
+	for k, r := range recs {
+		said := callOK
+		if fails[k] && !quiet {
+			errs[k], failed = errSimFailed, failed+1
+			said = callFailed
+			if ctx.Err() != nil {
+				said = callCtx // not counted by ProcessBatch: its context ended
+			}
+		}
+		result := said
+		if halted[r.PartitionKey] {
+			result = callBehind
+		}
+		if said != callOK {
+			halted[r.PartitionKey] = true // unless OnFailure accepts it (onFailure)
+		}
+		p.finish(idx[k], ctx, result, ctxEnd)
+		s.mu.Lock()
+		s.proc.calls[idx[k]].said = said
+		s.mu.Unlock()
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case failed == len(recs):
+		return errSimFailed
+	}
+	return &BatchError{Errs: errs}
+}
+
+// recordBefore reports whether a comes before b in their shard.
+func recordBefore(a, b Record) bool {
+	if a.SequenceNumber != b.SequenceNumber {
+		return seqBefore(a.SequenceNumber, b.SequenceNumber)
+	}
+	return a.SubSequenceNumber < b.SubSequenceNumber
+}
+
+// How a call's work ended (work).
+const (
+	workDone    = iota // its work is done
+	workCtx            // its context ended, and it ignored it for its drawn time, if any
+	workCrashed        // its worker crashed
+)
+
+// work runs a call's plan: its work, stopping once its context ended (at
+// once, or after ignoring it for its drawn time). Its clock stops while
+// its worker is frozen. It returns how it ended, and when the context
+// ended if it did.
+func (p *simProcWorker) work(ctx context.Context, plan simCallPlan) (ctxEnd simMoment, how int) {
 	done := ctx.Done()
 	noteCtx := func() {
 		if ctxEnd.step == 0 {
@@ -427,28 +583,14 @@ func (p *simProcWorker) handle(ctx context.Context, r Record) error {
 	for {
 		freezing := hold()
 		if freezing == nil {
-			return p.crashed(i, ctx, ctxEnd)
+			return ctxEnd, workCrashed
 		}
 		ignoring := ctxEnd.step != 0
 		if ignoring && ignore <= 0 {
-			p.finish(i, ctx, callCtx, ctxEnd)
-			return ctx.Err()
+			return ctxEnd, workCtx
 		}
 		if work <= 0 {
-			s := p.run
-			s.mu.Lock()
-			fail := plan.fail && !s.proc.quiet
-			s.mu.Unlock()
-			if fail {
-				result := callFailed
-				if ctx.Err() != nil {
-					result = callCtx // not counted by Process: its context ended
-				}
-				p.finish(i, ctx, result, ctxEnd)
-				return errSimFailed
-			}
-			p.finish(i, ctx, callOK, ctxEnd)
-			return nil
+			return ctxEnd, workDone
 		}
 		wait := work
 		if ignoring {
@@ -493,6 +635,8 @@ func (p *simProcWorker) onFailure(ctx context.Context, r Record, err error) erro
 	}
 	if refuse {
 		p.refused = true
+	} else if ok {
+		p.acceptedInBatchLocked(i)
 	}
 	s.mu.Unlock()
 	if !refuse {
@@ -509,6 +653,35 @@ func (p *simProcWorker) onFailure(ctx context.Context, r Record, err error) erro
 	s.mu.Unlock()
 	s.event("%s: OnFailure refuses %q", p.w.name, r.Data)
 	return errSimRefused
+}
+
+// acceptedInBatchLocked follows OnFailure's acceptance of the record of
+// call i, if it was in a batch: ProcessBatch acked it, so the records of
+// its key after it in the batch are settled by what the handler said of
+// them, now, up to the next that failed (run.mu held).
+func (p *simProcWorker) acceptedInBatchLocked(i int) {
+	s := p.run
+	c := s.proc.calls[i]
+	if c.Batch == 0 {
+		return
+	}
+	after := false
+	for _, j := range p.batchCalls[c.Batch] {
+		x := &s.proc.calls[j]
+		switch {
+		case j == i:
+			after = true
+		case !after || x.Key != c.Key || x.Result != callBehind:
+		default:
+			// Settled now, after the acceptance: the ack of a record
+			// comes after its key's earlier one was accepted.
+			x.Result = x.said
+			x.End.at, x.End.step = s.now()
+			if x.said != callOK {
+				return
+			}
+		}
+	}
 }
 
 // dumpCalls logs, for each key a violation names ("key K:"), every Process

@@ -196,6 +196,7 @@ func (s *simTotal) add(seed uint64, rep simReport, took time.Duration, failed bo
 	s.rep.MaxStale = max(s.rep.MaxStale, rep.MaxStale)
 	s.rep.MaxLag = max(s.rep.MaxLag, rep.MaxLag)
 	s.rep.Calls += rep.Calls
+	s.rep.Batches += rep.Batches
 	s.rep.Leftovers += rep.Leftovers
 	s.rep.Unconfirmed += rep.Unconfirmed
 	for k, v := range rep.Dups {
@@ -223,7 +224,7 @@ func (s *simTotal) log(t *testing.T, took time.Duration) {
 		t.Logf("  edges %6d  %s", s.rep.Edges[k], k)
 	}
 	if s.rep.Calls > 0 {
-		t.Logf("  Process: %d handler calls; %d begun beside another worker's call of their key whose context had ended, %d beside one whose worker had passed its lease on unconfirmed (a lost reply)", s.rep.Calls, s.rep.Leftovers, s.rep.Unconfirmed)
+		t.Logf("  Process: %d handler calls (%d ProcessBatch calls among them); %d begun beside another worker's call of their key whose context had ended, %d beside one whose worker had passed its lease on unconfirmed (a lost reply)", s.rep.Calls, s.rep.Batches, s.rep.Leftovers, s.rep.Unconfirmed)
 	}
 	if len(s.failed) > 0 {
 		slices.Sort(s.failed)

@@ -32,8 +32,8 @@ type Stats struct {
 }
 
 // ProcessStats describes a run of Process or ProcessBatch, as of its
-// dispatcher's last step: where the records delivered and not yet done
-// are, and what their attempts came to.
+// dispatcher's last step (Running as of now): where the records delivered
+// and not yet done are, and what their attempts came to.
 type ProcessStats struct {
 	// Running records are in a handler call (or a batch) that runs now.
 	Running int
@@ -101,15 +101,18 @@ type consumerCounters struct {
 }
 
 // processCounters are ProcessStats: the gauges written by the dispatcher
-// after each step, the counters by the attempts; any goroutine reads them.
+// after each step, running and the counters by the attempts; any goroutine
+// reads them.
 type processCounters struct {
-	running, ready, waiting, backingOff atomic.Int64
-	failed, toOnFailure                 atomic.Int64
+	running                            atomic.Int64 // records in a handler call now
+	handed, ready, waiting, backingOff atomic.Int64 // handed: to a call, begun or queued for a worker
+	failed, toOnFailure                atomic.Int64
 }
 
 func (c *processCounters) snapshot() ProcessStats {
+	running, handed := c.running.Load(), c.handed.Load()
 	return ProcessStats{
-		Running: int(c.running.Load()), Ready: int(c.ready.Load()), Waiting: int(c.waiting.Load()), BackingOff: int(c.backingOff.Load()),
+		Running: int(running), Ready: int(c.ready.Load() + max(0, handed-running)), Waiting: int(c.waiting.Load()), BackingOff: int(c.backingOff.Load()),
 		FailedAttempts: c.failed.Load(), ToOnFailure: c.toOnFailure.Load(),
 	}
 }
