@@ -36,9 +36,9 @@ import (
 //   - A sync makes no lease for a listed shard with a started descendant
 //     (ancestorsOfLeased, confirmUnstarted), nor for one no longer listed.
 //     A sync whose listing is older than half of cleanupDelay when its
-//     read of the table ends lists again (syncShards): a listing made
-//     before the shard closed cannot meet a table read after its lease
-//     was deleted.
+//     read of the table ends, or before any of its creates, lists again
+//     (syncShards): a listing made before the shard closed cannot meet a
+//     table read, or make a lease, after its lease was deleted.
 //   - The delay lets a lagging worker's read, or a kcl status, from before
 //     the children started run out.
 //
