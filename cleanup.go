@@ -58,7 +58,13 @@ type endedSeen struct {
 // cleanupDelay is how long a lease stays deletable before it is deleted: 5
 // minutes, as the Java KCL's completed-lease cleanup interval, or 10
 // LeaseDurations if longer.
-func (o *Options) cleanupDelay() time.Duration { return max(5*time.Minute, 10*o.LeaseDuration) }
+func (o *Options) cleanupDelay() time.Duration { return max(minCleanupDelay, 10*o.LeaseDuration) }
+
+// minCleanupDelay is the shortest cleanupDelay of any worker, whatever its
+// LeaseDuration: a shard sync trusts its listing for half of it
+// (listingMaxAge), since the first scanner may have a shorter delay than
+// its own.
+const minCleanupDelay = 5 * time.Minute
 
 // cleanupStream is what cleanup knows of one stream this worker reads.
 type cleanupStream struct {

@@ -54,3 +54,16 @@ func TestASyncFrozenBeforeItsCreatesDoesNotMakeADeletedLeaseAgain(t *testing.T) 
 	require.NoError(t, err)
 	assert.False(t, made, "no lease made again for the ended parent of started children; made at %q", l.checkpoint.seq)
 }
+
+// The first scanner deletes on its own delay, 5 minutes or 10 of its
+// LeaseDurations: a worker with a longer LeaseDuration must not trust a
+// listing for longer than half the shortest delay of any worker (5
+// minutes), or the first scanner's deletion falls inside its listing's age.
+func TestListingMaxAgeIsUnderEveryWorkersDelay(t *testing.T) {
+	for _, d := range []time.Duration{time.Second, 10 * time.Second, time.Minute, 2 * time.Minute} {
+		c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kinesisfake.New(kinesisfake.Options{}), LeaseDuration: d, Logger: testLogger(t)})
+		require.NoError(t, err)
+		shortest := (&Options{LeaseDuration: time.Second}).cleanupDelay()
+		assert.LessOrEqual(t, c.listingMaxAge(), shortest/2, "LeaseDuration %v", d)
+	}
+}

@@ -225,16 +225,17 @@ sync:
 var errListingTooOld = errors.New("shard listing too old")
 
 // listingMaxAge is how old a shard listing may be, from when it began,
-// when a sync reads the table on it or creates a lease on it: half of
-// cleanupDelay.
-func (c *Consumer) listingMaxAge() time.Duration { return c.cleanupDelay / 2 }
+// when a sync reads the table on it or creates a lease on it: half of the
+// shortest cleanupDelay, its own or another worker's (minCleanupDelay), as
+// the worker that deletes may have a shorter LeaseDuration.
+func (c *Consumer) listingMaxAge() time.Duration { return min(c.cleanupDelay, minCleanupDelay) / 2 }
 
 // listAndRead lists the shards of streams, then reads the lease table,
 // consistently: where a shard starts rests on which leases exist. It
 // returns the streams listed (those found deleted are left out), their
 // shards, the read, and when the listing began.
 //
-// A listing older than half of cleanupDelay when the read ends is made
+// A listing older than listingMaxAge when the read ends is made
 // again (a process frozen, calls retried for long): a shard it shows open
 // may have ended since, its children started and its lease been deleted
 // (cleanup.go), and a lease made for it again would read it all over.
