@@ -36,9 +36,9 @@ import (
 //   - A sync makes no lease for a listed shard with a started descendant
 //     (ancestorsOfLeased, confirmUnstarted), nor for one no longer listed.
 //     A sync whose listing is older than half of cleanupDelay when its
-//     read of the table ends lists again (syncShards): a listing made
-//     before the shard closed cannot meet a table read after its lease
-//     was deleted.
+//     read of the table ends, or before any of its creates, lists again
+//     (syncShards): a listing made before the shard closed cannot meet a
+//     table read, or make a lease, after its lease was deleted.
 //   - The delay lets a lagging worker's read, or a kcl status, from before
 //     the children started run out.
 //
@@ -58,7 +58,13 @@ type endedSeen struct {
 // cleanupDelay is how long a lease stays deletable before it is deleted: 5
 // minutes, as the Java KCL's completed-lease cleanup interval, or 10
 // LeaseDurations if longer.
-func (o *Options) cleanupDelay() time.Duration { return max(5*time.Minute, 10*o.LeaseDuration) }
+func (o *Options) cleanupDelay() time.Duration { return max(minCleanupDelay, 10*o.LeaseDuration) }
+
+// minCleanupDelay is the shortest cleanupDelay of any worker, whatever its
+// LeaseDuration: a shard sync trusts its listing for half of it
+// (listingMaxAge), since the first scanner may have a shorter delay than
+// its own.
+const minCleanupDelay = 5 * time.Minute
 
 // cleanupStream is what cleanup knows of one stream this worker reads.
 type cleanupStream struct {

@@ -188,46 +188,63 @@ func (c *Consumer) syncShards(ctx context.Context, st stage, only *kstream, extr
 			return err
 		}
 	}
-	streams, listed, snap, err := c.listAndRead(ctx, st, streams)
-	if err != nil {
-		return err
-	}
-	if err := c.checkLayout(snap.leases); err != nil {
-		return err
-	}
 	anyCreated := false
-	for i, s := range streams {
-		var more []shardInfo
-		if only != nil && s == only {
-			more = extra
-		}
-		created, err := c.createLeases(ctx, s, listed[i], snap.leases, more)
-		anyCreated = anyCreated || created
+sync:
+	for {
+		streams, listed, snap, began, err := c.listAndRead(ctx, st, streams)
 		if err != nil {
 			return err
 		}
+		if err := c.checkLayout(snap.leases); err != nil {
+			return err
+		}
+		for i, s := range streams {
+			var more []shardInfo
+			if only != nil && s == only {
+				more = extra
+			}
+			created, err := c.createLeases(ctx, s, listed[i], snap.leases, more, began)
+			anyCreated = anyCreated || created
+			if errors.Is(err, errListingTooOld) {
+				c.log.Warn("kcl: shard listing too old to create leases on; listing again", "took", time.Since(began))
+				continue sync
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if anyCreated {
+			c.bump(ctx) // the other workers take their share of the new leases
+		}
+		return nil
 	}
-	if anyCreated {
-		c.bump(ctx) // the other workers take their share of the new leases
-	}
-	return nil
 }
+
+// errListingTooOld is createLeases's answer when the listing it works from
+// is older than listingMaxAge: the sync starts over (listAndRead).
+var errListingTooOld = errors.New("shard listing too old")
+
+// listingMaxAge is how old a shard listing may be, from when it began,
+// when a sync reads the table on it or creates a lease on it: half of the
+// shortest cleanupDelay, its own or another worker's (minCleanupDelay), as
+// the worker that deletes may have a shorter LeaseDuration.
+func (c *Consumer) listingMaxAge() time.Duration { return min(c.cleanupDelay, minCleanupDelay) / 2 }
 
 // listAndRead lists the shards of streams, then reads the lease table,
 // consistently: where a shard starts rests on which leases exist. It
 // returns the streams listed (those found deleted are left out), their
-// shards, and the read.
+// shards, the read, and when the listing began.
 //
-// A listing older than half of cleanupDelay when the read ends is made
+// A listing older than listingMaxAge when the read ends is made
 // again (a process frozen, calls retried for long): a shard it shows open
 // may have ended since, its children started and its lease been deleted
 // (cleanup.go), and a lease made for it again would read it all over.
-func (c *Consumer) listAndRead(ctx context.Context, st stage, streams []*kstream) ([]*kstream, [][]shardInfo, tableSnapshot, error) {
+func (c *Consumer) listAndRead(ctx context.Context, st stage, streams []*kstream) ([]*kstream, [][]shardInfo, tableSnapshot, time.Time, error) {
 	for {
 		began := time.Now()
 		streams, listed, snap, err := c.listAndReadOnce(ctx, st, streams)
-		if err != nil || time.Since(began) <= c.cleanupDelay/2 {
-			return streams, listed, snap, err
+		if err != nil || time.Since(began) <= c.listingMaxAge() {
+			return streams, listed, snap, began, err
 		}
 		c.log.Warn("kcl: shard listing too old once the lease table was read; listing again", "took", time.Since(began))
 	}
@@ -289,7 +306,12 @@ func (c *Consumer) endShard(ctx context.Context, h *heldLease, children int) err
 // createLeases creates the leases stream s lacks (see syncShards), given its
 // shards as just listed and the table's leases as read after, and reports
 // whether it created any.
-func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardInfo, leases []lease, extra []shardInfo) (bool, error) {
+//
+// Each create is made only while the listing, begun at listedAt, is at most
+// listingMaxAge old (errListingTooOld otherwise): a process frozen after
+// its read of the table would make on it the lease of a shard that ended,
+// whose children started and whose lease was deleted meanwhile.
+func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardInfo, leases []lease, extra []shardInfo, listedAt time.Time) (bool, error) {
 	// A stream deleted and created again under its name: the old one's
 	// leases are replaced (a single-stream table) or left alone (a
 	// multi-stream one), and the new one is read from its first record
@@ -340,6 +362,9 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 		key := leaseKey(s.id, sh.id)
 		nl := s.newLease(sh, cp)
 		nl.recreated = recreated // so that any worker making the rest knows (lease.recreated)
+		if time.Since(listedAt) > c.listingMaxAge() {
+			return anyCreated, errListingTooOld
+		}
 		created, err := c.table.create(ctx, nl)
 		if err != nil {
 			return anyCreated, fmt.Errorf("lease table %q: creating lease %q: %w", c.table.name(), key, err)
