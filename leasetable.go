@@ -83,7 +83,9 @@ type dynamoLeases struct {
 	leaseDuration time.Duration
 	// settings are Options.LeaseTableSettings. Immutable.
 	settings LeaseTableSettings
-	// created: this worker's CreateTable made the table and ensure has not
+	// created: this worker found the table missing and called CreateTable,
+	// whatever the answer (in use: another worker's racing it, or the SDK's
+	// retry of this one's whose answer was lost), and ensure has not
 	// finished the settings that follow it. Only touched by start.
 	created bool
 }
@@ -91,10 +93,13 @@ type dynamoLeases struct {
 func (t *dynamoLeases) name() string { return t.table }
 
 // ensure creates the table when it is missing (unless settings forbid
-// it), waits until it is active, and checks its key schema. The worker
-// whose CreateTable succeeded then turns on point-in-time recovery, if
-// asked, before ensure returns nil: a retried ensure finds the table and
-// does that part again.
+// it), waits until it is active, and checks its key schema. A worker that
+// found it missing and asked to create it then turns on point-in-time
+// recovery, if asked, before ensure returns nil: a retried ensure finds the
+// table and does that part again. A CreateTable that failed, or was
+// answered in use, counts: it may have made the table (the SDK's retry of
+// a call whose answer was lost is answered in use), and turning recovery
+// on twice does no harm.
 func (t *dynamoLeases) ensure(ctx context.Context) error {
 	out, err := t.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &t.table})
 	var notFound *types.ResourceNotFoundException
@@ -103,11 +108,11 @@ func (t *dynamoLeases) ensure(ctx context.Context) error {
 			return errNoTable
 		}
 		_, err = t.db.CreateTable(ctx, t.settings.createInput(t.table))
+		t.created = true // whatever the answer: it may have made the table
 		var inUse *types.ResourceInUseException
 		if err != nil && !errors.As(err, &inUse) { // in use: another worker is creating it
 			return err
 		}
-		t.created = err == nil
 		out, err = t.waitActive(ctx)
 	}
 	if err != nil {

@@ -21,9 +21,11 @@ import (
 //   - The settings apply only to a table kcl creates. A table that exists is
 //     used as it is, never changed: kcl status notes one without deletion
 //     protection or point-in-time recovery.
-//   - Only the worker whose CreateTable succeeds applies them. It turns on
-//     point-in-time recovery before it reads a shard; if it stops before
-//     that, the table stays without it.
+//   - Only a worker that finds the table missing applies them, in its
+//     CreateTable. It turns on point-in-time recovery before it reads a
+//     shard (so does one whose CreateTable was answered in use: its own
+//     call may have made the table); if it stops before that, the table
+//     stays without it.
 //   - docs/security.md gives the same table in CloudFormation and Terraform,
 //     and the IAM actions each setting needs.
 type LeaseTableSettings struct {
