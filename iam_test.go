@@ -56,9 +56,15 @@ var iamModes = []struct {
 		}
 		return opts
 	}, unrecorded: map[string]string{
-		"dynamodb:TagResource": "authorizes CreateTable's Tags; no call of its own",
-		"kms:DescribeKey":      "DynamoDB calls it with the creator's credentials for KMSKeyID; no emulator has KMS",
-		"kms:CreateGrant":      "DynamoDB calls it with the creator's credentials for KMSKeyID; no emulator has KMS",
+		"dynamodb:TagResource":                "authorizes CreateTable's Tags; no call of its own",
+		"kms:DescribeKey":                     "DynamoDB calls it with the creator's credentials for KMSKeyID; no emulator has KMS",
+		"kms:CreateGrant":                     "DynamoDB calls it with the creator's credentials for KMSKeyID; no emulator has KMS",
+		"kms:Encrypt":                         "DynamoDB's key policy for a customer managed key names it for the principals using the table; no emulator has KMS",
+		"kms:Decrypt":                         "as kms:Encrypt",
+		"kms:ReEncryptFrom":                   "as kms:Encrypt (its ReEncrypt*)",
+		"kms:ReEncryptTo":                     "as kms:Encrypt (its ReEncrypt*)",
+		"kms:GenerateDataKey":                 "as kms:Encrypt (its GenerateDataKey*)",
+		"kms:GenerateDataKeyWithoutPlaintext": "as kms:Encrypt (its GenerateDataKey*)",
 	}},
 	{file: "docs/iam-fanout-preregistered.json", run: func(t *testing.T, f *fixture, rec *opRecorder) Options {
 		opts := rec.options(f)
