@@ -4,19 +4,25 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"github.com/stretchr/testify/assert"
@@ -346,4 +352,89 @@ func BenchmarkGetRecordsDecode(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestGetRecordsThroughTheClient: through the SDK's client, with signing,
+// retries and error handling, the option changes nothing a caller sees but
+// the decoder: the same output and request ID, the same errors.
+func TestGetRecordsThroughTheClient(t *testing.T) {
+	answers := map[string]struct {
+		status int
+		body   string
+	}{
+		"page":     {200, string(page(20, 100, false))},
+		"last":     {200, string(page(2, 10, true))},
+		"expired":  {400, `{"__type":"ExpiredIteratorException","message":"Iterator expired"}`},
+		"denied":   {400, `{"__type":"com.amazonaws.kinesis#AccessDeniedException","message":"no"}`},
+		"unknown":  {400, `{"__type":"SomethingNew","message":"new"}`},
+		"empty":    {200, ``},
+		"bad":      {200, `{"Records":[{"Data":"QQ"}]}`},
+		"nan":      {200, `{"Records":[{"ApproximateArrivalTimestamp":"NaN"}]}`},
+		"trailing": {200, `{"MillisBehindLatest":7} and then some`},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ ShardIterator string }
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &in)
+		a := answers[in.ShardIterator]
+		w.Header().Set("X-Amzn-RequestId", "req-"+in.ShardIterator)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(a.status)
+		io.WriteString(w, a.body)
+	}))
+	defer srv.Close()
+	kc := kinesis.NewFromConfig(testAWSConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+	get := func(it string, opts ...func(*kinesis.Options)) (out *kinesis.GetRecordsOutput, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return kc.GetRecords(context.Background(), &kinesis.GetRecordsInput{ShardIterator: aws.String(it)}, opts...)
+	}
+	for it := range answers {
+		want, wantErr := get(it)
+		got, err := get(it, leanGetRecords)
+		if it == "nan" {
+			require.ErrorContains(t, wantErr, "panic", "the SDK panics")
+			var de *smithy.DeserializationError
+			require.ErrorAs(t, err, &de, "kcl's decoder ran, and failed")
+			continue
+		}
+		if wantErr != nil {
+			require.Error(t, err, it)
+			var wantDE, de *smithy.DeserializationError
+			if errors.As(wantErr, &wantDE) {
+				require.ErrorAs(t, err, &de, it)
+				continue
+			}
+			require.Equal(t, wantErr.Error(), err.Error(), it) // the type, code, message and request ID
+			continue
+		}
+		require.NoError(t, err, it)
+		id, ok := awsmiddleware.GetRequestIDMetadata(got.ResultMetadata)
+		require.True(t, ok, it)
+		require.Equal(t, "req-"+it, id)
+		wantID, _ := awsmiddleware.GetRequestIDMetadata(want.ResultMetadata)
+		require.Equal(t, wantID, id)
+		want.ResultMetadata, got.ResultMetadata = middleware.Metadata{}, middleware.Metadata{}
+		require.True(t, reflect.DeepEqual(want, got), it)
+	}
+}
+
+// TestLeanGetRecordsLeavesOtherProtocols: the option wraps the SDK's JSON
+// 1.1 protocol only, and only once.
+func TestLeanGetRecordsLeavesOtherProtocols(t *testing.T) {
+	json10 := awsjson.New10(schemas.Kinesis_20131202)
+	other := leanProtocol{json10} // any other implementation
+	for _, p := range []smithyhttp.ClientProtocol{nil, json10, other} {
+		o := kinesis.Options{Protocol: p}
+		leanGetRecords(&o)
+		require.Equal(t, p, o.Protocol)
+	}
+	o := kinesis.Options{Protocol: awsjson.New11(schemas.Kinesis_20131202)}
+	leanGetRecords(&o)
+	leanGetRecords(&o)
+	require.IsType(t, leanProtocol{}, o.Protocol)
+	require.IsType(t, &awsjson.Protocol{}, o.Protocol.(leanProtocol).ClientProtocol)
 }
