@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -742,7 +743,14 @@ func (d *pageDecoder) scanString() ([]byte, bool, error) {
 	b := d.b
 	start := d.i + 1
 	escaped := false
-	for j := start; j < len(b); j++ {
+	j := start
+	for ; j+8 <= len(b); j += 8 { // 8 plain bytes at a time, to the first that is not
+		v := binary.LittleEndian.Uint64(b[j:])
+		if below(v, 0x20)|equal(v, '"')|equal(v, '\\') != 0 {
+			break
+		}
+	}
+	for ; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
 			d.i = j + 1
@@ -777,6 +785,19 @@ func (d *pageDecoder) scanString() ([]byte, bool, error) {
 	}
 	return nil, false, errEnd
 }
+
+// Bytes of a word: below sets the high bit of each byte of v below c (for
+// c up to 0x80), equal of each equal to c, with no false positive when v
+// has none (a false positive is possible above a true one: only the
+// first is used).
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+func below(v uint64, c byte) uint64 { return (v - ones*uint64(c)) &^ v & highs }
+
+func equal(v uint64, c byte) uint64 { return below(v^(ones*uint64(c)), 1) }
 
 func hexDigit(c byte) rune {
 	switch {
