@@ -106,11 +106,10 @@ const maxPooledBody = 32 << 20
 //     (the string "NaN") is an error here.
 //   - Malformed input gives an error, never a panic.
 //
-// The records of a page share backing arrays: Data slices of one chunk (of
-// up to dataChunk bytes, or a record's own when larger), strings of another,
-// pointed-to values of a third. Nothing in them is written again once
-// decoded, and each Data has no room past its end, so that an append by a
-// user copies.
+// Records of a page share backing arrays (chunkSize): a few records' Data
+// share one, their strings another, their pointed-to values a third. Nothing
+// in them is written again once decoded, and each Data has no room past its
+// end, so that an append by a user copies.
 func decodeGetRecords(body []byte, out *kinesis.GetRecordsOutput) error {
 	d := pageDecoder{b: body}
 	if err := d.open('{'); err != nil {
@@ -146,13 +145,24 @@ func decodeGetRecords(body []byte, out *kinesis.GetRecordsOutput) error {
 	}
 }
 
-// Sizes of the chunks a page's records share.
 const (
-	dataChunk   = 64 << 10 // bytes of record data
-	stringChunk = 16 << 10 // bytes of partition keys and sequence numbers
-	slotChunk   = 1024     // the most strings or times of one allocation
-	maxDepth    = 10000    // as the SDK's parser (and encoding/json)
-	maxPage     = 10000    // the most records GetRecords returns
+	slotChunk = 1024  // the most strings or times of one allocation
+	maxDepth  = 10000 // as the SDK's parser (and encoding/json)
+	maxPage   = 10000 // the most records GetRecords returns
+)
+
+// chunkSize is the size of a new chunk of record data or strings, for n
+// bytes now: room for about 8 alike, at most limit bytes, and no more than
+// the rest of the body (rest bytes) can fill. So a chunk costs an eighth of
+// an allocation a record, and a record a user holds keeps at most about 8
+// records' bytes from being collected.
+func chunkSize(n, limit, rest int) int {
+	return max(n, min(max(8*n, 512), limit, rest))
+}
+
+const (
+	dataChunk   = 64 << 10 // the largest chunk of record data, but for one record
+	stringChunk = 4 << 10  // the largest chunk of strings, as the SDK's string arena
 )
 
 // pageDecoder reads one GetRecords body. It is used by one goroutine, for
@@ -472,7 +482,7 @@ func (d *pageDecoder) string(shared bool) (string, error) {
 		return string(types.EncryptionTypeNone), nil
 	}
 	if len(raw) > cap(d.strs)-len(d.strs) {
-		d.strs = make([]byte, 0, max(len(raw), min(stringChunk, len(d.b)-d.i)))
+		d.strs = make([]byte, 0, chunkSize(len(raw), stringChunk, len(d.b)-d.i))
 	}
 	d.strs = append(d.strs, raw...)
 	s := d.strs[len(d.strs)-len(raw):]
@@ -553,7 +563,7 @@ var noData = []byte{}
 // room returns n bytes of the data chunk, past the ones taken.
 func (d *pageDecoder) room(n int) []byte {
 	if n > cap(d.data)-len(d.data) {
-		d.data = make([]byte, 0, max(n, min(dataChunk, base64.StdEncoding.DecodedLen(len(d.b)-d.i))))
+		d.data = make([]byte, 0, chunkSize(n, dataChunk, base64.StdEncoding.DecodedLen(len(d.b)-d.i)))
 	}
 	return d.data[len(d.data) : len(d.data)+n]
 }

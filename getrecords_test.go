@@ -438,3 +438,21 @@ func TestLeanGetRecordsLeavesOtherProtocols(t *testing.T) {
 	require.IsType(t, leanProtocol{}, o.Protocol)
 	require.IsType(t, &awsjson.Protocol{}, o.Protocol.(leanProtocol).ClientProtocol)
 }
+
+// TestChunkSize: a chunk holds about 8 records alike, between 512 bytes and
+// its limit, never less than the record and never more than the body's rest.
+func TestChunkSize(t *testing.T) {
+	for _, c := range []struct{ n, limit, rest, want int }{
+		{100, 64 << 10, 1 << 20, 800},
+		{10, 64 << 10, 1 << 20, 512},
+		{5120, 64 << 10, 1 << 20, 40960},
+		{20000, 64 << 10, 1 << 20, 64 << 10},
+		{100000, 64 << 10, 1 << 20, 100000},
+		{100, 64 << 10, 300, 300},
+		{100, 64 << 10, 50, 100},
+		{0, 64 << 10, 0, 0},
+		{56, 4 << 10, 1 << 20, 512},
+	} {
+		assert.Equal(t, c.want, chunkSize(c.n, c.limit, c.rest), "%+v", c)
+	}
+}
