@@ -249,7 +249,9 @@ func deep(n int) string {
 // realistic pages and their truncations as the SDK does.
 func TestGetRecordsDecoderMatchesSDK(t *testing.T) {
 	bodies := getRecordsSeeds
-	bodies = append(bodies, deep(10000), deep(10001), string(page(3, 100, false)), string(page(2, 10, true)), string(page(500, 1024, false)))
+	bodies = append(bodies, deep(10000), deep(10001), string(page(3, 100, false)), string(page(2, 10, true)), string(page(500, 1024, false)),
+		`{"Records":[{}`+strings.Repeat(`,{"Data":"QUJDRA=="}`, 12000)+`]}`, // past the first record's estimate of the page
+		`{"Records":[{"Data":"QQ=="}`+strings.Repeat(`,null`, 100)+`,{"Data":"`+strings.Repeat("QUJD", 50000)+`"}]}`)
 	for _, body := range bodies {
 		requireSameAsSDK(t, []byte(body))
 	}
