@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -345,12 +346,16 @@ func BenchmarkGetRecordsDecode(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%dB", c.name, size), func(b *testing.B) {
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
 				for b.Loop() {
 					if out, err := c.decode(body); err != nil || len(out.Records) != n {
 						b.Fatal(err)
 					}
 				}
+				runtime.ReadMemStats(&after)
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+				b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N*n), "allocs/record")
 			})
 		}
 	}
