@@ -146,9 +146,11 @@ func decodeGetRecords(body []byte, out *kinesis.GetRecordsOutput) error {
 }
 
 const (
-	slotChunk = 1024  // the most strings or times of one allocation
-	maxDepth  = 10000 // as the SDK's parser (and encoding/json)
-	maxPage   = 10000 // the most records GetRecords returns
+	dataChunk   = 64 << 10 // the largest chunk of record data, but for one record
+	stringChunk = 4 << 10  // the largest chunk of strings, as the SDK's string arena
+	slotChunk   = 1024     // the most strings or times of one allocation
+	maxDepth    = 10000    // as the SDK's parser (and encoding/json)
+	maxPage     = 10000    // the most records GetRecords returns
 )
 
 // chunkSize is the size of a new chunk of record data or strings, for n
@@ -159,11 +161,6 @@ const (
 func chunkSize(n, limit, rest int) int {
 	return max(n, min(max(8*n, 512), limit, rest))
 }
-
-const (
-	dataChunk   = 64 << 10 // the largest chunk of record data, but for one record
-	stringChunk = 4 << 10  // the largest chunk of strings, as the SDK's string arena
-)
 
 // pageDecoder reads one GetRecords body. It is used by one goroutine, for
 // one body.
