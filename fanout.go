@@ -326,7 +326,7 @@ func (r *shardReader) confirmShardEnd(ctx context.Context, after string) (bool, 
 	iterator, err := r.shardIterator(ctx, start, after)
 	for i := 0; err == nil && i < 3; i++ {
 		var out *kinesis.GetRecordsOutput
-		out, err = r.h.stream.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1), StreamARN: r.h.stream.arnIfGiven()})
+		out, err = r.h.stream.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(1), StreamARN: r.h.stream.arnIfGiven()}, leanGetRecords)
 		switch {
 		case err != nil:
 		case len(out.Records) > 0:

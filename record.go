@@ -26,8 +26,12 @@ import (
 // nothing in kcl (Ack does not read them).
 type Record struct {
 	// Data is the payload, as the producer put it (for a KPL aggregate,
-	// this user record's). It is the record's own: kcl neither reuses nor
-	// changes it once delivered, and it stays valid after Ack.
+	// this user record's). It stays valid for as long as it is held, also
+	// after Ack, and never changes under its holder: kcl neither reuses
+	// nor writes it once delivered. A few records read together may share
+	// one backing array, each Data with no room past its end (an append
+	// copies); holding one keeps that array in memory: about 8 records'
+	// data, at most 64 KiB (or the record's own when larger).
 	Data []byte
 	// PartitionKey is the key the producer gave. Kinesis puts a key's
 	// records on one shard, so they arrive in order (Process runs them one

@@ -164,7 +164,7 @@ func (r *shardReader) read(ctx context.Context) error {
 		}
 		limit := min(env.opts.maxRecords, room)
 		out, err := retry(ctx, running, &env.counters.retryCounters, log, "GetRecords", isExpiredIterator, func() (*kinesis.GetRecordsOutput, error) {
-			return h.stream.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit)), StreamARN: h.stream.arnIfGiven()})
+			return h.stream.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator, Limit: aws.Int32(int32(limit)), StreamARN: h.stream.arnIfGiven()}, leanGetRecords)
 		})
 		if isExpiredIterator(err) {
 			env.counters.iteratorRefreshes.Add(1)

@@ -36,7 +36,9 @@ type Server struct {
 func Start(shards, perShard, size, pageSize int, endless bool) (*Server, error) {
 	s := &Server{pages: map[string][][]byte{}, caughtUp: map[string][]byte{}, endless: endless}
 	data := base64.StdEncoding.EncodeToString(make([]byte, size))
-	arrival := float64(time.Now().Unix())
+	// Arrival times as Kinesis writes them: epoch seconds in E notation,
+	// with milliseconds.
+	arrival := strconv.FormatFloat(float64(time.Now().UnixMilli())/1e12, 'f', -1, 64) + "E9"
 	for sh := range shards {
 		id := fmt.Sprintf("shardId-%012d", sh)
 		s.shards = append(s.shards, id)
@@ -48,8 +50,9 @@ func Start(shards, perShard, size, pageSize int, endless bool) (*Server, error) 
 				if i > 0 {
 					b.WriteByte(',')
 				}
-				fmt.Fprintf(&b, `{"Data":%q,"PartitionKey":"pk-%d","SequenceNumber":"%d%020d","ApproximateArrivalTimestamp":%.0f}`,
-					data, start+i, 49000+sh, start+i, arrival)
+				// Sequence numbers of 56 digits, as Kinesis's.
+				fmt.Fprintf(&b, `{"Data":%q,"PartitionKey":"pk-%d","SequenceNumber":"4959033827149025660855969253%04d%024d","ApproximateArrivalTimestamp":%s}`,
+					data, start+i, sh, start+i, arrival)
 			}
 			next := fmt.Sprintf("%s/%d", id, len(s.pages[id])+1)
 			behind := 1000
