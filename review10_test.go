@@ -1,0 +1,88 @@
+package kcl
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// runProcessor runs a Process dispatcher for c on in, in-process, and
+// returns what run returns.
+func runProcessor(t *testing.T, c *Consumer, in <-chan Record, handle func(context.Context, Record) error) <-chan error {
+	t.Helper()
+	keepDelivering(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p := newProcessor(ctx, c, handle, cancel)
+	returned := make(chan error, 1)
+	go func() {
+		defer p.stopHandlers()
+		returned <- p.run(in)
+	}()
+	return returned
+}
+
+// A handler that leaves its goroutine with runtime.Goexit (t.FailNow, or
+// require.NoError, in a handler under test) neither shrinks the pool nor
+// hangs Process: the call is a failed attempt, the other records go on,
+// and Process returns. With a goroutine per call, the attempt's deferred
+// send still handed it back; a pool worker that exits took its record
+// with it, and Process waited for it forever.
+func TestProcessSurvivesAHandlerThatCallsGoexit(t *testing.T) {
+	noLeak(t)
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 1, MaxAttempts: 1,
+		OnFailure: func(context.Context, Record, error) error { return nil }, Logger: discardLogger()})
+	require.NoError(t, err)
+	in := make(chan Record, 3)
+	for i := range 3 {
+		in <- Record{PartitionKey: fmt.Sprint("k", i), Data: fmt.Append(nil, i)}
+	}
+	var handled atomic.Int32
+	returned := runProcessor(t, c, in, func(ctx context.Context, r Record) error {
+		if string(r.Data) == "0" {
+			runtime.Goexit()
+		}
+		handled.Add(1)
+		return nil
+	})
+	assert.Eventually(t, func() bool { return handled.Load() == 2 }, 5*time.Second, time.Millisecond, "the records after the Goexit are handled")
+	close(in)
+	select {
+	case err := <-returned:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Process did not return: it waits for the call whose worker exited")
+	}
+}
+
+// Stats().Process comes back to zero once Process returned, whatever was
+// left in its queues: nothing is in Process any more.
+func TestProcessStatsAreZeroOnceProcessReturned(t *testing.T) {
+	noLeak(t)
+	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 1, Logger: discardLogger()})
+	require.NoError(t, err)
+	in := make(chan Record, 4)
+	for i := range 4 {
+		in <- Record{PartitionKey: "k", Data: fmt.Append(nil, i)}
+	}
+	release := make(chan struct{})
+	returned := runProcessor(t, c, in, func(ctx context.Context, r Record) error {
+		<-release
+		return nil
+	})
+	require.Eventually(t, func() bool {
+		s := c.Stats().Process
+		return s.Running == 1 && s.Waiting == 3
+	}, 5*time.Second, time.Millisecond, "%+v", c.Stats().Process)
+	close(in) // the shutdown is over; three records of k were never started
+	close(release)
+	require.NoError(t, <-returned)
+	assert.Equal(t, ProcessStats{}, c.Stats().Process)
+}
