@@ -334,6 +334,7 @@ func (p *processor) run(in <-chan Record) error {
 	}
 	p.hand.close()
 	p.watchers.Wait()
+	p.c.counters.process.clear() // nothing is in Process any more
 	if p.err != nil {
 		return p.err
 	}
