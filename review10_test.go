@@ -31,18 +31,18 @@ func runProcessor(t *testing.T, c *Consumer, in <-chan Record, handle func(conte
 
 // A handler that leaves its goroutine with runtime.Goexit (t.FailNow, or
 // require.NoError, in a handler under test) neither shrinks the pool nor
-// hangs Process: the call is a failed attempt, the other records go on,
-// and Process returns. With a goroutine per call, the attempt's deferred
-// send still handed it back; a pool worker that exits took its record
-// with it, and Process waited for it forever.
-func TestProcessSurvivesAHandlerThatCallsGoexit(t *testing.T) {
+// hangs Process: the other records go on, and Process returns an error
+// naming the record. With a goroutine per call, the attempt's deferred
+// send still handed the record back; a pool worker that exited took it
+// along, and Process waited for it for ever.
+func TestProcessStopsOnAHandlerThatCallsGoexit(t *testing.T) {
 	noLeak(t)
 	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 1, MaxAttempts: 1,
 		OnFailure: func(context.Context, Record, error) error { return nil }, Logger: discardLogger()})
 	require.NoError(t, err)
 	in := make(chan Record, 3)
 	for i := range 3 {
-		in <- Record{PartitionKey: fmt.Sprint("k", i), Data: fmt.Append(nil, i)}
+		in <- Record{PartitionKey: fmt.Sprint("k", i), SequenceNumber: fmt.Sprint(i + 1), Data: fmt.Append(nil, i)}
 	}
 	var handled atomic.Int32
 	returned := runProcessor(t, c, in, func(ctx context.Context, r Record) error {
@@ -56,10 +56,12 @@ func TestProcessSurvivesAHandlerThatCallsGoexit(t *testing.T) {
 	close(in)
 	select {
 	case err := <-returned:
-		require.NoError(t, err)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), `record 1/0: the handler or OnFailure called runtime.Goexit`)
 	case <-time.After(5 * time.Second):
 		t.Fatal("Process did not return: it waits for the call whose worker exited")
 	}
+	assert.Equal(t, ProcessStats{}, c.Stats().Process)
 }
 
 // Stats().Process comes back to zero once Process returned, whatever was
@@ -85,4 +87,37 @@ func TestProcessStatsAreZeroOnceProcessReturned(t *testing.T) {
 	close(release)
 	require.NoError(t, <-returned)
 	assert.Equal(t, ProcessStats{}, c.Stats().Process)
+}
+
+// A ProcessBatch handler that calls runtime.Goexit acks none of its
+// records: they were counted done (a fresh task's outcome is "acked"),
+// though never acked, so the shard's checkpoint stalled before them while
+// ProcessBatch went on. It stops ProcessBatch with an error instead.
+func TestProcessBatchHandlerThatCallsGoexitStopsIt(t *testing.T) {
+	noLeak(t)
+	in := make(chan Record, 3)
+	w := newAckWindow(checkpoint{seq: checkpointTrimHorizon})
+	recs := []Record{{PartitionKey: "a", SequenceNumber: "1"}, {PartitionKey: "b", SequenceNumber: "2"}, {PartitionKey: "c", SequenceNumber: "3"}}
+	require.True(t, w.push(recs))
+	for _, r := range recs {
+		in <- r
+	}
+	c := make(chan *Consumer, 1)
+	var calls atomic.Int32
+	returned := runBatchDispatcherOn(t, Options{BatchSize: 10}, c, context.Background(), in, func(ctx context.Context, recs []Record) error {
+		if calls.Add(1) == 1 {
+			runtime.Goexit()
+		}
+		return nil
+	})
+	consumer := <-c
+	require.Eventually(t, func() bool { return calls.Load() >= 1 }, 5*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	close(in)
+	err := <-returned
+	require.Error(t, err, "the records were counted done, never acked")
+	assert.Contains(t, err.Error(), "Goexit")
+	_, unacked := w.state()
+	assert.Equal(t, 3, unacked, "no record acked")
+	assert.Equal(t, ProcessStats{}, consumer.Stats().Process)
 }
