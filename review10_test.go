@@ -121,3 +121,77 @@ func TestProcessBatchHandlerThatCallsGoexitStopsIt(t *testing.T) {
 	assert.Equal(t, 3, unacked, "no record acked")
 	assert.Equal(t, ProcessStats{}, consumer.Stats().Process)
 }
+
+// Stats().Process never shows a negative figure while records fail, back
+// off, wait for their key and run on a few workers, for Process and
+// ProcessBatch, and comes back to zero at the end.
+func TestProcessStatsNeverNegativeUnderChurn(t *testing.T) {
+	noLeak(t)
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprint("batch=", batched), func(t *testing.T) {
+			opts := Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 3, MaxAttempts: 3, RetryDelay: time.Millisecond, MaxRetryDelay: 2 * time.Millisecond,
+				BatchSize: 7, OnFailure: func(context.Context, Record, error) error { return nil }, Logger: discardLogger()}
+			c, err := New(opts)
+			require.NoError(t, err)
+			keepDelivering(c)
+			const n = 2000
+			in := make(chan Record, 16)
+			var done atomic.Int32
+			fail := func(r Record) bool { return r.Data[0]%3 == 0 && Attempt(context.Background()) == 0 }
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			p := newProcessor(ctx, c, func(ctx context.Context, r Record) error {
+				if fail(r) && Attempt(ctx) < 2 {
+					return fmt.Errorf("fails")
+				}
+				done.Add(1)
+				return nil
+			}, cancel)
+			if batched {
+				p.handle = nil
+				p.name = "ProcessBatch"
+				p.batches = make(chan *batch, opts.Concurrency)
+				p.handleBatch = func(ctx context.Context, recs []Record) error {
+					errs := make([]error, len(recs))
+					for i, r := range recs {
+						if fail(r) && BatchAttempt(ctx, i) < 2 {
+							errs[i] = fmt.Errorf("fails")
+						} else {
+							done.Add(1)
+						}
+					}
+					return &BatchError{Errs: errs}
+				}
+			}
+			returned := make(chan error, 1)
+			go func() { defer p.stopHandlers(); returned <- p.run(in) }()
+			stop := make(chan struct{})
+			sampled := make(chan ProcessStats, 1)
+			go func() {
+				var bad ProcessStats
+				for {
+					select {
+					case <-stop:
+						sampled <- bad
+						return
+					default:
+					}
+					s := c.Stats().Process
+					if s.Running < 0 || s.Ready < 0 || s.Waiting < 0 || s.BackingOff < 0 {
+						bad = s
+					}
+				}
+			}()
+			for i := range n {
+				in <- Record{PartitionKey: fmt.Sprint(i % 13), Data: []byte{byte(i)}}
+			}
+			require.Eventually(t, func() bool { return done.Load() >= n }, 20*time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { s := c.Stats().Process; return s.Running+s.Ready+s.Waiting+s.BackingOff == 0 },
+				5*time.Second, time.Millisecond, "%+v", c.Stats().Process)
+			close(in)
+			require.NoError(t, <-returned)
+			close(stop)
+			assert.Equal(t, ProcessStats{}, <-sampled, "a negative figure seen")
+		})
+	}
+}
