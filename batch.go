@@ -247,10 +247,15 @@ func (p *processor) attemptBatch(b *batch, open context.Context) {
 		cancel()
 		p.batches <- b
 	}()
+	for _, t := range b.tasks { // unless the call returns (worker)
+		t.result, t.err = resultStop, p.goexited(t.rec)
+	}
 	running := &p.c.counters.process.running
 	running.Add(int64(len(b.recs)))
-	err := p.callBatchHandler(ctx, b.recs)
-	running.Add(-int64(len(b.recs)))
+	err := func() error {
+		defer running.Add(-int64(len(b.recs))) // also if the call ends the goroutine
+		return p.callBatchHandler(ctx, b.recs)
+	}()
 	errs := p.batchErrors(err, len(b.recs))
 	var halted *keyQueue // the key whose earlier record in b was not acked
 	for _, t := range b.tasks {

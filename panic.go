@@ -49,3 +49,12 @@ func (p *processor) recovered(what string, rec Record, err *error) {
 	p.c.log.Error("kcl: "+p.name+": "+what+" panicked; counted as a failed attempt", "stream_arn", rec.StreamARN, "shard", rec.ShardID,
 		"sequence_number", rec.SequenceNumber, "sub_sequence_number", rec.SubSequenceNumber, "panic", fmt.Sprint(v), "stack", string(pe.Stack))
 }
+
+// goexited is the error Process stops with when a call of the handler, or
+// of OnFailure, for rec ends its goroutine (runtime.Goexit) instead of
+// returning: the record was neither handled nor refused, and retrying a
+// call that does so would only do it again.
+func (p *processor) goexited(rec Record) error {
+	return fmt.Errorf("kcl: %s: stream %q, shard %q, record %s/%d: the handler or OnFailure called runtime.Goexit (t.FailNow?) instead of returning",
+		p.name, rec.StreamARN, rec.ShardID, rec.SequenceNumber, rec.SubSequenceNumber)
+}

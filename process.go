@@ -78,7 +78,9 @@ import (
 // OnFailure as a *PanicError (which carries the value and the stack). One
 // record that panics never crashes the worker: after a restart it would
 // come first again, on every worker that takes its shard. A panic in
-// OnFailure is its refusal: Process stops with that *PanicError.
+// OnFailure is its refusal: Process stops with that *PanicError. A call
+// of either that ends its goroutine (runtime.Goexit, as t.FailNow does)
+// stops Process with an error naming the record.
 //
 // A Consumer is consumed once: Process returns an error, consuming nothing,
 // if Process or Consume was called on it before.
@@ -334,6 +336,7 @@ func (p *processor) run(in <-chan Record) error {
 	}
 	p.hand.close()
 	p.watchers.Wait()
+	p.c.counters.process.clear() // nothing is in Process any more
 	if p.err != nil {
 		return p.err
 	}
@@ -552,7 +555,7 @@ func (p *processor) startReady() {
 		if p.workers < p.c.opts.Concurrency && p.workers < p.running {
 			p.workers++
 			p.watchers.Add(1)
-			go p.worker()
+			go p.worker(nil)
 		}
 		t.call = p.callContext(t.ctx)
 		p.started = append(p.started, t)
@@ -636,10 +639,13 @@ func (p *processor) attempt(t *task) {
 	if t.attempts > 0 {
 		ctx = context.WithValue(ctx, attemptKey{}, t.attempts+1)
 	}
+	t.result, t.err = resultStop, p.goexited(t.rec) // unless the call returns
 	running := &p.c.counters.process.running
 	running.Add(1)
-	err := p.callHandler(ctx, t.rec)
-	running.Add(-1)
+	err := func() error {
+		defer running.Add(-1) // also if the call ends the goroutine
+		return p.callHandler(ctx, t.rec)
+	}()
 	p.settle(t, ctx, err)
 }
 

@@ -101,10 +101,22 @@ func (h *handoff) next(last *task) *task {
 }
 
 // worker runs Process's attempts, one at a time, until the handoff is
-// closed.
-func (p *processor) worker() {
+// closed, handing back first the outcome of t (nil at first).
+//
+// A call that ends its goroutine (runtime.Goexit, as t.FailNow does)
+// leaves the outcome attempt set before it: Process stops with an error
+// naming the record. A new worker hands it back and takes this one's
+// place, so that the pool does not shrink and Process does not wait for
+// the record for ever.
+func (p *processor) worker(t *task) {
 	defer p.watchers.Done()
-	for t := p.hand.next(nil); t != nil; t = p.hand.next(t) {
+	defer func() {
+		if t != nil { // only a call that ended the goroutine leaves the loop with one
+			p.watchers.Add(1)
+			go p.worker(t)
+		}
+	}()
+	for t = p.hand.next(t); t != nil; t = p.hand.next(t) {
 		p.attempt(t)
 	}
 }

@@ -109,6 +109,16 @@ type processCounters struct {
 	failed, toOnFailure                atomic.Int64
 }
 
+// clear zeroes the gauges once Process returned, whatever was left in its
+// queues: the records not done are no longer in Process.
+func (c *processCounters) clear() {
+	c.running.Store(0)
+	c.handed.Store(0)
+	c.ready.Store(0)
+	c.waiting.Store(0)
+	c.backingOff.Store(0)
+}
+
 func (c *processCounters) snapshot() ProcessStats {
 	running, handed := c.running.Load(), c.handed.Load()
 	return ProcessStats{
