@@ -33,8 +33,9 @@ import (
 //   - A child takes a parent it finds no lease of as ended only when it, or
 //     a sibling, started (parentsGone), and every child started before the
 //     delete.
-//   - A sync makes no lease for a listed shard with a started descendant
-//     (ancestorsOfLeased, confirmUnstarted), nor for one no longer listed.
+//   - A sync makes no lease for a listed shard with a started descendant,
+//     or one kcl reset -to latest moved to LATEST (ancestorsOfLeased,
+//     confirmUnstarted, skipsAncestors), nor for one no longer listed.
 //     A sync whose listing is older than half of cleanupDelay when its
 //     read of the table ends, or before any of its creates, lists again
 //     (syncShards): a listing made before the shard closed cannot meet a

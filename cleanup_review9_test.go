@@ -67,3 +67,28 @@ func TestListingMaxAgeIsUnderEveryWorkersDelay(t *testing.T) {
 		assert.LessOrEqual(t, c.listingMaxAge(), shortest/2, "LeaseDuration %v", d)
 	}
 }
+
+// After kcl reset -to latest of every shard, the children of a shard whose
+// lease cleanup deleted are at LATEST, not started: a sync must not make
+// the parent's lease again and read it from its start (the user asked to
+// skip to the tip).
+func TestASyncAfterAResetToLatestDoesNotReReadADeletedParent(t *testing.T) {
+	ctx := context.Background()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 1)
+	const parent = "shardId-000000000000"
+	require.NoError(t, kin.SplitShard("s", parent, "170141183460469231731687303715884105728"))
+	mem := newMemLeases()
+	for _, child := range []string{"shardId-000000000001", "shardId-000000000002"} {
+		// as kcl reset -to latest writes it, after the children started
+		_, err := mem.create(ctx, lease{shardID: child, counter: 7, checkpoint: checkpoint{seq: checkpointLatest}, parents: []string{parent}})
+		require.NoError(t, err)
+	}
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, InitialPosition: TrimHorizon, Logger: testLogger(t)})
+	require.NoError(t, err)
+	c.table = mem
+	require.NoError(t, c.syncShards(ctx, running, c.streamList()[0]))
+	l, made, err := mem.read(ctx, parent)
+	require.NoError(t, err)
+	assert.False(t, made, "the deleted parent made again at %q", l.checkpoint.seq)
+}

@@ -526,8 +526,9 @@ func (k *leaseKeeper) parentsGone(ctx context.Context, l lease, byShard map[stri
 			c.log.Debug("kcl: a parent the read missed is not ended; the child waits", "shard", l.shardID, "parent", p)
 			return false, nil
 		}
-		if !ok && !started(l) && !childStarted(p, byShard) && c.listedWithoutLease(l.shardID, p) {
-			// No lease, yet in the stream, and no child of it started: it
+		if !ok && !started(l) && !resetToLatest(l) && !childStarted(p, byShard) && c.listedWithoutLease(l.shardID, p) {
+			// No lease, yet in the stream, and no child of it started (nor
+			// reset to LATEST, which skips it: skipsAncestors): it
 			// was never made, or an earlier stream's lease of that shard ID
 			// was deleted (a cleanup by the Java KCL's rule: its children
 			// had started). A sync makes it, as it makes the parent of no
@@ -546,12 +547,13 @@ func (k *leaseKeeper) parentsGone(ctx context.Context, l lease, byShard map[stri
 }
 
 // childStarted reports whether a lease of byShard, the pass's read, names
-// parent as its parent and started: then parent was read to its end (the
-// Java KCL deletes a parent's lease once its children started), and no sync
-// makes its lease again.
+// parent as its parent and started, or was reset to LATEST: then parent was
+// read to its end (the Java KCL deletes a parent's lease once its children
+// started) or is skipped, and no sync makes its lease again
+// (skipsAncestors).
 func childStarted(parent string, byShard map[string]lease) bool {
 	for _, l := range byShard {
-		if slices.Contains(l.parents, parent) && started(l) {
+		if slices.Contains(l.parents, parent) && (started(l) || resetToLatest(l)) {
 			return true
 		}
 	}

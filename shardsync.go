@@ -395,7 +395,8 @@ func (c *Consumer) createLeases(ctx context.Context, s *kstream, shards []shardI
 // children it created; and whether a lease of s was ever taken: only then
 // is a parent gone from the stream one the group should have read (not
 // while the first workers of a group create its leases together); and
-// which leases' shards were started (begun); and whether a lease says s
+// which leases' shards were started, or skipped to LATEST by a reset
+// (begun, skipsAncestors); and whether a lease says s
 // was created again while the group read its name (lease.recreated).
 func leaseState(s *kstream, leases []lease) (leased, unread, begun map[string]bool, read, recreated bool) {
 	leased, unread, begun = make(map[string]bool, len(leases)), map[string]bool{}, map[string]bool{}
@@ -405,7 +406,7 @@ func leaseState(s *kstream, leases []lease) (leased, unread, begun map[string]bo
 			leased[shard] = true
 			read = read || l.counter > 0
 			unread[shard] = l.createdEnded()
-			begun[shard] = started(l)
+			begun[shard] = started(l) || s.skipsAncestors(l)
 		}
 	}
 	return leased, unread, begun, read, recreated
@@ -417,6 +418,25 @@ func leaseState(s *kstream, leases []lease) (leased, unread, begun map[string]bo
 func started(l lease) bool {
 	return !l.checkpoint.isSentinel() || l.checkpoint.shardEnd() && !l.createdEnded()
 }
+
+// skipsAncestors reports whether l, a lease of s, was moved to LATEST after
+// it was taken (kcl reset -to latest): its reader skips to the tip, so its
+// listed ancestors without a lease are not to be read again. They were read
+// to their end and their leases deleted once their children started
+// (cleanup.go), and a lease made for one anew would read it all over,
+// though the user asked to skip to the tip.
+//   - A lease only created at LATEST has counter 0: its parents' leases
+//     exist, or were deleted only after it started.
+//   - A lease stamped with another creation time than s's is an earlier
+//     stream's (incarnation.go): it proves nothing of s's shards.
+func (s *kstream) skipsAncestors(l lease) bool {
+	ours := l.streamCreated == 0 || s.created.IsZero() || l.streamCreated == s.created.UnixMilli()
+	return resetToLatest(l) && ours
+}
+
+// resetToLatest reports whether l is at LATEST after it was taken: a reset
+// moved it there (kcl reset -to latest).
+func resetToLatest(l lease) bool { return l.checkpoint.seq == checkpointLatest && l.counter > 0 }
 
 // newLease returns the new lease of shard sh of s at cp: its parents as
 // lease keys and, in a single-stream table, whose keys outlive the stream,
@@ -521,14 +541,15 @@ func (c *Consumer) confirmUnstarted(ctx context.Context, s *kstream, shards []sh
 			return fmt.Errorf("lease table %q: reading lease %q: %w", c.table.name(), leaseKey(s.id, sh.id), err)
 		}
 		ours := l.streamCreated == 0 || s.created.IsZero() || l.streamCreated == s.created.UnixMilli() // not an earlier stream's
-		begun[sh.id] = ok && ours && started(l)
+		begun[sh.id] = ok && ours && (started(l) || s.skipsAncestors(l))
 	}
 	return nil
 }
 
 // ancestorsOfLeased returns the listed shards without a lease of which a
-// descendant has a lease that was started (begun). Such a shard was read to
-// its end before its child was started, and its lease deleted since: kcl
+// descendant has a lease that was started, or reset to LATEST (begun). Such
+// a shard was read to its end before its child was started, and its lease
+// deleted since: kcl
 // (cleanup.go) and the Java KCL (2.3 and later, and 3.x) delete a parent's
 // once every child has started. A lease made for it anew would
 // read it all again, and hold its children back meanwhile. A descendant

@@ -299,7 +299,18 @@ func planReset(stream, table string, tgt target, shards []shardInfo, sl streamLe
 			children[p] = append(children[p], s.id)
 		}
 	}
-	if tgt.checkpoint != leaseitem.Latest {
+	if tgt.checkpoint == leaseitem.Latest {
+		// A worker's shard sync makes no lease for a listed shard of which
+		// a lease moved to LATEST descends (skipsAncestors in the kcl
+		// package): what is left of these is skipped, as asked.
+		var skipped []string
+		for _, row := range deletedAncestors(tgt, shards, sl, selected) {
+			skipped = append(skipped, row.shard)
+		}
+		if len(skipped) > 0 {
+			rep.notes = append(rep.notes, fmt.Sprintf("read to their end and their leases deleted, not read again: %s", strings.Join(skipped, ", ")))
+		}
+	} else {
 		for _, row := range deletedAncestors(tgt, shards, sl, selected) {
 			for _, c := range children[row.shard] {
 				if _, leased := leases[c]; leased && !selected[c] {

@@ -362,3 +362,36 @@ func TestResetReReadsAParentWhoseLeaseTheJavaKCLDeleted(t *testing.T) {
 		}
 	}
 }
+
+// reset -to latest moves the started children of a parent whose lease was
+// deleted back to LATEST: the parent, still listed, is not read again (a
+// worker's shard sync makes no lease for it), and the reset says so.
+func TestResetToLatestDoesNotReReadAParentWhoseLeaseWasDeleted(t *testing.T) {
+	h := newHarness(t, 1)
+	ctx := context.Background()
+	parentData := h.putData("parent-", 5)
+	const parent = "shardId-000000000000"
+	_, err := h.kin.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: &h.stream, ShardToSplit: aws.String(parent), NewStartingHashKey: aws.String("170141183460469231731687303715884105728")})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(h.shardIDs()) == 3 }, time.Minute, 100*time.Millisecond)
+	childData := h.putData("child-", 6)
+	w := h.startWorker("before-reset")
+	w.receive(append(parentData, childData...)...)
+	w.stop()
+	_, err = h.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &h.table, Key: leaseitem.ItemKey(parent)}) // cleanup
+	require.NoError(t, err)
+
+	code, stdout, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "latest", "-lease", "1s")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "note: read to their end and their leases deleted, not read again: "+parent+"\n")
+	assert.NotContains(t, stdout, "no lease yet")
+
+	w = h.startWorker("after-reset")
+	newData := h.putData("new-", 4)
+	got := w.receive(newData...)
+	w.stop()
+	for _, p := range parentData {
+		assert.NotContains(t, got, p, "the parent read again")
+	}
+	assert.Empty(t, h.get(parent), "a lease made again for the parent")
+}
