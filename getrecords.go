@@ -645,30 +645,39 @@ func epochSeconds(f float64) time.Time {
 	return time.Unix(0, i*1e6).UTC()
 }
 
-// parseInt parses a JSON integer token, as the SDK does: digits with an
-// optional minus sign, in int64's range.
+// parseInt parses a decimal integer exactly as the SDK's JSON deserialiser
+// does, quirks included: a negative number is taken as -2^63 as soon as its
+// digits reach that value, whatever digits follow (the differential fuzz
+// target found "-92233720368547758080" read as -2^63 by the SDK).
 func parseInt(b []byte) (int64, bool) {
 	neg := len(b) > 0 && b[0] == '-'
 	if neg {
 		b = b[1:]
 	}
-	if len(b) == 0 || len(b) > 19 {
+	if len(b) == 0 {
 		return 0, false
 	}
 	var n uint64
 	for _, c := range b {
-		if c < '0' || c > '9' {
+		if c < '0' || c > '9' || n > math.MaxUint64/10 {
 			return 0, false
 		}
-		n = n*10 + uint64(c-'0') // 19 digits cannot overflow a uint64
+		nn := n*10 + uint64(c-'0')
+		if nn < n {
+			return 0, false
+		}
+		n = nn
+		if n > math.MaxInt64 {
+			if neg && n == math.MaxInt64+1 {
+				return math.MinInt64, true
+			}
+			return 0, false
+		}
 	}
-	switch {
-	case neg && n <= 1<<63:
+	if neg {
 		return -int64(n), true
-	case !neg && n < 1<<63:
-		return int64(n), true
 	}
-	return 0, false
+	return int64(n), true
 }
 
 // value reads one scalar token: a number or a literal, checked as JSON. A
