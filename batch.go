@@ -248,7 +248,7 @@ func (p *processor) attemptBatch(b *batch, open context.Context) {
 		p.batches <- b
 	}()
 	for _, t := range b.tasks { // unless the call returns (worker)
-		t.result, t.err = resultStop, p.goexited(t.rec)
+		t.result, t.err = resultStop, nil // stopErr names the Goexit
 	}
 	running := &p.c.counters.process.running
 	running.Add(int64(len(b.recs)))

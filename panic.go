@@ -54,7 +54,21 @@ func (p *processor) recovered(what string, rec Record, err *error) {
 // of OnFailure, for rec ends its goroutine (runtime.Goexit) instead of
 // returning: the record was neither handled nor refused, and retrying a
 // call that does so would only do it again.
+//
+// It is made only when needed (stopErr): a task's outcome is set to stop
+// with no error before each call, which costs nothing, and every call that
+// returns overwrites it.
 func (p *processor) goexited(rec Record) error {
 	return fmt.Errorf("kcl: %s: stream %q, shard %q, record %s/%d: the handler or OnFailure called runtime.Goexit (t.FailNow?) instead of returning",
 		p.name, rec.StreamARN, rec.ShardID, rec.SequenceNumber, rec.SubSequenceNumber)
+}
+
+// stopErr is the error Process stops with for t, whose outcome is
+// resultStop: its own, or, when it has none, that its call ended its
+// goroutine (goexited).
+func (p *processor) stopErr(t *task) error {
+	if t.err != nil {
+		return t.err
+	}
+	return p.goexited(t.rec)
 }

@@ -257,7 +257,7 @@ type task struct {
 	warned   time.Time                   // when its failing was last logged
 	due      time.Time                   // while waiting: when to try again
 	result   attemptResult               // of the last attempt
-	err      error                       // with resultStop: what Process returns
+	err      error                       // with resultStop: what Process returns; nil: the call ended its goroutine (stopErr)
 }
 
 type attemptResult int
@@ -328,7 +328,7 @@ func (p *processor) run(in <-chan Record) error {
 		}
 		for _, t := range done {
 			if t.result == resultStop && p.err == nil {
-				p.err = t.err
+				p.err = p.stopErr(t)
 			}
 		}
 	}
@@ -640,7 +640,7 @@ func (p *processor) attempt(t *task) {
 	if t.attempts > 0 {
 		ctx = context.WithValue(ctx, attemptKey{}, t.attempts+1)
 	}
-	t.result, t.err = resultStop, p.goexited(t.rec) // unless the call returns
+	t.result, t.err = resultStop, nil // unless the call returns: it ended its goroutine (stopErr)
 	running := &p.c.counters.process.running
 	running.Add(1)
 	err := func() error {
@@ -768,7 +768,7 @@ func (p *processor) settled(t *task) failureNote {
 		// The record stays first of its key, unacked: later records of the
 		// key never run before it.
 		if p.err == nil {
-			p.err = t.err
+			p.err = p.stopErr(t)
 			p.stopConsuming()
 		}
 	}
