@@ -7,12 +7,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -225,5 +228,32 @@ func TestReview12HeldOutOfOrder(t *testing.T) {
 		recSize := c.size + c.pk
 		t.Logf("size %d B, key %d B, one held in %d: %d B kept per held record (doc: min(8 x %d, 64 KiB) + 512 = %d)",
 			c.size, c.pk, c.every, (int(base)-int(ms.HeapAlloc))/n, recSize, min(8*recSize, 64<<10)+512)
+	}
+}
+
+// TestReview12Timestamps: arrival times of every magnitude and form decode
+// as the SDK's.
+func TestReview12Timestamps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 12))
+	var b strings.Builder
+	for i := range 20000 {
+		var f float64
+		switch i % 4 {
+		case 0:
+			f = math.Float64frombits(rng.Uint64())
+		case 1:
+			f = rng.Float64() * 2e9
+		case 2:
+			f = float64(rng.Int64()) / 1000
+		default:
+			f = (rng.Float64() - 0.5) * math.Pow(10, float64(rng.IntN(40)))
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		b.Reset()
+		fmt.Fprintf(&b, `{"Records":[{"ApproximateArrivalTimestamp":%s},{"ApproximateArrivalTimestamp":%s},{"ApproximateArrivalTimestamp":%s}]}`,
+			strconv.FormatFloat(f, 'g', -1, 64), strconv.FormatFloat(f, 'e', 20, 64), strconv.FormatFloat(math.Trunc(f), 'f', -1, 64))
+		requireSameAsSDK(t, []byte(b.String()))
 	}
 }
