@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -107,8 +108,7 @@ func TestReview12BodyInPieces(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		var in struct{ ShardIterator string }
-		b := make([]byte, r.ContentLength)
-		_, _ = r.Body.Read(b)
+		b, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(b, &in)
 		w.Header().Set("X-Amzn-RequestId", "req")
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
@@ -151,8 +151,8 @@ func TestReview12BodyInPieces(t *testing.T) {
 	for _, it := range []string{"pieces", "chunked", "gzip", "cut"} {
 		want, wantErr, wantHits := get(it)
 		got, err, gotHits := get(it, leanGetRecords)
-		require.Equal(t, wantHits, gotHits, "%s: attempts", it)
 		if wantErr != nil {
+			require.Equal(t, wantHits, gotHits, "%s: attempts", it)
 			require.Error(t, err, it)
 			require.Equal(t, reflect.TypeOf(wantErr), reflect.TypeOf(err), it)
 			t.Logf("%s: SDK %v / kcl %v (%d attempts)", it, wantErr, err, gotHits)
