@@ -143,14 +143,14 @@ func TestReview12BodyInPieces(t *testing.T) {
 	}))
 	defer srv.Close()
 	kc := kinesis.NewFromConfig(testAWSConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(srv.URL) })
-	get := func(it string, opts ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error, int32) {
+	get := func(it string, opts ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, int32, error) {
 		hits.Store(0)
 		out, err := kc.GetRecords(context.Background(), &kinesis.GetRecordsInput{ShardIterator: aws.String(it)}, opts...)
-		return out, err, hits.Load()
+		return out, hits.Load(), err
 	}
 	for _, it := range []string{"pieces", "chunked", "gzip", "cut"} {
-		want, wantErr, wantHits := get(it)
-		got, err, gotHits := get(it, leanGetRecords)
+		want, wantHits, wantErr := get(it)
+		got, gotHits, err := get(it, leanGetRecords)
 		if wantErr != nil {
 			require.Equal(t, wantHits, gotHits, "%s: attempts", it)
 			require.Error(t, err, it)
