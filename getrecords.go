@@ -156,8 +156,9 @@ const (
 // chunkSize is the size of a new chunk of record data or strings, for n
 // bytes now: room for about 8 alike, at most limit bytes, and no more than
 // the rest of the body (rest bytes) can fill. So a chunk costs an eighth of
-// an allocation a record, and a record a user holds keeps at most about 8
-// records' bytes from being collected.
+// an allocation a record of that size, and a record a user holds keeps at
+// most limit bytes (or its own, when larger) from being collected. Smaller
+// records that follow fill the room left, so more than 8 may share it.
 func chunkSize(n, limit, rest int) int {
 	return max(n, min(max(8*n, 512), limit, rest))
 }

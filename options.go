@@ -133,14 +133,16 @@ type Options struct {
 	// MaxUnackedPerShard bounds memory: a shard stops fetching while this many
 	// of its delivered records are not yet acked, and resumes as acks arrive.
 	// Polling, a consumer holds at most about shards x ((2 x MaxRecords +
-	// MaxUnackedPerShard) x (record size + 512 bytes) + 3 x record size).
-	// Record size is the Kinesis record's: a KPL user record keeps its whole
-	// aggregate. A polled record's data shares an array with up to 7 records
-	// fetched beside it (at most 64 KiB, or its own size if larger): one
-	// held while its neighbours are acked keeps that array, so acks out of
-	// order raise an unacked record's size up to min(8 x record size,
-	// 64 KiB). The last term is the key tables of the aggregate being split,
-	// 5 bytes an entry; user records are split one at a time.
+	// MaxUnackedPerShard) x (record size + 512 bytes) + 3 x MaxRecords x
+	// record size + 3 x record size). Record size is the Kinesis record's: a
+	// KPL user record keeps its whole aggregate. A polled record's data
+	// shares an array of at most 64 KiB (or its own, when larger) with
+	// records fetched beside it: one held while its neighbours are acked
+	// keeps that array, so with acks out of order count an unacked record's
+	// size as 64 KiB, or its own when larger. The term in MaxRecords alone
+	// is the GetRecords answers kept for reuse (base64, about 1.4 pages, up
+	// to two a shard). The last is the key tables of the aggregate being
+	// split, 5 bytes an entry; user records are split one at a time.
 	// With EnhancedFanOut, MaxRecords limits nothing: each shard also holds
 	// up to 4 MiB that Go's HTTP/2 client buffers per stream, plus about 4
 	// events, whose size Kinesis chooses (docs/tuning.md). Default 10000.

@@ -30,8 +30,8 @@ type Record struct {
 	// after Ack, and never changes under its holder: kcl neither reuses
 	// nor writes it once delivered. A few records read together may share
 	// one backing array, each Data with no room past its end (an append
-	// copies); holding one keeps that array in memory: about 8 records'
-	// data, at most 64 KiB (or the record's own when larger).
+	// copies); holding one keeps that array in memory: at most 64 KiB (or
+	// the record's own size when larger).
 	Data []byte
 	// PartitionKey is the key the producer gave. Kinesis puts a key's
 	// records on one shard, so they arrive in order (Process runs them one

@@ -75,7 +75,7 @@ func TestMemoryStaysFlatWithASlowConsumer(t *testing.T) {
 	require.Greater(t, len(samples), 10)
 	require.Less(t, n, shards*perShard, "the consumer was slower than the stream")
 
-	bound := uint64(shards * (2*maxRecords + maxUnacked) * (size + 512))
+	bound := uint64(shards * ((2*maxRecords+maxUnacked)*(size+512) + 3*maxRecords*size))
 	// Samples catch pages mid-decode now and then: growth shows in the
 	// medians, the bound applies to every sample.
 	third := len(samples) / 3
