@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,10 +64,12 @@ func (h *harness) startGroupWorker(id string, maxLeases int, streams ...string) 
 
 // keepWriting bumps the counter of lease key every 100 ms while cond
 // holds on it, as a worker that renews or checkpoints the lease does, until
-// the returned function is called.
+// the returned function is called. A write is never cut off midway: once
+// stop returns, the counter stands still (a write cancelled in flight may
+// still land after it).
 func (h *harness) keepWriting(key, cond string, values map[string]types.AttributeValue) (stop func()) {
 	values[":one"] = leaseitem.Number(1)
-	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -74,22 +77,57 @@ func (h *harness) keepWriting(key, cond string, values map[string]types.Attribut
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, _ = h.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 				TableName: &h.table, Key: leaseitem.ItemKey(key), ConditionExpression: &cond,
 				UpdateExpression:          aws.String("ADD " + leaseitem.AttrCounter + " :one"),
 				ExpressionAttributeValues: values,
 			})
+			cancel()
 			select {
-			case <-ctx.Done():
+			case <-done:
 				return
 			case <-tick.C:
 			}
 		}
 	}()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	stop = func() { once.Do(func() { close(done); wg.Wait() }) }
 	h.t.Cleanup(stop)
 	return stop
+}
+
+// watchExpired reads the group item every 5 ms until the returned function
+// is called, and reports whether the workers published key as expired at
+// counter in any reading. The workers publish an expired lease only until
+// one takes it, which can be over before a later look (the command's watch
+// takes a LeaseDuration).
+func (h *harness) watchExpired(key string, counter int64) (published func() bool) {
+	var seen atomic.Bool
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			out, err := h.db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: &h.table, Key: leaseitem.ItemKey(leaseitem.GroupKey), ConsistentRead: aws.Bool(true)})
+			if err == nil && out.Item != nil {
+				if g, err := leaseitem.ParseGroup(out.Item); err == nil && g.Expired[key] == counter {
+					seen.Store(true)
+					return
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { close(done); wg.Wait() }) }
+	h.t.Cleanup(stop)
+	return seen.Load
 }
 
 // putJavaHandoff writes the lease of key as the Java KCL 3.x writes it
@@ -253,12 +291,11 @@ func TestCommandAndWorkersAgree(t *testing.T) {
 
 	stopRenewing()
 	counter := h.lease(ids[0]).Counter
+	published := h.watchExpired(ids[0], counter)
 	rep = h.observed(h.stream, a, b)
 	assert.False(t, alive(rep)["java-old"], "the old owner stopped renewing")
 	assert.False(t, rep.Shards[0].OwnerAlive)
-	h.agree("the workers publish the hand-off's lease as expired at the counter the command saw", func() bool {
-		return h.expired()[ids[0]] == counter
-	})
+	h.agree("the workers publish the hand-off's lease as expired at the counter the command saw", published)
 	h.agree("owners and checkpoints, the workers at their cap", func() bool {
 		rep = h.observed(h.stream, a, b)
 		return len(held(arn, a, b)) == 2 && assert.ObjectsAreEqual(workersView(arn, a, b), commandView(rep))
