@@ -134,11 +134,13 @@ func Attempt(ctx context.Context) int {
 
 var errConsumedTwice = errors.New("kcl: the Consumer was already consumed (one of Consume, Process and ProcessBatch may be called, once per Consumer)")
 
-// processor is one run of Process. Its state is owned by the goroutine of
-// run (the dispatcher). Process's attempts run on a pool of up to
-// Concurrency workers (worker), through hand; a worker owns a task from
-// taking it to handing it back. A ProcessBatch attempt runs on a
-// goroutine of its own.
+// processor is one run of Process. Its state is owned by the dispatcher:
+// the goroutine that runs dispatch. Process's attempts run on a pool of up
+// to Concurrency workers (worker), through hand; a worker owns a task from
+// taking it to handing it back. At Concurrency 1 the dispatcher runs them
+// itself (startInline), on a goroutine of its own that a call ending it
+// hands on (dispatchInline). A ProcessBatch attempt runs on a goroutine of
+// its own.
 type processor struct {
 	c             *Consumer
 	name          string // immutable: "Process" or "ProcessBatch", for errors and logs
@@ -163,6 +165,10 @@ type processor struct {
 	inCalls  int                  // records in the attempts in flight
 	next     uint64               // arrival number of the next record
 	hand     *handoff             // Process's attempts to the workers and back
+	in       <-chan Record        // Consume's records; nil once it closed
+	inline   bool                 // immutable: Process at Concurrency 1, whose calls the dispatcher makes (startInline)
+	calling  *task                // the record of the call the dispatcher makes now, if inline
+	nowait   <-chan struct{}      // closed while the dispatcher has calls to make (startInline); nil otherwise
 	workers  int                  // workers started, up to Concurrency
 	started  []*task              // the dispatcher's: startReady's attempts, for hand.give
 	outcomes []*task              // the dispatcher's: outcomes from hand.take
@@ -175,11 +181,15 @@ type processor struct {
 
 	newBackOff func() *backoff.ExponentialBackOff // immutable: RetryDelay, MaxRetryDelay; tests lengthen it
 
-	// The handler contexts, one per ack window (a shard under one lease):
-	// each ends when its window closes (the window's close cancels it,
-	// afterClose). A watcher goroutine per window reports the window on
-	// windowClosed.
-	windows      map[*ackWindow]context.Context
+	// The lanes, one per ack window (a shard under one lease), each with
+	// the handler context of its records: it ends when its window closes
+	// (the window's close cancels it, afterClose). A watcher goroutine per
+	// window reports the window on windowClosed. Records from no window
+	// (tests) have a lane per stream and shard in bare.
+	windows      map[*ackWindow]*lane
+	bare         map[laneKey]*lane
+	lastWindow   *ackWindow // the window of the last record added, and its lane:
+	lastLane     *lane      // a page's records come one after another
 	windowClosed chan *ackWindow
 	watchers     sync.WaitGroup
 
@@ -211,25 +221,24 @@ func newProcessor(ctx context.Context, c *Consumer, handle func(context.Context,
 	base, stopHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	return &processor{
 		c:             c,
+		inline:        handle != nil && c.opts.Concurrency == 1,
 		name:          "Process",
 		handle:        handle,
 		stopConsuming: stopConsuming,
 		base:          base,
 		stopHandlers:  stopHandlers,
 		keys:          map[string]*keyQueue{},
-		ready:         fairReady{byShard: map[laneKey]*taskHeap{}},
-		waiting: taskHeap{less: func(a, b *task) bool {
-			return a.due.Before(b.due) || a.due.Equal(b.due) && a.n < b.n
-		}},
-		hand:     newHandoff(c.opts.Concurrency),
-		stopping: ctx,
+		waiting:       taskHeap{byDue: true},
+		hand:          newHandoff(c.opts.Concurrency),
+		stopping:      ctx,
 		newBackOff: func() *backoff.ExponentialBackOff {
 			b := newBackOff()
 			b.InitialInterval, b.MaxInterval = c.opts.RetryDelay, c.opts.MaxRetryDelay
 			b.Reset()
 			return b
 		},
-		windows:      map[*ackWindow]context.Context{},
+		windows:      map[*ackWindow]*lane{},
+		bare:         map[laneKey]*lane{},
 		windowClosed: make(chan *ackWindow),
 		gate:         c.pause,
 	}
@@ -247,6 +256,7 @@ func maxInFlight(concurrency int) int { return concurrency + max(concurrency, 4)
 type task struct {
 	rec      Record
 	ctx      context.Context // the record's: ends when its lease is gone
+	lane     *lane           // its shard's
 	call     context.Context // while out with a worker: the call's (processor.callContext)
 	key      *keyQueue
 	n        uint64 // arrival order
@@ -283,14 +293,53 @@ type keyQueue struct {
 // run dispatches records until the channel of Consume closes, then ends
 // the handlers' contexts and waits for every attempt and watcher to return.
 func (p *processor) run(in <-chan Record) error {
-	for in != nil {
+	p.in = in
+	if p.inline {
+		done := make(chan struct{})
+		go p.dispatchInline(done)
+		<-done
+	} else {
+		p.dispatch()
+	}
+	return p.finish()
+}
+
+// dispatchInline runs dispatch on this goroutine, which makes the calls
+// at Concurrency 1. A call that ends it (runtime.Goexit, as t.FailNow
+// does) leaves its record's outcome set to stop (attempt): a new goroutine
+// takes the outcome and goes on dispatching, so that Process stops with
+// an error naming the record instead of waiting for ever. done is closed
+// once dispatch returns.
+func (p *processor) dispatchInline(done chan<- struct{}) {
+	returned := false
+	defer func() {
+		t := p.calling
+		if returned || t == nil {
+			close(done)
+			return
+		}
+		p.calling = nil
+		go func() {
+			p.done(t)
+			p.dispatchInline(done)
+		}()
+	}()
+	p.dispatch()
+	returned = true
+}
+
+// dispatch hands records to the handler until the channel of Consume
+// closes. Only the dispatcher runs it.
+func (p *processor) dispatch() {
+	for p.in != nil {
 		p.startReady()
 		p.publish()
 		select {
+		case <-p.nowait: // closed while startInline has more to call
 		case <-p.gate.opened(): // nil, never ready, while the gate is open
-		case rec, ok := <-in:
+		case rec, ok := <-p.in:
 			if !ok {
-				in = nil
+				p.in = nil
 				continue
 			}
 			p.add(rec)
@@ -302,16 +351,26 @@ func (p *processor) run(in <-chan Record) error {
 			p.timerC = nil
 			p.wakeDue()
 		case w := <-p.windowClosed:
-			if c, ok := p.calls[p.windows[w]]; ok {
-				c.stop()
-				c.cancel()
-				delete(p.calls, p.windows[w])
+			if l := p.windows[w]; l != nil {
+				if c, ok := p.calls[l.ctx]; ok {
+					c.stop()
+					c.cancel()
+					delete(p.calls, l.ctx)
+				}
 			}
 			delete(p.windows, w)
+			if p.lastWindow == w {
+				p.lastWindow, p.lastLane = nil, nil
+			}
 			p.dropWaiting()
 		}
-		in = p.drain(in)
+		p.in = p.drain(p.in)
 	}
+}
+
+// finish, once dispatch returned, ends the handlers' contexts, waits for
+// every attempt and watcher to return, and returns what Process returns.
+func (p *processor) finish() error {
 	// The shutdown is over (leases released, checkpoints written): nothing
 	// more is started, and what runs sees its context end.
 	p.stopHandlers()
@@ -396,8 +455,8 @@ func (p *processor) publish() {
 
 // add queues a record behind the earlier ones of its key.
 func (p *processor) add(rec Record) {
-	ctx := p.recordContext(rec)
-	if ctx.Err() != nil {
+	l := p.laneOf(&rec)
+	if l.ctx.Err() != nil {
 		return // its lease is gone already: the next owner delivers it
 	}
 	k := p.keys[rec.PartitionKey]
@@ -406,7 +465,7 @@ func (p *processor) add(rec Record) {
 		p.keys[rec.PartitionKey] = k
 	}
 	t := p.reuse.task()
-	*t = task{rec: rec, ctx: ctx, key: k, n: p.next}
+	*t = task{rec: rec, ctx: l.ctx, lane: l, key: k, n: p.next}
 	p.next++
 	k.tasks.push(t)
 	p.queued++
@@ -433,26 +492,38 @@ func (p *processor) popReady() *task {
 	return t
 }
 
-// recordContext returns the context handle gets for rec: ending when rec's
-// ack window closes (its lease is gone from this worker), or when Process is
-// over. A record from no window gets base.
-func (p *processor) recordContext(rec Record) context.Context {
+// laneOf returns the lane of rec's shard, whose context handle gets for
+// rec: ending when rec's ack window closes (its lease is gone from this
+// worker), or when Process is over. A record from no window gets base.
+func (p *processor) laneOf(rec *Record) *lane {
 	if rec.chunk == nil {
-		return p.base
+		key := laneKey{stream: rec.StreamARN, shard: rec.ShardID}
+		l := p.bare[key]
+		if l == nil {
+			l = &lane{ctx: p.base}
+			p.bare[key] = l
+		}
+		return l
 	}
 	w := rec.chunk.window
-	if ctx, ok := p.windows[w]; ok {
-		return ctx
+	if w == p.lastWindow {
+		return p.lastLane
+	}
+	if l, ok := p.windows[w]; ok {
+		p.lastWindow, p.lastLane = w, l
+		return l
 	}
 	if windowClosed(w) {
 		// The lease was lost before the record got here: its context is
 		// over before it starts, and no watcher is needed.
 		ctx, cancel := context.WithCancel(p.base)
 		cancel()
-		return ctx
+		return &lane{ctx: ctx}
 	}
 	ctx, cancel := context.WithCancel(p.base)
-	p.windows[w] = ctx
+	l := &lane{ctx: ctx}
+	p.windows[w] = l
+	p.lastWindow, p.lastLane = w, l
 	w.afterClose(cancel) // at once, before a write passing the lease on is sent
 	p.watchers.Add(1)
 	go func() {
@@ -467,66 +538,52 @@ func (p *processor) recordContext(rec Record) context.Context {
 		case <-p.base.Done():
 		}
 	}()
-	return ctx
+	return l
 }
 
-// fairReady holds the records ready to run, by shard, each shard's oldest
-// delivered first, and hands them out taking the shards in turn: a backlog
-// on one shard never starves another (issue 23, item 5). Only touched by
-// the dispatcher.
+// lane is one shard's part in Process: its records' context, and those
+// of its records ready to run. Only touched by the dispatcher.
+type lane struct {
+	ctx   context.Context // the records' (laneOf)
+	ready taskHeap        // its ready records, oldest delivered first
+	// call is the handler calls' context of ctx (callContext), made while
+	// open was p.open.
+	call context.Context
+	open context.Context
+}
+
+// laneKey names the lane of a record from no ack window (processor.bare).
+type laneKey struct{ stream, shard string }
+
+// fairReady holds the records ready to run, by shard (lane), each shard's
+// oldest delivered first, and hands them out taking the shards in turn: a
+// backlog on one shard never starves another (issue 23, item 5). Only
+// touched by the dispatcher.
 type fairReady struct {
-	byShard map[laneKey]*taskHeap // shards with ready records
-	turns   queue[laneKey]        // those shards, in the order of their turns
-	n       int                   // ready records
-	spare   *taskHeap             // the last shard's heap emptied, for the next one
-}
-
-// laneKey names a shard in fairReady: by its ack window (one per shard
-// under one lease; a pointer hashes faster than the names), or for a record
-// from no window by its stream and shard.
-type laneKey struct {
-	w             *ackWindow
-	stream, shard string
-}
-
-func laneOf(rec *Record) laneKey {
-	if rec.chunk != nil {
-		return laneKey{w: rec.chunk.window}
-	}
-	return laneKey{stream: rec.StreamARN, shard: rec.ShardID}
+	turns queue[*lane] // the lanes with ready records, in the order of their turns
+	n     int          // ready records
 }
 
 func (r *fairReady) len() int { return r.n }
 
 func (r *fairReady) push(t *task) {
-	key := laneOf(&t.rec)
-	h := r.byShard[key]
-	if h == nil {
-		h = r.spare
-		r.spare = nil
-		if h == nil {
-			h = &taskHeap{less: func(a, b *task) bool { return a.n < b.n }}
-		}
-		r.byShard[key] = h
-		r.turns.push(key)
+	l := t.lane
+	if l.ready.len() == 0 {
+		r.turns.push(l)
 	}
-	h.push(t)
+	l.ready.push(t)
 	r.n++
 }
 
 // pop returns the oldest ready record of the shard whose turn it is; that
 // shard's next turn comes after every other shard's.
 func (r *fairReady) pop() *task {
-	key := r.turns.front()
+	l := r.turns.front()
 	r.turns.drop(1)
-	h := r.byShard[key]
-	t := h.pop()
+	t := l.ready.pop()
 	r.n--
-	if h.len() > 0 {
-		r.turns.push(key)
-	} else {
-		delete(r.byShard, key)
-		r.spare = h
+	if l.ready.len() > 0 {
+		r.turns.push(l)
 	}
 	return t
 }
@@ -537,6 +594,10 @@ func (r *fairReady) pop() *task {
 func (p *processor) startReady() {
 	if p.handleBatch != nil {
 		p.startBatches()
+		return
+	}
+	if p.inline {
+		p.startInline()
 		return
 	}
 	if p.ready.len() == 0 || p.running >= maxInFlight(p.c.opts.Concurrency) || !p.gateOpen() {
@@ -558,7 +619,7 @@ func (p *processor) startReady() {
 			p.watchers.Add(1)
 			go p.worker(nil)
 		}
-		t.call = p.callContext(t.ctx)
+		t.call = p.callContext(t)
 		p.started = append(p.started, t)
 	}
 	p.hand.give(p.started)
@@ -566,9 +627,68 @@ func (p *processor) startReady() {
 	p.started = p.started[:0]
 }
 
-// callContext returns the context for a handler call of a record whose
+// inlineRound is how many calls startInline makes before the dispatcher
+// looks at what else came: as many as wait queued for a worker at
+// Concurrency 1 (maxInFlight), so that a record that becomes ready
+// meanwhile waits no longer than with a worker.
+var inlineRound = maxInFlight(1)
+
+// startInline makes the calls of the oldest ready records itself, at
+// Concurrency 1, up to inlineRound of them, while the pause gate is open:
+// a hand-off to a worker and back cost more than the rest of a record's
+// work in Process. A record whose context ended is dropped instead. It
+// sets nowait when more could be called now, so that dispatch does not
+// wait for something else to happen first.
+func (p *processor) startInline() {
+	p.nowait = nil
+	for range inlineRound {
+		if p.ready.len() == 0 || !p.gateOpen() { // the gate asked before each call, as a worker does
+			return
+		}
+		t := p.popReady()
+		if dead(t) {
+			p.advance(t.key)
+			continue
+		}
+		ctx := p.callContext(t)
+		p.running++
+		p.inCalls++
+		p.publish()
+		p.calling = t
+		if ctx.Err() != nil { // the gate shut since it was asked
+			t.result = resultPaused
+		} else {
+			p.call(t, ctx)
+		}
+		p.calling = nil
+		p.done(t)
+	}
+	if p.ready.len() > 0 {
+		p.nowait = closedChan
+	}
+}
+
+// closedChan is ready at once: dispatch's case for calls still to make.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
+// callContext returns the context for a handler call of t, while p.open
+// lasts.
+func (p *processor) callContext(t *task) context.Context {
+	l := t.lane
+	if l.open == p.open && l.call != nil {
+		return l.call
+	}
+	l.call, l.open = p.callContextOf(t.ctx), p.open
+	return l.call
+}
+
+// callContextOf returns the context for a handler call of a record whose
 // context is ctx, while p.open lasts.
-func (p *processor) callContext(ctx context.Context) context.Context {
+func (p *processor) callContextOf(ctx context.Context) context.Context {
 	if c, ok := p.calls[ctx]; ok {
 		return c.ctx
 	}
@@ -637,6 +757,12 @@ func (p *processor) attempt(t *task) {
 		t.result = resultPaused
 		return
 	}
+	p.call(t, ctx)
+}
+
+// call calls handle for t, in ctx (t.call), and settles it. It runs on a
+// worker (attempt) or on the dispatcher (startInline).
+func (p *processor) call(t *task, ctx context.Context) {
 	if t.attempts > 0 {
 		ctx = context.WithValue(ctx, attemptKey{}, t.attempts+1)
 	}
@@ -805,8 +931,8 @@ func (p *processor) wakeDue() {
 func (p *processor) dropWaiting() {
 	all := p.waiting.items
 	p.waiting.items = nil
-	for _, t := range all {
-		if t.ctx.Err() != nil {
+	for _, it := range all {
+		if t := it.t; t.ctx.Err() != nil {
 			p.pushReady(t)
 		} else {
 			p.waiting.push(t)
@@ -843,21 +969,38 @@ func (p *processor) arm() {
 	p.timerC = p.timer.C
 }
 
-// taskHeap is a binary heap of tasks ordered by less.
+// taskHeap is a binary heap of tasks: by arrival (task.n), or with byDue
+// by due time, then arrival. Each item carries its keys, so that a
+// comparison reads no task.
 type taskHeap struct {
-	items []*task
-	less  func(a, b *task) bool
+	items []heapItem
+	byDue bool
 }
 
+type heapItem struct {
+	due int64 // with byDue: task.due on the monotonic clock (since dueOrigin); else 0
+	n   uint64
+	t   *task
+}
+
+// dueOrigin is where taskHeap's due times are counted from.
+var dueOrigin = time.Now()
+
+func (a heapItem) less(b heapItem) bool { return a.due < b.due || a.due == b.due && a.n < b.n }
+
 func (h *taskHeap) len() int    { return len(h.items) }
-func (h *taskHeap) peek() *task { return h.items[0] }
+func (h *taskHeap) peek() *task { return h.items[0].t }
 
 func (h *taskHeap) push(t *task) {
-	h.items = append(h.items, t)
+	it := heapItem{n: t.n, t: t}
+	if h.byDue {
+		it.due = int64(t.due.Sub(dueOrigin))
+	}
+	h.items = append(h.items, it)
 	i := len(h.items) - 1
 	for i > 0 {
 		parent := (i - 1) / 2
-		if !h.less(h.items[i], h.items[parent]) {
+		if !h.items[i].less(h.items[parent]) {
 			break
 		}
 		h.items[i], h.items[parent] = h.items[parent], h.items[i]
@@ -866,17 +1009,17 @@ func (h *taskHeap) push(t *task) {
 }
 
 func (h *taskHeap) pop() *task {
-	top := h.items[0]
+	top := h.items[0].t
 	last := len(h.items) - 1
 	h.items[0] = h.items[last]
-	h.items[last] = nil
+	h.items[last] = heapItem{}
 	h.items = h.items[:last]
 	for i := 0; ; {
 		smallest, l, r := i, 2*i+1, 2*i+2
-		if l < last && h.less(h.items[l], h.items[smallest]) {
+		if l < last && h.items[l].less(h.items[smallest]) {
 			smallest = l
 		}
-		if r < last && h.less(h.items[r], h.items[smallest]) {
+		if r < last && h.items[r].less(h.items[smallest]) {
 			smallest = r
 		}
 		if smallest == i {
