@@ -142,7 +142,7 @@ type simProcWorker struct {
 	// Guarded by run.mu.
 	rng        *rand.Rand
 	deadAt     simMoment      // the crash
-	last       map[string]int // record -> index in run.proc.calls of its last call here
+	last       map[string]int // record (lastKey) -> index in run.proc.calls of its last call here
 	onFailures int            // OnFailure calls so far
 	refused    bool           // OnFailure refused a record: Process stops
 	again      bool           // and the worker is to be started again
@@ -349,7 +349,7 @@ func (p *simProcWorker) begin(r Record, batch int) (int, simCallPlan) {
 		Data: string(r.Data), Key: key, Start: simMoment{at, step}, Ignore: plan.ignore, OldLease: oldLease, Batch: batch,
 	})
 	i := len(s.proc.calls) - 1
-	p.last[string(r.Data)] = i
+	p.last[lastKey(r)] = i
 	if key != r.PartitionKey {
 		s.t.Errorf("record %q has partition key %q", r.Data, r.PartitionKey)
 	}
@@ -614,6 +614,13 @@ func (p *simProcWorker) work(ctx context.Context, plan simCallPlan) (ctxEnd simM
 	}
 }
 
+// lastKey names r in simProcWorker.last: by its data and its place in the
+// stream, since a KPL producer puts a user record again (the same data at
+// another sequence number), and a batch may hold both copies.
+func lastKey(r Record) string {
+	return fmt.Sprintf("%s\x00%s\x00%d", r.Data, r.SequenceNumber, r.SubSequenceNumber)
+}
+
 // onFailure is OnFailure: it accepts the record, but refuses the
 // refuseAt-th (not in the quiet phase), which stops Process. The call
 // whose failure it follows ends with it.
@@ -622,7 +629,7 @@ func (p *simProcWorker) onFailure(ctx context.Context, r Record, err error) erro
 	s.mu.Lock()
 	p.onFailures++
 	refuse := p.params.refuseAt == p.onFailures && !s.proc.quiet && !p.refused
-	i, ok := p.last[string(r.Data)]
+	i, ok := p.last[lastKey(r)]
 	if ok {
 		c := &s.proc.calls[i]
 		if c.End.step != 0 && c.Result != callCrashed {
