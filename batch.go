@@ -56,13 +56,13 @@ func (c *Consumer) ProcessBatch(ctx context.Context, handle func(ctx context.Con
 	}
 	consumeCtx, stopConsuming := context.WithCancel(ctx)
 	defer stopConsuming()
-	in := c.consume(consumeCtx)
+	chunks := c.consumeChunks(consumeCtx)
 	p := newProcessor(ctx, c, nil, stopConsuming)
 	p.name = "ProcessBatch"
 	p.handleBatch = handle
 	p.batches = make(chan *batch, c.opts.Concurrency)
 	defer p.stopHandlers()
-	return p.run(in)
+	return p.runChunks(chunks)
 }
 
 // ProcessBatch builds a Consumer from opts and runs Consumer.ProcessBatch

@@ -126,6 +126,8 @@ type Options struct {
 	// BufferSize is how many records may wait in the channel for the
 	// receiver; they count as delivered (and unacked). Default 128; -1 makes
 	// the channel unbuffered, so a record leaves kcl only when received.
+	// Process and ProcessBatch take records 64 at a time: as many whole
+	// chunks of 64 as BufferSize holds wait for them (none below 64).
 	// Hazard: when a lease is lost, records of its shard already waiting in
 	// the buffer are still received; their acks are ignored and the new owner
 	// delivers them again.

@@ -94,10 +94,10 @@ func (c *Consumer) Process(ctx context.Context, handle func(ctx context.Context,
 	}
 	consumeCtx, stopConsuming := context.WithCancel(ctx)
 	defer stopConsuming()
-	in := c.consume(consumeCtx)
+	chunks := c.consumeChunks(consumeCtx)
 	p := newProcessor(ctx, c, handle, stopConsuming)
 	defer p.stopHandlers()
-	return p.run(in)
+	return p.runChunks(chunks)
 }
 
 // Process builds a Consumer from opts and runs Consumer.Process with ctx and
@@ -165,7 +165,8 @@ type processor struct {
 	inCalls  int                  // records in the attempts in flight
 	next     uint64               // arrival number of the next record
 	hand     *handoff             // Process's attempts to the workers and back
-	in       <-chan Record        // Consume's records; nil once it closed
+	chunks   <-chan *recordChunk  // the records, a chunk at a time (delivery.go); nil once closed
+	in       <-chan Record        // or one at a time (tests); nil once closed
 	inline   bool                 // immutable: Process at Concurrency 1, whose calls the dispatcher makes (startInline)
 	calling  *task                // the record of the call the dispatcher makes now, if inline
 	nowait   <-chan struct{}      // closed while the dispatcher has calls to make (startInline); nil otherwise
@@ -290,10 +291,22 @@ type keyQueue struct {
 	ready bool // its first record is in ready
 }
 
-// run dispatches records until the channel of Consume closes, then ends
-// the handlers' contexts and waits for every attempt and watcher to return.
+// runChunks dispatches records until chunks, where the consumer delivers
+// them, closes, then ends the handlers' contexts and waits for every
+// attempt and watcher to return.
+func (p *processor) runChunks(chunks <-chan *recordChunk) error {
+	p.chunks = chunks
+	return p.serve()
+}
+
+// run is runChunks for records sent one at a time, as tests do.
 func (p *processor) run(in <-chan Record) error {
 	p.in = in
+	return p.serve()
+}
+
+// serve runs dispatch, then finish.
+func (p *processor) serve() error {
 	if p.inline {
 		done := make(chan struct{})
 		go p.dispatchInline(done)
@@ -328,21 +341,27 @@ func (p *processor) dispatchInline(done chan<- struct{}) {
 	returned = true
 }
 
-// dispatch hands records to the handler until the channel of Consume
-// closes. Only the dispatcher runs it.
+// dispatch hands records to the handler until they stop coming (their
+// channel closes). Only the dispatcher runs it.
 func (p *processor) dispatch() {
-	for p.in != nil {
+	for p.in != nil || p.chunks != nil {
 		p.startReady()
 		p.publish()
 		select {
 		case <-p.nowait: // closed while startInline has more to call
 		case <-p.gate.opened(): // nil, never ready, while the gate is open
+		case ch, ok := <-p.chunks:
+			if !ok {
+				p.chunks = nil
+				continue
+			}
+			p.addChunk(ch)
 		case rec, ok := <-p.in:
 			if !ok {
 				p.in = nil
 				continue
 			}
-			p.add(rec)
+			p.add(&rec)
 		case <-p.hand.settled:
 			p.takeSettled()
 		case b := <-p.batches: // nil, never ready, for Process
@@ -364,7 +383,7 @@ func (p *processor) dispatch() {
 			}
 			p.dropWaiting()
 		}
-		p.in = p.drain(p.in)
+		p.drain()
 	}
 }
 
@@ -408,29 +427,40 @@ func (p *processor) finish() error {
 const drainMax = 64
 
 // drain takes, without blocking, the attempts' outcomes at hand and the
-// records already delivered, up to drainMax: one select of run's costs
-// more than a record's work. For ProcessBatch, up to a whole batch: with
-// no BatchWindow, a batch starts with every record delivered by then, not
-// only the first. It returns in, or nil once it is closed.
-func (p *processor) drain(in <-chan Record) <-chan Record {
-	p.takeSettled()
+// records already delivered, up to drainMax: one select of dispatch's
+// costs more than a record's work. For ProcessBatch, up to a whole batch:
+// with no BatchWindow, a batch starts with every record delivered by
+// then, not only the first. It sets p.in or p.chunks to nil once closed.
+func (p *processor) drain() {
+	if !p.inline { // no worker hands outcomes back then
+		p.takeSettled()
+	}
 	n := drainMax
 	if p.handleBatch != nil {
 		n = max(n, p.c.opts.BatchSize)
 	}
-	for range n {
+	for n > 0 {
 		select {
-		case rec, ok := <-in:
+		case ch, ok := <-p.chunks: // nil, never ready, for records one at a time
 			if !ok {
-				return nil
+				p.chunks = nil
+				return
 			}
-			p.add(rec)
+			n -= len(ch.recs)
+			p.addChunk(ch)
+			continue
+		case rec, ok := <-p.in: // nil, never ready, for chunks
+			if !ok {
+				p.in = nil
+				return
+			}
+			n--
+			p.add(&rec)
 			continue
 		default:
 		}
-		break
+		return
 	}
-	return in
 }
 
 // takeSettled takes the attempts' outcomes at hand.
@@ -453,9 +483,17 @@ func (p *processor) publish() {
 	n.waiting.Store(int64(p.queued - p.inCalls - p.ready.len() - p.waiting.len()))
 }
 
+// addChunk adds the records of ch, and gives it back.
+func (p *processor) addChunk(ch *recordChunk) {
+	for i := range ch.recs {
+		p.add(&ch.recs[i])
+	}
+	putChunk(ch)
+}
+
 // add queues a record behind the earlier ones of its key.
-func (p *processor) add(rec Record) {
-	l := p.laneOf(&rec)
+func (p *processor) add(rec *Record) {
+	l := p.laneOf(rec)
 	if l.ctx.Err() != nil {
 		return // its lease is gone already: the next owner delivers it
 	}
@@ -464,8 +502,8 @@ func (p *processor) add(rec Record) {
 		k = p.reuse.key(rec.PartitionKey)
 		p.keys[rec.PartitionKey] = k
 	}
-	t := p.reuse.task()
-	*t = task{rec: rec, ctx: l.ctx, lane: l, key: k, n: p.next}
+	t := p.reuse.task() // zero: only these fields are set
+	t.rec, t.ctx, t.lane, t.key, t.n = *rec, l.ctx, l, k, p.next
 	p.next++
 	k.tasks.push(t)
 	p.queued++
@@ -545,7 +583,7 @@ func (p *processor) laneOf(rec *Record) *lane {
 // of its records ready to run. Only touched by the dispatcher.
 type lane struct {
 	ctx   context.Context // the records' (laneOf)
-	ready taskHeap        // its ready records, oldest delivered first
+	ready readyQueue      // its ready records, oldest delivered first
 	// call is the handler calls' context of ctx (callContext), made while
 	// open was p.open.
 	call context.Context
@@ -967,6 +1005,34 @@ func (p *processor) arm() {
 		p.timer.Reset(d) // Go 1.23 timers: no stale tick after Reset
 	}
 	p.timerC = p.timer.C
+}
+
+// readyQueue holds a lane's ready records, oldest delivered (task.n)
+// first. Most come in that order (a record with no earlier one of its key
+// is the newest yet; with keys taking turns, so is a key's next record):
+// those are queued in order, at no cost, the others kept in a heap.
+type readyQueue struct {
+	inOrder queue[*task] // pushed with n rising
+	others  taskHeap
+}
+
+func (q *readyQueue) len() int { return q.inOrder.len() + q.others.len() }
+
+func (q *readyQueue) push(t *task) {
+	if q.inOrder.len() == 0 || q.inOrder.last().n < t.n {
+		q.inOrder.push(t)
+		return
+	}
+	q.others.push(t)
+}
+
+func (q *readyQueue) pop() *task {
+	if q.others.len() > 0 && (q.inOrder.len() == 0 || q.others.items[0].n < q.inOrder.front().n) {
+		return q.others.pop()
+	}
+	t := q.inOrder.front()
+	q.inOrder.drop(1)
+	return t
 }
 
 // taskHeap is a binary heap of tasks: by arrival (task.n), or with byDue

@@ -10,14 +10,21 @@ package kcl
 //     record's data stays reachable through it.
 //   - A keyQueue is kept once its last record left it and its key left
 //     processor.keys; its array is kept too, unless a backlog grew it.
-//   - At most reuseMax of each are kept.
+//   - At most tasksMax tasks and reuseMax keyQueues are kept.
 type reuse struct {
 	tasks []*task
 	keys  []*keyQueue
 }
 
-// reuseMax bounds the tasks, and the keyQueues, reuse keeps.
-const reuseMax = 256
+// reuseMax bounds the keyQueues reuse keeps, and tasksMax the tasks: as
+// many as a shard's backlog swings by, a quarter of the default
+// MaxUnackedPerShard (a shard fetches again once a quarter of its limit is
+// acked, waitForRoom), so that a busy run allocates no task. A task is
+// about 300 bytes: at most about 750 KB kept.
+const (
+	reuseMax = 256
+	tasksMax = defaultMaxUnacked / 4
+)
 
 // keyArrayMax is the largest keyQueue array reuse keeps: a key's backlog
 // may grow one to MaxUnackedPerShard.
@@ -34,7 +41,7 @@ func (r *reuse) task() *task {
 }
 
 func (r *reuse) putTask(t *task) {
-	if len(r.tasks) < reuseMax {
+	if len(r.tasks) < tasksMax {
 		*t = task{}
 		r.tasks = append(r.tasks, t)
 	}

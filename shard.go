@@ -85,7 +85,8 @@ func (r *shardReader) learnRange(ctx context.Context, recs []types.Record) {
 // consumer builds it (Consumer.readerEnv) when it starts a reader. It is
 // immutable.
 type readerEnv struct {
-	out      chan<- Record
+	out      chan<- Record       // Consume's, or nil
+	chunks   chan<- *recordChunk // Process's, or nil
 	gate     *pauseGate
 	counters *consumerCounters
 	log      *slog.Logger // the consumer's
@@ -237,46 +238,73 @@ func (r *shardReader) waitForRoom(ctx context.Context) int {
 	return max(1, opts.maxUnacked-unacked)
 }
 
-// deliverChunk is how many records deliver converts, registers and sends
-// at a time: few enough to sit on its stack, so that converting them costs
-// no heap write and nothing of a page is kept once it is sent.
-const deliverChunk = 64
-
 // deliver hands the user records of a page to the user, in order: the one
-// place records leave kcl. It registers them in the shard's ack window before
-// handing them over, as many at a time as MaxUnackedPerShard allows, so that
-// no ack can come first. It reports false when ctx ended or the lease was
-// lost.
+// place records leave kcl (delivery.go). It registers them in the shard's
+// ack window before handing them over, as many at a time as
+// MaxUnackedPerShard allows, so that no ack can come first. It reports
+// false when ctx ended or the lease was lost.
 func (r *shardReader) deliver(ctx context.Context, page *pageRecords) bool {
 	h := r.h
 	var buf [deliverChunk]Record
-	done, out, gate := ctx.Done(), r.env.out, r.env.gate // read once: the per-record path
+	done, out, chunks, gate := ctx.Done(), r.env.out, r.env.chunks, r.env.gate // read once: the per-record path
 	for !page.done() {
 		room := r.waitForRoom(ctx)
 		if room == 0 {
 			return false
 		}
-		chunk := buf[:page.fill(buf[:min(room, len(buf))])]
+		var ch *recordChunk // Process's: filled in place, sent whole
+		into := buf[:]
+		if chunks != nil {
+			ch = getChunk()
+			into = ch.buf[:]
+		}
+		chunk := into[:page.fill(into[:min(room, len(into))])]
+		if ch != nil {
+			ch.recs = chunk // what putChunk clears, should it come back
+		}
+		if len(chunk) == 0 { // every record left was skipped
+			if ch != nil {
+				putChunk(ch)
+			}
+			continue
+		}
 		if !h.window.push(chunk) {
+			if ch != nil {
+				putChunk(ch)
+			}
 			return false
 		}
 		gate.check() // shuts the gate if the delivery deadline passed (pause.go)
-		sent, bytes := len(chunk), int64(0)
-		for i := range chunk {
-			if !r.send(ctx, done, out, gate, &chunk[i]) {
-				sent = i
-				break
-			}
-			bytes += int64(len(chunk[i].Data))
+		var sent int
+		var bytes int64
+		if ch != nil {
+			sent, bytes = sendChunk(ctx, done, chunks, gate, ch) // once sent, ch is the dispatcher's
+		} else {
+			sent, bytes = r.sendEach(ctx, done, out, gate, chunk)
 		}
 		h.counters.delivered.Add(int64(sent))
 		h.counters.deliveredBytes.Add(bytes)
 		if sent < len(chunk) {
 			h.window.truncate(chunk[sent].index) // the rest never reached the user
+			if ch != nil {
+				putChunk(ch)
+			}
 			return false
 		}
 	}
 	return true
+}
+
+// sendEach sends the records of chunk one at a time (send), and returns
+// how many it sent and their bytes.
+func (r *shardReader) sendEach(ctx context.Context, done <-chan struct{}, out chan<- Record, gate *pauseGate, chunk []Record) (sent int, bytes int64) {
+	for i := range chunk {
+		if !r.send(ctx, done, out, gate, &chunk[i]) {
+			return i, bytes
+		}
+		bytes += int64(len(chunk[i].Data))
+	}
+	return len(chunk), bytes
 }
 
 // send puts rec on the channel unless ctx ends first (done is ctx.Done()),

@@ -45,8 +45,10 @@ type Consumer struct {
 	// is deleted (cleanup.go): Options.cleanupDelay, which tests shorten.
 	cleanupDelay time.Duration
 
-	// Set up by Consume.
+	// Set up by Consume (out) or by Process and ProcessBatch (chunks):
+	// the way records leave (delivery.go).
 	out     chan Record
+	chunks  chan *recordChunk
 	readCtx context.Context
 	readers *errgroup.Group
 
@@ -157,6 +159,15 @@ func (c *Consumer) consume(ctx context.Context) <-chan Record {
 	return c.out
 }
 
+// consumeChunks starts the consumer for Process or ProcessBatch, whose
+// records come a chunk at a time (delivery.go); c.used was set by the
+// caller.
+func (c *Consumer) consumeChunks(ctx context.Context) <-chan *recordChunk {
+	c.chunks = make(chan *recordChunk, chunkBuffer(c.opts.BufferSize))
+	go c.run(ctx)
+	return c.chunks
+}
+
 // Consume builds a Consumer from opts and consumes it with ctx. Errors, from
 // New or those Err would return, are logged to opts.Logger (or
 // slog.Default()) and close the channel; use New and Consumer.Err to act on
@@ -213,7 +224,7 @@ func (c *Consumer) setErr(err error) {
 //     cancelled just before the final release.
 //   - final: the last checkpoints and releases, bounded by LeaseDuration.
 func (c *Consumer) run(ctx context.Context) {
-	defer close(c.out)
+	defer c.closeOut()
 	leaseCtx, stopLeases := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLeases()
 	readCtx, stopReading := context.WithCancel(ctx)
@@ -324,31 +335,6 @@ func (c *Consumer) unsureTakes(ctx context.Context, known []lease) []lease {
 	return out
 }
 
-// takeBack takes back the records still waiting in the channel once every
-// reader stopped (shutdown, step 1): never received, they are no unacked
-// work of the user's. Each one's ack window forgets it and what follows it
-// (ackWindow.truncate), so that shutdown waits only for records the user
-// received; the shard's next owner delivers them. A receiver racing it may
-// still get some of them: their acks then do nothing, and they are
-// delivered again too. It runs on run's goroutine.
-func (c *Consumer) takeBack() {
-	n := 0
-	for {
-		select {
-		case r := <-c.out:
-			if r.chunk != nil {
-				r.chunk.window.truncate(r.index)
-			}
-			n++
-		default:
-			if n > 0 {
-				c.log.Debug("kcl: records taken back from the channel: never received, delivered again by the next owner", "records", n)
-			}
-			return
-		}
-	}
-}
-
 // ownedNotHeld returns the leases the table last named this worker the
 // owner of without this process reading them (left by an earlier run with
 // the same WorkerID). Shutdown releases them, fenced as always, so that
@@ -404,7 +390,7 @@ func (c *Consumer) start(ctx context.Context) error {
 // builds one for each reader it starts.
 func (c *Consumer) readerEnv() *readerEnv {
 	return &readerEnv{
-		out: c.out, gate: c.pause, counters: &c.counters, log: c.log,
+		out: c.out, chunks: c.chunks, gate: c.pause, counters: &c.counters, log: c.log,
 		opts: readerOptions{
 			maxRecords: c.opts.MaxRecords, maxUnacked: c.opts.MaxUnackedPerShard,
 			pollInterval: c.opts.PollInterval, shutdownTimeout: c.opts.ShutdownTimeout, stallAfter: c.opts.LeaseDuration,
