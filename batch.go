@@ -56,13 +56,13 @@ func (c *Consumer) ProcessBatch(ctx context.Context, handle func(ctx context.Con
 	}
 	consumeCtx, stopConsuming := context.WithCancel(ctx)
 	defer stopConsuming()
-	chunks := c.consumeChunks(consumeCtx)
+	chunks, finished := c.consumeChunks(consumeCtx)
 	p := newProcessor(ctx, c, nil, stopConsuming)
 	p.name = "ProcessBatch"
 	p.handleBatch = handle
 	p.batches = make(chan *batch, c.opts.Concurrency)
 	defer p.stopHandlers()
-	return p.runChunks(chunks)
+	return p.runChunks(chunks, finished)
 }
 
 // ProcessBatch builds a Consumer from opts and runs Consumer.ProcessBatch

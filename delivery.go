@@ -19,8 +19,9 @@ import (
 // registered in its ack window first.
 
 // deliverChunk is how many records deliver converts, registers and sends
-// at a time: few enough to sit on its stack, so that converting them costs
-// no heap write and nothing of a page is kept once it is sent.
+// at a time. For Consume, few enough to sit on its stack, so that
+// converting them costs no heap write and nothing of a page is kept once
+// it is sent; for Process, a pooled recordChunk, cleared when given back.
 const deliverChunk = 64
 
 // recordChunk is up to deliverChunk records of one shard, in order, sent
@@ -36,9 +37,11 @@ var chunkPool = sync.Pool{New: func() any { return new(recordChunk) }}
 // getChunk returns an empty chunk.
 func getChunk() *recordChunk { return chunkPool.Get().(*recordChunk) }
 
-// putChunk gives back ch, cleared, so that it keeps no record's data.
+// putChunk gives back ch, cleared, so that it keeps no record's data:
+// the whole array, since a record the filling skipped (the end of a KPL
+// aggregate, one at or before the checkpoint) may lie past recs.
 func putChunk(ch *recordChunk) {
-	clear(ch.recs)
+	clear(ch.buf[:])
 	ch.recs = nil
 	chunkPool.Put(ch)
 }
@@ -81,6 +84,7 @@ func sendChunk(ctx context.Context, done <-chan struct{}, out chan<- *recordChun
 // closeOut closes the way records leave, once run is over.
 func (c *Consumer) closeOut() {
 	if c.chunks != nil {
+		close(c.finished)
 		close(c.chunks)
 	} else {
 		close(c.out)

@@ -344,3 +344,67 @@ func lastSeqPerShard(puts []put) map[string]string {
 	}
 	return last
 }
+
+// run runs p on records sent one at a time, as tests send them. The
+// records already waiting in in are handed over at once, the later ones
+// as they come, in chunks of those waiting together; closing in ends the
+// run as the consumer's channel closing does (runChunks), once the
+// dispatcher took every chunk: the consumer closes its channel empty,
+// after its shutdown took back what was left.
+func (p *processor) run(in <-chan Record) error {
+	chunks, finished := make(chan *recordChunk, 1024), make(chan struct{})
+	end := func() {
+		for len(chunks) > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		close(finished)
+		close(chunks)
+	}
+	open := true
+	for open && len(in) > 0 { // what is already there: as delivered before the run
+		r, ok := <-in
+		if !ok {
+			open = false
+			break
+		}
+		var ch *recordChunk
+		ch, open = chunkOf(in, r)
+		chunks <- ch
+	}
+	go func() {
+		for open {
+			r, ok := <-in
+			if !ok {
+				break
+			}
+			var ch *recordChunk
+			ch, open = chunkOf(in, r)
+			chunks <- ch
+		}
+		end()
+	}()
+	return p.runChunks(chunks, finished)
+}
+
+// chunkOf returns a chunk of first and the records waiting after it in
+// in, and whether in is still open.
+func chunkOf(in <-chan Record, first Record) (ch *recordChunk, open bool) {
+	ch = getChunk()
+	ch.buf[0] = first
+	n := 1
+	defer func() { ch.recs = ch.buf[:n] }()
+	for n < deliverChunk {
+		select {
+		case r, ok := <-in:
+			if !ok {
+				return ch, false
+			}
+			ch.buf[n] = r
+			n++
+			continue
+		default:
+		}
+		break
+	}
+	return ch, true
+}

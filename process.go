@@ -22,10 +22,11 @@ import (
 // record of it that keeps failing in one stream holds it back in the others
 // too. Records ready to run start taking the shards in turn, each shard's
 // oldest delivered first: a backlog on one shard never starves another,
-// and checkpoints move along soonest (a few calls wait queued for the
-// workers, at most Concurrency and at least 4: a record that becomes ready
-// meanwhile starts after them). handle and OnFailure are called from
-// several goroutines at once when Concurrency is above 1.
+// and checkpoints move along soonest (a few calls are handed out at once,
+// at most Concurrency and at least 4 queued for the workers, 5 at
+// Concurrency 1: a record that becomes ready meanwhile starts after them).
+// handle and OnFailure are called from several goroutines at once when
+// Concurrency is above 1.
 //
 // Failures: a record whose handle returns an error is called again, in its
 // turn, after an exponential backoff with jitter (Options.RetryDelay, 100ms
@@ -52,8 +53,8 @@ import (
 // shutdown; a hand-off or release ends it before its write is sent), or
 // when its delivery deadline passes (no heartbeat confirmed in
 // time: another worker may take the shard), so that a long handler can give
-// up work another worker redoes, and at the latest when Process returns
-// (not when the call returns: the calls of a lease share it; derive a
+// up work another worker redoes, and at the latest when the shutdown is
+// over, as Process returns (not when the call returns: the calls of a lease share it; derive a
 // cancellable context for work that must end with the call). No
 // call starts while the deadline is past; a call cut short by it is no
 // failed attempt, and runs again once a heartbeat is written. A handler that
@@ -94,10 +95,10 @@ func (c *Consumer) Process(ctx context.Context, handle func(ctx context.Context,
 	}
 	consumeCtx, stopConsuming := context.WithCancel(ctx)
 	defer stopConsuming()
-	chunks := c.consumeChunks(consumeCtx)
+	chunks, finished := c.consumeChunks(consumeCtx)
 	p := newProcessor(ctx, c, handle, stopConsuming)
 	defer p.stopHandlers()
-	return p.runChunks(chunks)
+	return p.runChunks(chunks, finished)
 }
 
 // Process builds a Consumer from opts and runs Consumer.Process with ctx and
@@ -166,7 +167,6 @@ type processor struct {
 	next     uint64               // arrival number of the next record
 	hand     *handoff             // Process's attempts to the workers and back
 	chunks   <-chan *recordChunk  // the records, a chunk at a time (delivery.go); nil once closed
-	in       <-chan Record        // or one at a time (tests); nil once closed
 	inline   bool                 // immutable: Process at Concurrency 1, whose calls the dispatcher makes (startInline)
 	calling  *task                // the record of the call the dispatcher makes now, if inline
 	nowait   <-chan struct{}      // closed while the dispatcher has calls to make (startInline); nil otherwise
@@ -293,20 +293,23 @@ type keyQueue struct {
 
 // runChunks dispatches records until chunks, where the consumer delivers
 // them, closes, then ends the handlers' contexts and waits for every
-// attempt and watcher to return.
-func (p *processor) runChunks(chunks <-chan *recordChunk) error {
+// attempt and watcher to return. finished is closed once the consumer's
+// shutdown is over, just before chunks closes.
+//
+// The handlers' contexts end as soon as finished is closed: a call the
+// dispatcher makes itself (startInline) may wait for its context, and
+// the dispatcher would not see chunks close before it returns.
+func (p *processor) runChunks(chunks <-chan *recordChunk, finished <-chan struct{}) error {
 	p.chunks = chunks
-	return p.serve()
-}
-
-// run is runChunks for records sent one at a time, as tests do.
-func (p *processor) run(in <-chan Record) error {
-	p.in = in
-	return p.serve()
-}
-
-// serve runs dispatch, then finish.
-func (p *processor) serve() error {
+	p.watchers.Add(1)
+	go func() {
+		defer p.watchers.Done()
+		select {
+		case <-finished:
+			p.stopHandlers()
+		case <-p.base.Done():
+		}
+	}()
 	if p.inline {
 		done := make(chan struct{})
 		go p.dispatchInline(done)
@@ -344,7 +347,7 @@ func (p *processor) dispatchInline(done chan<- struct{}) {
 // dispatch hands records to the handler until they stop coming (their
 // channel closes). Only the dispatcher runs it.
 func (p *processor) dispatch() {
-	for p.in != nil || p.chunks != nil {
+	for p.chunks != nil {
 		p.startReady()
 		p.publish()
 		select {
@@ -356,12 +359,6 @@ func (p *processor) dispatch() {
 				continue
 			}
 			p.addChunk(ch)
-		case rec, ok := <-p.in:
-			if !ok {
-				p.in = nil
-				continue
-			}
-			p.add(&rec)
 		case <-p.hand.settled:
 			p.takeSettled()
 		case b := <-p.batches: // nil, never ready, for Process
@@ -430,7 +427,7 @@ const drainMax = 64
 // records already delivered, up to drainMax: one select of dispatch's
 // costs more than a record's work. For ProcessBatch, up to a whole batch:
 // with no BatchWindow, a batch starts with every record delivered by
-// then, not only the first. It sets p.in or p.chunks to nil once closed.
+// then, not only the first. It sets p.chunks to nil once it is closed.
 func (p *processor) drain() {
 	if !p.inline { // no worker hands outcomes back then
 		p.takeSettled()
@@ -441,21 +438,13 @@ func (p *processor) drain() {
 	}
 	for n > 0 {
 		select {
-		case ch, ok := <-p.chunks: // nil, never ready, for records one at a time
+		case ch, ok := <-p.chunks:
 			if !ok {
 				p.chunks = nil
 				return
 			}
 			n -= len(ch.recs)
 			p.addChunk(ch)
-			continue
-		case rec, ok := <-p.in: // nil, never ready, for chunks
-			if !ok {
-				p.in = nil
-				return
-			}
-			n--
-			p.add(&rec)
 			continue
 		default:
 		}

@@ -47,10 +47,11 @@ type Consumer struct {
 
 	// Set up by Consume (out) or by Process and ProcessBatch (chunks):
 	// the way records leave (delivery.go).
-	out     chan Record
-	chunks  chan *recordChunk
-	readCtx context.Context
-	readers *errgroup.Group
+	out      chan Record
+	chunks   chan *recordChunk
+	finished chan struct{} // with chunks: closed just before it
+	readCtx  context.Context
+	readers  *errgroup.Group
 
 	// Set by New.
 	pause  *pauseGate   // shut while this worker may be taken for dead
@@ -160,12 +161,14 @@ func (c *Consumer) consume(ctx context.Context) <-chan Record {
 }
 
 // consumeChunks starts the consumer for Process or ProcessBatch, whose
-// records come a chunk at a time (delivery.go); c.used was set by the
-// caller.
-func (c *Consumer) consumeChunks(ctx context.Context) <-chan *recordChunk {
+// records come a chunk at a time (delivery.go). finished is closed once
+// the shutdown is over, just before the channel closes. c.used was set by
+// the caller.
+func (c *Consumer) consumeChunks(ctx context.Context) (chunks <-chan *recordChunk, finished <-chan struct{}) {
 	c.chunks = make(chan *recordChunk, chunkBuffer(c.opts.BufferSize))
+	c.finished = make(chan struct{})
 	go c.run(ctx)
-	return c.chunks
+	return c.chunks, c.finished
 }
 
 // Consume builds a Consumer from opts and consumes it with ctx. Errors, from
