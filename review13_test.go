@@ -2,6 +2,10 @@ package kcl
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,4 +75,111 @@ func TestReview13PooledChunkKeepsNoDataOfASkippedRecord(t *testing.T) {
 		}
 		assert.Zero(t, most, "bytes of record data a pooled chunk keeps")
 	})
+}
+
+// At Concurrency 1 the dispatcher makes the calls itself: an OnFailure
+// that ends its goroutine (runtime.Goexit) must not take the dispatcher
+// with it. Process goes on with the other keys, stops with an error naming
+// the record, acks nothing of it, and leaves no goroutine and no figure
+// in Stats behind.
+func TestReview13InlineOnFailureThatCallsGoexit(t *testing.T) {
+	noLeak(t)
+	for _, panics := range []bool{false, true} {
+		c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 1, MaxAttempts: 1, Logger: discardLogger(),
+			OnFailure: func(_ context.Context, r Record, _ error) error {
+				if panics {
+					panic("boom")
+				}
+				runtime.Goexit()
+				return nil
+			}})
+		require.NoError(t, err)
+		w := newAckWindow(checkpoint{seq: checkpointTrimHorizon})
+		recs := []Record{{PartitionKey: "a", SequenceNumber: "1"}, {PartitionKey: "b", SequenceNumber: "2"}, {PartitionKey: "a", SequenceNumber: "3"}, {PartitionKey: "c", SequenceNumber: "4"}}
+		require.True(t, w.push(recs))
+		in := make(chan Record, len(recs))
+		for _, r := range recs {
+			in <- r
+		}
+		var calls []string
+		var mu sync.Mutex
+		returned := runProcessor(t, c, in, func(ctx context.Context, r Record) error {
+			mu.Lock()
+			calls = append(calls, r.SequenceNumber)
+			mu.Unlock()
+			if r.SequenceNumber == "1" {
+				return errors.New("fails")
+			}
+			return nil
+		})
+		require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) == 3 }, 5*time.Second, time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+		close(in)
+		select {
+		case err := <-returned:
+			require.Error(t, err)
+			if panics {
+				var pe *PanicError
+				assert.ErrorAs(t, err, &pe)
+			} else {
+				assert.Contains(t, err.Error(), "record 1/0")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Process did not return")
+		}
+		mu.Lock()
+		assert.Equal(t, []string{"1", "2", "4"}, calls, "a's second record never runs before its first")
+		mu.Unlock()
+		var acked []string
+		for _, r := range recs {
+			if r.chunk.marks.Load()&(1<<(r.index-r.chunk.first)) != 0 {
+				acked = append(acked, r.SequenceNumber)
+			}
+		}
+		assert.Equal(t, []string{"2", "4"}, acked)
+		assert.Equal(t, ProcessStats{FailedAttempts: 1, ToOnFailure: 1}, c.Stats().Process)
+	}
+}
+
+// The handlers' contexts end "at the latest when Process returns": once
+// the records stop coming, finish ends them (stopHandlers), and Process
+// returns when the calls return. At Concurrency 1 the dispatcher is the
+// goroutine in the call, so it never sees the channel close, never ends
+// the contexts, and a handler that waits for its context (a well-behaved
+// one) waits for ever. In production a record's context ends earlier only
+// when its window closes; releaseLease closes it only while the final
+// context lasts (writeCheckpoint: "unless ctx is over"), so with the lease
+// table unreachable at shutdown (more than 8 leases, or a cut take read
+// first) windows stay open and Process never returns. Concurrency 2 returns.
+func TestReview13ProcessReturnsWhenTheHandlerWaitsForItsContext(t *testing.T) {
+	for _, concurrency := range []int{2, 1} {
+		t.Run(fmt.Sprint("Concurrency ", concurrency), func(t *testing.T) {
+			c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: concurrency, Logger: discardLogger()})
+			require.NoError(t, err)
+			w := newAckWindow(checkpoint{seq: checkpointTrimHorizon}) // a lease whose release was never sent
+			recs := []Record{{PartitionKey: "a", SequenceNumber: "1"}}
+			require.True(t, w.push(recs))
+			in := make(chan Record, 1)
+			in <- recs[0]
+			started := make(chan struct{})
+			stop := make(chan struct{}) // ends the handler, so that the test leaves nothing behind
+			defer close(stop)
+			returned := runProcessor(t, c, in, func(ctx context.Context, r Record) error {
+				close(started)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-stop:
+					return errors.New("stopped by the test")
+				}
+			})
+			<-started
+			close(in) // the consumer's shutdown is over: its channel closed
+			select {
+			case <-returned:
+			case <-time.After(2 * time.Second):
+				t.Fatal("Process did not return: the handler waits for a context only Process's return ends")
+			}
+		})
+	}
 }
