@@ -628,55 +628,61 @@ func TestProcessNeverStartsARecordOfALeaseAlreadyLost(t *testing.T) {
 	assert.Zero(t, called.Load(), "records of a lost lease handled")
 }
 
-// Calls queued for a worker (Process keeps a few queued behind those
-// running) do not start once the delivery deadline passed, though nothing
-// noticed it yet (a frozen process whose gate timer has not fired): each
-// worker asks the gate again before each call.
+// Calls handed out (Process hands out a few beyond those running: queued
+// for a worker, or a round of the dispatcher's own at Concurrency 1) do
+// not start once the delivery deadline passed, though nothing noticed it
+// yet (a frozen process whose gate timer has not fired): the gate is asked
+// again before each call, by the worker or by the dispatcher.
 func TestProcessStartsNoQueuedCallPastTheDeliveryDeadline(t *testing.T) {
-	noLeak(t)
-	c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: 1, Logger: discardLogger()})
-	require.NoError(t, err)
-	keepDelivering(c) // a deadline an hour away, and no timer to shut the gate
-	var past atomic.Bool
-	clock := c.pause.clock
-	c.pause.clock = func() (time.Duration, int64) {
-		mono, wall := clock()
-		if past.Load() {
-			return mono + 2*time.Hour, wall + int64(2*time.Hour)
-		}
-		return mono, wall
+	for _, concurrency := range []int{1, 2} {
+		t.Run(fmt.Sprint("Concurrency ", concurrency), func(t *testing.T) {
+			noLeak(t)
+			c, err := New(Options{StreamName: "s", AWSConfig: &aws.Config{}, Concurrency: concurrency, Logger: discardLogger()})
+			require.NoError(t, err)
+			keepDelivering(c) // a deadline an hour away, and no timer to shut the gate
+			var past atomic.Bool
+			clock := c.pause.clock
+			c.pause.clock = func() (time.Duration, int64) {
+				mono, wall := clock()
+				if past.Load() {
+					return mono + 2*time.Hour, wall + int64(2*time.Hour)
+				}
+				return mono, wall
+			}
+			release := make(chan struct{})
+			var calls atomic.Int32
+			handle := func(ctx context.Context, r Record) error {
+				if calls.Add(1) <= int32(concurrency) {
+					<-release
+				}
+				return nil
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			p := newProcessor(ctx, c, handle, cancel)
+			records := concurrency + 4
+			in := make(chan Record, records)
+			for i := range records {
+				in <- Record{PartitionKey: fmt.Sprint("k", i)}
+			}
+			returned := make(chan error, 1)
+			go func() { returned <- p.run(in) }()
+			require.Eventually(t, func() bool {
+				s := c.Stats().Process
+				return s.Running == concurrency && s.Ready == 4
+			}, 10*time.Second, time.Millisecond, "%d calls run, four are handed out or ready: %+v", concurrency, c.Stats().Process)
+			past.Store(true) // the deadline passes, unnoticed
+			close(release)
+			require.Eventually(t, func() bool {
+				s := c.Stats().Process
+				return s.Running == 0 && s.Ready == 4
+			}, 10*time.Second, time.Millisecond, "the four handed back, not started")
+			close(in)
+			require.NoError(t, <-returned)
+			assert.Equal(t, int32(concurrency), calls.Load(), "calls started past the deadline")
+			assert.True(t, c.pause.isShut(), "the check before a call shut the gate")
+		})
 	}
-	release := make(chan struct{})
-	var calls atomic.Int32
-	handle := func(ctx context.Context, r Record) error {
-		if calls.Add(1) == 1 {
-			<-release
-		}
-		return nil
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p := newProcessor(ctx, c, handle, cancel)
-	in := make(chan Record, 5)
-	for i := range 5 {
-		in <- Record{PartitionKey: fmt.Sprint("k", i)}
-	}
-	returned := make(chan error, 1)
-	go func() { returned <- p.run(in) }()
-	require.Eventually(t, func() bool {
-		s := c.Stats().Process
-		return s.Running == 1 && s.Ready == 4
-	}, 10*time.Second, time.Millisecond, "one call runs, four wait for the worker: %+v", c.Stats().Process)
-	past.Store(true) // the deadline passes, unnoticed
-	close(release)
-	require.Eventually(t, func() bool {
-		s := c.Stats().Process
-		return s.Running == 0 && s.Ready == 4
-	}, 10*time.Second, time.Millisecond, "the four handed back, not started")
-	close(in)
-	require.NoError(t, <-returned)
-	assert.Equal(t, int32(1), calls.Load(), "calls started past the deadline")
-	assert.True(t, c.pause.isShut(), "the worker's check shut the gate")
 }
 
 // Process racing Consume on one Consumer: exactly one of them consumes, and
