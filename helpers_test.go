@@ -348,14 +348,19 @@ func lastSeqPerShard(puts []put) map[string]string {
 // run runs p on records sent one at a time, as tests send them. The
 // records already waiting in in are handed over at once, the later ones
 // as they come, in chunks of those waiting together; closing in ends the
-// run as the consumer's channel closing does (runChunks), once the
-// dispatcher took every chunk: the consumer closes its channel empty,
-// after its shutdown took back what was left.
+// run as the consumer's shutdown does: the chunks the dispatcher has not
+// taken are taken back (takeBack), then finished and the channel close
+// (runChunks).
 func (p *processor) run(in <-chan Record) error {
 	chunks, finished := make(chan *recordChunk, 1024), make(chan struct{})
 	end := func() {
-		for len(chunks) > 0 {
-			time.Sleep(time.Millisecond)
+		for taken := false; !taken; {
+			select {
+			case ch := <-chunks:
+				putChunk(ch)
+			default:
+				taken = true
+			}
 		}
 		close(finished)
 		close(chunks)
