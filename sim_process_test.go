@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -91,6 +92,17 @@ type simProcRun struct {
 	// quiet: the quiet phase began: no call fails or ignores its context
 	// from now on, and no worker is started again after a refusal.
 	quiet bool
+	// quietC is closed when quiet is set: calls that work until their
+	// context ends (simCallPlan.untilCtx) end then too.
+	quietC chan struct{}
+}
+
+// quietChan returns simProcRun.quietC, made at its first use (run.mu held).
+func (r *simProcRun) quietChan() chan struct{} {
+	if r.quietC == nil {
+		r.quietC = make(chan struct{})
+	}
+	return r.quietC
 }
 
 // simProcParams is one incarnation's Process options and handler.
@@ -101,8 +113,12 @@ type simProcParams struct {
 	longP                    float64       // the chance that a call is long: 0.1 to 1.5 LeaseDuration
 	failP                    float64       // the chance that a call fails
 	ignoreP                  float64       // the chance that a call ignores its context once it ends, for up to LeaseDuration/2
-	batchSize                int           // > 0: ProcessBatch, with this BatchSize
-	batchWindow              time.Duration // ProcessBatch's BatchWindow
+	// untilCtxP is the chance that a call works until its context ends (a
+	// handler waiting on a downstream call that only its context ends),
+	// or until the quiet phase begins. Drawn from a stream of its own.
+	untilCtxP   float64
+	batchSize   int           // > 0: ProcessBatch, with this BatchSize
+	batchWindow time.Duration // ProcessBatch's BatchWindow
 }
 
 func (p simProcParams) String() string {
@@ -117,8 +133,8 @@ func (p simProcParams) String() string {
 	if p.batchSize > 0 {
 		batch = fmt.Sprintf(" ProcessBatch BatchSize=%d BatchWindow=%v", p.batchSize, p.batchWindow)
 	}
-	return fmt.Sprintf("Concurrency=%d short=%v long=%.2f fail=%.2f MaxAttempts=%d OnFailure=%s ignore=%.2f%s",
-		p.concurrency, p.short, p.longP, p.failP, p.maxAttempts, onFailure, p.ignoreP, batch)
+	return fmt.Sprintf("Concurrency=%d short=%v long=%.2f fail=%.2f MaxAttempts=%d OnFailure=%s ignore=%.2f untilCtx=%.2f%s",
+		p.concurrency, p.short, p.longP, p.failP, p.maxAttempts, onFailure, p.ignoreP, p.untilCtxP, batch)
 }
 
 // errSimFailed is what a failing call returns; errSimRefused is what
@@ -141,6 +157,7 @@ type simProcWorker struct {
 
 	// Guarded by run.mu.
 	rng        *rand.Rand
+	untilRNG   *rand.Rand     // draws simCallPlan.untilCtx, apart from rng so that a seed's other draws stay as they were
 	deadAt     simMoment      // the crash
 	last       map[string]int // record (lastKey) -> index in run.proc.calls of its last call here
 	onFailures int            // OnFailure calls so far
@@ -183,6 +200,7 @@ func (s *simRun) processOptions(opts *Options, seed uint64, id, name string) *si
 	}
 	// ProcessBatch, in a third of the incarnations: drawn from a stream of
 	// its own, so that a seed's other draws stay as they were.
+	p.untilCtxP = []float64{0, 0, 0.02, 0.1}[rand.New(rand.NewPCG(seed, 0x0c7e)).IntN(4)]
 	if brng := rand.New(rand.NewPCG(seed, 0xba7c)); brng.IntN(3) == 0 {
 		p.batchSize = 1 + brng.IntN(20)
 		p.batchWindow = []time.Duration{0, 0, 5 * time.Millisecond, 50 * time.Millisecond}[brng.IntN(4)]
@@ -193,6 +211,7 @@ func (s *simRun) processOptions(opts *Options, seed uint64, id, name string) *si
 		run: s, seed: rng.Uint64(), params: p, lease: s.cfg.leaseDuration, dead: make(chan struct{}),
 		rng: rand.New(rand.NewPCG(rng.Uint64(), 13)), last: map[string]int{}, spinN: map[string]int{},
 	}
+	pw.untilRNG = rand.New(rand.NewPCG(pw.seed, 0x0c7f))
 	if p.maxAttempts > 0 {
 		opts.OnFailure = pw.onFailure
 	}
@@ -207,6 +226,7 @@ func (s *simRun) quietProcess() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.proc.quiet = true
+	close(s.proc.quietChan())
 }
 
 // handledLocked adds to out the records a Process call handled (run.mu
@@ -302,6 +322,9 @@ type simCallPlan struct {
 	dur    time.Duration // its work
 	fail   bool          // it fails once its work is done
 	ignore time.Duration // how long it runs on once its context ended; 0: it returns at once
+	// untilCtx: it works until its context ends, or the quiet phase
+	// begins, however long (dur is ignored).
+	untilCtx bool
 }
 
 // begin logs the start of a call of r (in ProcessBatch call batch, or 0)
@@ -328,6 +351,9 @@ func (p *simProcWorker) begin(r Record, batch int) (int, simCallPlan) {
 		plan.dur = time.Duration(float64(p.lease) * (0.1 + 1.4*p.rng.Float64()))
 	default:
 		plan.dur = time.Duration(p.rng.Int64N(int64(2*p.params.short) + 1))
+	}
+	if !s.proc.quiet && p.params.untilCtxP > 0 && p.untilRNG.Float64() < p.params.untilCtxP {
+		plan.untilCtx = true
 	}
 	if !s.proc.quiet {
 		plan.fail = p.rng.Float64() < p.params.failP
@@ -580,6 +606,13 @@ func (p *simProcWorker) work(ctx context.Context, plan simCallPlan) (ctxEnd simM
 		}
 	}
 	work, ignore := plan.dur, plan.ignore // running time left
+	var quiet <-chan struct{}
+	if plan.untilCtx {
+		work = time.Duration(math.MaxInt64) // until its context ends, or the quiet phase begins
+		p.run.mu.Lock()
+		quiet = p.run.proc.quietChan()
+		p.run.mu.Unlock()
+	}
 	for {
 		freezing := hold()
 		if freezing == nil {
@@ -602,6 +635,8 @@ func (p *simProcWorker) work(ctx context.Context, plan simCallPlan) (ctxEnd simM
 		case <-timer.C:
 		case <-done:
 			noteCtx()
+		case <-quiet:
+			work, quiet = 0, nil
 		case <-freezing:
 		case <-p.dead:
 		}
