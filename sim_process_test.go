@@ -323,7 +323,9 @@ type simCallPlan struct {
 	fail   bool          // it fails once its work is done
 	ignore time.Duration // how long it runs on once its context ended; 0: it returns at once
 	// untilCtx: it works until its context ends, or the quiet phase
-	// begins, however long (dur is ignored).
+	// begins unless its worker is stopping, however long (dur is ignored):
+	// a stopping worker's Process must end it, or the stop's wait reports
+	// a Process that did not return.
 	untilCtx bool
 }
 
@@ -636,7 +638,13 @@ func (p *simProcWorker) work(ctx context.Context, plan simCallPlan) (ctxEnd simM
 		case <-done:
 			noteCtx()
 		case <-quiet:
-			work, quiet = 0, nil
+			quiet = nil
+			p.w.mu.Lock()
+			stopping := p.w.stopping
+			p.w.mu.Unlock()
+			if !stopping { // a stopping worker's call waits on: its context must end
+				work = 0
+			}
 		case <-freezing:
 		case <-p.dead:
 		}
