@@ -932,6 +932,19 @@ func (s *simRun) longOutage(ctx context.Context, rng *rand.Rand) {
 		sleep(ctx, d)
 		w.table.heal()
 	})
+	// A shutdown during the outage, in one in four, drawn last so that the
+	// outage's draws stay as they were: stopped with at least a
+	// LeaseDuration of it left, its releases are never written, and its
+	// Process must still end the handlers' contexts and return.
+	if rng.IntN(4) == 0 && len(live) > 1 {
+		at := time.Duration(float64(d-ld) * rng.Float64())
+		s.wg.Go(func() {
+			if sleep(ctx, at) && !w.isFrozen() {
+				s.event("stop %s during its outage", w.name)
+				w.stop(false)
+			}
+		})
+	}
 }
 
 // throttleTakes refuses the takes of some live workers (one at least) for
