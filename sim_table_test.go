@@ -947,6 +947,26 @@ func (s *simRun) longOutage(ctx context.Context, rng *rand.Rand) {
 	}
 }
 
+// cutDuringShutdown cuts w, just stopped, off the lease table for two
+// LeaseDurations, at a point of its wait for acks (ShutdownTimeout): its
+// heartbeat stops after the gate was frozen open, so its final releases
+// are never written and their ack windows stay open. Its Process must
+// still end the handlers' contexts and return (review13: at Concurrency 1
+// a call waiting for its context held Process for ever).
+func (s *simRun) cutDuringShutdown(ctx context.Context, w *simWorker, rng *rand.Rand) {
+	at := time.Duration(rng.Int64N(int64(w.c.opts.ShutdownTimeout) + 1))
+	d, block := 2*s.cfg.leaseDuration, rng.IntN(2) == 0
+	s.wg.Go(func() {
+		if !sleep(ctx, at) {
+			return
+		}
+		s.event("%s cut off the lease table during its shutdown for %v (calls %s)", w.name, d, map[bool]string{true: "hang", false: "fail"}[block])
+		w.table.partition(block, false)
+		sleep(ctx, d)
+		w.table.heal()
+	})
+}
+
 // throttleTakes refuses the takes of some live workers (one at least) for
 // 0.3 to 2 LeaseDurations: a throttled table that refuses some writers and
 // not others.

@@ -673,6 +673,9 @@ func (s *simRun) act(ctx context.Context, kind int, rng *rand.Rand, kinFaults ki
 			if w := pick(); !w.isFrozen() {
 				s.event("stop %s", w.name)
 				w.stop(false)
+				if rng.IntN(4) == 0 { // drawn last: the event's other draws stay
+					s.cutDuringShutdown(ctx, w, rng)
+				}
 			}
 		}
 	case kind < 26: // crash, killed later; sometimes restarted with its ID
