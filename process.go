@@ -54,8 +54,9 @@ import (
 // when its delivery deadline passes (no heartbeat confirmed in
 // time: another worker may take the shard), so that a long handler can give
 // up work another worker redoes, and at the latest when the shutdown is
-// over, as Process returns (not when the call returns: the calls of a lease share it; derive a
-// cancellable context for work that must end with the call). No
+// over, as Process returns (not when the call returns: the calls of a
+// lease share it; derive a cancellable context for work that must end
+// with the call). No
 // call starts while the deadline is past; a call cut short by it is no
 // failed attempt, and runs again once a heartbeat is written. A handler that
 // ignores its context may still be running when another worker starts the
