@@ -73,8 +73,11 @@ func newAccountFixture(t *testing.T, account string, shards int) *fixture {
 // a violation: Kinesis looks a stream named by name up in the caller's own
 // account, and consults another account's resource policy only for a
 // request that carries the ARN (GetRecords too, by its StreamARN).
+//
+// Every method is written out, on the wrapped client kin: a method added
+// to KinesisAPI fails to compile here until it is checked too.
 type roleClient struct {
-	KinesisAPI
+	kin   KinesisAPI
 	name  string   // which client, for messages
 	reach []string // the accounts whose streams the role may read
 
@@ -83,8 +86,10 @@ type roleClient struct {
 	violations []string
 }
 
+var _ KinesisAPI = (*roleClient)(nil)
+
 func newRoleClient(name string, kin KinesisAPI, reach ...string) *roleClient {
-	return &roleClient{KinesisAPI: kin, name: name, reach: reach}
+	return &roleClient{kin: kin, name: name, reach: reach}
 }
 
 // check notes a call on the stream (or consumer) arn, and refuses it if
@@ -118,28 +123,28 @@ func (r *roleClient) ListShards(ctx context.Context, in *kinesis.ListShardsInput
 			return nil, err
 		}
 	}
-	return r.KinesisAPI.ListShards(ctx, in, o...)
+	return r.kin.ListShards(ctx, in, o...)
 }
 
 func (r *roleClient) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, o ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
 	if err := r.check("GetShardIterator", in.StreamName, in.StreamARN); err != nil {
 		return nil, err
 	}
-	return r.KinesisAPI.GetShardIterator(ctx, in, o...)
+	return r.kin.GetShardIterator(ctx, in, o...)
 }
 
 func (r *roleClient) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, o ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
 	if err := r.check("GetRecords", nil, in.StreamARN); err != nil {
 		return nil, err
 	}
-	return r.KinesisAPI.GetRecords(ctx, in, o...)
+	return r.kin.GetRecords(ctx, in, o...)
 }
 
 func (r *roleClient) DescribeStreamSummary(ctx context.Context, in *kinesis.DescribeStreamSummaryInput, o ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error) {
 	if err := r.check("DescribeStreamSummary", in.StreamName, in.StreamARN); err != nil {
 		return nil, err
 	}
-	return r.KinesisAPI.DescribeStreamSummary(ctx, in, o...)
+	return r.kin.DescribeStreamSummary(ctx, in, o...)
 }
 
 func (r *roleClient) DescribeStreamConsumer(ctx context.Context, in *kinesis.DescribeStreamConsumerInput, o ...func(*kinesis.Options)) (*kinesis.DescribeStreamConsumerOutput, error) {
@@ -150,21 +155,21 @@ func (r *roleClient) DescribeStreamConsumer(ctx context.Context, in *kinesis.Des
 	if err := r.check("DescribeStreamConsumer", nil, arn); err != nil {
 		return nil, err
 	}
-	return r.KinesisAPI.DescribeStreamConsumer(ctx, in, o...)
+	return r.kin.DescribeStreamConsumer(ctx, in, o...)
 }
 
 func (r *roleClient) RegisterStreamConsumer(ctx context.Context, in *kinesis.RegisterStreamConsumerInput, o ...func(*kinesis.Options)) (*kinesis.RegisterStreamConsumerOutput, error) {
 	if err := r.check("RegisterStreamConsumer", nil, in.StreamARN); err != nil {
 		return nil, err
 	}
-	return r.KinesisAPI.RegisterStreamConsumer(ctx, in, o...)
+	return r.kin.RegisterStreamConsumer(ctx, in, o...)
 }
 
 func (r *roleClient) SubscribeToShard(ctx context.Context, in *kinesis.SubscribeToShardInput, o ...func(*kinesis.Options)) (*kinesis.SubscribeToShardOutput, error) {
 	if err := r.check("SubscribeToShard", nil, in.ConsumerARN); err != nil {
 		return nil, err
 	}
-	return r.KinesisAPI.SubscribeToShard(ctx, in, o...)
+	return r.kin.SubscribeToShard(ctx, in, o...)
 }
 
 // checkRole fails the test on any violation of r, and unless its calls
