@@ -39,6 +39,7 @@ func main() {
 		os.Exit(2)
 	}
 	for rec := range c.Consume(ctx) {
+		// A demo: a real application should not log keys (often user IDs) or payloads.
 		fmt.Printf("%s %s %s %q\n", rec.ShardID, rec.SequenceNumber, rec.PartitionKey, rec.Data)
 		rec.Ack()
 	}

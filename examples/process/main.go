@@ -121,6 +121,7 @@ func (s *slowSink) write(ctx context.Context, rec kcl.Record) error {
 		return errSinkUnavailable
 	}
 	s.ok++
+	// A demo: a real application should not log keys (often user IDs) or payloads.
 	_, err := fmt.Fprintf(s.out, "%s %s %s %q\n", rec.ShardID, rec.SequenceNumber, rec.PartitionKey, rec.Data)
 	return err
 }
