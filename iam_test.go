@@ -3,6 +3,8 @@ package kcl
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,45 +119,107 @@ func TestIAMPoliciesGrantExactlyTheActionsKclCalls(t *testing.T) {
 	}
 }
 
-// recordedRun consumes records with one worker, splits a shard, starts two
-// more that take
-// leases from it, puts more records, lets the third worker, which is no
-// scanner (group.go), read the group item, and stops all three.
+// recordedRun consumes records with one worker (Consume), splits a shard,
+// starts two more that take leases from it (Process, whose handler fails
+// some records once, and ProcessBatch, whose first batch fails once), puts
+// more records, lets the third worker, which is no scanner (group.go), read
+// the group item, and stops all three. Every partition key holds secretKey
+// and every payload secretData, and every log line, at Debug, is checked
+// for them (logScan): in fan-out modes the run subscribes, resubscribes to
+// the split's children and confirms the parent's end.
 func recordedRun(t *testing.T, f *fixture, opts Options) {
-	first := f.putN(30, 15, "a")
+	scan := &logScan{}
+	opts.Logger = scan.logger()
+	put := func(n int, batch string) []put {
+		return f.put(n, func(i int) string { return fmt.Sprintf("%s-k%d@example.org", secretKey, i) },
+			func(i int) string { return fmt.Sprintf("%s-%s%06d", secretData, batch, i) })
+	}
+	first := put(30, "a")
 	opts.WorkerID = "w1"
 	w1 := startConsumer(t, opts)
 	assert.ElementsMatch(t, putData(first), dataOf(w1.receive(len(first), 30*time.Second, ackAll)))
 	f.splitShard("shardId-000000000000") // a shard ends: fan-out confirms it by GetRecords
+
+	type handledBy struct{ worker, data string }
+	handled := make(chan handledBy, 1000) // by w2 and w3
 	opts.WorkerID = "w2"
-	w2 := startConsumer(t, opts)
+	w2 := goProcess(t, opts, func(ctx context.Context, c *Consumer) error {
+		return c.Process(ctx, func(ctx context.Context, rec Record) error {
+			if Attempt(ctx) == 1 && strings.HasSuffix(string(rec.Data), "3") {
+				return errors.New("handler failed once (test)")
+			}
+			handled <- handledBy{"w2", string(rec.Data)}
+			return nil
+		})
+	})
 	opts.WorkerID = "w3"
-	w3 := startConsumer(t, opts)
-	more := f.putN(30, 15, "b")
+	var batchFailed atomic.Bool
+	w3 := goProcess(t, opts, func(ctx context.Context, c *Consumer) error {
+		return c.ProcessBatch(ctx, func(ctx context.Context, recs []Record) error {
+			if batchFailed.CompareAndSwap(false, true) {
+				return errors.New("batch failed once (test)")
+			}
+			for _, r := range recs {
+				handled <- handledBy{"w3", string(r.Data)}
+			}
+			return nil
+		})
+	})
+	more := put(30, "b")
 	var got []string
+	seen := map[string]bool{}
 	deadline := time.After(30 * time.Second)
 	settled := time.After(3 * opts.LeaseDuration)
-	for len(got) < len(more) || settled != nil {
+	again := time.NewTicker(opts.LeaseDuration / 2) // more records until w2 and w3 each handled some
+	defer again.Stop()
+	for len(got) < len(more) || settled != nil || !seen["w2"] || !seen["w3"] {
 		select {
 		case r := <-w1.ch:
 			r.Ack()
 			got = append(got, string(r.Data))
-		case r := <-w2.ch:
-			r.Ack()
-			got = append(got, string(r.Data))
-		case r := <-w3.ch:
-			r.Ack()
-			got = append(got, string(r.Data))
+		case h := <-handled:
+			got = append(got, h.data)
+			seen[h.worker] = true
+		case <-again.C:
+			if !seen["w2"] || !seen["w3"] {
+				more = append(more, put(30, fmt.Sprint("c", len(more)))...)
+			}
 		case <-settled:
 			settled = nil
 		case <-deadline:
-			t.Fatalf("received %d of %d records", len(got), len(more))
+			t.Fatalf("received %d of %d records; w2, w3 handled some: %v", len(got), len(more), seen)
 		}
 	}
 	assert.Subset(t, got, putData(more))
-	for _, w := range []*session{w3, w2, w1} {
-		require.NoError(t, w.stop(ackAll))
-	}
+	require.NoError(t, w3.stop())
+	require.NoError(t, w2.stop())
+	require.NoError(t, w1.stop(ackAll))
+	scan.check(t)
+}
+
+// background is a worker's Process or ProcessBatch, run in the background.
+type background struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// goProcess builds a Consumer from opts and runs run on it until stop.
+func goProcess(t *testing.T, opts Options, run func(ctx context.Context, c *Consumer) error) *background {
+	c, err := New(opts)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &background{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx, c) }()
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+// stop cancels the run and returns its error; again, the same error.
+func (r *background) stop() error {
+	r.cancel()
+	err := <-r.done
+	r.done <- err
+	return err
 }
 
 // opRecorder records the AWS operations of the clients it builds, by

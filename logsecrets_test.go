@@ -1,7 +1,6 @@
 package kcl
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,9 +51,9 @@ func TestLogsCarryNoPayloadAndNoKeyAboveDebug(t *testing.T) {
 	putRaw(bad)
 	const total = 40 + 1 // the three aggregates with a key on the wrong shard are dropped (and logged); the malformed one is delivered whole
 
-	logs := &syncWriter{w: new(bytes.Buffer)}
+	scan := &logScan{}
 	opts := f.options()
-	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Logger = scan.logger()
 	var stats []string
 
 	// Consume.
@@ -111,22 +110,93 @@ func TestLogsCarryNoPayloadAndNoKeyAboveDebug(t *testing.T) {
 		assert.NotContains(t, st, secretData)
 	}
 
-	level := regexp.MustCompile(`^time=\S+ level=(\w+) `)
-	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-	debugKeys := 0
-	for _, line := range lines {
-		m := level.FindStringSubmatch(line)
-		require.NotNil(t, m, "a line the text handler did not write: %s", line)
-		assert.NotContains(t, line, secretData, "a payload logged")
-		if strings.Contains(line, secretKey) {
-			assert.Equal(t, "DEBUG", m[1], "a partition key logged above Debug: %s", line)
-			debugKeys++
+	scan.check(t)
+	for _, want := range []string{"outside the shard's hash-key range", "malformed aggregated record", "handler panicked", "retrying the record", "level=DEBUG"} {
+		assert.Contains(t, scan.text(), want, "the run reached what it is meant to")
+	}
+	assert.Positive(t, scan.keysAtDebug(), "the second misplaced aggregate logs its key at Debug: the scan sees keys")
+}
+
+// The forms a payload holding secretData takes when printed: as it is (or
+// quoted, %q), and its bytes as decimals (a []byte printed with %v) or as
+// hex (%x).
+var payloadForms = func() []string {
+	var dec, hex []string
+	for _, b := range []byte(secretData) {
+		dec = append(dec, fmt.Sprint(b))
+		hex = append(hex, fmt.Sprintf("%02x", b))
+	}
+	return []string{secretData, strings.Join(dec, " "), strings.Join(hex, "")}
+}()
+
+// leakIn says what line, written by slog's text handler, gives away: a
+// payload at any level, a partition key above Debug; "" for neither.
+func leakIn(line string) string {
+	for _, form := range payloadForms {
+		if strings.Contains(line, form) {
+			return "a payload (" + form + ")"
 		}
 	}
-	for _, want := range []string{"outside the shard's hash-key range", "malformed aggregated record", "handler panicked", "retrying the record", "level=DEBUG"} {
-		assert.Contains(t, logs.String(), want, "the run reached what it is meant to")
+	if strings.Contains(line, secretKey) && !strings.Contains(line, " level=DEBUG ") {
+		return "a partition key above Debug"
 	}
-	assert.Positive(t, debugKeys, "the second misplaced aggregate logs its key at Debug: the scan sees keys")
+	return ""
+}
+
+// logScan is a Debug logger that checks each line as it is written (leakIn)
+// and keeps them all. Safe for concurrent use.
+type logScan struct {
+	mu    sync.Mutex
+	all   strings.Builder
+	keys  int      // lines at Debug with a partition key
+	leaks []string // the lines leakIn refuses, with why
+}
+
+var lineStart = regexp.MustCompile(`^time=\S+ level=(\w+) `)
+
+// Write takes one line: slog's text handler writes each record in one call.
+func (s *logScan) Write(p []byte) (int, error) {
+	line := strings.TrimSuffix(string(p), "\n")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.all.WriteString(line + "\n")
+	switch why := leakIn(line); {
+	case !lineStart.MatchString(line) || strings.Contains(line, "\n"):
+		s.leaks = append(s.leaks, "not one text handler line: "+line)
+	case why != "":
+		s.leaks = append(s.leaks, why+": "+line)
+	case strings.Contains(line, secretKey):
+		s.keys++
+	}
+	return len(p), nil
+}
+
+func (s *logScan) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (s *logScan) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.all.String()
+}
+
+func (s *logScan) keysAtDebug() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys
+}
+
+// check fails the test on every line that leaks, and if nothing was
+// logged at Debug (a scan of nothing).
+func (s *logScan) check(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.leaks {
+		t.Errorf("logged %s", l)
+	}
+	assert.Contains(t, s.all.String(), " level=DEBUG ", "the scan saw Debug lines")
 }
 
 // Stats carries no partition key or payload: its only strings name
