@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,10 +94,12 @@ func TestIAMEveryPolicyFileIsChecked(t *testing.T) {
 	assert.ElementsMatch(t, checked, files)
 }
 
-// Each policy grants exactly the actions kcl calls in its mode, recorded
-// from a run on the emulators: a call missing from the file fails, and so
-// does an action in the file that the run never called (unless listed as
-// unrecorded, with its reason). The run reaches every call kcl makes in
+// Each policy grants exactly the actions kcl calls in its mode, each on
+// the kind of resource it is called on (a stream, a consumer, the lease
+// table), recorded from a run on the emulators: a call missing from the
+// file fails, and so does an action in the file that the run never called
+// (unless listed as unrecorded, with its reason), or one granted on a kind
+// of resource it is never called on. The run reaches every call kcl makes in
 // the mode: a missing table created, leases created, a shard ended, leases
 // taken by other
 // workers and released, the group item read by a worker that is no
@@ -109,12 +112,13 @@ func TestIAMPoliciesGrantExactlyTheActionsKclCalls(t *testing.T) {
 			rec := &opRecorder{}
 			opts := m.run(t, f, rec)
 			recordedRun(t, f, opts)
-			granted := policyActions(t, m.file)
+			granted := policyGrants(t, m.file)
 			for action, why := range m.unrecorded {
-				assert.Contains(t, granted, action, "listed as unrecorded (%s) but not granted", why)
-				granted = slices.DeleteFunc(granted, func(a string) bool { return a == action })
+				n := len(granted)
+				granted = slices.DeleteFunc(granted, func(g string) bool { return strings.HasPrefix(g, action+" on ") })
+				assert.Less(t, len(granted), n, "%s listed as unrecorded (%s) but not granted", action, why)
 			}
-			assert.ElementsMatch(t, rec.actions(), granted, "recorded calls (first) against %s (second)", m.file)
+			assert.ElementsMatch(t, rec.calls(), granted, "recorded calls (first) against %s (second)", m.file)
 		})
 	}
 }
@@ -223,12 +227,13 @@ func (r *background) stop() error {
 }
 
 // opRecorder records the AWS operations of the clients it builds, by
-// their IAM action names (service prefix, then the operation). An
-// operation it was told to answer does not reach the emulator.
+// their IAM action names (service prefix, then the operation) and the kind
+// of resource each names (callKind). An operation it was told to answer
+// does not reach the emulator.
 type opRecorder struct {
 	mu      sync.Mutex
-	seen    map[string]bool
-	answers map[string]any // by operation
+	seen    map[string]bool // "action on kind"
+	answers map[string]any  // by operation
 }
 
 func (r *opRecorder) answer(op string, out any) {
@@ -240,16 +245,53 @@ func (r *opRecorder) answer(op string, out any) {
 	r.answers[op] = out
 }
 
-// actions returns the actions recorded, sorted.
-func (r *opRecorder) actions() []string {
+// calls returns the calls recorded, as "action on kind", sorted.
+func (r *opRecorder) calls() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []string
-	for a := range r.seen {
-		out = append(out, a)
+	return slices.Sorted(maps.Keys(r.seen))
+}
+
+// callKind returns the kind of resource, as IAM authorizes it, that the
+// input of op names: a table (TableName), a consumer (by its ARN, or its
+// name with its stream's), or a stream (by its name or ARN, or by an
+// iterator or a page token of it). RegisterStreamConsumer names the
+// consumer it makes, but is authorized on the stream.
+func callKind(op string, params any) string {
+	v := reflect.Indirect(reflect.ValueOf(params))
+	set := func(field string) bool { f := v.FieldByName(field); return f.IsValid() && !f.IsZero() }
+	switch {
+	case set("TableName"):
+		return "table"
+	case set("ConsumerARN"), set("ConsumerName") && op != "RegisterStreamConsumer":
+		return "consumer"
+	case set("StreamARN"), set("StreamName"), set("ShardIterator"), set("NextToken"):
+		return "stream"
 	}
-	sort.Strings(out)
-	return out
+	return "resource of unknown kind"
+}
+
+// arnKind returns the kind of resource a policy's Resource (an ARN
+// pattern) names, as callKind does for a call.
+func arnKind(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) < 6 || parts[0] != "arn" {
+		return "not an ARN: " + arn
+	}
+	service, res := parts[2], parts[5]
+	switch {
+	case service == "kinesis" && strings.HasPrefix(res, "stream/") && strings.Contains(res, "/consumer/"):
+		return "consumer"
+	case service == "kinesis" && strings.HasPrefix(res, "stream/"):
+		return "stream"
+	case service == "dynamodb" && strings.HasPrefix(res, "table/") && !strings.Contains(res[len("table/"):], "/"):
+		return "table"
+	case service == "kms" && strings.HasPrefix(res, "key/"):
+		return "key"
+	case service == "iam" && strings.HasPrefix(res, "role/"):
+		return "role"
+	}
+	return "resource of unknown kind: " + arn
 }
 
 func (r *opRecorder) middleware(stack *middleware.Stack) error {
@@ -259,7 +301,7 @@ func (r *opRecorder) middleware(stack *middleware.Stack) error {
 		if r.seen == nil {
 			r.seen = map[string]bool{}
 		}
-		r.seen[strings.ToLower(awsmiddleware.GetServiceID(ctx))+":"+op] = true
+		r.seen[strings.ToLower(awsmiddleware.GetServiceID(ctx))+":"+op+" on "+callKind(op, in.Parameters)] = true
 		answer, ok := r.answers[op]
 		r.mu.Unlock()
 		if ok {
@@ -293,11 +335,12 @@ func (r *opRecorder) fanOutClient() KinesisAPI {
 	}), conns: map[string]*http.Client{}}
 }
 
-// policyActions returns the actions a policy file allows, checking that it
-// is a plain identity policy: Allow statements with a resource, no
-// wildcard, no action twice in a statement. An action may be granted on
-// several resources by several statements.
-func policyActions(t *testing.T, path string) []string {
+// policyGrants returns what a policy file allows, as "action on kind"
+// (arnKind of each Resource), checking that it is a plain identity
+// policy: Allow statements with a resource, no wildcard action, no action
+// twice in a statement. An action may be granted on several resources by
+// several statements.
+func policyGrants(t *testing.T, path string) []string {
 	raw, err := os.ReadFile(path)
 	require.NoError(t, err)
 	var policy struct {
@@ -310,18 +353,50 @@ func policyActions(t *testing.T, path string) []string {
 	}
 	require.NoError(t, json.Unmarshal(raw, &policy))
 	require.Equal(t, "2012-10-17", policy.Version)
-	var actions []string
+	var grants []string
 	for _, s := range policy.Statement {
 		require.Equal(t, "Allow", s.Effect)
-		require.NotNil(t, s.Resource, "%s: a statement without Resource", path)
+		resources := resourceList(t, s.Resource)
+		require.NotEmpty(t, resources, "%s: a statement without Resource", path)
 		for _, a := range s.Action {
 			require.NotContains(t, a, "*", "%s: %s is a wildcard", path, a)
 		}
 		require.Len(t, slices.Compact(slices.Sorted(slices.Values(s.Action))), len(s.Action), "%s: an action twice in a statement", path)
 		for _, a := range s.Action {
-			if !slices.Contains(actions, a) {
-				actions = append(actions, a)
+			for _, r := range resources {
+				if g := a + " on " + arnKind(r); !slices.Contains(grants, g) {
+					grants = append(grants, g)
+				}
 			}
+		}
+	}
+	return grants
+}
+
+// resourceList returns a statement's Resource, a string or a list of them.
+func resourceList(t *testing.T, resource any) []string {
+	switch r := resource.(type) {
+	case string:
+		return []string{r}
+	case []any:
+		var out []string
+		for _, e := range r {
+			s, ok := e.(string)
+			require.True(t, ok, "a Resource that is not a string: %v", e)
+			out = append(out, s)
+		}
+		return out
+	}
+	return nil
+}
+
+// policyActions returns the actions a policy file allows (policyGrants),
+// on whatever resource.
+func policyActions(t *testing.T, path string) []string {
+	var actions []string
+	for _, g := range policyGrants(t, path) {
+		if a, _, _ := strings.Cut(g, " on "); !slices.Contains(actions, a) {
+			actions = append(actions, a)
 		}
 	}
 	return actions
