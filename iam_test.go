@@ -356,7 +356,7 @@ func policyGrants(t *testing.T, path string) []string {
 	var grants []string
 	for _, s := range policy.Statement {
 		require.Equal(t, "Allow", s.Effect)
-		resources := resourceList(t, s.Resource)
+		resources := oneOrMany(t, s.Resource)
 		require.NotEmpty(t, resources, "%s: a statement without Resource", path)
 		for _, a := range s.Action {
 			require.NotContains(t, a, "*", "%s: %s is a wildcard", path, a)
@@ -373,16 +373,16 @@ func policyGrants(t *testing.T, path string) []string {
 	return grants
 }
 
-// resourceList returns a statement's Resource, a string or a list of them.
-func resourceList(t *testing.T, resource any) []string {
-	switch r := resource.(type) {
+// oneOrMany returns a statement's Action or Resource: a string or a list of them.
+func oneOrMany(t *testing.T, v any) []string {
+	switch r := v.(type) {
 	case string:
 		return []string{r}
 	case []any:
 		var out []string
 		for _, e := range r {
 			s, ok := e.(string)
-			require.True(t, ok, "a Resource that is not a string: %v", e)
+			require.True(t, ok, "not a string: %v", e)
 			out = append(out, s)
 		}
 		return out
