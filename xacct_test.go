@@ -269,8 +269,9 @@ func TestStreamsOfSeveralAccountsKeepTheirAccountsInTheirLeaseKeys(t *testing.T)
 // account that reaches nothing else: every call on a stream, its fan-out
 // consumer's included, goes to that client and names the stream by ARN;
 // the consumer's client (Kinesis) gets none. New asks once per stream, as
-// given. Single- and multi-stream, polling and fan-out; the lease keys are
-// the Java KCL's.
+// given. Single- and multi-stream, polling and fan-out (and a consumer
+// given by ConsumerARN, described through the stream's client); the lease
+// keys are the Java KCL's.
 func TestKinesisForGivesEachStreamItsOwnClient(t *testing.T) {
 	for _, fanOut := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fanOut=%v", fanOut), func(t *testing.T) {
@@ -328,6 +329,33 @@ func TestKinesisForGivesEachStreamItsOwnClient(t *testing.T) {
 			checkMultiStreamItems(t, items)
 			assert.ElementsMatch(t, append(a.javaLeaseKeys(), c.javaLeaseKeys()...), slices.Collect(maps.Keys(items)))
 			assert.Equal(t, []string{arnA, arnA, arnC}, asked, "once per stream, by each New")
+
+			if fanOut {
+				// A's stream through a consumer registered beforehand
+				// (ConsumerARN): described and subscribed to through A's
+				// role, never registered.
+				calls, _ := roles[arnA].checked()
+				before := len(calls)
+				wantA := map[string]string{}
+				for data, arn := range want {
+					if arn == arnA {
+						wantA[data] = arn
+					}
+				}
+				opts = options(a)
+				opts.AppName = a.app + "-given"
+				opts.StreamARN, opts.ConsumerARN = arnA, a.registerConsumer(a.app+"-given")
+				col = newCollector(t)
+				col.start("w1", opts)
+				col.waitFor(wantA, 30*time.Second)
+				require.NoError(t, col.stop("w1"))
+				checkStreamDeliveries(t, col.all(), wantA)
+				calls, _ = roles[arnA].checked()
+				assert.Contains(t, calls[before:], "DescribeStreamConsumer "+accountA)
+				assert.Contains(t, calls[before:], "SubscribeToShard "+accountA)
+				assert.NotContains(t, calls[before:], "RegisterStreamConsumer "+accountA)
+				assert.Equal(t, []string{arnA, arnA, arnC, arnA}, asked)
+			}
 
 			checkRole(t, roles[arnA], accountA)
 			checkRole(t, roles[arnC], accountC)
