@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,4 +264,65 @@ func TestPointInTimeRecoveryOnAnEmulatorWithoutItEndsAtStart(t *testing.T) {
 	err := startConsumer(t, opts).ends(10 * time.Second)
 	assert.ErrorContains(t, err, "point-in-time recovery")
 	assert.Equal(t, "UnknownOperationException", errorCode(err))
+}
+
+// creatingTable answers DescribeTable with the table CREATING the first
+// creating times, as DynamoDB does for a table infrastructure code has
+// just made.
+type creatingTable struct {
+	DynamoDBAPI
+	creating  atomic.Int32
+	describes atomic.Int32
+}
+
+func (d *creatingTable) DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, o ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
+	d.describes.Add(1)
+	out, err := d.DynamoDBAPI.DescribeTable(ctx, in, o...)
+	if err == nil && d.creating.Add(-1) >= 0 {
+		out.Table.TableStatus = types.TableStatusCreating
+	}
+	return out, err
+}
+
+// With NoCreate, a table still CREATING is waited for, not taken for a
+// missing one: the consumer reads once it is ACTIVE.
+func TestNoCreateWaitsForATableStillCreating(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	_, err := f.ddb.CreateTable(context.Background(), LeaseTableSettings{}.createInput(f.app))
+	require.NoError(t, err)
+	table := &creatingTable{DynamoDBAPI: f.ddb}
+	table.creating.Store(2)
+	opts := f.options()
+	opts.DynamoDB = table
+	opts.LeaseTableSettings = LeaseTableSettings{NoCreate: true}
+	ps := f.putN(3, 3, "")
+	s := startConsumer(t, opts)
+	assert.ElementsMatch(t, putData(ps), dataOf(s.receive(3, 20*time.Second, ackAll)))
+	require.NoError(t, s.stop(nil))
+	assert.Greater(t, table.describes.Load(), int32(2), "described until ACTIVE")
+}
+
+// With NoCreate, a missing table ends Process at start, as it ends
+// Consume: its error wraps ErrNoLeaseTable and names the table and
+// dynamodb:CreateTable; the handler is never called.
+func TestNoCreateMissingTableEndsProcessAtStart(t *testing.T) {
+	noLeak(t)
+	f := newFixture(t, emu.kinesisLocal, 1)
+	f.putN(3, 3, "")
+	calls := &tableCalls{DynamoDBAPI: f.ddb}
+	opts := f.options()
+	opts.DynamoDB = calls
+	opts.LeaseTableSettings = LeaseTableSettings{NoCreate: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := Process(ctx, opts, func(ctx context.Context, rec Record) error {
+		t.Errorf("handler called for %s", rec.SequenceNumber)
+		return nil
+	})
+	require.ErrorIs(t, err, ErrNoLeaseTable)
+	assert.NoError(t, ctx.Err(), "ended at start, not by the test's timeout")
+	assert.ErrorContains(t, err, `"`+f.app+`"`)
+	assert.ErrorContains(t, err, "dynamodb:CreateTable")
+	assert.Zero(t, calls.count("CreateTable"))
 }
