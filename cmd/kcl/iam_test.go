@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
+	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -23,8 +24,9 @@ import (
 	"github.com/kclgo/kcl/internal/leaseitem"
 )
 
-// The command's policies grant exactly the actions it calls, recorded from
-// runs on the emulators: read-only, status and every subcommand's -dry-run;
+// The command's policies grant exactly the actions it calls, each on the
+// kind of resource it is called on (a stream, a table), recorded from runs
+// on the emulators: read-only, status and every subcommand's -dry-run;
 // writes, every subcommand for real besides. The library's policies are
 // checked by the kcl package's TestIAMPoliciesGrantExactlyTheActionsKclCalls,
 // which also checks that every docs/iam*.json file has a test.
@@ -89,46 +91,74 @@ func TestIAMPolicies(t *testing.T) {
 				code, stdout, stderr := h.run(args...)
 				require.Equal(t, 0, code, "%v: %s%s", args, stdout, stderr)
 			}
-			assert.ElementsMatch(t, rec.actions(), policyActions(t, tc.file), "recorded calls (first) against %s (second)", tc.file)
+			assert.ElementsMatch(t, rec.calls(), policyGrants(t, tc.file), "recorded calls (first) against %s (second)", tc.file)
 		})
 	}
 }
 
 // opRecorder records the AWS operations of the clients it is added to, by
-// their IAM action names.
+// their IAM action names and the kind of resource each names (callKind).
 type opRecorder struct {
 	mu   sync.Mutex
-	seen map[string]bool
+	seen map[string]bool // "action on kind"
 }
 
-func (r *opRecorder) actions() []string {
+// calls returns the calls recorded, as "action on kind", sorted.
+func (r *opRecorder) calls() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []string
-	for a := range r.seen {
-		out = append(out, a)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(r.seen))
 }
 
 func (r *opRecorder) middleware(stack *middleware.Stack) error {
 	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("kclRecordOperation", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		op := awsmiddleware.GetOperationName(ctx)
 		r.mu.Lock()
 		if r.seen == nil {
 			r.seen = map[string]bool{}
 		}
-		r.seen[strings.ToLower(awsmiddleware.GetServiceID(ctx))+":"+awsmiddleware.GetOperationName(ctx)] = true
+		r.seen[strings.ToLower(awsmiddleware.GetServiceID(ctx))+":"+op+" on "+callKind(in.Parameters)] = true
 		r.mu.Unlock()
 		return next.HandleInitialize(ctx, in)
 	}), middleware.After)
 }
 
-// policyActions returns the actions a policy file allows: Allow
-// statements with a resource, no wildcard, no action twice in a
-// statement. An action may be granted on several resources by several
-// statements.
-func policyActions(t *testing.T, path string) []string {
+// callKind returns the kind of resource, as IAM authorizes it, that an
+// operation's input names: a table (TableName) or a stream (by its name
+// or ARN, or by an iterator or a page token of it). The command calls
+// nothing on a consumer.
+func callKind(params any) string {
+	v := reflect.Indirect(reflect.ValueOf(params))
+	set := func(field string) bool { f := v.FieldByName(field); return f.IsValid() && !f.IsZero() }
+	switch {
+	case set("TableName"):
+		return "table"
+	case set("StreamARN"), set("StreamName"), set("ShardIterator"), set("NextToken"):
+		return "stream"
+	}
+	return "resource of unknown kind"
+}
+
+// arnKind returns the kind of resource a policy's Resource names, as
+// callKind does for a call.
+func arnKind(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	switch {
+	case len(parts) < 6 || parts[0] != "arn":
+		return "not an ARN: " + arn
+	case parts[2] == "kinesis" && strings.HasPrefix(parts[5], "stream/") && !strings.Contains(parts[5], "/consumer/"):
+		return "stream"
+	case parts[2] == "dynamodb" && strings.HasPrefix(parts[5], "table/") && !strings.Contains(parts[5][len("table/"):], "/"):
+		return "table"
+	}
+	return "resource of unknown kind: " + arn
+}
+
+// policyGrants returns what a policy file allows, as "action on kind"
+// (arnKind of its Resource): Allow statements with one resource each, no
+// wildcard action, no action twice in a statement. An action may be
+// granted on several resources by several statements.
+func policyGrants(t *testing.T, path string) []string {
 	raw, err := os.ReadFile(path)
 	require.NoError(t, err)
 	var policy struct {
@@ -136,24 +166,24 @@ func policyActions(t *testing.T, path string) []string {
 		Statement []struct {
 			Effect   string
 			Action   []string
-			Resource any
+			Resource string
 		}
 	}
 	require.NoError(t, json.Unmarshal(raw, &policy))
 	require.Equal(t, "2012-10-17", policy.Version)
-	var actions []string
+	var grants []string
 	for _, st := range policy.Statement {
 		require.Equal(t, "Allow", st.Effect)
-		require.NotNil(t, st.Resource, "%s: a statement without Resource", path)
+		require.NotEmpty(t, st.Resource, "%s: a statement without Resource", path)
 		for _, a := range st.Action {
 			require.NotContains(t, a, "*", "%s: %s is a wildcard", path, a)
 		}
 		require.Len(t, slices.Compact(slices.Sorted(slices.Values(st.Action))), len(st.Action), "%s: an action twice in a statement", path)
 		for _, a := range st.Action {
-			if !slices.Contains(actions, a) {
-				actions = append(actions, a)
+			if g := a + " on " + arnKind(st.Resource); !slices.Contains(grants, g) {
+				grants = append(grants, g)
 			}
 		}
 	}
-	return actions
+	return grants
 }
