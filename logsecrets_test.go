@@ -27,7 +27,8 @@ const (
 
 // Every log line of a run, at every level down to Debug, holds no payload,
 // and no partition key above Debug; nor do Stats or the error Process
-// returns. The run consumes with Consume, then with Process (a handler
+// returns. The run consumes with Consume (one stream, then two), then
+// with Process (a handler
 // that fails and is retried, one that panics, OnFailure, a failure that
 // stops Process), over plain records, KPL aggregates (two with user
 // records on the wrong shard, dropped: a Warn, then Debug) and a malformed
@@ -59,6 +60,16 @@ func TestLogsCarryNoPayloadAndNoKeyAboveDebug(t *testing.T) {
 	// Consume.
 	s := startConsumer(t, opts)
 	s.receive(total, 30*time.Second, ackAll)
+	stats = append(stats, fmt.Sprintf("%+v", s.c.Stats()))
+	require.NoError(t, s.stop(nil))
+
+	// Consume, multi-stream: this stream and another.
+	g := newFixture(t, emu.kinesisLocal, 1)
+	g.put(10, func(i int) string { return key(fmt.Sprint("g", i)) }, func(i int) string { return data(fmt.Sprintf("g%02d", i)) })
+	multi := opts
+	multi.AppName, multi.StreamName, multi.Streams = f.app+"-multi", "", []string{f.stream, g.stream}
+	s = startConsumer(t, multi)
+	s.receive(total+10, 30*time.Second, ackAll)
 	stats = append(stats, fmt.Sprintf("%+v", s.c.Stats()))
 	require.NoError(t, s.stop(nil))
 
