@@ -137,6 +137,59 @@ func TestAFanOutResubscribeBeforeTheFirstEventAtLatestDeliversNothingOlder(t *te
 	})
 }
 
+// The first take of a lease at LATEST stores where its later owners open
+// it: a minute before the take, on Kinesis's clock. A taker whose clock runs
+// two minutes ahead of Kinesis's stored its own clock's time, a minute in
+// Kinesis's future: the next owner, taking the lease before any ack, waited
+// for it and skipped what the first owner had delivered unacked (issue 27,
+// item 2). The workers' clocks run ahead here as Kinesis's runs behind.
+func TestAClockAheadOfKinesisStoresNoStartAheadOfIt(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		const skew = 2 * time.Minute
+		kin := kinesisfake.New(kinesisfake.Options{Now: func() time.Time { return time.Now().Add(-skew) }})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		latest := func(o *Options) { o.InitialPosition = Latest }
+		a := g.newWorker("a", latest)
+		ctx, cancel := context.WithCancel(context.Background())
+		a.cancel = cancel
+		ch := a.c.Consume(ctx)
+		go func() {
+			defer close(a.done)
+			for r := range ch {
+				g.note(a.name, r) // never acked
+			}
+		}()
+		time.Sleep(2 * time.Second) // a takes the lease and opens the shard at LATEST
+		ctx, stopProducing := context.WithCancel(context.Background())
+		g.produce(ctx, "s", 4, 100*time.Millisecond)
+		time.Sleep(5 * time.Second)
+		stopProducing()
+		time.Sleep(time.Second)
+		first := g.deliveries()
+		require.NotEmpty(t, first)
+		a.cancel() // its release leaves the lease at LATEST, with the start a stored
+		<-a.done
+		b := g.consume(g.newWorker("b", latest))
+		time.Sleep(2 * time.Minute) // past a start a minute ahead, had one been stored
+		require.False(t, b.stopped(), "the consumer stopped: %v", b.c.Err())
+		again := map[string]bool{}
+		for _, d := range g.deliveries() {
+			if d.worker == "b" {
+				again[d.data] = true
+			}
+		}
+		var lost []string
+		for _, d := range first {
+			if !again[d.data] {
+				lost = append(lost, d.data)
+			}
+		}
+		require.Empty(t, lost, "delivered by a without an ack, never by b")
+	})
+}
+
 // lineCounter counts the log lines that hold each of its keys.
 type lineCounter struct {
 	mu     sync.Mutex
