@@ -569,7 +569,7 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 		rep.Edges["records written before their shard's first open at LATEST (checked not delivered by its first owner)"] = rep.Early
 	}
 	if n := rep.Misplaced - rep.MisplacedKept; n > 0 {
-		rep.Edges["user records of misplaced KPL aggregates, dropped (checked not delivered)"] = n
+		rep.Edges["user records of misplaced KPL aggregates, not delivered (dropped, checked; or kept but never read)"] = n
 	}
 	if rep.MisplacedKept > 0 {
 		rep.Edges["user records of misplaced KPL aggregates, kept (KeepMisplacedAggregates: delivered, duplicate class e)"] = rep.MisplacedKept
