@@ -143,16 +143,19 @@ func tookEffect(stored, l lease, w writer) bool {
 }
 
 // latestSkew is how far before its first take a lease at LATEST starts for
-// its later owners: records arrive with the server's clock, the start time
-// is taken on this worker's, and a clock ahead of the server's by less than
-// this loses nothing. Records written up to this long before the group first
-// read the shard may be delivered when such a lease moves before its first
+// its later owners. The take reads Kinesis's clock (kinesisClock), which
+// never runs ahead of Kinesis's own, so the start is never past where the
+// first owner opened the shard, whatever this worker's clock says. The
+// margin is for a KinesisAPI whose answers carry no Date, where this
+// worker's clock stands in: ahead of Kinesis's by less than this, it loses
+// nothing. Records written up to this long before the group first read the
+// shard may be delivered when such a lease moves before its first
 // checkpoint.
 const latestSkew = time.Minute
 
 // startTime returns the start to store in a lease still at cp when it is
-// first taken, now: a little before now for LATEST, the initial position's
-// time for AT_TIMESTAMP, zero otherwise.
+// first taken, now (Kinesis's clock): a little before now for LATEST, the
+// initial position's time for AT_TIMESTAMP, zero otherwise.
 func startTime(cp checkpoint, now time.Time, initial Position) time.Time {
 	switch {
 	case cp.seq == checkpointLatest:

@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kclgo/kcl/internal/kinesisfake"
@@ -71,6 +73,120 @@ func testStartAhead(t *testing.T, fanOut bool) {
 		require.Empty(t, missed, "records at or after the start never delivered")
 		require.Empty(t, early, "records before the start delivered")
 		require.NotEmpty(t, got)
+	})
+}
+
+// dropFirstSubscription is the in-process Kinesis whose first
+// subscription drops before its first event (simDroppedReader).
+type dropFirstSubscription struct {
+	*kinesisfake.Server
+	dropped atomic.Bool
+}
+
+func (k *dropFirstSubscription) SubscribeToShard(ctx context.Context, in *kinesis.SubscribeToShardInput, opts ...func(*kinesis.Options)) (*kinesis.SubscribeToShardOutput, error) {
+	out, err := k.Server.SubscribeToShard(ctx, in, opts...)
+	if err == nil && k.dropped.CompareAndSwap(false, true) {
+		es := out.GetStream()
+		es.Reader = &simDroppedReader{inner: es.Reader, events: closedEvents()}
+	}
+	return out, err
+}
+
+// Under fan-out, a shard opened at LATEST whose first subscription drops
+// before its first event is subscribed again where this worker's first
+// subscription stood (the response's Date, less a second), not at the
+// lease's start, a minute before the take: records written before the
+// consumer started are never delivered (issue 27, item 7; only the
+// simulation caught it, 1 seed in 398).
+func TestAFanOutResubscribeBeforeTheFirstEventAtLatestDeliversNothingOlder(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		kin := kinesisfake.New(kinesisfake.Options{})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		ctx, stopProducing := context.WithCancel(context.Background())
+		g.produce(ctx, "s", 4, 100*time.Millisecond)
+		time.Sleep(5 * time.Second)
+		stopProducing()
+		time.Sleep(3 * time.Second) // more than the second's margin before the start
+		start := time.Now()
+		kd := &dropFirstSubscription{Server: kin}
+		w := g.consume(g.newWorker("w", func(o *Options) {
+			o.InitialPosition, o.EnhancedFanOut, o.ConsumerName, o.Kinesis = Latest, true, "c", kd
+		}))
+		time.Sleep(5 * time.Second) // the first subscription drops; the second opens
+		require.True(t, kd.dropped.Load(), "the first subscription was dropped")
+		ctx, stopProducing = context.WithCancel(context.Background())
+		g.produce(ctx, "s", 4, 100*time.Millisecond)
+		time.Sleep(5 * time.Second)
+		stopProducing()
+		time.Sleep(3 * time.Second)
+		require.False(t, w.stopped(), "the consumer stopped: %v", w.c.Err())
+		got := map[string]bool{}
+		for _, d := range g.deliveries() {
+			got[d.data] = true
+		}
+		var early []string
+		for _, r := range kin.Records("s") {
+			if r.Arrival.Before(start) && got[string(r.Data)] {
+				early = append(early, string(r.Data))
+			}
+		}
+		require.Empty(t, early, "records put before the start delivered")
+		require.NotEmpty(t, got)
+	})
+}
+
+// The first take of a lease at LATEST stores where its later owners open
+// it: a minute before the take, on Kinesis's clock. A taker whose clock runs
+// two minutes ahead of Kinesis's stored its own clock's time, a minute in
+// Kinesis's future: the next owner, taking the lease before any ack, waited
+// for it and skipped what the first owner had delivered unacked (issue 27,
+// item 2). The workers' clocks run ahead here as Kinesis's runs behind.
+func TestAClockAheadOfKinesisStoresNoStartAheadOfIt(t *testing.T) {
+	noLeak(t)
+	synctest.Test(t, func(t *testing.T) {
+		const skew = 2 * time.Minute
+		kin := kinesisfake.New(kinesisfake.Options{Now: func() time.Time { return time.Now().Add(-skew) }})
+		kin.CreateStream("s", 1)
+		g := newSchedGroup(t, kin)
+		latest := func(o *Options) { o.InitialPosition = Latest }
+		a := g.newWorker("a", latest)
+		ctx, cancel := context.WithCancel(context.Background())
+		a.cancel = cancel
+		ch := a.c.Consume(ctx)
+		go func() {
+			defer close(a.done)
+			for r := range ch {
+				g.note(a.name, r) // never acked
+			}
+		}()
+		time.Sleep(2 * time.Second) // a takes the lease and opens the shard at LATEST
+		ctx, stopProducing := context.WithCancel(context.Background())
+		g.produce(ctx, "s", 4, 100*time.Millisecond)
+		time.Sleep(5 * time.Second)
+		stopProducing()
+		time.Sleep(time.Second)
+		first := g.deliveries()
+		require.NotEmpty(t, first)
+		a.cancel() // its release leaves the lease at LATEST, with the start a stored
+		<-a.done
+		b := g.consume(g.newWorker("b", latest))
+		time.Sleep(2 * time.Minute) // past a start a minute ahead, had one been stored
+		require.False(t, b.stopped(), "the consumer stopped: %v", b.c.Err())
+		again := map[string]bool{}
+		for _, d := range g.deliveries() {
+			if d.worker == "b" {
+				again[d.data] = true
+			}
+		}
+		var lost []string
+		for _, d := range first {
+			if !again[d.data] {
+				lost = append(lost, d.data)
+			}
+		}
+		require.Empty(t, lost, "delivered by a without an ack, never by b")
 	})
 }
 

@@ -210,9 +210,9 @@ func (r *shardReader) read(ctx context.Context) error {
 //   - A paused shard resumes once a quarter of the limit (at least one) is
 //     acked: a receiver kept at the limit lets records through in batches,
 //     not one per ack.
-//   - A pause is flow control, logged at Debug. One that lasts
-//     LeaseDuration is a stall: a Warn, once, and an Info with its length
-//     when it ends.
+//   - A pause is flow control, not logged: with a small limit it comes once
+//     a record. One that lasts LeaseDuration is a stall: a Warn, once, and
+//     an Info with its length when it ends.
 func (r *shardReader) waitForRoom(ctx context.Context) int {
 	h, log, opts := r.h, r.log, r.env.opts
 	_, unacked := h.window.state()

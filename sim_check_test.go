@@ -171,6 +171,11 @@ type simLog struct {
 	PassOnBound time.Duration
 	// Parents are every shard's parents, as the log names shards.
 	Parents map[string][]string
+	// KeepMisplaced: the workers set Options.KeepMisplacedAggregates, so
+	// the user records of a misplaced KPL aggregate (simPut.Misplaced) are
+	// delivered, each an extra copy of one the KPL put again (class e), and
+	// their keys are read from two shards at once (README, Known limits).
+	KeepMisplaced bool
 	// Unlisted are the shards that left their stream (retention) before any
 	// worker's sync listed them: no lease was ever made for them. Their
 	// children's leases name them as parents, but no lease says whose
@@ -228,7 +233,9 @@ type simReport struct {
 	Leftovers      int // calls of a key that began while another worker's call of it ran on with its context ended
 	Unconfirmed    int // calls of a key that began while another worker's call of it ran on, its worker not yet sure that it had passed the lease on
 	RePutOverlap   int // calls of a key at once on two shards, one of a KPL user record put again (class e): exempt
-	Misplaced      int // user records of misplaced KPL aggregates, checked not delivered (simPut.Misplaced)
+	Misplaced      int // user records of misplaced KPL aggregates, checked not delivered (simPut.Misplaced) unless kept
+	MisplacedKept  int // of those, delivered with simLog.KeepMisplaced
+	KeptOrder      int // key-order inversions through a misplaced copy kept and delivered first: exempt (Known limits)
 	Early          int // records written before their shard's first open at LATEST (simPut.Early), checked (checkEarly)
 	// Edges counts what the simulation's edges produced (sim_edges_test.go),
 	// by name: set by the run, not by the checker.
@@ -565,10 +572,15 @@ func checkSim(l *simLog) simReport {
 		return slices.ContainsFunc(byData[p.Data], func(i int) bool { return same(ds[i].Shard, ds[i].Seq, ds[i].Sub) }) ||
 			slices.ContainsFunc(l.Calls, func(c simCall) bool { return c.Data == p.Data && same(c.Shard, c.Seq, c.Sub) })
 	}
+	// keptCopy are the Data of misplaced copies delivered with KeepMisplaced.
+	keptCopy := map[string]bool{}
 	for _, p := range l.Puts {
 		written[p.Data] = p
 		if p.Misplaced {
-			if handedOver(p) {
+			if l.KeepMisplaced && handedOver(p) {
+				keptCopy[p.Data] = true
+				rep.MisplacedKept++
+			} else if handedOver(p) {
 				rep.violate("misplaced: %q (shard %s, seq %s) delivered, a user record of a KPL aggregate on a shard that does not own all its keys (dropped by default, as the Java KCL does)", p.Data, p.Shard, p.Seq)
 			}
 			rep.Misplaced++
@@ -603,6 +615,8 @@ func checkSim(l *simLog) simReport {
 			pp := lastPutByKey[p.Key]
 			if d.Step < prev.Step && pp.Trimmed && l.acrossUnlisted(p.Shard, pp.Shard) {
 				rep.OrderUnlisted++
+			} else if d.Step < prev.Step && (keptCopy[p.Data] || keptCopy[pp.Data]) {
+				rep.KeptOrder++
 			} else if d.Step < prev.Step {
 				rep.violate("key order: key %s: %q (%s, written after %q in %s) first delivered at %s by %s, before %q first delivered at %s by %s",
 					p.Key, p.Data, p.Shard, pp.Data, pp.Shard, d.At.Format("15:04:05.000000"), d.Worker, prev.Data, prev.At.Format("15:04:05.000000"), prev.Worker)

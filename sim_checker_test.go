@@ -860,7 +860,8 @@ func TestSimCheckerRePutProcess(t *testing.T) {
 
 // The checks of issue 27 (items 3 and 7) hold for a Process worker as for a
 // Consume loop: a user record of a misplaced KPL aggregate is never handed
-// to the user (simPut.Misplaced), and a record written well before its
+// to the user (simPut.Misplaced) unless the workers keep them
+// (simLog.KeepMisplaced: an extra copy, class e), and a record written well before its
 // shard's first open at LATEST is not handed over on the shard's first
 // take (simPut.Early). A Process worker hands records to its handler, not
 // to a loop, so its log is calls (simCall), not deliveries.
@@ -911,6 +912,14 @@ func TestSimCheckerMisplacedAndEarly(t *testing.T) {
 						l.Calls = append(l.Calls, call("w1#1", 1, k2a, 50))
 					}
 				}, "misplaced:"},
+				{"misplaced user records kept (KeepMisplacedAggregates) and handed over", func(l *simLog) {
+					l.KeepMisplaced = true
+					if tt.name == "consume" {
+						l.Deliveries = []simDelivery{del("w1#1", 1, 0, k1a, 50), del("w1#1", 1, 1, k2a, 51), del("w1#1", 1, 2, k1b, 100), del("w2#1", 2, 0, k2b, 100)}
+					} else {
+						l.Calls = []simCall{call("w1#1", 1, k1a, 50), call("w1#1", 1, k2a, 52), call("w1#1", 1, k1b, 100), call("w2#1", 2, k2b, 100)}
+					}
+				}, ""},
 				{"an early record handed over on the shard's first take", func(l *simLog) {
 					if tt.name == "consume" {
 						l.Deliveries = append(l.Deliveries, del("w2#1", 2, 1, early, 50))

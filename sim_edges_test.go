@@ -60,7 +60,11 @@ type simEdges struct {
 	// created again (their names follow each record's data).
 	kpl        bool
 	kplRefresh time.Duration
-	seed       uint64 // for the draws made while running
+	// keepMisplaced: with kpl, the workers set KeepMisplacedAggregates, so
+	// a misplaced aggregate's user records are delivered beside the copies
+	// the KPL put again (duplicate class e).
+	keepMisplaced bool
+	seed          uint64 // for the draws made while running
 }
 
 // drawEdges draws a seed's edges from a source of their own.
@@ -85,6 +89,9 @@ func drawEdges(seed uint64, chaos time.Duration) simEdges {
 	if rng.IntN(3) == 0 {
 		e.kpl, e.kplRefresh = true, time.Duration(100+rng.IntN(1500))*time.Millisecond
 	}
+	if e.kpl {
+		e.keepMisplaced = rng.IntN(3) == 0 // drawn last: the draws above keep their seeds
+	}
 	if !*simFanOutOn {
 		e.fanOut, e.failFirst, e.overtakes = false, 0, nil
 	}
@@ -100,7 +107,11 @@ func (e simEdges) String() string {
 		fmt.Fprintf(&b, " skew<=%v(AtTimestamp)", e.maxSkew)
 	}
 	if e.kpl {
-		fmt.Fprintf(&b, " kpl(map refreshed every %v)", e.kplRefresh)
+		fmt.Fprintf(&b, " kpl(map refreshed every %v", e.kplRefresh)
+		if e.keepMisplaced {
+			b.WriteString(", KeepMisplacedAggregates")
+		}
+		b.WriteString(")")
 	}
 	return b.String()
 }
@@ -124,6 +135,7 @@ func (s *simRun) edgeOptions(opts *Options, id string) {
 	if e.fanOut {
 		opts.EnhancedFanOut, opts.ConsumerName = true, "sim-app"
 	}
+	opts.KeepMisplacedAggregates = e.keepMisplaced
 	if e.skew {
 		s.edgeRun.mu.Lock()
 		if s.edgeRun.start.IsZero() {

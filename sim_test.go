@@ -568,8 +568,14 @@ func runSim(t *testing.T, seed uint64, chaos time.Duration) simReport {
 	if rep.Early > 0 {
 		rep.Edges["records written before their shard's first open at LATEST (checked not delivered by its first owner)"] = rep.Early
 	}
-	if rep.Misplaced > 0 {
-		rep.Edges["user records of misplaced KPL aggregates, dropped (checked not delivered)"] = rep.Misplaced
+	if n := rep.Misplaced - rep.MisplacedKept; n > 0 {
+		rep.Edges["user records of misplaced KPL aggregates, not delivered (dropped, checked; or kept but never read)"] = n
+	}
+	if rep.MisplacedKept > 0 {
+		rep.Edges["user records of misplaced KPL aggregates, kept (KeepMisplacedAggregates: delivered, duplicate class e)"] = rep.MisplacedKept
+	}
+	if rep.KeptOrder > 0 {
+		rep.Edges["key-order inversions through a kept misplaced copy (exempt)"] = rep.KeptOrder
 	}
 	if rep.RePutOverlap > 0 {
 		rep.Edges["Process calls of a key beside one on another shard, of a KPL user record put again (exempt)"] = rep.RePutOverlap
@@ -1147,7 +1153,7 @@ func (s *simRun) log() *simLog {
 	return &simLog{
 		Puts: puts, Deliveries: slices.Clone(s.deliveries), Writes: slices.Clone(s.writes),
 		Outages: slices.Clone(s.outages), Stops: slices.Clone(s.stops), Bound: bound, Unread: unread, Twinned: s.twinnedSet(),
-		Parents: maps.Clone(s.parents), Unlisted: unlisted,
+		Parents: maps.Clone(s.parents), Unlisted: unlisted, KeepMisplaced: s.cfg.edges.keepMisplaced,
 		Calls: slices.Clone(s.proc.calls), PassOnBound: 0, // kcl ends a lease's calls before its write passes it on (writeCheckpoint)
 		// A flush every CheckpointInterval, each write given up to
 		// LeaseDuration/3 with retries; the lease loop may be busy with a

@@ -234,6 +234,7 @@ func (c *Consumer) describe(ctx context.Context, st stage, s *kstream) (*types.S
 	if err != nil {
 		return nil, fmt.Errorf("stream %q: %w", s.label, err)
 	}
+	c.kinesisTime.note(out.ResultMetadata)
 	if out.StreamDescriptionSummary == nil || aws.ToString(out.StreamDescriptionSummary.StreamARN) == "" {
 		return nil, fmt.Errorf("stream %q: DescribeStreamSummary gave no stream ARN", s.label)
 	}

@@ -7,13 +7,14 @@
 //	kcl status -app APP -stream STREAM [-table T] [-lease D] [-lag] [-json]
 //	kcl reset -app APP -stream STREAM -to trim-horizon|latest|RFC3339-TIME [-shard ID]... [-table T] [-lease D] [-dry-run] [-force]
 //	kcl forget-worker -app APP -worker ID [-table T] [-lease D] [-dry-run]
-//	kcl migrate-vmware -from VMWARE_APP -to KCL_APP [-dry-run] [-force]
+//	kcl migrate-vmware -from VMWARE_APP -to KCL_APP [-watch D] [-dry-run] [-force]
 //
 // The lease table is -table, by default the application name (-app), as in
 // kcl's Options. Whether a worker is alive is judged as kcl's workers judge
-// it: the command reads the table, waits -lease (kcl's default
-// LeaseDuration, 10s) and reads it again; a worker whose heartbeat (or, for
-// a Java KCL worker, one of its leases) changed meanwhile is alive.
+// it: the command reads the table, waits -lease (by default the longest
+// LeaseDuration the heartbeats name, else 10s) and reads it again; a worker
+// whose heartbeat (or, for a Java KCL worker, one of its leases) changed
+// meanwhile is alive.
 //
 // AWS settings come from the environment, as for any AWS SDK program
 // (config.LoadDefaultConfig: AWS_REGION, AWS_PROFILE, and

@@ -43,7 +43,7 @@ type vmShard struct {
 // or past vmware's checkpoint is left as it is, and one before it
 // (checkKCLLeases) makes the command refuse before it writes anything.
 func migrateVMware(ctx context.Context, args []string, e *env) error {
-	fs := flagSet("migrate-vmware", "-from VMWARE_APP -to KCL_APP [-dry-run] [-force]", e)
+	fs := flagSet("migrate-vmware", "-from VMWARE_APP -to KCL_APP [-watch D] [-dry-run] [-force]", e)
 	from := fs.String("from", "", "vmware-go-kcl checkpoint `table` (its application name)")
 	to := fs.String("to", "", "kcl lease `table` (Options.LeaseTable, by default the AppName)")
 	dryRun := fs.Bool("dry-run", false, "print what would be written; write nothing")

@@ -112,7 +112,7 @@ func run(duration time.Duration, nWorkers, nShards, nStreams, rate int, verbose 
 	// how to look at them, now and at the end.
 	statusHint := func() {
 		for _, stream := range streams {
-			fmt.Printf("lease table (in a shell with the emulators' variables): go run ./cmd/kcl status -app %s -stream %s -lease %v -lag\n", app, stream, leaseDuration)
+			fmt.Printf("lease table (in a shell with the emulators' variables): go run ./cmd/kcl status -app %s -stream %s -lag\n", app, stream)
 		}
 	}
 	if external {

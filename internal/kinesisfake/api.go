@@ -35,7 +35,8 @@ const (
 // ExclusiveStartShardId and no ShardFilter; a token older than
 // Options.NextTokenTTL fails with *types.ExpiredNextTokenException. Every
 // ShardFilter type is honoured; AT_TRIM_HORIZON and FROM_TRIM_HORIZON list
-// every shard.
+// every shard. The result's metadata holds the response's Date, as
+// GetShardIterator's does.
 func (s *Server) ListShards(ctx context.Context, in *kinesis.ListShardsInput, _ ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
 	label := streamLabel(in.StreamName, in.StreamARN)
 	var tok listToken
@@ -94,7 +95,7 @@ func (s *Server) ListShards(ctx context.Context, in *kinesis.ListShardsInput, _ 
 		if s.pageSize > 0 {
 			size = min(size, s.pageSize)
 		}
-		out := &kinesis.ListShardsOutput{Shards: []types.Shard{}}
+		out := &kinesis.ListShardsOutput{Shards: []types.Shard{}, ResultMetadata: responseMetadata(now)}
 		for _, sh := range st.shards {
 			if !tok.match(sh) {
 				continue
@@ -208,6 +209,8 @@ func cloneChildren(cs []types.ChildShard) []types.ChildShard {
 }
 
 // DescribeStreamSummary describes an ACTIVE, provisioned, unencrypted stream.
+// The result's metadata holds the response's Date, as GetShardIterator's
+// does.
 func (s *Server) DescribeStreamSummary(ctx context.Context, in *kinesis.DescribeStreamSummaryInput, _ ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error) {
 	return call(ctx, s, OpDescribeStreamSummary, streamLabel(in.StreamName, in.StreamARN), "", func(now time.Time, _ bool) (*kinesis.DescribeStreamSummaryOutput, error) {
 		st, err := s.lookup(aws.ToString(in.StreamName), aws.ToString(in.StreamARN), now)
@@ -236,6 +239,6 @@ func (s *Server) DescribeStreamSummary(ctx context.Context, in *kinesis.Describe
 			ConsumerCount:           aws.Int32(int32(consumers)),
 			EncryptionType:          types.EncryptionTypeNone,
 			EnhancedMonitoring:      []types.EnhancedMetrics{},
-		}}, nil
+		}, ResultMetadata: responseMetadata(now)}, nil
 	})
 }

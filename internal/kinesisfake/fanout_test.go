@@ -14,6 +14,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -246,13 +247,43 @@ func TestSubscriptionEnds(t *testing.T) {
 	})
 }
 
-func TestGetShardIteratorDate(t *testing.T) {
+// The responses kcl reads Kinesis's clock from hold their Date, in whole
+// seconds, as the SDK records it.
+func TestResponsesHoldTheirDate(t *testing.T) {
 	s, clock := newServer(t, Options{})
 	s.CreateStream("s", 1)
 	clock.Advance(1500 * time.Millisecond)
-	out, err := s.GetShardIterator(context.Background(), &kinesis.GetShardIteratorInput{StreamName: aws.String("s"), ShardId: aws.String(shard0), ShardIteratorType: types.ShardIteratorTypeLatest})
-	require.NoError(t, err)
-	date, ok := awsmiddleware.GetServerTime(out.ResultMetadata)
-	require.True(t, ok)
-	assert.Equal(t, epoch.Add(time.Second), date.UTC(), "whole seconds, as HTTP's Date")
+	ctx := context.Background()
+	calls := map[string]func() (middleware.Metadata, error){
+		OpGetShardIterator: func() (middleware.Metadata, error) {
+			out, err := s.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("s"), ShardId: aws.String(shard0), ShardIteratorType: types.ShardIteratorTypeLatest})
+			if err != nil {
+				return middleware.Metadata{}, err
+			}
+			return out.ResultMetadata, nil
+		},
+		OpListShards: func() (middleware.Metadata, error) {
+			out, err := s.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String("s")})
+			if err != nil {
+				return middleware.Metadata{}, err
+			}
+			return out.ResultMetadata, nil
+		},
+		OpDescribeStreamSummary: func() (middleware.Metadata, error) {
+			out, err := s.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("s")})
+			if err != nil {
+				return middleware.Metadata{}, err
+			}
+			return out.ResultMetadata, nil
+		},
+	}
+	for op, call := range calls {
+		t.Run(op, func(t *testing.T) {
+			md, err := call()
+			require.NoError(t, err)
+			date, ok := awsmiddleware.GetServerTime(md)
+			require.True(t, ok)
+			assert.Equal(t, epoch.Add(time.Second), date.UTC(), "whole seconds, as HTTP's Date")
+		})
+	}
 }
