@@ -207,7 +207,7 @@ func (r *shardReader) subscribe(ctx context.Context) error {
 			}
 			return r.failed(ctx, err)
 		}
-		r.noteLatestOpen(pos, out.ResultMetadata)
+		r.noteOpen(pos, out.ResultMetadata)
 		ended, children, err := r.readSubscription(ctx, out.GetStream(), &skip, &continuation)
 		cancel()
 		if ended {

@@ -50,3 +50,13 @@ func (k *kinesisClock) now() time.Time {
 	}
 	return k.date.Add(time.Since(k.at))
 }
+
+// kinesisNow returns the clock of the Kinesis that serves the stream of a
+// lease key (kstream.kinesisTime), or this host's clock for a key of a
+// stream this consumer does not read.
+func (c *Consumer) kinesisNow(key string) time.Time {
+	if s, _, ok := c.streamOf(key); ok {
+		return s.kinesisTime.now()
+	}
+	return time.Now()
+}

@@ -478,7 +478,7 @@ func (k *leaseKeeper) take(ctx context.Context, l lease) error {
 	}
 	storedStart := false
 	if l.startAt.IsZero() {
-		l.startAt = startTime(l.checkpoint, c.kinesisTime.now(), c.opts.InitialPosition)
+		l.startAt = startTime(l.checkpoint, c.kinesisNow(l.shardID), c.opts.InitialPosition)
 		storedStart = !l.startAt.IsZero()
 	}
 	w := c.beat.writer()

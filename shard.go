@@ -32,8 +32,8 @@ type shardReader struct {
 	log *slog.Logger // immutable: the stream's log with the shard
 
 	// Only touched by the reader.
-	opened          bool      // the shard was opened once (startingPosition)
-	latestAt        time.Time // Kinesis's clock, less a second, when this reader first opened the shard at LATEST (noteLatestOpen); zero: not known
+	opened          bool      // an open of the shard succeeded once (noteOpen)
+	latestAt        time.Time // Kinesis's clock, less a second, when this reader first opened the shard at LATEST (noteOpen); zero: not known
 	warnedMalformed bool      // a malformed aggregate was logged at Warn once
 	warnedMisplaced bool      // a user record on the wrong shard was logged at Warn once
 	hashes          hashRange // the shard's hash-key range, once listed (shardRange)
@@ -352,7 +352,6 @@ func (r *shardReader) send(ctx context.Context, done <-chan struct{}, out chan<-
 func (r *shardReader) startingPosition(from checkpoint, after string) types.StartingPosition {
 	h := r.h
 	first := !r.opened
-	r.opened = true
 	switch {
 	case after != "":
 		return types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(after)}
@@ -382,12 +381,15 @@ func (r *shardReader) startingPosition(from checkpoint, after string) types.Star
 	}
 }
 
-// noteLatestOpen notes, when pos opened the shard at LATEST, where that
-// stood on Kinesis's own clock: the response's Date, less a second (Date is
-// in whole seconds, and the position was taken before the response), so
-// that opening there again skips nothing written after it. A response
-// without a Date (an in-process Kinesis) notes nothing.
-func (r *shardReader) noteLatestOpen(pos types.StartingPosition, md middleware.Metadata) {
+// noteOpen notes that an open at pos succeeded: later opens are not the
+// first (startingPosition), even where this one failed before its first
+// record. When pos was LATEST it also notes where that stood on Kinesis's
+// own clock: the response's Date, less a second (Date is in whole seconds,
+// and the position was taken before the response), so that opening there
+// again skips nothing written after it. A response without a Date (an
+// in-process Kinesis) notes no time.
+func (r *shardReader) noteOpen(pos types.StartingPosition, md middleware.Metadata) {
+	r.opened = true
 	if pos.Type != types.ShardIteratorTypeLatest {
 		return
 	}
@@ -416,7 +418,7 @@ func (r *shardReader) shardIterator(ctx context.Context, from checkpoint, after 
 	if err != nil {
 		return nil, err
 	}
-	r.noteLatestOpen(pos, out.ResultMetadata)
+	r.noteOpen(pos, out.ResultMetadata)
 	return out.ShardIterator, nil
 }
 

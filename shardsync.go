@@ -47,7 +47,7 @@ func (c *Consumer) listShardsOnce(ctx context.Context, st stage, s *kstream) ([]
 		if err != nil {
 			return nil, err
 		}
-		c.kinesisTime.note(out.ResultMetadata)
+		s.kinesisTime.note(out.ResultMetadata)
 		for _, s := range out.Shards {
 			shards = append(shards, infoOf(s))
 		}

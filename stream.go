@@ -45,11 +45,6 @@ type Consumer struct {
 	// is deleted (cleanup.go): Options.cleanupDelay, which tests shorten.
 	cleanupDelay time.Duration
 
-	// kinesisTime is Kinesis's clock, read from the Date of each
-	// DescribeStreamSummary and ListShards answer: start has it before any
-	// lease is taken. A take stores a lease's start on it.
-	kinesisTime kinesisClock
-
 	// Set up by Consume (out) or by Process and ProcessBatch (chunks):
 	// the way records leave (delivery.go).
 	out      chan Record

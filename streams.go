@@ -31,12 +31,18 @@ import (
 
 // kstream is one stream the consumer reads. New fills in what Options say;
 // start fills in the rest (describeStreams) before any lease is taken, and
-// nothing changes it afterwards but shards and retired: a stream created
-// again under its name is another kstream (incarnation.go).
+// nothing changes it afterwards but shards, retired and kinesisTime: a
+// stream created again under its name is another kstream (incarnation.go).
 type kstream struct {
-	label string // as Options name it: a name or an ARN; for logs and errors
-	name  string // the name given, if given by name: requests then name it so
-	arn   string // given, or from DescribeStreamSummary at start
+	// kinesisTime is the clock of this stream's Kinesis, read from the
+	// Date of each of its DescribeStreamSummary and ListShards answers:
+	// start has it before any lease is taken. A take stores a lease's
+	// start on it. Per stream, since Options.KinesisFor may send each
+	// stream's calls to another endpoint. Synchronized on its own mutex.
+	kinesisTime kinesisClock
+	label       string // as Options name it: a name or an ARN; for logs and errors
+	name        string // the name given, if given by name: requests then name it so
+	arn         string // given, or from DescribeStreamSummary at start
 	// id is the Java KCL's identifier of the stream in a multi-stream
 	// table, account:stream:creationEpoch (StreamIdentifier.serialize), from
 	// DescribeStreamSummary; "" for the stream of a single-stream consumer.
@@ -234,7 +240,7 @@ func (c *Consumer) describe(ctx context.Context, st stage, s *kstream) (*types.S
 	if err != nil {
 		return nil, fmt.Errorf("stream %q: %w", s.label, err)
 	}
-	c.kinesisTime.note(out.ResultMetadata)
+	s.kinesisTime.note(out.ResultMetadata)
 	if out.StreamDescriptionSummary == nil || aws.ToString(out.StreamDescriptionSummary.StreamARN) == "" {
 		return nil, fmt.Errorf("stream %q: DescribeStreamSummary gave no stream ARN", s.label)
 	}
