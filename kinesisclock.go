@@ -20,6 +20,10 @@ import (
 //     to the second and was taken before the response left Kinesis.
 //   - Without a Date noted (a KinesisAPI that gives none, such as a test's
 //     fake) it gives this host's clock.
+//   - It only lags otherwise: a suspended host's monotonic clock stops, so
+//     after a wake it lags by the suspension until the next Date noted.
+//   - One per stream (kstream.kinesisTime): Options.KinesisFor may send
+//     each stream's calls to another endpoint, with its own clock.
 //
 // Its zero value has no Date. It is safe for concurrent use.
 type kinesisClock struct {

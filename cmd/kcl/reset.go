@@ -67,8 +67,10 @@ func parseTarget(s string, now time.Time) (target, error) {
 	case "trim-horizon", "trim_horizon":
 		return target{checkpoint: leaseitem.TrimHorizon}, nil
 	case "latest":
-		// A minute before now, as a kcl worker stores its own start: a
-		// clock ahead of Kinesis's makes a re-read, never a skip.
+		// A minute before now, as a kcl worker stores its own start (but
+		// on this host's clock, not Kinesis's): a clock less than a
+		// minute ahead of Kinesis's makes a re-read, never a skip
+		// (docs/operating.md).
 		return target{checkpoint: leaseitem.Latest, at: now.Add(-latestSkew)}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
