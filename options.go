@@ -63,7 +63,10 @@ type Options struct {
 	// not given. Default: config.LoadDefaultConfig, so the standard
 	// AWS_ENDPOINT_URL_KINESIS and AWS_ENDPOINT_URL_DYNAMODB variables apply.
 	AWSConfig *aws.Config
-	// Kinesis overrides the Kinesis client. *kinesis.Client satisfies it.
+	// Kinesis overrides the Kinesis client. *kinesis.Client satisfies it. A
+	// wrapper must pass the optFns of each call on to the client it wraps,
+	// to keep kcl's GetRecords decoder (KinesisAPI): one that drops them is
+	// safe but slower.
 	Kinesis KinesisAPI
 	// KinesisFor gives a stream a Kinesis client of its own: for a stream
 	// of another account that admits no role of this application, read
