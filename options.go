@@ -145,9 +145,12 @@ type Options struct {
 	// records fetched beside it: one held while its neighbours are acked
 	// keeps that array, so with acks out of order count an unacked record's
 	// size as 64 KiB, or its own when larger. The term in MaxRecords alone
-	// is the GetRecords answers kept for reuse (base64, about 1.4 pages, up
-	// to two a shard). The last is the key tables of the aggregate being
-	// split, 5 bytes an entry; user records are split one at a time.
+	// is the GetRecords answer being read (base64, about 1.4 pages, read
+	// whole as the SDK reads it; up to twice that while it grows when the
+	// server sends no length) and the buffers kept for reuse (up to two a
+	// shard, of at most 4 MiB each). The last is the key tables of the
+	// aggregate being split, 5 bytes an entry; user records are split one
+	// at a time.
 	// With EnhancedFanOut, MaxRecords limits nothing: each shard also holds
 	// up to 4 MiB that Go's HTTP/2 client buffers per stream, plus about 4
 	// events, whose size Kinesis chooses (docs/tuning.md). Default 10000.
