@@ -11,6 +11,11 @@ import (
 // count, throttle or fault calls in tests. kcl may call more methods in a
 // later version (CHANGELOG.md says when): embed the interface, or the
 // client, in a wrapper, so that it has every method it does not override.
+//
+// A wrapper must pass the optFns it is given on to the client. kcl's
+// GetRecords calls carry one that has kcl's own decoder read the answer,
+// much faster than the SDK's (README, Speed). A wrapper that drops them is
+// safe but slower: the SDK decodes the pages, to the same records.
 type KinesisAPI interface {
 	ListShards(ctx context.Context, in *kinesis.ListShardsInput, optFns ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
 	GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, optFns ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error)

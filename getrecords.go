@@ -59,15 +59,22 @@ func (p leanProtocol) DeserializeResponse(ctx context.Context, op *smithy.Operat
 	if !ok || op.Output != schemas.GetRecordsOutput || resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return p.ClientProtocol.DeserializeResponse(ctx, op, reg, resp, out)
 	}
-	buf := bodies.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledBody {
-			buf.Reset()
-			bodies.Put(buf)
+	var buf *bytes.Buffer
+	if n := resp.ContentLength; n > maxPooledBody {
+		// Too large to keep: read once, then dropped. Room for the largest
+		// answer at most, whatever the header says.
+		buf = bytes.NewBuffer(make([]byte, 0, int(min(n, maxBody))+bytes.MinRead))
+	} else {
+		buf = bodies.Get().(*bytes.Buffer)
+		defer func() {
+			if buf.Cap() <= maxPooledBody {
+				buf.Reset()
+				bodies.Put(buf)
+			}
+		}()
+		if n > 0 {
+			buf.Grow(int(n) + bytes.MinRead) // read in place: ReadFrom wants MinRead spare bytes to see the end
 		}
-	}()
-	if n := resp.ContentLength; n > 0 && n <= maxPooledBody {
-		buf.Grow(int(n) + bytes.MinRead) // read in place: ReadFrom wants MinRead spare bytes to see the end
 	}
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		return &smithy.DeserializationError{Err: err}
@@ -82,11 +89,22 @@ func (p leanProtocol) DeserializeResponse(ctx context.Context, op *smithy.Operat
 }
 
 // bodies holds buffers for answer bodies, which decodeGetRecords copies
-// everything out of. A GetRecords answer holds at most 10 MB of data, about
-// 14 MB as base64.
+// everything out of. Only buffers of at most maxPooledBody bytes are kept:
+// the pool may hold about two a shard across a garbage collection, which
+// the documented memory bound counts (Options.MaxUnackedPerShard). A larger
+// body is read into a buffer of its own, then dropped.
 var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-const maxPooledBody = 32 << 20
+const (
+	// maxPooledBody holds a 1 MB page of 100-byte records (2.8 MiB, as
+	// Kinesis writes them): a page a shard fills in a second. Reading
+	// such pages into buffers of their own slowed a drain by about 30%
+	// (bench/throughput_test.go, caps of 1 and 2 MiB against 4 and 32).
+	maxPooledBody = 4 << 20
+	// maxBody is the largest GetRecords answer: at most 10 MB of data,
+	// about 14 MB as base64, with the JSON around it.
+	maxBody = 16 << 20
+)
 
 // decodeGetRecords decodes body, the JSON of a successful GetRecords answer,
 // into out exactly as aws-sdk-go-v2's JSON 1.1 protocol (smithy-go's shape

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -370,6 +371,7 @@ func TestGetRecordsThroughTheClient(t *testing.T) {
 		body   string
 	}{
 		"page":     {200, string(page(20, 100, false))},
+		"large":    {200, string(page(3000, 1024, false))}, // over maxPooledBody: read into a buffer of its own
 		"last":     {200, string(page(2, 10, true))},
 		"expired":  {400, `{"__type":"ExpiredIteratorException","message":"Iterator expired"}`},
 		"denied":   {400, `{"__type":"com.amazonaws.kinesis#AccessDeniedException","message":"no"}`},
@@ -386,10 +388,12 @@ func TestGetRecordsThroughTheClient(t *testing.T) {
 		a := answers[in.ShardIterator]
 		w.Header().Set("X-Amzn-RequestId", "req-"+in.ShardIterator)
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
 		w.WriteHeader(a.status)
 		io.WriteString(w, a.body)
 	}))
 	defer srv.Close()
+	require.Greater(t, len(answers["large"].body), maxPooledBody)
 	kc := kinesis.NewFromConfig(testAWSConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(srv.URL) })
 	get := func(it string, opts ...func(*kinesis.Options)) (out *kinesis.GetRecordsOutput, err error) {
 		defer func() {

@@ -63,7 +63,10 @@ type Options struct {
 	// not given. Default: config.LoadDefaultConfig, so the standard
 	// AWS_ENDPOINT_URL_KINESIS and AWS_ENDPOINT_URL_DYNAMODB variables apply.
 	AWSConfig *aws.Config
-	// Kinesis overrides the Kinesis client. *kinesis.Client satisfies it.
+	// Kinesis overrides the Kinesis client. *kinesis.Client satisfies it. A
+	// wrapper must pass the optFns of each call on to the client it wraps,
+	// to keep kcl's GetRecords decoder (KinesisAPI): one that drops them is
+	// safe but slower.
 	Kinesis KinesisAPI
 	// KinesisFor gives a stream a Kinesis client of its own: for a stream
 	// of another account that admits no role of this application, read
@@ -142,9 +145,12 @@ type Options struct {
 	// records fetched beside it: one held while its neighbours are acked
 	// keeps that array, so with acks out of order count an unacked record's
 	// size as 64 KiB, or its own when larger. The term in MaxRecords alone
-	// is the GetRecords answers kept for reuse (base64, about 1.4 pages, up
-	// to two a shard). The last is the key tables of the aggregate being
-	// split, 5 bytes an entry; user records are split one at a time.
+	// is the GetRecords answer being read (base64, about 1.4 pages, read
+	// whole as the SDK reads it; up to twice that while it grows when the
+	// server sends no length) and the buffers kept for reuse (up to two a
+	// shard, of at most 4 MiB each). The last is the key tables of the
+	// aggregate being split, 5 bytes an entry; user records are split one
+	// at a time.
 	// With EnhancedFanOut, MaxRecords limits nothing: each shard also holds
 	// up to 4 MiB that Go's HTTP/2 client buffers per stream, plus about 4
 	// events, whose size Kinesis chooses (docs/tuning.md). Default 10000.

@@ -28,10 +28,12 @@ type Record struct {
 	// Data is the payload, as the producer put it (for a KPL aggregate,
 	// this user record's). It stays valid for as long as it is held, also
 	// after Ack, and never changes under its holder: kcl neither reuses
-	// nor writes it once delivered. A few records read together may share
-	// one backing array, each Data with no room past its end (an append
-	// copies); holding one keeps that array in memory: at most 64 KiB (or
-	// the record's own size when larger).
+	// nor writes it once delivered. Each Data has no room past its end (an
+	// append copies), but may share its backing array, which holding it
+	// keeps in memory:
+	//   - polled records of one GetRecords page share arrays of at most 64
+	//     KiB (a record larger than that has its own);
+	//   - the user records of a KPL aggregate share the aggregate's bytes.
 	Data []byte
 	// PartitionKey is the key the producer gave. Kinesis puts a key's
 	// records on one shard, so they arrive in order (Process runs them one

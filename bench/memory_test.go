@@ -35,7 +35,8 @@ type memoryRun struct {
 // bound is the documented bound (Options.MaxUnackedPerShard, docs/tuning.md)
 // for records without aggregates: shards x ((2 x MaxRecords +
 // MaxUnackedPerShard) x (record size + 512 bytes) + 3 x MaxRecords x record
-// size). The last term is the GetRecords answers kept for reuse.
+// size). The last term is the GetRecords answer being read and the buffers
+// kept for reuse.
 func (m memoryRun) bound() uint64 {
 	return uint64(m.shards * ((2*m.maxRecords+m.maxUnacked)*(m.size+512) + 3*m.maxRecords*m.size))
 }
@@ -107,10 +108,11 @@ func TestMemoryStaysFlatWithASlowConsumer(t *testing.T) {
 }
 
 // TestMemoryBoundWithLargePages is the same with large pages and one
-// unacked record: the GetRecords answers kept for reuse (up to 32 MB each,
-// the SDK's own pool keeps 64 KiB at most) dominate, and the bound counts
-// them (found by a review: 54.6 MiB against the 42.0 MiB the bound gave
-// without that term).
+// unacked record: the GetRecords answers being read (13.7 MB each, sent
+// chunked, so read into buffers grown by doubling, and too large for the
+// decoder to keep for reuse) dominate, and the bound counts them (found
+// by a review: 54.6 MiB against the 41 MiB the bound gave without that
+// term; up to 69.5 MiB with nothing kept for reuse, docs/tuning.md).
 func TestMemoryBoundWithLargePages(t *testing.T) {
 	m := memoryRun{shards: 2, perShard: 2500, size: 10 << 10, maxRecords: 1000, maxUnacked: 1, bufferSize: 1,
 		slowEvery: 2, pause: 2 * time.Millisecond}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,6 +122,8 @@ type shardInfo struct {
 	id      string
 	parents []string
 	closed  bool // has an ending sequence number
+	// first and last are its hash-key range; nil when not known.
+	first, last *big.Int
 }
 
 // listShards returns every shard the stream lists, in its order.
@@ -141,6 +144,10 @@ func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, e
 				}
 			}
 			info.closed = s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil
+			if r := s.HashKeyRange; r != nil {
+				info.first, _ = new(big.Int).SetString(aws.ToString(r.StartingHashKey), 10)
+				info.last, _ = new(big.Int).SetString(aws.ToString(r.EndingHashKey), 10)
+			}
 			shards = append(shards, info)
 		}
 		if out.NextToken == nil {
@@ -261,40 +268,55 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 
 // awaitingDeletion returns the shards (sorted) whose leases kcl ended and
 // deletes once a delay passed, as the workers judge it (the package's
-// cleanup.go): checkpoint SHARD_END, no owner, kcl's writer mark, and every
-// child (a lease naming the shard as parent, or a listed shard) leased and
-// started. A parent listed without children is not ready.
+// cleanup.go, endedLeases):
+//   - checkpoint SHARD_END, no owner, no hand-off asked (kcl's or the Java
+//     KCL's), and kcl's writer mark;
+//   - in a single-stream table, the stream's creation time, known (else
+//     nothing is deleted): a lease of an earlier stream of the name stays;
+//   - every child started: each lease naming the shard as a parent, of the
+//     same stream (creation time), and each listed child, whose lease must
+//     name it;
+//   - a listed shard's listed children cover its hash-key range: a
+//     listing caught mid-reshard shows only some, and a listed shard
+//     without children is not ready.
 func awaitingDeletion(shards []shardInfo, sl streamLeases) []string {
-	children := map[string][]string{}
-	for _, s := range shards {
-		for _, p := range s.parents {
-			children[p] = append(children[p], s.id)
-		}
-	}
+	children := map[string][]string{} // leases naming the shard as a parent
 	for shard, l := range sl.byShard {
 		for _, p := range l.Parents {
 			_, parent := leaseitem.SplitKey(p)
-			if !slices.Contains(children[parent], shard) {
-				children[parent] = append(children[parent], shard)
-			}
+			children[parent] = append(children[parent], shard)
 		}
 	}
 	listed := map[string]bool{}
+	listedKids := map[string][]string{}
 	for _, s := range shards {
 		listed[s.id] = true
+		for _, p := range s.parents {
+			listedKids[p] = append(listedKids[p], s.id)
+		}
 	}
+	covered := coveredByChildren(shards)
+	single := sl.streamID == ""
 	var out []string
 	for shard, l := range sl.byShard {
-		if l.Checkpoint != leaseitem.ShardEnd || l.Owner != "" || l.Writer.Worker == "" || l.CheckpointOwner != "" {
+		if l.Checkpoint != leaseitem.ShardEnd || l.Owner != "" || l.Writer.Worker == "" || l.CheckpointOwner != "" || l.HandoffTo != "" {
 			continue
 		}
-		if listed[shard] && len(children[shard]) == 0 {
+		if single && (sl.created.IsZero() || l.StreamCreated != sl.created.UnixMilli()) {
 			continue
 		}
+		if listed[shard] && !covered[shard] {
+			continue
+		}
+		leased := map[string]bool{}
 		ready := true
 		for _, k := range children[shard] {
-			kl, ok := sl.byShard[k]
-			ready = ready && ok && started(kl)
+			kl := sl.byShard[k]
+			leased[k] = true
+			ready = ready && started(kl) && kl.StreamCreated == l.StreamCreated
+		}
+		for _, k := range listedKids[shard] {
+			ready = ready && leased[k]
 		}
 		if ready {
 			out = append(out, shard)
@@ -302,6 +324,39 @@ func awaitingDeletion(shards []shardInfo, sl streamLeases) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// coveredByChildren returns the listed shards whose listed children (those
+// with a known range) cover their hash-key range, as the package's
+// coveredByChildren (shardsync.go) judges it.
+func coveredByChildren(shards []shardInfo) map[string]bool {
+	children := map[string][]shardInfo{}
+	for _, s := range shards {
+		for _, p := range s.parents {
+			if s.first != nil && s.last != nil {
+				children[p] = append(children[p], s)
+			}
+		}
+	}
+	covered := map[string]bool{}
+	for _, s := range shards {
+		kids := children[s.id]
+		if s.first == nil || s.last == nil || len(kids) == 0 {
+			continue
+		}
+		slices.SortFunc(kids, func(a, b shardInfo) int { return a.first.Cmp(b.first) })
+		next := new(big.Int).Set(s.first) // the first hash key not yet covered
+		for _, k := range kids {
+			if k.first.Cmp(next) > 0 {
+				break // a gap
+			}
+			if k.last.Cmp(next) >= 0 {
+				next.Add(k.last, big.NewInt(1))
+			}
+		}
+		covered[s.id] = next.Cmp(s.last) > 0
+	}
+	return covered
 }
 
 // started reports whether a lease's checkpoint moved past where its shard

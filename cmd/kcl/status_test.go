@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,26 +259,104 @@ func TestTheWatchLastsTheGroupsLeaseDuration(t *testing.T) {
 	assert.Equal(t, 3*time.Second, h.waited, "-lease given wins")
 }
 
-// status counts the ended leases that kcl deletes once their delay passed:
-// those it ended (its mark), whose children all started.
+// status counts the ended leases that kcl deletes once their delay passed,
+// as the workers judge them (cleanup.go, endedLeases): those it ended (its
+// mark), with no hand-off asked, of this stream (its creation time), whose
+// children all started and whose listed children cover its range.
 func TestStatusAwaitingDeletion(t *testing.T) {
 	seq := "49590338271490256608559692538361571095921575989136588898"
 	mark := leaseitem.Writer{Worker: "w1", Token: "t", Beat: 2}
-	shards := []shardInfo{
-		{id: "p", closed: true}, {id: "c1", parents: []string{"p"}}, {id: "c2", parents: []string{"p"}},
-		{id: "q", closed: true}, {id: "d1", parents: []string{"q"}}, {id: "d2", parents: []string{"q"}},
-		{id: "j", closed: true}, {id: "e1", parents: []string{"j"}},
+	created := time.UnixMilli(1700000000000)
+	stamp := created.UnixMilli()
+	span := func(id string, first, last int64, parents ...string) shardInfo {
+		return shardInfo{id: id, parents: parents, first: big.NewInt(first), last: big.NewInt(last)}
 	}
-	sl := streamLeases{byShard: map[string]leaseitem.Lease{
-		"p":  {Key: "p", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark},
-		"c1": {Key: "c1", Counter: 3, Checkpoint: seq, Parents: []string{"p"}},
-		"c2": {Key: "c2", Counter: 3, Checkpoint: leaseitem.ShardEnd, Parents: []string{"p"}, Writer: mark},
-		"q":  {Key: "q", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark},
-		"d1": {Key: "d1", Counter: 3, Checkpoint: seq, Parents: []string{"q"}},
-		"d2": {Key: "d2", Counter: 1, Checkpoint: leaseitem.TrimHorizon, Parents: []string{"q"}}, // not started
-		"j":  {Key: "j", Counter: 5, Checkpoint: leaseitem.ShardEnd, Owner: "java-1"},            // the Java KCL's
-		"e1": {Key: "e1", Counter: 3, Checkpoint: seq, Parents: []string{"j"}},
-		"g":  {Key: "g", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark}, // past retention, no child
-	}}
-	assert.Equal(t, []string{"g", "p"}, awaitingDeletion(shards, sl))
+	listing := func() []shardInfo {
+		return []shardInfo{
+			span("p", 0, 99), span("c1", 0, 49, "p"), span("c2", 50, 99, "p"),
+			span("q", 100, 199), span("d1", 100, 149, "q"), span("d2", 150, 199, "q"),
+			span("j", 200, 299), span("e1", 200, 299, "j"),
+		}
+	}
+	leases := func() streamLeases {
+		return streamLeases{created: created, byShard: map[string]leaseitem.Lease{
+			"p":  {Key: "p", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark, StreamCreated: stamp},
+			"c1": {Key: "c1", Counter: 3, Checkpoint: seq, Parents: []string{"p"}, StreamCreated: stamp},
+			"c2": {Key: "c2", Counter: 3, Checkpoint: leaseitem.ShardEnd, Parents: []string{"p"}, Writer: mark, StreamCreated: stamp},
+			"q":  {Key: "q", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark, StreamCreated: stamp},
+			"d1": {Key: "d1", Counter: 3, Checkpoint: seq, Parents: []string{"q"}, StreamCreated: stamp},
+			"d2": {Key: "d2", Counter: 1, Checkpoint: leaseitem.TrimHorizon, Parents: []string{"q"}, StreamCreated: stamp}, // not started
+			"j":  {Key: "j", Counter: 5, Checkpoint: leaseitem.ShardEnd, Owner: "java-1", StreamCreated: stamp},            // the Java KCL's
+			"e1": {Key: "e1", Counter: 3, Checkpoint: seq, Parents: []string{"j"}, StreamCreated: stamp},
+			"g":  {Key: "g", Counter: 5, Checkpoint: leaseitem.ShardEnd, Writer: mark, StreamCreated: stamp}, // past retention, no child
+		}}
+	}
+	for _, c := range []struct {
+		name   string
+		change func(shards []shardInfo, sl *streamLeases) []shardInfo
+		want   []string
+	}{
+		{"every child started", nil, []string{"g", "p"}},
+		{"a hand-off asked", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			edit(sl, "p", func(l *leaseitem.Lease) { l.HandoffTo = "w2" })
+			return sh
+		}, []string{"g"}},
+		{"the Java KCL's graceful hand-off", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			edit(sl, "p", func(l *leaseitem.Lease) { l.CheckpointOwner = "java-2" })
+			return sh
+		}, []string{"g"}},
+		{"an earlier stream's lease", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			edit(sl, "p", func(l *leaseitem.Lease) { l.StreamCreated = stamp - 1 })
+			return sh
+		}, []string{"g"}},
+		{"a lease with no creation time", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			edit(sl, "g", func(l *leaseitem.Lease) { l.StreamCreated = 0 })
+			return sh
+		}, []string{"p"}},
+		{"the stream's creation time unknown", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			sl.created = time.Time{}
+			return sh
+		}, nil},
+		{"a multi-stream table: its keys name the stream", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			sl.streamID, sl.created = "123456789012:s:1700000000", time.Time{}
+			for k := range sl.byShard {
+				edit(sl, k, func(l *leaseitem.Lease) { l.StreamCreated = 0 })
+			}
+			return sh
+		}, []string{"g", "p"}},
+		{"a child of an earlier stream", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			edit(sl, "c1", func(l *leaseitem.Lease) { l.StreamCreated = stamp - 1 })
+			return sh
+		}, []string{"g"}},
+		{"a child not started", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			edit(sl, "c1", func(l *leaseitem.Lease) { l.Checkpoint = leaseitem.TrimHorizon })
+			return sh
+		}, []string{"g"}},
+		{"a listed child whose lease does not name it", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			edit(sl, "c2", func(l *leaseitem.Lease) { l.Parents = nil })
+			return sh
+		}, []string{"g"}},
+		{"a listing caught mid-reshard: the children do not cover the range", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			edit(sl, "c2", func(l *leaseitem.Lease) { l.Checkpoint = seq }) // not ended itself
+			return slices.DeleteFunc(sh, func(s shardInfo) bool { return s.id == "c2" })
+		}, []string{"g"}},
+		{"a parent no longer listed: its leased children suffice", func(sh []shardInfo, sl *streamLeases) []shardInfo {
+			return slices.DeleteFunc(sh, func(s shardInfo) bool { return s.id == "p" })
+		}, []string{"g", "p"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			shards, sl := listing(), leases()
+			if c.change != nil {
+				shards = c.change(shards, &sl)
+			}
+			assert.Equal(t, c.want, awaitingDeletion(shards, sl))
+		})
+	}
+}
+
+// edit changes the lease of shard in sl.
+func edit(sl *streamLeases, shard string, change func(*leaseitem.Lease)) {
+	l := sl.byShard[shard]
+	change(&l)
+	sl.byShard[shard] = l
 }
