@@ -106,6 +106,8 @@ type harness struct {
 	// during is what happens while the command watches the table (the
 	// liveness watch): nothing by default, so every worker looks dead.
 	during func()
+	// clock is the command's clock; time.Now when nil.
+	clock  func() time.Time
 	waited time.Duration // how long the last run's watch was to last
 }
 
@@ -152,6 +154,9 @@ func (h *harness) run(args ...string) (int, string, string) {
 			}
 			return nil
 		},
+	}
+	if h.clock != nil {
+		e.now = h.clock
 	}
 	code := run(context.Background(), args, e)
 	return code, stdout.String(), stderr.String()
@@ -236,7 +241,7 @@ func (h *harness) items() []map[string]types.AttributeValue {
 // shardIDs are the stream's shard IDs, in listing order.
 func (h *harness) shardIDs() []string {
 	h.t.Helper()
-	shards, err := listShards(context.Background(), h.kin, h.stream)
+	shards, _, err := listShards(context.Background(), h.kin, h.stream)
 	require.NoError(h.t, err)
 	ids := make([]string, len(shards))
 	for i, sh := range shards {

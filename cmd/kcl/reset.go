@@ -36,6 +36,25 @@ type target struct {
 	at         time.Time
 }
 
+// onKinesisClock returns t with a LATEST target's stored start no later
+// than kinesisNow (a Date Kinesis gave; zero: none) less a minute. The
+// start is what a worker opens AT_TIMESTAMP of when the lease moves before
+// its first ack, so on a host whose clock runs ahead of Kinesis's it would
+// skip what was written between the first open and it.
+func (t target) onKinesisClock(kinesisNow time.Time) target {
+	if t.checkpoint == leaseitem.Latest && !kinesisNow.IsZero() {
+		t.at = minTime(t.at, kinesisNow.Add(-latestSkew))
+	}
+	return t
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 func (t target) String() string {
 	if t.checkpoint == leaseitem.AtTimestamp {
 		return leaseitem.AtTimestamp + " " + t.at.UTC().Format(time.RFC3339Nano)
@@ -67,10 +86,8 @@ func parseTarget(s string, now time.Time) (target, error) {
 	case "trim-horizon", "trim_horizon":
 		return target{checkpoint: leaseitem.TrimHorizon}, nil
 	case "latest":
-		// A minute before now, as a kcl worker stores its own start (but
-		// on this host's clock, not Kinesis's): a clock less than a
-		// minute ahead of Kinesis's makes a re-read, never a skip
-		// (docs/operating.md).
+		// A minute before now, as a kcl worker stores its own start;
+		// onKinesisClock then keeps it from running ahead of Kinesis's.
 		return target{checkpoint: leaseitem.Latest, at: now.Add(-latestSkew)}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
@@ -143,10 +160,11 @@ func reset(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	shards, err := listShards(ctx, kin, *stream)
+	shards, kinesisNow, err := listShards(ctx, kin, *stream)
 	if err != nil {
 		return err
 	}
+	tgt = tgt.onKinesisClock(kinesisNow)
 	w, err := observe(ctx, e, db, table, leaseDur, "to tell live workers from dead ones", false)
 	if err != nil {
 		return err

@@ -314,8 +314,45 @@ func TestResetToLatestStoresTheResetsTime(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	l := h.lease(id)
 	assert.Equal(t, leaseitem.Latest, l.Checkpoint)
-	assert.GreaterOrEqual(t, l.StartAt, before-time.Minute.Milliseconds(), "the reset's time, less a minute for clock skew")
+	// Kinesis's Date is in whole seconds: a second more.
+	assert.GreaterOrEqual(t, l.StartAt, before-time.Minute.Milliseconds()-time.Second.Milliseconds(), "the reset's time, less a minute for clock skew")
 	assert.LessOrEqual(t, l.StartAt, time.Now().Add(-time.Minute).UnixMilli())
+}
+
+// On a host whose clock runs ahead of Kinesis's, reset -to latest still
+// stores a start no later than Kinesis's clock less a minute: a start ahead
+// of it would make the next owner skip what a first owner delivered and
+// never acked (issue 27, item 2, for the command).
+func TestResetToLatestStoresAStartOnKinesissClock(t *testing.T) {
+	h := newHarness(t, 1)
+	id := h.shardIDs()[0]
+	h.put(leaseItem(id, "", 7, leaseitem.TrimHorizon))
+	h.clock = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	code, _, stderr := h.run("reset", "-app", h.table, "-stream", h.stream, "-to", "latest", "-lease", "1s")
+	require.Equal(t, 0, code, stderr)
+	l := h.lease(id)
+	assert.Equal(t, leaseitem.Latest, l.Checkpoint)
+	assert.LessOrEqual(t, l.StartAt, time.Now().Add(-time.Minute).UnixMilli(), "a start on Kinesis's clock, not the host's 2 minutes ahead")
+}
+
+func TestTargetOnKinesisClock(t *testing.T) {
+	host := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	kin := host.Add(-2 * time.Minute)
+	for _, c := range []struct {
+		name string
+		t    target
+		kin  time.Time
+		want time.Time
+	}{
+		{"latest, Kinesis behind the host", target{leaseitem.Latest, host.Add(-time.Minute)}, kin, kin.Add(-time.Minute)},
+		{"latest, Kinesis ahead of the host", target{leaseitem.Latest, kin.Add(-time.Minute)}, host, kin.Add(-time.Minute)},
+		{"latest, no Date", target{leaseitem.Latest, host.Add(-time.Minute)}, time.Time{}, host.Add(-time.Minute)},
+		{"a time given is kept", target{leaseitem.AtTimestamp, host}, kin, host},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Equal(t, c.want, c.t.onKinesisClock(c.kin).at)
+		})
+	}
 }
 
 // The Java KCL deletes a parent's lease once its children started. reset

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"golang.org/x/sync/errgroup"
@@ -83,7 +84,7 @@ func status(ctx context.Context, args []string, e *env) error {
 	if err != nil {
 		return err
 	}
-	shards, err := listShards(ctx, kin, *stream)
+	shards, _, err := listShards(ctx, kin, *stream)
 	if err != nil {
 		return err
 	}
@@ -126,15 +127,21 @@ type shardInfo struct {
 	first, last *big.Int
 }
 
-// listShards returns every shard the stream lists, in its order.
-func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, error) {
+// listShards returns every shard the stream lists, in its order, and the
+// Date of Kinesis's first answer (zero if it gave none): Kinesis's clock,
+// rounded down to the second, never ahead of it.
+func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, time.Time, error) {
 	var shards []shardInfo
+	var date time.Time
 	in := &kinesis.ListShardsInput{}
 	in.StreamName, in.StreamARN = streamInput(stream)
 	for {
 		out, err := kin.ListShards(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("stream %q: ListShards: %w", stream, err)
+			return nil, time.Time{}, fmt.Errorf("stream %q: ListShards: %w", stream, err)
+		}
+		if d, ok := awsmiddleware.GetServerTime(out.ResultMetadata); ok && date.IsZero() {
+			date = d
 		}
 		for _, s := range out.Shards {
 			info := shardInfo{id: aws.ToString(s.ShardId)}
@@ -151,7 +158,7 @@ func listShards(ctx context.Context, kin Kinesis, stream string) ([]shardInfo, e
 			shards = append(shards, info)
 		}
 		if out.NextToken == nil {
-			return shards, nil
+			return shards, date, nil
 		}
 		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
 	}
