@@ -25,7 +25,7 @@ import (
 // maxPooledBody and is dropped: with pages alternating 2.2 and 2.6 MiB,
 // every answer is read into a new buffer, 3.3 MiB allocated per call.
 func TestReview16PooledBodiesStayPooledAsPagesVary(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one P: the pool's private slot is seen by the next Get
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))  // one P: the pool's private slot is seen by the next Get
 	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no collection clears the pool
 	bodies := [][]byte{padded(22 << 20 / 10), padded(26 << 20 / 10)}
 	for _, b := range bodies {
