@@ -66,15 +66,19 @@ func (p leanProtocol) DeserializeResponse(ctx context.Context, op *smithy.Operat
 		buf = bytes.NewBuffer(make([]byte, 0, int(min(n, maxBody))+bytes.MinRead))
 	} else {
 		buf = bodies.Get().(*bytes.Buffer)
+		// Read in place: ReadFrom wants MinRead spare bytes to see the end.
+		// A pooled buffer too small is replaced by one of the size needed,
+		// not grown: Grow would at least double it, past what the pool
+		// keeps, and pages of varying sizes would never reuse one.
+		if need := int(n) + bytes.MinRead; n > 0 && buf.Cap() < need {
+			buf = bytes.NewBuffer(make([]byte, 0, need))
+		}
 		defer func() {
-			if buf.Cap() <= maxPooledBody {
+			if buf.Cap() <= maxPooledBody+bytes.MinRead {
 				buf.Reset()
 				bodies.Put(buf)
 			}
 		}()
-		if n > 0 {
-			buf.Grow(int(n) + bytes.MinRead) // read in place: ReadFrom wants MinRead spare bytes to see the end
-		}
 	}
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		return &smithy.DeserializationError{Err: err}

@@ -287,11 +287,14 @@ func buildStatus(stream, table string, shards []shardInfo, w watch, sl streamLea
 //     listing caught mid-reshard shows only some, and a listed shard
 //     without children is not ready.
 func awaitingDeletion(shards []shardInfo, sl streamLeases) []string {
-	children := map[string][]string{} // leases naming the shard as a parent
-	for shard, l := range sl.byShard {
-		for _, p := range l.Parents {
-			_, parent := leaseitem.SplitKey(p)
-			children[parent] = append(children[parent], shard)
+	// The leases of the whole table naming a lease key as a parent, the
+	// key matched whole, as the workers match it.
+	children := map[string][]leaseitem.Lease{}
+	for _, ls := range [][]leaseitem.Lease{slices.Collect(maps.Values(sl.byShard)), sl.others} {
+		for _, l := range ls {
+			for _, p := range l.Parents {
+				children[p] = append(children[p], l)
+			}
 		}
 	}
 	listed := map[string]bool{}
@@ -317,8 +320,8 @@ func awaitingDeletion(shards []shardInfo, sl streamLeases) []string {
 		}
 		leased := map[string]bool{}
 		ready := true
-		for _, k := range children[shard] {
-			kl := sl.byShard[k]
+		for _, kl := range children[l.Key] {
+			_, k := leaseitem.SplitKey(kl.Key)
 			leased[k] = true
 			ready = ready && started(kl) && kl.StreamCreated == l.StreamCreated
 		}

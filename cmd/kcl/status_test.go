@@ -320,7 +320,13 @@ func TestStatusAwaitingDeletion(t *testing.T) {
 		{"a multi-stream table: its keys name the stream", func(sh []shardInfo, sl *streamLeases) []shardInfo {
 			sl.streamID, sl.created = "123456789012:s:1700000000", time.Time{}
 			for k := range sl.byShard {
-				edit(sl, k, func(l *leaseitem.Lease) { l.StreamCreated = 0 })
+				edit(sl, k, func(l *leaseitem.Lease) {
+					// As leaseitem.ParseLease gives them: full keys.
+					l.StreamCreated, l.Key = 0, leaseitem.Key(sl.streamID, l.Key)
+					for i, p := range l.Parents {
+						l.Parents[i] = leaseitem.Key(sl.streamID, p)
+					}
+				})
 			}
 			return sh
 		}, []string{"g", "p"}},
