@@ -20,6 +20,7 @@ import (
 // Server serves shards of identical-size records.
 type Server struct {
 	endless  bool
+	length   bool // GetRecords answers carry a Content-Length (WithLength)
 	URL      string
 	pages    map[string][][]byte // shard -> page -> encoded GetRecords answer
 	caughtUp map[string][]byte   // shard -> empty answer at the end
@@ -32,9 +33,13 @@ type Server struct {
 // pageSize). Shards stay open: past the last record, GetRecords answers no
 // records and MillisBehindLatest 0 or, when endless, the first page again
 // (sequence numbers repeat) and readers are never caught up: for
-// steady-state measurements.
-func Start(shards, perShard, size, pageSize int, endless bool) (*Server, error) {
+// steady-state measurements. GetRecords answers are sent chunked, without a
+// length, unless WithLength is given.
+func Start(shards, perShard, size, pageSize int, endless bool, opts ...Option) (*Server, error) {
 	s := &Server{pages: map[string][][]byte{}, caughtUp: map[string][]byte{}, endless: endless}
+	for _, o := range opts {
+		o(s)
+	}
 	data := base64.StdEncoding.EncodeToString(make([]byte, size))
 	// Arrival times as Kinesis writes them: epoch seconds in E notation,
 	// with milliseconds.
@@ -74,6 +79,14 @@ func Start(shards, perShard, size, pageSize int, endless bool) (*Server, error) 
 	return s, nil
 }
 
+// Option changes how a Server answers.
+type Option func(*Server)
+
+// WithLength sends every GetRecords answer with its Content-Length, as
+// Kinesis does. Without it, an answer larger than the 2 KiB net/http buffers
+// goes chunked, with no length: a reader cannot size its buffer up front.
+func WithLength() Option { return func(s *Server) { s.length = true } }
+
 // Close stops the server.
 func (s *Server) Close() error { return s.srv.Close() }
 
@@ -107,17 +120,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case "GetRecords":
 		var in struct{ ShardIterator string }
 		_ = json.Unmarshal(body, &in)
-		id, page, _ := strings.Cut(in.ShardIterator, "/")
-		n, _ := strconv.Atoi(page)
+		id, at, _ := strings.Cut(in.ShardIterator, "/")
+		n, _ := strconv.Atoi(at)
 		pages := s.pages[id]
+		page := s.caughtUp[id]
 		switch {
 		case s.endless && len(pages) > 0:
-			w.Write(pages[n%len(pages)])
+			page = pages[n%len(pages)]
 		case n < len(pages):
-			w.Write(pages[n])
-		default:
-			w.Write(s.caughtUp[id])
+			page = pages[n]
 		}
+		if s.length {
+			w.Header().Set("Content-Length", strconv.Itoa(len(page)))
+		}
+		w.Write(page)
 	default:
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprintf(w, `{"__type":"InvalidArgumentException","message":"replay serves no %s"}`, op)
