@@ -94,9 +94,10 @@ func (p leanProtocol) DeserializeResponse(ctx context.Context, op *smithy.Operat
 
 // bodies holds buffers for answer bodies, which decodeGetRecords copies
 // everything out of. Only buffers of at most maxPooledBody bytes are kept:
-// the pool may hold about two a shard across a garbage collection, which
-// the documented memory bound counts (Options.MaxUnackedPerShard). A larger
-// body is read into a buffer of its own, then dropped.
+// beyond those in use, the pool may hold about two per P (GOMAXPROCS)
+// across a garbage collection, which the documented memory bound counts
+// (Options.MaxUnackedPerShard). A larger body is read into a buffer of its
+// own, then dropped.
 var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const (

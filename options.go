@@ -138,19 +138,25 @@ type Options struct {
 	// MaxUnackedPerShard bounds memory: a shard stops fetching while this many
 	// of its delivered records are not yet acked, and resumes as acks arrive.
 	// Polling, a consumer holds at most about shards x ((2 x MaxRecords +
-	// MaxUnackedPerShard) x (record size + 512 bytes) + 3 x MaxRecords x
-	// record size + 3 x record size). Record size is the Kinesis record's: a
-	// KPL user record keeps its whole aggregate. A polled record's data
-	// shares an array of at most 64 KiB (or its own, when larger) with
-	// records fetched beside it: one held while its neighbours are acked
-	// keeps that array, so with acks out of order count an unacked record's
-	// size as 64 KiB, or its own when larger. The term in MaxRecords alone
-	// is the GetRecords answer being read (base64, about 1.4 pages, read
-	// whole as the SDK reads it; up to twice that while it grows when the
-	// server sends no length) and the buffers kept for reuse (up to two a
-	// shard, of at most 4 MiB each). The last is the key tables of the
-	// aggregate being split, 5 bytes an entry; user records are split one
-	// at a time.
+	// MaxUnackedPerShard) x (record size + 512 bytes) + 3 x answer + 3 x
+	// record size) + 2 x GOMAXPROCS x min(2 x answer, 4 MiB), where answer
+	// is a GetRecords answer's size, MaxRecords x (1.4 x record size + 200
+	// bytes): base64 data, and about 160 bytes of sequence number,
+	// timestamp and field names, plus the partition key (add what a key has
+	// over 40 bytes). Record size is the Kinesis record's: a KPL user record
+	// keeps its whole aggregate. A polled record's data shares an array of
+	// at most 64 KiB (or its own, when larger) with records fetched beside
+	// it: one held while its neighbours are acked keeps that array, so with
+	// acks out of order count an unacked record's size as 64 KiB, or its
+	// own when larger. The answer terms are:
+	//   - 3 x answer, the answer being read: whole, as the SDK reads it, and
+	//     up to 3 answers while its buffer grows by doubling when the server
+	//     sends no length;
+	//   - the buffers kept for reuse: up to about two per GOMAXPROCS across
+	//     a garbage collection (sync.Pool keeps them per P, not per shard),
+	//     each of at most 4 MiB and at most 2 answers.
+	// The term 3 x record size is the key tables of the aggregate being
+	// split, 5 bytes an entry; user records are split one at a time.
 	// With EnhancedFanOut, MaxRecords limits nothing: each shard also holds
 	// up to 4 MiB that Go's HTTP/2 client buffers per stream, plus about 4
 	// events, whose size Kinesis chooses (docs/tuning.md). Default 10000.
