@@ -258,6 +258,46 @@ func TestASyncRetriedAfterReplacingAnEarlierStreamsLeasesStillStartsAtTheFirstRe
 	}
 }
 
+// The same when the first attempt deleted the earlier stream's only lease
+// (of a shard the new stream does not list) instead of replacing it: no
+// lease then says the stream was created again, so only this worker's
+// memory of the deletion (kstream.followsEarlier) starts the new stream's
+// leases at its first record.
+func TestASyncRetriedAfterDeletingAnEarlierStreamsLeaseStillStartsAtTheFirstRecord(t *testing.T) {
+	ctx := context.Background()
+	kin := kinesisfake.New(kinesisfake.Options{})
+	kin.CreateStream("s", 2)
+	c, err := New(Options{StreamName: "s", WorkerID: "me", Kinesis: kin, InitialPosition: Latest, Logger: discardLogger()})
+	require.NoError(t, err)
+	require.NoError(t, c.describeStreams(ctx))
+	earlier := c.streamList()[0].created.Add(-time.Hour).UnixMilli()
+	_, err = c.table.create(ctx, lease{shardID: "shardId-000000000007", checkpoint: checkpoint{seq: "49000000000000000000000000000000000000000000000000000007"}, streamCreated: earlier})
+	require.NoError(t, err)
+	hooked := &hookTable{inner: c.table}
+	failed := false
+	hooked.set(func(h *hookTable) {
+		h.before = func(op, key string) error {
+			if op == "create" && !failed {
+				failed = true
+				return errors.New("throttled (test)")
+			}
+			return nil
+		}
+	})
+	c.table = hooked
+	require.Error(t, c.syncShards(ctx, running, nil), "the first attempt deletes shard 7's lease, then fails")
+	_, ok, err := c.table.read(ctx, "shardId-000000000007")
+	require.NoError(t, err)
+	require.False(t, ok, "the earlier stream's lease was deleted")
+	require.NoError(t, c.syncShards(ctx, running, nil))
+	for _, id := range []string{"shardId-000000000000", "shardId-000000000001"} {
+		l, ok, err := c.table.read(ctx, id)
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, checkpointTrimHorizon, l.checkpoint.seq, "%s read from the new stream's first record", id)
+	}
+}
+
 // A shard end's sync that finds its stream deleted marks it missing: the
 // reader that ended was perhaps its worker's last, and the periodic sync
 // may be an hour away, so only the lease loop's look for a missing stream
